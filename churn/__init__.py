@@ -1,0 +1,1 @@
+"""churn stage package."""

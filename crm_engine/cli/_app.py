@@ -1,0 +1,47 @@
+"""The typer application and the error handling every command shares."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from crm_engine.config import ConfigError
+from crm_engine.io import DataError
+
+app = typer.Typer(
+    name="crm-engine",
+    help="Customer segments, lifetime value, churn and loyalty for a mobile operator.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a user's mistake (bad config, bad data) into one stderr line and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, DataError) as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@app.callback()
+def _root() -> None:
+    """Customer segments, lifetime value, churn and loyalty for a mobile operator."""

@@ -1,0 +1,27 @@
+"""`crm-engine config`: show the resolved configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crm_engine.cli._app import app, console, user_errors
+from crm_engine.config import config_to_toml, load_config
+
+
+@app.command("config")
+@user_errors
+def config_command(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="pipeline.toml to resolve (default: embedded defaults)", exists=True,
+                       dir_okay=False),
+    ] = None,
+    show: Annotated[bool, typer.Option("--show", help="print the resolved config")] = True,
+) -> None:
+    """Validate a config file and print the resolved configuration as TOML."""
+    cfg = load_config(path)
+    if show:
+        console.print(config_to_toml(cfg), highlight=False, markup=False)

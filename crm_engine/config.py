@@ -1,0 +1,280 @@
+"""Typed pipeline configuration: one TOML file validated by pydantic, one section per package."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message names the key path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the input tables are and which date the run describes."""
+
+    dir: Path = Field(Path("demo/data"), description="directory holding the input tables")
+    as_of: dt.date | None = Field(
+        None, description="first day not observed; default: first day of the month after the "
+        "last transaction"
+    )
+
+
+class OutputConfig(_Section):
+    """Where results are written."""
+
+    dir: Path = Field(Path("demo/output"), description="output directory (replaced atomically)")
+
+
+class MlflowConfig(_Section):
+    """Experiment tracking."""
+
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default MLFLOW_TRACKING_URI or "
+        "sqlite:///<output>/mlflow.db"
+    )
+    experiment: str = "crm-engine"
+    register_models: bool = True
+
+
+class FeaturesConfig(_Section):
+    """Point-in-time customer profiles."""
+
+    spend_windows_days: list[Annotated[int, Field(gt=0)]] = [30, 90, 365]
+    service_windows_days: list[Annotated[int, Field(gt=0)]] = [90, 365]
+    network_months: Annotated[int, Field(gt=0, le=24)] = 3
+    contagion_days: Annotated[int, Field(gt=0)] = 90
+    age_bands: list[Annotated[int, Field(ge=0, le=120)]] = Field(
+        [25, 35, 50, 65], description="upper-exclusive cut points of the age bands"
+    )
+    pagerank_iterations: Annotated[int, Field(gt=0, le=200)] = 20
+
+    @field_validator("age_bands", "spend_windows_days", "service_windows_days")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError(f"must be strictly increasing, got {v}")
+        return v
+
+
+class SegmentationConfig(_Section):
+    """Rule-based dimensions and behavioural clusters."""
+
+    algorithm: Literal["kmeans", "gmm", "bisecting_kmeans"] = "kmeans"
+    k: int | Literal["auto"] = "auto"
+    k_min: Annotated[int, Field(ge=2)] = 4
+    k_max: Annotated[int, Field(ge=2)] = 9
+    sample_size: Annotated[int, Field(gt=0)] = 200_000
+    silhouette_sample: Annotated[int, Field(gt=0)] = 10_000
+    spend_cut_points: list[float] | None = Field(
+        None, description="two cut points (low/medium, medium/high) on trailing-12-month "
+        "spend; default tertiles"
+    )
+    features: list[str] | None = Field(None, description="profile columns to cluster on")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SegmentationConfig:
+        if self.k_max < self.k_min:
+            raise ValueError(f"k_max={self.k_max} should be >= k_min={self.k_min}")
+        if isinstance(self.k, int) and self.k < 2:
+            raise ValueError(f"k={self.k} should be >= 2 or 'auto'")
+        if self.spend_cut_points is not None and (
+            len(self.spend_cut_points) != 2 or self.spend_cut_points[0] >= self.spend_cut_points[1]
+        ):
+            raise ValueError("spend_cut_points must be two increasing numbers")
+        return self
+
+
+class LifecycleRules(_Section):
+    """Rules that place a customer in new / active / at_risk / dormant."""
+
+    new_tenure_days: Annotated[int, Field(ge=0)] = 90
+    dormant_recency_days: Annotated[int, Field(ge=0)] = 90
+    dormant_p_alive: Annotated[float, Field(ge=0, le=1)] = 0.3
+    at_risk_p_alive: Annotated[float, Field(ge=0, le=1)] = 0.7
+
+
+class ValuationConfig(_Section):
+    """CLV, P(alive), lifecycle and profit."""
+
+    model: Literal["bgnbd", "mbgnbd", "pareto", "auto"] = "bgnbd"
+    horizon_days: Annotated[int, Field(gt=0)] = 365
+    annual_discount_rate: Annotated[float, Field(ge=0, lt=1)] = 0.10
+    margin: Annotated[float, Field(gt=0, le=1)] = 0.30
+    cost_per_interaction: Annotated[float, Field(ge=0)] = 2.0
+    penalizer: Annotated[float, Field(ge=0)] = 0.0
+    holdout_days: Annotated[int, Field(ge=0)] = 90
+    tier_quantiles: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        [0.5, 0.8, 0.95], description="CLV quantiles separating bronze|silver|gold|platinum"
+    )
+    lifecycle: LifecycleRules = LifecycleRules()
+
+
+class ChurnConfig(_Section):
+    """LightGBM churn model."""
+
+    horizon_days: Annotated[int, Field(gt=0)] = 90
+    calibration: Literal["isotonic", "platt"] = "isotonic"
+    risk_thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        [0.1, 0.3], description="probabilities separating low|medium|high risk"
+    )
+    drivers_top_n: Annotated[int, Field(ge=0)] = 5_000
+    drivers_min_probability: Annotated[float, Field(ge=0, le=1)] = 0.3
+    n_drivers: Annotated[int, Field(gt=0, le=20)] = 3
+    extra_features: list[str] = []
+    lgbm_params: dict[str, float | int | str | bool] = {
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "max_depth": 6,
+        "min_child_samples": 50,
+        "n_estimators": 500,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+    }
+    early_stopping_rounds: Annotated[int, Field(gt=0)] = 30
+    seed: int = 0
+
+
+class LoyaltyConfig(_Section):
+    """LightGBM loyalty (promoter / passive / detractor) model."""
+
+    enabled: bool = True
+    lgbm_params: dict[str, float | int | str | bool] = {
+        "learning_rate": 0.05,
+        "num_leaves": 15,
+        "max_depth": 5,
+        "min_child_samples": 50,
+        "n_estimators": 300,
+    }
+    early_stopping_rounds: Annotated[int, Field(gt=0)] = 30
+    seed: int = 0
+
+
+class PipelineConfig(_Section):
+    """The whole run, one section per package."""
+
+    data: DataConfig = DataConfig()
+    output: OutputConfig = OutputConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    segmentation: SegmentationConfig = SegmentationConfig()
+    valuation: ValuationConfig = ValuationConfig()
+    churn: ChurnConfig = ChurnConfig()
+    loyalty: LoyaltyConfig = LoyaltyConfig()
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parent = e["loc"][:-1]
+            allowed = sorted(_allowed_keys(parent))
+            lines.append(f"  {path}: unknown key (allowed: {', '.join(allowed)})")
+        else:
+            lines.append(f"  {path}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _allowed_keys(path: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = PipelineConfig
+    for part in path:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        if not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {p} is not a section")
+    node[parts[-1]] = value
+
+
+def load_config(
+    path: Path | None = None, overrides: dict[str, Any] | None = None
+) -> PipelineConfig:
+    """Read a TOML file (or the defaults), apply dotted-key overrides and validate.
+
+    Parameters
+    ----------
+    path
+        A ``pipeline.toml``; None gives the embedded defaults.
+    overrides
+        ``{"data.dir": "x", "churn.horizon_days": 60}``: CLI flags win over the file.
+
+    Raises
+    ------
+    ConfigError
+        With the key path and the allowed keys or values.
+    """
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            tree = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file not found: {path}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(tree, key, value)
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None
+
+
+def config_to_toml(cfg: PipelineConfig) -> str:
+    """Render a config as TOML text (the resolved view `crm-engine config --show` prints)."""
+    data = cfg.model_dump(mode="json")
+    out: list[str] = []
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {fmt(x)}" for k, x in v.items()) + " }"
+        return repr(v)
+
+    def section(name: str, body: dict[str, Any]) -> None:
+        out.append(f"[{name}]")
+        subs = []
+        for k, v in body.items():
+            if v is None:
+                out.append(f"# {k} = (unset)")
+            elif isinstance(v, dict) and k not in ("lgbm_params",):
+                subs.append((f"{name}.{k}", v))
+            else:
+                out.append(f"{k} = {fmt(v)}")
+        out.append("")
+        for n, b in subs:
+            section(n, b)
+
+    for name, body in data.items():
+        section(name, body)
+    return "\n".join(out)

@@ -1,0 +1,240 @@
+"""Data contracts: the schema of every input table (`crm.inputs/v1`) and of the scores output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+INPUTS_CONTRACT = "crm.inputs/v1"
+SCORES_CONTRACT = "crm.scores/v1"
+
+DATETIME = pl.Datetime("us")
+
+
+@dataclass(frozen=True)
+class TableContract:
+    """One input table: its columns, which of them may be null, and how it is dated.
+
+    Parameters
+    ----------
+    name
+        Table name; the file is found as ``<name>.parquet``, ``<name>/`` or ``<name>.csv``.
+    schema
+        Column name -> Polars dtype. ``customer_id``-like key columns are declared Int64 here;
+        the reader switches them to String when the customers table uses string ids.
+    required
+        Whether a run can go on without this table.
+    nullable
+        Columns that may hold nulls; every other column must be non-null.
+    keys
+        Customer key columns (``customer_id``, or ``caller_id``/``callee_id`` for calls).
+    time_column
+        The column that dates a row for point-in-time rules (None: the table is not dated).
+    monthly
+        True when ``time_column`` is the first day of a month that the row summarises: such a
+        row is only observed at ``as_of`` once its whole month lies before ``as_of``.
+    """
+
+    name: str
+    schema: dict[str, pl.DataType]
+    required: bool = False
+    nullable: frozenset[str] = field(default_factory=frozenset)
+    keys: tuple[str, ...] = ("customer_id",)
+    time_column: str | None = None
+    monthly: bool = False
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema)
+
+    def polars_schema(self, id_dtype: pl.DataType = pl.Int64) -> pl.Schema:
+        """The schema with key columns in the run's customer id type."""
+        return pl.Schema({c: (id_dtype if c in self.keys else t) for c, t in self.schema.items()})
+
+
+CUSTOMERS = TableContract(
+    name="customers",
+    schema={
+        "customer_id": pl.Int64(),
+        "signup_date": pl.Date(),
+        "birth_date": pl.Date(),
+        "gender": pl.String(),
+        "occupation": pl.String(),
+        "region": pl.String(),
+        "area_type": pl.String(),
+        "plan_type": pl.String(),
+        "churn_date": pl.Date(),
+    },
+    required=True,
+    nullable=frozenset({"birth_date", "gender", "occupation", "area_type", "churn_date"}),
+    time_column="signup_date",
+)
+
+TRANSACTIONS = TableContract(
+    name="transactions",
+    schema={
+        "customer_id": pl.Int64(),
+        "ts": DATETIME,
+        "amount": pl.Float64(),
+        "category": pl.String(),
+        "channel": pl.String(),
+    },
+    required=True,
+    nullable=frozenset({"category", "channel"}),
+    time_column="ts",
+)
+
+USAGE = TableContract(
+    name="usage",
+    schema={
+        "customer_id": pl.Int64(),
+        "month": pl.Date(),
+        "data_mb": pl.Float64(),
+        "voice_min": pl.Float64(),
+        "sms": pl.Float64(),
+    },
+    time_column="month",
+    monthly=True,
+)
+
+NETWORK = TableContract(
+    name="network",
+    schema={
+        "customer_id": pl.Int64(),
+        "month": pl.Date(),
+        "dropped_call_rate": pl.Float64(),
+        "call_setup_success_rate": pl.Float64(),
+        "avg_download_mbps": pl.Float64(),
+        "latency_ms": pl.Float64(),
+        "packet_loss_pct": pl.Float64(),
+        "coverage_5g_share": pl.Float64(),
+    },
+    nullable=frozenset(
+        {
+            "dropped_call_rate",
+            "call_setup_success_rate",
+            "avg_download_mbps",
+            "latency_ms",
+            "packet_loss_pct",
+            "coverage_5g_share",
+        }
+    ),
+    time_column="month",
+    monthly=True,
+)
+
+INTERACTIONS = TableContract(
+    name="interactions",
+    schema={
+        "customer_id": pl.Int64(),
+        "opened_at": DATETIME,
+        "closed_at": DATETIME,
+        "channel": pl.String(),
+        "kind": pl.String(),
+        "topic": pl.String(),
+        "satisfaction": pl.Int64(),
+    },
+    nullable=frozenset({"closed_at", "channel", "topic", "satisfaction"}),
+    time_column="opened_at",
+)
+
+SURVEYS = TableContract(
+    name="surveys",
+    schema={
+        "customer_id": pl.Int64(),
+        "answered_at": DATETIME,
+        "nps": pl.Int64(),
+        "csat": pl.Int64(),
+    },
+    nullable=frozenset({"csat"}),
+    time_column="answered_at",
+)
+
+CALLS = TableContract(
+    name="calls",
+    schema={
+        "caller_id": pl.Int64(),
+        "callee_id": pl.Int64(),
+        "month": pl.Date(),
+        "n_calls": pl.Int64(),
+        "minutes": pl.Float64(),
+    },
+    keys=("caller_id", "callee_id"),
+    time_column="month",
+    monthly=True,
+)
+
+INPUT_TABLES: dict[str, TableContract] = {
+    t.name: t for t in (CUSTOMERS, TRANSACTIONS, USAGE, NETWORK, INTERACTIONS, SURVEYS, CALLS)
+}
+
+# Allowed values of the closed categorical columns (open ones such as category, channel or
+# topic accept any string).
+ALLOWED_VALUES: dict[tuple[str, str], frozenset[str]] = {
+    ("customers", "area_type"): frozenset({"urban", "rural"}),
+    ("customers", "plan_type"): frozenset({"prepaid", "postpaid"}),
+    ("interactions", "kind"): frozenset({"complaint", "inquiry", "request"}),
+}
+
+
+@dataclass(frozen=True)
+class ScoreColumn:
+    """One column of the scores contract."""
+
+    name: str
+    dtype: pl.DataType
+    meaning: str
+    nullable: bool = True
+    stage: str = "features"
+
+
+DRIVER_STRUCT = pl.Struct({"feature": pl.String(), "contribution": pl.Float64()})
+
+SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
+    ScoreColumn("customer_id", pl.Int64(), "customer key", nullable=False),
+    ScoreColumn("as_of", pl.Date(), "the date the row describes (first day not observed)",
+                nullable=False),
+    ScoreColumn("spend_level", pl.String(), "high / medium / low trailing-12-month spend",
+                stage="segmentation"),
+    ScoreColumn("age_band", pl.String(), "age band at as_of, 'unknown' when no birth date"),
+    ScoreColumn("occupation", pl.String(), "occupation, 'unknown' when missing"),
+    ScoreColumn("region", pl.String(), "home region"),
+    ScoreColumn("area_type", pl.String(), "urban / rural / unknown"),
+    ScoreColumn("plan_type", pl.String(), "prepaid / postpaid"),
+    ScoreColumn("segment_id", pl.Int64(), "behavioural segment, stable id across runs",
+                stage="segmentation"),
+    ScoreColumn("segment_name", pl.String(), "readable segment name", stage="segmentation"),
+    ScoreColumn("lifecycle_stage", pl.String(), "new / active / at_risk / dormant",
+                stage="valuation"),
+    ScoreColumn("tenure_days", pl.Int64(), "days from signup to as_of"),
+    ScoreColumn("recency_days", pl.Int64(), "days from last purchase to as_of"),
+    ScoreColumn("frequency", pl.Int64(), "repeat purchase days (lifetimes definition)"),
+    ScoreColumn("monetary_avg", pl.Float64(), "mean spend of repeat purchase days"),
+    ScoreColumn("p_alive", pl.Float64(), "probability the customer still buys", stage="valuation"),
+    ScoreColumn("expected_purchases", pl.Float64(), "expected purchases over the CLV horizon",
+                stage="valuation"),
+    ScoreColumn("expected_avg_value", pl.Float64(), "expected spend per purchase",
+                stage="valuation"),
+    ScoreColumn("clv", pl.Float64(), "discounted margin over the CLV horizon", stage="valuation"),
+    ScoreColumn("profit_contribution", pl.Float64(),
+                "trailing 12 months revenue x margin - cost to serve", stage="valuation"),
+    ScoreColumn("value_tier", pl.String(), "platinum / gold / silver / bronze by CLV",
+                stage="valuation"),
+    ScoreColumn("churn_probability", pl.Float64(), "calibrated probability of churn within the "
+                "horizon", stage="churn"),
+    ScoreColumn("churn_risk_band", pl.String(), "high / medium / low", stage="churn"),
+    ScoreColumn("churn_drivers", pl.List(DRIVER_STRUCT), "top reasons (feature, signed "
+                "contribution); empty below the driver threshold", stage="churn"),
+    ScoreColumn("value_at_risk", pl.Float64(), "churn_probability x clv", stage="churn"),
+    ScoreColumn("loyalty_score", pl.Float64(), "predicted promoter probability", stage="loyalty"),
+    ScoreColumn("loyalty_class", pl.String(), "promoter / passive / detractor", stage="loyalty"),
+    ScoreColumn("influence_score", pl.Float64(), "reach in the call graph (0-1)"),
+)
+
+
+def scores_schema(id_dtype: pl.DataType = pl.Int64) -> pl.Schema:
+    """The `crm.scores/v1` schema, with the run's customer id type."""
+    return pl.Schema(
+        {c.name: (id_dtype if c.name == "customer_id" else c.dtype) for c in SCORE_COLUMNS}
+    )

@@ -1,0 +1,192 @@
+"""Finding, scanning and writing tables: the only place (with `pipelines`) that touches disk."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from crm_engine.contracts import INPUT_TABLES, TableContract
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the table, file, column and row count."""
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """Where one input table was found."""
+
+    name: str
+    path: Path
+    kind: Literal["parquet", "parquet_dir", "csv"]
+
+    def files(self) -> list[Path]:
+        """The data files behind the table (sorted, for stable fingerprints)."""
+        if self.kind == "parquet_dir":
+            return sorted(p for p in self.path.rglob("*.parquet") if p.is_file())
+        return [self.path]
+
+
+def find_table(data_dir: Path, name: str) -> TableSource | None:
+    """Find ``<name>.parquet``, a ``<name>/`` directory of Parquet files, or ``<name>.csv``."""
+    data_dir = Path(data_dir)
+    candidates: list[tuple[Path, Literal["parquet", "parquet_dir", "csv"]]] = [
+        (data_dir / f"{name}.parquet", "parquet"),
+        (data_dir / name, "parquet_dir"),
+        (data_dir / f"{name}.csv", "csv"),
+    ]
+    for path, kind in candidates:
+        if kind == "parquet_dir" and path.is_dir():
+            return TableSource(name, path, kind)
+        if kind != "parquet_dir" and path.is_file():
+            return TableSource(name, path, kind)
+    return None
+
+
+def find_tables(data_dir: Path) -> dict[str, TableSource]:
+    """Every contract table present under ``data_dir``."""
+    found = {}
+    for name in INPUT_TABLES:
+        src = find_table(data_dir, name)
+        if src is not None:
+            found[name] = src
+    return found
+
+
+def scan_raw(source: TableSource) -> pl.LazyFrame:
+    """Scan a table as stored, without casting (CSV columns come in as text)."""
+    if source.kind == "csv":
+        return pl.scan_csv(source.path, infer_schema=False)
+    if source.kind == "parquet_dir":
+        return pl.scan_parquet(source.path / "**" / "*.parquet", hive_partitioning=True)
+    return pl.scan_parquet(source.path)
+
+
+def cast_expr(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    """Cast one column to its contract type, non-strict (failures become null)."""
+    col = pl.col(column)
+    if source == target:
+        return col
+    if source == pl.String:
+        if target == pl.Date:
+            return col.str.strip_chars().str.to_date(strict=False).alias(column)
+        if isinstance(target, pl.Datetime):
+            return (
+                col.str.strip_chars()
+                .str.to_datetime(time_unit=target.time_unit, strict=False)
+                .alias(column)
+            )
+        if target == pl.Int64:
+            # "3.0" in CSVs written by pandas is still an integer.
+            return col.str.strip_chars().cast(pl.Float64, strict=False).cast(
+                pl.Int64, strict=False
+            ).alias(column)
+        return col.str.strip_chars().cast(target, strict=False).alias(column)
+    if isinstance(target, pl.Datetime) and isinstance(source, pl.Datetime):
+        return col.dt.replace_time_zone(None).dt.cast_time_unit(target.time_unit).alias(column)
+    return col.cast(target, strict=False).alias(column)
+
+
+def id_dtype_of(data_dir: Path) -> pl.DataType:
+    """The run's customer id type: the stored type of ``customers.customer_id``."""
+    src = find_table(data_dir, "customers")
+    if src is None:
+        return pl.Int64()
+    schema = scan_raw(src).collect_schema()
+    dtype = schema.get("customer_id")
+    if dtype is not None and dtype.is_integer():
+        return pl.Int64()
+    if src.kind == "csv":
+        probe = scan_raw(src).select(pl.col("customer_id")).head(1000).collect()
+        cast = probe["customer_id"].cast(pl.Int64, strict=False)
+        if cast.null_count() == probe["customer_id"].null_count():
+            return pl.Int64()
+    return pl.String()
+
+
+def scan_table(
+    source: TableSource, contract: TableContract, id_dtype: pl.DataType = pl.Int64
+) -> pl.LazyFrame:
+    """Scan a table cast to its contract (extra columns kept with their stored type)."""
+    lf = scan_raw(source)
+    schema = lf.collect_schema()
+    target = contract.polars_schema(id_dtype)
+    exprs = [cast_expr(c, schema[c], t) for c, t in target.items() if c in schema]
+    extras = [pl.col(c) for c in schema if c not in target]
+    return lf.select(*exprs, *extras)
+
+
+def load_tables(data_dir: Path) -> dict[str, pl.LazyFrame]:
+    """Every table present, scanned lazily and cast to the contract (no validation)."""
+    data_dir = Path(data_dir)
+    id_dtype = id_dtype_of(data_dir)
+    return {
+        name: scan_table(src, INPUT_TABLES[name], id_dtype)
+        for name, src in find_tables(data_dir).items()
+    }
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def write_parquet_atomic(
+    frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write a Parquet file via a temporary file in the same directory, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table: pa.Table = frame.to_arrow()
+    if metadata:
+        existing = table.schema.metadata or {}
+        merged = {**existing, **{k.encode(): v.encode() for k, v in metadata.items()}}
+        table = table.replace_schema_metadata(merged)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside ``target``; on success it replaces ``target``.
+
+    On any exception the temporary directory is removed and ``target`` is left untouched.
+    Files already in ``target`` that the run does not write again are carried over (for
+    example an embedded MLflow store).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        for item in target.iterdir():
+            dest = tmp / item.name
+            if not dest.exists():
+                os.replace(item, dest)
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)

@@ -1,0 +1,1 @@
+"""Point-in-time customer profiles and labels as Polars LazyFrames."""
