@@ -1,0 +1,66 @@
+"""`crm-engine validate`: check a data directory against the input contract."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from crm_engine.cli._app import app, console, err_console, user_errors
+from crm_engine.validation import ValidationReport, validate
+
+
+def render_report(report: ValidationReport) -> Table:
+    """One row per contract table: file, rows and how many errors and warnings it has."""
+    table = Table(title=f"Input validation: {report.data_dir}")
+    table.add_column("table")
+    table.add_column("file")
+    table.add_column("rows", justify="right")
+    table.add_column("errors", justify="right")
+    table.add_column("warnings", justify="right")
+    for t in report.tables:
+        errs = sum(1 for p in report.errors if p.table == t.name)
+        warns = sum(1 for p in report.warnings if p.table == t.name)
+        table.add_row(
+            t.name + ("" if t.required else " (optional)"),
+            t.file or "[red]missing[/]",
+            "-" if t.rows is None else f"{t.rows:,}",
+            f"[red]{errs}[/]" if errs else "0",
+            f"[yellow]{warns}[/]" if warns else "0",
+        )
+    return table
+
+
+def print_problems(report: ValidationReport) -> None:
+    """Every problem on its own line: severity, table, file, column, message, rows, examples."""
+    for p in report.problems:
+        colour = "red" if p.severity == "error" else "yellow"
+        console.print(f"[{colour}]{p.severity}[/] {escape(str(p))}", highlight=False, soft_wrap=True,
+                      markup=True)
+
+
+@app.command("validate")
+@user_errors
+def validate_command(
+    data_dir: Annotated[Path, typer.Argument(help="directory with the input tables")],
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="count rows dated on/after this day"),
+    ] = None,
+) -> None:
+    """Validate the input tables: every table, its rows and every problem (exit 1 on errors)."""
+    report = validate(data_dir, as_of.date() if as_of else None)
+    console.print(render_report(report))
+    print_problems(report)
+    if report.errors:
+        err_console.print(
+            f"[bold red]error:[/] {len(report.errors)} data error(s); first: {report.errors[0]}",
+            highlight=False, soft_wrap=True,
+        )
+        sys.exit(1)
+    console.print(f"[green]valid[/] ({len(report.warnings)} warning(s))")

@@ -1,0 +1,350 @@
+"""Input validation against `crm.inputs/v1`: every problem named by table, file, column and rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from crm_engine.contracts import ALLOWED_VALUES, INPUT_TABLES, TableContract
+from crm_engine.io import (
+    DataError,
+    TableSource,
+    cast_expr,
+    find_tables,
+    id_dtype_of,
+    scan_raw,
+)
+
+Severity = Literal["error", "warning"]
+MAX_EXAMPLES = 5
+_ROW = "__row"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation finding."""
+
+    severity: Severity
+    table: str
+    file: str
+    column: str | None
+    rows: int
+    message: str
+    examples: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        col = f" column {self.column}" if self.column else ""
+        ex = f" (e.g. {', '.join(self.examples)})" if self.examples else ""
+        return f"{self.table} [{self.file}]{col}: {self.message}: {self.rows} rows{ex}"
+
+
+@dataclass
+class TableReport:
+    """What was found for one contract table."""
+
+    name: str
+    file: str | None
+    rows: int | None
+    required: bool
+
+
+@dataclass
+class ValidationReport:
+    """The result of validating a data directory."""
+
+    data_dir: Path
+    as_of: dt.date | None
+    tables: list[TableReport] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_for_errors(self) -> None:
+        """Raise `DataError` listing every error (nothing should be written after this)."""
+        if self.errors:
+            lines = [f"{len(self.errors)} data error(s) in {self.data_dir}:"]
+            lines += [f"  - {p}" for p in self.errors]
+            raise DataError("\n".join(lines))
+
+    def summary(self) -> dict[str, object]:
+        """A JSON-friendly summary (counts only, never customer rows) for manifests and MLflow."""
+        return {
+            "tables": {t.name: {"file": t.file, "rows": t.rows} for t in self.tables},
+            "errors": [str(p) for p in self.errors],
+            "warnings": [
+                {"table": p.table, "column": p.column, "rows": p.rows, "message": p.message}
+                for p in self.warnings
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class _Check:
+    severity: Severity
+    column: str | None
+    message: str
+    predicate: pl.Expr
+
+
+def _display(source: TableSource, data_dir: Path) -> str:
+    try:
+        return str(source.path.relative_to(data_dir))
+    except ValueError:
+        return str(source.path)
+
+
+def _unreadable(source: TableSource) -> tuple[str, str] | None:
+    """Return (file, reason) for the first file that cannot be opened, else None."""
+    for path in source.files():
+        try:
+            if path.suffix == ".parquet":
+                pq.read_metadata(path)
+            else:
+                pl.scan_csv(path, infer_schema=False).head(1).collect()
+        except Exception as e:
+            return path.name, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    if source.kind == "parquet_dir" and not source.files():
+        return source.path.name, "directory holds no .parquet files"
+    return None
+
+
+def _checks(contract: TableContract, present: set[str], as_of: dt.date | None) -> list[_Check]:
+    t = contract.name
+    checks: list[_Check] = []
+    for col in contract.columns:
+        if col not in present:
+            continue
+        raw, cast = pl.col(f"__raw_{col}"), pl.col(col)
+        checks.append(
+            _Check("error", col, f"cannot be read as {contract.schema[col]}",
+                   raw.is_not_null() & cast.is_null())
+        )
+        if col not in contract.nullable:
+            checks.append(_Check("error", col, "null values not allowed", raw.is_null()))
+        allowed = ALLOWED_VALUES.get((t, col))
+        if allowed:
+            checks.append(
+                _Check("error", col, f"value not in {sorted(allowed)}",
+                       cast.is_not_null() & ~cast.is_in(sorted(allowed)))
+            )
+    if t == "usage":
+        for col in ("data_mb", "voice_min", "sms"):
+            if col in present:
+                checks.append(_Check("error", col, "negative values", pl.col(col) < 0))
+    if t == "interactions" and {"opened_at", "closed_at"} <= present:
+        checks.append(
+            _Check("error", "closed_at", "closed_at before opened_at",
+                   pl.col("closed_at") < pl.col("opened_at"))
+        )
+    if t == "surveys":
+        if "nps" in present:
+            checks.append(_Check("error", "nps", "nps outside 0-10",
+                                 ~pl.col("nps").is_between(0, 10)))
+        if "csat" in present:
+            checks.append(_Check("error", "csat", "csat outside 1-5",
+                                 ~pl.col("csat").is_between(1, 5)))
+    if t == "interactions" and "satisfaction" in present:
+        checks.append(_Check("error", "satisfaction", "satisfaction outside 1-5",
+                             ~pl.col("satisfaction").is_between(1, 5)))
+    if t == "transactions" and "amount" in present:
+        checks.append(_Check("warning", "amount", "refunds (negative amounts)",
+                             pl.col("amount") < 0))
+    if t == "customers" and {"churn_date", "signup_date"} <= present:
+        checks.append(
+            _Check("warning", "churn_date", "churn_date before signup_date",
+                   pl.col("churn_date") < pl.col("signup_date"))
+        )
+    tc = contract.time_column
+    if as_of is not None and tc and tc in present:
+        checks.append(
+            _Check("warning", tc, f"rows dated on or after as_of {as_of} (ignored by features)",
+                   pl.col(tc).cast(pl.Date) >= pl.lit(as_of))
+        )
+    return checks
+
+
+def _example_expr(contract: TableContract, present: set[str]) -> pl.Expr:
+    key = contract.keys[0]
+    if key in present:
+        return (
+            pl.when(pl.col(key).is_not_null())
+            .then(pl.lit(f"{key}=") + pl.col(key).cast(pl.String))
+            .otherwise(pl.lit("row ") + pl.col(_ROW).cast(pl.String))
+        )
+    return pl.lit("row ") + pl.col(_ROW).cast(pl.String)
+
+
+def _validate_table(
+    source: TableSource,
+    contract: TableContract,
+    data_dir: Path,
+    id_dtype: pl.DataType,
+    as_of: dt.date | None,
+    report: ValidationReport,
+) -> pl.LazyFrame | None:
+    """Validate one table; return its cast frame (with row numbers) for cross-table checks."""
+    file = _display(source, data_dir)
+    name = contract.name
+    bad = _unreadable(source)
+    if bad is not None:
+        report.tables.append(TableReport(name, file, None, contract.required))
+        report.problems.append(
+            Problem("error", name, f"{file}/{bad[0]}" if source.kind == "parquet_dir" else file,
+                    None, 0, f"unreadable or truncated file ({bad[1]})")
+        )
+        return None
+    raw = scan_raw(source)
+    try:
+        schema = raw.collect_schema()
+    except Exception as e:
+        report.tables.append(TableReport(name, file, None, contract.required))
+        report.problems.append(Problem("error", name, file, None, 0, f"unreadable: {e}"))
+        return None
+    present = {c for c in contract.columns if c in schema}
+    for col in contract.columns:
+        if col not in schema:
+            report.problems.append(
+                Problem("error", name, file, col, 0,
+                        f"missing required column (found: {', '.join(schema.names())})")
+            )
+    target = contract.polars_schema(id_dtype)
+    lf = raw.with_row_index(_ROW).select(
+        pl.col(_ROW),
+        *[pl.col(c).alias(f"__raw_{c}") for c in contract.columns if c in present],
+        *[cast_expr(c, schema[c], target[c]) for c in contract.columns if c in present],
+    )
+    checks = _checks(contract, present, as_of)
+    aggs = [pl.len().cast(pl.Int64).alias("__rows")]
+    aggs += [c.predicate.fill_null(False).sum().cast(pl.Int64).alias(f"c{i}")
+             for i, c in enumerate(checks)]
+    try:
+        counts = lf.select(aggs).collect().row(0, named=True)
+    except Exception as e:
+        report.tables.append(TableReport(name, file, None, contract.required))
+        report.problems.append(Problem("error", name, file, None, 0, f"unreadable: {e}"))
+        return None
+    n_rows = int(counts["__rows"])
+    report.tables.append(TableReport(name, file, n_rows, contract.required))
+    if contract.required and n_rows == 0:
+        report.problems.append(Problem("error", name, file, None, 0, "required table is empty"))
+    example = _example_expr(contract, present)
+    for i, check in enumerate(checks):
+        n = int(counts[f"c{i}"])
+        if n == 0:
+            continue
+        ex = (
+            lf.filter(check.predicate.fill_null(False))
+            .select(example.alias("e"))
+            .head(MAX_EXAMPLES)
+            .collect()["e"]
+        )
+        examples = tuple(ex.to_list())
+        report.problems.append(
+            Problem(check.severity, name, file, check.column, n, check.message, examples)
+        )
+    return lf
+
+
+def _duplicates(lf: pl.LazyFrame, file: str, report: ValidationReport) -> None:
+    dup = (
+        lf.filter(pl.col("customer_id").is_not_null())
+        .group_by("customer_id")
+        .agg(pl.len().cast(pl.Int64).alias("n"))
+        .filter(pl.col("n") > 1)
+        .sort("customer_id")
+        .collect()
+    )
+    if dup.height:
+        report.problems.append(
+            Problem("error", "customers", file, "customer_id", int(dup["n"].sum()),
+                    f"duplicate customer_id ({dup.height} ids repeated)",
+                    tuple(f"customer_id={v}" for v in dup["customer_id"].head(MAX_EXAMPLES)))
+        )
+
+
+def _unknown_customers(
+    name: str, lf: pl.LazyFrame, keys: tuple[str, ...], known: pl.LazyFrame, file: str,
+    report: ValidationReport,
+) -> None:
+    for key in keys:
+        orphans = lf.filter(pl.col(key).is_not_null()).join(
+            known, left_on=key, right_on="customer_id", how="anti"
+        )
+        stats = orphans.select(
+            pl.len().cast(pl.Int64).alias("n"),
+            pl.col(key).n_unique().cast(pl.Int64).alias("ids"),
+        ).collect()
+        n = int(stats["n"][0])
+        if n:
+            ex = orphans.select(pl.col(key).unique().sort().head(MAX_EXAMPLES)).collect()[key]
+            report.problems.append(
+                Problem("warning", name, file, key, n,
+                        f"rows for customers not in customers ({int(stats['ids'][0])} ids)",
+                        tuple(f"{key}={v}" for v in ex))
+            )
+
+
+def validate(data_dir: Path, as_of: dt.date | None = None) -> ValidationReport:
+    """Validate every contract table found under ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir
+        Directory holding ``<table>.parquet``, ``<table>/`` or ``<table>.csv`` files.
+    as_of
+        When given, rows dated on or after it are counted as a warning.
+
+    Returns
+    -------
+    ValidationReport
+        Tables found with their row counts, and every error and warning. Nothing is written.
+    """
+    data_dir = Path(data_dir)
+    report = ValidationReport(data_dir=data_dir, as_of=as_of)
+    if not data_dir.is_dir():
+        report.problems.append(
+            Problem("error", "-", str(data_dir), None, 0, "data directory not found")
+        )
+        return report
+    found = find_tables(data_dir)
+    id_dtype = id_dtype_of(data_dir)
+    frames: dict[str, tuple[pl.LazyFrame, str]] = {}
+    for name, contract in INPUT_TABLES.items():
+        source = found.get(name)
+        if source is None:
+            if contract.required:
+                report.tables.append(TableReport(name, None, None, True))
+                report.problems.append(
+                    Problem("error", name, f"{name}.parquet|{name}/|{name}.csv", None, 0,
+                            "required table missing")
+                )
+            continue
+        lf = _validate_table(source, contract, data_dir, id_dtype, as_of, report)
+        if lf is not None:
+            frames[name] = (lf, _display(source, data_dir))
+    if "customers" in frames:
+        cust_lf, cust_file = frames["customers"]
+        _duplicates(cust_lf, cust_file, report)
+        known = cust_lf.select(pl.col("customer_id").drop_nulls().unique())
+        for name, (lf, file) in frames.items():
+            if name == "customers":
+                continue
+            present = set(lf.collect_schema().names())
+            keys = tuple(k for k in INPUT_TABLES[name].keys if k in present)
+            _unknown_customers(name, lf, keys, known, file, report)
+    return report

@@ -1,0 +1,315 @@
+"""Validation: one test per error and warning class, through the CLI, with nothing written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from crm_engine.cli import app
+from crm_engine.validation import validate
+
+runner = CliRunner()
+D = dt.date
+T = dt.datetime
+
+
+def _tables() -> dict[str, pl.DataFrame]:
+    """A tiny valid operator: 4 customers, every table present."""
+    return {
+        "customers": pl.DataFrame(
+            {
+                "customer_id": [1, 2, 3, 4],
+                "signup_date": [D(2022, 1, 5), D(2022, 3, 1), D(2023, 2, 1), D(2023, 5, 9)],
+                "birth_date": [D(1990, 1, 1), None, D(1950, 6, 1), D(2001, 2, 2)],
+                "gender": ["f", "m", None, "f"],
+                "occupation": ["employee", "business", "retired", None],
+                "region": ["north", "south", "north", "capital"],
+                "area_type": ["urban", "urban", "rural", None],
+                "plan_type": ["prepaid", "postpaid", "postpaid", "prepaid"],
+                "churn_date": [None, None, D(2023, 9, 10), None],
+            }
+        ),
+        "transactions": pl.DataFrame(
+            {
+                "customer_id": [1, 1, 2, 3, 4],
+                "ts": [T(2023, 1, 2, 10), T(2023, 2, 3, 9), T(2023, 3, 1), T(2023, 4, 1),
+                       T(2023, 6, 1)],
+                "amount": [10.0, 15.0, 40.0, 25.0, 5.0],
+                "category": ["topup", "topup", "bill", "bill", "topup"],
+                "channel": ["app", "app", "online", "store", "app"],
+            }
+        ),
+        "usage": pl.DataFrame(
+            {
+                "customer_id": [1, 2],
+                "month": [D(2023, 1, 1), D(2023, 1, 1)],
+                "data_mb": [1000.0, 200.0],
+                "voice_min": [30.0, 300.0],
+                "sms": [5.0, 1.0],
+            }
+        ),
+        "network": pl.DataFrame(
+            {
+                "customer_id": [1],
+                "month": [D(2023, 1, 1)],
+                "dropped_call_rate": [0.01],
+                "call_setup_success_rate": [0.99],
+                "avg_download_mbps": [50.0],
+                "latency_ms": [30.0],
+                "packet_loss_pct": [0.2],
+                "coverage_5g_share": [0.6],
+            }
+        ),
+        "interactions": pl.DataFrame(
+            {
+                "customer_id": [1, 3],
+                "opened_at": [T(2023, 1, 5), T(2023, 5, 5)],
+                "closed_at": [T(2023, 1, 6), None],
+                "channel": ["phone", "store"],
+                "kind": ["complaint", "inquiry"],
+                "topic": ["network", "billing"],
+                "satisfaction": [2, None],
+            }
+        ),
+        "surveys": pl.DataFrame(
+            {
+                "customer_id": [1, 2],
+                "answered_at": [T(2023, 2, 1), T(2023, 3, 1)],
+                "nps": [9, 3],
+                "csat": [5, None],
+            }
+        ),
+        "calls": pl.DataFrame(
+            {
+                "caller_id": [1, 2],
+                "callee_id": [2, 3],
+                "month": [D(2023, 1, 1), D(2023, 2, 1)],
+                "n_calls": [4, 1],
+                "minutes": [12.5, 3.0],
+            }
+        ),
+    }
+
+
+def write(tmp: Path, edit: Callable[[dict[str, pl.DataFrame]], None] | None = None) -> Path:
+    tables = _tables()
+    if edit:
+        edit(tables)
+    data = tmp / "data"
+    data.mkdir()
+    for name, df in tables.items():
+        df.write_parquet(data / f"{name}.parquet")
+    return data
+
+
+def snapshot(path: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in path.rglob("*")}
+
+
+def run_validate(data: Path, *extra: str) -> tuple[int, str]:
+    before = snapshot(data.parent)
+    result = runner.invoke(app, ["validate", str(data), *extra])
+    assert snapshot(data.parent) == before, "validate must not write anything"
+    return result.exit_code, result.output
+
+
+def test_valid_data_passes(tmp_path: Path) -> None:
+    code, out = run_validate(write(tmp_path))
+    assert code == 0, out
+    assert "valid" in out
+    report = validate(tmp_path / "data")
+    assert {t.name: t.rows for t in report.tables}["transactions"] == 5
+
+
+def test_csv_and_partitioned_directories_are_read(tmp_path: Path) -> None:
+    data = write(tmp_path)
+    tables = _tables()
+    (data / "transactions.parquet").unlink()
+    tables["transactions"].write_csv(data / "transactions.csv")
+    (data / "usage.parquet").unlink()
+    (data / "usage").mkdir()
+    tables["usage"].head(1).write_parquet(data / "usage" / "part-0.parquet")
+    tables["usage"].tail(1).write_parquet(data / "usage" / "part-1.parquet")
+    report = validate(data)
+    assert report.ok, [str(p) for p in report.errors]
+    rows = {t.name: t.rows for t in report.tables}
+    assert rows["transactions"] == 5 and rows["usage"] == 2
+
+
+def _drop_table(name: str) -> Callable[[dict[str, pl.DataFrame]], None]:
+    def edit(tables: dict[str, pl.DataFrame]) -> None:
+        del tables[name]
+
+    return edit
+
+
+ERRORS: dict[str, tuple[Callable[[dict[str, pl.DataFrame]], None], list[str]]] = {
+    "missing_required_table": (_drop_table("transactions"), ["transactions", "required table missing"]),
+    "missing_column": (
+        lambda t: t.__setitem__("customers", t["customers"].drop("region")),
+        ["customers", "region", "missing required column"],
+    ),
+    "uncastable_column": (
+        lambda t: t.__setitem__(
+            "transactions",
+            t["transactions"].with_columns(
+                pl.Series("amount", ["10", "x", "40", "oops", "5"])
+            ),
+        ),
+        ["transactions", "amount", "cannot be read as Float64", "2 rows", "customer_id=1"],
+    ),
+    "null_customer_id": (
+        lambda t: t.__setitem__(
+            "customers",
+            t["customers"].with_columns(pl.Series("customer_id", [1, None, 3, 4], pl.Int64)),
+        ),
+        ["customers", "customer_id", "null values not allowed", "1 rows", "row 1"],
+    ),
+    "duplicate_customer_id": (
+        lambda t: t.__setitem__(
+            "customers", t["customers"].with_columns(pl.Series("customer_id", [1, 2, 2, 4]))
+        ),
+        ["customers", "customer_id", "duplicate customer_id", "2 rows", "customer_id=2"],
+    ),
+    "null_timestamp": (
+        lambda t: t.__setitem__(
+            "transactions",
+            t["transactions"].with_columns(
+                pl.when(pl.col("customer_id") == 2).then(None).otherwise(pl.col("ts")).alias("ts")
+            ),
+        ),
+        ["transactions", "ts", "null values not allowed", "1 rows", "customer_id=2"],
+    ),
+    "null_key_elsewhere": (
+        lambda t: t.__setitem__(
+            "surveys",
+            t["surveys"].with_columns(pl.Series("customer_id", [None, 2], pl.Int64)),
+        ),
+        ["surveys", "customer_id", "null values not allowed"],
+    ),
+    "closed_before_opened": (
+        lambda t: t.__setitem__(
+            "interactions",
+            t["interactions"].with_columns(
+                pl.Series("closed_at", [T(2023, 1, 1), None], pl.Datetime("us"))
+            ),
+        ),
+        ["interactions", "closed_at", "closed_at before opened_at", "1 rows", "customer_id=1"],
+    ),
+    "nps_out_of_range": (
+        lambda t: t.__setitem__(
+            "surveys", t["surveys"].with_columns(pl.Series("nps", [11, -1]))
+        ),
+        ["surveys", "nps", "nps outside 0-10", "2 rows"],
+    ),
+    "empty_required_table": (
+        lambda t: t.__setitem__("transactions", t["transactions"].clear()),
+        ["transactions", "required table is empty"],
+    ),
+    "bad_plan_type": (
+        lambda t: t.__setitem__(
+            "customers",
+            t["customers"].with_columns(
+                pl.Series("plan_type", ["prepaid", "gold", "postpaid", "prepaid"])
+            ),
+        ),
+        ["customers", "plan_type", "value not in", "customer_id=2"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERRORS))
+def test_error_classes(tmp_path: Path, case: str) -> None:
+    edit, parts = ERRORS[case]
+    code, out = run_validate(write(tmp_path, edit))
+    assert code == 1, out
+    flat = " ".join(out.split())
+    for part in parts:
+        assert part in flat, f"{part!r} not in output:\n{out}"
+
+
+def test_truncated_file_is_an_error(tmp_path: Path) -> None:
+    data = write(tmp_path)
+    p = data / "surveys.parquet"
+    blob = p.read_bytes()
+    p.write_bytes(blob[: len(blob) // 2])
+    code, out = run_validate(data)
+    assert code == 1
+    flat = " ".join(out.split())
+    assert "surveys" in flat and "unreadable or truncated" in flat
+
+
+def test_uncastable_csv_names_the_file(tmp_path: Path) -> None:
+    data = write(tmp_path)
+    (data / "customers.parquet").unlink()
+    df = _tables()["customers"].with_columns(pl.col("signup_date").cast(pl.String))
+    df = df.with_columns(
+        pl.when(pl.col("customer_id") == 3).then(pl.lit("31/02/2023"))
+        .otherwise(pl.col("signup_date")).alias("signup_date")
+    )
+    df.write_csv(data / "customers.csv")
+    report = validate(data)
+    [err] = [p for p in report.errors if p.column == "signup_date"]
+    assert err.file == "customers.csv" and err.rows == 1 and err.examples == ("customer_id=3",)
+
+
+WARNINGS: dict[str, tuple[Callable[[dict[str, pl.DataFrame]], None], str, int]] = {
+    "refunds": (
+        lambda t: t.__setitem__(
+            "transactions",
+            t["transactions"].with_columns(pl.Series("amount", [10.0, -15.0, 40.0, -1.0, 5.0])),
+        ),
+        "refunds (negative amounts)", 2,
+    ),
+    "unknown_customers": (
+        lambda t: t.__setitem__(
+            "transactions",
+            t["transactions"].with_columns(pl.Series("customer_id", [1, 1, 2, 99, 98])),
+        ),
+        "rows for customers not in customers (2 ids)", 2,
+    ),
+    "churn_before_signup": (
+        lambda t: t.__setitem__(
+            "customers",
+            t["customers"].with_columns(
+                pl.Series("churn_date", [None, D(2021, 1, 1), None, None], pl.Date)
+            ),
+        ),
+        "churn_date before signup_date", 1,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WARNINGS))
+def test_warning_classes(tmp_path: Path, case: str) -> None:
+    edit, message, rows = WARNINGS[case]
+    data = write(tmp_path, edit)
+    code, out = run_validate(data)
+    assert code == 0, out
+    [w] = [p for p in validate(data).warnings if p.message == message]
+    assert w.rows == rows
+    assert message.split(" (")[0] in " ".join(out.split())
+
+
+def test_rows_after_as_of_are_a_warning(tmp_path: Path) -> None:
+    data = write(tmp_path)
+    code, out = run_validate(data, "--as-of", "2023-03-01")
+    assert code == 0
+    report = validate(data, D(2023, 3, 1))
+    after = {p.table: p.rows for p in report.warnings if "on or after as_of" in p.message}
+    assert after["transactions"] == 3  # 2023-03-01, 04-01, 06-01
+    assert after["customers"] == 1  # only customer 4 signed up on or after 2023-03-01
+    assert "on or after as_of" in " ".join(out.split())
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert not (tmp_path / "nope").exists()
+    assert os.listdir(tmp_path) == []
