@@ -40,8 +40,8 @@ def print_problems(report: ValidationReport) -> None:
     """Every problem on its own line: severity, table, file, column, message, rows, examples."""
     for p in report.problems:
         colour = "red" if p.severity == "error" else "yellow"
-        console.print(f"[{colour}]{p.severity}[/] {escape(str(p))}", highlight=False, soft_wrap=True,
-                      markup=True)
+        line = f"[{colour}]{p.severity}[/] {escape(str(p))}"
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command("validate")

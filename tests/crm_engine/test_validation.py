@@ -150,7 +150,10 @@ def _drop_table(name: str) -> Callable[[dict[str, pl.DataFrame]], None]:
 
 
 ERRORS: dict[str, tuple[Callable[[dict[str, pl.DataFrame]], None], list[str]]] = {
-    "missing_required_table": (_drop_table("transactions"), ["transactions", "required table missing"]),
+    "missing_required_table": (
+        _drop_table("transactions"),
+        ["transactions", "required table missing"],
+    ),
     "missing_column": (
         lambda t: t.__setitem__("customers", t["customers"].drop("region")),
         ["customers", "region", "missing required column"],
