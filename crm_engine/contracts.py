@@ -238,3 +238,25 @@ def scores_schema(id_dtype: pl.DataType = pl.Int64) -> pl.Schema:
     return pl.Schema(
         {c.name: (id_dtype if c.name == "customer_id" else c.dtype) for c in SCORE_COLUMNS}
     )
+
+
+def dtype_label(dtype: pl.DataType) -> str:
+    """A short, stable label for a dtype, as the README's contract table shows it."""
+    if isinstance(dtype, pl.List):
+        return f"list<{dtype_label(dtype.inner)}>"
+    if isinstance(dtype, pl.Struct):
+        inner = ", ".join(f"{f.name}: {dtype_label(f.dtype)}" for f in dtype.fields)
+        return f"struct<{inner}>"
+    return {
+        pl.Int64: "int64", pl.Float64: "float64", pl.String: "string", pl.Date: "date",
+        pl.Boolean: "bool",
+    }.get(dtype.base_type(), str(dtype))
+
+
+def scores_contract_markdown() -> str:
+    """The scores contract as the README's markdown table."""
+    lines = ["| column | type | null? | stage | meaning |", "|---|---|---|---|---|"]
+    for c in SCORE_COLUMNS:
+        lines.append(f"| `{c.name}` | {dtype_label(c.dtype)} | {'yes' if c.nullable else 'no'} "
+                     f"| {c.stage} | {c.meaning} |")
+    return "\n".join(lines)

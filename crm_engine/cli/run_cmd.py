@@ -1,0 +1,203 @@
+"""`crm-engine run` and `crm-engine demo`: the monthly batch job, and the same on synthetic data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from crm_engine.cli._app import app, console, err_console, user_errors
+from crm_engine.config import PipelineConfig, load_config
+
+
+class _StageDisplay:
+    """A live table of stages with their state and elapsed time (off with --quiet)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.rows: dict[str, tuple[str, float | None, float]] = {}
+        self.live: Live | None = None
+
+    def __enter__(self) -> _StageDisplay:
+        if self.enabled:
+            self.live = Live(self._render(), console=console, refresh_per_second=4,
+                             transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.__exit__(None, None, None)
+
+    def _render(self) -> Table:
+        table = Table(title="crm-engine run", show_edge=False)
+        table.add_column("stage")
+        table.add_column("state")
+        table.add_column("seconds", justify="right")
+        for name, (state, secs, started) in self.rows.items():
+            shown = secs if secs is not None else time.perf_counter() - started
+            mark = "[green]done[/]" if state == "done" else "[cyan]running…[/]"
+            table.add_row(name, mark, f"{shown:.1f}")
+        return table
+
+    def __call__(self, stage: str, state: str, seconds: float | None) -> None:
+        prev = self.rows.get(stage)
+        started = prev[2] if prev else time.perf_counter()
+        self.rows[stage] = (state, seconds, started)
+        if self.live is not None:
+            self.live.update(self._render())
+
+
+def _summary_table(result: Any) -> Table:
+    s = result.summary
+
+    def num(v: Any, fmt: str = "{:,.0f}") -> str:
+        return "[dim]stage not run[/]" if v is None else fmt.format(v)
+
+    t = Table(title="Run summary", show_header=False)
+    t.add_column("what")
+    t.add_column("value")
+    t.add_row("as of", result.as_of.isoformat())
+    t.add_row("customers scored", f"{s['customers_scored']:,}")
+    t.add_row("segments", num(s["segments"], "{}"))
+    t.add_row("total CLV", num(s["total_clv"]))
+    t.add_row("customers at high churn risk", num(s["high_churn_risk"]))
+    t.add_row("value at risk", num(s["value_at_risk"]))
+    t.add_row("MLflow run", result.mlflow_run_id or "[dim]tracking off[/]")
+    t.add_row("tracking URI", escape(result.tracking_uri or "-"))
+    t.add_row("outputs", escape(str(result.output_dir)))
+    return t
+
+
+def execute(
+    cfg: PipelineConfig,
+    *,
+    stages: list[str] | None,
+    quiet: bool,
+    tracking: bool = True,
+    registry: bool = False,
+) -> Any:
+    """Run the pipeline with the stage display; print the summary table unless quiet."""
+    from pipelines.runner import run_pipeline
+    from pipelines.stages import default_stages
+
+    try:
+        stage_list = default_stages(stages, registry=registry)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--stages") from None
+    with _StageDisplay(enabled=not quiet) as display:
+        result = run_pipeline(cfg, stage_list, tracking=tracking, registry=registry,
+                              progress=display)
+    if quiet:
+        console.print(json.dumps({"run_id": result.run_id, "mlflow_run_id": result.mlflow_run_id,
+                                  "output": str(result.output_dir), **result.summary}))
+    else:
+        console.print(_summary_table(result))
+    return result
+
+
+@app.command("run")
+@user_errors
+def run_command(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="pipeline.toml (default: embedded defaults)", exists=True,
+                       dir_okay=False),
+    ] = None,
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option("--as-of", formats=["%Y-%m-%d"], help="first day not observed"),
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="input directory")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output directory")] = None,
+    stages: Annotated[
+        list[str] | None,
+        typer.Option("--stages", help="stages to run (repeat): profile, segmentation, "
+                     "valuation, churn; default all"),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="no progress display (schedulers)")
+    ] = False,
+    score_only: Annotated[
+        bool, typer.Option("--score-only", help="score with existing models, no training")
+    ] = False,
+    registry: Annotated[
+        bool, typer.Option("--registry", help="with --score-only: load the registered models")
+    ] = False,
+    no_tracking: Annotated[
+        bool, typer.Option("--no-tracking", help="do not log to MLflow")
+    ] = False,
+) -> None:
+    """Validate inputs, build profiles, segments, values and churn scores, write the outputs."""
+    if registry and not score_only:
+        raise typer.BadParameter("--registry goes with --score-only", param_hint="--registry")
+    if score_only and not registry:
+        raise typer.BadParameter("--score-only needs --registry (models come from the registry)",
+                                 param_hint="--score-only")
+    overrides = {
+        "data.as_of": as_of.date() if as_of else None,
+        "data.dir": str(data) if data else None,
+        "output.dir": str(out) if out else None,
+    }
+    cfg = load_config(config, overrides)
+    _run_or_exit(cfg, stages=stages, quiet=quiet, tracking=not no_tracking, registry=registry)
+
+
+def _run_or_exit(cfg: PipelineConfig, **kwargs: Any) -> Any:
+    from pipelines.runner import StageError
+
+    try:
+        return execute(cfg, **kwargs)
+    except StageError as e:
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        err_console.print("the previous output directory was left untouched")
+        sys.exit(1)
+
+
+@app.command("demo")
+@user_errors
+def demo_command(
+    customers: Annotated[int, typer.Option(help="synthetic customers", min=200)] = 20_000,
+    months: Annotated[int, typer.Option(help="months of history", min=12, max=60)] = 24,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    out: Annotated[Path, typer.Option(help="demo directory (data/ and output/ inside)")] = Path(
+        "demo"
+    ),
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress display")] = False,
+) -> None:
+    """Generate a synthetic operator and run the whole pipeline on it."""
+    from crm_engine.generator import generate
+
+    data_dir = out / "data"
+    stamp = data_dir / "_truth" / "params.json"
+    fresh = False
+    if stamp.is_file():
+        params = json.loads(stamp.read_text())
+        fresh = (params.get("customers"), params.get("months"), params.get("seed")) == (
+            customers, months, seed)
+    if not fresh:
+        console.print(f"generating {customers:,} customers x {months} months into {data_dir} …")
+        t = time.perf_counter()
+        generate(data_dir, customers=customers, months=months, seed=seed)
+        console.print(f"generated in {time.perf_counter() - t:.1f} s")
+    else:
+        console.print(f"reusing generated data in {data_dir}")
+    cfg = load_config(None, {"data.dir": str(data_dir), "output.dir": str(out / "output")})
+    result = _run_or_exit(cfg, stages=None, quiet=quiet)
+    report = (result.output_dir / "report.html").resolve()
+    console.print(f"\n[bold]Open the report:[/] {report.as_uri()}")
+    if result.tracking_uri:
+        console.print(
+            f"[bold]Browse the MLflow runs:[/] .venv/bin/mlflow ui --backend-store-uri "
+            f"{result.tracking_uri}"
+        )
+    console.print(f"[bold]Scores for the CRM:[/] {(result.output_dir / 'scores.parquet')}")

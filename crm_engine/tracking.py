@@ -1,0 +1,104 @@
+"""MLflow helpers: where runs go, one parent run per pipeline run, a nested run per stage.
+
+`mlflow` is imported lazily (it costs ~1.5 s), so the CLI stays quick for commands that do not
+track anything. Only parameters, metrics and aggregate artifacts are logged: never customer rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+    from crm_engine.config import MlflowConfig
+
+
+def resolve_tracking_uri(cfg: MlflowConfig, output_dir: Path) -> str:
+    """Config wins, then ``MLFLOW_TRACKING_URI``, then sqlite in the output directory."""
+    if cfg.tracking_uri:
+        return cfg.tracking_uri
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    output_dir = Path(output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{output_dir / 'mlflow.db'}"
+
+
+def configure(cfg: MlflowConfig, output_dir: Path) -> str:
+    """Point MLflow at the resolved store and experiment; return the tracking URI."""
+    import mlflow
+
+    uri = resolve_tracking_uri(cfg, output_dir)
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        # Artifacts of an embedded store live beside the database, not in the working directory.
+        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+        if mlflow.get_experiment_by_name(cfg.experiment) is None:
+            mlflow.create_experiment(cfg.experiment, artifact_location=artifacts.as_uri())
+    mlflow.set_experiment(cfg.experiment)
+    return uri
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to ``a.b.c`` keys (MLflow params and metrics are flat)."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def log_metrics(metrics: Mapping[str, Any]) -> None:
+    """Log every finite number in a (nested) dict; skip text, lists and NaN."""
+    import mlflow
+
+    clean = {}
+    for k, v in flatten(metrics).items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        if math.isfinite(float(v)):
+            clean[_metric_key(k)] = float(v)
+    if clean:
+        mlflow.log_metrics(clean)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Log a (nested) dict of parameters as strings (MLflow caps values at 6000 chars)."""
+    import mlflow
+
+    flat = {_metric_key(k): str(v)[:6000] for k, v in flatten(params).items()}
+    if flat:
+        mlflow.log_params(flat)
+
+
+def _metric_key(key: str) -> str:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./ ")
+    return "".join(ch if ch in allowed else "_" for ch in key)[:250]
+
+
+@contextlib.contextmanager
+def parent_run(name: str, tags: Mapping[str, str] | None = None) -> Iterator[Run]:
+    """The pipeline's parent run."""
+    import mlflow
+
+    with mlflow.start_run(run_name=name, tags=dict(tags or {})) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def stage_run(stage: str) -> Iterator[Run]:
+    """A nested run for one stage, under the active parent run."""
+    import mlflow
+
+    with mlflow.start_run(run_name=stage, nested=True, tags={"crm.stage": stage}) as run:
+        yield run

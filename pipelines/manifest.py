@@ -1,0 +1,57 @@
+"""The run manifest: what went in (fingerprints), what came out (checksums), how long it took."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from crm_engine.io import find_tables
+
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def input_fingerprints(data_dir: Path, rows: dict[str, int | None]) -> dict[str, Any]:
+    """Per input table: its files with sizes, the row count, and one hash over all its files."""
+    out: dict[str, Any] = {}
+    for name, source in find_tables(data_dir).items():
+        files = source.files()
+        h = hashlib.sha256()
+        listed = []
+        for f in files:
+            digest = file_sha256(f)
+            h.update(f.name.encode())
+            h.update(digest.encode())
+            listed.append({"file": str(f.relative_to(data_dir)), "bytes": f.stat().st_size})
+        out[name] = {
+            "files": listed,
+            "bytes": sum(x["bytes"] for x in listed),
+            "rows": rows.get(name),
+            "sha256": h.hexdigest(),
+        }
+    return out
+
+
+def output_checksums(out_dir: Path, names: list[str]) -> dict[str, Any]:
+    """Size and SHA-256 of each written output file."""
+    result = {}
+    for name in names:
+        p = out_dir / name
+        if p.is_file():
+            result[name] = {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+    return result
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest.json`` (sorted keys, stable for diffs)."""
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")

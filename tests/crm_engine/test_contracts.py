@@ -1,0 +1,33 @@
+"""The published contracts: the README's scores table is the declared one, column for column."""
+
+from pathlib import Path
+
+import polars as pl
+
+from crm_engine.contracts import (
+    INPUT_TABLES,
+    SCORE_COLUMNS,
+    scores_contract_markdown,
+    scores_schema,
+)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_scores_table_matches_declaration() -> None:
+    text = README.read_text()
+    start = text.index("<!-- scores-contract:start -->") + len("<!-- scores-contract:start -->")
+    end = text.index("<!-- scores-contract:end -->")
+    assert text[start:end].strip() == scores_contract_markdown()
+
+
+def test_scores_schema_uses_run_id_type() -> None:
+    assert scores_schema(pl.String())["customer_id"] == pl.String
+    assert len(scores_schema()) == len(SCORE_COLUMNS)
+
+
+def test_every_input_table_is_dated_and_keyed() -> None:
+    for name, contract in INPUT_TABLES.items():
+        assert contract.time_column in contract.schema, name
+        for key in contract.keys:
+            assert key in contract.schema and key not in contract.nullable, name
