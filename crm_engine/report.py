@@ -103,6 +103,18 @@ def _table(df: pl.DataFrame, max_rows: int = 50) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+_ORDER = {
+    "spend_level": ["high", "medium", "low"],
+    "age_band": ["<25", "25-34", "35-49", "50-64", "65+", "unknown"],
+    "area_type": ["urban", "rural", "unknown"],
+}
+
+
+def _ordered(column: str, values: list[str]) -> list[str]:
+    known = _ORDER.get(column, [])
+    return [v for v in known if v in values] + sorted(v for v in values if v not in known)
+
+
 def _heatmap(scores: pl.DataFrame, rows: str, cols: str, title: str) -> str | None:
     if scores[rows].null_count() == scores.height or scores[cols].null_count() == scores.height:
         return None
@@ -110,10 +122,14 @@ def _heatmap(scores: pl.DataFrame, rows: str, cols: str, title: str) -> str | No
         scores.group_by(rows, cols).agg(pl.len().alias("n"))
         .pivot(on=cols, index=rows, values="n")
         .fill_null(0)
-        .sort(rows)
     )
-    col_names = sorted(c for c in counts.columns if c != rows)
-    mat = counts.select(col_names).to_numpy().astype(float)
+    row_names = _ordered(rows, [str(v) for v in counts[rows]])
+    counts = counts.with_columns(pl.col(rows).cast(pl.String)).join(
+        pl.DataFrame({rows: row_names}), on=rows, how="right"
+    ).select(rows, pl.exclude(rows))
+    col_names = _ordered(cols, [c for c in counts.columns if c != rows])
+    mat = counts.select(col_names).fill_null(0).to_numpy().astype(float)
+    lo, hi = float(mat.min()), float(mat.max())
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.2, 3.6))
     im = ax.imshow(mat, cmap="Blues", aspect="auto")
@@ -122,7 +138,7 @@ def _heatmap(scores: pl.DataFrame, rows: str, cols: str, title: str) -> str | No
     for i in range(mat.shape[0]):
         for j in range(mat.shape[1]):
             ax.text(j, i, f"{int(mat[i, j]):,}", ha="center", va="center", fontsize=7,
-                    color="white" if mat[i, j] > mat.max() * 0.6 else "black")
+                    color="white" if mat[i, j] > lo + 0.6 * (hi - lo) else "black")
     ax.set_xlabel(cols)
     ax.set_ylabel(rows)
     ax.set_title(title)
