@@ -250,6 +250,7 @@ def _validate_table(
         ex = (
             lf.filter(check.predicate.fill_null(False))
             .select(example.alias("e"))
+            .unique(maintain_order=True)
             .head(MAX_EXAMPLES)
             .collect()["e"]
         )

@@ -1,0 +1,15 @@
+"""Synthetic mobile operator: the seven input tables plus the ground truth behind them."""
+
+from crm_engine.generator.personas import PERSONAS, ChurnEffects, Persona, WorldParams
+from crm_engine.generator.simulate import GenerationSummary, generate
+from crm_engine.generator.truth import true_churn_probability
+
+__all__ = [
+    "PERSONAS",
+    "ChurnEffects",
+    "GenerationSummary",
+    "Persona",
+    "WorldParams",
+    "generate",
+    "true_churn_probability",
+]

@@ -1,0 +1,359 @@
+"""The synthetic operator: contract, determinism, and consistency of the data with its truth."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from crm_engine.contracts import INPUT_TABLES
+from crm_engine.generator import PERSONAS, generate, true_churn_probability
+from crm_engine.io import load_tables
+
+N = 4_000
+SEED = 7
+START = date(2023, 1, 1)
+END = date(2025, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "data"
+    summary = generate(out, customers=N, months=24, seed=SEED, start=START, chunk_size=1_500)
+    assert summary.end == END
+    assert summary.rows["customers"] == N
+    return out
+
+
+@pytest.fixture(scope="module")
+def tables(data: Path) -> dict[str, pl.DataFrame]:
+    return {name: pl.read_parquet(data / name) for name in INPUT_TABLES}
+
+
+@pytest.fixture(scope="module")
+def truth(data: Path) -> pl.DataFrame:
+    return pl.read_parquet(data / "_truth" / "customers.parquet")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
+    kw = {"customers": 1_200, "months": 12, "chunk_size": 500}
+    a = _files(generate(tmp_path / "a", seed=3, **kw).out_dir)
+    b = _files(generate(tmp_path / "b", seed=3, **kw).out_dir)
+    c = _files(generate(tmp_path / "c", seed=4, **kw).out_dir)
+    assert "transactions/part-00002.parquet" in a
+    assert a.keys() == b.keys() == c.keys()
+    assert a == b
+    differing = [k for k in a if a[k] != c[k]]
+    assert "transactions/part-00000.parquet" in differing
+    assert "_truth/churn_hazard.parquet" in differing
+
+
+def test_tables_match_the_contract(data: Path, tables: dict[str, pl.DataFrame]) -> None:
+    lazy = load_tables(data)
+    assert set(lazy) == set(INPUT_TABLES)
+    for name, contract in INPUT_TABLES.items():
+        df = tables[name]
+        assert df.schema == contract.polars_schema(), name
+        assert lazy[name].collect_schema() == contract.polars_schema(), name
+        assert df.height > 0, name
+        for col in contract.columns:
+            if col not in contract.nullable:
+                assert df[col].null_count() == 0, f"{name}.{col} has nulls"
+
+
+def test_customers_table_shape(tables: dict[str, pl.DataFrame]) -> None:
+    c = tables["customers"]
+    assert c["customer_id"].is_unique().all()
+    assert c["customer_id"].to_list() == list(range(1, N + 1))
+    assert set(c["area_type"].drop_nulls()) == {"urban", "rural"}
+    assert set(c["plan_type"]) == {"prepaid", "postpaid"}
+    assert c["region"].n_unique() == 8
+    assert 0.01 < c["birth_date"].null_count() / N < 0.06
+    assert 0.025 < c["occupation"].null_count() / N < 0.08
+    assert 0.3 < (c["signup_date"] < START).mean() < 0.7  # half signed up before the window
+    assert c["signup_date"].min() < date(2017, 6, 1)  # tenures up to ~8 years
+    assert c["signup_date"].max() < END
+    churned = c.filter(pl.col("churn_date").is_not_null())
+    assert (churned["churn_date"] > churned["signup_date"]).all()
+    assert (churned["churn_date"] < END).all()
+
+
+def _time_as_date(name: str) -> pl.Expr:
+    col = INPUT_TABLES[name].time_column
+    assert col is not None
+    expr = pl.col(col)
+    return expr.dt.date() if INPUT_TABLES[name].schema[col] != pl.Date else expr
+
+
+@pytest.mark.parametrize("name", ["transactions", "usage", "network", "interactions", "surveys"])
+def test_no_row_after_churn_or_before_signup(name: str, tables: dict[str, pl.DataFrame]) -> None:
+    c = tables["customers"].select("customer_id", "signup_date", "churn_date")
+    df = tables[name].with_columns(_time_as_date(name).alias("_d")).join(c, on="customer_id")
+    assert df.height == tables[name].height  # no unknown customers
+    monthly = INPUT_TABLES[name].monthly
+    after = df.filter(
+        pl.col("_d") >= pl.col("churn_date") if not monthly else pl.col("_d") > pl.col("churn_date")
+    )
+    assert after.height == 0
+    first = pl.col("signup_date").dt.truncate("1mo") if monthly else pl.col("signup_date")
+    assert df.filter(pl.col("_d") < first).height == 0
+    assert df["_d"].max() < END
+
+
+def test_calls_only_between_active_customers(tables: dict[str, pl.DataFrame]) -> None:
+    c = tables["customers"].select(
+        "customer_id", pl.col("signup_date").dt.truncate("1mo").alias("m0"), "churn_date"
+    )
+    calls = tables["calls"]
+    assert (calls["caller_id"] != calls["callee_id"]).all()
+    assert (calls["n_calls"] >= 1).all() and (calls["minutes"] > 0).all()
+    for key in ("caller_id", "callee_id"):
+        j = calls.join(c, left_on=key, right_on="customer_id")
+        assert j.height == calls.height
+        assert j.filter(
+            (pl.col("month") < pl.col("m0")) | (pl.col("month") > pl.col("churn_date"))
+        ).height == 0
+    # heavy-tailed degree around 4
+    deg = pl.concat([
+        calls.select(pl.col("caller_id").alias("a"), pl.col("callee_id").alias("b")),
+        calls.select(pl.col("callee_id").alias("a"), pl.col("caller_id").alias("b")),
+    ]).unique().group_by("a").len()
+    assert 2.5 < deg["len"].sum() / N < 5.0
+    assert deg["len"].max() > 5 * deg["len"].median()
+
+
+def test_value_ranges(tables: dict[str, pl.DataFrame]) -> None:
+    i = tables["interactions"]
+    closed = i.filter(pl.col("closed_at").is_not_null())
+    assert (closed["closed_at"] >= closed["opened_at"]).all()
+    assert 0.02 < i["closed_at"].null_count() / i.height < 0.10
+    recent = i.filter(pl.col("opened_at") >= datetime(2024, 12, 1))
+    assert recent["closed_at"].null_count() / recent.height > 0.15  # a pending backlog
+    assert i["satisfaction"].drop_nulls().is_between(1, 5).all()
+    assert set(i["kind"]) == {"complaint", "inquiry", "request"}
+    s = tables["surveys"]
+    assert s["nps"].is_between(0, 10).all()
+    assert s["csat"].drop_nulls().is_between(1, 5).all()
+    assert 0.05 < s["csat"].null_count() / s.height < 0.15
+    u = tables["usage"]
+    assert (u.select(pl.min_horizontal("data_mb", "voice_min", "sms")).to_series() >= 0).all()
+    zero = u.filter((pl.col("data_mb") == 0) & (pl.col("voice_min") == 0)).height / u.height
+    assert 0.005 < zero < 0.05
+    n = tables["network"]
+    for col in ("dropped_call_rate", "call_setup_success_rate", "coverage_5g_share"):
+        assert n[col].drop_nulls().is_between(0, 1).all(), col
+    assert (n["latency_ms"].drop_nulls() > 0).all()
+
+
+def test_surveys_cover_about_three_percent_of_active_customers_a_month(
+    tables: dict[str, pl.DataFrame],
+) -> None:
+    rate = tables["surveys"].height / tables["usage"].height  # usage: one row per active month
+    assert 0.02 < rate < 0.035
+
+
+def test_bgnbd_truth_matches_purchases(tables: dict[str, pl.DataFrame],
+                                       truth: pl.DataFrame) -> None:
+    tx = tables["transactions"]
+    purchases = tx.filter(pl.col("amount") > 0)
+    per = purchases.group_by("customer_id").agg(
+        pl.len().cast(pl.Int64).alias("n"), pl.col("ts").min().alias("first"),
+        pl.col("ts").max().alias("last"),
+    )
+    end = np.datetime64(END, "us")
+    t = truth.join(per, on="customer_id", how="left").with_columns(pl.col("n").fill_null(0))
+    # the observed process starts with a purchase at first_purchase_at
+    seen = t.filter(pl.col("n") > 0)
+    assert (seen["first"] == seen["first_purchase_at"]).all()
+    # no purchase after the dropout (the dropout happens right after the last purchase)
+    dead = seen.filter(pl.col("dropout_date").is_not_null())
+    assert dead.height > 0.05 * N
+    assert (dead["last"].dt.date() <= dead["dropout_date"]).all()
+    # repeat purchases vs E[X(t) | lambda, p] = (1 - exp(-lambda p t)) / p over the observed span
+    stop = t["churn_date"].cast(pl.Datetime("us")).fill_null(end).to_numpy()
+    first = t["first_purchase_at"].to_numpy()
+    span = np.maximum((stop - first) / np.timedelta64(1, "D"), 0.0)
+    lam, p = t["lambda_per_day"].to_numpy(), t["p_dropout"].to_numpy()
+    expected = ((1 - np.exp(-lam * p * span)) / p).sum()
+    observed = float(np.maximum(t["n"].to_numpy() - 1, 0).sum())
+    assert observed / expected == pytest.approx(1.0, abs=0.04)
+    assert 25 < tx.height / N < 55
+
+
+def test_spend_follows_gamma_gamma(tables: dict[str, pl.DataFrame], truth: pl.DataFrame) -> None:
+    purchases = tables["transactions"].filter(pl.col("amount") > 0)
+    per = purchases.group_by("customer_id").agg(pl.col("amount").mean().alias("avg"), pl.len())
+    j = per.join(truth, on="customer_id").filter(pl.col("len") >= 10)
+    ratio = j["avg"] / (j["gg_p"] / j["nu"])
+    assert ratio.median() == pytest.approx(1.0, abs=0.05)
+    corr = np.corrcoef(np.log(j["avg"]), np.log(j["gg_p"] / j["nu"]))[0, 1]
+    assert corr > 0.9
+
+
+def test_refunds_reverse_an_earlier_purchase(tables: dict[str, pl.DataFrame]) -> None:
+    tx = tables["transactions"]
+    refunds = tx.filter(pl.col("amount") < 0)
+    assert 0.002 < refunds.height / tx.height < 0.01
+    match = refunds.join(
+        tx.filter(pl.col("amount") > 0).select(
+            "customer_id", (-pl.col("amount")).alias("amount"), pl.col("ts").alias("bought")
+        ),
+        on=["customer_id", "amount"],
+    ).filter(pl.col("bought") < pl.col("ts"))
+    assert match["customer_id"].n_unique() == refunds["customer_id"].n_unique()
+
+
+def test_same_day_purchases_are_rare(tables: dict[str, pl.DataFrame]) -> None:
+    p = tables["transactions"].filter(pl.col("amount") > 0)
+    days = p.select("customer_id", pl.col("ts").dt.date()).unique().height
+    assert days / p.height > 0.93
+
+
+def _monthly_churn(tables: dict[str, pl.DataFrame], data: Path) -> tuple[float, float, float]:
+    """(observed churns, expected churns, variance) over the data months, at-risk customers."""
+    c = tables["customers"].select("customer_id", "churn_date")
+    hz = (
+        pl.read_parquet(data / "_truth" / "churn_hazard.parquet")
+        .filter(pl.col("month") < END)
+        .join(c, on="customer_id")
+        .filter(pl.col("churn_date").is_null() | (pl.col("churn_date") >= pl.col("month")))
+    )
+    churn_month = pl.col("churn_date").dt.truncate("1mo")
+    observed = hz.filter(churn_month == pl.col("month")).height
+    h = hz["hazard"]
+    return float(observed), float(h.sum()), float((h * (1 - h)).sum())
+
+
+def test_churn_hazard_truth_matches_observed_churn(tables: dict[str, pl.DataFrame],
+                                                   data: Path) -> None:
+    observed, expected, var = _monthly_churn(tables, data)
+    assert abs(observed - expected) < 4 * math.sqrt(var)
+    hz = pl.read_parquet(data / "_truth" / "churn_hazard.parquet")
+    months = hz.filter(pl.col("month") < END)
+    assert 0.015 < months["hazard"].mean() < 0.04
+    # every customer has hazards up to 12 months past the end; none before it signed up
+    assert hz["month"].max() == date(2025, 12, 1)
+    last = hz.group_by("customer_id").agg(pl.col("month").max())
+    assert (last["month"] == date(2025, 12, 1)).all()
+    j = hz.join(tables["customers"], on="customer_id")
+    assert (j["month"] > j["signup_date"]).all()
+    # churned customers whose churn month was recorded churned in an at-risk month
+    churned = tables["customers"].filter(pl.col("churn_date").is_not_null())
+    at_risk = churned.join(
+        hz, left_on=[pl.col("customer_id"), pl.col("churn_date").dt.truncate("1mo")],
+        right_on=["customer_id", "month"],
+    )
+    assert at_risk.height == churned.height
+
+
+def test_churn_drivers_have_their_known_sign(tables: dict[str, pl.DataFrame],
+                                             truth: pl.DataFrame) -> None:
+    t = truth.with_columns(pl.col("churn_date").is_not_null().alias("churned"))
+    worst = t.filter(pl.col("network_badness") > 1.2)["churned"].mean()
+    best = t.filter(pl.col("network_badness") < -0.2)["churned"].mean()
+    assert worst > 1.5 * best
+    rates = t.group_by("persona").agg(pl.col("churned").mean())
+    r = dict(zip(rates["persona"], rates["churned"], strict=True))
+    assert r["student_prepaid"] > 2 * r["business_high_spender"]
+
+
+def test_true_churn_probability(tables: dict[str, pl.DataFrame], data: Path) -> None:
+    as_of, horizon = date(2024, 7, 1), 92
+    p = true_churn_probability(data / "_truth", as_of, horizon)
+    c = tables["customers"]
+    active = c.filter(
+        (pl.col("signup_date") < as_of)
+        & (pl.col("churn_date").is_null() | (pl.col("churn_date") > as_of))
+    )
+    assert p.schema == pl.Schema({"customer_id": pl.Int64, "p_churn": pl.Float64})
+    assert p["customer_id"].to_list() == sorted(active["customer_id"].to_list())
+    assert p["p_churn"].is_between(0.0, 1.0).all()
+    # calibrated: expected churns in the window close to the observed ones
+    y = active.select(
+        "customer_id",
+        pl.col("churn_date").is_between(date(2024, 7, 2), date(2024, 10, 1)).fill_null(False)
+        .alias("y"),
+    ).join(p, on="customer_id")
+    sd = math.sqrt((y["p_churn"] * (1 - y["p_churn"])).sum())
+    assert abs(y["y"].sum() - y["p_churn"].sum()) < 4 * sd
+    # informative: the oracle ranks churners above stayers
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y["y"], y["p_churn"]) > 0.65
+    with pytest.raises(ValueError, match="horizon_days=0"):
+        true_churn_probability(data / "_truth", as_of, 0)
+
+
+def test_params_json(data: Path) -> None:
+    params = json.loads((data / "_truth" / "params.json").read_text())
+    assert params["start"] == "2023-01-01" and params["end"] == "2025-01-01"
+    assert params["seed"] == SEED
+    assert set(params["personas"]) == {p.name for p in PERSONAS}
+    shares = sum(p["share"] for p in params["personas"].values())
+    assert shares == pytest.approx(1.0)
+    assert params["churn_effects"]["contagion"] > 0
+
+
+def test_personas_are_recoverable_from_usage_and_spend(
+    tables: dict[str, pl.DataFrame], truth: pl.DataFrame
+) -> None:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.preprocessing import StandardScaler
+
+    usage = tables["usage"].group_by("customer_id").agg(
+        pl.col("data_mb", "voice_min", "sms").mean(), pl.len().alias("months")
+    )
+    spend = tables["transactions"].group_by("customer_id").agg(pl.col("amount").sum())
+    f = (
+        usage.join(spend, on="customer_id", how="left")
+        .with_columns((pl.col("amount").fill_null(0).clip(0) / pl.col("months")).alias("spend"))
+        .join(truth.select("customer_id", "persona"), on="customer_id")
+        .sort("customer_id")
+    )
+    x = StandardScaler().fit_transform(
+        np.log1p(f.select("data_mb", "voice_min", "sms", "spend").to_numpy())
+    )
+    labels = KMeans(6, n_init=4, random_state=0).fit_predict(x)
+    assert adjusted_rand_score(f["persona"], labels) >= 0.7
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="first day of a month"):
+        generate(Path("unused"), customers=10, start=date(2023, 1, 5))
+    with pytest.raises(ValueError, match="customers=0"):
+        generate(Path("unused"), customers=0)
+
+
+def test_cli_generate_writes_the_tables(tmp_path: Path) -> None:
+    from crm_engine.cli import app
+
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(
+        app, ["generate", "--customers", "300", "--months", "6", "--seed", "1", "--out", str(out),
+              "--start", "2024-01-01"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "transactions" in result.output
+    for name in INPUT_TABLES:
+        assert (out / name / "part-00000.parquet").is_file(), name
+    c = pl.read_parquet(out / "customers")
+    assert c.height == 300
+    tx = pl.read_parquet(out / "transactions")
+    assert tx["ts"].max() < datetime(2024, 7, 1)
+    bad = CliRunner().invoke(
+        app, ["generate", "--customers", "5", "--out", str(tmp_path / "x"), "--start", "2024-01-09"]
+    )
+    assert bad.exit_code == 1
+    assert not (tmp_path / "x").exists()
