@@ -40,3 +40,10 @@ def test_resolved_toml_round_trips(tmp_path: Path) -> None:
     p = tmp_path / "resolved.toml"
     p.write_text(config_to_toml(cfg))
     assert load_config(p) == cfg
+
+
+def test_example_config_loads() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "pipeline.toml"
+    cfg = load_config(example)
+    assert cfg.churn.lgbm_params["num_leaves"] == 31
+    assert cfg.valuation.margin == 0.30
