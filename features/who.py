@@ -1,0 +1,120 @@
+"""Who the customer is: the population at ``as_of``, age band, descriptive dimensions, tenure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Sequence
+
+import polars as pl
+
+__all__ = [
+    "CATEGORICAL_COLUMNS",
+    "UNKNOWN",
+    "age_band_expr",
+    "age_band_labels",
+    "population",
+    "who_columns",
+    "who_features",
+]
+
+UNKNOWN = "unknown"
+CATEGORICAL_COLUMNS = ("gender", "occupation", "region", "area_type", "plan_type")
+
+
+def population(customers: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
+    """Customers still a customer at ``as_of``.
+
+    A customer is in the population when ``signup_date < as_of`` and
+    (``churn_date`` is null or ``churn_date >= as_of``): a churn on ``as_of`` or later has not
+    been observed yet.
+    """
+    return customers.filter(
+        (pl.col("signup_date") < pl.lit(as_of))
+        & (pl.col("churn_date").is_null() | (pl.col("churn_date") >= pl.lit(as_of)))
+    )
+
+
+def age_band_labels(cut_points: Sequence[int]) -> list[str]:
+    """Band names for upper-exclusive cut points: ``[25, 35]`` -> ``<25, 25-34, 35+``."""
+    cuts = list(cut_points)
+    if not cuts:
+        return ["all"]
+    labels = [f"<{cuts[0]}"]
+    labels += [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(cuts)]
+    labels.append(f"{cuts[-1]}+")
+    return labels
+
+
+def age_band_expr(age: pl.Expr, cut_points: Sequence[int]) -> pl.Expr:
+    """Age band of an integer age expression; null ages give ``"unknown"``."""
+    labels = age_band_labels(cut_points)
+    expr: pl.Expr = pl.lit(labels[-1])
+    for cut, label in reversed(list(zip(cut_points, labels[:-1], strict=True))):
+        expr = pl.when(age < cut).then(pl.lit(label)).otherwise(expr)
+    return pl.when(age.is_null()).then(pl.lit(UNKNOWN)).otherwise(expr)
+
+
+def _age_at(birth: pl.Expr, as_of: dt.date) -> pl.Expr:
+    """Completed years between ``birth`` and ``as_of``; null when unknown or not yet born."""
+    before_birthday = (birth.dt.month().cast(pl.Int64) * 100 + birth.dt.day().cast(pl.Int64)) > (
+        as_of.month * 100 + as_of.day
+    )
+    age = (
+        pl.lit(as_of.year, dtype=pl.Int64)
+        - birth.dt.year().cast(pl.Int64)
+        - before_birthday.cast(pl.Int64)
+    )
+    return pl.when(birth.is_null() | (age < 0)).then(None).otherwise(age).cast(pl.Int64)
+
+
+def _category(name: str) -> pl.Expr:
+    value = pl.col(name).cast(pl.String).str.strip_chars()
+    return (
+        pl.when(value.is_null() | (value == "")).then(pl.lit(UNKNOWN)).otherwise(value).alias(name)
+    )
+
+
+def who_columns(id_dtype: pl.DataType = pl.Int64) -> dict[str, pl.DataType]:
+    """Declared output of :func:`who_features`."""
+    return {
+        "customer_id": id_dtype,
+        "age": pl.Int64(),
+        "age_band": pl.String(),
+        "gender": pl.String(),
+        "occupation": pl.String(),
+        "region": pl.String(),
+        "area_type": pl.String(),
+        "plan_type": pl.String(),
+        "tenure_days": pl.Int64(),
+    }
+
+
+def who_features(
+    customers: pl.LazyFrame, as_of: dt.date, age_bands: Sequence[int] = (25, 35, 50, 65)
+) -> pl.LazyFrame:
+    """The population at ``as_of`` with its descriptive columns; the base every group joins to.
+
+    Parameters
+    ----------
+    customers
+        The customers table cast to its contract.
+    as_of
+        First day not observed.
+    age_bands
+        Upper-exclusive cut points of the age bands.
+
+    Returns
+    -------
+    pl.LazyFrame
+        One row per customer of :func:`population`, columns of :func:`who_columns`.
+    """
+    age = _age_at(pl.col("birth_date"), as_of)
+    tenure = (pl.lit(as_of) - pl.col("signup_date")).dt.total_days().cast(pl.Int64)
+    return population(customers, as_of).select(
+        pl.col("customer_id"),
+        age.alias("age"),
+        age_band_expr(age, age_bands).alias("age_band"),
+        *[_category(c) for c in CATEGORICAL_COLUMNS],
+        tenure.alias("tenure_days"),
+    )
