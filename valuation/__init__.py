@@ -1,1 +1,83 @@
-"""valuation stage package."""
+"""Customer lifetime value: BTYD purchase models, Gamma-Gamma spend, CLV, tiers and lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from valuation.base import (
+    BTYD_COLUMNS,
+    PurchaseModel,
+    ValuationError,
+    compress,
+    import_lifetimes,
+)
+from valuation.bgnbd import BetaGeoModel, ModifiedBetaGeoModel, simulate_bgnbd
+from valuation.clv import (
+    customer_lifetime_value,
+    discounted_clv,
+    month_ends,
+    monthly_discount_rate,
+)
+from valuation.gamma_gamma import GammaGammaModel
+from valuation.lifecycle import STAGES, lifecycle_stage_expr
+from valuation.pareto import ParetoNBDModel
+from valuation.profit import profit_contribution_expr
+from valuation.select import AUTO_CANDIDATES, PURCHASE_MODELS, make_purchase_model, select_by_mae
+from valuation.stage import (
+    VALUES_SCHEMA,
+    ValuationModels,
+    btyd_frame,
+    fit_models,
+    models_report,
+    score_arrays,
+    value_customers,
+)
+from valuation.tiers import TIERS, assign_tiers, tier_cut_points
+
+_LAZY = {"ValuationPyfunc": "valuation.pyfunc", "log_valuation_model": "valuation.pyfunc"}
+
+
+def __getattr__(name: str) -> Any:
+    # The MLflow wrapper imports mlflow (~1.5 s): only on first use.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'valuation' has no attribute {name!r}")
+
+
+__all__ = [
+    "AUTO_CANDIDATES",
+    "BTYD_COLUMNS",
+    "PURCHASE_MODELS",
+    "STAGES",
+    "TIERS",
+    "VALUES_SCHEMA",
+    "BetaGeoModel",
+    "GammaGammaModel",
+    "ModifiedBetaGeoModel",
+    "ParetoNBDModel",
+    "PurchaseModel",
+    "ValuationError",
+    "ValuationModels",
+    "ValuationPyfunc",
+    "assign_tiers",
+    "btyd_frame",
+    "compress",
+    "customer_lifetime_value",
+    "discounted_clv",
+    "fit_models",
+    "import_lifetimes",
+    "lifecycle_stage_expr",
+    "log_valuation_model",
+    "make_purchase_model",
+    "models_report",
+    "month_ends",
+    "monthly_discount_rate",
+    "profit_contribution_expr",
+    "score_arrays",
+    "select_by_mae",
+    "simulate_bgnbd",
+    "tier_cut_points",
+    "value_customers",
+]

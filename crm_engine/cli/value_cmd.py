@@ -1,0 +1,97 @@
+"""`crm-engine value`: customer lifetime value, P(alive), tiers and lifecycle stages."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from crm_engine.cli._app import app, console, err_console, user_errors
+from crm_engine.config import load_config
+
+ModelName = Literal["bgnbd", "mbgnbd", "pareto", "auto"]
+
+
+@app.command("value")
+@user_errors
+def value_command(
+    data: Annotated[
+        Path,
+        typer.Option("--data", help="directory of the input tables", exists=True,
+                     file_okay=False, dir_okay=True),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="values Parquet file to write; valuation.json goes beside it"),
+    ],
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="first day not observed (YYYY-MM-DD); default: first day "
+                     "of the month after the last transaction"),
+    ] = None,
+    model: Annotated[
+        ModelName | None,
+        typer.Option("--model", help="purchase model; auto = lowest holdout MAE "
+                     "(default: valuation.model)"),
+    ] = None,
+    holdout_days: Annotated[
+        int | None,
+        typer.Option("--holdout-days", min=0,
+                     help="holdout window in days, 0 = none (default: valuation.holdout_days)"),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="pipeline.toml ([valuation] section)", exists=True,
+                     dir_okay=False),
+    ] = None,
+) -> None:
+    """Fit BG/NBD-family + Gamma-Gamma models and write one value row per customer."""
+    from pipelines.profile_job import resolve_as_of
+    from pipelines.value_job import value_job
+    from valuation import ValuationError
+
+    cfg = load_config(
+        config, {"valuation.model": model, "valuation.holdout_days": holdout_days}
+    )
+    as_of_date = resolve_as_of(data, as_of)
+    start = time.perf_counter()
+    try:
+        result = value_job(data, as_of_date, out, cfg)
+    except ValuationError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    seconds = time.perf_counter() - start
+    rep = result.report
+    table = Table(title=f"valuation as of {as_of_date} ({rep['model']})", show_edge=False)
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("customers scored", f"{result.rows:,}")
+    table.add_row("fitted on", f"{rep['n_customers_fitted']:,} customers, "
+                  f"{rep['n_distinct_triples']:,} distinct triples")
+    table.add_row("purchases per day E[lambda]",
+                  f"{rep['population_rates_per_day']['purchase_rate']:.4f}")
+    table.add_row("mean P(alive)", f"{rep['mean_p_alive']:.3f}")
+    table.add_row(f"total CLV ({rep['horizon_days']} d)", f"{rep['total_clv']:,.0f}")
+    corr = rep["spend"]["frequency_monetary_corr"]
+    table.add_row("spend/frequency corr", "n/a" if corr is None else f"{corr:+.3f}")
+    hold = rep.get("holdout")
+    if hold:
+        for name, m in hold["metrics"].items():
+            text = "failed" if m is None else (
+                f"MAE {m['mae']:.3f}, predicted {m['total_predicted']:,.0f} "
+                f"vs actual {m['total_actual']:,.0f}"
+            )
+            table.add_row(f"holdout {name} ({hold['holdout_days']} d)", text)
+    for tier, n in rep["tier_counts"].items():
+        table.add_row(f"tier {tier}", f"{n:,}")
+    for stage, n in rep["lifecycle_counts"].items():
+        table.add_row(f"stage {stage}", f"{n:,}")
+    console.print(table)
+    console.print(
+        f"wrote {result.values_path} and {result.report_path.name} ({seconds:.1f} s)",
+        highlight=False,
+    )

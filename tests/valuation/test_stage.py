@@ -1,0 +1,131 @@
+"""The values stage on a profile-like frame: schema, rules, no-purchase customers, errors."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from crm_engine.config import ValuationConfig
+from valuation import (
+    VALUES_SCHEMA,
+    BetaGeoModel,
+    GammaGammaModel,
+    ValuationError,
+    ValuationModels,
+    fit_models,
+    value_customers,
+)
+
+
+def test_values_frame_contract_and_report(profile: pl.DataFrame) -> None:
+    cfg = ValuationConfig()
+    before = profile.clone()
+    values, report = value_customers(profile, cfg)
+    assert values.schema == VALUES_SCHEMA
+    assert values.height == profile.height
+    assert values["customer_id"].to_list() == profile["customer_id"].to_list()
+    assert profile.equals(before)  # the input is not mutated
+    for c in ("p_alive", "expected_purchases", "expected_avg_value", "clv"):
+        col = values[c]
+        assert col.null_count() == 0 and col.is_finite().all() and (col >= 0).all(), c
+    assert (values["p_alive"] <= 1).all()
+    assert set(values["value_tier"]) <= {"bronze", "silver", "gold", "platinum"}
+    # Report: JSON-ready, parameters per day, and no customer rows.
+    text = json.dumps(report)
+    assert report["model"] == "bgnbd" and report["time_unit"] == "days"
+    assert set(report["params"]) == {"r", "alpha", "a", "b"}
+    assert report["params"]["r"] == pytest.approx(0.8, rel=0.2)
+    assert report["spend"]["params"]["p"] == pytest.approx(6.0, rel=0.3)
+    assert abs(report["spend"]["frequency_monetary_corr"]) < 0.1
+    assert report["n_customers_fitted"] == 3_000
+    assert report["n_customers_without_purchase"] == 50
+    assert sum(report["tier_counts"].values()) == values.height
+    assert sum(report["lifecycle_counts"].values()) == values.height
+    assert "customer_id" not in text
+
+
+def test_no_purchase_customers_get_population_spend(profile: pl.DataFrame) -> None:
+    values, report = value_customers(profile, ValuationConfig())
+    never = values.join(profile.filter(~pl.col("has_purchase")), on="customer_id", how="semi")
+    assert never.height == 50
+    assert never["recency_days"].null_count() == 50
+    assert never["monetary_avg"].null_count() == 50
+    np.testing.assert_allclose(never["expected_avg_value"], report["spend"]["population_mean"])
+    # BG/NBD: no repeat purchase means alive; these are 100 days old, so "active".
+    assert (never["p_alive"] == 1.0).all()
+    assert set(never["lifecycle_stage"]) == {"active"}
+
+
+def test_values_follow_the_rules(profile: pl.DataFrame) -> None:
+    cfg = ValuationConfig()
+    values, report = value_customers(profile, cfg)
+    joined = values.join(profile, on="customer_id", suffix="_p")
+    want_profit = joined["revenue_365d"] * cfg.margin - cfg.cost_per_interaction * (
+        joined["complaints_365d"] + joined["inquiries_365d"]
+    )
+    np.testing.assert_allclose(joined["profit_contribution"], want_profit)
+    new = joined.filter(pl.col("tenure_days") < cfg.lifecycle.new_tenure_days)
+    assert (new["lifecycle_stage"] == "new").all()
+    cuts = report["tier_cut_points"]
+    plat = values.filter(pl.col("value_tier") == "platinum")
+    assert (plat["clv"] > cuts["platinum"]).all()
+    # A higher P(alive) and frequency (same T and recency) never lowers expected purchases.
+    assert values["clv"].sum() == pytest.approx(report["total_clv"])
+    buyers = joined.filter(pl.col("has_purchase"))
+    np.testing.assert_array_equal(
+        # T runs to the last observed day (as_of - 1): as_of - last purchase = T - recency + 1.
+        buyers["recency_days"], (buyers["T"] - buyers["recency"] + 1).cast(pl.Int64)
+    )
+
+
+def test_prefitted_models_score_without_refitting(profile: pl.DataFrame) -> None:
+    cfg = ValuationConfig()
+    models = fit_models(profile, cfg)
+    a, _ = value_customers(profile, cfg, models)
+    b, _ = value_customers(profile, cfg)
+    assert a.equals(b)
+    # Scoring a subset with the fitted models gives the same rows.
+    part, _ = value_customers(profile.tail(100), cfg, models)
+    assert_frame_equal(part.drop("value_tier"), a.tail(100).drop("value_tier"), rel_tol=1e-9)
+
+
+def test_clv_grows_with_horizon_and_shrinks_with_discounting(profile: pl.DataFrame) -> None:
+    models = fit_models(profile, ValuationConfig())
+    short, _ = value_customers(profile, ValuationConfig(horizon_days=90), models)
+    long_, _ = value_customers(profile, ValuationConfig(horizon_days=365), models)
+    cheap, _ = value_customers(
+        profile, ValuationConfig(horizon_days=365, annual_discount_rate=0.5), models
+    )
+    assert (long_["clv"] >= short["clv"] - 1e-12).all()
+    assert (cheap["clv"] <= long_["clv"] + 1e-12).all()
+    assert cheap["clv"].sum() < long_["clv"].sum()
+
+
+def test_model_name_override_and_auto_fallback(profile: pl.DataFrame) -> None:
+    _, report = value_customers(profile, ValuationConfig(), "mbgnbd")
+    assert report["model"] == "mbgnbd"
+    with pytest.warns(UserWarning, match="without a holdout"):
+        _, report = value_customers(profile, ValuationConfig(model="auto"))
+    assert report["model"] in {"bgnbd", "mbgnbd", "pareto"}
+
+
+def test_missing_columns_and_too_few_buyers_are_clear_errors(profile: pl.DataFrame) -> None:
+    with pytest.raises(ValuationError, match=r"missing column\(s\) \['revenue_365d'\]"):
+        value_customers(profile.drop("revenue_365d"), ValuationConfig())
+    with pytest.raises(ValuationError, match="only 5 customer"):
+        value_customers(profile.head(5), ValuationConfig())
+
+
+def test_stage_needs_no_warnings_filters(profile: pl.DataFrame) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        models = ValuationModels(
+            BetaGeoModel().fit(profile.filter("has_purchase")),
+            GammaGammaModel().fit(profile),
+        )
+        value_customers(profile, ValuationConfig(), models)

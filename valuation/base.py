@@ -1,0 +1,460 @@
+"""Shared machinery of the BTYD wrappers: input conversion, triple compression, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import ModuleType
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import polars as pl
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+BTYD_COLUMNS: tuple[str, ...] = ("frequency", "recency", "T")
+SPEND_COLUMNS: tuple[str, ...] = ("frequency", "monetary_value")
+
+ArrayLike = np.ndarray | Sequence[float]
+FrameLike = pl.DataFrame | pd.DataFrame | Mapping[str, ArrayLike] | np.ndarray
+
+
+class ValuationError(ValueError):
+    """A valuation model that cannot be fitted or used; the message names the model and a fix."""
+
+
+def import_lifetimes() -> ModuleType:
+    """Import :mod:`lifetimes` with its import-time deprecation warnings silenced locally."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", SyntaxWarning)
+        import lifetimes
+        import lifetimes.utils
+    return lifetimes
+
+
+@contextlib.contextmanager
+def quiet_lifetimes() -> Iterator[None]:
+    """Contain lifetimes' side effects while it runs.
+
+    lifetimes calls ``warnings.simplefilter`` inside its likelihoods (a global change that
+    ``catch_warnings`` undoes on exit), emits numpy overflow warnings on extreme parameter
+    trials and prints the optimizer output on a convergence failure (stdout is captured).
+    """
+    with (
+        warnings.catch_warnings(),
+        np.errstate(all="ignore"),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def as_columns(X: FrameLike, columns: Sequence[str], what: str) -> dict[str, np.ndarray]:
+    """Float64 numpy columns from a Polars/pandas frame, a mapping or a 2-D array.
+
+    A 2-D array must hold the columns in the order of ``columns``.
+    """
+    if isinstance(X, np.ndarray):
+        arr = np.asarray(X, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] != len(columns):
+            raise ValueError(
+                f"{what}: a 2-D array with {len(columns)} columns ({', '.join(columns)}) is "
+                f"expected, got shape {arr.shape}"
+            )
+        return {c: np.ascontiguousarray(arr[:, i]) for i, c in enumerate(columns)}
+    if isinstance(X, pl.DataFrame):
+        names = X.columns
+    elif isinstance(X, pd.DataFrame):
+        names = list(X.columns)
+    elif isinstance(X, Mapping):
+        names = list(X)
+    else:
+        raise TypeError(f"{what}: unsupported input type {type(X).__name__}")
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {missing}; got {list(names)}")
+    out: dict[str, np.ndarray] = {}
+    for c in columns:
+        if isinstance(X, pl.DataFrame):
+            col = X.get_column(c).cast(pl.Float64).to_numpy()
+        elif isinstance(X, pd.DataFrame):
+            col = X[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            col = np.asarray(X[c], dtype=np.float64)
+        out[c] = np.ascontiguousarray(col, dtype=np.float64)
+    n = {len(v) for v in out.values()}
+    if len(n) > 1:
+        raise ValueError(f"{what}: columns have different lengths {sorted(n)}")
+    return out
+
+
+def check_btyd(cols: Mapping[str, np.ndarray], what: str) -> None:
+    """Validate frequency/recency/T arrays (finite, integer frequency, 0 <= recency <= T)."""
+    f, r, t = cols["frequency"], cols["recency"], cols["T"]
+    if len(f) == 0:
+        raise ValueError(f"{what}: no customers")
+    for name, a in (("frequency", f), ("recency", r), ("T", t)):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise ValueError(f"{what}: {int(bad.sum())} non-finite value(s) in {name}")
+    problems = [
+        ("frequency < 0 or not an integer", (f < 0) | (f != np.round(f))),
+        ("recency < 0", r < 0),
+        ("recency > T", r > t + 1e-9),
+        ("frequency = 0 with recency != 0", (f == 0) & (r != 0)),
+    ]
+    for label, mask in problems:
+        if mask.any():
+            raise ValueError(f"{what}: {int(mask.sum())} customer(s) with {label}")
+
+
+_KEY_BITS = 21
+
+
+def _packable(cols: Mapping[str, np.ndarray]) -> bool:
+    """Whether every column holds non-negative integers below 2**21 (days, counts)."""
+    if len(cols) > 3:
+        return False
+    for a in cols.values():
+        if len(a) == 0:
+            continue
+        if a.min() < 0 or a.max() >= 2**_KEY_BITS or not np.array_equal(a, np.floor(a)):
+            return False
+    return True
+
+
+def compress(
+    cols: Mapping[str, np.ndarray], weights: np.ndarray | None = None, inverse: bool = True
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
+    """Distinct rows of ``cols`` (sorted), their summed weights and each input row's index.
+
+    Integer-valued columns (whole days, counts) are packed into one int64 key, which is
+    several times faster than grouping on float columns.
+
+    Returns
+    -------
+    unique, counts, inverse
+        ``unique[c][inverse] == cols[c]`` for every column ``c``; ``inverse`` is None when
+        not requested.
+    """
+    names = list(cols)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    if _packable(cols):
+        key = np.zeros(len(cols[names[0]]), dtype=np.int64)
+        for c in names:
+            key = (key << _KEY_BITS) | cols[c].astype(np.int64)
+        inv: np.ndarray | None = None
+        if inverse:
+            ukey, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+            counts = cnt.astype(np.float64) if w is None else np.bincount(inv, weights=w)
+        else:
+            frame = pl.DataFrame({"k": key, "w": np.ones(len(key)) if w is None else w})
+            g = frame.group_by("k").agg(pl.col("w").sum()).sort("k")
+            ukey, counts = g.get_column("k").to_numpy(), g.get_column("w").to_numpy()
+        unique = {}
+        mask = (1 << _KEY_BITS) - 1
+        for i, c in enumerate(names):
+            shift = _KEY_BITS * (len(names) - 1 - i)
+            unique[c] = ((ukey >> shift) & mask).astype(np.float64)
+        return unique, np.asarray(counts, dtype=np.float64), inv
+    frame = pl.DataFrame(
+        {**{c: cols[c] for c in names}, "__w": np.ones(len(cols[names[0]])) if w is None else w}
+    )
+    uniq = frame.group_by(names).agg(pl.col("__w").sum()).sort(names).with_row_index("__k")
+    inv = None
+    if inverse:
+        inv = (
+            frame.select(names)
+            .join(uniq.select([*names, "__k"]), on=names, how="left", maintain_order="left")
+            .get_column("__k")
+            .cast(pl.Int64)
+            .to_numpy()
+        )
+    unique = {c: uniq.get_column(c).to_numpy() for c in names}
+    return unique, uniq.get_column("__w").to_numpy(), inv
+
+
+def check_finite_params(model: str, params: Mapping[str, float]) -> None:
+    """Raise :class:`ValuationError` when a fitted parameter is NaN, infinite or <= 0."""
+    bad = {k: v for k, v in params.items() if not (math.isfinite(v) and v > 0)}
+    if bad:
+        raise ValuationError(
+            f"{model} fit produced invalid parameters {bad}; the optimiser did not converge. "
+            "Try a larger valuation.penalizer (e.g. 0.001-0.1) or check the input for "
+            "extreme frequencies."
+        )
+
+
+def check_finite_output(model: str, name: str, values: np.ndarray) -> np.ndarray:
+    """Raise :class:`ValuationError` when a prediction holds NaN or infinite values."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValuationError(
+            f"{model} produced {int(bad.sum())} non-finite {name} value(s) out of {len(values)}; "
+            "the fitted parameters are numerically unstable for these customers. Try a larger "
+            "valuation.penalizer or another valuation.model."
+        )
+    return values
+
+
+class LifetimesWrapper(BaseEstimator):
+    """Base of our estimators around a lifetimes fitter.
+
+    Subclasses name the lifetimes fitter class and its parameters. Only plain floats are
+    kept after ``fit`` (``params_``), so the objects pickle with :mod:`pickle`; predictions
+    build a fresh lifetimes fitter from ``params_`` each time.
+    """
+
+    model_name: ClassVar[str] = ""
+    _fitter_class: ClassVar[str] = ""
+    _param_names: ClassVar[tuple[str, ...]] = ()
+
+    penalizer: float
+
+    def _new_fitter(self) -> Any:
+        lifetimes = import_lifetimes()
+        fitter = getattr(lifetimes, self._fitter_class)(penalizer_coef=self.penalizer)
+        return fitter
+
+    def _fitted_fitter(self) -> Any:
+        check_is_fitted(self, "params_")
+        fitter = self._new_fitter()
+        fitter.params_ = pd.Series(
+            [self.params_[k] for k in self._param_names], index=list(self._param_names),
+            dtype=np.float64,
+        )
+        return fitter
+
+    def _run_fit(self, fit: Callable[[], Any]) -> Any:
+        lifetimes = import_lifetimes()
+        try:
+            with quiet_lifetimes():
+                return fit()
+        except lifetimes.utils.ConvergenceError as e:
+            raise ValuationError(
+                f"{self.model_name} fit did not converge (penalizer={self.penalizer}). Try a "
+                "larger valuation.penalizer (e.g. 0.001-0.1) or another valuation.model."
+            ) from e
+        except (np.linalg.LinAlgError, FloatingPointError, OverflowError) as e:
+            raise ValuationError(
+                f"{self.model_name} fit failed numerically ({e}). Try a larger "
+                "valuation.penalizer (e.g. 0.001-0.1) or another valuation.model."
+            ) from e
+
+
+class PurchaseModel(LifetimesWrapper):
+    """Base of the purchase-count models (BG/NBD, Modified BG/NBD, Pareto/NBD).
+
+    Parameters
+    ----------
+    penalizer
+        L2 penalty on the parameters (lifetimes' ``penalizer_coef``); raise it when a fit
+        does not converge.
+
+    Attributes
+    ----------
+    params_ : dict[str, float]
+        Fitted parameters in the time unit of the input (days in this project).
+    log_likelihood_ : float
+        Total log-likelihood of the fitted customers (without the penalty).
+    n_customers_ : int
+        Number of customers fitted (sum of the weights).
+    n_triples_ : int
+        Number of distinct (frequency, recency, T) triples the likelihood was evaluated on.
+    time_scale_ : float
+        ``1 / max(T)`` of the fit: lifetimes' internal time scale, also used to predict.
+    """
+
+    def __init__(self, penalizer: float = 0.0) -> None:
+        self.penalizer = penalizer
+
+    # --- hooks -------------------------------------------------------------------------
+    def _fit_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def _fit_params(self, u: Mapping[str, np.ndarray], w: np.ndarray) -> dict[str, float]:
+        """Fit on distinct triples ``u`` with weights ``w``; return the parameters."""
+        fitter = self._new_fitter()
+        fitter.fit(
+            u["frequency"].astype(np.int64), u["recency"], u["T"], weights=w,
+            **self._fit_kwargs(),
+        )
+        return {k: float(fitter.params_[k]) for k in self._param_names}
+
+    _rate_params: ClassVar[tuple[str, ...]] = ()
+    """Parameters with the unit of time (scaled with it)."""
+
+    def _scaled_log_likelihood(
+        self, params: Mapping[str, float], u: Mapping[str, np.ndarray], w: np.ndarray
+    ) -> float:
+        raise NotImplementedError
+
+    def _total_log_likelihood(
+        self, params: Mapping[str, float], u: Mapping[str, np.ndarray], w: np.ndarray
+    ) -> float:
+        """Log-likelihood in the input's time unit, evaluated (as lifetimes fits) with time
+        scaled to max T = 1, where the hypergeometric terms stay finite.
+
+        Rescaling time by ``c`` multiplies the density of ``x`` purchase times by ``c**x``.
+        """
+        c = 1.0 / float(u["T"].max())
+        scaled = {k: (v * c if k in self._rate_params else v) for k, v in params.items()}
+        su = {"frequency": u["frequency"], "recency": u["recency"] * c, "T": u["T"] * c}
+        ll = self._scaled_log_likelihood(scaled, su, w)
+        return ll + math.log(c) * float((w * u["frequency"]).sum())
+
+    # --- fitting -----------------------------------------------------------------------
+    def fit(
+        self, X: FrameLike, y: None = None, sample_weight: np.ndarray | None = None
+    ) -> PurchaseModel:
+        """Fit on customers' (frequency, recency, T), compressed to distinct triples.
+
+        Parameters
+        ----------
+        X
+            Frame or mapping with columns ``frequency``, ``recency``, ``T`` (or a 2-D array
+            in that column order). Time unit: days.
+        y
+            Ignored (sklearn convention).
+        sample_weight
+            Optional count of customers per row (for inputs that are already compressed,
+            e.g. sufficient statistics from a distributed backend).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValuationError
+            When the optimiser does not converge or the parameters are not finite.
+        """
+        if self.penalizer < 0:
+            raise ValueError(f"penalizer={self.penalizer} should be >= 0")
+        cols = as_columns(X, BTYD_COLUMNS, self.model_name)
+        check_btyd(cols, self.model_name)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.shape != cols["frequency"].shape or (sample_weight < 0).any():
+                raise ValueError(f"{self.model_name}: sample_weight must be >= 0, one per row")
+        u, w, _ = compress(cols, sample_weight, inverse=False)
+        if u["T"].max() <= 0:
+            raise ValuationError(
+                f"{self.model_name}: every customer has T=0; nothing to fit (need customers "
+                "observed for at least one day after their first purchase)"
+            )
+        params = self._run_fit(lambda: self._fit_params(u, w))
+        check_finite_params(self.model_name, params)
+        self.params_ = params
+        self.time_scale_ = 1.0 / float(u["T"].max())
+        with quiet_lifetimes():
+            ll = self._total_log_likelihood(params, u, w)
+        if not math.isfinite(ll):
+            raise ValuationError(
+                f"{self.model_name}: non-finite log-likelihood at the fitted parameters "
+                f"{params}. Try a larger valuation.penalizer."
+            )
+        self.log_likelihood_ = float(ll)
+        self.n_customers_ = round(float(w.sum()))
+        self.n_triples_ = len(w)
+        return self
+
+    # --- prediction --------------------------------------------------------------------
+    def _scaled_fitter(self) -> Any:
+        # Predictions are invariant to the time unit; evaluating them in the time scale of
+        # the fit (max T = 1) keeps lifetimes' hypergeometric terms finite where the day
+        # scale overflows (e.g. Pareto/NBD with beta in the thousands of days).
+        fitter = self._fitted_fitter()
+        for k in self._rate_params:
+            fitter.params_[k] = self.params_[k] * self.time_scale_
+        return fitter
+
+    def _on_unique(
+        self, X: FrameLike, name: str, fn: Callable[[Any, dict[str, np.ndarray]], np.ndarray]
+    ) -> np.ndarray:
+        fitter = self._scaled_fitter()
+        cols = as_columns(X, BTYD_COLUMNS, self.model_name)
+        check_btyd(cols, self.model_name)
+        u, _, inverse = compress(cols)
+        u = {**u, "recency": u["recency"] * self.time_scale_, "T": u["T"] * self.time_scale_}
+        with quiet_lifetimes():
+            out = np.asarray(fn(fitter, u), dtype=np.float64)
+        check_finite_output(self.model_name, name, out.ravel())
+        return out if inverse is None else out[inverse]
+
+    def expected_purchases(self, X: FrameLike, t: float | ArrayLike) -> np.ndarray:
+        """Expected repeat purchases in the next ``t`` days given each customer's history.
+
+        Parameters
+        ----------
+        X
+            Columns ``frequency``, ``recency``, ``T``.
+        t
+            A horizon in days, or a 1-D array of horizons.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(n,)`` for a scalar ``t``, ``(n, len(t))`` for an array.
+        """
+        ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        if ts.ndim != 1 or (ts < 0).any():
+            raise ValueError(f"t must be >= 0 days, got {t!r}")
+
+        def fn(fitter: Any, u: dict[str, np.ndarray]) -> np.ndarray:
+            cols = []
+            for tk in ts:
+                if tk == 0:
+                    cols.append(np.zeros(len(u["T"])))
+                    continue
+                cols.append(
+                    np.asarray(
+                        fitter.conditional_expected_number_of_purchases_up_to_time(
+                            tk * self.time_scale_, u["frequency"], u["recency"], u["T"]
+                        ),
+                        dtype=np.float64,
+                    )
+                )
+            return np.column_stack(cols)
+
+        out = self._on_unique(X, "expected_purchases", fn)
+        return out[:, 0] if np.ndim(t) == 0 else out
+
+    def p_alive(self, X: FrameLike) -> np.ndarray:
+        """Probability that each customer is still active (still purchasing)."""
+
+        def fn(fitter: Any, u: dict[str, np.ndarray]) -> np.ndarray:
+            p = fitter.conditional_probability_alive(u["frequency"], u["recency"], u["T"])
+            return np.clip(np.asarray(p, dtype=np.float64).reshape(-1), 0.0, 1.0)
+
+        return self._on_unique(X, "p_alive", fn)
+
+    def expected_purchases_new(self, t: float | ArrayLike) -> np.ndarray:
+        """Expected repeat purchases in ``t`` days of a new customer (unconditional)."""
+        fitter = self._scaled_fitter()
+        with quiet_lifetimes():
+            ts = np.asarray(t, dtype=np.float64) * self.time_scale_
+            return np.asarray(
+                fitter.expected_number_of_purchases_up_to_time(ts),
+                dtype=np.float64,
+            )
+
+    def score(self, X: FrameLike, y: None = None) -> float:
+        """Mean log-likelihood per customer of ``X`` under the fitted parameters."""
+        check_is_fitted(self, "params_")
+        cols = as_columns(X, BTYD_COLUMNS, self.model_name)
+        check_btyd(cols, self.model_name)
+        u, w, _ = compress(cols, inverse=False)
+        with quiet_lifetimes():
+            return float(self._total_log_likelihood(self.params_, u, w) / w.sum())
+
+    def population_rates(self) -> dict[str, float]:
+        """Population means of the latent rates (per day): ``purchase_rate`` and more."""
+        raise NotImplementedError

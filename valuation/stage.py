@@ -1,0 +1,277 @@
+"""The valuation stage: profile frame -> per-customer values frame and a report dict."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from crm_engine.config import ValuationConfig
+from valuation.base import PurchaseModel, ValuationError
+from valuation.clv import customer_lifetime_value, monthly_discount_rate
+from valuation.gamma_gamma import GammaGammaModel
+from valuation.lifecycle import STAGES, lifecycle_stage_expr
+from valuation.profit import profit_contribution_expr
+from valuation.select import AUTO_CANDIDATES, make_purchase_model
+from valuation.tiers import TIERS, assign_tiers, tier_cut_points
+
+PROFILE_COLUMNS: tuple[str, ...] = (
+    "customer_id", "frequency", "recency", "T", "monetary_value", "tenure_days", "revenue_365d",
+)
+"""Profile columns the stage needs (``has_purchase``, interaction counts are optional)."""
+
+VALUES_SCHEMA = pl.Schema(
+    {
+        "customer_id": pl.Int64(),
+        "recency_days": pl.Int64(),
+        "frequency": pl.Int64(),
+        "monetary_avg": pl.Float64(),
+        "p_alive": pl.Float64(),
+        "expected_purchases": pl.Float64(),
+        "expected_avg_value": pl.Float64(),
+        "clv": pl.Float64(),
+        "profit_contribution": pl.Float64(),
+        "value_tier": pl.String(),
+        "lifecycle_stage": pl.String(),
+    }
+)
+"""Output of :func:`value_customers` (``customer_id`` keeps the profile's id type)."""
+
+CORRELATION_WARN = 0.3
+
+
+@dataclass(frozen=True)
+class ValuationModels:
+    """A fitted purchase model and spend model: what scoring needs besides the config."""
+
+    purchase: PurchaseModel
+    spend: GammaGammaModel
+
+
+def _require(profile: pl.DataFrame, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in profile.columns]
+    if missing:
+        raise ValuationError(
+            f"valuation stage: profile is missing column(s) {missing}; got {profile.columns}"
+        )
+
+
+def btyd_frame(profile: pl.DataFrame) -> pl.DataFrame:
+    """The model inputs: ``frequency``, ``recency``, ``T``, ``monetary_value`` and ``fit``.
+
+    Needs ``frequency``, ``recency``, ``T``; ``monetary_value`` (0 when absent) and
+    ``has_purchase`` are optional.
+
+    Customers without a purchase (``has_purchase`` false, or null frequency) get
+    frequency=0, recency=0, monetary_value=0 and keep their ``T`` (clipped at 0); ``fit``
+    marks the customers the models are fitted on (those with a purchase).
+    """
+    _require(profile, ("frequency", "recency", "T"))
+    if "monetary_value" not in profile.columns:
+        profile = profile.with_columns(pl.lit(0.0).alias("monetary_value"))
+    if "has_purchase" in profile.columns:
+        has = pl.col("has_purchase").fill_null(False) & pl.col("frequency").is_not_null()
+    else:
+        has = pl.col("frequency").is_not_null()
+    t = pl.col("T").cast(pl.Float64).fill_null(0.0).clip(lower_bound=0.0)
+    return profile.select(
+        pl.when(has).then(pl.col("frequency").cast(pl.Float64)).otherwise(0.0).alias("frequency"),
+        pl.when(has & (pl.col("frequency") > 0))
+        .then(pl.min_horizontal(pl.col("recency").cast(pl.Float64).clip(lower_bound=0.0), t))
+        .otherwise(0.0)
+        .alias("recency"),
+        t.alias("T"),
+        pl.when(has & (pl.col("frequency") > 0))
+        .then(pl.col("monetary_value").cast(pl.Float64).fill_null(0.0))
+        .otherwise(0.0)
+        .alias("monetary_value"),
+        has.alias("fit"),
+    )
+
+
+def fit_models(
+    profile: pl.DataFrame, cfg: ValuationConfig, model: str | None = None
+) -> ValuationModels:
+    """Fit the purchase model (``model`` or ``cfg.model``) and the Gamma-Gamma spend model.
+
+    ``"auto"`` here (without a holdout) keeps the candidate with the highest in-sample
+    log-likelihood and warns; the value job selects on the holdout instead.
+    """
+    name = model or cfg.model
+    X = btyd_frame(profile)
+    fit_rows = X.filter(pl.col("fit"))
+    if fit_rows.height < 10:
+        raise ValuationError(
+            f"valuation stage: only {fit_rows.height} customer(s) with a purchase; at least 10 "
+            "are needed to fit a purchase model"
+        )
+    if name == "auto":
+        warnings.warn(
+            "valuation.model='auto' without a holdout: choosing by in-sample log-likelihood; "
+            "run the value job (which validates on a holdout) to select on held-out purchases",
+            UserWarning,
+            stacklevel=2,
+        )
+        fitted = []
+        for cand in AUTO_CANDIDATES:
+            try:
+                fitted.append(make_purchase_model(cand, cfg.penalizer).fit(fit_rows))
+            except ValuationError:
+                continue
+        if not fitted:
+            raise ValuationError(
+                f"model=auto: none of {list(AUTO_CANDIDATES)} converged. Try a larger "
+                "valuation.penalizer."
+            )
+        purchase = max(fitted, key=lambda m: m.log_likelihood_)
+    else:
+        purchase = make_purchase_model(name, cfg.penalizer).fit(fit_rows)
+    spend = GammaGammaModel(penalizer=cfg.penalizer).fit(fit_rows)
+    return ValuationModels(purchase=purchase, spend=spend)
+
+
+def score_arrays(
+    X: pl.DataFrame, models: ValuationModels, cfg: ValuationConfig
+) -> dict[str, np.ndarray]:
+    """``p_alive``, ``expected_purchases``, ``expected_avg_value``, ``clv`` for BTYD inputs."""
+    p_alive = models.purchase.p_alive(X)
+    value = models.spend.expected_avg_value(X)
+    expected, clv = customer_lifetime_value(
+        models.purchase, X, value, cfg.horizon_days, cfg.annual_discount_rate, cfg.margin
+    )
+    return {
+        "p_alive": p_alive,
+        "expected_purchases": expected,
+        "expected_avg_value": value,
+        "clv": np.maximum(clv, 0.0),
+    }
+
+
+def _round(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def models_report(models: ValuationModels) -> dict[str, Any]:
+    """The fitted parameters and fit statistics, JSON-ready (no customer rows)."""
+    p, s = models.purchase, models.spend
+    return {
+        "model": p.model_name,
+        "time_unit": "days",
+        "params": dict(p.params_),
+        "population_rates_per_day": p.population_rates(),
+        "log_likelihood": p.log_likelihood_,
+        "n_customers_fitted": p.n_customers_,
+        "n_distinct_triples": p.n_triples_,
+        "penalizer": p.penalizer,
+        "spend": {
+            "model": s.model_name,
+            "params": dict(s.params_),
+            "population_mean": s.population_mean_,
+            "log_likelihood": s.log_likelihood_,
+            "n_customers_fitted": s.n_customers_,
+            "n_customers_excluded": s.n_excluded_,
+            "frequency_monetary_corr": _round(s.frequency_monetary_corr_),
+        },
+    }
+
+
+def value_customers(
+    profile: pl.DataFrame,
+    cfg: ValuationConfig,
+    model: ValuationModels | str | None = None,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Score every customer of the profile: P(alive), expected purchases, CLV, tier, stage.
+
+    Parameters
+    ----------
+    profile
+        One row per customer with ``customer_id``, ``frequency``, ``recency``, ``T``,
+        ``monetary_value`` (days, lifetimes definitions), ``tenure_days``, ``revenue_365d``;
+        optional ``has_purchase``, ``complaints_365d``, ``inquiries_365d``.
+    cfg
+        The valuation section of the pipeline config.
+    model
+        Fitted :class:`ValuationModels` to score without refitting, a purchase model name
+        overriding ``cfg.model`` (what the value job passes after a holdout selection), or
+        None to fit ``cfg.model``.
+
+    Returns
+    -------
+    values, report
+        ``values`` follows :data:`VALUES_SCHEMA`, in the profile's row order; ``report``
+        holds the model, its parameters (per day), spend parameters, the frequency/monetary
+        correlation, tier cut points and counts. No customer rows.
+
+    Raises
+    ------
+    ValuationError
+        Missing columns, too few purchasers, a model that does not converge or gives
+        non-finite predictions.
+    """
+    _require(profile, PROFILE_COLUMNS)
+    models = model if isinstance(model, ValuationModels) else fit_models(profile, cfg, model)
+    X = btyd_frame(profile)
+    scores = score_arrays(X, models, cfg)
+    cuts = tier_cut_points(scores["clv"], cfg.tier_quantiles)
+    has = X.get_column("fit")
+    freq = X.get_column("frequency")
+    values = (
+        profile.select(
+            pl.col("customer_id"),
+            pl.col("tenure_days").cast(pl.Int64),
+            profit_contribution_expr(profile.columns, cfg.margin, cfg.cost_per_interaction),
+        )
+        .with_columns(
+            pl.when(has)
+            .then((X.get_column("T") - X.get_column("recency") + 1).round(0))
+            .otherwise(None)
+            .cast(pl.Int64)
+            .alias("recency_days"),
+            freq.cast(pl.Int64).alias("frequency"),
+            pl.when(freq > 0).then(X.get_column("monetary_value")).otherwise(None)
+            .alias("monetary_avg"),
+            *(pl.Series(k, v, dtype=pl.Float64) for k, v in scores.items()),
+            assign_tiers(scores["clv"], cuts),
+        )
+        .with_columns(lifecycle_stage_expr(cfg.lifecycle))
+        .select(VALUES_SCHEMA.names())
+    )
+    report = models_report(models)
+    corr = models.spend.frequency_monetary_corr_
+    notes = []
+    if math.isfinite(corr) and abs(corr) > CORRELATION_WARN:
+        notes.append(
+            f"frequency and monetary value correlate (r={corr:.2f}); Gamma-Gamma assumes "
+            "independence, so expected spend may be biased"
+        )
+    stage_counts = values.get_column("lifecycle_stage").value_counts()
+    tier_counts = values.get_column("value_tier").value_counts()
+    report.update(
+        {
+            "horizon_days": cfg.horizon_days,
+            "annual_discount_rate": cfg.annual_discount_rate,
+            "monthly_discount_rate": monthly_discount_rate(cfg.annual_discount_rate),
+            "margin": cfg.margin,
+            "n_customers_scored": values.height,
+            "n_customers_without_purchase": int((~has).sum()),
+            "total_clv": float(values.get_column("clv").sum()),
+            "mean_p_alive": float(values.get_column("p_alive").mean() or 0.0),
+            "tier_cut_points": dict(zip(TIERS[1:], cuts, strict=True)),
+            "tier_counts": {
+                t: int(tier_counts.filter(pl.col("value_tier") == t).get_column("count").sum())
+                for t in TIERS
+            },
+            "lifecycle_counts": {
+                s: int(
+                    stage_counts.filter(pl.col("lifecycle_stage") == s).get_column("count").sum()
+                )
+                for s in STAGES
+            },
+            "notes": notes,
+        }
+    )
+    return values, report
