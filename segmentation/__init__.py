@@ -1,1 +1,77 @@
-"""segmentation stage package."""
+"""Customer segmentation: spend levels, age bands and behavioural clusters with stable ids."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from segmentation.align import (
+    Alignment,
+    align_segment_ids,
+    migration_matrix,
+    migration_table,
+    stability,
+)
+from segmentation.bands import (
+    AGE_BANDS,
+    SPEND_LEVELS,
+    add_bands,
+    age_band_expr,
+    spend_cut_points,
+    spend_level_expr,
+)
+from segmentation.cluster import MissingFeatureError, Segmenter, resolve_features
+from segmentation.naming import name_segments, plain_label
+from segmentation.preprocess import DEFAULT_FEATURES, build_preprocessor
+from segmentation.profiles import PROFILE_SCHEMA, segment_profiles
+from segmentation.stage import (
+    ASSIGNMENT_SCHEMA,
+    SegmentationResult,
+    SegmentationWarning,
+    build_segmenter,
+    segment_customers,
+)
+
+if TYPE_CHECKING:
+    from segmentation.pyfunc import SegmenterPyfunc, log_segmentation_model
+
+# MLflow costs ~1.5 s to import: the pyfunc names load on first use.
+_LAZY = {"SegmenterPyfunc", "log_segmentation_model"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from segmentation import pyfunc
+
+        return getattr(pyfunc, name)
+    raise AttributeError(f"module 'segmentation' has no attribute {name!r}")
+
+
+__all__ = [
+    "AGE_BANDS",
+    "ASSIGNMENT_SCHEMA",
+    "DEFAULT_FEATURES",
+    "PROFILE_SCHEMA",
+    "SPEND_LEVELS",
+    "Alignment",
+    "MissingFeatureError",
+    "SegmentationResult",
+    "SegmentationWarning",
+    "Segmenter",
+    "SegmenterPyfunc",
+    "add_bands",
+    "age_band_expr",
+    "align_segment_ids",
+    "build_preprocessor",
+    "build_segmenter",
+    "log_segmentation_model",
+    "migration_matrix",
+    "migration_table",
+    "name_segments",
+    "plain_label",
+    "resolve_features",
+    "segment_customers",
+    "segment_profiles",
+    "spend_cut_points",
+    "spend_level_expr",
+    "stability",
+]

@@ -1,0 +1,98 @@
+"""Rule-based dimensions: spend level (high / medium / low) and the age band passed through."""
+
+from __future__ import annotations
+
+import polars as pl
+
+SPEND_LEVELS: tuple[str, str, str] = ("low", "medium", "high")
+AGE_BANDS: tuple[str, ...] = ("<25", "25-34", "35-49", "50-64", "65+", "unknown")
+
+
+def spend_cut_points(
+    profile: pl.DataFrame | pl.LazyFrame,
+    configured: list[float] | tuple[float, float] | None = None,
+    column: str = "revenue_365d",
+) -> tuple[float, float]:
+    """The two spend cut points: the configured ones, or the tertiles of ``column``.
+
+    Parameters
+    ----------
+    profile
+        Customer profile holding ``column`` (null spend counts as 0).
+    configured
+        Two increasing cut points (low/medium, medium/high); None means tertiles.
+    column
+        Trailing-12-month spend column.
+
+    Returns
+    -------
+    tuple of float
+        ``(low_medium, medium_high)``; a customer is low when spend <= the first, high
+        when spend > the second.
+
+    Raises
+    ------
+    ValueError
+        If the column is absent, the configured points are not two increasing numbers, or
+        the profile is empty and no cut points are configured.
+    """
+    if configured is not None:
+        if len(configured) != 2 or not configured[0] < configured[1]:
+            raise ValueError(
+                f"spend cut points must be two increasing numbers, got {list(configured)}"
+            )
+        return float(configured[0]), float(configured[1])
+    lf = profile.lazy()
+    if column not in lf.collect_schema():
+        raise ValueError(f"profile has no column {column!r} to derive spend levels from")
+    spend = pl.col(column).cast(pl.Float64).fill_null(0.0)
+    q = lf.select(
+        spend.quantile(1 / 3, interpolation="linear").alias("q1"),
+        spend.quantile(2 / 3, interpolation="linear").alias("q2"),
+    ).collect()
+    q1, q2 = q.item(0, "q1"), q.item(0, "q2")
+    if q1 is None or q2 is None:
+        raise ValueError(f"cannot derive spend tertiles: column {column!r} has no rows")
+    return float(q1), float(q2)
+
+
+def spend_level_expr(cut_points: tuple[float, float], column: str = "revenue_365d") -> pl.Expr:
+    """``spend_level`` from trailing-12-month spend: low <= c1 < medium <= c2 < high.
+
+    Parameters
+    ----------
+    cut_points
+        From :func:`spend_cut_points`.
+    column
+        Spend column; null counts as 0 (no purchase in the window).
+    """
+    c1, c2 = cut_points
+    spend = pl.col(column).cast(pl.Float64).fill_null(0.0)
+    return (
+        pl.when(spend <= c1)
+        .then(pl.lit("low"))
+        .when(spend <= c2)
+        .then(pl.lit("medium"))
+        .otherwise(pl.lit("high"))
+        .alias("spend_level")
+    )
+
+
+def age_band_expr(column: str = "age_band") -> pl.Expr:
+    """The profile's age band, passed through; missing becomes ``"unknown"``."""
+    return pl.col(column).cast(pl.String).fill_null("unknown").alias("age_band")
+
+
+def add_bands(profile: pl.LazyFrame, cut_points: tuple[float, float]) -> pl.LazyFrame:
+    """Pure stage: the profile with ``spend_level`` and a normalised ``age_band`` column.
+
+    Parameters
+    ----------
+    profile
+        Profile with ``revenue_365d`` and (optionally) ``age_band``.
+    cut_points
+        Spend cut points from :func:`spend_cut_points`.
+    """
+    schema = profile.collect_schema()
+    age = age_band_expr() if "age_band" in schema else pl.lit("unknown").alias("age_band")
+    return profile.with_columns(spend_level_expr(cut_points), age)

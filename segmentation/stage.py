@@ -1,0 +1,205 @@
+"""The segmentation stage: frames in, assignments + model + profiles + migration out."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from crm_engine.config import SegmentationConfig
+from segmentation.align import align_segment_ids, migration_matrix, stability
+from segmentation.bands import age_band_expr, spend_cut_points, spend_level_expr
+from segmentation.cluster import Segmenter, resolve_features
+from segmentation.profiles import segment_profiles
+
+#: Columns of the assignments frame (``customer_id`` keeps the run's id type).
+ASSIGNMENT_SCHEMA = pl.Schema(
+    {
+        "customer_id": pl.Int64(),
+        "spend_level": pl.String(),
+        "age_band": pl.String(),
+        "segment_id": pl.Int64(),
+        "segment_name": pl.String(),
+    }
+)
+
+
+class SegmentationWarning(UserWarning):
+    """Segmentation went on with a degraded result (for example ids not aligned)."""
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """What the segmentation stage returns.
+
+    Attributes
+    ----------
+    assignments
+        ``customer_id``, ``spend_level``, ``age_band``, ``segment_id``, ``segment_name``
+        (one row per profile row, in profile order).
+    model
+        The fitted :class:`~segmentation.cluster.Segmenter` (ids aligned when a previous
+        model was given).
+    profiles
+        One row per segment (:func:`~segmentation.profiles.segment_profiles`).
+    migration
+        Previous segment x new segment counts, or None without a previous model.
+    report
+        JSON-ready summary: ``k``, ``algorithm``, ``features``, per-k ``scores``, spend cut
+        points, segment sizes, alignment and stability figures, timings.
+    """
+
+    assignments: pl.DataFrame
+    model: Segmenter
+    profiles: pl.DataFrame
+    migration: pl.DataFrame | None
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _json_float(x: Any) -> Any:
+    if isinstance(x, float | np.floating):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def build_segmenter(cfg: SegmentationConfig) -> Segmenter:
+    """An unfitted :class:`Segmenter` from the ``[segmentation]`` config section."""
+    return Segmenter(
+        algorithm=cfg.algorithm,
+        k=cfg.k,
+        k_range=(cfg.k_min, cfg.k_max),
+        sample_size=cfg.sample_size,
+        silhouette_sample=cfg.silhouette_sample,
+        features=list(cfg.features) if cfg.features is not None else None,
+        random_state=cfg.seed,
+        k_tolerance=cfg.k_tolerance,
+        feature_weights=dict(cfg.feature_weights) or None,
+    )
+
+
+def segment_customers(
+    profile: pl.DataFrame,
+    cfg: SegmentationConfig,
+    previous: Segmenter | None = None,
+    scores: pl.DataFrame | None = None,
+) -> SegmentationResult:
+    """Spend levels, age bands and behavioural segments for every customer of ``profile``.
+
+    Parameters
+    ----------
+    profile
+        Customer profile (``features.build_profile`` collected), one row per customer.
+    cfg
+        The ``[segmentation]`` section.
+    previous
+        The last run's fitted segmenter: new clusters are matched to its segments so ids keep
+        their meaning, and a migration matrix is built. None starts ids at 0.
+    scores
+        Optional ``customer_id`` + ``clv`` / ``churn_probability`` for the profile table.
+
+    Returns
+    -------
+    SegmentationResult
+
+    Raises
+    ------
+    ValueError
+        Empty profile, or a configured feature absent from the profile (the message names it).
+    """
+    if profile.height == 0:
+        raise ValueError("cannot segment an empty profile (0 customers)")
+    if "customer_id" not in profile.columns:
+        raise ValueError("profile has no customer_id column")
+    features = resolve_features(profile.columns, cfg.features)
+    usable_previous = previous
+    if previous is not None:
+        missing = [f for f in previous.features_ if f not in profile.columns]
+        if missing:
+            warnings.warn(
+                "previous segmentation model needs feature(s) absent from this profile "
+                f"({', '.join(missing)}): segment ids are not aligned with the previous run",
+                SegmentationWarning,
+                stacklevel=2,
+            )
+            usable_previous = None
+    cuts = spend_cut_points(profile, cfg.spend_cut_points)
+    needed = list(dict.fromkeys(features + (usable_previous.features_ if usable_previous else [])))
+    X = profile.select(needed).to_pandas()
+
+    t0 = time.perf_counter()
+    model = build_segmenter(cfg).fit(X)
+    t_fit = time.perf_counter() - t0
+
+    migration = None
+    align_report: dict[str, Any] = {"aligned": False}
+    if usable_previous is not None:
+        alignment = align_segment_ids(
+            usable_previous, model, X, labels=model.labels_, random_state=cfg.seed
+        )
+        model.set_segment_ids(alignment.segment_ids, alignment.max_segment_id)
+        old = usable_previous.assign(X)
+        new_ids = model.segment_ids_[model.labels_]
+        migration = migration_matrix(
+            old["segment_id"].to_numpy(),
+            old["segment_name"].to_numpy(),
+            new_ids,
+            np.asarray(model.segment_names_, dtype=object)[model.labels_],
+        )
+        align_report = {
+            "aligned": True,
+            "fresh_ids": alignment.n_fresh,
+            "same_segment_share": stability(old["segment_id"].to_numpy(), new_ids),
+            "matches": alignment.matches.to_dicts(),
+        }
+    t_align = time.perf_counter() - t0 - t_fit
+
+    names = np.asarray(model.segment_names_, dtype=object)
+    age = age_band_expr() if "age_band" in profile.columns else pl.lit("unknown").alias("age_band")
+    assignments = profile.select(
+        pl.col("customer_id"),
+        spend_level_expr(cuts),
+        age,
+        pl.Series("segment_id", model.segment_ids_[model.labels_], dtype=pl.Int64),
+        pl.Series("segment_name", names[model.labels_].tolist(), dtype=pl.String),
+    )
+    profiles = segment_profiles(assignments, profile, model.features_, scores)
+
+    report: dict[str, Any] = {
+        "algorithm": cfg.algorithm,
+        "k": int(model.k_),
+        "k_search": cfg.k == "auto",
+        "features": list(model.features_),
+        "n_customers": profile.height,
+        "fit_rows": min(profile.height, cfg.sample_size),
+        "scores": [
+            {key: _json_float(v) for key, v in row.items()}
+            for row in model.scores_.to_dict(orient="records")
+        ],
+        "spend_cut_points": [float(c) for c in cuts],
+        "segments": [
+            {
+                "segment_id": int(r["segment_id"]),
+                "segment_name": r["segment_name"],
+                "size": int(r["size"]),
+            }
+            for r in profiles.select("segment_id", "segment_name", "size").iter_rows(named=True)
+        ],
+        **align_report,
+        "timings_s": {"fit": round(t_fit, 3), "align": round(t_align, 3)},
+    }
+    return SegmentationResult(
+        assignments=assignments,
+        model=model,
+        profiles=profiles,
+        migration=migration,
+        report=report,
+    )

@@ -1,0 +1,44 @@
+"""The segment profile table."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from segmentation import PROFILE_SCHEMA, SegmentationResult, segment_profiles
+
+
+def test_profile_table_sizes_values_and_words(
+    blobs: pl.DataFrame, blobs_result: SegmentationResult
+) -> None:
+    prof = blobs_result.profiles
+    assert prof.schema == PROFILE_SCHEMA
+    assert prof["size"].sum() == blobs.height
+    assert abs(prof["share"].sum() - 1.0) < 1e-9
+    assert prof["clv_mean"].null_count() == prof.height  # no scores given
+    assert prof["distinguishing"].str.count_matches(";").to_list() == [2] * prof.height
+    seniors = prof.filter(pl.col("top_occupations").str.starts_with("retired"))
+    assert seniors.height == 1
+    assert "age" in seniors["distinguishing"].item()
+    assert "years above average" in seniors["distinguishing"].item()
+
+
+def test_scores_are_averaged_per_segment(
+    blobs: pl.DataFrame, blobs_result: SegmentationResult
+) -> None:
+    a = blobs_result.assignments
+    scores = a.select(
+        "customer_id",
+        (pl.col("segment_id") * 10.0).alias("clv"),
+        pl.lit(0.25).alias("churn_probability"),
+    )
+    prof = segment_profiles(a, blobs, blobs_result.model.features_, scores)
+    assert prof["clv_mean"].to_list() == [s * 10.0 for s in prof["segment_id"].to_list()]
+    assert prof["churn_probability_mean"].to_list() == [0.25] * prof.height
+    mean_rev = (
+        blobs.join(a, on="customer_id")
+        .group_by("segment_id")
+        .agg(pl.col("revenue_365d").mean())
+        .sort("segment_id")
+    )
+    np.testing.assert_allclose(prof["revenue_365d_mean"], mean_rev["revenue_365d"], rtol=1e-12)
