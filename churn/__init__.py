@@ -1,1 +1,103 @@
-"""churn stage package."""
+"""Churn and loyalty models: LightGBM training out of time, calibration, drivers, scoring.
+
+The MLflow helpers (``log_churn_model``, ``load_churn_model``, ...) live in ``churn.pyfunc``
+and are imported on first use, since importing mlflow costs about 1.5 s.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from churn.dataset import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureSpec
+from churn.drivers import (
+    drivers_column,
+    global_importance,
+    select_for_drivers,
+    top_drivers,
+)
+from churn.loyalty import LOYALTY_CLASSES, LoyaltyModel
+from churn.metrics import (
+    binary_metrics,
+    lift_at,
+    lift_curve,
+    multiclass_metrics,
+    reliability_curve,
+)
+from churn.model import Calibrator, ChurnModel, NotFittedError, label_column
+from churn.plots import plot_importance, plot_lift, plot_reliability
+from churn.stage import (
+    ChurnScores,
+    add_loyalty,
+    risk_band,
+    score_churn,
+    score_customers,
+    train_churn,
+    train_loyalty,
+)
+
+if TYPE_CHECKING:
+    from churn.pyfunc import (
+        ChurnPyfunc,
+        LoyaltyPyfunc,
+        load_churn_model,
+        load_loyalty_model,
+        log_churn_model,
+        log_loyalty_model,
+    )
+
+_PYFUNC_NAMES = frozenset(
+    {
+        "ChurnPyfunc",
+        "LoyaltyPyfunc",
+        "load_churn_model",
+        "load_loyalty_model",
+        "log_churn_model",
+        "log_loyalty_model",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PYFUNC_NAMES:
+        from churn import pyfunc
+
+        return getattr(pyfunc, name)
+    raise AttributeError(f"module 'churn' has no attribute {name!r}")
+
+
+__all__ = [
+    "CATEGORICAL_FEATURES",
+    "LOYALTY_CLASSES",
+    "NUMERIC_FEATURES",
+    "Calibrator",
+    "ChurnModel",
+    "ChurnPyfunc",
+    "ChurnScores",
+    "FeatureSpec",
+    "LoyaltyModel",
+    "LoyaltyPyfunc",
+    "NotFittedError",
+    "add_loyalty",
+    "binary_metrics",
+    "drivers_column",
+    "global_importance",
+    "label_column",
+    "lift_at",
+    "lift_curve",
+    "load_churn_model",
+    "load_loyalty_model",
+    "log_churn_model",
+    "log_loyalty_model",
+    "multiclass_metrics",
+    "plot_importance",
+    "plot_lift",
+    "plot_reliability",
+    "reliability_curve",
+    "risk_band",
+    "score_churn",
+    "score_customers",
+    "select_for_drivers",
+    "top_drivers",
+    "train_churn",
+    "train_loyalty",
+]

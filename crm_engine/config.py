@@ -75,11 +75,17 @@ class SegmentationConfig(_Section):
     k_max: Annotated[int, Field(ge=2)] = 9
     sample_size: Annotated[int, Field(gt=0)] = 200_000
     silhouette_sample: Annotated[int, Field(gt=0)] = 10_000
+    k_tolerance: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="k='auto': smallest k whose silhouette is within this of the best"
+    )
     spend_cut_points: list[float] | None = Field(
         None, description="two cut points (low/medium, medium/high) on trailing-12-month "
         "spend; default tertiles"
     )
     features: list[str] | None = Field(None, description="profile columns to cluster on")
+    feature_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        {}, description="feature -> weight in the clustering distance (on top of the defaults)"
+    )
     seed: int = 0
 
     @model_validator(mode="after")
@@ -119,6 +125,13 @@ class ValuationConfig(_Section):
     )
     lifecycle: LifecycleRules = LifecycleRules()
 
+    @field_validator("tier_quantiles")
+    @classmethod
+    def _three_increasing(cls, v: list[float]) -> list[float]:
+        if len(v) != 3 or any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError(f"must be 3 strictly increasing quantiles, got {v}")
+        return v
+
 
 class ChurnConfig(_Section):
     """LightGBM churn model."""
@@ -132,17 +145,20 @@ class ChurnConfig(_Section):
     drivers_min_probability: Annotated[float, Field(ge=0, le=1)] = 0.3
     n_drivers: Annotated[int, Field(gt=0, le=20)] = 3
     extra_features: list[str] = []
+    # Shallow, heavily regularised trees: churn is rare (~5% per quarter) and smooth; on the
+    # generator's ground truth these beat 31-leaf trees by ~0.01 AUC out of time, and keep
+    # pred_contrib fast.
     lgbm_params: dict[str, float | int | str | bool] = {
-        "learning_rate": 0.05,
-        "num_leaves": 31,
-        "max_depth": 6,
-        "min_child_samples": 50,
-        "n_estimators": 500,
+        "learning_rate": 0.03,
+        "num_leaves": 7,
+        "max_depth": 3,
+        "min_child_samples": 300,
+        "n_estimators": 1500,
         "subsample": 0.8,
         "subsample_freq": 1,
-        "colsample_bytree": 0.8,
+        "colsample_bytree": 0.5,
     }
-    early_stopping_rounds: Annotated[int, Field(gt=0)] = 30
+    early_stopping_rounds: Annotated[int, Field(gt=0)] = 50
     seed: int = 0
 
 

@@ -1,0 +1,434 @@
+"""ChurnModel: a LightGBM classifier chosen out of time, then calibrated (isotonic or Platt)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from churn.dataset import FeatureSpec
+from churn.metrics import binary_metrics
+
+MAX_TREE_DEPTH = 8
+"""Deepest trees allowed: ``pred_contrib`` (TreeSHAP) cost grows with depth."""
+
+DEFAULT_DEPTH = 6
+PROBABILITY_CLIP = 1e-4
+"""Calibrated probabilities are kept in ``[1e-4, 1 - 1e-4]``: isotonic steps can reach 0 or 1."""
+
+SCORING_BATCH_ROWS = 250_000
+
+
+def label_column(horizon_days: int) -> str:
+    """Name of the churn label column for a horizon (``churned_within_90d``)."""
+    return f"churned_within_{horizon_days}d"
+
+
+class NotFittedError(RuntimeError):
+    """A model method that needs ``fit`` was called before it."""
+
+
+def check_is_fitted(model: object, attribute: str = "booster_") -> None:
+    """Raise :class:`NotFittedError` when ``model`` has not been fitted."""
+    if not hasattr(model, attribute):
+        raise NotFittedError(
+            f"this {type(model).__name__} is not fitted yet; call fit(train, valid) first"
+        )
+
+
+def lgbm_params(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """LightGBM parameters with the tree depth capped, a seed and LightGBM's chatter off.
+
+    A missing, non-positive or too large ``max_depth`` is replaced (``pred_contrib`` runs in
+    time proportional to tree depth), with a ``UserWarning`` when the user asked otherwise.
+    """
+    out = dict(params)
+    depth = out.get("max_depth")
+    if depth is None:
+        out["max_depth"] = DEFAULT_DEPTH
+    elif int(depth) <= 0 or int(depth) > MAX_TREE_DEPTH:
+        warnings.warn(
+            f"lgbm_params max_depth={depth} is not in [1, {MAX_TREE_DEPTH}]; using "
+            f"{MAX_TREE_DEPTH} so that explanations stay fast",
+            UserWarning,
+            stacklevel=3,
+        )
+        out["max_depth"] = MAX_TREE_DEPTH
+    out["random_state"] = seed
+    out.setdefault("verbose", -1)
+    out.setdefault("n_estimators", 500)
+    return out
+
+
+def validation_halves(frame: pl.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split the validation cut's customers in two fixed halves by a hash of ``customer_id``.
+
+    Returns
+    -------
+    (fit_mask, report_mask)
+        ``fit_mask`` rows are used for early stopping and calibration; ``report_mask`` rows
+        only for the reported out-of-time metrics. The split depends on the customer id and
+        the seed, not on row order.
+    """
+    if "customer_id" not in frame.schema:
+        raise ValueError("the validation frame needs a customer_id column")
+    h = frame.select(
+        (pl.col("customer_id").cast(pl.String).hash(seed=seed) % 2 == 0).alias("h")
+    ).to_series()
+    fit_mask = h.to_numpy()
+    return fit_mask, ~fit_mask
+
+
+def iter_batches(frame: pl.DataFrame, rows: int = SCORING_BATCH_ROWS) -> Iterator[pl.DataFrame]:
+    """Slices of ``frame`` of at most ``rows`` rows (bounded memory for the pandas matrix)."""
+    for start in range(0, max(frame.height, 1), rows):
+        yield frame.slice(start, rows)
+
+
+@dataclass
+class Calibrator:
+    """Maps raw model probabilities to calibrated ones.
+
+    ``isotonic``: monotone step function (stored as its breakpoints, applied with linear
+    interpolation and clipping like scikit-learn's ``IsotonicRegression``); ``platt``: logistic
+    regression on the raw log-odds; ``identity``: no change.
+    """
+
+    method: Literal["isotonic", "platt", "identity"] = "identity"
+    x: list[float] = field(default_factory=list)
+    y: list[float] = field(default_factory=list)
+    coef: float = 1.0
+    intercept: float = 0.0
+
+    @classmethod
+    def fit(
+        cls, method: Literal["isotonic", "platt"], raw: np.ndarray, y: np.ndarray
+    ) -> Calibrator:
+        """Fit on raw probabilities ``raw`` and outcomes ``y`` (scikit-learn estimators)."""
+        raw = np.asarray(raw, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if method == "isotonic":
+            from sklearn.isotonic import IsotonicRegression
+
+            iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+            return cls(
+                method="isotonic",
+                x=[float(v) for v in iso.X_thresholds_],
+                y=[float(v) for v in iso.y_thresholds_],
+            )
+        if method == "platt":
+            from sklearn.linear_model import LogisticRegression
+
+            if np.unique(y).size < 2:
+                raise ValueError("Platt calibration needs both outcomes in the calibration set")
+            lr = LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), y.astype(np.int8))
+            return cls(
+                method="platt", coef=float(lr.coef_[0, 0]), intercept=float(lr.intercept_[0])
+            )
+        raise ValueError(f"calibration={method!r} should be 'isotonic' or 'platt'")
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities, clipped to ``[PROBABILITY_CLIP, 1 - PROBABILITY_CLIP]``."""
+        raw = np.asarray(raw, dtype=np.float64)
+        if self.method == "isotonic":
+            out = np.interp(raw, np.asarray(self.x), np.asarray(self.y))
+        elif self.method == "platt":
+            out = 1.0 / (1.0 + np.exp(-(self.coef * _logit(raw) + self.intercept)))
+        else:
+            out = raw
+        return np.clip(out, PROBABILITY_CLIP, 1.0 - PROBABILITY_CLIP)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "x": self.x,
+            "y": self.y,
+            "coef": self.coef,
+            "intercept": self.intercept,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Calibrator:
+        return cls(**d)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
+
+
+class LGBMFrameModel:
+    """What the churn and loyalty models share: feature spec, booster, batching, persistence.
+
+    Subclasses set ``_kind`` and implement ``fit`` and the prediction methods.
+    """
+
+    _kind: str = "base"
+
+    def __init__(
+        self,
+        lgbm_params: Mapping[str, Any] | None = None,
+        early_stopping_rounds: int = 30,
+        extra_features: Sequence[str] = (),
+        seed: int = 0,
+    ) -> None:
+        self.lgbm_params = lgbm_params
+        self.early_stopping_rounds = early_stopping_rounds
+        self.extra_features = extra_features
+        self.seed = seed
+
+    # -- shared pieces -------------------------------------------------------------------------
+
+    @property
+    def feature_names_in_(self) -> list[str]:
+        check_is_fitted(self, "feature_spec_")
+        return self.feature_spec_.feature_names
+
+    @property
+    def n_features_in_(self) -> int:
+        return len(self.feature_names_in_)
+
+    def _fit_booster(
+        self,
+        x_train: pd.DataFrame,
+        y_train: np.ndarray,
+        x_stop: pd.DataFrame,
+        y_stop: np.ndarray,
+        objective: dict[str, Any],
+    ) -> None:
+        params = lgbm_params(self.lgbm_params or {}, self.seed) | objective
+        clf = lgb.LGBMClassifier(**params)
+        # lightgbm >= 4.7 takes eval_X/eval_y and deprecates eval_set; older ones only eval_set.
+        eval_kwargs: dict[str, Any] = (
+            {"eval_X": (x_stop,), "eval_y": (y_stop,)}
+            if "eval_X" in inspect.signature(clf.fit).parameters
+            else {"eval_set": [(x_stop, y_stop)]}
+        )
+        clf.fit(
+            x_train,
+            y_train,
+            **eval_kwargs,
+            categorical_feature=list(self.feature_spec_.categorical) or "auto",
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        )
+        self.params_ = params
+        self.booster_: lgb.Booster = clf.booster_
+        best = clf.best_iteration_
+        self.best_iteration_: int = int(best) if best else int(clf.booster_.current_iteration())
+
+    def _raw_predict(self, frame: pl.DataFrame, **kwargs: Any) -> np.ndarray:
+        check_is_fitted(self)
+        parts = [
+            np.asarray(
+                self.booster_.predict(
+                    self.feature_spec_.to_pandas(batch),
+                    num_iteration=self.best_iteration_,
+                    **kwargs,
+                )
+            )
+            for batch in iter_batches(frame)
+        ]
+        return np.concatenate(parts, axis=0) if parts else np.empty(0)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _set_extra_state(self, state: Mapping[str, Any]) -> None:
+        return None
+
+    def save(self, directory: Path) -> None:
+        """Write the fitted model to ``directory`` (booster text, feature spec, state JSON)."""
+        check_is_fitted(self)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(directory / "booster.txt", num_iteration=self.best_iteration_)
+        (directory / "features.json").write_text(self.feature_spec_.to_json())
+        state = {
+            "kind": self._kind,
+            "init": {
+                "lgbm_params": dict(self.lgbm_params or {}),
+                "early_stopping_rounds": self.early_stopping_rounds,
+                "extra_features": list(self.extra_features),
+                "seed": self.seed,
+                **self._init_extra(),
+            },
+            "best_iteration": self.best_iteration_,
+            "metrics": getattr(self, "metrics_", {}),
+            **self._extra_state(),
+        }
+        (directory / "state.json").write_text(json.dumps(state))
+
+    def _init_extra(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        """Read a model written by :meth:`save`."""
+        directory = Path(directory)
+        state = json.loads((directory / "state.json").read_text())
+        if state.get("kind") != cls._kind:
+            raise ValueError(
+                f"{directory} holds a {state.get('kind')!r} model, not a {cls._kind!r} model"
+            )
+        model = cls(**state["init"])
+        model.feature_spec_ = FeatureSpec.from_json((directory / "features.json").read_text())
+        model.booster_ = lgb.Booster(model_file=str(directory / "booster.txt"))
+        model.best_iteration_ = int(model.booster_.current_iteration())
+        model.metrics_ = state.get("metrics", {})
+        model._set_extra_state(state)
+        return model
+
+
+class ChurnModel(LGBMFrameModel):
+    """Probability that a customer churns within ``horizon_days`` of the cut.
+
+    ``fit(train, valid)`` takes two profile frames at different cuts, each with the label
+    column ``churned_within_<horizon_days>d``: the booster is trained on ``train``; the
+    validation cut's customers are split in two fixed halves by a hash of ``customer_id``;
+    the first half chooses the number of trees (early stopping) and fits the calibrator, the
+    second half, untouched until then, gives the out-of-time metrics in ``metrics_``.
+
+    Parameters
+    ----------
+    horizon_days
+        Label horizon: the label column is ``churned_within_<horizon_days>d``.
+    lgbm_params
+        Passed to ``lightgbm.LGBMClassifier`` (``max_depth`` capped at ``MAX_TREE_DEPTH``).
+    early_stopping_rounds
+        Rounds without improvement of the validation log-loss before stopping.
+    calibration
+        ``"isotonic"`` or ``"platt"``.
+    extra_features
+        Extra frame columns to use (numeric dtypes numeric, others categorical).
+    seed
+        Seeds LightGBM and the validation split.
+
+    Attributes
+    ----------
+    feature_spec_ : FeatureSpec
+    booster_ : lightgbm.Booster
+    best_iteration_ : int
+    calibrator_ : Calibrator
+    metrics_ : dict[str, float]
+        Out-of-time metrics on the report half (calibrated probabilities; ``raw_`` prefixed
+        ones for the uncalibrated model), plus ``train_rows``, ``valid_rows``.
+    report_y_, report_p_ : numpy.ndarray
+        Report-half outcomes and calibrated predictions (for plots).
+    """
+
+    _kind = "churn"
+
+    def __init__(
+        self,
+        horizon_days: int = 90,
+        lgbm_params: Mapping[str, Any] | None = None,
+        early_stopping_rounds: int = 30,
+        calibration: Literal["isotonic", "platt"] = "isotonic",
+        extra_features: Sequence[str] = (),
+        seed: int = 0,
+    ) -> None:
+        super().__init__(lgbm_params, early_stopping_rounds, extra_features, seed)
+        self.horizon_days = horizon_days
+        self.calibration = calibration
+
+    @property
+    def label_(self) -> str:
+        return label_column(self.horizon_days)
+
+    def _labels(self, frame: pl.DataFrame, name: str) -> np.ndarray:
+        if self.label_ not in frame.schema:
+            raise ValueError(f"the {name} frame has no label column {self.label_!r}")
+        y = frame.get_column(self.label_)
+        if y.null_count():
+            raise ValueError(
+                f"the {name} frame has {y.null_count()} null values in {self.label_!r}"
+            )
+        return y.cast(pl.Int8).to_numpy()
+
+    def fit(self, train: pl.DataFrame, valid: pl.DataFrame) -> Self:
+        """Train on ``train``, stop and calibrate on half of ``valid``, report on the other half.
+
+        Returns
+        -------
+        self
+        """
+        if self.calibration not in ("isotonic", "platt"):
+            raise ValueError(f"calibration={self.calibration!r} should be 'isotonic' or 'platt'")
+        y_train = self._labels(train, "training")
+        y_valid = self._labels(valid, "validation")
+        if np.unique(y_train).size < 2:
+            raise ValueError(
+                f"the training frame has only one class in {self.label_!r} "
+                f"(n_rows={train.height}); need churners and stayers"
+            )
+        fit_mask, report_mask = validation_halves(valid, self.seed)
+        if fit_mask.sum() == 0 or report_mask.sum() == 0:
+            raise ValueError(f"validation frame too small to split: n_rows={valid.height}")
+        self.feature_spec_ = FeatureSpec.from_frame(train, self.extra_features)
+        x_train = self.feature_spec_.to_pandas(train)
+        v_fit, v_rep = valid.filter(pl.Series(fit_mask)), valid.filter(pl.Series(report_mask))
+        self._fit_booster(
+            x_train,
+            y_train,
+            self.feature_spec_.to_pandas(v_fit),
+            y_valid[fit_mask],
+            {"objective": "binary"},
+        )
+        raw_fit = self._raw_predict(v_fit)
+        self.calibrator_ = Calibrator.fit(self.calibration, raw_fit, y_valid[fit_mask])
+        raw_rep = self._raw_predict(v_rep)
+        p_rep = self.calibrator_.transform(raw_rep)
+        y_rep = y_valid[report_mask]
+        metrics = binary_metrics(y_rep, p_rep)
+        metrics |= {
+            f"raw_{k}": v
+            for k, v in binary_metrics(y_rep, raw_rep).items()
+            if k in ("roc_auc", "brier", "log_loss", "mean_prediction")
+        }
+        metrics |= {
+            "train_rows": float(train.height),
+            "train_base_rate": float(y_train.mean()),
+            "valid_rows": float(valid.height),
+            "calibration_rows": float(fit_mask.sum()),
+            "best_iteration": float(self.best_iteration_),
+        }
+        self.metrics_: dict[str, float] = metrics
+        self.report_y_ = y_rep
+        self.report_p_ = p_rep
+        return self
+
+    def predict_raw(self, frame: pl.DataFrame) -> np.ndarray:
+        """Uncalibrated booster probabilities, shape ``(n,)``."""
+        return self._raw_predict(frame)
+
+    def predict_churn(self, frame: pl.DataFrame) -> np.ndarray:
+        """Calibrated churn probabilities, shape ``(n,)``."""
+        check_is_fitted(self, "calibrator_")
+        return self.calibrator_.transform(self._raw_predict(frame))
+
+    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        """scikit-learn style ``(n, 2)``: columns P(stay), P(churn), calibrated."""
+        p = self.predict_churn(frame)
+        return np.column_stack([1.0 - p, p])
+
+    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
+        """TreeSHAP contributions to the raw log-odds, ``(n, n_features + 1)`` (last = bias)."""
+        return self._raw_predict(frame, pred_contrib=True)
+
+    def _init_extra(self) -> dict[str, Any]:
+        return {"horizon_days": self.horizon_days, "calibration": self.calibration}
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"calibrator": self.calibrator_.to_dict()}
+
+    def _set_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.calibrator_ = Calibrator.from_dict(state["calibrator"])

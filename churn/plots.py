@@ -1,0 +1,65 @@
+"""Evaluation plots written as PNG files (matplotlib object API, no pyplot global state)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from matplotlib.figure import Figure
+
+from churn.metrics import lift_curve, reliability_curve
+
+
+def plot_reliability(y_true: np.ndarray, y_prob: np.ndarray, path: Path, n_bins: int = 10) -> Path:
+    """Reliability curve: observed churn rate against mean predicted probability per bin."""
+    curve = reliability_curve(y_true, y_prob, n_bins)
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    top = max(float(curve["mean_predicted"].max() or 0), float(curve["observed_rate"].max() or 0))
+    top = min(1.0, top * 1.05 + 1e-3)
+    ax.plot([0, top], [0, top], linestyle="--", color="grey", label="perfect calibration")
+    ax.plot(curve["mean_predicted"], curve["observed_rate"], marker="o", label="model")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed churn rate")
+    ax.set_title(f"Reliability ({n_bins} quantile bins, n={len(np.ravel(y_true))})")
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def plot_lift(y_true: np.ndarray, y_prob: np.ndarray, path: Path, n_bins: int = 10) -> Path:
+    """Cumulative lift and capture rate by share of customers targeted."""
+    curve = lift_curve(y_true, y_prob, n_bins)
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.bar(curve["fraction"] * 100, curve["lift"], width=100 / n_bins * 0.8, label="lift")
+    ax.axhline(1.0, color="grey", linestyle="--")
+    ax.set_xlabel("customers targeted, highest risk first (%)")
+    ax.set_ylabel("cumulative lift")
+    ax2 = ax.twinx()
+    ax2.plot(
+        curve["fraction"] * 100, curve["capture"], color="C1", marker="o", label="capture rate"
+    )
+    ax2.set_ylim(0, 1)
+    ax2.set_ylabel("share of churners captured")
+    ax.set_title("Lift and capture rate")
+    return _save(fig, path)
+
+
+def plot_importance(importance: pl.DataFrame, path: Path, top: int = 20) -> Path:
+    """Horizontal bars of ``mean_abs_contribution`` per ``feature`` (largest on top)."""
+    df = importance.sort("mean_abs_contribution", descending=True).head(top).reverse()
+    fig = Figure(figsize=(6, max(2.5, 0.3 * df.height + 1)))
+    ax = fig.subplots()
+    ax.barh(df["feature"].to_list(), df["mean_abs_contribution"].to_list())
+    ax.set_xlabel("mean |contribution| to log-odds")
+    ax.set_title("Global importance (explained customers)")
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+    return path

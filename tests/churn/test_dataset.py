@@ -1,0 +1,95 @@
+"""Feature matrix: column choice, stored categories, extras typed automatically."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from churn.dataset import FeatureSpec
+
+
+def _frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "customer_id": [1, 2, 3, 4],
+            "region": ["north", "south", None, "north"],
+            "plan_type": ["prepaid", "postpaid", "prepaid", "unknown"],
+            "tenure_days": pl.Series([10, 20, None, 40], dtype=pl.Int64),
+            "has_purchase": [True, False, True, True],
+            "revenue_60d": [1.0, 2.0, 3.0, 4.0],  # a windowed name from another config
+            "churned_within_90d": [True, False, False, True],
+            "churned_within_30d": [True, False, False, False],
+            "loyalty_class": ["promoter", None, None, "passive"],
+            "next_nps": [9, None, None, 7],
+            "vip_level": [1, 2, 3, 1],  # extra, numeric
+            "segment_code": ["a", "b", "a", "c"],  # extra, categorical
+            "unrelated": [0.1, 0.2, 0.3, 0.4],  # not a planned feature: ignored
+        }
+    )
+
+
+def test_features_exclude_keys_labels_and_unknown_columns() -> None:
+    spec = FeatureSpec.from_frame(_frame())
+    names = spec.feature_names
+    for banned in (
+        "customer_id",
+        "churned_within_90d",
+        "churned_within_30d",
+        "loyalty_class",
+        "next_nps",
+        "unrelated",
+        "vip_level",
+        "segment_code",
+    ):
+        assert banned not in names
+    assert spec.numeric == ("tenure_days", "has_purchase", "revenue_60d")
+    assert spec.categorical == {
+        "region": ("north", "south"),
+        "plan_type": ("postpaid", "prepaid", "unknown"),
+    }
+
+
+def test_extra_features_typed_by_dtype() -> None:
+    spec = FeatureSpec.from_frame(_frame(), ["vip_level", "segment_code"])
+    assert "vip_level" in spec.numeric
+    assert spec.categorical["segment_code"] == ("a", "b", "c")
+
+
+def test_extra_features_must_exist_and_not_be_labels() -> None:
+    with pytest.raises(ValueError, match=r"extra_features \['nope'\]"):
+        FeatureSpec.from_frame(_frame(), ["nope"])
+    with pytest.raises(ValueError, match="keys or labels"):
+        FeatureSpec.from_frame(_frame(), ["churned_within_90d"])
+
+
+def test_categories_fixed_by_training_not_by_scoring_batch() -> None:
+    spec = FeatureSpec.from_frame(_frame())
+    batch = pl.DataFrame(
+        {
+            "region": ["south", "mars", None],
+            "plan_type": ["unknown", "prepaid", "prepaid"],
+            "tenure_days": [1, 2, 3],
+            "has_purchase": [False, True, True],
+            "revenue_60d": [0.0, 0.0, 0.0],
+        }
+    )
+    x = spec.to_pandas(batch)
+    assert str(x["region"].dtype) == "category"
+    assert list(x["region"].cat.categories) == ["north", "south"]
+    # same value -> same code as in training; unseen and null -> missing (-1)
+    assert x["region"].cat.codes.tolist() == [1, -1, -1]
+    assert x["plan_type"].cat.codes.tolist() == [2, 1, 1]
+    assert x["has_purchase"].dtype == np.float64
+    assert x["tenure_days"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_missing_feature_column_is_named() -> None:
+    spec = FeatureSpec.from_frame(_frame())
+    with pytest.raises(ValueError, match="tenure_days"):
+        spec.to_pandas(_frame().drop("tenure_days"))
+
+
+def test_json_round_trip() -> None:
+    spec = FeatureSpec.from_frame(_frame(), ["segment_code"])
+    assert FeatureSpec.from_json(spec.to_json()) == spec

@@ -1,0 +1,47 @@
+"""LoyaltyModel: 3 classes, trained on surveyed customers, evaluated out of time."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from churn import LOYALTY_CLASSES, LoyaltyModel
+
+
+def test_loyalty_per_class_auc(loyalty_model: LoyaltyModel) -> None:
+    m = loyalty_model.metrics_
+    for c in LOYALTY_CLASSES:
+        assert m[f"auc_{c}"] > 0.65, (c, m[f"auc_{c}"])
+    assert m["auc_promoter"] > 0.7 and m["auc_detractor"] > 0.7
+    # only surveyed customers were used: about half of each cut
+    assert 0.4 * 20_000 < m["train_rows"] < 0.6 * 20_000
+
+
+def test_loyalty_predictions(
+    loyalty_model: LoyaltyModel, cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]
+) -> None:
+    _, valid, _ = cuts
+    proba = loyalty_model.predict_proba(valid.head(500))
+    assert proba.shape == (500, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    pred = loyalty_model.predict(valid.head(500))
+    assert set(pred) <= set(LOYALTY_CLASSES)
+    assert (pred == np.asarray(LOYALTY_CLASSES)[proba.argmax(axis=1)]).all()
+
+
+def test_loyalty_rejects_unknown_labels(
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
+) -> None:
+    train, valid, _ = cuts
+    bad = train.with_columns(
+        pl.when(pl.col("loyalty_class") == "passive")
+        .then(pl.lit("fan"))
+        .otherwise("loyalty_class")
+        .alias("loyalty_class")
+    )
+    with pytest.raises(ValueError, match="fan"):
+        LoyaltyModel().fit(bad, valid)
+    no_promoter = train.filter(pl.col("loyalty_class") != "promoter")
+    with pytest.raises(ValueError, match="promoter"):
+        LoyaltyModel().fit(no_promoter, valid)

@@ -1,0 +1,101 @@
+"""ChurnModel on frames with a known logistic truth: accuracy against the oracle, no leaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from churn import ChurnModel, NotFittedError
+from churn.model import MAX_TREE_DEPTH, validation_halves
+from tests.churn.synth import make_profile
+
+LABEL = "churned_within_90d"
+
+
+def test_out_of_time_auc_and_brier_close_to_oracle(
+    churn_model: ChurnModel, cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]
+) -> None:
+    _, valid, p_true = cuts
+    _, report = validation_halves(valid, churn_model.seed)
+    y = valid[LABEL].to_numpy()[report]
+    oracle_auc = roc_auc_score(y, p_true[report])
+    oracle_brier = brier_score_loss(y, p_true[report])
+    m = churn_model.metrics_
+    assert m["n"] == report.sum()
+    assert m["roc_auc"] >= oracle_auc - 0.03, (m["roc_auc"], oracle_auc)
+    assert m["brier"] <= oracle_brier * 1.10, (m["brier"], oracle_brier)
+    # the metrics are those of the report half, recomputed independently
+    p = churn_model.predict_churn(valid.filter(pl.Series(report)))
+    assert roc_auc_score(y, p) == pytest.approx(m["roc_auc"])
+    # calibrated: mean prediction matches the observed rate of the untouched half
+    assert abs(m["mean_prediction"] - m["base_rate"]) < 0.02
+    assert m["lift_top_decile"] > 2.0
+    assert 0 < churn_model.best_iteration_ < churn_model.lgbm_params["n_estimators"]
+
+
+def test_shuffled_labels_give_chance_auc(
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
+) -> None:
+    train, valid, _ = cuts
+    rng = np.random.default_rng(3)
+    shuffle = lambda f: f.with_columns(  # noqa: E731
+        pl.Series(LABEL, rng.permutation(f[LABEL].to_numpy()))
+    )
+    model = ChurnModel(seed=0).fit(shuffle(train), shuffle(valid))
+    assert abs(model.metrics_["raw_roc_auc"] - 0.5) < 0.05
+    assert abs(model.metrics_["roc_auc"] - 0.5) < 0.05
+
+
+def test_validation_split_by_customer_not_row_order(
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
+) -> None:
+    _, valid, _ = cuts
+    fit, report = validation_halves(valid, 0)
+    assert not (fit & report).any() and (fit | report).all()
+    assert 0.45 < fit.mean() < 0.55
+    reversed_ = valid.reverse()
+    fit_r, _ = validation_halves(reversed_, 0)
+    ids = set(valid.filter(pl.Series(fit))["customer_id"].to_list())
+    assert ids == set(reversed_.filter(pl.Series(fit_r))["customer_id"].to_list())
+
+
+def test_platt_calibration(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> None:
+    train, valid, _ = cuts
+    model = ChurnModel(calibration="platt", seed=0).fit(train, valid)
+    assert model.calibrator_.method == "platt"
+    assert abs(model.metrics_["mean_prediction"] - model.metrics_["base_rate"]) < 0.02
+    # Platt is monotone: ranking unchanged
+    assert model.metrics_["roc_auc"] == pytest.approx(model.metrics_["raw_roc_auc"])
+
+
+def test_depth_is_capped() -> None:
+    train, _ = make_profile(3_000, seed=5)
+    valid, _ = make_profile(3_000, seed=6, id_offset=10_000)
+    with pytest.warns(UserWarning, match="max_depth=-1"):
+        model = ChurnModel(lgbm_params={"max_depth": -1, "n_estimators": 20}).fit(train, valid)
+    assert model.params_["max_depth"] == MAX_TREE_DEPTH
+
+
+def test_save_load_identical(
+    churn_model: ChurnModel, tmp_path: Path, cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]
+) -> None:
+    _, valid, _ = cuts
+    churn_model.save(tmp_path / "m")
+    loaded = ChurnModel.load(tmp_path / "m")
+    sample = valid.head(3_000)
+    np.testing.assert_array_equal(loaded.predict_churn(sample), churn_model.predict_churn(sample))
+    assert loaded.feature_names_in_ == churn_model.feature_names_in_
+
+
+def test_errors_name_the_problem(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> None:
+    train, valid, _ = cuts
+    with pytest.raises(NotFittedError, match="not fitted"):
+        ChurnModel().predict_churn(valid)
+    with pytest.raises(ValueError, match="churned_within_30d"):
+        ChurnModel(horizon_days=30).fit(train, valid)
+    with pytest.raises(ValueError, match="only one class"):
+        ChurnModel().fit(train.with_columns(pl.lit(False).alias(LABEL)), valid)

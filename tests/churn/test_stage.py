@@ -1,0 +1,81 @@
+"""score_customers: contract dtypes, risk bands, drivers only for the selected customers."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from churn import ChurnModel, LoyaltyModel, risk_band, score_churn, score_customers
+from crm_engine.config import ChurnConfig
+from crm_engine.contracts import scores_schema
+
+
+def test_risk_bands() -> None:
+    band = risk_band(np.array([0.0, 0.0999, 0.1, 0.29, 0.3, 0.99]), [0.1, 0.3])
+    assert band.to_list() == ["low", "low", "medium", "medium", "high", "high"]
+    with pytest.raises(ValueError, match="increasing"):
+        risk_band(np.array([0.5]), [0.3, 0.1])
+
+
+def test_score_customers_contract_and_drivers(
+    churn_model: ChurnModel,
+    loyalty_model: LoyaltyModel,
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
+) -> None:
+    _, valid, _ = cuts
+    profile = valid.head(5_000).drop("churned_within_90d", "loyalty_class", "next_nps")
+    cfg = ChurnConfig(drivers_min_probability=0.5, drivers_top_n=100, n_drivers=3)
+    out = score_customers(profile, churn_model, loyalty_model, cfg, clv=None)
+    contract = scores_schema()
+    assert out.height == profile.height
+    for c in out.columns:
+        assert out.schema[c] == contract[c], c
+    assert out["customer_id"].to_list() == profile["customer_id"].to_list()
+    p = out["churn_probability"].to_numpy()
+    np.testing.assert_array_equal(p, churn_model.predict_churn(profile))
+    assert out["value_at_risk"].null_count() == out.height
+    n_reasons = out["churn_drivers"].list.len().to_numpy()
+    top100 = np.argsort(-p, kind="stable")[:100]
+    selected = (p >= 0.5) | np.isin(np.arange(p.size), top100)
+    assert (n_reasons[~selected] == 0).all()
+    assert (n_reasons[selected] > 0).mean() > 0.95
+    assert n_reasons.max() <= 3
+    for reasons in out.filter(pl.Series(selected))["churn_drivers"].head(200).to_list():
+        values = [r["contribution"] for r in reasons]
+        assert values == sorted(values, reverse=True) and all(v > 0 for v in values)
+    bands = out["churn_risk_band"].to_numpy()
+    assert (bands[p >= 0.3] == "high").all() and (bands[p < 0.1] == "low").all()
+    # loyalty columns
+    proba = loyalty_model.predict_proba(profile)
+    np.testing.assert_array_equal(out["loyalty_score"].to_numpy(), proba[:, 2])
+    assert set(out["loyalty_class"].unique()) <= {"promoter", "passive", "detractor"}
+
+
+def test_value_at_risk_ranks_drivers(
+    churn_model: ChurnModel, cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]
+) -> None:
+    _, valid, _ = cuts
+    profile = valid.head(2_000)
+    rng = np.random.default_rng(1)
+    clv = pl.DataFrame(
+        {"customer_id": profile["customer_id"], "clv": rng.lognormal(5, 1, profile.height)}
+    )
+    clv = clv.with_columns(  # one unknown clv
+        pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise("clv").alias("clv")
+    )
+    cfg = ChurnConfig(drivers_min_probability=1.0, drivers_top_n=20)
+    scores = score_churn(profile, churn_model, cfg, clv)
+    out = scores.frame
+    var = out["value_at_risk"].to_numpy()
+    assert out["value_at_risk"].null_count() == 1
+    np.testing.assert_allclose(
+        var[1:], out["churn_probability"].to_numpy()[1:] * clv["clv"].to_numpy()[1:]
+    )
+    explained = out["churn_drivers"].list.len().to_numpy() > 0
+    top20 = set(np.argsort(-np.nan_to_num(var, nan=-1))[:20])
+    assert scores.n_explained == 20
+    assert set(np.flatnonzero(explained)) <= top20
+    assert scores.importance.height == churn_model.n_features_in_
+    without_loyalty = score_customers(profile, churn_model, None, cfg, clv)
+    assert without_loyalty["loyalty_score"].null_count() == profile.height
