@@ -187,9 +187,8 @@ def _headline(inp: ReportInputs) -> str:
         cards.append(("expected churners", f"{s['churn_probability'].sum():,.0f}"))
     if _has(s, "value_at_risk"):
         cards.append(("value at risk", f"{s['value_at_risk'].sum():,.0f}"))
-    if _has(s, "loyalty_class"):
-        share = (s["loyalty_class"] == "promoter").mean()
-        cards.append(("predicted promoters", f"{share:.0%}"))
+    if _has(s, "loyalty_score"):
+        cards.append(("mean promoter probability", f"{s['loyalty_score'].mean():.0%}"))
     body = "".join(f"<div class='card'><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>"
                    for k, v in cards)
     return f"<div class='cards'>{body}</div>"
@@ -242,7 +241,7 @@ def _value(inp: ReportInputs) -> str:
         grid.append(_figure(
             _bar(life["lifecycle_stage"].to_list(), life["n"].to_list(), "Lifecycle stages",
                  "customers", "#72b7b2"), "Customers per lifecycle stage"))
-    holdout = inp.images.get("clv_holdout")
+    holdout = inp.images.get("clv_holdout") or inp.images.get("valuation_holdout.png")
     if holdout is not None and Path(holdout).is_file():
         grid.append(_figure(_png_file_to_img(holdout, "CLV holdout"),
                             "Holdout: predicted vs actual cumulative repeat purchases"))
@@ -262,7 +261,17 @@ def _churn(inp: ReportInputs) -> str:
         return parts[0] + "<p class='muted'>Churn stage not run.</p>"
     grid = [_figure(_hist(s["churn_probability"].to_numpy(), "Churn probability", "probability"),
                     "Calibrated churn probability over the horizon")]
-    ev = inp.churn or {}
+    ev = dict(inp.churn or {})
+    ev |= {k.removeprefix("churn."): v for k, v in (ev.get("metrics") or {}).items()
+           if k.startswith("churn.")}
+    for key, caption in (
+        ("churn_lift", "Lift and capture by risk decile, out of time"),
+        ("churn_reliability", "Reliability curve: predicted vs observed churn, out of time"),
+        ("churn_importance", "Top churn drivers overall (mean |contribution|)"),
+    ):
+        path = inp.images.get(key)
+        if path is not None and Path(path).is_file():
+            grid.append(_figure(_png_file_to_img(path, key), caption))
     lift = ev.get("lift_curve")
     if lift:
         plt = _plt()
@@ -297,7 +306,8 @@ def _churn(inp: ReportInputs) -> str:
                                  "Value at risk by segment", "sum of churn probability x CLV",
                                  "#54a24b"), "Where retention money matters most"))
     parts.append(f"<div class='grid'>{''.join(grid)}</div>")
-    metrics = {k: v for k, v in ev.items() if isinstance(v, int | float)}
+    metrics = {k: v for k, v in ev.items()
+               if isinstance(v, int | float) and not isinstance(v, bool)}
     if metrics:
         parts.append(_table(pl.DataFrame({"metric": list(metrics),
                                           "value": [float(v) for v in metrics.values()]})))

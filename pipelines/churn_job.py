@@ -403,7 +403,7 @@ def churn_stage(
 
     Reads ``tables`` (for the training cuts), ``profile`` (at ``ctx.as_of``) and, when the
     valuation stage ran, ``values`` (its ``clv`` gives value at risk). Writes
-    ``churn_scores``. Models are logged (and registered when ``ctx.registry``) inside the
+    ``churn_scores``. Models are logged (and registered when ``mlflow.register_models``) inside the
     runner's nested MLflow run when ``ctx.tracking``.
     """
     from pipelines.runner import StageOutput
@@ -414,7 +414,7 @@ def churn_stage(
     if ctx.tracking:
         from churn.pyfunc import log_churn_model, log_loyalty_model
 
-        reg = ctx.registry and cfg.mlflow.register_models
+        reg = cfg.mlflow.register_models
         info = log_churn_model(
             training.churn, registered_model_name=CHURN_MODEL_NAME if reg else None
         )

@@ -191,7 +191,7 @@ def valuation_stage(
 ) -> StageOutput:
     """Pipeline stage: holdout, fit, score; outputs ``values``.
 
-    Logs the CLV pyfunc model (registered as ``crm-clv`` when ``ctx.registry`` and
+    Logs the CLV pyfunc model (registered as ``crm-clv`` when
     ``mlflow.register_models``) inside the runner's nested run when ``ctx.tracking``.
     """
     from pipelines.runner import StageOutput
@@ -206,7 +206,7 @@ def valuation_stage(
     if ctx.tracking:
         from valuation.pyfunc import log_valuation_model
 
-        reg = ctx.registry and ctx.cfg.mlflow.register_models
+        reg = ctx.cfg.mlflow.register_models
         info = log_valuation_model(
             run.models.purchase, run.models.spend, ctx.cfg.valuation,
             registered_model_name=CLV_MODEL_NAME if reg else None,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import logging
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,6 +82,23 @@ def _summary_table(result: Any) -> Table:
     return t
 
 
+@contextlib.contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    """Keep MLflow's advisory chatter (input-example hints, registry notices) off the terminal."""
+    loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+        warnings.filterwarnings("ignore", message=".*Operation with range is deprecated.*")
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+
 def execute(
     cfg: PipelineConfig,
     *,
@@ -94,13 +115,14 @@ def execute(
         stage_list = default_stages(stages, registry=registry)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--stages") from None
-    with _StageDisplay(enabled=not quiet) as display:
+    with _quiet_mlflow(), _StageDisplay(enabled=not quiet) as display:
         result = run_pipeline(cfg, stage_list, tracking=tracking, registry=registry,
                               progress=display)
     if quiet:
-        console.print(json.dumps({"run_id": result.run_id, "mlflow_run_id": result.mlflow_run_id,
-                                  "output": str(result.output_dir), **result.summary}))
+        typer.echo(json.dumps({"run_id": result.run_id, "mlflow_run_id": result.mlflow_run_id,
+                               "output": str(result.output_dir), **result.summary}))
     else:
+        console.print()
         console.print(_summary_table(result))
     return result
 
