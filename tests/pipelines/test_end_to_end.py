@@ -1,0 +1,163 @@
+"""The whole pipeline through the CLI: contract, manifest, determinism, point in time, atomicity."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from typer.testing import CliRunner
+
+from crm_engine.cli import app
+from crm_engine.config import load_config
+from crm_engine.contracts import INPUT_TABLES
+from crm_engine.scores import check_scores_file, read_scores_metadata
+from pipelines.manifest import file_sha256
+from pipelines.runner import OUTPUT_FILES, Stage, StageError, StageOutput, run_pipeline
+from pipelines.stages import default_stages
+
+runner = CliRunner()
+AS_OF = "2024-10-01"
+
+
+def run_cli(data: Path, out: Path, *extra: str) -> tuple[int, str]:
+    result = runner.invoke(
+        app, ["run", "--data", str(data), "--out", str(out), "--as-of", AS_OF, "--quiet", *extra]
+    )
+    return result.exit_code, result.output + (str(result.exception) if result.exception else "")
+
+
+@pytest.fixture(scope="module")
+def first_run(generated_operator: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run1") / "out"
+    code, output = run_cli(generated_operator, out)
+    assert code == 0, output
+    return out
+
+
+def test_outputs_present_and_valid(first_run: Path, generated_operator: Path) -> None:
+    for name in OUTPUT_FILES:
+        assert (first_run / name).is_file(), name
+    assert check_scores_file(first_run / "scores.parquet") == []
+    scores = pl.read_parquet(first_run / "scores.parquet")
+    meta = read_scores_metadata(first_run / "scores.parquet")
+    assert meta["crm.contract"] == "crm.scores/v1"
+    assert meta["crm.as_of"] == AS_OF
+    customers = pl.read_parquet(generated_operator / "customers" / "*.parquet")
+    as_of = dt.date.fromisoformat(AS_OF)
+    active = customers.filter(
+        (pl.col("signup_date") < as_of)
+        & (pl.col("churn_date").is_null() | (pl.col("churn_date") >= as_of))
+    )
+    assert scores.height == active.height
+    assert set(scores["customer_id"]) == set(active["customer_id"])
+    for col in ("segment_id", "segment_name", "clv", "p_alive", "churn_probability",
+                "loyalty_class", "value_tier", "lifecycle_stage", "spend_level"):
+        assert scores[col].null_count() == 0, col
+    assert scores["churn_probability"].is_between(0, 1).all()
+    assert (scores["clv"] >= 0).all()
+
+
+def test_manifest_consistent_with_files(first_run: Path, generated_operator: Path) -> None:
+    manifest = json.loads((first_run / "manifest.json").read_text())
+    assert manifest["contract"] == "crm.scores/v1"
+    assert manifest["as_of"] == AS_OF
+    for name in ("scores.parquet", "profiles.parquet", "segment_profiles.parquet", "report.html"):
+        entry = manifest["outputs"][name]
+        assert entry["sha256"] == file_sha256(first_run / name), name
+    assert manifest["outputs"]["scores.parquet"]["rows"] == pl.read_parquet(
+        first_run / "scores.parquet").height
+    assert set(manifest["inputs"]) == set(INPUT_TABLES)
+    tx = manifest["inputs"]["transactions"]
+    assert tx["rows"] == pl.scan_parquet(generated_operator / "transactions" / "*.parquet").select(
+        pl.len()).collect().item()
+    assert {"profile", "segmentation", "valuation", "churn"} <= set(manifest["timings_s"])
+    assert manifest["metrics"]["churn"]["churn.roc_auc"] > 0.6
+    assert manifest["valuation"]["model"]
+
+
+def test_second_run_same_scores(first_run: Path, generated_operator: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, output = run_cli(generated_operator, out, "--no-tracking")
+    assert code == 0, output
+    assert_frame_equal(pl.read_parquet(first_run / "scores.parquet"),
+                       pl.read_parquet(out / "scores.parquet"))
+
+
+def _add_rows_after_as_of(data: Path) -> None:
+    """One row dated on or after as_of in every table, for an existing customer."""
+    as_of = dt.date.fromisoformat(AS_OF)
+    for name, contract in INPUT_TABLES.items():
+        part = data / name / "part-00000.parquet"
+        df = pl.read_parquet(part)
+        row = df.head(1)
+        tc = contract.time_column
+        assert tc is not None
+        later = dt.datetime(as_of.year, as_of.month, as_of.day, 12) if df.schema[tc] != pl.Date \
+            else as_of
+        row = row.with_columns(pl.lit(later).cast(df.schema[tc]).alias(tc))
+        if name == "customers":
+            row = row.with_columns(pl.col("customer_id") + 10_000_000)
+        if name == "interactions":
+            row = row.with_columns(pl.col("opened_at").alias("closed_at"))
+        pl.concat([df, row]).write_parquet(part)
+
+
+def test_rows_after_as_of_change_nothing(first_run: Path, generated_operator: Path,
+                                         tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(generated_operator, data)
+    _add_rows_after_as_of(data)
+    out = tmp_path / "out"
+    code, output = run_cli(data, out, "--no-tracking")
+    assert code == 0, output
+    assert_frame_equal(pl.read_parquet(first_run / "scores.parquet"),
+                       pl.read_parquet(out / "scores.parquet"))
+
+
+def test_failing_stage_leaves_previous_output_untouched(first_run: Path, generated_operator: Path,
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(first_run, out)
+    before = {name: (out / name).read_bytes() for name in OUTPUT_FILES}
+
+    def boom(ctx: object, profile: pl.DataFrame) -> StageOutput:
+        raise RuntimeError("simulated failure")
+
+    stages = default_stages(["profile", "valuation"])
+    stages.insert(2, Stage("explode", boom, ("profile",), ("nothing",)))
+    cfg = load_config(None, {"data.dir": str(generated_operator), "output.dir": str(out),
+                             "data.as_of": AS_OF})
+    with pytest.raises(StageError, match="stage explode failed: RuntimeError: simulated failure"):
+        run_pipeline(cfg, stages, tracking=False)
+    after = {name: (out / name).read_bytes() for name in OUTPUT_FILES}
+    assert after == before
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_bad_input_writes_nothing(generated_operator: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(generated_operator, data)
+    part = data / "surveys" / "part-00000.parquet"
+    pl.read_parquet(part).with_columns(pl.lit(42).cast(pl.Int64).alias("nps")).write_parquet(part)
+    out = tmp_path / "out"
+    code, output = run_cli(data, out)
+    assert code == 1
+    assert "surveys" in output and "nps outside 0-10" in output
+    assert not out.exists()
+
+
+def test_skipped_stages_leave_typed_null_columns(generated_operator: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, output = run_cli(generated_operator, out, "--no-tracking", "--stages", "profile")
+    assert code == 0, output
+    assert check_scores_file(out / "scores.parquet") == []
+    scores = pl.read_parquet(out / "scores.parquet")
+    for col in ("segment_id", "clv", "churn_probability", "churn_drivers", "loyalty_score"):
+        assert scores[col].null_count() == scores.height, col
+    assert scores["tenure_days"].null_count() == 0
+    assert "stage not run" in (out / "report.html").read_text()
