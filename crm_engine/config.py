@@ -139,10 +139,11 @@ class ChurnConfig(_Section):
     horizon_days: Annotated[int, Field(gt=0)] = 90
     calibration: Literal["isotonic", "platt"] = "isotonic"
     risk_thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
-        [0.1, 0.3], description="probabilities separating low|medium|high risk"
+        [0.06, 0.11], description="probabilities (over horizon_days) separating low|medium|high "
+        "risk; with a ~5% quarterly churn rate these put about the top decile in high"
     )
     drivers_top_n: Annotated[int, Field(ge=0)] = 5_000
-    drivers_min_probability: Annotated[float, Field(ge=0, le=1)] = 0.3
+    drivers_min_probability: Annotated[float, Field(ge=0, le=1)] = 0.11
     n_drivers: Annotated[int, Field(gt=0, le=20)] = 3
     extra_features: list[str] = []
     # Shallow, heavily regularised trees: churn is rare (~5% per quarter) and smooth; on the

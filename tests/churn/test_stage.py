@@ -45,7 +45,9 @@ def test_score_customers_contract_and_drivers(
         values = [r["contribution"] for r in reasons]
         assert values == sorted(values, reverse=True) and all(v > 0 for v in values)
     bands = out["churn_risk_band"].to_numpy()
-    assert (bands[p >= 0.3] == "high").all() and (bands[p < 0.1] == "low").all()
+    low, high = cfg.risk_thresholds
+    assert (bands[p >= high] == "high").all() and (bands[p < low] == "low").all()
+    assert (bands[(p >= low) & (p < high)] == "medium").all()
     # loyalty columns
     proba = loyalty_model.predict_proba(profile)
     np.testing.assert_array_equal(out["loyalty_score"].to_numpy(), proba[:, 2])
