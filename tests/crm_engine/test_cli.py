@@ -1,0 +1,56 @@
+"""The command line: every command documents itself; config errors are one line, exit 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from crm_engine.cli import app
+
+runner = CliRunner()
+
+
+def _command_paths() -> list[list[str]]:
+    click_app = typer.main.get_command(app)
+    paths: list[list[str]] = []
+    for name, cmd in click_app.commands.items():  # type: ignore[attr-defined]
+        paths.append([name])
+        for sub in getattr(cmd, "commands", {}):
+            paths.append([name, sub])
+    return paths
+
+
+def test_expected_commands_exist() -> None:
+    names = {" ".join(p) for p in _command_paths()}
+    assert {"config", "validate", "generate", "features", "segment", "value", "churn train",
+            "churn score", "run", "demo"} <= names
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=lambda p: " ".join(p))
+def test_help_of_every_command(path: list[str]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_config_show_prints_resolved_toml() -> None:
+    result = runner.invoke(app, ["config", "--show"])
+    assert result.exit_code == 0
+    assert "[valuation]" in result.output and 'model = "bgnbd"' in result.output
+
+
+def test_config_error_names_key_and_exits_1(tmp_path: Path) -> None:
+    p = tmp_path / "pipeline.toml"
+    p.write_text("[churn]\ncalibration = 'magic'\n")
+    result = runner.invoke(app, ["config", str(p)])
+    assert result.exit_code == 1
+    assert "churn.calibration" in result.output and "isotonic" in result.output
+
+
+def test_run_rejects_unknown_stage(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "--data", str(tmp_path), "--stages", "magic"])
+    assert result.exit_code != 0
+    assert "magic" in result.output
