@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +24,18 @@ app = typer.Typer(
 
 console = Console()
 err_console = Console(stderr=True)
+
+DataOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data",
+        help="directory of the input tables",
+        exists=True,
+        file_okay=False,
+        dir_okay=True,
+    ),
+]
+"""The ``--data DIR`` option every stage command shares."""
 
 P = ParamSpec("P")
 R = TypeVar("R")

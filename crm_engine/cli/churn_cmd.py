@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from crm_engine.cli._app import app, console, user_errors
+from crm_engine.cli._app import DataOpt, app, console, user_errors
 from crm_engine.config import ConfigError, load_config
 
 churn_app = typer.Typer(
@@ -20,16 +20,6 @@ churn_app = typer.Typer(
 )
 app.add_typer(churn_app, name="churn")
 
-DataOpt = Annotated[
-    Path,
-    typer.Option(
-        "--data",
-        help="directory of the input tables",
-        exists=True,
-        file_okay=False,
-        dir_okay=True,
-    ),
-]
 AsOfOpt = Annotated[str, typer.Option("--as-of", help="first day not observed (YYYY-MM-DD)")]
 ConfigOpt = Annotated[
     Path | None,

@@ -8,23 +8,14 @@ from typing import Annotated
 
 import typer
 
-from crm_engine.cli._app import app, console, user_errors
+from crm_engine.cli._app import DataOpt, app, console, user_errors
 from crm_engine.config import load_config
 
 
 @app.command("features")
 @user_errors
 def features_command(
-    data: Annotated[
-        Path,
-        typer.Option(
-            "--data",
-            help="directory of the input tables",
-            exists=True,
-            file_okay=False,
-            dir_okay=True,
-        ),
-    ],
+    data: DataOpt,
     out: Annotated[
         Path, typer.Option("--out", help="profile Parquet file to write (replaced atomically)")
     ],

@@ -10,23 +10,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from crm_engine.cli._app import app, console, err_console, user_errors
+from crm_engine.cli._app import DataOpt, app, console, err_console, user_errors
 from crm_engine.config import load_config
 
 
 @app.command("segment")
 @user_errors
 def segment_command(
-    data: Annotated[
-        Path,
-        typer.Option(
-            "--data",
-            help="directory of the input tables",
-            exists=True,
-            file_okay=False,
-            dir_okay=True,
-        ),
-    ],
+    data: DataOpt,
     out: Annotated[
         Path,
         typer.Option(
