@@ -29,6 +29,7 @@ th{background:#f4f7fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:0}figure img{max-width:100%;height:auto;border:1px solid #eef1f4;border-radius:6px}
 figcaption{color:#5b6b7c;font-size:.85rem}
 .warn{color:#8a5a00}.muted{color:#8a97a6}
+.tablewrap{overflow-x:auto;max-width:100%}td{min-width:3.5rem;max-width:22rem}
 """
 
 
@@ -100,7 +101,8 @@ def _table(df: pl.DataFrame, max_rows: int = 50) -> str:
             for v in row
         )
         rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f"<div class='tablewrap'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
 _ORDER = {
