@@ -55,7 +55,9 @@ def undirected_edges(calls: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
     return (
         pl.concat([forward, backward])
         .group_by("customer_id", "contact_id")
-        .agg(pl.col("minutes").sum(), pl.col("n_calls").sum())
+        # Rounded: a float sum's last bits depend on the order rows arrive in, which changes
+        # with file layout; scores must not (see the rows-after-as_of end-to-end test).
+        .agg(pl.col("minutes").sum().round(6), pl.col("n_calls").sum())
     )
 
 
@@ -96,7 +98,7 @@ def pagerank(edges: pl.DataFrame, iterations: int = 20, damping: float = _DAMPIN
     n = nodes.height
     indexed = edges.join(nodes, on="customer_id").join(
         nodes.rename({"customer_id": "contact_id", "i": "j"}), on="contact_id"
-    )
+    ).sort("i", "j")  # fixed summation order in the sparse products: same input, same bits
     weight = indexed["minutes"].fill_null(0.0).clip(lower_bound=0.0).to_numpy()
     matrix = sp.csr_matrix(
         (weight, (indexed["i"].to_numpy(), indexed["j"].to_numpy())), shape=(n, n)
@@ -166,7 +168,7 @@ def add_influence(
         .group_by("customer_id")
         .agg(
             pl.len().cast(pl.Int64).alias("n_contacts"),
-            pl.col("minutes").sum().alias("call_minutes_12m"),
+            pl.col("minutes").sum().round(6).alias("call_minutes_12m"),
             outside.fill_null(False).cast(pl.Float64).mean().alias("outside_region_share"),
             churned.fill_null(False).cast(pl.Float64).mean().alias(contagion),
         )

@@ -93,6 +93,10 @@ def _check_schema(lf: pl.LazyFrame, expected: pl.Schema) -> None:
     )
 
 
+FLOAT_SIG_FIGS = 9
+"""Significant figures kept in every Float64 profile column (reproducibility, see below)."""
+
+
 def build_profile(
     tables: dict[str, pl.LazyFrame],
     as_of: dt.date | str,
@@ -155,6 +159,14 @@ def build_profile(
         profile = add_influence(profile, tables["calls"], customers, as_of, cfg)
 
     expected = profile_schema(cfg, frozenset(tables), id_dtype)
-    profile = profile.select(list(expected)).sort("customer_id")
+    # Parallel float sums are not bit-reproducible (their order follows the engine's morsels,
+    # which follow the file layout and thread timing). Nine significant figures are far more
+    # than any feature means, and make the same data give the same profile, bit for bit.
+    floats = [name for name, dtype in expected.items() if dtype == pl.Float64]
+    profile = (
+        profile.select(list(expected))
+        .with_columns(pl.col(name).round_sig_figs(FLOAT_SIG_FIGS) for name in floats)
+        .sort("customer_id")
+    )
     _check_schema(profile, expected)
     return profile
