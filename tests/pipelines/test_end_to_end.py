@@ -161,3 +161,19 @@ def test_skipped_stages_leave_typed_null_columns(generated_operator: Path, tmp_p
         assert scores[col].null_count() == scores.height, col
     assert scores["tenure_days"].null_count() == 0
     assert "stage not run" in (out / "report.html").read_text()
+
+
+def test_score_only_from_registry_rebuilds_the_same_scores(
+    first_run: Path, generated_operator: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "out"
+    shutil.copytree(first_run, out)  # the embedded MLflow store with the registered models
+    code, output = run_cli(generated_operator, out, "--score-only", "--registry")
+    assert code == 0, output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["model_versions"]) == {"churn", "loyalty", "segmentation", "clv"}
+    assert all(v.startswith("models:/crm-") for v in manifest["model_versions"].values())
+    assert "valuation.holdout" not in json.dumps(manifest["metrics"]), "no refit in score-only"
+    assert_frame_equal(pl.read_parquet(first_run / "scores.parquet"),
+                       pl.read_parquet(out / "scores.parquet"))
