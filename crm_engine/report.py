@@ -48,6 +48,8 @@ class ReportInputs:
     images: dict[str, Path] = field(default_factory=dict)
     mlflow_run_id: str | None = None
     tracking_uri: str | None = None
+    customer_rows: bool = True
+    """False leaves out the per-customer "save first" table (the copy logged to MLflow)."""
 
 
 def _fig_to_img(fig: Any, alt: str) -> str:
@@ -313,7 +315,7 @@ def _churn(inp: ReportInputs) -> str:
     if metrics:
         parts.append(_table(pl.DataFrame({"metric": list(metrics),
                                           "value": [float(v) for v in metrics.values()]})))
-    if _has(s, "value_at_risk"):
+    if _has(s, "value_at_risk") and inp.customer_rows:
         top = (s.filter(pl.col("value_at_risk").is_not_null())
                .sort("value_at_risk", descending=True).head(15))
         cols = [c for c in ("customer_id", "segment_name", "clv", "churn_probability",

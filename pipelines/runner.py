@@ -7,8 +7,10 @@ a stage function gets its inputs and returns its outputs, metrics and files to a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -203,10 +205,11 @@ def run_pipeline(
 
             progress("write", "start", None)
             t = time.perf_counter()
-            summary = _write_outputs(work, catalog, reports, metrics, model_versions, artifacts,
-                                     cfg=cfg, as_of=as_of, run_id=run_id,
-                                     mlflow_run_id=mlflow_run_id, tracking_uri=tracking_uri,
-                                     timings=timings, validation=report)
+            summary, summary_inputs = _write_outputs(
+                work, catalog, reports, metrics, model_versions, artifacts,
+                cfg=cfg, as_of=as_of, run_id=run_id, mlflow_run_id=mlflow_run_id,
+                tracking_uri=tracking_uri, timings=timings, validation=report,
+            )
             timings["write"] = round(time.perf_counter() - t, 3)
             progress("write", "done", timings["write"])
             if tracking:
@@ -215,7 +218,10 @@ def run_pipeline(
                 trk.log_metrics({"timing_s": timings, "scores_rows": summary["customers_scored"]})
                 import mlflow
 
-                mlflow.log_artifact(str(work / "report.html"))
+                # The analyst's report lists top customers; MLflow gets aggregates only.
+                with tempfile.TemporaryDirectory() as tmp:
+                    shared = dataclasses.replace(summary_inputs, customer_rows=False)
+                    mlflow.log_artifact(str(write_report(shared, Path(tmp) / "report.html")))
                 mlflow.log_artifact(str(work / "manifest.json"))
         except BaseException:
             if parent is not None:
@@ -270,7 +276,7 @@ def _write_outputs(
     tracking_uri: str | None,
     timings: dict[str, float],
     validation: ValidationReport,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], ReportInputs]:
     profile: pl.DataFrame = catalog["profile"]
     fallback = profile.with_columns(pl.lit(as_of).alias("as_of"))
     scores = conform_scores(catalog.get("scores", fallback))
@@ -290,15 +296,13 @@ def _write_outputs(
                                             "size": pl.Int64, "share": pl.Float64})
     write_parquet_atomic(seg_profiles, work / "segment_profiles.parquet")
     summary = _summary(scores)
-    write_report(
-        ReportInputs(
-            scores=scores, as_of=as_of, run_id=run_id, segment_profiles=seg_profiles,
-            migration=catalog.get("segment_migration"), valuation=reports.get("valuation"),
-            churn=reports.get("churn"), warnings=validation.summary()["warnings"],  # type: ignore[arg-type]
-            images=artifacts, mlflow_run_id=mlflow_run_id, tracking_uri=tracking_uri,
-        ),
-        work / "report.html",
+    report_inputs = ReportInputs(
+        scores=scores, as_of=as_of, run_id=run_id, segment_profiles=seg_profiles,
+        migration=catalog.get("segment_migration"), valuation=reports.get("valuation"),
+        churn=reports.get("churn"), warnings=validation.summary()["warnings"],  # type: ignore[arg-type]
+        images=artifacts, mlflow_run_id=mlflow_run_id, tracking_uri=tracking_uri,
     )
+    write_report(report_inputs, work / "report.html")
     rows = {t.name: t.rows for t in validation.tables}
     manifest = {
         "contract": SCORES_CONTRACT,
@@ -325,7 +329,7 @@ def _write_outputs(
     for name, c in checks.items():
         manifest["outputs"].setdefault(name, {}).update(c)
     write_manifest(work / "manifest.json", manifest)
-    return summary
+    return summary, report_inputs
 
 
 def _summary(scores: pl.DataFrame) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from crm_engine.scores import check_scores_file, read_scores_metadata
 from pipelines.manifest import file_sha256
 from pipelines.runner import OUTPUT_FILES, Stage, StageError, StageOutput, run_pipeline
 from pipelines.stages import default_stages
+from tests.report_browser import SKIP_REASON, browser_available, check_page
 
 runner = CliRunner()
 AS_OF = "2024-10-01"
@@ -177,3 +178,24 @@ def test_score_only_from_registry_rebuilds_the_same_scores(
     assert "valuation.holdout" not in json.dumps(manifest["metrics"]), "no refit in score-only"
     assert_frame_equal(pl.read_parquet(first_run / "scores.parquet"),
                        pl.read_parquet(out / "scores.parquet"))
+
+
+def test_report_of_a_real_run(first_run: Path) -> None:
+    text = (first_run / "report.html").read_text()
+    assert "Save first" in text and "stage not run" not in text
+    if not browser_available():
+        pytest.skip(SKIP_REASON)
+    page = check_page(first_run / "report.html")
+    assert page.images >= 10 and page.broken_images == [] and page.console_errors == []
+
+
+def test_mlflow_copy_of_the_report_has_no_customer_rows(first_run: Path) -> None:
+    from mlflow import MlflowClient
+
+    manifest = json.loads((first_run / "manifest.json").read_text())
+    client = MlflowClient(tracking_uri=manifest["tracking_uri"])
+    path = client.download_artifacts(manifest["mlflow_run_id"], "report.html",
+                                     str(first_run.parent))
+    text = Path(path).read_text()
+    assert "Who is about to leave" in text
+    assert "Save first" not in text
