@@ -116,6 +116,7 @@ def segmentation_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
     outputs: dict[str, Any] = {"segments": result.assignments, "segment_profiles": result.profiles}
     if result.migration is not None:
         outputs["segment_migration"] = result.migration
+        report = {**report, "migration": result.migration.to_dicts()}
     return StageOutput(
         outputs=outputs,
         metrics=metrics,

@@ -199,3 +199,19 @@ def test_mlflow_copy_of_the_report_has_no_customer_rows(first_run: Path) -> None
     text = Path(path).read_text()
     assert "Who is about to leave" in text
     assert "Save first" not in text
+
+
+def test_rerun_in_place_keeps_segment_ids_and_reports_migration(
+    first_run: Path, generated_operator: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(first_run, out)
+    code, output = run_cli(generated_operator, out, "--no-tracking", "--stages", "segmentation")
+    assert code == 0, output
+    seg = json.loads((out / "manifest.json").read_text())["segmentation"]
+    assert seg["aligned"] is True and seg["same_segment_share"] == 1.0
+    moved = sum(r["customers"] for r in seg["migration"])
+    assert moved == pl.read_parquet(out / "scores.parquet").height
+    before = pl.read_parquet(first_run / "scores.parquet").select("customer_id", "segment_id")
+    after = pl.read_parquet(out / "scores.parquet").select("customer_id", "segment_id")
+    assert_frame_equal(before, after)
