@@ -37,6 +37,16 @@ DataOpt = Annotated[
 ]
 """The ``--data DIR`` option every stage command shares."""
 
+OptionalAsOfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="first day not observed (YYYY-MM-DD); default: first day "
+        "of the month after the last transaction",
+    ),
+]
+"""``--as-of``, optional: the stage commands default to the month after the last transaction."""
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from crm_engine.cli._app import DataOpt, app, console, user_errors
+from crm_engine.cli._app import DataOpt, OptionalAsOfOpt, app, console, user_errors
 from crm_engine.config import load_config
 
 
@@ -19,14 +19,7 @@ def features_command(
     out: Annotated[
         Path, typer.Option("--out", help="profile Parquet file to write (replaced atomically)")
     ],
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            help="first day not observed (YYYY-MM-DD); default: first day "
-            "of the month after the last transaction",
-        ),
-    ] = None,
+    as_of: OptionalAsOfOpt = None,
     config: Annotated[
         Path | None,
         typer.Option(

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from crm_engine.cli._app import DataOpt, app, console, err_console, user_errors
+from crm_engine.cli._app import DataOpt, OptionalAsOfOpt, app, console, err_console, user_errors
 from crm_engine.config import load_config
 
 
@@ -27,14 +27,7 @@ def segment_command(
             dir_okay=False,
         ),
     ],
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            help="first day not observed (YYYY-MM-DD); default: first day "
-            "of the month after the last transaction",
-        ),
-    ] = None,
+    as_of: OptionalAsOfOpt = None,
     config: Annotated[
         Path | None,
         typer.Option(
