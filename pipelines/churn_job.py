@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,14 +78,20 @@ def _with_extras(
 
 
 def labelled_profile(
-    tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: PipelineConfig, horizon_days: int
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    cfg: PipelineConfig,
+    horizon_days: int,
+    profile: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
-    """Profile at ``cut`` (plus extra features) joined with the labels looking ``h`` ahead."""
+    """Profile at ``cut`` (plus extra features) joined with the labels looking ``h`` ahead.
+
+    ``profile`` is the profile at ``cut`` when the caller already has it (built otherwise).
+    """
     from features import build_labels, build_profile
 
-    profile = _with_extras(
-        build_profile(tables, cut, cfg.features), tables, cfg.churn.extra_features
-    )
+    base = profile if profile is not None else build_profile(tables, cut, cfg.features)
+    profile = _with_extras(base, tables, cfg.churn.extra_features)
     labels = build_labels(tables, cut, horizon_days).select(
         "customer_id", label_column(horizon_days), "loyalty_class"
     )
@@ -92,14 +99,25 @@ def labelled_profile(
 
 
 def build_training_frames(
-    tables: dict[str, pl.LazyFrame], as_of: dt.date, cfg: PipelineConfig, horizon_days: int
+    tables: dict[str, pl.LazyFrame],
+    as_of: dt.date,
+    cfg: PipelineConfig,
+    horizon_days: int,
+    profile_at: Callable[[dt.date], pl.DataFrame] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Training and validation frames at ``as_of - 2h`` and ``as_of - h``, collected together."""
+    """Training and validation frames at ``as_of - 2h`` and ``as_of - h``, collected together.
+
+    ``profile_at`` supplies already-built profiles by cut (the pipeline's per-run cache).
+    """
     train_cut, valid_cut = training_cuts(as_of, horizon_days)
+
+    def at(cut: dt.date) -> pl.LazyFrame | None:
+        return profile_at(cut).lazy() if profile_at is not None else None
+
     train, valid = pl.collect_all(
         [
-            labelled_profile(tables, train_cut, cfg, horizon_days),
-            labelled_profile(tables, valid_cut, cfg, horizon_days),
+            labelled_profile(tables, train_cut, cfg, horizon_days, at(train_cut)),
+            labelled_profile(tables, valid_cut, cfg, horizon_days, at(valid_cut)),
         ]
     )
     for name, frame, cut in (("training", train, train_cut), ("validation", valid, valid_cut)):
@@ -161,11 +179,12 @@ def fit_models(
     as_of: dt.date,
     cfg: PipelineConfig,
     horizon_days: int | None = None,
+    profile_at: Callable[[dt.date], pl.DataFrame] | None = None,
 ) -> ChurnTraining:
     """Build the two cuts and fit the churn (and, if enabled, loyalty) models; no tracking."""
     h = horizon_days or cfg.churn.horizon_days
     churn_cfg = cfg.churn.model_copy(update={"horizon_days": h})
-    train, valid = build_training_frames(tables, as_of, cfg, h)
+    train, valid = build_training_frames(tables, as_of, cfg, h, profile_at)
     churn = train_churn(train, valid, churn_cfg)
     metrics = {f"churn.{k}": v for k, v in churn.metrics_.items()}
     loyalty: LoyaltyModel | None = None
@@ -409,7 +428,7 @@ def churn_stage(
     from pipelines.runner import StageOutput
 
     cfg = ctx.cfg
-    training = fit_models(tables, ctx.as_of, cfg)
+    training = fit_models(tables, ctx.as_of, cfg, profile_at=ctx.profile_at)
     versions: dict[str, str] = {}
     if ctx.tracking:
         from churn.pyfunc import log_churn_model, log_loyalty_model

@@ -51,7 +51,7 @@ class StageOutput:
 
 @dataclass
 class StageContext:
-    """Run-wide facts a stage may read (never mutate)."""
+    """Run-wide facts a stage may read (never mutate), and the per-run profile cache."""
 
     cfg: PipelineConfig
     as_of: dt.date
@@ -59,6 +59,23 @@ class StageContext:
     tracking: bool
     registry: bool = False
     previous_output: Path | None = None
+    tables: dict[str, pl.LazyFrame] = field(default_factory=dict)
+    _profiles: dict[dt.date, pl.DataFrame] = field(default_factory=dict, repr=False)
+
+    def profile_at(self, cut: dt.date) -> pl.DataFrame:
+        """The point-in-time profile at ``cut``, built once per run and shared by the stages.
+
+        The valuation holdout and the churn validation cut often ask for the same date.
+        """
+        if cut not in self._profiles:
+            import features
+
+            if not self.tables:
+                raise StageError("StageContext.profile_at needs the run's tables")
+            self._profiles[cut] = features.build_profile(
+                self.tables, cut, self.cfg.features
+            ).collect(engine="streaming")
+        return self._profiles[cut]
 
 
 StageFn = Callable[..., StageOutput]
@@ -94,13 +111,15 @@ class StageError(RuntimeError):
     """A stage failed or broke its contract; names the stage, what it expected and what came."""
 
 
-def default_as_of(tables: dict[str, pl.LazyFrame]) -> dt.date:
-    """First day of the month after the last transaction (the first day not observed)."""
-    last = tables["transactions"].select(pl.col("ts").max()).collect().item()
-    if last is None:
-        raise DataError("transactions: no timestamps to derive as_of from; pass --as-of")
-    d = last.date() if isinstance(last, dt.datetime) else last
-    return dt.date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+def _guess_as_of(data_dir: Path) -> dt.date | None:
+    """The default as_of (month after the last transaction), or None when it cannot be read:
+    validation then reports why."""
+    from features import default_as_of
+
+    try:
+        return default_as_of(load_tables(data_dir)["transactions"])
+    except Exception:
+        return None
 
 
 ProgressFn = Callable[[str, str, float | None], None]
@@ -144,12 +163,12 @@ def run_pipeline(
     out_dir = Path(cfg.output.dir)
     progress("validate", "start", None)
     t0 = time.perf_counter()
-    report = validate(data_dir, cfg.data.as_of)
+    as_of = cfg.data.as_of or _guess_as_of(data_dir)
+    report = validate(data_dir, as_of)
     report.raise_for_errors()
+    if as_of is None:
+        raise DataError(f"transactions in {data_dir}: no timestamps to date the run; pass --as-of")
     tables = load_tables(data_dir)
-    as_of = cfg.data.as_of or default_as_of(tables)
-    if cfg.data.as_of is None:
-        report = validate(data_dir, as_of)
     timings = {"validate": round(time.perf_counter() - t0, 3)}
     progress("validate", "done", timings["validate"])
 
@@ -165,7 +184,7 @@ def run_pipeline(
 
     with atomic_directory(out_dir) as work:
         ctx = StageContext(cfg=cfg, as_of=as_of, workdir=work, tracking=tracking,
-                           registry=registry, previous_output=previous)
+                           registry=registry, previous_output=previous, tables=tables)
         parent = None
         if tracking:
             from crm_engine import tracking as trk

@@ -13,11 +13,7 @@ STAGE_NAMES = ("profile", "segmentation", "valuation", "churn")
 
 def profile_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOutput:
     """Point-in-time profiles at ``as_of``, collected once with the streaming engine."""
-    import features
-
-    profile = features.build_profile(tables, ctx.as_of, ctx.cfg.features).collect(
-        engine="streaming"
-    )
+    profile = ctx.profile_at(ctx.as_of)
     return StageOutput(
         outputs={"profile": profile},
         metrics={"customers": profile.height, "columns": profile.width},

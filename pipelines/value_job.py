@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,13 +64,15 @@ def run_valuation(
     profile: pl.DataFrame,
     as_of: dt.date,
     cfg: PipelineConfig,
+    profile_at: Callable[[dt.date], pl.DataFrame] | None = None,
 ) -> ValuationRun:
     """Validate on a holdout (selecting the model when ``valuation.model = "auto"``), then
     fit on ``profile`` (at ``as_of``) and score every customer.
 
     The holdout refits with the cut moved back by ``valuation.holdout_days`` and compares
     with the purchases that really happened up to ``as_of``; ``holdout_days = 0`` skips it
-    (not allowed with ``auto``).
+    (not allowed with ``auto``). ``profile_at`` builds the profile at a cut (the pipeline
+    passes its per-run cache, so a cut other stages also need is built once).
 
     Raises
     ------
@@ -84,7 +87,7 @@ def run_valuation(
         candidates = AUTO_CANDIDATES if vcfg.model == "auto" else (vcfg.model,)
         try:
             holdout = holdout_validation(
-                _profile_at(tables, cfg),
+                profile_at or _profile_at(tables, cfg),
                 lambda start, days: purchase_days(tables["transactions"], start, days).collect(),
                 as_of,
                 vcfg,
@@ -196,7 +199,7 @@ def valuation_stage(
     """
     from pipelines.runner import StageOutput
 
-    run = run_valuation(tables, profile, ctx.as_of, ctx.cfg)
+    run = run_valuation(tables, profile, ctx.as_of, ctx.cfg, profile_at=ctx.profile_at)
     artifacts: dict[str, Path] = {}
     if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
         artifacts["valuation_holdout.png"] = plot_holdout(

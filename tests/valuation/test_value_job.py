@@ -111,7 +111,7 @@ def test_valuation_stage_for_the_pipeline_runner(generated_operator: Path, tmp_p
     as_of = dt.date.fromisoformat(AS_OF)
     tables = load_tables(generated_operator)
     profile = features.build_profile(tables, as_of, cfg.features).collect()
-    ctx = StageContext(cfg=cfg, as_of=as_of, workdir=tmp_path, tracking=False)
+    ctx = StageContext(cfg=cfg, as_of=as_of, workdir=tmp_path, tracking=False, tables=tables)
     out = valuation_stage(ctx, tables, profile)
     values = out.outputs["values"]
     assert values.height == profile.height
