@@ -50,10 +50,6 @@ def assemble_stage(
             continue
         new_cols = [c for c in frame.columns if c == "customer_id" or c not in scores.columns]
         scores = scores.join(frame.select(new_cols), on="customer_id", how="left")
-    if {"churn_probability", "clv"} <= set(scores.columns):
-        scores = scores.with_columns(
-            (pl.col("churn_probability") * pl.col("clv")).alias("value_at_risk")
-        )
     outputs: dict[str, Any] = {"scores": scores}
     if segment_profiles is not None:
         outputs["segment_profiles"] = _enrich_segment_profiles(segment_profiles, scores)
