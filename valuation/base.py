@@ -232,6 +232,24 @@ class LifetimesWrapper(BaseEstimator):
         )
         return fitter
 
+    def _run_fit_loosening(self, fit: Callable[[float], Any], tolerances: Sequence[float]) -> Any:
+        """Run ``fit(tol)`` with each gradient tolerance in turn until one converges.
+
+        BFGS can stop with "precision loss" when the gradient is already within a hair of
+        the tolerance (the optimum is found but the last line search cannot improve it);
+        which side of that hair a fit lands on depends on the scipy/numpy build. A looser
+        tolerance from the same start then converges to the same optimum.
+        """
+        lifetimes = import_lifetimes()
+        *first, last = tolerances
+        for tol in first:
+            try:
+                with quiet_lifetimes():
+                    return fit(tol)
+            except lifetimes.utils.ConvergenceError:
+                continue
+        return self._run_fit(lambda: fit(last))
+
     def _run_fit(self, fit: Callable[[], Any]) -> Any:
         lifetimes = import_lifetimes()
         try:

@@ -20,6 +20,10 @@ from valuation.base import (
     quiet_lifetimes,
 )
 
+# BFGS gradient tolerances tried in turn: lifetimes' default first, then looser ones for a
+# fit that stops on "precision loss" at an already flat optimum.
+GRADIENT_TOLERANCES: tuple[float, ...] = (1e-7, 1e-6, 1e-5)
+
 
 class GammaGammaModel(LifetimesWrapper):
     """Gamma-Gamma model of the mean spend per repeat purchase.
@@ -93,7 +97,10 @@ class GammaGammaModel(LifetimesWrapper):
         fk, mk, wk = f[keep], m[keep], w[keep]
         u, uw, _ = compress({"frequency": fk, "monetary_value": mk}, wk, inverse=False)
         fitter = self._new_fitter()
-        self._run_fit(lambda: fitter.fit(u["frequency"], u["monetary_value"], weights=uw))
+        self._run_fit_loosening(
+            lambda tol: fitter.fit(u["frequency"], u["monetary_value"], weights=uw, tol=tol),
+            GRADIENT_TOLERANCES,
+        )
         params = {k: float(fitter.params_[k]) for k in self._param_names}
         check_finite_params(self.model_name, params)
         if params["q"] <= 1:
