@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
-from scipy.optimize import minimize
 
-from valuation.base import PurchaseModel, import_lifetimes
-
-WARM_START_TRIPLES = 200_000
-"""Above this many distinct triples, the fit starts from a fit on a sample of customers."""
+from valuation.base import (
+    WARM_START_ROWS,
+    PurchaseModel,
+    import_lifetimes,
+    minimize_nll,
+    warm_start_sample,
+)
 
 
 class BetaGeoModel(PurchaseModel):
@@ -42,49 +44,36 @@ class BetaGeoModel(PurchaseModel):
         self.seed = seed
 
     def _minimize(
-        self, u: Mapping[str, np.ndarray], w: np.ndarray, start: Mapping[str, float] | None
-    ) -> dict[str, float]:
-        # lifetimes' own likelihood and optimiser (BFGS on log-parameters, time scaled so
-        # that max T = 1, autograd gradients), as in BaseFitter._fit, minus the Hessian that
-        # fit() computes for standard errors (half of the time on millions of triples).
-        from autograd import value_and_grad
-
-        lifetimes = import_lifetimes()
-        nll = getattr(lifetimes, self._fitter_class)._negative_log_likelihood
+        self,
+        u: Mapping[str, np.ndarray],
+        w: np.ndarray,
+        start: Mapping[str, float] | None,
+        hess_inv0: np.ndarray | None = None,
+    ) -> tuple[dict[str, float], np.ndarray | None]:
+        # lifetimes' own likelihood on log-parameters, time scaled so that max T = 1. A
+        # different time scale only shifts log(alpha), so a sample's curvature carries over.
+        nll = getattr(import_lifetimes(), self._fitter_class)._negative_log_likelihood
         scale = 1.0 / float(u["T"].max())
         args = (u["frequency"].astype(np.int64), u["recency"] * scale, u["T"] * scale, w,
                 self.penalizer)
-        if start is None:
-            x0 = 0.1 * np.ones(4)
-        else:
+        x0 = None
+        if start is not None:
             x0 = np.log([start["r"], start["alpha"] * scale, start["a"], start["b"]])
-        fun = value_and_grad(nll)
-        out = minimize(fun, x0=x0, jac=True, tol=self.tol, args=args)
-        if not out.success and np.all(np.isfinite(out.x)):
-            # BFGS often stops on "precision loss" at the optimum of a flat likelihood:
-            # polish with L-BFGS-B and accept a point where the gradient vanishes.
-            polish = minimize(fun, x0=out.x, jac=True, tol=self.tol, args=args,
-                              method="L-BFGS-B")
-            grad = fun(polish.x, *args)[1]
-            if polish.success or float(np.max(np.abs(grad))) < 1e-5:
-                out = polish
-                out.success = True
-        if not out.success or not np.all(np.isfinite(out.x)):
-            raise lifetimes.utils.ConvergenceError(f"{self.model_name}: {out.message}")
-        r, alpha, a, b = np.exp(out.x)
-        return {"r": float(r), "alpha": float(alpha / scale), "a": float(a), "b": float(b)}
+        x, hess_inv = minimize_nll(
+            nll, args, 4, self.model_name, self.tol, x0, hess_inv0, curvature=start is None
+        )
+        r, alpha, a, b = np.exp(x)
+        return {"r": float(r), "alpha": float(alpha / scale), "a": float(a), "b": float(b)}, (
+            hess_inv
+        )
 
     def _fit_params(self, u: Mapping[str, np.ndarray], w: np.ndarray) -> dict[str, float]:
-        start = None
-        if len(w) > WARM_START_TRIPLES:
-            # Same optimum, fewer full-data iterations: start from a fit on a sample of
-            # customers (drawn with the triple counts as probabilities).
-            rng = np.random.default_rng(self.seed)
-            pick = rng.choice(len(w), size=WARM_START_TRIPLES // 2, p=w / w.sum())
-            idx, cnt = np.unique(pick, return_counts=True)
+        start, hess_inv0 = None, None
+        if len(w) > WARM_START_ROWS:
+            idx, cnt = warm_start_sample(w, self.seed)
             sample = {k: v[idx] for k, v in u.items()}
-            start = self._minimize(sample, cnt.astype(np.float64), None)
-        return self._minimize(u, w, start)
+            start, hess_inv0 = self._minimize(sample, cnt, None)
+        return self._minimize(u, w, start, hess_inv0)[0]
 
     def _scaled_log_likelihood(
         self, params: Mapping[str, float], u: Mapping[str, np.ndarray], w: np.ndarray

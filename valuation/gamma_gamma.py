@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from valuation.base import (
     SPEND_COLUMNS,
+    WARM_START_ROWS,
     FrameLike,
     LifetimesWrapper,
     ValuationError,
@@ -17,12 +18,11 @@ from valuation.base import (
     check_finite_output,
     check_finite_params,
     compress,
+    import_lifetimes,
+    minimize_nll,
     quiet_lifetimes,
+    warm_start_sample,
 )
-
-# BFGS gradient tolerances tried in turn: lifetimes' default first, then looser ones for a
-# fit that stops on "precision loss" at an already flat optimum.
-GRADIENT_TOLERANCES: tuple[float, ...] = (1e-7, 1e-6, 1e-5)
 
 
 class GammaGammaModel(LifetimesWrapper):
@@ -96,12 +96,8 @@ class GammaGammaModel(LifetimesWrapper):
             )
         fk, mk, wk = f[keep], m[keep], w[keep]
         u, uw, _ = compress({"frequency": fk, "monetary_value": mk}, wk, inverse=False)
-        fitter = self._new_fitter()
-        self._run_fit_loosening(
-            lambda tol: fitter.fit(u["frequency"], u["monetary_value"], weights=uw, tol=tol),
-            GRADIENT_TOLERANCES,
-        )
-        params = {k: float(fitter.params_[k]) for k in self._param_names}
+        x = self._run_fit(lambda: self._fit_log_params(u, uw))
+        params = dict(zip(self._param_names, (float(v) for v in np.exp(x)), strict=True))
         check_finite_params(self.model_name, params)
         if params["q"] <= 1:
             raise ValuationError(
@@ -110,7 +106,7 @@ class GammaGammaModel(LifetimesWrapper):
             )
         self.params_ = params
         with quiet_lifetimes():
-            nll = fitter._negative_log_likelihood(
+            nll = self._new_fitter()._negative_log_likelihood(
                 np.log([params[k] for k in self._param_names]), u["frequency"],
                 u["monetary_value"], uw, 0.0,
             )
@@ -129,6 +125,25 @@ class GammaGammaModel(LifetimesWrapper):
             corr = float("nan")
         self.frequency_monetary_corr_ = corr
         return self
+
+    def _fit_log_params(self, u: dict[str, np.ndarray], w: np.ndarray) -> np.ndarray:
+        # lifetimes' likelihood and optimiser; above WARM_START_ROWS distinct rows, warm
+        # started from a fit on a sample of customers (see ``minimize_nll``).
+        nll = import_lifetimes().GammaGammaFitter._negative_log_likelihood
+
+        def solve(
+            idx: np.ndarray | slice, weights: np.ndarray, x0: np.ndarray | None,
+            hess_inv0: np.ndarray | None, curvature: bool,
+        ) -> tuple[np.ndarray, np.ndarray | None]:
+            args = (u["frequency"][idx], u["monetary_value"][idx], weights, self.penalizer)
+            return minimize_nll(nll, args, 3, self.model_name, x0=x0, hess_inv0=hess_inv0,
+                                curvature=curvature)
+
+        x0, hess_inv0 = None, None
+        if len(w) > WARM_START_ROWS:
+            idx, cnt = warm_start_sample(w, seed=0)
+            x0, hess_inv0 = solve(idx, cnt, None, None, True)
+        return solve(slice(None), w, x0, hess_inv0, False)[0]
 
     def expected_avg_value(self, X: FrameLike) -> np.ndarray:
         """Expected spend per future purchase, never negative.
