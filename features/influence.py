@@ -87,31 +87,41 @@ def pagerank(edges: pl.DataFrame, iterations: int = 20, damping: float = _DAMPIN
     empty = pl.DataFrame(schema={"customer_id": id_dtype, "influence_score": pl.Float64()})
     if edges.height == 0:
         return empty
-    nodes = (
-        pl.concat(
-            [edges.select("customer_id"), edges.select(pl.col("contact_id").alias("customer_id"))]
-        )
-        .unique()
-        .sort("customer_id")
-        .with_row_index("i")
-    )
-    n = nodes.height
-    indexed = edges.join(nodes, on="customer_id").join(
-        nodes.rename({"customer_id": "contact_id", "i": "j"}), on="contact_id"
-    ).sort("i", "j")  # fixed summation order in the sparse products: same input, same bits
-    weight = indexed["minutes"].fill_null(0.0).clip(lower_bound=0.0).to_numpy()
-    matrix = sp.csr_matrix(
-        (weight, (indexed["i"].to_numpy(), indexed["j"].to_numpy())), shape=(n, n)
-    )
+    ids, contacts = edges.get_column("customer_id"), edges.get_column("contact_id")
+    nodes = pl.concat([ids, contacts.cast(id_dtype)]).unique().sort()
+    i, j = _node_index(nodes.to_numpy(), ids.to_numpy(), contacts.to_numpy())
+    n = nodes.len()
+    weight = edges.get_column("minutes").fill_null(0.0).clip(lower_bound=0.0).to_numpy()
+    matrix = sp.csr_matrix((weight, (i, j)), shape=(n, n))
+    # Canonical layout (duplicates summed, column indices sorted): the sparse products then
+    # add in the same order whatever order the edges came in, so the same graph gives the
+    # same bits.
+    matrix.sum_duplicates()
+    matrix.sort_indices()
     out_weight = np.asarray(matrix.sum(axis=1)).ravel()
     dangling = out_weight <= 0
     inv = np.divide(1.0, out_weight, out=np.zeros(n), where=~dangling)
     transition_t = (sp.diags(inv) @ matrix).T.tocsr()
+    transition_t.sort_indices()
     rank = np.full(n, 1.0 / n)
     for _ in range(iterations):
         rank = (1.0 - damping) / n + damping * (transition_t @ rank + rank[dangling].sum() / n)
     rank /= rank.max()
-    return nodes.select("customer_id").with_columns(pl.Series("influence_score", rank))
+    return pl.DataFrame({"customer_id": nodes, "influence_score": rank})
+
+
+def _node_index(keys: np.ndarray, *ids: np.ndarray) -> list[np.ndarray]:
+    """Positions of ``ids`` in the sorted distinct ``keys``.
+
+    Customer ids are usually dense non-negative integers: a lookup table then costs one
+    array read per edge, where a binary search misses the cache at every step.
+    """
+    top = int(keys[-1])
+    if keys.dtype.kind in "iu" and int(keys[0]) >= 0 and top < 4 * len(keys) + 1_000_000:
+        table = np.empty(top + 1, dtype=np.int64)
+        table[keys] = np.arange(len(keys))
+        return [table[a] for a in ids]
+    return [np.searchsorted(keys, a) for a in ids]
 
 
 def add_influence(
@@ -150,33 +160,43 @@ def add_influence(
         & (pl.col("_contact_region") != pl.col("_own_region"))
     )
     contagion = f"churned_contacts_share_{cfg.contagion_days}d"
-    per_customer = (
-        edges.join(
-            known.select(
-                pl.col("customer_id").alias("contact_id"),
-                pl.col("region").alias("_contact_region"),
-                pl.col("churn_date").alias("_contact_churn"),
-            ),
-            on="contact_id",
-            how="left",
-        )
-        .join(
-            known.select("customer_id", pl.col("region").alias("_own_region")),
-            on="customer_id",
-            how="left",
-        )
-        .group_by("customer_id")
-        .agg(
+    enriched = edges.join(
+        known.select(
+            pl.col("customer_id").alias("contact_id"),
+            pl.col("region").alias("_contact_region"),
+            pl.col("churn_date").alias("_contact_churn"),
+        ),
+        on="contact_id",
+        how="left",
+    ).join(
+        known.select("customer_id", pl.col("region").alias("_own_region")),
+        on="customer_id",
+        how="left",
+    )
+
+    def per_customer(df: pl.DataFrame) -> pl.DataFrame:
+        # One eager step over the collected edge list, so that it is built once for both
+        # the per-customer sums and PageRank (every node of the undirected graph has a row
+        # as customer_id, so the two cover the same customers).
+        sums = df.group_by("customer_id").agg(
             pl.len().cast(pl.Int64).alias("n_contacts"),
             pl.col("minutes").sum().round(6).alias("call_minutes_12m"),
             outside.fill_null(False).cast(pl.Float64).mean().alias("outside_region_share"),
             churned.fill_null(False).cast(pl.Float64).mean().alias(contagion),
         )
-    )
-    scores = edges.select("customer_id", "contact_id", "minutes").map_batches(
-        lambda df: pagerank(df, cfg.pagerank_iterations),
-        schema={"customer_id": id_dtype, "influence_score": pl.Float64()},
-    )
+        ranks = pagerank(df.select("customer_id", "contact_id", "minutes"),
+                         cfg.pagerank_iterations)
+        return sums.join(ranks, on="customer_id", how="left").select(list(schema))
+
+    schema = {
+        "customer_id": id_dtype,
+        "n_contacts": pl.Int64(),
+        "call_minutes_12m": pl.Float64(),
+        "outside_region_share": pl.Float64(),
+        contagion: pl.Float64(),
+        "influence_score": pl.Float64(),
+    }
+    scores = enriched.map_batches(per_customer, schema=schema)
     fill: dict[str, pl.Expr | float | int | bool] = {
         "n_contacts": 0,
         "call_minutes_12m": 0.0,
@@ -184,4 +204,4 @@ def add_influence(
         "influence_score": 0.0,
         contagion: 0.0,
     }
-    return attach(attach(profile, per_customer), scores, fill)
+    return attach(profile, scores, fill)

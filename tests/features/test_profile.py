@@ -180,6 +180,13 @@ def test_pagerank_normalised_and_ordered() -> None:
     scores = dict(zip(pr["customer_id"], pr["influence_score"], strict=True))
     assert scores[1] == 1.0
     assert scores[2] == pytest.approx(scores[3]) and scores[2] < 0.5
+    # Closed form for a star of k=3 leaves, n=4, d=0.85: r_leaf = (1-d)/n + d * r_centre / k
+    # and r_centre = (1-d)/n + d * k * r_leaf give r_leaf / r_centre = 0.173423 / 0.479730.
+    # (200 iterations: the error shrinks like d**iterations).
+    converged = features.pagerank(edges, iterations=200).sort("customer_id")
+    assert converged["influence_score"][3] == pytest.approx(0.1734234 / 0.4797297, rel=1e-6)
+    shuffled = features.pagerank(edges.reverse(), iterations=50)
+    assert shuffled.equals(pr)  # edge order does not change a bit
     assert features.pagerank(edges.clear()).height == 0
 
 
