@@ -47,8 +47,9 @@ class BetaGeoModel(PurchaseModel):
         self,
         u: Mapping[str, np.ndarray],
         w: np.ndarray,
-        start: Mapping[str, float] | None,
+        start: Mapping[str, float] | None = None,
         hess_inv0: np.ndarray | None = None,
+        curvature: bool = False,
     ) -> tuple[dict[str, float], np.ndarray | None]:
         # lifetimes' own likelihood on log-parameters, time scaled so that max T = 1. A
         # different time scale only shifts log(alpha), so a sample's curvature carries over.
@@ -60,7 +61,7 @@ class BetaGeoModel(PurchaseModel):
         if start is not None:
             x0 = np.log([start["r"], start["alpha"] * scale, start["a"], start["b"]])
         x, hess_inv = minimize_nll(
-            nll, args, 4, self.model_name, self.tol, x0, hess_inv0, curvature=start is None
+            nll, args, 4, self.model_name, self.tol, x0, hess_inv0, curvature=curvature
         )
         r, alpha, a, b = np.exp(x)
         return {"r": float(r), "alpha": float(alpha / scale), "a": float(a), "b": float(b)}, (
@@ -72,7 +73,7 @@ class BetaGeoModel(PurchaseModel):
         if len(w) > WARM_START_ROWS:
             idx, cnt = warm_start_sample(w, self.seed)
             sample = {k: v[idx] for k, v in u.items()}
-            start, hess_inv0 = self._minimize(sample, cnt, None)
+            start, hess_inv0 = self._minimize(sample, cnt, curvature=True)
         return self._minimize(u, w, start, hess_inv0)[0]
 
     def _scaled_log_likelihood(
