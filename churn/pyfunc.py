@@ -130,6 +130,9 @@ def _log(
             python_model=str(code),
             artifacts={"model": str(path)},
             signature=signature,
+            # Made-up rows from the stored feature spec, never customer rows: they show the
+            # scoring columns in the MLflow UI and let MLflow check the model serves them.
+            input_example=model.feature_spec_.synthetic_input(),
             pip_requirements=_requirements(),
             registered_model_name=registered_model_name,
         )

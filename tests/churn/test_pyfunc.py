@@ -45,6 +45,11 @@ def test_churn_pyfunc_round_trip(
     assert inputs["region"] == "string"
 
     loaded = mlflow.pyfunc.load_model("models:/crm-churn/1")
+    # The logged input example is made up from the feature spec, never customer rows.
+    example = loaded.input_example
+    assert list(example.columns) == list(churn_model.feature_names_in_)
+    assert len(example) == 3
+    assert example["tenure_days"].tolist() == [0.0, 1.0, 2.0]
     out = loaded.predict(pyfunc_input(churn_model, sample))
     expected = churn_model.predict_churn(sample)
     np.testing.assert_array_equal(out["churn_probability"].to_numpy(), expected)
