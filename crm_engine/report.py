@@ -276,33 +276,6 @@ def _churn(inp: ReportInputs) -> str:
         path = inp.images.get(key)
         if path is not None and Path(path).is_file():
             grid.append(_figure(_png_file_to_img(path, key), caption))
-    lift = ev.get("lift_curve")
-    if lift:
-        plt = _plt()
-        fig, ax = plt.subplots(figsize=(6.2, 3.4))
-        ax.bar([str(d) for d in lift["decile"]], lift["lift"], color="#e45756")
-        ax.axhline(1.0, color="black", lw=0.8, ls="--")
-        ax.set_xlabel("risk decile (1 = highest predicted risk)")
-        ax.set_ylabel("lift")
-        ax.set_title("Lift by decile (out of time)")
-        grid.append(_figure(_fig_to_img(fig, "Lift chart"), "Churn rate per decile / overall rate"))
-    rel = ev.get("reliability")
-    if rel:
-        plt = _plt()
-        fig, ax = plt.subplots(figsize=(4.6, 3.6))
-        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
-        ax.plot(rel["mean_predicted"], rel["fraction_positive"], marker="o", color="#e45756")
-        ax.set_xlabel("mean predicted probability")
-        ax.set_ylabel("observed churn rate")
-        ax.set_title("Reliability (out of time)")
-        grid.append(_figure(_fig_to_img(fig, "Reliability curve"),
-                            f"Calibration; Brier {ev.get('brier', float('nan')):.4f}"))
-    imp = ev.get("global_importance")
-    if imp:
-        items = sorted(imp.items(), key=lambda kv: -kv[1])[:12]
-        grid.append(_figure(_bar([k for k, _ in items], [v for _, v in items],
-                                 "Top churn drivers overall", "mean |contribution| (log-odds)",
-                                 "#f58518"), "What pushes churn risk, across explained customers"))
     if _has(s, "value_at_risk") and _has(s, "segment_name"):
         var = (s.group_by("segment_name").agg(pl.col("value_at_risk").sum().alias("v"))
                .sort("v", descending=True))

@@ -47,16 +47,24 @@ def _scores(n: int = 400, full: bool = True) -> pl.DataFrame:
     return conform_scores(base)
 
 
-def _inputs(full: bool) -> ReportInputs:
-    churn = {
-        "roc_auc": 0.81,
-        "brier": 0.07,
-        "lift_curve": {"decile": list(range(1, 11)), "lift": [3.1, 2.0, 1.4, 1.1, 0.9, 0.7, 0.5,
-                                                               0.2, 0.1, 0.0]},
-        "reliability": {"mean_predicted": [0.05, 0.15, 0.3],
-                        "fraction_positive": [0.04, 0.17, 0.28]},
-        "global_importance": {"open_tickets": 0.4, "tenure_days": 0.3, "last_nps": 0.2},
-    } if full else None
+def _churn_images(directory: Path) -> dict[str, Path]:
+    """The churn stage's own figures, drawn from made-up out-of-time outcomes."""
+    from churn.plots import plot_importance, plot_lift, plot_reliability
+
+    rng = np.random.default_rng(1)
+    p = rng.beta(1, 8, 2_000)
+    y = (rng.random(2_000) < p).astype(np.int8)
+    importance = pl.DataFrame({"feature": ["open_tickets", "tenure_days", "last_nps"],
+                               "mean_abs_contribution": [0.4, 0.3, 0.2]})
+    return {
+        "churn_lift": plot_lift(y, p, directory / "lift.png"),
+        "churn_reliability": plot_reliability(y, p, directory / "reliability.png"),
+        "churn_importance": plot_importance(importance, directory / "importance.png"),
+    }
+
+
+def _inputs(full: bool, directory: Path) -> ReportInputs:
+    churn = {"roc_auc": 0.81, "brier": 0.07} if full else None
     seg = pl.DataFrame({"segment_id": [0, 1], "segment_name": ["A", "B"], "size": [200, 200]})
     return ReportInputs(
         scores=_scores(full=full), as_of=AS_OF, run_id="test-run",
@@ -64,14 +72,16 @@ def _inputs(full: bool) -> ReportInputs:
         valuation={"model": "bgnbd", "params": {"r": 0.5}} if full else None,
         warnings=[{"table": "transactions", "column": "amount", "rows": 12,
                    "message": "refunds (negative amounts)"}],
+        images=_churn_images(directory) if full else {},
     )
 
 
 def test_full_report_has_every_section_and_picture(tmp_path: Path) -> None:
-    path = write_report(_inputs(full=True), tmp_path / "report.html")
+    path = write_report(_inputs(True, tmp_path), tmp_path / "report.html")
     text = path.read_text()
     for part in ("Who our customers are", "What they are worth", "Who is about to leave",
-                 "Data quality", "refunds (negative amounts)", "Churn rate per decile",
+                 "Data quality", "refunds (negative amounts)", "Lift and capture by risk decile",
+                 "Reliability curve", "Top churn drivers overall",
                  "Where retention money matters most", "Save first"):
         assert part in text, part
     assert text.count("data:image/png;base64,") >= 8
@@ -79,7 +89,7 @@ def test_full_report_has_every_section_and_picture(tmp_path: Path) -> None:
 
 
 def test_skipped_stages_are_said_not_hidden(tmp_path: Path) -> None:
-    text = write_report(_inputs(full=False), tmp_path / "report.html").read_text()
+    text = write_report(_inputs(False, tmp_path), tmp_path / "report.html").read_text()
     assert "Segmentation stage not run" in text
     assert "Valuation stage not run" in text
     assert "Churn stage not run" in text
@@ -87,7 +97,7 @@ def test_skipped_stages_are_said_not_hidden(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not browser_available(), reason=SKIP_REASON)
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    path = write_report(_inputs(full=True), tmp_path / "report.html")
+    path = write_report(_inputs(True, tmp_path), tmp_path / "report.html")
     page = check_page(path)
     assert page.images >= 8
     assert page.broken_images == []
