@@ -41,9 +41,19 @@ print(json.dumps({"rows": s.rows, "seconds": s.elapsed_seconds}))
 def run(customers: int, months: int, seed: int, chunk_size: int, out: Path) -> dict[str, object]:
     """Generate in a child process; returns rows, seconds and the child's peak RSS in MiB."""
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(out), str(customers), str(months), str(seed),
-         str(chunk_size)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(out),
+            str(customers),
+            str(months),
+            str(seed),
+            str(chunk_size),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
@@ -55,21 +65,29 @@ def update_table(path: Path, row: dict[str, object], key: tuple[str, str, str]) 
     """Append the row, replacing an earlier one with the same (customers, months, seed)."""
     lines = path.read_text().splitlines() if path.exists() else []
     if not lines or lines[0] != HEADER:
-        lines = [
-            "# Synthetic data generator",
-            "",
-            "`python -m benchmarks.bench_generate --customers N` (child process, peak RSS of the "
-            "child).",
-            "",
-            HEADER,
-            "|" + "---|" * HEADER.count(" | ") + "---|",
-        ] if not lines else lines
+        lines = (
+            [
+                "# Synthetic data generator",
+                "",
+                "`python -m benchmarks.bench_generate --customers N` (child process, "
+                "peak RSS of the child).",
+                "",
+                HEADER,
+                "|" + "---|" * HEADER.count(" | ") + "---|",
+            ]
+            if not lines
+            else lines
+        )
     cells = [str(row["customers"]), str(row["months"]), str(row["seed"])]
     rows = row["rows"]
     assert isinstance(rows, dict)
     cells += [f"{rows[name]:,}" for name in INPUT_TABLES]
-    cells += [f"{row['seconds']:.1f}", f"{row['peak_rss_mib']:.0f}", str(row["machine"]),
-              str(row["date"])]
+    cells += [
+        f"{row['seconds']:.1f}",
+        f"{row['peak_rss_mib']:.0f}",
+        str(row["machine"]),
+        str(row["date"]),
+    ]
     new = "| " + " | ".join(cells) + " |"
     prefix = "| " + " | ".join(key) + " |"
     lines = [ln for ln in lines if not ln.startswith(prefix)]
@@ -89,7 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     out = ROOT / "data" / f"gen_{args.customers}"
     result = run(args.customers, args.months, args.seed, args.chunk_size, out)
     row = {
-        "customers": args.customers, "months": args.months, "seed": args.seed, **result,
+        "customers": args.customers,
+        "months": args.months,
+        "seed": args.seed,
+        **result,
         "machine": f"{psutil.cpu_count()} cpu, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
         f"{platform.python_version()}",
         "date": date.today().isoformat(),

@@ -122,12 +122,21 @@ print(json.dumps({
 
 def run_case(case: str, n: int, timeout: float) -> dict[str, Any]:
     """One (case, size) in a child process; ``{"status": "timeout"}`` when it runs over."""
-    cmd = [sys.executable, "-c", _CHILD, case, str(n), str(SEED), json.dumps(POPULATION),
-           json.dumps(list(SPEND))]
+    cmd = [
+        sys.executable,
+        "-c",
+        _CHILD,
+        case,
+        str(n),
+        str(SEED),
+        json.dumps(POPULATION),
+        json.dumps(list(SPEND)),
+    ]
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True,
-                              cwd=ROOT.parent)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, check=True, cwd=ROOT.parent
+        )
     except subprocess.TimeoutExpired:
         return {"case": case, "customers": n, "status": f"timeout (> {timeout:.0f} s)"}
     except subprocess.CalledProcessError as e:
@@ -140,8 +149,13 @@ def run_case(case: str, n: int, timeout: float) -> dict[str, Any]:
 
 def run_truth(n: int) -> dict[str, Any]:
     data = ROOT / "data" / f"gen_{n}"
-    proc = subprocess.run([sys.executable, "-c", _TRUTH, str(n), str(data), "2025-01-01"],
-                          capture_output=True, text=True, check=True, cwd=ROOT.parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", _TRUTH, str(n), str(data), "2025-01-01"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT.parent,
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -167,8 +181,9 @@ def render(results: list[dict[str, Any]], truth: dict[str, Any] | None) -> str:
     by = {(r["customers"], r["case"]): r for r in results}
     for r in results:
         if r.get("status") != "ok":
-            lines.append(f"| {r['customers']:,} | {r['case']} | | {r['status']} | | | | | | | "
-                         "| | |")
+            lines.append(
+                f"| {r['customers']:,} | {r['case']} | | {r['status']} | | | | | | | | | |"
+            )
             continue
         other = by.get((r["customers"], "lifetimes"))
         speed = "-"
@@ -224,16 +239,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--timeout", type=float, default=300.0)
-    parser.add_argument("--truth-customers", type=int, default=100_000,
-                        help="0 skips the ground-truth comparison")
+    parser.add_argument(
+        "--truth-customers", type=int, default=100_000, help="0 skips the ground-truth comparison"
+    )
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
     plain_slow = False
     for n in sorted(args.sizes):
         for case in ("ours", "lifetimes"):
             if case == "lifetimes" and plain_slow:
-                res = {"case": case, "customers": n,
-                       "status": f"skipped: predicted timeout (> {args.timeout:.0f} s)"}
+                res = {
+                    "case": case,
+                    "customers": n,
+                    "status": f"skipped: predicted timeout (> {args.timeout:.0f} s)",
+                }
             else:
                 res = run_case(case, n, args.timeout)
             print(json.dumps(res), flush=True)

@@ -1,7 +1,7 @@
 """Run every benchmark at its default size, then rebuild benchmarks/README.md from the results.
 
-    python -m benchmarks.run            # all benchmarks (tens of minutes on 2 cores)
-    python -m benchmarks.run --readme   # only rebuild the README from benchmarks/results/*.md
+python -m benchmarks.run            # all benchmarks (tens of minutes on 2 cores)
+python -m benchmarks.run --readme   # only rebuild the README from benchmarks/results/*.md
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ def rebuild_readme() -> Path:
     """Concatenate the per-benchmark result files into benchmarks/README.md."""
     parts = [HEADER]
     results = HERE / "results"
-    files = sorted(results.glob("*.md"), key=lambda p: (
-        ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem))
+    files = sorted(
+        results.glob("*.md"),
+        key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem),
+    )
     for f in files:
         parts.append(f.read_text().strip() + "\n")
     if not files:

@@ -24,8 +24,9 @@ class DataConfig(_Section):
 
     dir: Path = Field(Path("demo/data"), description="directory holding the input tables")
     as_of: dt.date | None = Field(
-        None, description="first day not observed; default: first day of the month after the "
-        "last transaction"
+        None,
+        description="first day not observed; default: first day of the month after the "
+        "last transaction",
     )
 
 
@@ -39,8 +40,9 @@ class MlflowConfig(_Section):
     """Experiment tracking."""
 
     tracking_uri: str | None = Field(
-        None, description="MLflow tracking URI; default MLFLOW_TRACKING_URI or "
-        "sqlite:///<output>/mlflow.db"
+        None,
+        description="MLflow tracking URI; default MLFLOW_TRACKING_URI or "
+        "sqlite:///<output>/mlflow.db",
     )
     experiment: str = "crm-engine"
     register_models: bool = True
@@ -79,8 +81,9 @@ class SegmentationConfig(_Section):
         0.0, description="k='auto': smallest k whose silhouette is within this of the best"
     )
     spend_cut_points: list[float] | None = Field(
-        None, description="two cut points (low/medium, medium/high) on trailing-12-month "
-        "spend; default tertiles"
+        None,
+        description="two cut points (low/medium, medium/high) on trailing-12-month "
+        "spend; default tertiles",
     )
     features: list[str] | None = Field(None, description="profile columns to cluster on")
     feature_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
@@ -139,8 +142,9 @@ class ChurnConfig(_Section):
     horizon_days: Annotated[int, Field(gt=0)] = 90
     calibration: Literal["isotonic", "platt"] = "isotonic"
     risk_thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
-        [0.06, 0.11], description="probabilities (over horizon_days) separating low|medium|high "
-        "risk; with a ~5% quarterly churn rate these put about the top decile in high"
+        [0.06, 0.11],
+        description="probabilities (over horizon_days) separating low|medium|high "
+        "risk; with a ~5% quarterly churn rate these put about the top decile in high",
     )
     drivers_top_n: Annotated[int, Field(ge=0)] = 5_000
     drivers_min_probability: Annotated[float, Field(ge=0, le=1)] = 0.11

@@ -193,39 +193,64 @@ DRIVER_STRUCT = pl.Struct({"feature": pl.String(), "contribution": pl.Float64()}
 
 SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
     ScoreColumn("customer_id", pl.Int64(), "customer key", nullable=False),
-    ScoreColumn("as_of", pl.Date(), "the date the row describes (first day not observed)",
-                nullable=False),
-    ScoreColumn("spend_level", pl.String(), "high / medium / low trailing-12-month spend",
-                stage="segmentation"),
+    ScoreColumn(
+        "as_of", pl.Date(), "the date the row describes (first day not observed)", nullable=False
+    ),
+    ScoreColumn(
+        "spend_level",
+        pl.String(),
+        "high / medium / low trailing-12-month spend",
+        stage="segmentation",
+    ),
     ScoreColumn("age_band", pl.String(), "age band at as_of, 'unknown' when no birth date"),
     ScoreColumn("occupation", pl.String(), "occupation, 'unknown' when missing"),
     ScoreColumn("region", pl.String(), "home region"),
     ScoreColumn("area_type", pl.String(), "urban / rural / unknown"),
     ScoreColumn("plan_type", pl.String(), "prepaid / postpaid"),
-    ScoreColumn("segment_id", pl.Int64(), "behavioural segment, stable id across runs",
-                stage="segmentation"),
+    ScoreColumn(
+        "segment_id", pl.Int64(), "behavioural segment, stable id across runs", stage="segmentation"
+    ),
     ScoreColumn("segment_name", pl.String(), "readable segment name", stage="segmentation"),
-    ScoreColumn("lifecycle_stage", pl.String(), "new / active / at_risk / dormant",
-                stage="valuation"),
+    ScoreColumn(
+        "lifecycle_stage", pl.String(), "new / active / at_risk / dormant", stage="valuation"
+    ),
     ScoreColumn("tenure_days", pl.Int64(), "days from signup to as_of"),
     ScoreColumn("recency_days", pl.Int64(), "days from last purchase to as_of"),
     ScoreColumn("frequency", pl.Int64(), "repeat purchase days (lifetimes definition)"),
     ScoreColumn("monetary_avg", pl.Float64(), "mean spend of repeat purchase days"),
     ScoreColumn("p_alive", pl.Float64(), "probability the customer still buys", stage="valuation"),
-    ScoreColumn("expected_purchases", pl.Float64(), "expected purchases over the CLV horizon",
-                stage="valuation"),
-    ScoreColumn("expected_avg_value", pl.Float64(), "expected spend per purchase",
-                stage="valuation"),
+    ScoreColumn(
+        "expected_purchases",
+        pl.Float64(),
+        "expected purchases over the CLV horizon",
+        stage="valuation",
+    ),
+    ScoreColumn(
+        "expected_avg_value", pl.Float64(), "expected spend per purchase", stage="valuation"
+    ),
     ScoreColumn("clv", pl.Float64(), "discounted margin over the CLV horizon", stage="valuation"),
-    ScoreColumn("profit_contribution", pl.Float64(),
-                "trailing 12 months revenue x margin - cost to serve", stage="valuation"),
-    ScoreColumn("value_tier", pl.String(), "platinum / gold / silver / bronze by CLV",
-                stage="valuation"),
-    ScoreColumn("churn_probability", pl.Float64(), "calibrated probability of churn within the "
-                "horizon", stage="churn"),
+    ScoreColumn(
+        "profit_contribution",
+        pl.Float64(),
+        "trailing 12 months revenue x margin - cost to serve",
+        stage="valuation",
+    ),
+    ScoreColumn(
+        "value_tier", pl.String(), "platinum / gold / silver / bronze by CLV", stage="valuation"
+    ),
+    ScoreColumn(
+        "churn_probability",
+        pl.Float64(),
+        "calibrated probability of churn within the horizon",
+        stage="churn",
+    ),
     ScoreColumn("churn_risk_band", pl.String(), "high / medium / low", stage="churn"),
-    ScoreColumn("churn_drivers", pl.List(DRIVER_STRUCT), "top reasons (feature, signed "
-                "contribution); empty below the driver threshold", stage="churn"),
+    ScoreColumn(
+        "churn_drivers",
+        pl.List(DRIVER_STRUCT),
+        "top reasons (feature, signed contribution); empty below the driver threshold",
+        stage="churn",
+    ),
     ScoreColumn("value_at_risk", pl.Float64(), "churn_probability x clv", stage="churn"),
     ScoreColumn("loyalty_score", pl.Float64(), "predicted promoter probability", stage="loyalty"),
     ScoreColumn("loyalty_class", pl.String(), "promoter / passive / detractor", stage="loyalty"),
@@ -248,7 +273,10 @@ def dtype_label(dtype: pl.DataType) -> str:
         inner = ", ".join(f"{f.name}: {dtype_label(f.dtype)}" for f in dtype.fields)
         return f"struct<{inner}>"
     return {
-        pl.Int64: "int64", pl.Float64: "float64", pl.String: "string", pl.Date: "date",
+        pl.Int64: "int64",
+        pl.Float64: "float64",
+        pl.String: "string",
+        pl.Date: "date",
         pl.Boolean: "bool",
     }.get(dtype.base_type(), str(dtype))
 
@@ -257,6 +285,8 @@ def scores_contract_markdown() -> str:
     """The scores contract as the README's markdown table."""
     lines = ["| column | type | null? | stage | meaning |", "|---|---|---|---|---|"]
     for c in SCORE_COLUMNS:
-        lines.append(f"| `{c.name}` | {dtype_label(c.dtype)} | {'yes' if c.nullable else 'no'} "
-                     f"| {c.stage} | {c.meaning} |")
+        lines.append(
+            f"| `{c.name}` | {dtype_label(c.dtype)} | {'yes' if c.nullable else 'no'} "
+            f"| {c.stage} | {c.meaning} |"
+        )
     return "\n".join(lines)

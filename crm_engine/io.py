@@ -88,9 +88,12 @@ def cast_expr(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
             )
         if target == pl.Int64:
             # "3.0" in CSVs written by pandas is still an integer.
-            return col.str.strip_chars().cast(pl.Float64, strict=False).cast(
-                pl.Int64, strict=False
-            ).alias(column)
+            return (
+                col.str.strip_chars()
+                .cast(pl.Float64, strict=False)
+                .cast(pl.Int64, strict=False)
+                .alias(column)
+            )
         return col.str.strip_chars().cast(target, strict=False).alias(column)
     if isinstance(target, pl.Datetime) and isinstance(source, pl.Datetime):
         return col.dt.replace_time_zone(None).dt.cast_time_unit(target.time_unit).alias(column)

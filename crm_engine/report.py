@@ -103,8 +103,10 @@ def _table(df: pl.DataFrame, max_rows: int = 50) -> str:
             for v in row
         )
         rows.append(f"<tr>{cells}</tr>")
-    return (f"<div class='tablewrap'><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table></div>")
+    return (
+        f"<div class='tablewrap'><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 _ORDER = {
@@ -123,14 +125,17 @@ def _heatmap(scores: pl.DataFrame, rows: str, cols: str, title: str) -> str | No
     if scores[rows].null_count() == scores.height or scores[cols].null_count() == scores.height:
         return None
     counts = (
-        scores.group_by(rows, cols).agg(pl.len().alias("n"))
+        scores.group_by(rows, cols)
+        .agg(pl.len().alias("n"))
         .pivot(on=cols, index=rows, values="n")
         .fill_null(0)
     )
     row_names = _ordered(rows, [str(v) for v in counts[rows]])
-    counts = counts.with_columns(pl.col(rows).cast(pl.String)).join(
-        pl.DataFrame({rows: row_names}), on=rows, how="right"
-    ).select(rows, pl.exclude(rows))
+    counts = (
+        counts.with_columns(pl.col(rows).cast(pl.String))
+        .join(pl.DataFrame({rows: row_names}), on=rows, how="right")
+        .select(rows, pl.exclude(rows))
+    )
     col_names = _ordered(cols, [c for c in counts.columns if c != rows])
     mat = counts.select(col_names).fill_null(0).to_numpy().astype(float)
     lo, hi = float(mat.min()), float(mat.max())
@@ -141,8 +146,15 @@ def _heatmap(scores: pl.DataFrame, rows: str, cols: str, title: str) -> str | No
     ax.set_yticks(range(counts.height), [str(x) for x in counts[rows]])
     for i in range(mat.shape[0]):
         for j in range(mat.shape[1]):
-            ax.text(j, i, f"{int(mat[i, j]):,}", ha="center", va="center", fontsize=7,
-                    color="white" if mat[i, j] > lo + 0.6 * (hi - lo) else "black")
+            ax.text(
+                j,
+                i,
+                f"{int(mat[i, j]):,}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if mat[i, j] > lo + 0.6 * (hi - lo) else "black",
+            )
     ax.set_xlabel(cols)
     ax.set_ylabel(rows)
     ax.set_title(title)
@@ -193,8 +205,10 @@ def _headline(inp: ReportInputs) -> str:
         cards.append(("value at risk", f"{s['value_at_risk'].sum():,.0f}"))
     if _has(s, "loyalty_score"):
         cards.append(("mean promoter probability", f"{s['loyalty_score'].mean():.0%}"))
-    body = "".join(f"<div class='card'><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>"
-                   for k, v in cards)
+    body = "".join(
+        f"<div class='card'><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>"
+        for k, v in cards
+    )
     return f"<div class='cards'>{body}</div>"
 
 
@@ -228,33 +242,66 @@ def _value(inp: ReportInputs) -> str:
     parts = ["<h2>What they are worth</h2>"]
     if not _has(s, "clv"):
         return parts[0] + "<p class='muted'>Valuation stage not run.</p>"
-    grid = [_figure(_hist(s["clv"].to_numpy(), "CLV distribution", "CLV", log=True),
-                    "Customer lifetime value over the horizon (discounted margin), log scale")]
+    grid = [
+        _figure(
+            _hist(s["clv"].to_numpy(), "CLV distribution", "CLV", log=True),
+            "Customer lifetime value over the horizon (discounted margin), log scale",
+        )
+    ]
     if _has(s, "value_tier"):
         order = ["platinum", "gold", "silver", "bronze"]
         tiers = s.group_by("value_tier").agg(pl.len().alias("n"), pl.col("clv").sum().alias("clv"))
-        tiers = tiers.with_columns(pl.col("value_tier").replace_strict(
-            {t: i for i, t in enumerate(order)}, default=9).alias("o")).sort("o")
-        grid.append(_figure(
-            _bar(tiers["value_tier"].to_list(), tiers["clv"].to_list(), "Total CLV by value tier",
-                 "CLV", "#b279a2"),
-            "Value tiers: " + ", ".join(f"{t} {n:,}" for t, n in zip(
-                tiers["value_tier"], tiers["n"], strict=True)) + " customers"))
+        tiers = tiers.with_columns(
+            pl.col("value_tier")
+            .replace_strict({t: i for i, t in enumerate(order)}, default=9)
+            .alias("o")
+        ).sort("o")
+        grid.append(
+            _figure(
+                _bar(
+                    tiers["value_tier"].to_list(),
+                    tiers["clv"].to_list(),
+                    "Total CLV by value tier",
+                    "CLV",
+                    "#b279a2",
+                ),
+                "Value tiers: "
+                + ", ".join(
+                    f"{t} {n:,}" for t, n in zip(tiers["value_tier"], tiers["n"], strict=True)
+                )
+                + " customers",
+            )
+        )
     if _has(s, "lifecycle_stage"):
         life = s.group_by("lifecycle_stage").agg(pl.len().alias("n")).sort("n", descending=True)
-        grid.append(_figure(
-            _bar(life["lifecycle_stage"].to_list(), life["n"].to_list(), "Lifecycle stages",
-                 "customers", "#72b7b2"), "Customers per lifecycle stage"))
+        grid.append(
+            _figure(
+                _bar(
+                    life["lifecycle_stage"].to_list(),
+                    life["n"].to_list(),
+                    "Lifecycle stages",
+                    "customers",
+                    "#72b7b2",
+                ),
+                "Customers per lifecycle stage",
+            )
+        )
     holdout = inp.images.get("clv_holdout") or inp.images.get("valuation_holdout.png")
     if holdout is not None and Path(holdout).is_file():
-        grid.append(_figure(_png_file_to_img(holdout, "CLV holdout"),
-                            "Holdout: predicted vs actual cumulative repeat purchases"))
+        grid.append(
+            _figure(
+                _png_file_to_img(holdout, "CLV holdout"),
+                "Holdout: predicted vs actual cumulative repeat purchases",
+            )
+        )
     parts.append(f"<div class='grid'>{''.join(grid)}</div>")
     if inp.valuation:
         model = inp.valuation.get("model")
         params = inp.valuation.get("params")
-        parts.append(f"<p>Purchase model: <b>{html.escape(str(model))}</b>, parameters (days): "
-                     f"{html.escape(str(params))}</p>")
+        parts.append(
+            f"<p>Purchase model: <b>{html.escape(str(model))}</b>, parameters (days): "
+            f"{html.escape(str(params))}</p>"
+        )
     return "".join(parts)
 
 
@@ -263,11 +310,18 @@ def _churn(inp: ReportInputs) -> str:
     parts = ["<h2>Who is about to leave, and why</h2>"]
     if not _has(s, "churn_probability"):
         return parts[0] + "<p class='muted'>Churn stage not run.</p>"
-    grid = [_figure(_hist(s["churn_probability"].to_numpy(), "Churn probability", "probability"),
-                    "Calibrated churn probability over the horizon")]
+    grid = [
+        _figure(
+            _hist(s["churn_probability"].to_numpy(), "Churn probability", "probability"),
+            "Calibrated churn probability over the horizon",
+        )
+    ]
     ev = dict(inp.churn or {})
-    ev |= {k.removeprefix("churn."): v for k, v in (ev.get("metrics") or {}).items()
-           if k.startswith("churn.")}
+    ev |= {
+        k.removeprefix("churn."): v
+        for k, v in (ev.get("metrics") or {}).items()
+        if k.startswith("churn.")
+    }
     for key, caption in (
         ("churn_lift", "Lift and capture by risk decile, out of time"),
         ("churn_reliability", "Reliability curve: predicted vs observed churn, out of time"),
@@ -277,26 +331,61 @@ def _churn(inp: ReportInputs) -> str:
         if path is not None and Path(path).is_file():
             grid.append(_figure(_png_file_to_img(path, key), caption))
     if _has(s, "value_at_risk") and _has(s, "segment_name"):
-        var = (s.group_by("segment_name").agg(pl.col("value_at_risk").sum().alias("v"))
-               .sort("v", descending=True))
-        grid.append(_figure(_bar(var["segment_name"].to_list(), var["v"].to_list(),
-                                 "Value at risk by segment", "sum of churn probability x CLV",
-                                 "#54a24b"), "Where retention money matters most"))
+        var = (
+            s.group_by("segment_name")
+            .agg(pl.col("value_at_risk").sum().alias("v"))
+            .sort("v", descending=True)
+        )
+        grid.append(
+            _figure(
+                _bar(
+                    var["segment_name"].to_list(),
+                    var["v"].to_list(),
+                    "Value at risk by segment",
+                    "sum of churn probability x CLV",
+                    "#54a24b",
+                ),
+                "Where retention money matters most",
+            )
+        )
     parts.append(f"<div class='grid'>{''.join(grid)}</div>")
-    metrics = {k: v for k, v in ev.items()
-               if isinstance(v, int | float) and not isinstance(v, bool)}
+    metrics = {
+        k: v for k, v in ev.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
     if metrics:
-        parts.append(_table(pl.DataFrame({"metric": list(metrics),
-                                          "value": [float(v) for v in metrics.values()]})))
+        parts.append(
+            _table(
+                pl.DataFrame(
+                    {"metric": list(metrics), "value": [float(v) for v in metrics.values()]}
+                )
+            )
+        )
     if _has(s, "value_at_risk") and inp.customer_rows:
-        top = (s.filter(pl.col("value_at_risk").is_not_null())
-               .sort("value_at_risk", descending=True).head(15))
-        cols = [c for c in ("customer_id", "segment_name", "clv", "churn_probability",
-                            "value_at_risk", "churn_drivers") if c in top.columns]
+        top = (
+            s.filter(pl.col("value_at_risk").is_not_null())
+            .sort("value_at_risk", descending=True)
+            .head(15)
+        )
+        cols = [
+            c
+            for c in (
+                "customer_id",
+                "segment_name",
+                "clv",
+                "churn_probability",
+                "value_at_risk",
+                "churn_drivers",
+            )
+            if c in top.columns
+        ]
         top = top.select(cols)
         if "churn_drivers" in top.columns:
-            top = top.with_columns(pl.col("churn_drivers").list.eval(
-                pl.element().struct.field("feature")).list.join(", ").alias("churn_drivers"))
+            top = top.with_columns(
+                pl.col("churn_drivers")
+                .list.eval(pl.element().struct.field("feature"))
+                .list.join(", ")
+                .alias("churn_drivers")
+            )
         parts.append("<h3>Save first: highest value at risk</h3>" + _table(top))
     return "".join(parts)
 
@@ -305,14 +394,18 @@ def _quality(inp: ReportInputs) -> str:
     parts = ["<h2>Data quality</h2>"]
     if not inp.warnings:
         return parts[0] + "<p>No validation warnings.</p>"
-    parts.append(_table(pl.DataFrame(
-        {
-            "table": [str(w.get("table")) for w in inp.warnings],
-            "column": [str(w.get("column")) for w in inp.warnings],
-            "rows": [int(w.get("rows") or 0) for w in inp.warnings],
-            "warning": [str(w.get("message")) for w in inp.warnings],
-        }
-    )))
+    parts.append(
+        _table(
+            pl.DataFrame(
+                {
+                    "table": [str(w.get("table")) for w in inp.warnings],
+                    "column": [str(w.get("column")) for w in inp.warnings],
+                    "rows": [int(w.get("rows") or 0) for w in inp.warnings],
+                    "warning": [str(w.get("message")) for w in inp.warnings],
+                }
+            )
+        )
+    )
     return "".join(parts)
 
 
@@ -320,21 +413,27 @@ def render_report(inp: ReportInputs) -> str:
     """The whole report as one HTML string."""
     tracking = ""
     if inp.mlflow_run_id:
-        tracking = (f" · MLflow run <code>{html.escape(inp.mlflow_run_id)}</code>"
-                    f" in <code>{html.escape(inp.tracking_uri or '')}</code>")
-    body = "".join([
-        "<h1>Customer base report</h1>",
-        f"<p class='sub'>As of {inp.as_of.isoformat()} · run <code>{html.escape(inp.run_id)}"
-        f"</code>{tracking}</p>",
-        _headline(inp),
-        _segments(inp),
-        _value(inp),
-        _churn(inp),
-        _quality(inp),
-    ])
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>crm-engine report {inp.as_of.isoformat()}</title><style>{_CSS}</style></head>"
-            f"<body>{body}</body></html>")
+        tracking = (
+            f" · MLflow run <code>{html.escape(inp.mlflow_run_id)}</code>"
+            f" in <code>{html.escape(inp.tracking_uri or '')}</code>"
+        )
+    body = "".join(
+        [
+            "<h1>Customer base report</h1>",
+            f"<p class='sub'>As of {inp.as_of.isoformat()} · run <code>{html.escape(inp.run_id)}"
+            f"</code>{tracking}</p>",
+            _headline(inp),
+            _segments(inp),
+            _value(inp),
+            _churn(inp),
+            _quality(inp),
+        ]
+    )
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>crm-engine report {inp.as_of.isoformat()}</title><style>{_CSS}</style></head>"
+        f"<body>{body}</body></html>"
+    )
 
 
 def write_report(inp: ReportInputs, path: Path) -> Path:

@@ -131,16 +131,24 @@ def _checks(contract: TableContract, present: set[str], as_of: dt.date | None) -
             continue
         raw, cast = pl.col(f"__raw_{col}"), pl.col(col)
         checks.append(
-            _Check("error", col, f"cannot be read as {contract.schema[col]}",
-                   raw.is_not_null() & cast.is_null())
+            _Check(
+                "error",
+                col,
+                f"cannot be read as {contract.schema[col]}",
+                raw.is_not_null() & cast.is_null(),
+            )
         )
         if col not in contract.nullable:
             checks.append(_Check("error", col, "null values not allowed", raw.is_null()))
         allowed = ALLOWED_VALUES.get((t, col))
         if allowed:
             checks.append(
-                _Check("error", col, f"value not in {sorted(allowed)}",
-                       cast.is_not_null() & ~cast.is_in(sorted(allowed)))
+                _Check(
+                    "error",
+                    col,
+                    f"value not in {sorted(allowed)}",
+                    cast.is_not_null() & ~cast.is_in(sorted(allowed)),
+                )
             )
     if t == "usage":
         for col in ("data_mb", "voice_min", "sms"):
@@ -148,32 +156,53 @@ def _checks(contract: TableContract, present: set[str], as_of: dt.date | None) -
                 checks.append(_Check("error", col, "negative values", pl.col(col) < 0))
     if t == "interactions" and {"opened_at", "closed_at"} <= present:
         checks.append(
-            _Check("error", "closed_at", "closed_at before opened_at",
-                   pl.col("closed_at") < pl.col("opened_at"))
+            _Check(
+                "error",
+                "closed_at",
+                "closed_at before opened_at",
+                pl.col("closed_at") < pl.col("opened_at"),
+            )
         )
     if t == "surveys":
         if "nps" in present:
-            checks.append(_Check("error", "nps", "nps outside 0-10",
-                                 ~pl.col("nps").is_between(0, 10)))
+            checks.append(
+                _Check("error", "nps", "nps outside 0-10", ~pl.col("nps").is_between(0, 10))
+            )
         if "csat" in present:
-            checks.append(_Check("error", "csat", "csat outside 1-5",
-                                 ~pl.col("csat").is_between(1, 5)))
+            checks.append(
+                _Check("error", "csat", "csat outside 1-5", ~pl.col("csat").is_between(1, 5))
+            )
     if t == "interactions" and "satisfaction" in present:
-        checks.append(_Check("error", "satisfaction", "satisfaction outside 1-5",
-                             ~pl.col("satisfaction").is_between(1, 5)))
+        checks.append(
+            _Check(
+                "error",
+                "satisfaction",
+                "satisfaction outside 1-5",
+                ~pl.col("satisfaction").is_between(1, 5),
+            )
+        )
     if t == "transactions" and "amount" in present:
-        checks.append(_Check("warning", "amount", "refunds (negative amounts)",
-                             pl.col("amount") < 0))
+        checks.append(
+            _Check("warning", "amount", "refunds (negative amounts)", pl.col("amount") < 0)
+        )
     if t == "customers" and {"churn_date", "signup_date"} <= present:
         checks.append(
-            _Check("warning", "churn_date", "churn_date before signup_date",
-                   pl.col("churn_date") < pl.col("signup_date"))
+            _Check(
+                "warning",
+                "churn_date",
+                "churn_date before signup_date",
+                pl.col("churn_date") < pl.col("signup_date"),
+            )
         )
     tc = contract.time_column
     if as_of is not None and tc and tc in present:
         checks.append(
-            _Check("warning", tc, f"rows dated on or after as_of {as_of} (ignored by features)",
-                   pl.col(tc).cast(pl.Date) >= pl.lit(as_of))
+            _Check(
+                "warning",
+                tc,
+                f"rows dated on or after as_of {as_of} (ignored by features)",
+                pl.col(tc).cast(pl.Date) >= pl.lit(as_of),
+            )
         )
     return checks
 
@@ -204,8 +233,14 @@ def _validate_table(
     if bad is not None:
         report.tables.append(TableReport(name, file, None, contract.required))
         report.problems.append(
-            Problem("error", name, f"{file}/{bad[0]}" if source.kind == "parquet_dir" else file,
-                    None, 0, f"unreadable or truncated file ({bad[1]})")
+            Problem(
+                "error",
+                name,
+                f"{file}/{bad[0]}" if source.kind == "parquet_dir" else file,
+                None,
+                0,
+                f"unreadable or truncated file ({bad[1]})",
+            )
         )
         return None
     raw = scan_raw(source)
@@ -219,8 +254,14 @@ def _validate_table(
     for col in contract.columns:
         if col not in schema:
             report.problems.append(
-                Problem("error", name, file, col, 0,
-                        f"missing required column (found: {', '.join(schema.names())})")
+                Problem(
+                    "error",
+                    name,
+                    file,
+                    col,
+                    0,
+                    f"missing required column (found: {', '.join(schema.names())})",
+                )
             )
     target = contract.polars_schema(id_dtype)
     lf = raw.with_row_index(_ROW).select(
@@ -230,8 +271,10 @@ def _validate_table(
     )
     checks = _checks(contract, present, as_of)
     aggs = [pl.len().cast(pl.Int64).alias("__rows")]
-    aggs += [c.predicate.fill_null(False).sum().cast(pl.Int64).alias(f"c{i}")
-             for i, c in enumerate(checks)]
+    aggs += [
+        c.predicate.fill_null(False).sum().cast(pl.Int64).alias(f"c{i}")
+        for i, c in enumerate(checks)
+    ]
     try:
         counts = lf.select(aggs).collect().row(0, named=True)
     except Exception as e:
@@ -272,14 +315,24 @@ def _duplicates(lf: pl.LazyFrame, file: str, report: ValidationReport) -> None:
     )
     if dup.height:
         report.problems.append(
-            Problem("error", "customers", file, "customer_id", int(dup["n"].sum()),
-                    f"duplicate customer_id ({dup.height} ids repeated)",
-                    tuple(f"customer_id={v}" for v in dup["customer_id"].head(MAX_EXAMPLES)))
+            Problem(
+                "error",
+                "customers",
+                file,
+                "customer_id",
+                int(dup["n"].sum()),
+                f"duplicate customer_id ({dup.height} ids repeated)",
+                tuple(f"customer_id={v}" for v in dup["customer_id"].head(MAX_EXAMPLES)),
+            )
         )
 
 
 def _unknown_customers(
-    name: str, lf: pl.LazyFrame, keys: tuple[str, ...], known: pl.LazyFrame, file: str,
+    name: str,
+    lf: pl.LazyFrame,
+    keys: tuple[str, ...],
+    known: pl.LazyFrame,
+    file: str,
     report: ValidationReport,
 ) -> None:
     for key in keys:
@@ -294,9 +347,15 @@ def _unknown_customers(
         if n:
             ex = orphans.select(pl.col(key).unique().sort().head(MAX_EXAMPLES)).collect()[key]
             report.problems.append(
-                Problem("warning", name, file, key, n,
-                        f"rows for customers not in customers ({int(stats['ids'][0])} ids)",
-                        tuple(f"{key}={v}" for v in ex))
+                Problem(
+                    "warning",
+                    name,
+                    file,
+                    key,
+                    n,
+                    f"rows for customers not in customers ({int(stats['ids'][0])} ids)",
+                    tuple(f"{key}={v}" for v in ex),
+                )
             )
 
 
@@ -331,8 +390,14 @@ def validate(data_dir: Path, as_of: dt.date | None = None) -> ValidationReport:
             if contract.required:
                 report.tables.append(TableReport(name, None, None, True))
                 report.problems.append(
-                    Problem("error", name, f"{name}.parquet|{name}/|{name}.csv", None, 0,
-                            "required table missing")
+                    Problem(
+                        "error",
+                        name,
+                        f"{name}.parquet|{name}/|{name}.csv",
+                        None,
+                        0,
+                        "required table missing",
+                    )
                 )
             continue
         lf = _validate_table(source, contract, data_dir, id_dtype, as_of, report)

@@ -184,8 +184,7 @@ def add_influence(
             outside.fill_null(False).cast(pl.Float64).mean().alias("outside_region_share"),
             churned.fill_null(False).cast(pl.Float64).mean().alias(contagion),
         )
-        ranks = pagerank(df.select("customer_id", "contact_id", "minutes"),
-                         cfg.pagerank_iterations)
+        ranks = pagerank(df.select("customer_id", "contact_id", "minutes"), cfg.pagerank_iterations)
         return sums.join(ranks, on="customer_id", how="left").select(list(schema))
 
     schema = {

@@ -183,19 +183,33 @@ def run_pipeline(
     previous = out_dir if (out_dir / "manifest.json").is_file() else None
 
     with atomic_directory(out_dir) as work:
-        ctx = StageContext(cfg=cfg, as_of=as_of, workdir=work, tracking=tracking,
-                           registry=registry, previous_output=previous, tables=tables)
+        ctx = StageContext(
+            cfg=cfg,
+            as_of=as_of,
+            workdir=work,
+            tracking=tracking,
+            registry=registry,
+            previous_output=previous,
+            tables=tables,
+        )
         parent = None
         if tracking:
             from crm_engine import tracking as trk
 
             tracking_uri = trk.configure(cfg.mlflow, out_dir)
-            parent = trk.parent_run(f"crm-{as_of.isoformat()}",
-                                    tags={"crm.run_id": run_id, "crm.as_of": as_of.isoformat()})
+            parent = trk.parent_run(
+                f"crm-{as_of.isoformat()}",
+                tags={"crm.run_id": run_id, "crm.as_of": as_of.isoformat()},
+            )
             active = parent.__enter__()
             mlflow_run_id = active.info.run_id
-            trk.log_params({"as_of": as_of.isoformat(), "data_dir": str(data_dir),
-                            "stages": ",".join(s.name for s in stages)})
+            trk.log_params(
+                {
+                    "as_of": as_of.isoformat(),
+                    "data_dir": str(data_dir),
+                    "stages": ",".join(s.name for s in stages),
+                }
+            )
         try:
             for stage in stages:
                 missing = [i for i in stage.inputs if i not in catalog]
@@ -211,8 +225,10 @@ def run_pipeline(
                 result = _run_stage(stage, ctx, kwargs, tracking)
                 absent = [o for o in stage.outputs if o not in result.outputs]
                 if absent:
-                    raise StageError(f"stage {stage.name} promised {list(stage.outputs)}; "
-                                     f"did not return {absent}")
+                    raise StageError(
+                        f"stage {stage.name} promised {list(stage.outputs)}; "
+                        f"did not return {absent}"
+                    )
                 catalog.update(result.outputs)
                 timings[stage.name] = round(time.perf_counter() - t, 3)
                 metrics[stage.name] = result.metrics
@@ -225,9 +241,19 @@ def run_pipeline(
             progress("write", "start", None)
             t = time.perf_counter()
             summary, summary_inputs = _write_outputs(
-                work, catalog, reports, metrics, model_versions, artifacts,
-                cfg=cfg, as_of=as_of, run_id=run_id, mlflow_run_id=mlflow_run_id,
-                tracking_uri=tracking_uri, timings=timings, validation=report,
+                work,
+                catalog,
+                reports,
+                metrics,
+                model_versions,
+                artifacts,
+                cfg=cfg,
+                as_of=as_of,
+                run_id=run_id,
+                mlflow_run_id=mlflow_run_id,
+                tracking_uri=tracking_uri,
+                timings=timings,
+                validation=report,
             )
             timings["write"] = round(time.perf_counter() - t, 3)
             progress("write", "done", timings["write"])
@@ -252,13 +278,22 @@ def run_pipeline(
         finally:
             if parent is not None:
                 parent.__exit__(None, None, None)
-    return RunResult(run_id=run_id, as_of=as_of, output_dir=out_dir,
-                     scores_rows=summary["customers_scored"], summary=summary, timings=timings,
-                     mlflow_run_id=mlflow_run_id, tracking_uri=tracking_uri, validation=report)
+    return RunResult(
+        run_id=run_id,
+        as_of=as_of,
+        output_dir=out_dir,
+        scores_rows=summary["customers_scored"],
+        summary=summary,
+        timings=timings,
+        mlflow_run_id=mlflow_run_id,
+        tracking_uri=tracking_uri,
+        validation=report,
+    )
 
 
-def _run_stage(stage: Stage, ctx: StageContext, kwargs: dict[str, Any], tracking: bool
-               ) -> StageOutput:
+def _run_stage(
+    stage: Stage, ctx: StageContext, kwargs: dict[str, Any], tracking: bool
+) -> StageOutput:
     try:
         if not tracking:
             return stage.func(ctx, **kwargs)
@@ -311,15 +346,28 @@ def _write_outputs(
     write_parquet_atomic(profile, work / "profiles.parquet", {"crm.as_of": as_of.isoformat()})
     seg_profiles: pl.DataFrame | None = catalog.get("segment_profiles")
     if seg_profiles is None:
-        seg_profiles = pl.DataFrame(schema={"segment_id": pl.Int64, "segment_name": pl.String,
-                                            "size": pl.Int64, "share": pl.Float64})
+        seg_profiles = pl.DataFrame(
+            schema={
+                "segment_id": pl.Int64,
+                "segment_name": pl.String,
+                "size": pl.Int64,
+                "share": pl.Float64,
+            }
+        )
     write_parquet_atomic(seg_profiles, work / "segment_profiles.parquet")
     summary = _summary(scores)
     report_inputs = ReportInputs(
-        scores=scores, as_of=as_of, run_id=run_id, segment_profiles=seg_profiles,
-        migration=catalog.get("segment_migration"), valuation=reports.get("valuation"),
-        churn=reports.get("churn"), warnings=validation.summary()["warnings"],  # type: ignore[arg-type]
-        images=artifacts, mlflow_run_id=mlflow_run_id, tracking_uri=tracking_uri,
+        scores=scores,
+        as_of=as_of,
+        run_id=run_id,
+        segment_profiles=seg_profiles,
+        migration=catalog.get("segment_migration"),
+        valuation=reports.get("valuation"),
+        churn=reports.get("churn"),
+        warnings=validation.summary()["warnings"],  # type: ignore[arg-type]
+        images=artifacts,
+        mlflow_run_id=mlflow_run_id,
+        tracking_uri=tracking_uri,
     )
     write_report(report_inputs, work / "report.html")
     rows = {t.name: t.rows for t in validation.tables}
@@ -343,8 +391,9 @@ def _write_outputs(
         "summary": summary,
         **{k: v for k, v in reports.items() if k not in ("validation",)},
     }
-    checks = output_checksums(work, ["scores.parquet", "profiles.parquet",
-                                     "segment_profiles.parquet", "report.html"])
+    checks = output_checksums(
+        work, ["scores.parquet", "profiles.parquet", "segment_profiles.parquet", "report.html"]
+    )
     for name, c in checks.items():
         manifest["outputs"].setdefault(name, {}).update(c)
     write_manifest(work / "manifest.json", manifest)
@@ -359,10 +408,16 @@ def _summary(scores: pl.DataFrame) -> dict[str, Any]:
 
     return {
         "customers_scored": scores.height,
-        "segments": (None if scores["segment_id"].null_count() == scores.height
-                     else int(scores["segment_id"].n_unique())),
+        "segments": (
+            None
+            if scores["segment_id"].null_count() == scores.height
+            else int(scores["segment_id"].n_unique())
+        ),
         "total_clv": total("clv"),
-        "high_churn_risk": (None if scores["churn_risk_band"].null_count() == scores.height
-                            else int((scores["churn_risk_band"] == "high").sum())),
+        "high_churn_risk": (
+            None
+            if scores["churn_risk_band"].null_count() == scores.height
+            else int((scores["churn_risk_band"] == "high").sum())
+        ),
         "value_at_risk": total("value_at_risk"),
     }

@@ -33,8 +33,20 @@ def assemble_stage(
     base = profile.select(
         "customer_id",
         pl.lit(ctx.as_of).alias("as_of"),
-        *[c for c in ("age_band", "occupation", "region", "area_type", "plan_type", "tenure_days",
-                      "frequency", "influence_score") if c in profile.columns],
+        *[
+            c
+            for c in (
+                "age_band",
+                "occupation",
+                "region",
+                "area_type",
+                "plan_type",
+                "tenure_days",
+                "frequency",
+                "influence_score",
+            )
+            if c in profile.columns
+        ],
     )
     if {"T", "recency", "has_purchase"} <= set(profile.columns):
         base = base.with_columns(
@@ -112,8 +124,11 @@ def segmentation_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
     return StageOutput(
         outputs=outputs,
         metrics=metrics,
-        params={"algorithm": report["algorithm"], "k": ctx.cfg.segmentation.k,
-                "features": ",".join(report["features"])},
+        params={
+            "algorithm": report["algorithm"],
+            "k": ctx.cfg.segmentation.k,
+            "features": ",".join(report["features"]),
+        },
         report=report,
         model_versions=versions,
     )
@@ -146,15 +161,19 @@ def segmentation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> Sta
     assignments = profile.select(
         "customer_id",
         spend_level_expr(cuts),
-        pl.col("age_band") if "age_band" in profile.columns else pl.lit("unknown").alias(
-            "age_band"),
+        pl.col("age_band")
+        if "age_band" in profile.columns
+        else pl.lit("unknown").alias("age_band"),
         pl.Series("segment_id", assigned["segment_id"].to_numpy(), dtype=pl.Int64),
         pl.Series("segment_name", assigned["segment_name"].astype(str).tolist(), dtype=pl.String),
     )
     profiles = segment_profiles(assignments, profile, segmenter.features_, None)
-    return StageOutput(outputs={"segments": assignments, "segment_profiles": profiles},
-                       metrics={"customers": profile.height}, params={"model_uri": uri},
-                       model_versions={"segmentation": uri})
+    return StageOutput(
+        outputs={"segments": assignments, "segment_profiles": profiles},
+        metrics={"customers": profile.height},
+        params={"model_uri": uri},
+        model_versions={"segmentation": uri},
+    )
 
 
 def valuation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
@@ -166,14 +185,21 @@ def valuation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageO
 
     uri = _latest(CLV_MODEL_NAME)
     inner = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-    values, report = value_customers(profile, ctx.cfg.valuation,
-                                     model=ValuationModels(inner.purchase, inner.spend))
-    return StageOutput(outputs={"values": values}, params={"model_uri": uri},
-                       report={**report, "model_uri": uri}, model_versions={"clv": uri})
+    values, report = value_customers(
+        profile, ctx.cfg.valuation, model=ValuationModels(inner.purchase, inner.spend)
+    )
+    return StageOutput(
+        outputs={"values": values},
+        params={"model_uri": uri},
+        report={**report, "model_uri": uri},
+        model_versions={"clv": uri},
+    )
 
 
 def churn_registry_stage(
-    ctx: StageContext, tables: dict[str, pl.LazyFrame], profile: pl.DataFrame,
+    ctx: StageContext,
+    tables: dict[str, pl.LazyFrame],
+    profile: pl.DataFrame,
     values: pl.DataFrame | None = None,
 ) -> StageOutput:
     """Churn and loyalty scores from the latest registered models (no training)."""
@@ -195,8 +221,11 @@ def churn_registry_stage(
     scored = score_churn(scoring, churn_model, ctx.cfg.churn, clv)
     out = add_loyalty(scored.frame, scoring, loyalty_model)
     versions = {"churn": churn_uri} | ({"loyalty": loyalty_uri} if loyalty_uri else {})
-    return StageOutput(outputs={"churn_scores": out}, metrics={"n_explained": scored.n_explained},
-                       model_versions=versions)
+    return StageOutput(
+        outputs={"churn_scores": out},
+        metrics={"n_explained": scored.n_explained},
+        model_versions=versions,
+    )
 
 
 def default_stages(selected: list[str] | None = None, registry: bool = False) -> list[Stage]:
@@ -222,10 +251,18 @@ def default_stages(selected: list[str] | None = None, registry: bool = False) ->
             stages.append(Stage("valuation", valuation_stage, ("tables", "profile"), ("values",)))
     if "churn" in wanted:
         fn = churn_registry_stage if registry else churn_stage
-        stages.append(Stage("churn", fn, ("tables", "profile"), ("churn_scores",),
-                            optional_inputs=("values",)))
+        stages.append(
+            Stage(
+                "churn", fn, ("tables", "profile"), ("churn_scores",), optional_inputs=("values",)
+            )
+        )
     stages.append(
-        Stage("assemble", assemble_stage, ("profile",), ("scores",),
-              optional_inputs=("segments", "values", "churn_scores", "segment_profiles"))
+        Stage(
+            "assemble",
+            assemble_stage,
+            ("profile",),
+            ("scores",),
+            optional_inputs=("segments", "values", "churn_scores", "segment_profiles"),
+        )
     )
     return stages

@@ -184,7 +184,10 @@ def value_job(
     report_path = out.parent / "valuation.json"
     _write_json_atomic(report_path, run.report)
     return ValueJobResult(
-        values_path=out, report_path=report_path, plot_path=plot_path, rows=run.values.height,
+        values_path=out,
+        report_path=report_path,
+        plot_path=plot_path,
+        rows=run.values.height,
         report=run.report,
     )
 
@@ -211,7 +214,9 @@ def valuation_stage(
 
         reg = ctx.cfg.mlflow.register_models
         info = log_valuation_model(
-            run.models.purchase, run.models.spend, ctx.cfg.valuation,
+            run.models.purchase,
+            run.models.spend,
+            ctx.cfg.valuation,
             registered_model_name=CLV_MODEL_NAME if reg else None,
         )
         versions["clv"] = str(info.registered_model_version or info.model_uri)

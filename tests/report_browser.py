@@ -39,10 +39,18 @@ def check_page(path: Path) -> PageCheck:
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM or ""
     profile = tempfile.mkdtemp(prefix="crm-chromium-")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+    ):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
@@ -59,8 +67,13 @@ def check_page(path: Path) -> PageCheck:
         )
         logs = driver.get_log("browser")
         errors = [e["message"] for e in logs if e.get("level") == "SEVERE"]
-        return PageCheck(images=images, broken_images=broken, console_errors=errors,
-                         title=driver.title, headings=headings)
+        return PageCheck(
+            images=images,
+            broken_images=broken,
+            console_errors=errors,
+            title=driver.title,
+            headings=headings,
+        )
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)

@@ -305,7 +305,8 @@ class LifetimesWrapper(BaseEstimator):
         check_is_fitted(self, "params_")
         fitter = self._new_fitter()
         fitter.params_ = pd.Series(
-            [self.params_[k] for k in self._param_names], index=list(self._param_names),
+            [self.params_[k] for k in self._param_names],
+            index=list(self._param_names),
             dtype=np.float64,
         )
         return fitter
@@ -361,7 +362,10 @@ class PurchaseModel(LifetimesWrapper):
         """Fit on distinct triples ``u`` with weights ``w``; return the parameters."""
         fitter = self._new_fitter()
         fitter.fit(
-            u["frequency"].astype(np.int64), u["recency"], u["T"], weights=w,
+            u["frequency"].astype(np.int64),
+            u["recency"],
+            u["T"],
+            weights=w,
             **self._fit_kwargs(),
         )
         return {k: float(fitter.params_[k]) for k in self._param_names}

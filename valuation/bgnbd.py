@@ -55,8 +55,13 @@ class BetaGeoModel(PurchaseModel):
         # different time scale only shifts log(alpha), so a sample's curvature carries over.
         nll = getattr(import_lifetimes(), self._fitter_class)._negative_log_likelihood
         scale = 1.0 / float(u["T"].max())
-        args = (u["frequency"].astype(np.int64), u["recency"] * scale, u["T"] * scale, w,
-                self.penalizer)
+        args = (
+            u["frequency"].astype(np.int64),
+            u["recency"] * scale,
+            u["T"] * scale,
+            w,
+            self.penalizer,
+        )
         x0 = None
         if start is not None:
             x0 = np.log([start["r"], start["alpha"] * scale, start["a"], start["b"]])

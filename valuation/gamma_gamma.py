@@ -107,8 +107,11 @@ class GammaGammaModel(LifetimesWrapper):
         self.params_ = params
         with quiet_lifetimes():
             nll = self._new_fitter()._negative_log_likelihood(
-                np.log([params[k] for k in self._param_names]), u["frequency"],
-                u["monetary_value"], uw, 0.0,
+                np.log([params[k] for k in self._param_names]),
+                u["frequency"],
+                u["monetary_value"],
+                uw,
+                0.0,
             )
         self.log_likelihood_ = float(-nll * uw.sum())
         self.n_customers_ = n_keep
@@ -132,12 +135,16 @@ class GammaGammaModel(LifetimesWrapper):
         nll = import_lifetimes().GammaGammaFitter._negative_log_likelihood
 
         def solve(
-            idx: np.ndarray | slice, weights: np.ndarray, x0: np.ndarray | None,
-            hess_inv0: np.ndarray | None, curvature: bool,
+            idx: np.ndarray | slice,
+            weights: np.ndarray,
+            x0: np.ndarray | None,
+            hess_inv0: np.ndarray | None,
+            curvature: bool,
         ) -> tuple[np.ndarray, np.ndarray | None]:
             args = (u["frequency"][idx], u["monetary_value"][idx], weights, self.penalizer)
-            return minimize_nll(nll, args, 3, self.model_name, x0=x0, hess_inv0=hess_inv0,
-                                curvature=curvature)
+            return minimize_nll(
+                nll, args, 3, self.model_name, x0=x0, hess_inv0=hess_inv0, curvature=curvature
+            )
 
         x0, hess_inv0 = None, None
         if len(w) > WARM_START_ROWS:
@@ -165,4 +172,3 @@ class GammaGammaModel(LifetimesWrapper):
                 )
         check_finite_output(self.model_name, "expected_avg_value", out)
         return np.maximum(out, 0.0)
-

@@ -169,18 +169,14 @@ def holdout_validation(
         }
         calibration[name] = (
             X.select(_bucket(pl.col("frequency")))
-            .with_columns(
-                pl.Series("predicted", pred), pl.Series("actual", actual)
-            )
+            .with_columns(pl.Series("predicted", pred), pl.Series("actual", actual))
             .group_by("bucket")
             .agg(
                 pl.len().cast(pl.Int64).alias("n"),
                 pl.col("predicted").mean().alias("mean_predicted"),
                 pl.col("actual").mean().alias("mean_actual"),
             )
-            .join(
-                pl.DataFrame({"bucket": list(FREQUENCY_BUCKETS)}), on="bucket", how="right"
-            )
+            .join(pl.DataFrame({"bucket": list(FREQUENCY_BUCKETS)}), on="bucket", how="right")
             .select(
                 "bucket",
                 pl.col("n").fill_null(0),
@@ -222,13 +218,16 @@ def plot_holdout(result: HoldoutResult, path: Path) -> Path:
     fig = Figure(figsize=(7, 4.5), dpi=110)
     ax = fig.add_subplot()
     day = result.curve.get_column("day").to_numpy()
-    ax.plot(day, result.curve.get_column("actual").to_numpy(), color="black", lw=2,
-            label="actual")
+    ax.plot(day, result.curve.get_column("actual").to_numpy(), color="black", lw=2, label="actual")
     for name in result.metrics:
         if name in result.curve.columns:
             mae = (result.metrics[name] or {}).get("mae", float("nan"))
-            ax.plot(day, result.curve.get_column(name).to_numpy(), ls="--",
-                    label=f"{name} (MAE {mae:.3f})")
+            ax.plot(
+                day,
+                result.curve.get_column(name).to_numpy(),
+                ls="--",
+                label=f"{name} (MAE {mae:.3f})",
+            )
     ax.set_xlabel(f"days after the cut {result.cut.isoformat()}")
     ax.set_ylabel("cumulative repeat purchases")
     ax.set_title(f"Holdout: {result.n_customers:,} customers, {result.holdout_days} days")

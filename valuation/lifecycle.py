@@ -24,10 +24,7 @@ def lifecycle_stage_expr(rules: LifecycleRules) -> pl.Expr:
     return (
         pl.when(pl.col("tenure_days") < rules.new_tenure_days)
         .then(pl.lit("new"))
-        .when(
-            (recency >= rules.dormant_recency_days)
-            & (pl.col("p_alive") < rules.dormant_p_alive)
-        )
+        .when((recency >= rules.dormant_recency_days) & (pl.col("p_alive") < rules.dormant_p_alive))
         .then(pl.lit("dormant"))
         .when(pl.col("p_alive") < rules.at_risk_p_alive)
         .then(pl.lit("at_risk"))

@@ -47,8 +47,10 @@ class ValuationPyfunc(mlflow.pyfunc.PythonModel):
         cfg = ValuationConfig.model_validate(self.config)
         frame = pl.from_pandas(pd.DataFrame(model_input).reset_index(drop=True))
         n = frame.height
-        extra = {"customer_id": pl.int_range(n, eager=True), "tenure_days": pl.repeat(0, n,
-                                                                                     eager=True)}
+        extra = {
+            "customer_id": pl.int_range(n, eager=True),
+            "tenure_days": pl.repeat(0, n, eager=True),
+        }
         frame = frame.with_columns(
             **{k: v for k, v in extra.items() if k not in frame.columns},
             **({} if "revenue_365d" in frame.columns else {"revenue_365d": pl.lit(0.0)}),
@@ -114,8 +116,17 @@ def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
-    for dist in ("lifetimes", "numpy", "pandas", "polars", "scipy", "scikit-learn", "mlflow",
-                 "pydantic", "autograd"):
+    for dist in (
+        "lifetimes",
+        "numpy",
+        "pandas",
+        "polars",
+        "scipy",
+        "scikit-learn",
+        "mlflow",
+        "pydantic",
+        "autograd",
+    ):
         try:
             out.append(f"{dist}=={version(dist)}")
         except PackageNotFoundError:

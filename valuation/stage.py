@@ -20,7 +20,13 @@ from valuation.select import AUTO_CANDIDATES, make_purchase_model
 from valuation.tiers import TIERS, assign_tiers, tier_cut_points
 
 PROFILE_COLUMNS: tuple[str, ...] = (
-    "customer_id", "frequency", "recency", "T", "monetary_value", "tenure_days", "revenue_365d",
+    "customer_id",
+    "frequency",
+    "recency",
+    "T",
+    "monetary_value",
+    "tenure_days",
+    "revenue_365d",
 )
 """Profile columns the stage needs (``has_purchase``, interaction counts are optional)."""
 
@@ -232,7 +238,9 @@ def value_customers(
             .cast(pl.Int64)
             .alias("recency_days"),
             freq.cast(pl.Int64).alias("frequency"),
-            pl.when(freq > 0).then(X.get_column("monetary_value")).otherwise(None)
+            pl.when(freq > 0)
+            .then(X.get_column("monetary_value"))
+            .otherwise(None)
             .alias("monetary_avg"),
             *(pl.Series(k, v, dtype=pl.Float64) for k, v in scores.items()),
             assign_tiers(scores["clv"], cuts),

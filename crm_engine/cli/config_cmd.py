@@ -16,8 +16,11 @@ from crm_engine.config import config_to_toml, load_config
 def config_command(
     path: Annotated[
         Path | None,
-        typer.Argument(help="pipeline.toml to resolve (default: embedded defaults)", exists=True,
-                       dir_okay=False),
+        typer.Argument(
+            help="pipeline.toml to resolve (default: embedded defaults)",
+            exists=True,
+            dir_okay=False,
+        ),
     ] = None,
     show: Annotated[bool, typer.Option("--show", help="print the resolved config")] = True,
 ) -> None:

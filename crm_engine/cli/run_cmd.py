@@ -32,8 +32,7 @@ class _StageDisplay:
 
     def __enter__(self) -> _StageDisplay:
         if self.enabled:
-            self.live = Live(self._render(), console=console, refresh_per_second=4,
-                             transient=False)
+            self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
             self.live.__enter__()
         return self
 
@@ -116,11 +115,20 @@ def execute(
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--stages") from None
     with _quiet_mlflow(), _StageDisplay(enabled=not quiet) as display:
-        result = run_pipeline(cfg, stage_list, tracking=tracking, registry=registry,
-                              progress=display)
+        result = run_pipeline(
+            cfg, stage_list, tracking=tracking, registry=registry, progress=display
+        )
     if quiet:
-        typer.echo(json.dumps({"run_id": result.run_id, "mlflow_run_id": result.mlflow_run_id,
-                               "output": str(result.output_dir), **result.summary}))
+        typer.echo(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "mlflow_run_id": result.mlflow_run_id,
+                    "output": str(result.output_dir),
+                    **result.summary,
+                }
+            )
+        )
     else:
         console.print()
         console.print(_summary_table(result))
@@ -132,8 +140,9 @@ def execute(
 def run_command(
     config: Annotated[
         Path | None,
-        typer.Argument(help="pipeline.toml (default: embedded defaults)", exists=True,
-                       dir_okay=False),
+        typer.Argument(
+            help="pipeline.toml (default: embedded defaults)", exists=True, dir_okay=False
+        ),
     ] = None,
     as_of: Annotated[
         dt.datetime | None,
@@ -143,8 +152,10 @@ def run_command(
     out: Annotated[Path | None, typer.Option("--out", help="output directory")] = None,
     stages: Annotated[
         list[str] | None,
-        typer.Option("--stages", help="stages to run (repeat): profile, segmentation, "
-                     "valuation, churn; default all"),
+        typer.Option(
+            "--stages",
+            help="stages to run (repeat): profile, segmentation, valuation, churn; default all",
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", help="no progress display (schedulers)")
@@ -163,8 +174,10 @@ def run_command(
     if registry and not score_only:
         raise typer.BadParameter("--registry goes with --score-only", param_hint="--registry")
     if score_only and not registry:
-        raise typer.BadParameter("--score-only needs --registry (models come from the registry)",
-                                 param_hint="--score-only")
+        raise typer.BadParameter(
+            "--score-only needs --registry (models come from the registry)",
+            param_hint="--score-only",
+        )
     overrides = {
         "data.as_of": as_of.date() if as_of else None,
         "data.dir": str(data) if data else None,
@@ -205,7 +218,10 @@ def demo_command(
     if stamp.is_file():
         params = json.loads(stamp.read_text())
         fresh = (params.get("customers"), params.get("months"), params.get("seed")) == (
-            customers, months, seed)
+            customers,
+            months,
+            seed,
+        )
     if not fresh:
         console.print(f"generating {customers:,} customers x {months} months into {data_dir} …")
         t = time.perf_counter()

@@ -60,7 +60,8 @@ def validate_command(
     if report.errors:
         err_console.print(
             f"[bold red]error:[/] {len(report.errors)} data error(s); first: {report.errors[0]}",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
         sys.exit(1)
     console.print(f"[green]valid[/] ({len(report.warnings)} warning(s))")

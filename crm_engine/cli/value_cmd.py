@@ -21,8 +21,13 @@ ModelName = Literal["bgnbd", "mbgnbd", "pareto", "auto"]
 def value_command(
     data: Annotated[
         Path,
-        typer.Option("--data", help="directory of the input tables", exists=True,
-                     file_okay=False, dir_okay=True),
+        typer.Option(
+            "--data",
+            help="directory of the input tables",
+            exists=True,
+            file_okay=False,
+            dir_okay=True,
+        ),
     ],
     out: Annotated[
         Path,
@@ -30,23 +35,31 @@ def value_command(
     ],
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="first day not observed (YYYY-MM-DD); default: first day "
-                     "of the month after the last transaction"),
+        typer.Option(
+            "--as-of",
+            help="first day not observed (YYYY-MM-DD); default: first day "
+            "of the month after the last transaction",
+        ),
     ] = None,
     model: Annotated[
         ModelName | None,
-        typer.Option("--model", help="purchase model; auto = lowest holdout MAE "
-                     "(default: valuation.model)"),
+        typer.Option(
+            "--model", help="purchase model; auto = lowest holdout MAE (default: valuation.model)"
+        ),
     ] = None,
     holdout_days: Annotated[
         int | None,
-        typer.Option("--holdout-days", min=0,
-                     help="holdout window in days, 0 = none (default: valuation.holdout_days)"),
+        typer.Option(
+            "--holdout-days",
+            min=0,
+            help="holdout window in days, 0 = none (default: valuation.holdout_days)",
+        ),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="pipeline.toml ([valuation] section)", exists=True,
-                     dir_okay=False),
+        typer.Option(
+            "--config", help="pipeline.toml ([valuation] section)", exists=True, dir_okay=False
+        ),
     ] = None,
 ) -> None:
     """Fit BG/NBD-family + Gamma-Gamma models and write one value row per customer."""
@@ -54,9 +67,7 @@ def value_command(
     from pipelines.value_job import value_job
     from valuation import ValuationError
 
-    cfg = load_config(
-        config, {"valuation.model": model, "valuation.holdout_days": holdout_days}
-    )
+    cfg = load_config(config, {"valuation.model": model, "valuation.holdout_days": holdout_days})
     as_of_date = resolve_as_of(data, as_of)
     start = time.perf_counter()
     try:
@@ -70,10 +81,13 @@ def value_command(
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_row("customers scored", f"{result.rows:,}")
-    table.add_row("fitted on", f"{rep['n_customers_fitted']:,} customers, "
-                  f"{rep['n_distinct_triples']:,} distinct triples")
-    table.add_row("purchases per day E[lambda]",
-                  f"{rep['population_rates_per_day']['purchase_rate']:.4f}")
+    table.add_row(
+        "fitted on",
+        f"{rep['n_customers_fitted']:,} customers, {rep['n_distinct_triples']:,} distinct triples",
+    )
+    table.add_row(
+        "purchases per day E[lambda]", f"{rep['population_rates_per_day']['purchase_rate']:.4f}"
+    )
     table.add_row("mean P(alive)", f"{rep['mean_p_alive']:.3f}")
     table.add_row(f"total CLV ({rep['horizon_days']} d)", f"{rep['total_clv']:,.0f}")
     corr = rep["spend"]["frequency_monetary_corr"]
@@ -81,9 +95,13 @@ def value_command(
     hold = rep.get("holdout")
     if hold:
         for name, m in hold["metrics"].items():
-            text = "failed" if m is None else (
-                f"MAE {m['mae']:.3f}, predicted {m['total_predicted']:,.0f} "
-                f"vs actual {m['total_actual']:,.0f}"
+            text = (
+                "failed"
+                if m is None
+                else (
+                    f"MAE {m['mae']:.3f}, predicted {m['total_predicted']:,.0f} "
+                    f"vs actual {m['total_actual']:,.0f}"
+                )
             )
             table.add_row(f"holdout {name} ({hold['holdout_days']} d)", text)
     for tier, n in rep["tier_counts"].items():

@@ -48,13 +48,21 @@ _US_PER_DAY = 86_400 * 1_000_000
 # Channel mix by age group (<30, 30-54, 55+, unknown).
 _TX_CHANNELS = ("app", "online", "store", "phone")
 _TX_CHANNEL_P = np.array(
-    [[0.60, 0.28, 0.09, 0.03], [0.38, 0.30, 0.20, 0.12], [0.10, 0.12, 0.45, 0.33],
-     [0.35, 0.28, 0.22, 0.15]]
+    [
+        [0.60, 0.28, 0.09, 0.03],
+        [0.38, 0.30, 0.20, 0.12],
+        [0.10, 0.12, 0.45, 0.33],
+        [0.35, 0.28, 0.22, 0.15],
+    ]
 )
 _INT_CHANNELS = ("app", "chat", "phone", "store", "email")
 _INT_CHANNEL_P = np.array(
-    [[0.35, 0.35, 0.15, 0.10, 0.05], [0.20, 0.25, 0.30, 0.15, 0.10],
-     [0.05, 0.05, 0.55, 0.30, 0.05], [0.20, 0.20, 0.35, 0.15, 0.10]]
+    [
+        [0.35, 0.35, 0.15, 0.10, 0.05],
+        [0.20, 0.25, 0.30, 0.15, 0.10],
+        [0.05, 0.05, 0.55, 0.30, 0.05],
+        [0.20, 0.20, 0.35, 0.15, 0.10],
+    ]
 )
 _TOPICS = ("network", "billing", "service", "device", "other")
 _OTHER_TOPIC_P = np.array([0.10, 0.35, 0.30, 0.20, 0.05])  # inquiries and requests
@@ -109,8 +117,9 @@ def _choice_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     return np.minimum((u > cum).sum(axis=1), probs.shape[1] - 1)
 
 
-def _labels(values: tuple[str, ...], codes: np.ndarray, null: np.ndarray | None = None,
-            name: str = "") -> pl.Series:
+def _labels(
+    values: tuple[str, ...], codes: np.ndarray, null: np.ndarray | None = None, name: str = ""
+) -> pl.Series:
     s = pl.Series(name, list(values), dtype=pl.String).gather(
         pl.Series(codes.astype(np.uint32, copy=False))
     )
@@ -256,8 +265,9 @@ def build_world(n: int, cal: Calendar, seed: int, params: WorldParams) -> World:
     age_group[birth_null] = 3
 
     price = _persona_array("price_sensitivity")[persona] + rng.normal(0, 0.5, n)
-    net_mean = np.where(rural, np.array(REGION_NETWORK_RURAL)[region],
-                        np.array(REGION_NETWORK_URBAN)[region])
+    net_mean = np.where(
+        rural, np.array(REGION_NETWORK_RURAL)[region], np.array(REGION_NETWORK_URBAN)[region]
+    )
     net_bad = net_mean + rng.normal(0, NETWORK_CUSTOMER_SD, n)
     c_noise = rng.normal(0, 0.4, n)
     complaint_rate = _persona_array("complaint_rate")[persona] * np.exp(
@@ -266,7 +276,9 @@ def build_world(n: int, cal: Calendar, seed: int, params: WorldParams) -> World:
     # Persistent latent satisfaction, mostly driven by what the operator can observe (network
     # experience, the complaint-proneness behind the complaint counts, persona): NPS follows it.
     satisfaction = (
-        1.5 * _persona_array("satisfaction")[persona] - 1.0 * net_bad - 0.5 * c_noise
+        1.5 * _persona_array("satisfaction")[persona]
+        - 1.0 * net_bad
+        - 0.5 * c_noise
         + rng.normal(0, 0.25, n)
     )
     usage_mult = np.exp(rng.normal(0, 0.25, (n, 3)))
@@ -291,16 +303,41 @@ def build_world(n: int, cal: Calendar, seed: int, params: WorldParams) -> World:
     degree = np.bincount(eu, minlength=n) + np.bincount(ev, minlength=n)
 
     world = World(
-        cal=cal, params=params, n=n, persona=persona, signup_day=signup, birth_day=birth_day,
-        birth_null=birth_null, gender=gender, gender_null=gender_null, occupation=occupation,
-        occupation_null=occupation_null, region=region, rural=rural, area_null=area_null,
-        prepaid=prepaid, age_group=age_group, price=price, net_bad=net_bad,
-        complaint_rate=complaint_rate, satisfaction=satisfaction, usage_mult=usage_mult,
-        lam=lam, p_drop=p_drop, nu=nu, t0=t0, n_repeat=n_repeat, dead=dead, tau=tau,
+        cal=cal,
+        params=params,
+        n=n,
+        persona=persona,
+        signup_day=signup,
+        birth_day=birth_day,
+        birth_null=birth_null,
+        gender=gender,
+        gender_null=gender_null,
+        occupation=occupation,
+        occupation_null=occupation_null,
+        region=region,
+        rural=rural,
+        area_null=area_null,
+        prepaid=prepaid,
+        age_group=age_group,
+        price=price,
+        net_bad=net_bad,
+        complaint_rate=complaint_rate,
+        satisfaction=satisfaction,
+        usage_mult=usage_mult,
+        lam=lam,
+        p_drop=p_drop,
+        nu=nu,
+        t0=t0,
+        n_repeat=n_repeat,
+        dead=dead,
+        tau=tau,
         complaints=np.zeros((n, cal.months), dtype=np.uint8),
         unresolved=np.zeros((n, cal.months), dtype=np.uint8),
         hazard=np.full((n, cal.months + FUTURE_MONTHS), np.nan, dtype=np.float32),
-        churn_day=np.full(n, -1, dtype=np.int64), edges_u=eu, edges_v=ev, degree=degree,
+        churn_day=np.full(n, -1, dtype=np.int64),
+        edges_u=eu,
+        edges_v=ev,
+        degree=degree,
     )
     _simulate_months(world, seed)
     return world
@@ -362,7 +399,7 @@ def _simulate_months(w: World, seed: int) -> None:
                 w.edges_v, recent_churn[w.edges_u], minlength=n
             )
             contagion = hits / deg
-            recent = w.complaints[:, max(0, m - 3):min(m, months)].sum(axis=1, dtype=np.int64)
+            recent = w.complaints[:, max(0, m - 3) : min(m, months)].sum(axis=1, dtype=np.int64)
         at_risk = w.signup_day < t
         logit = (
             base
@@ -477,8 +514,9 @@ def usage_chunk(w: World, lo: int, hi: int, seed: int, chunk: int) -> pl.DataFra
     zero = rng.random(ci.size) < w.params.zero_usage_month
     scale = frac * ~zero
     growth = 1.0 + 0.01 * mi
-    data = np.round(_persona_array("data_mb")[persona] * mult[:, 0] * noise[:, 0] * scale
-                    * growth, 1)
+    data = np.round(
+        _persona_array("data_mb")[persona] * mult[:, 0] * noise[:, 0] * scale * growth, 1
+    )
     voice = np.round(_persona_array("voice_min")[persona] * mult[:, 1] * noise[:, 1] * scale, 1)
     sms = np.round(_persona_array("sms")[persona] * mult[:, 2] * noise[:, 2] * scale)
     return pl.DataFrame(
@@ -543,7 +581,8 @@ def interactions_chunk(w: World, lo: int, hi: int, seed: int, chunk: int) -> pl.
     a_lo, a_hi = _active_months(w, lo, hi)
     days = np.maximum(a_hi - a_lo, 0)
     rate = (
-        _persona_array("inquiry_rate")[w.persona[sl]][:, None] * days
+        _persona_array("inquiry_rate")[w.persona[sl]][:, None]
+        * days
         / cal.lengths()[None, : cal.months]
     )
     cnt = rng.poisson(rate)
@@ -571,8 +610,9 @@ def interactions_chunk(w: World, lo: int, hi: int, seed: int, chunk: int) -> pl.
     c_topic = np.where(u < p_net, 0, np.where(u < p_net + p_bill, 1, rest))
     o_topic = _choice_rows(rng, np.broadcast_to(_OTHER_TOPIC_P, (k, len(_TOPICS))))
     topic = np.where(is_c, c_topic, o_topic)
-    mu = np.select([is_c & (topic == 0), is_c, kind == 1], [np.log(48), np.log(30), np.log(4)],
-                   np.log(12))
+    mu = np.select(
+        [is_c & (topic == 0), is_c, kind == 1], [np.log(48), np.log(30), np.log(4)], np.log(12)
+    )
     hours = np.exp(mu + rng.normal(0, 1.0, k))
     closed = t + hours / 24.0
     stop = w.stop_day[sl][owner]
@@ -581,8 +621,16 @@ def interactions_chunk(w: World, lo: int, hi: int, seed: int, chunk: int) -> pl.
     # a backlog of recent tickets is still pending at the end of the data
     pending = rng.random(k) < w.params.pending_recent * np.exp(-(cal.end_day - t) / 30.0)
     open_ = never | pending | (closed >= cal.end_day)
-    sat = np.clip(np.round(3.9 - 0.45 * np.log(hours / 24.0) + 0.5 * w.satisfaction[sl][owner]
-                           + rng.normal(0, 0.7, k)), 1, 5)
+    sat = np.clip(
+        np.round(
+            3.9
+            - 0.45 * np.log(hours / 24.0)
+            + 0.5 * w.satisfaction[sl][owner]
+            + rng.normal(0, 0.7, k)
+        ),
+        1,
+        5,
+    )
     rated = ~open_ & (rng.random(k) < w.params.rated_interaction)
     chan = _choice_rows(rng, _INT_CHANNEL_P[w.age_group[sl][owner]])
     closed_ts = pl.Series(cal.timestamps(np.where(open_, t, closed))).scatter(
@@ -774,8 +822,11 @@ def generate(
                 }
                 for name, df in frames.items():
                     df = _check_schema(name, df)
-                    df.write_parquet(tmp / name / f"part-{chunk:05d}.parquet",
-                                     compression="zstd", statistics=True)
+                    df.write_parquet(
+                        tmp / name / f"part-{chunk:05d}.parquet",
+                        compression="zstd",
+                        statistics=True,
+                    )
                     rows[name] += df.height
                 hazard_writer.write(world, lo, hi)
                 del frames
@@ -784,6 +835,12 @@ def generate(
         write_truth_customers(world, truth / "customers.parquet")
         write_params(world, seed, truth / "params.json")
     return GenerationSummary(
-        out_dir=Path(out_dir), customers=customers, months=months, seed=seed, start=start,
-        end=cal.end, rows=rows, elapsed_seconds=time.perf_counter() - t_start,
+        out_dir=Path(out_dir),
+        customers=customers,
+        months=months,
+        seed=seed,
+        start=start,
+        end=cal.end,
+        rows=rows,
+        elapsed_seconds=time.perf_counter() - t_start,
     )

@@ -25,8 +25,18 @@ def _command_paths() -> list[list[str]]:
 
 def test_expected_commands_exist() -> None:
     names = {" ".join(p) for p in _command_paths()}
-    assert {"config", "validate", "generate", "features", "segment", "value", "churn train",
-            "churn score", "run", "demo"} <= names
+    assert {
+        "config",
+        "validate",
+        "generate",
+        "features",
+        "segment",
+        "value",
+        "churn train",
+        "churn score",
+        "run",
+        "demo",
+    } <= names
 
 
 @pytest.mark.parametrize("path", _command_paths(), ids=lambda p: " ".join(p))

@@ -121,14 +121,24 @@ def test_calls_only_between_active_customers(tables: dict[str, pl.DataFrame]) ->
     for key in ("caller_id", "callee_id"):
         j = calls.join(c, left_on=key, right_on="customer_id")
         assert j.height == calls.height
-        assert j.filter(
-            (pl.col("month") < pl.col("m0")) | (pl.col("month") > pl.col("churn_date"))
-        ).height == 0
+        assert (
+            j.filter(
+                (pl.col("month") < pl.col("m0")) | (pl.col("month") > pl.col("churn_date"))
+            ).height
+            == 0
+        )
     # heavy-tailed degree around 4
-    deg = pl.concat([
-        calls.select(pl.col("caller_id").alias("a"), pl.col("callee_id").alias("b")),
-        calls.select(pl.col("callee_id").alias("a"), pl.col("caller_id").alias("b")),
-    ]).unique().group_by("a").len()
+    deg = (
+        pl.concat(
+            [
+                calls.select(pl.col("caller_id").alias("a"), pl.col("callee_id").alias("b")),
+                calls.select(pl.col("callee_id").alias("a"), pl.col("caller_id").alias("b")),
+            ]
+        )
+        .unique()
+        .group_by("a")
+        .len()
+    )
     assert 2.5 < deg["len"].sum() / N < 5.0
     assert deg["len"].max() > 5 * deg["len"].median()
 
@@ -163,12 +173,14 @@ def test_surveys_cover_about_three_percent_of_active_customers_a_month(
     assert 0.02 < rate < 0.035
 
 
-def test_bgnbd_truth_matches_purchases(tables: dict[str, pl.DataFrame],
-                                       truth: pl.DataFrame) -> None:
+def test_bgnbd_truth_matches_purchases(
+    tables: dict[str, pl.DataFrame], truth: pl.DataFrame
+) -> None:
     tx = tables["transactions"]
     purchases = tx.filter(pl.col("amount") > 0)
     per = purchases.group_by("customer_id").agg(
-        pl.len().cast(pl.Int64).alias("n"), pl.col("ts").min().alias("first"),
+        pl.len().cast(pl.Int64).alias("n"),
+        pl.col("ts").min().alias("first"),
         pl.col("ts").max().alias("last"),
     )
     end = np.datetime64(END, "us")
@@ -235,8 +247,9 @@ def _monthly_churn(tables: dict[str, pl.DataFrame], data: Path) -> tuple[float, 
     return float(observed), float(h.sum()), float((h * (1 - h)).sum())
 
 
-def test_churn_hazard_truth_matches_observed_churn(tables: dict[str, pl.DataFrame],
-                                                   data: Path) -> None:
+def test_churn_hazard_truth_matches_observed_churn(
+    tables: dict[str, pl.DataFrame], data: Path
+) -> None:
     observed, expected, var = _monthly_churn(tables, data)
     assert abs(observed - expected) < 4 * math.sqrt(var)
     hz = pl.read_parquet(data / "_truth" / "churn_hazard.parquet")
@@ -251,14 +264,16 @@ def test_churn_hazard_truth_matches_observed_churn(tables: dict[str, pl.DataFram
     # churned customers whose churn month was recorded churned in an at-risk month
     churned = tables["customers"].filter(pl.col("churn_date").is_not_null())
     at_risk = churned.join(
-        hz, left_on=[pl.col("customer_id"), pl.col("churn_date").dt.truncate("1mo")],
+        hz,
+        left_on=[pl.col("customer_id"), pl.col("churn_date").dt.truncate("1mo")],
         right_on=["customer_id", "month"],
     )
     assert at_risk.height == churned.height
 
 
-def test_churn_drivers_have_their_known_sign(tables: dict[str, pl.DataFrame],
-                                             truth: pl.DataFrame) -> None:
+def test_churn_drivers_have_their_known_sign(
+    tables: dict[str, pl.DataFrame], truth: pl.DataFrame
+) -> None:
     t = truth.with_columns(pl.col("churn_date").is_not_null().alias("churned"))
     worst = t.filter(pl.col("network_badness") > 1.2)["churned"].mean()
     best = t.filter(pl.col("network_badness") < -0.2)["churned"].mean()
@@ -282,7 +297,9 @@ def test_true_churn_probability(tables: dict[str, pl.DataFrame], data: Path) -> 
     # calibrated: expected churns in the window close to the observed ones
     y = active.select(
         "customer_id",
-        pl.col("churn_date").is_between(date(2024, 7, 2), date(2024, 10, 1)).fill_null(False)
+        pl.col("churn_date")
+        .is_between(date(2024, 7, 2), date(2024, 10, 1))
+        .fill_null(False)
         .alias("y"),
     ).join(p, on="customer_id")
     sd = math.sqrt((y["p_churn"] * (1 - y["p_churn"])).sum())
@@ -312,8 +329,10 @@ def test_personas_are_recoverable_from_usage_and_spend(
     from sklearn.metrics import adjusted_rand_score
     from sklearn.preprocessing import StandardScaler
 
-    usage = tables["usage"].group_by("customer_id").agg(
-        pl.col("data_mb", "voice_min", "sms").mean(), pl.len().alias("months")
+    usage = (
+        tables["usage"]
+        .group_by("customer_id")
+        .agg(pl.col("data_mb", "voice_min", "sms").mean(), pl.len().alias("months"))
     )
     spend = tables["transactions"].group_by("customer_id").agg(pl.col("amount").sum())
     f = (
@@ -341,8 +360,20 @@ def test_cli_generate_writes_the_tables(tmp_path: Path) -> None:
 
     out = tmp_path / "cli"
     result = CliRunner().invoke(
-        app, ["generate", "--customers", "300", "--months", "6", "--seed", "1", "--out", str(out),
-              "--start", "2024-01-01"],
+        app,
+        [
+            "generate",
+            "--customers",
+            "300",
+            "--months",
+            "6",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--start",
+            "2024-01-01",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "transactions" in result.output

@@ -54,8 +54,12 @@ def _churn_images(directory: Path) -> dict[str, Path]:
     rng = np.random.default_rng(1)
     p = rng.beta(1, 8, 2_000)
     y = (rng.random(2_000) < p).astype(np.int8)
-    importance = pl.DataFrame({"feature": ["open_tickets", "tenure_days", "last_nps"],
-                               "mean_abs_contribution": [0.4, 0.3, 0.2]})
+    importance = pl.DataFrame(
+        {
+            "feature": ["open_tickets", "tenure_days", "last_nps"],
+            "mean_abs_contribution": [0.4, 0.3, 0.2],
+        }
+    )
     return {
         "churn_lift": plot_lift(y, p, directory / "lift.png"),
         "churn_reliability": plot_reliability(y, p, directory / "reliability.png"),
@@ -67,11 +71,20 @@ def _inputs(full: bool, directory: Path) -> ReportInputs:
     churn = {"roc_auc": 0.81, "brier": 0.07} if full else None
     seg = pl.DataFrame({"segment_id": [0, 1], "segment_name": ["A", "B"], "size": [200, 200]})
     return ReportInputs(
-        scores=_scores(full=full), as_of=AS_OF, run_id="test-run",
-        segment_profiles=seg if full else None, churn=churn,
+        scores=_scores(full=full),
+        as_of=AS_OF,
+        run_id="test-run",
+        segment_profiles=seg if full else None,
+        churn=churn,
         valuation={"model": "bgnbd", "params": {"r": 0.5}} if full else None,
-        warnings=[{"table": "transactions", "column": "amount", "rows": 12,
-                   "message": "refunds (negative amounts)"}],
+        warnings=[
+            {
+                "table": "transactions",
+                "column": "amount",
+                "rows": 12,
+                "message": "refunds (negative amounts)",
+            }
+        ],
         images=_churn_images(directory) if full else {},
     )
 
@@ -79,10 +92,18 @@ def _inputs(full: bool, directory: Path) -> ReportInputs:
 def test_full_report_has_every_section_and_picture(tmp_path: Path) -> None:
     path = write_report(_inputs(True, tmp_path), tmp_path / "report.html")
     text = path.read_text()
-    for part in ("Who our customers are", "What they are worth", "Who is about to leave",
-                 "Data quality", "refunds (negative amounts)", "Lift and capture by risk decile",
-                 "Reliability curve", "Top churn drivers overall",
-                 "Where retention money matters most", "Save first"):
+    for part in (
+        "Who our customers are",
+        "What they are worth",
+        "Who is about to leave",
+        "Data quality",
+        "refunds (negative amounts)",
+        "Lift and capture by risk decile",
+        "Reliability curve",
+        "Top churn drivers overall",
+        "Where retention money matters most",
+        "Save first",
+    ):
         assert part in text, part
     assert text.count("data:image/png;base64,") >= 8
     assert "not run" not in text

@@ -38,8 +38,13 @@ def _tables() -> dict[str, pl.DataFrame]:
         "transactions": pl.DataFrame(
             {
                 "customer_id": [1, 1, 2, 3, 4],
-                "ts": [T(2023, 1, 2, 10), T(2023, 2, 3, 9), T(2023, 3, 1), T(2023, 4, 1),
-                       T(2023, 6, 1)],
+                "ts": [
+                    T(2023, 1, 2, 10),
+                    T(2023, 2, 3, 9),
+                    T(2023, 3, 1),
+                    T(2023, 4, 1),
+                    T(2023, 6, 1),
+                ],
                 "amount": [10.0, 15.0, 40.0, 25.0, 5.0],
                 "category": ["topup", "topup", "bill", "bill", "topup"],
                 "channel": ["app", "app", "online", "store", "app"],
@@ -161,9 +166,7 @@ ERRORS: dict[str, tuple[Callable[[dict[str, pl.DataFrame]], None], list[str]]] =
     "uncastable_column": (
         lambda t: t.__setitem__(
             "transactions",
-            t["transactions"].with_columns(
-                pl.Series("amount", ["10", "x", "40", "oops", "5"])
-            ),
+            t["transactions"].with_columns(pl.Series("amount", ["10", "x", "40", "oops", "5"])),
         ),
         ["transactions", "amount", "cannot be read as Float64", "2 rows", "customer_id=1"],
     ),
@@ -206,9 +209,7 @@ ERRORS: dict[str, tuple[Callable[[dict[str, pl.DataFrame]], None], list[str]]] =
         ["interactions", "closed_at", "closed_at before opened_at", "1 rows", "customer_id=1"],
     ),
     "nps_out_of_range": (
-        lambda t: t.__setitem__(
-            "surveys", t["surveys"].with_columns(pl.Series("nps", [11, -1]))
-        ),
+        lambda t: t.__setitem__("surveys", t["surveys"].with_columns(pl.Series("nps", [11, -1]))),
         ["surveys", "nps", "nps outside 0-10", "2 rows"],
     ),
     "empty_required_table": (
@@ -253,8 +254,10 @@ def test_uncastable_csv_names_the_file(tmp_path: Path) -> None:
     (data / "customers.parquet").unlink()
     df = _tables()["customers"].with_columns(pl.col("signup_date").cast(pl.String))
     df = df.with_columns(
-        pl.when(pl.col("customer_id") == 3).then(pl.lit("31/02/2023"))
-        .otherwise(pl.col("signup_date")).alias("signup_date")
+        pl.when(pl.col("customer_id") == 3)
+        .then(pl.lit("31/02/2023"))
+        .otherwise(pl.col("signup_date"))
+        .alias("signup_date")
     )
     df.write_csv(data / "customers.csv")
     report = validate(data)
@@ -268,14 +271,16 @@ WARNINGS: dict[str, tuple[Callable[[dict[str, pl.DataFrame]], None], str, int]] 
             "transactions",
             t["transactions"].with_columns(pl.Series("amount", [10.0, -15.0, 40.0, -1.0, 5.0])),
         ),
-        "refunds (negative amounts)", 2,
+        "refunds (negative amounts)",
+        2,
     ),
     "unknown_customers": (
         lambda t: t.__setitem__(
             "transactions",
             t["transactions"].with_columns(pl.Series("customer_id", [1, 1, 2, 99, 98])),
         ),
-        "rows for customers not in customers (2 ids)", 2,
+        "rows for customers not in customers (2 ids)",
+        2,
     ),
     "churn_before_signup": (
         lambda t: t.__setitem__(
@@ -284,7 +289,8 @@ WARNINGS: dict[str, tuple[Callable[[dict[str, pl.DataFrame]], None], str, int]] 
                 pl.Series("churn_date", [None, D(2021, 1, 1), None, None], pl.Date)
             ),
         ),
-        "churn_date before signup_date", 1,
+        "churn_date before signup_date",
+        1,
     ),
 }
 

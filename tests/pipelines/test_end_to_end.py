@@ -56,8 +56,17 @@ def test_outputs_present_and_valid(first_run: Path, generated_operator: Path) ->
     )
     assert scores.height == active.height
     assert set(scores["customer_id"]) == set(active["customer_id"])
-    for col in ("segment_id", "segment_name", "clv", "p_alive", "churn_probability",
-                "loyalty_class", "value_tier", "lifecycle_stage", "spend_level"):
+    for col in (
+        "segment_id",
+        "segment_name",
+        "clv",
+        "p_alive",
+        "churn_probability",
+        "loyalty_class",
+        "value_tier",
+        "lifecycle_stage",
+        "spend_level",
+    ):
         assert scores[col].null_count() == 0, col
     assert scores["churn_probability"].is_between(0, 1).all()
     assert (scores["clv"] >= 0).all()
@@ -70,12 +79,19 @@ def test_manifest_consistent_with_files(first_run: Path, generated_operator: Pat
     for name in ("scores.parquet", "profiles.parquet", "segment_profiles.parquet", "report.html"):
         entry = manifest["outputs"][name]
         assert entry["sha256"] == file_sha256(first_run / name), name
-    assert manifest["outputs"]["scores.parquet"]["rows"] == pl.read_parquet(
-        first_run / "scores.parquet").height
+    assert (
+        manifest["outputs"]["scores.parquet"]["rows"]
+        == pl.read_parquet(first_run / "scores.parquet").height
+    )
     assert set(manifest["inputs"]) == set(INPUT_TABLES)
     tx = manifest["inputs"]["transactions"]
-    assert tx["rows"] == pl.scan_parquet(generated_operator / "transactions" / "*.parquet").select(
-        pl.len()).collect().item()
+    assert (
+        tx["rows"]
+        == pl.scan_parquet(generated_operator / "transactions" / "*.parquet")
+        .select(pl.len())
+        .collect()
+        .item()
+    )
     assert {"profile", "segmentation", "valuation", "churn"} <= set(manifest["timings_s"])
     assert manifest["metrics"]["churn"]["churn.roc_auc"] > 0.6
     assert manifest["valuation"]["model"]
@@ -85,8 +101,9 @@ def test_second_run_same_scores(first_run: Path, generated_operator: Path, tmp_p
     out = tmp_path / "out"
     code, output = run_cli(generated_operator, out, "--no-tracking")
     assert code == 0, output
-    assert_frame_equal(pl.read_parquet(first_run / "scores.parquet"),
-                       pl.read_parquet(out / "scores.parquet"))
+    assert_frame_equal(
+        pl.read_parquet(first_run / "scores.parquet"), pl.read_parquet(out / "scores.parquet")
+    )
 
 
 def _add_rows_after_as_of(data: Path) -> None:
@@ -98,8 +115,11 @@ def _add_rows_after_as_of(data: Path) -> None:
         row = df.head(1)
         tc = contract.time_column
         assert tc is not None
-        later = dt.datetime(as_of.year, as_of.month, as_of.day, 12) if df.schema[tc] != pl.Date \
+        later = (
+            dt.datetime(as_of.year, as_of.month, as_of.day, 12)
+            if df.schema[tc] != pl.Date
             else as_of
+        )
         row = row.with_columns(pl.lit(later).cast(df.schema[tc]).alias(tc))
         if name == "customers":
             row = row.with_columns(pl.col("customer_id") + 10_000_000)
@@ -108,20 +128,23 @@ def _add_rows_after_as_of(data: Path) -> None:
         pl.concat([df, row]).write_parquet(part)
 
 
-def test_rows_after_as_of_change_nothing(first_run: Path, generated_operator: Path,
-                                         tmp_path: Path) -> None:
+def test_rows_after_as_of_change_nothing(
+    first_run: Path, generated_operator: Path, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     shutil.copytree(generated_operator, data)
     _add_rows_after_as_of(data)
     out = tmp_path / "out"
     code, output = run_cli(data, out, "--no-tracking")
     assert code == 0, output
-    assert_frame_equal(pl.read_parquet(first_run / "scores.parquet"),
-                       pl.read_parquet(out / "scores.parquet"))
+    assert_frame_equal(
+        pl.read_parquet(first_run / "scores.parquet"), pl.read_parquet(out / "scores.parquet")
+    )
 
 
-def test_failing_stage_leaves_previous_output_untouched(first_run: Path, generated_operator: Path,
-                                                       tmp_path: Path) -> None:
+def test_failing_stage_leaves_previous_output_untouched(
+    first_run: Path, generated_operator: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     shutil.copytree(first_run, out)
     before = {name: (out / name).read_bytes() for name in OUTPUT_FILES}
@@ -131,8 +154,9 @@ def test_failing_stage_leaves_previous_output_untouched(first_run: Path, generat
 
     stages = default_stages(["profile", "valuation"])
     stages.insert(2, Stage("explode", boom, ("profile",), ("nothing",)))
-    cfg = load_config(None, {"data.dir": str(generated_operator), "output.dir": str(out),
-                             "data.as_of": AS_OF})
+    cfg = load_config(
+        None, {"data.dir": str(generated_operator), "output.dir": str(out), "data.as_of": AS_OF}
+    )
     with pytest.raises(StageError, match="stage explode failed: RuntimeError: simulated failure"):
         run_pipeline(cfg, stages, tracking=False)
     after = {name: (out / name).read_bytes() for name in OUTPUT_FILES}
@@ -176,8 +200,9 @@ def test_score_only_from_registry_rebuilds_the_same_scores(
     assert set(manifest["model_versions"]) == {"churn", "loyalty", "segmentation", "clv"}
     assert all(v.startswith("models:/crm-") for v in manifest["model_versions"].values())
     assert "valuation.holdout" not in json.dumps(manifest["metrics"]), "no refit in score-only"
-    assert_frame_equal(pl.read_parquet(first_run / "scores.parquet"),
-                       pl.read_parquet(out / "scores.parquet"))
+    assert_frame_equal(
+        pl.read_parquet(first_run / "scores.parquet"), pl.read_parquet(out / "scores.parquet")
+    )
 
 
 def test_report_of_a_real_run(first_run: Path) -> None:
@@ -194,8 +219,9 @@ def test_mlflow_copy_of_the_report_has_no_customer_rows(first_run: Path) -> None
 
     manifest = json.loads((first_run / "manifest.json").read_text())
     client = MlflowClient(tracking_uri=manifest["tracking_uri"])
-    path = client.download_artifacts(manifest["mlflow_run_id"], "report.html",
-                                     str(first_run.parent))
+    path = client.download_artifacts(
+        manifest["mlflow_run_id"], "report.html", str(first_run.parent)
+    )
     text = Path(path).read_text()
     assert "Who is about to leave" in text
     assert "Save first" not in text

@@ -31,10 +31,22 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-        stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            str(mlflow_bin),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'server.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=open(root / "server.log", "wb"),
+        stderr=subprocess.STDOUT,
         env={**os.environ, "MLFLOW_TRACKING_URI": ""},
     )
     url = f"http://127.0.0.1:{port}"
@@ -67,8 +79,10 @@ def test_pipeline_logs_run_tree_and_registers_models(
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["run", "--data", str(generated_operator), "--out", str(out),
-                                      "--as-of", AS_OF, "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        ["run", "--data", str(generated_operator), "--out", str(out), "--as-of", AS_OF, "--quiet"],
+    )
     assert result.exit_code == 0, result.output
     assert not (out / "mlflow.db").exists(), "a server URI must not create the embedded store"
 
@@ -80,8 +94,11 @@ def test_pipeline_logs_run_tree_and_registers_models(
     assert len(parents) == 1
     parent = parents[0]
     assert parent.data.tags["crm.as_of"] == AS_OF
-    children = {r.data.tags["crm.stage"]: r for r in runs
-                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    children = {
+        r.data.tags["crm.stage"]: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
     assert {"profile", "segmentation", "valuation", "churn"} <= set(children)
     assert children["churn"].data.metrics["churn.roc_auc"] > 0.6
     assert "customers" in children["profile"].data.metrics

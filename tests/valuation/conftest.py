@@ -49,8 +49,9 @@ def transactions() -> pl.DataFrame:
 @pytest.fixture(scope="session")
 def profile() -> pl.DataFrame:
     """A profile-like frame: 3,000 BG/NBD customers plus 50 without any purchase."""
-    sim = simulate_bgnbd(3_000, r=0.8, alpha=20.0, a=0.9, b=3.0, max_T=500, seed=2,
-                         spend=(6.0, 4.0, 15.0))
+    sim = simulate_bgnbd(
+        3_000, r=0.8, alpha=20.0, a=0.9, b=3.0, max_T=500, seed=2, spend=(6.0, 4.0, 15.0)
+    )
     n = len(sim["T"])
     buyers = pl.DataFrame(
         {

@@ -87,8 +87,11 @@ def test_lifecycle_rules_in_order() -> None:
 
 def test_profit_contribution_with_and_without_interaction_columns() -> None:
     full = pl.DataFrame(
-        {"revenue_365d": [100.0, None, 50.0], "complaints_365d": [1, 0, None],
-         "inquiries_365d": [2, 1, 0]}
+        {
+            "revenue_365d": [100.0, None, 50.0],
+            "complaints_365d": [1, 0, None],
+            "inquiries_365d": [2, 1, 0],
+        }
     )
     got = full.select(profit_contribution_expr(full.columns, 0.3, 2.0)).to_series()
     np.testing.assert_allclose(got.to_numpy(), [30 - 6, -2, 15])

@@ -24,7 +24,11 @@ def _lifetimes_summary(transactions: pl.DataFrame, cut: dt.date) -> pl.DataFrame
     lt = import_lifetimes()
     tx = transactions.filter((pl.col("amount") > 0) & (pl.col("ts").dt.date() < cut))
     summary = lt.utils.summary_data_from_transaction_data(
-        tx.to_pandas(), "customer_id", "ts", monetary_value_col="amount", freq="D",
+        tx.to_pandas(),
+        "customer_id",
+        "ts",
+        monetary_value_col="amount",
+        freq="D",
         observation_period_end=pd.Timestamp(cut - dt.timedelta(days=1)),
     )
     return pl.from_pandas(summary.reset_index()).with_columns(
@@ -51,16 +55,18 @@ def test_purchase_days_match_lifetimes_holdout_counts(transactions: pl.DataFrame
     )
     # monetary_value_col: under pandas 3, lifetimes' holdout count fails without a value column.
     cal_hold = lt.utils.calibration_and_holdout_data(
-        pos, "customer_id", "ts", freq="D", monetary_value_col="amount",
+        pos,
+        "customer_id",
+        "ts",
+        freq="D",
+        monetary_value_col="amount",
         calibration_period_end=pd.Timestamp(cut - dt.timedelta(days=1)),
         observation_period_end=pd.Timestamp(AS_OF - dt.timedelta(days=1)),
     )
     theirs = pl.from_pandas(cal_hold.reset_index()).select(
         pl.col("customer_id").cast(pl.Int64), pl.col("frequency_holdout").cast(pl.Int64)
     )
-    joined = theirs.join(ours, on="customer_id", how="left").with_columns(
-        pl.col("n").fill_null(0)
-    )
+    joined = theirs.join(ours, on="customer_id", how="left").with_columns(pl.col("n").fill_null(0))
     assert joined["frequency_holdout"].sum() > 100
     assert (joined["frequency_holdout"] == joined["n"]).all()
     # Days are offsets in [0, H); refunds are not purchases.
@@ -81,9 +87,12 @@ def test_holdout_validation_metrics_and_selection(
     )
     assert result.cut == AS_OF - dt.timedelta(days=H)
     assert set(result.metrics) == {"bgnbd", "mbgnbd", "pareto"}
-    total_actual = purchase_days(transactions.lazy(), result.cut, H).collect().join(
-        _lifetimes_summary(transactions, result.cut), on="customer_id", how="semi"
-    ).height
+    total_actual = (
+        purchase_days(transactions.lazy(), result.cut, H)
+        .collect()
+        .join(_lifetimes_summary(transactions, result.cut), on="customer_id", how="semi")
+        .height
+    )
     for name, m in result.metrics.items():
         assert m is not None, result.errors
         assert m["total_actual"] == total_actual
@@ -116,8 +125,9 @@ def test_holdout_needs_buyers_before_the_cut(transactions: pl.DataFrame) -> None
             ValuationConfig(),
         )
     with pytest.raises(ValuationError, match="holdout_days=0"):
-        holdout_validation(lambda c: empty, lambda s, d: empty, AS_OF, ValuationConfig(),
-                           holdout_days=0)
+        holdout_validation(
+            lambda c: empty, lambda s, d: empty, AS_OF, ValuationConfig(), holdout_days=0
+        )
 
 
 def test_selection_skips_failed_models() -> None:

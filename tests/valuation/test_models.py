@@ -97,9 +97,11 @@ def test_modified_bgnbd_gives_p_alive_below_one_without_repeat(cdnow: pd.DataFra
 def _plain_lifetimes(cls: type, plain: dict[str, np.ndarray]) -> dict[str, float]:
     lt = import_lifetimes()
     fitter = getattr(lt, cls._fitter_class)()
-    kwargs = {"initial_params": np.ones(4), "tol": 1e-7, "maxiter": 4000} if (
-        cls is ParetoNBDModel
-    ) else {}
+    kwargs = (
+        {"initial_params": np.ones(4), "tol": 1e-7, "maxiter": 4000}
+        if (cls is ParetoNBDModel)
+        else {}
+    )
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         fitter.fit(plain["frequency"], plain["recency"], plain["T"], **kwargs)
@@ -139,8 +141,9 @@ def test_gamma_gamma_weighted_fit_equals_plain_fit() -> None:
     # Compressed to one row per (frequency, spend) pair with weights, BFGS on this sample
     # stops with "precision loss" at lifetimes' default tolerance on some scipy builds even
     # though the gradient is ~1e-7; the model must still land on the plain fit's optimum.
-    sim = simulate_bgnbd(3_000, r=0.8, alpha=20.0, a=0.9, b=3.0, max_T=500, seed=2,
-                         spend=(6.0, 4.0, 15.0))
+    sim = simulate_bgnbd(
+        3_000, r=0.8, alpha=20.0, a=0.9, b=3.0, max_T=500, seed=2, spend=(6.0, 4.0, 15.0)
+    )
     keep = sim["frequency"] > 0
     f, m = sim["frequency"][keep].astype(np.float64), sim["monetary_value"][keep]
     fitter = import_lifetimes().GammaGammaFitter(0.0)
@@ -161,8 +164,9 @@ def test_warm_start_reaches_the_cold_optimum(cls: type, monkeypatch: pytest.Monk
     import valuation.bgnbd
     import valuation.gamma_gamma
 
-    sim = simulate_bgnbd(30_000, r=0.8, alpha=20.0, a=0.9, b=3.0, max_T=400, seed=9,
-                         spend=(6.0, 4.0, 15.0))
+    sim = simulate_bgnbd(
+        30_000, r=0.8, alpha=20.0, a=0.9, b=3.0, max_T=400, seed=9, spend=(6.0, 4.0, 15.0)
+    )
     cold = cls().fit(sim)
     for module in (valuation.base, valuation.bgnbd, valuation.gamma_gamma):
         monkeypatch.setattr(module, "WARM_START_ROWS", 4_000)
@@ -196,8 +200,9 @@ def test_predictions_expand_in_input_order(cdnow: pd.DataFrame) -> None:
     assert (both[:, 1] >= both[:, 0]).all()
     palive = model.p_alive(cdnow)
     np.testing.assert_allclose(
-        palive, fitter.conditional_probability_alive(cdnow["frequency"], cdnow["recency"],
-                                                     cdnow["T"]), rtol=1e-12
+        palive,
+        fitter.conditional_probability_alive(cdnow["frequency"], cdnow["recency"], cdnow["T"]),
+        rtol=1e-12,
     )
 
 

@@ -79,7 +79,8 @@ def test_values_follow_the_rules(profile: pl.DataFrame) -> None:
     buyers = joined.filter(pl.col("has_purchase"))
     np.testing.assert_array_equal(
         # T runs to the last observed day (as_of - 1): as_of - last purchase = T - recency + 1.
-        buyers["recency_days"], (buyers["T"] - buyers["recency"] + 1).cast(pl.Int64)
+        buyers["recency_days"],
+        (buyers["T"] - buyers["recency"] + 1).cast(pl.Int64),
     )
 
 

@@ -23,8 +23,19 @@ def test_value_command_writes_values_report_and_plot(
     out = tmp_path / "out" / "values.parquet"
     result = CliRunner().invoke(
         app,
-        ["value", "--data", str(generated_operator), "--as-of", AS_OF, "--out", str(out),
-         "--model", "auto", "--holdout-days", "60"],
+        [
+            "value",
+            "--data",
+            str(generated_operator),
+            "--as-of",
+            AS_OF,
+            "--out",
+            str(out),
+            "--model",
+            "auto",
+            "--holdout-days",
+            "60",
+        ],
     )
     assert result.exit_code == 0, result.output
     values = pl.read_parquet(out)
@@ -46,8 +57,19 @@ def test_value_command_errors_are_one_line(generated_operator: Path, tmp_path: P
     out = tmp_path / "values.parquet"
     result = CliRunner().invoke(
         app,
-        ["value", "--data", str(generated_operator), "--as-of", AS_OF, "--out", str(out),
-         "--model", "auto", "--holdout-days", "0"],
+        [
+            "value",
+            "--data",
+            str(generated_operator),
+            "--as-of",
+            AS_OF,
+            "--out",
+            str(out),
+            "--model",
+            "auto",
+            "--holdout-days",
+            "0",
+        ],
     )
     assert result.exit_code == 1
     assert "holdout_days > 0" in result.output
@@ -87,9 +109,7 @@ def test_fitted_population_matches_generator_truth(tmp_path: Path) -> None:
     rho_all = scored.select(
         pl.corr("expected_purchases", "lambda_per_day", method="spearman")
     ).item()
-    alive = scored.filter(
-        pl.col("dropout_date").is_null() | (pl.col("dropout_date") >= as_of)
-    )
+    alive = scored.filter(pl.col("dropout_date").is_null() | (pl.col("dropout_date") >= as_of))
     rho_alive = alive.select(
         pl.corr("expected_purchases", "lambda_per_day", method="spearman")
     ).item()
