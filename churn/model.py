@@ -1,4 +1,4 @@
-"""ChurnModel: a LightGBM classifier chosen out of time, then calibrated (isotonic or Platt)."""
+"""ChurnModel: LightGBM chosen out of time, then calibrated (Platt by default, or isotonic)."""
 
 from __future__ import annotations
 
@@ -332,7 +332,7 @@ class ChurnModel(LGBMFrameModel):
         horizon_days: int = 90,
         lgbm_params: Mapping[str, Any] | None = None,
         early_stopping_rounds: int = 30,
-        calibration: Literal["isotonic", "platt"] = "isotonic",
+        calibration: Literal["isotonic", "platt"] = "platt",
         extra_features: Sequence[str] = (),
         seed: int = 0,
     ) -> None:

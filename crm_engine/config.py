@@ -140,7 +140,7 @@ class ChurnConfig(_Section):
     """LightGBM churn model."""
 
     horizon_days: Annotated[int, Field(gt=0)] = 90
-    calibration: Literal["isotonic", "platt"] = "isotonic"
+    calibration: Literal["isotonic", "platt"] = "platt"
     risk_thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
         [0.06, 0.11],
         description="probabilities (over horizon_days) separating low|medium|high "

@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from churn import ChurnModel, NotFittedError
-from churn.model import MAX_TREE_DEPTH, validation_halves
+from churn.model import MAX_TREE_DEPTH, PROBABILITY_CLIP, validation_halves
 from tests.churn.synth import make_profile
 
 LABEL = "churned_within_90d"
@@ -63,13 +63,29 @@ def test_validation_split_by_customer_not_row_order(
     assert ids == set(reversed_.filter(pl.Series(fit_r))["customer_id"].to_list())
 
 
-def test_platt_calibration(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> None:
-    train, valid, _ = cuts
-    model = ChurnModel(calibration="platt", seed=0).fit(train, valid)
-    assert model.calibrator_.method == "platt"
-    assert abs(model.metrics_["mean_prediction"] - model.metrics_["base_rate"]) < 0.02
+def test_default_calibration_is_platt_and_never_saturates(
+    churn_model: ChurnModel, cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]
+) -> None:
+    _, valid, _ = cuts
+    assert churn_model.calibrator_.method == "platt"
+    m = churn_model.metrics_
+    assert abs(m["mean_prediction"] - m["base_rate"]) < 0.02
     # Platt is monotone: ranking unchanged
-    assert model.metrics_["roc_auc"] == pytest.approx(model.metrics_["raw_roc_auc"])
+    assert m["roc_auc"] == pytest.approx(m["raw_roc_auc"])
+    # ...and smooth: no customer pinned to the clip bounds, unlike isotonic's end steps
+    p = churn_model.predict_churn(valid)
+    assert PROBABILITY_CLIP < p.min() and p.max() < 1 - PROBABILITY_CLIP
+    assert np.unique(p).size > 0.5 * len(p)
+
+
+def test_isotonic_calibration(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> None:
+    train, valid, _ = cuts
+    model = ChurnModel(calibration="isotonic", seed=0).fit(train, valid)
+    assert model.calibrator_.method == "isotonic"
+    assert abs(model.metrics_["mean_prediction"] - model.metrics_["base_rate"]) < 0.02
+    p = model.predict_churn(valid)
+    assert np.unique(p).size < 0.1 * len(p)  # a step function
+    assert np.all(np.diff(p[np.argsort(model.predict_raw(valid))]) >= 0)  # monotone in raw
 
 
 def test_depth_is_capped() -> None:
