@@ -296,13 +296,50 @@ def _value(inp: ReportInputs) -> str:
         )
     parts.append(f"<div class='grid'>{''.join(grid)}</div>")
     if inp.valuation:
-        model = inp.valuation.get("model")
-        params = inp.valuation.get("params")
-        parts.append(
-            f"<p>Purchase model: <b>{html.escape(str(model))}</b>, parameters (days): "
-            f"{html.escape(str(params))}</p>"
-        )
+        parts.append("<h3>How the value is modelled</h3>" + _table(_valuation_facts(inp.valuation)))
     return "".join(parts)
+
+
+def _sig(v: Any, digits: int = 4) -> str:
+    return f"{float(v):.{digits}g}" if isinstance(v, int | float) else str(v)
+
+
+def _valuation_facts(v: dict[str, Any]) -> pl.DataFrame:
+    """The valuation summary in an analyst's words: model, what its parameters mean, spend."""
+    facts: list[tuple[str, str]] = []
+    params = v.get("params") or {}
+    facts.append(
+        (
+            "purchase model",
+            f"{v.get('model')} ("
+            + ", ".join(f"{k}={_sig(x)}" for k, x in params.items())
+            + "; time in days)",
+        )
+    )
+    rates = v.get("population_rates_per_day") or {}
+    if rates.get("purchase_rate"):
+        facts.append(
+            ("typical active customer buys", f"every {1 / rates['purchase_rate']:.0f} days")
+        )
+    if "dropout" in rates:
+        facts.append(("chance of leaving after a purchase", f"{rates['dropout']:.2%}"))
+    if "mean_p_alive" in v:
+        facts.append(("mean P(alive) at as_of", f"{v['mean_p_alive']:.1%}"))
+    spend = v.get("spend") or {}
+    if "population_mean" in spend:
+        facts.append(("mean spend per purchase (population)", _sig(spend["population_mean"])))
+    if "frequency_monetary_corr" in spend:
+        corr = spend["frequency_monetary_corr"]
+        verdict = "independent enough" if abs(corr) <= 0.3 else "check the spend model"
+        facts.append(("frequency-spend correlation", f"{corr:+.2f} ({verdict})"))
+    for key, label in (
+        ("horizon_days", "CLV horizon (days)"),
+        ("margin", "margin"),
+        ("annual_discount_rate", "annual discount rate"),
+    ):
+        if key in v:
+            facts.append((label, _sig(v[key])))
+    return pl.DataFrame({"fact": [f for f, _ in facts], "value": [x for _, x in facts]})
 
 
 def _churn(inp: ReportInputs) -> str:

@@ -47,6 +47,15 @@ def _scores(n: int = 400, full: bool = True) -> pl.DataFrame:
     return conform_scores(base)
 
 
+VALUATION = {
+    "model": "bgnbd",
+    "params": {"r": 3.38329923976963, "alpha": 44.41251428684179, "a": 2.387, "b": 460.914},
+    "population_rates_per_day": {"purchase_rate": 0.0762, "dropout": 0.00515},
+    "spend": {"population_mean": 66.847, "frequency_monetary_corr": -0.024},
+    "horizon_days": 365,
+}
+
+
 def _churn_images(directory: Path) -> dict[str, Path]:
     """The churn stage's own figures, drawn from made-up out-of-time outcomes."""
     from churn.plots import plot_importance, plot_lift, plot_reliability
@@ -76,7 +85,7 @@ def _inputs(full: bool, directory: Path) -> ReportInputs:
         run_id="test-run",
         segment_profiles=seg if full else None,
         churn=churn,
-        valuation={"model": "bgnbd", "params": {"r": 0.5}} if full else None,
+        valuation=VALUATION if full else None,
         warnings=[
             {
                 "table": "transactions",
@@ -106,6 +115,10 @@ def test_full_report_has_every_section_and_picture(tmp_path: Path) -> None:
     ):
         assert part in text, part
     assert text.count("data:image/png;base64,") >= 8
+    # The valuation model in an analyst's words, not a raw dict
+    for part in ("r=3.383", "every 13 days", "0.52%", "66.85", "-0.02 (independent enough)"):
+        assert part in text, part
+    assert "3.38329923976963" not in text
     assert "not run" not in text
 
 
