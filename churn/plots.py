@@ -53,7 +53,7 @@ def plot_importance(importance: pl.DataFrame, path: Path, top: int = 20) -> Path
     ax = fig.subplots()
     ax.barh(df["feature"].to_list(), df["mean_abs_contribution"].to_list())
     ax.set_xlabel("mean |contribution| to log-odds")
-    ax.set_title("Global importance (explained customers)")
+    fig.suptitle("Global importance (explained customers)")  # centred on the figure, not the axes
     return _save(fig, path)
 
 
