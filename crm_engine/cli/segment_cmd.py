@@ -31,7 +31,7 @@ def segment_command(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", help="pipeline.toml ([segmentation] section)", exists=True, dir_okay=False
+            "--config", help="pipeline.toml (\\[segmentation] section)", exists=True, dir_okay=False
         ),
     ] = None,
     previous: Annotated[

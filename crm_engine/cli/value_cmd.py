@@ -10,7 +10,14 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from crm_engine.cli._app import app, console, err_console, user_errors
+from crm_engine.cli._app import (
+    DataOpt,
+    OptionalAsOfOpt,
+    app,
+    console,
+    err_console,
+    user_errors,
+)
 from crm_engine.config import load_config
 
 ModelName = Literal["bgnbd", "mbgnbd", "pareto", "auto"]
@@ -19,28 +26,12 @@ ModelName = Literal["bgnbd", "mbgnbd", "pareto", "auto"]
 @app.command("value")
 @user_errors
 def value_command(
-    data: Annotated[
-        Path,
-        typer.Option(
-            "--data",
-            help="directory of the input tables",
-            exists=True,
-            file_okay=False,
-            dir_okay=True,
-        ),
-    ],
+    data: DataOpt,
     out: Annotated[
         Path,
         typer.Option("--out", help="values Parquet file to write; valuation.json goes beside it"),
     ],
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            "--as-of",
-            help="first day not observed (YYYY-MM-DD); default: first day "
-            "of the month after the last transaction",
-        ),
-    ] = None,
+    as_of: OptionalAsOfOpt = None,
     model: Annotated[
         ModelName | None,
         typer.Option(
@@ -58,7 +49,7 @@ def value_command(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", help="pipeline.toml ([valuation] section)", exists=True, dir_okay=False
+            "--config", help="pipeline.toml (\\[valuation] section)", exists=True, dir_okay=False
         ),
     ] = None,
 ) -> None:
