@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from crm_engine.cli import app
 from valuation import VALUES_SCHEMA
@@ -17,26 +17,17 @@ from valuation import VALUES_SCHEMA
 AS_OF = "2025-01-01"  # the generated operator covers 2023-01-01 .. 2024-12-31
 
 
+def _value_auto(data: Path, out: Path, holdout_days: int) -> Result:
+    """``crm-engine value --model auto`` on ``data`` as of AS_OF, writing ``out``."""
+    args = ["value", "--data", str(data), "--as-of", AS_OF, "--out", str(out), "--model", "auto"]
+    return CliRunner().invoke(app, [*args, "--holdout-days", str(holdout_days)])
+
+
 def test_value_command_writes_values_report_and_plot(
     generated_operator: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out" / "values.parquet"
-    result = CliRunner().invoke(
-        app,
-        [
-            "value",
-            "--data",
-            str(generated_operator),
-            "--as-of",
-            AS_OF,
-            "--out",
-            str(out),
-            "--model",
-            "auto",
-            "--holdout-days",
-            "60",
-        ],
-    )
+    result = _value_auto(generated_operator, out, holdout_days=60)
     assert result.exit_code == 0, result.output
     values = pl.read_parquet(out)
     assert values.schema == VALUES_SCHEMA
@@ -55,22 +46,7 @@ def test_value_command_writes_values_report_and_plot(
 
 def test_value_command_errors_are_one_line(generated_operator: Path, tmp_path: Path) -> None:
     out = tmp_path / "values.parquet"
-    result = CliRunner().invoke(
-        app,
-        [
-            "value",
-            "--data",
-            str(generated_operator),
-            "--as-of",
-            AS_OF,
-            "--out",
-            str(out),
-            "--model",
-            "auto",
-            "--holdout-days",
-            "0",
-        ],
-    )
+    result = _value_auto(generated_operator, out, holdout_days=0)
     assert result.exit_code == 1
     assert "holdout_days > 0" in result.output
     assert "Traceback" not in result.output
