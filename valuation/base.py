@@ -8,7 +8,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -181,20 +181,27 @@ def compress(
     return unique, uniq.get_column("__w").to_numpy(), inv
 
 
+T = TypeVar("T")
+
 WARM_START_ROWS = 200_000
 """Above this many distinct rows, a fit starts from a fit on a sample of customers."""
 
 
-def warm_start_sample(w: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and customer counts of a sample of ``WARM_START_ROWS // 2`` customers.
+def warm_started(solve: Callable[..., tuple[T, np.ndarray | None]], w: np.ndarray, seed: int) -> T:
+    """Fit with ``solve(rows, weights, start, hess_inv0, curvature)``, warm-started when large.
 
-    Customers are drawn with the row weights (customers per distinct row) as probabilities,
-    so the sample is a sample of customers, not of distinct rows.
+    Above ``WARM_START_ROWS`` distinct rows, ``solve`` first runs on a sample of
+    ``WARM_START_ROWS // 2`` customers (drawn with the row weights, customers per distinct
+    row, as probabilities) and returns its optimum and inverse Hessian; the full-data fit
+    then starts there (see :func:`minimize_nll`). ``rows`` indexes the distinct rows.
     """
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(w), size=WARM_START_ROWS // 2, p=w / w.sum())
-    idx, cnt = np.unique(pick, return_counts=True)
-    return idx, cnt.astype(np.float64)
+    start, hess_inv0 = None, None
+    if len(w) > WARM_START_ROWS:
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(w), size=WARM_START_ROWS // 2, p=w / w.sum())
+        idx, cnt = np.unique(pick, return_counts=True)
+        start, hess_inv0 = solve(idx, cnt.astype(np.float64), None, None, True)
+    return solve(slice(None), w, start, hess_inv0, False)[0]
 
 
 def minimize_nll(

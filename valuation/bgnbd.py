@@ -7,13 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from valuation.base import (
-    WARM_START_ROWS,
-    PurchaseModel,
-    import_lifetimes,
-    minimize_nll,
-    warm_start_sample,
-)
+from valuation.base import PurchaseModel, import_lifetimes, minimize_nll, warm_started
 
 
 class BetaGeoModel(PurchaseModel):
@@ -74,12 +68,17 @@ class BetaGeoModel(PurchaseModel):
         )
 
     def _fit_params(self, u: Mapping[str, np.ndarray], w: np.ndarray) -> dict[str, float]:
-        start, hess_inv0 = None, None
-        if len(w) > WARM_START_ROWS:
-            idx, cnt = warm_start_sample(w, self.seed)
-            sample = {k: v[idx] for k, v in u.items()}
-            start, hess_inv0 = self._minimize(sample, cnt, curvature=True)
-        return self._minimize(u, w, start, hess_inv0)[0]
+        def solve(
+            rows: np.ndarray | slice,
+            weights: np.ndarray,
+            start: Mapping[str, float] | None,
+            hess_inv0: np.ndarray | None,
+            curvature: bool,
+        ) -> tuple[dict[str, float], np.ndarray | None]:
+            sample = {k: v[rows] for k, v in u.items()}
+            return self._minimize(sample, weights, start, hess_inv0, curvature)
+
+        return warm_started(solve, w, self.seed)
 
     def _scaled_log_likelihood(
         self, params: Mapping[str, float], u: Mapping[str, np.ndarray], w: np.ndarray

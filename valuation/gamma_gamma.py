@@ -10,7 +10,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from valuation.base import (
     SPEND_COLUMNS,
-    WARM_START_ROWS,
     FrameLike,
     LifetimesWrapper,
     ValuationError,
@@ -21,7 +20,7 @@ from valuation.base import (
     import_lifetimes,
     minimize_nll,
     quiet_lifetimes,
-    warm_start_sample,
+    warm_started,
 )
 
 
@@ -130,8 +129,7 @@ class GammaGammaModel(LifetimesWrapper):
         return self
 
     def _fit_log_params(self, u: dict[str, np.ndarray], w: np.ndarray) -> np.ndarray:
-        # lifetimes' likelihood and optimiser; above WARM_START_ROWS distinct rows, warm
-        # started from a fit on a sample of customers (see ``minimize_nll``).
+        # lifetimes' likelihood and optimiser, warm-started on large inputs (``warm_started``).
         nll = import_lifetimes().GammaGammaFitter._negative_log_likelihood
 
         def solve(
@@ -146,11 +144,7 @@ class GammaGammaModel(LifetimesWrapper):
                 nll, args, 3, self.model_name, x0=x0, hess_inv0=hess_inv0, curvature=curvature
             )
 
-        x0, hess_inv0 = None, None
-        if len(w) > WARM_START_ROWS:
-            idx, cnt = warm_start_sample(w, seed=0)
-            x0, hess_inv0 = solve(idx, cnt, None, None, True)
-        return solve(slice(None), w, x0, hess_inv0, False)[0]
+        return warm_started(solve, w, seed=0)
 
     def expected_avg_value(self, X: FrameLike) -> np.ndarray:
         """Expected spend per future purchase, never negative.
