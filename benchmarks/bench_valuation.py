@@ -52,6 +52,7 @@ out = {"case": case, "customers": n}
 if case == "ours":
     from crm_engine.config import ValuationConfig
     from valuation import BetaGeoModel, GammaGammaModel, ValuationModels, score_arrays
+    import_lifetimes()  # as in the lifetimes case: importing it is not fitting
     t0 = time.perf_counter()
     bg = BetaGeoModel().fit(X)
     t1 = time.perf_counter()

@@ -154,8 +154,13 @@ def compress(
         if inverse:
             ukey, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
             counts = cnt.astype(np.float64) if w is None else np.bincount(inv, weights=w)
+        elif w is None:
+            # Runs of the sorted keys: several times faster than a group-by, then a sort.
+            runs = pl.Series(key).sort().rle()
+            ukey = runs.struct.field("value").to_numpy()
+            counts = runs.struct.field("len").to_numpy()
         else:
-            frame = pl.DataFrame({"k": key, "w": np.ones(len(key)) if w is None else w})
+            frame = pl.DataFrame({"k": key, "w": w})
             g = frame.group_by("k").agg(pl.col("w").sum()).sort("k")
             ukey, counts = g.get_column("k").to_numpy(), g.get_column("w").to_numpy()
         unique = {}
@@ -164,10 +169,12 @@ def compress(
             shift = _KEY_BITS * (len(names) - 1 - i)
             unique[c] = ((ukey >> shift) & mask).astype(np.float64)
         return unique, np.asarray(counts, dtype=np.float64), inv
-    frame = pl.DataFrame(
-        {**{c: cols[c] for c in names}, "__w": np.ones(len(cols[names[0]])) if w is None else w}
-    )
-    uniq = frame.group_by(names).agg(pl.col("__w").sum()).sort(names).with_row_index("__k")
+    frame = pl.DataFrame({c: cols[c] for c in names})
+    if w is None:
+        groups = frame.group_by(names).agg(pl.len().cast(pl.Float64).alias("__w"))
+    else:
+        groups = frame.with_columns(__w=w).group_by(names).agg(pl.col("__w").sum())
+    uniq = groups.sort(names).with_row_index("__k")
     inv = None
     if inverse:
         inv = (
@@ -204,9 +211,20 @@ def warm_started(solve: Callable[..., tuple[T, np.ndarray | None]], w: np.ndarra
     return solve(slice(None), w, start, hess_inv0, False)[0]
 
 
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+"""``log_params -> (negative log-likelihood, its gradient)``."""
+
+
+def autograd_objective(nll: Callable[..., Any], args: tuple[Any, ...]) -> Objective:
+    """A lifetimes ``_negative_log_likelihood(log_params, *args)`` with autograd's gradient."""
+    from autograd import value_and_grad
+
+    fun = value_and_grad(nll)
+    return lambda x: fun(x, *args)
+
+
 def minimize_nll(
-    nll: Callable[..., Any],
-    args: tuple[Any, ...],
+    fun: Objective,
     n_params: int,
     model: str,
     tol: float = 1e-7,
@@ -214,10 +232,10 @@ def minimize_nll(
     hess_inv0: np.ndarray | None = None,
     curvature: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Minimise a lifetimes negative log-likelihood over log-parameters.
+    """Minimise a negative log-likelihood over log-parameters.
 
-    lifetimes' own optimiser (BFGS from ``0.1`` in every log-parameter, autograd gradients,
-    as in ``BaseFitter._fit``) minus the Hessian that only feeds standard errors. A fit on a
+    lifetimes' own optimiser (BFGS from ``0.1`` in every log-parameter, as in
+    ``BaseFitter._fit``) minus the Hessian that only feeds standard errors. A fit on a
     sample passes its optimum as ``x0`` and its inverse Hessian as ``hess_inv0`` (the
     likelihood is a mean per customer, so its curvature does not depend on how many there
     are): the full-data BFGS then converges in a handful of evaluations instead of twenty.
@@ -225,27 +243,26 @@ def minimize_nll(
     Returns
     -------
     x, hess_inv
-        Log-parameters at the optimum, and with ``curvature`` the inverse of autograd's
-        exact Hessian there (None when it is not positive definite or not asked for).
+        Log-parameters at the optimum, and with ``curvature`` the inverse of the Hessian
+        there (finite differences of the gradient; None when it is not positive definite
+        or not asked for).
 
     Raises
     ------
     lifetimes.utils.ConvergenceError
         When neither BFGS nor an L-BFGS-B polish reaches a point where the gradient vanishes.
     """
-    from autograd import hessian, value_and_grad
-    from scipy.optimize import minimize
+    from scipy.optimize import approx_fprime, minimize
 
-    fun = value_and_grad(nll)
     start = 0.1 * np.ones(n_params) if x0 is None else x0
     options = {} if hess_inv0 is None else {"hess_inv0": hess_inv0}
-    out = minimize(fun, x0=start, jac=True, tol=tol, args=args, method="BFGS", options=options)
+    out = minimize(fun, x0=start, jac=True, tol=tol, method="BFGS", options=options)
     if not out.success and np.all(np.isfinite(out.x)):
         # BFGS often stops on "precision loss" at the optimum of a flat likelihood (which
         # side of the tolerance it lands on depends on the numpy/scipy build): polish with
         # L-BFGS-B and accept a point where the gradient vanishes.
-        polish = minimize(fun, x0=out.x, jac=True, tol=tol, args=args, method="L-BFGS-B")
-        grad = fun(polish.x, *args)[1]
+        polish = minimize(fun, x0=out.x, jac=True, tol=tol, method="L-BFGS-B")
+        grad = fun(polish.x)[1]
         if polish.success or float(np.max(np.abs(grad))) < 1e-5:
             out = polish
             out.success = True
@@ -253,7 +270,8 @@ def minimize_nll(
         raise import_lifetimes().utils.ConvergenceError(f"{model}: {out.message}")
     if not curvature:
         return out.x, None
-    return out.x, _inverse_if_positive_definite(hessian(nll)(out.x, *args))
+    hess = approx_fprime(out.x, lambda x: fun(x)[1], 1e-6)
+    return out.x, _inverse_if_positive_definite(np.atleast_2d(hess))
 
 
 def _inverse_if_positive_definite(h: np.ndarray) -> np.ndarray | None:

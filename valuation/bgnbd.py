@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from valuation.base import PurchaseModel, import_lifetimes, minimize_nll, warm_started
+from valuation.base import (
+    Objective,
+    PurchaseModel,
+    autograd_objective,
+    import_lifetimes,
+    minimize_nll,
+    warm_started,
+)
+from valuation.likelihood import BetaGeoLikelihood
 
 
 class BetaGeoModel(PurchaseModel):
@@ -31,6 +40,8 @@ class BetaGeoModel(PurchaseModel):
     _fitter_class: ClassVar[str] = "BetaGeoFitter"
     _param_names: ClassVar[tuple[str, ...]] = ("r", "alpha", "a", "b")
     _rate_params: ClassVar[tuple[str, ...]] = ("alpha",)
+    _factored: ClassVar[bool] = True
+    """Fit with :class:`BetaGeoLikelihood` (lifetimes' BG/NBD likelihood, factored)."""
 
     def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, seed: int = 0) -> None:
         self.penalizer = penalizer
@@ -45,27 +56,30 @@ class BetaGeoModel(PurchaseModel):
         hess_inv0: np.ndarray | None = None,
         curvature: bool = False,
     ) -> tuple[dict[str, float], np.ndarray | None]:
-        # lifetimes' own likelihood on log-parameters, time scaled so that max T = 1. A
-        # different time scale only shifts log(alpha), so a sample's curvature carries over.
-        nll = getattr(import_lifetimes(), self._fitter_class)._negative_log_likelihood
+        # lifetimes' likelihood on log-parameters, time scaled so that max T = 1. A different
+        # time scale only shifts log(alpha), so a sample's curvature carries over.
         scale = 1.0 / float(u["T"].max())
-        args = (
-            u["frequency"].astype(np.int64),
-            u["recency"] * scale,
-            u["T"] * scale,
-            w,
-            self.penalizer,
-        )
+        fun = self._objective(u, w, self.penalizer, scale)
         x0 = None
         if start is not None:
             x0 = np.log([start["r"], start["alpha"] * scale, start["a"], start["b"]])
         x, hess_inv = minimize_nll(
-            nll, args, 4, self.model_name, self.tol, x0, hess_inv0, curvature=curvature
+            fun, 4, self.model_name, self.tol, x0, hess_inv0, curvature=curvature
         )
         r, alpha, a, b = np.exp(x)
         return {"r": float(r), "alpha": float(alpha / scale), "a": float(a), "b": float(b)}, (
             hess_inv
         )
+
+    def _objective(
+        self, u: Mapping[str, np.ndarray], w: np.ndarray, penalizer: float, scale: float
+    ) -> Objective:
+        """The negative log-likelihood of ``u`` with its gradient, time multiplied by ``scale``."""
+        if self._factored:
+            return BetaGeoLikelihood(u["frequency"], u["recency"], u["T"], w, penalizer, scale)
+        nll = getattr(import_lifetimes(), self._fitter_class)._negative_log_likelihood
+        args = (u["frequency"].astype(np.int64), u["recency"] * scale, u["T"] * scale, w)
+        return autograd_objective(nll, (*args, penalizer))
 
     def _fit_params(self, u: Mapping[str, np.ndarray], w: np.ndarray) -> dict[str, float]:
         def solve(
@@ -80,15 +94,14 @@ class BetaGeoModel(PurchaseModel):
 
         return warm_started(solve, w, self.seed)
 
-    def _scaled_log_likelihood(
+    def _total_log_likelihood(
         self, params: Mapping[str, float], u: Mapping[str, np.ndarray], w: np.ndarray
     ) -> float:
-        fitter_cls = getattr(import_lifetimes(), self._fitter_class)
-        log_params = np.log([params[k] for k in self._param_names])
-        nll = fitter_cls._negative_log_likelihood(
-            log_params, u["frequency"], u["recency"], u["T"], w, 0.0
-        )
-        return float(-nll * w.sum())
+        # The likelihood in days, evaluated in the time scale of the fit (max T = 1).
+        scale = 1.0 / float(u["T"].max())
+        log_params = np.log([params["r"], params["alpha"] * scale, params["a"], params["b"]])
+        nll = float(self._objective(u, w, 0.0, scale)(log_params)[0])
+        return -nll * float(w.sum()) + math.log(scale) * float((w * u["frequency"]).sum())
 
     def population_rates(self) -> dict[str, float]:
         """``purchase_rate`` = E[lambda] = r/alpha per day, ``dropout`` = E[p] = a/(a+b)."""
@@ -99,11 +112,13 @@ class BetaGeoModel(PurchaseModel):
 class ModifiedBetaGeoModel(BetaGeoModel):
     """Modified BG/NBD: like BG/NBD, but a customer may also drop out at time zero.
 
-    Unlike BG/NBD, customers without a repeat purchase get ``p_alive < 1``.
+    Unlike BG/NBD, customers without a repeat purchase get ``p_alive < 1``. Fitted with
+    lifetimes' likelihood as it is, gradients by autograd.
     """
 
     model_name: ClassVar[str] = "mbgnbd"
     _fitter_class: ClassVar[str] = "ModifiedBetaGeoFitter"
+    _factored: ClassVar[bool] = False
 
 
 def simulate_bgnbd(

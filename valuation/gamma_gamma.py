@@ -17,11 +17,11 @@ from valuation.base import (
     check_finite_output,
     check_finite_params,
     compress,
-    import_lifetimes,
     minimize_nll,
     quiet_lifetimes,
     warm_started,
 )
+from valuation.likelihood import GammaGammaLikelihood
 
 
 class GammaGammaModel(LifetimesWrapper):
@@ -104,14 +104,9 @@ class GammaGammaModel(LifetimesWrapper):
                 "spend is not finite. Try a larger valuation.penalizer."
             )
         self.params_ = params
-        with quiet_lifetimes():
-            nll = self._new_fitter()._negative_log_likelihood(
-                np.log([params[k] for k in self._param_names]),
-                u["frequency"],
-                u["monetary_value"],
-                uw,
-                0.0,
-            )
+        nll, _ = GammaGammaLikelihood(u["frequency"], u["monetary_value"], uw)(
+            np.log([params[k] for k in self._param_names])
+        )
         self.log_likelihood_ = float(-nll * uw.sum())
         self.n_customers_ = n_keep
         self.n_excluded_ = round(float(w.sum())) - n_keep
@@ -129,9 +124,8 @@ class GammaGammaModel(LifetimesWrapper):
         return self
 
     def _fit_log_params(self, u: dict[str, np.ndarray], w: np.ndarray) -> np.ndarray:
-        # lifetimes' likelihood and optimiser, warm-started on large inputs (``warm_started``).
-        nll = import_lifetimes().GammaGammaFitter._negative_log_likelihood
-
+        # lifetimes' likelihood (factored, see ``valuation.likelihood``) and optimiser,
+        # warm-started on large inputs (``warm_started``).
         def solve(
             idx: np.ndarray | slice,
             weights: np.ndarray,
@@ -139,9 +133,11 @@ class GammaGammaModel(LifetimesWrapper):
             hess_inv0: np.ndarray | None,
             curvature: bool,
         ) -> tuple[np.ndarray, np.ndarray | None]:
-            args = (u["frequency"][idx], u["monetary_value"][idx], weights, self.penalizer)
+            fun = GammaGammaLikelihood(
+                u["frequency"][idx], u["monetary_value"][idx], weights, self.penalizer
+            )
             return minimize_nll(
-                nll, args, 3, self.model_name, x0=x0, hess_inv0=hess_inv0, curvature=curvature
+                fun, 3, self.model_name, x0=x0, hess_inv0=hess_inv0, curvature=curvature
             )
 
         return warm_started(solve, w, seed=0)
