@@ -40,24 +40,25 @@ def undirected_edges(calls: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
         .filter((pl.col("month") >= pl.lit(start)) & (pl.col("caller_id") != pl.col("callee_id")))
         .select("caller_id", "callee_id", "minutes", "n_calls")
     )
-    forward = recent.select(
-        pl.col("caller_id").alias("customer_id"),
-        pl.col("callee_id").alias("contact_id"),
-        pl.col("minutes").cast(pl.Float64),
-        pl.col("n_calls").cast(pl.Int64),
-    )
-    backward = recent.select(
-        pl.col("callee_id").alias("customer_id"),
-        pl.col("caller_id").alias("contact_id"),
-        pl.col("minutes").cast(pl.Float64),
-        pl.col("n_calls").cast(pl.Int64),
-    )
-    return (
-        pl.concat([forward, backward])
-        .group_by("customer_id", "contact_id")
+    # Each unordered pair once (smaller id first), summed over both directions and all
+    # months, then written out in both directions: half the rows to group of the
+    # direction-by-direction way.
+    pairs = recent.group_by(
+        pl.min_horizontal("caller_id", "callee_id").alias("_low"),
+        pl.max_horizontal("caller_id", "callee_id").alias("_high"),
+    ).agg(
         # Rounded: a float sum's last bits depend on the order rows arrive in, which changes
         # with file layout; scores must not (see the rows-after-as_of end-to-end test).
-        .agg(pl.col("minutes").sum().round(6), pl.col("n_calls").sum())
+        pl.col("minutes").cast(pl.Float64).sum().round(6),
+        pl.col("n_calls").cast(pl.Int64).sum(),
+    )
+    return pl.concat(
+        [
+            pairs.select(
+                pl.col(a).alias("customer_id"), pl.col(b).alias("contact_id"), "minutes", "n_calls"
+            )
+            for a, b in (("_low", "_high"), ("_high", "_low"))
+        ]
     )
 
 
