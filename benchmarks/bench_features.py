@@ -172,8 +172,8 @@ def render(results: dict[str, dict[str, object]]) -> str:
         "tables' reads: `scan_all` alone, with no feature computed, already costs several "
         "times `scan`, which is why `profile / scan_all` is shown next to it. Per group at 1M "
         "(each on its own over the `who` base): spend ~2.4 s, BTYD ~2.2 s, usage ~1.1 s, "
-        "network ~1.3 s, influence (each call pair grouped once, PageRank with scipy.sparse) ~2.6 s, "
-        "the rest < 0.5 s.",
+        "network ~1.3 s, influence (each call pair grouped once, PageRank with scipy.sparse) "
+        "~2.6 s, the rest < 0.5 s.",
         "",
         "| N | transactions | profile s | profile MiB | btyd s | btyd MiB | lifetimes s | "
         "lifetimes MiB | scan s | scan MiB | scan_all s | lifetimes / btyd | profile / scan | "

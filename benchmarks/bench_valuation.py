@@ -195,7 +195,8 @@ def render(results: list[dict[str, Any]], truth: dict[str, Any] | None) -> str:
         p = r["params"]
         lines.append(
             f"| {r['customers']:,} | {r['case']} | {_fmt(r.get('triples'), ',')} | "
-            f"{_fmt(r['bg_fit_s'], '.2f')} | {_fmt(r['gg_fit_s'], '.2f')} | {_fmt(r['fit_s'], '.2f')} | "
+            f"{_fmt(r['bg_fit_s'], '.2f')} | {_fmt(r['gg_fit_s'], '.2f')} | "
+            f"{_fmt(r['fit_s'], '.2f')} | "
             f"{_fmt(r['score_s'])} | {_fmt(r['peak_rss_gb'], '.2f')} | {speed} | "
             f"{p['r']:.4f} | {p['alpha']:.3f} | {p['a']:.4f} | {p['b']:.4f} |"
         )

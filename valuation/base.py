@@ -200,8 +200,9 @@ def warm_started(solve: Callable[..., tuple[T, np.ndarray | None]], w: np.ndarra
     Above ``WARM_START_ROWS`` distinct rows, ``solve`` first runs on a sample of
     ``WARM_START_ROWS // 4`` customers (drawn with the row weights, customers per distinct
     row, as probabilities; 50,000 by default: at 1M customers a sample of 25k to 100k
-    leaves the same four full-data evaluations) and returns its optimum and inverse Hessian; the full-data fit
-    then starts there (see :func:`minimize_nll`). ``rows`` indexes the distinct rows.
+    leaves the same four full-data evaluations) and returns its optimum and inverse
+    Hessian; the full-data fit then starts there (see :func:`minimize_nll`). ``rows``
+    indexes the distinct rows.
     """
     start, hess_inv0 = None, None
     if len(w) > WARM_START_ROWS:
