@@ -6,7 +6,8 @@ get their gradient from autograd. Most of those terms depend on one column only:
 ``gammaln`` terms on the frequency (a few hundred distinct values), ``log(alpha + T)`` on
 ``T`` and ``log(alpha + recency)`` on the recency (a few hundred days each). The classes
 below evaluate each term once per distinct value, gather it to the rows, and sum the
-gradient in closed form, which is the same function about ten times faster. A test checks
+gradient in closed form: the same function, about four times faster for BG/NBD (0.03 s
+against 0.11 s over 574k distinct triples) and twenty times for Gamma-Gamma. A test checks
 value and gradient against lifetimes' function and autograd at many parameter points.
 
 Both are objectives over log-parameters, as in lifetimes: ``fun(log_params) -> (nll, grad)``
@@ -118,7 +119,7 @@ class BetaGeoLikelihood:
             a3 = -c * log_t
             a4 = (np.log(a) - log_b)[self.x_code] - c * log_r
             # log(exp(a3) + exp(a4)) = top + log1p(exp(-|a3 - a4|)), and the posterior share
-            # of the a3 term; numpy's own logaddexp is several times slower than these passes.
+            # of the a3 term (numpy's logaddexp alone takes longer than these passes together).
             top = np.maximum(a3, a4)
             small = np.exp(-np.abs(a3 - a4))
             ll += float(w @ (top + np.log1p(small)))
