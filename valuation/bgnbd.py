@@ -40,8 +40,6 @@ class BetaGeoModel(PurchaseModel):
     _fitter_class: ClassVar[str] = "BetaGeoFitter"
     _param_names: ClassVar[tuple[str, ...]] = ("r", "alpha", "a", "b")
     _rate_params: ClassVar[tuple[str, ...]] = ("alpha",)
-    _factored: ClassVar[bool] = True
-    """Fit with :class:`BetaGeoLikelihood` (lifetimes' BG/NBD likelihood, factored)."""
 
     def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, seed: int = 0) -> None:
         self.penalizer = penalizer
@@ -74,12 +72,11 @@ class BetaGeoModel(PurchaseModel):
     def _objective(
         self, u: Mapping[str, np.ndarray], w: np.ndarray, penalizer: float, scale: float
     ) -> Objective:
-        """The negative log-likelihood of ``u`` with its gradient, time multiplied by ``scale``."""
-        if self._factored:
-            return BetaGeoLikelihood(u["frequency"], u["recency"], u["T"], w, penalizer, scale)
-        nll = getattr(import_lifetimes(), self._fitter_class)._negative_log_likelihood
-        args = (u["frequency"].astype(np.int64), u["recency"] * scale, u["T"] * scale, w)
-        return autograd_objective(nll, (*args, penalizer))
+        """The negative log-likelihood of ``u`` with its gradient, time multiplied by ``scale``.
+
+        lifetimes' BG/NBD likelihood, factored (:class:`BetaGeoLikelihood`).
+        """
+        return BetaGeoLikelihood(u["frequency"], u["recency"], u["T"], w, penalizer, scale)
 
     def _fit_params(self, u: Mapping[str, np.ndarray], w: np.ndarray) -> dict[str, float]:
         def solve(
@@ -118,7 +115,13 @@ class ModifiedBetaGeoModel(BetaGeoModel):
 
     model_name: ClassVar[str] = "mbgnbd"
     _fitter_class: ClassVar[str] = "ModifiedBetaGeoFitter"
-    _factored: ClassVar[bool] = False
+
+    def _objective(
+        self, u: Mapping[str, np.ndarray], w: np.ndarray, penalizer: float, scale: float
+    ) -> Objective:
+        nll = import_lifetimes().ModifiedBetaGeoFitter._negative_log_likelihood
+        args = (u["frequency"].astype(np.int64), u["recency"] * scale, u["T"] * scale, w)
+        return autograd_objective(nll, (*args, penalizer))
 
 
 def simulate_bgnbd(
