@@ -109,11 +109,12 @@ def bench_synthetic(n: int, driver_rows: int) -> dict[str, Any]:
 def bench_truth(customers: int) -> dict[str, Any]:
     from sklearn.metrics import brier_score_loss, roc_auc_score
 
+    from churn.frames import build_training_frames
     from churn.model import validation_halves
+    from churn.training import train_models
     from crm_engine.config import PipelineConfig
     from crm_engine.generator import generate, true_churn_probability
     from crm_engine.io import load_tables
-    from pipelines.churn_job import build_training_frames, fit_models
 
     as_of, h = dt.date(2025, 1, 1), 90
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,9 +123,9 @@ def bench_truth(customers: int) -> dict[str, Any]:
         tables = load_tables(data)
         cfg = PipelineConfig()
         t0 = time.perf_counter()
-        training = fit_models(tables, as_of, cfg, h)
+        training = train_models(tables, as_of, cfg, h)
         t_fit = time.perf_counter() - t0
-        _, valid = build_training_frames(tables, as_of, cfg, h)
+        _, valid = build_training_frames(tables, as_of, cfg.features, cfg.churn.extra_features, h)
         _, report = validation_halves(valid, training.churn.seed)
         rep = valid.filter(pl.Series(report)).select("customer_id", f"churned_within_{h}d")
         truth = true_churn_probability(data / "_truth", training.valid_cut, h)

@@ -51,8 +51,8 @@ tables = load_tables(data_dir)
 extra = {}
 start = time.perf_counter()
 if case == "profile":
-    from pipelines.profile_job import sink_parquet_atomic
-    rows = sink_parquet_atomic(features.build_profile(tables, as_of), Path(out))
+    from crm_engine.io import sink_parquet
+    rows = sink_parquet(features.build_profile(tables, as_of), Path(out))
 elif case == "btyd":
     rows = features.btyd_summary(tables["transactions"], as_of).collect(engine="streaming").height
 elif case == "scan":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from churn.dataset import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureSpec
+from churn.dataset import FeatureSpec
 from churn.drivers import (
     drivers_column,
     global_importance,
@@ -66,9 +66,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CATEGORICAL_FEATURES",
     "LOYALTY_CLASSES",
-    "NUMERIC_FEATURES",
     "Calibrator",
     "ChurnModel",
     "ChurnPyfunc",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,92 +11,12 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-NETWORK_KPIS: tuple[str, ...] = (
-    "dropped_call_rate",
-    "call_setup_success_rate",
-    "avg_download_mbps",
-    "latency_ms",
-    "packet_loss_pct",
-    "coverage_5g_share",
-)
-COMPLAINT_TOPICS: tuple[str, ...] = ("network", "billing", "service", "device", "other")
-
-CATEGORICAL_FEATURES: tuple[str, ...] = (
-    "age_band",
-    "gender",
-    "occupation",
-    "region",
-    "area_type",
-    "plan_type",
-)
-
-NUMERIC_FEATURES: tuple[str, ...] = (
-    "age",
-    "tenure_days",
-    "revenue_30d",
-    "revenue_90d",
-    "revenue_365d",
-    "avg_monthly_spend",
-    "spend_trend",
-    "share_topup",
-    "share_bill",
-    "share_addon",
-    "share_device",
-    "share_other",
-    "refund_count",
-    "refund_amount",
-    "days_since_last_payment",
-    "has_purchase",
-    "frequency",
-    "recency",
-    "T",
-    "monetary_value",
-    "data_mb_3m",
-    "voice_min_3m",
-    "sms_3m",
-    "data_mb_12m",
-    "voice_min_12m",
-    "sms_12m",
-    "data_trend",
-    "voice_trend",
-    "zero_usage_share_12m",
-    *(f"{k}_{s}_3m" for k in NETWORK_KPIS for s in ("mean", "worst")),
-    "complaints_90d",
-    "complaints_365d",
-    "inquiries_90d",
-    "inquiries_365d",
-    *(f"complaints_365d_{t}" for t in COMPLAINT_TOPICS),
-    "open_tickets",
-    "resolution_hours_mean",
-    "resolution_hours_max",
-    "days_since_last_complaint",
-    "interaction_satisfaction_mean",
-    "last_nps",
-    "last_csat",
-    "days_since_survey",
-    "n_contacts",
-    "call_minutes_12m",
-    "outside_region_share",
-    "influence_score",
-    "churned_contacts_share_90d",
-)
-
-# Windowed profile columns whose window lengths come from FeaturesConfig: matched by name so a
-# config with other windows (revenue_60d, complaints_180d_billing, ...) still feeds the model.
-_WINDOWED = re.compile(
-    r"^(revenue_\d+d|complaints_\d+d|inquiries_\d+d|complaints_\d+d_[a-z0-9_]+)$"
-)
-
-# Never features: keys, labels and anything describing the future of the cut.
-_LABEL = re.compile(r"^churned_within_\d+d$")
-EXCLUDED_COLUMNS: frozenset[str] = frozenset(
-    {"customer_id", "as_of", "loyalty_class", "next_nps", "churn_date", "signup_date", "birth_date"}
-)
+from features import column_role, model_features, profile_schema
 
 
 def is_excluded(name: str) -> bool:
     """Whether a column may never be a feature (key, label or post-cut information)."""
-    return name in EXCLUDED_COLUMNS or bool(_LABEL.match(name))
+    return column_role(name, pl.String()) in ("id", "label")
 
 
 def _is_numeric(dtype: pl.DataType) -> bool:
@@ -129,9 +49,12 @@ class FeatureSpec:
 
     @classmethod
     def from_frame(
-        cls, frame: pl.DataFrame, extra_features: list[str] | tuple[str, ...] = ()
+        cls,
+        frame: pl.DataFrame,
+        extra_features: Sequence[str] = (),
+        features: Sequence[str] | None = None,
     ) -> FeatureSpec:
-        """Choose the features present in ``frame`` and record their categories.
+        """Choose the features of ``frame`` and record their categories.
 
         Parameters
         ----------
@@ -140,13 +63,28 @@ class FeatureSpec:
         extra_features
             Additional columns (e.g. attributes of the customers table): numeric dtypes become
             numeric features, anything else categorical.
+        features
+            The profile's feature columns, derived from its declared schema
+            (``features.model_features(features.profile_schema(cfg, tables))``): every one
+            must be in ``frame``. None: the features of the default profile schema that
+            ``frame`` has (for frames built by hand).
 
         Raises
         ------
         ValueError
-            When an extra feature is missing from the frame or is a key/label column.
+            When a declared or extra feature is missing from the frame, or an extra feature is
+            a key/label column.
         """
         schema = frame.schema
+        if features is None:
+            numeric_default, categorical_default = model_features(profile_schema())
+            features = [c for c in (*numeric_default, *categorical_default) if c in schema]
+        absent = [c for c in features if c not in schema]
+        if absent:
+            raise ValueError(
+                f"{len(absent)} declared profile feature(s) missing from the training frame "
+                f"({len(schema)} columns): {absent[:10]}"
+            )
         missing = [c for c in extra_features if c not in schema]
         if missing:
             raise ValueError(
@@ -157,15 +95,7 @@ class FeatureSpec:
         if bad:
             raise ValueError(f"extra_features {bad} are keys or labels and cannot be features")
 
-        numeric: list[str] = []
-        categorical: list[str] = []
-        for name in schema:
-            if is_excluded(name):
-                continue
-            if name in CATEGORICAL_FEATURES:
-                categorical.append(name)
-            elif (name in NUMERIC_FEATURES or _WINDOWED.match(name)) and _is_numeric(schema[name]):
-                numeric.append(name)
+        numeric, categorical = model_features({c: schema[c] for c in schema if c in features})
         for name in extra_features:
             if name in numeric or name in categorical:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -140,56 +141,116 @@ def load_tables(data_dir: Path) -> dict[str, pl.LazyFrame]:
 
 
 # --- writing -----------------------------------------------------------------------------
+#
+# Every output is written into a staging directory with the plain writers below, then committed
+# by `atomic_directory`: the one place that renames into place, and the one that cleans up.
 
 
-def write_parquet_atomic(
-    frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None
-) -> Path:
-    """Write a Parquet file via a temporary file in the same directory, then rename."""
+def _with_metadata(table: pa.Table, metadata: dict[str, str] | None) -> pa.Table:
+    if not metadata:
+        return table
+    existing = table.schema.metadata or {}
+    merged = {**existing, **{k.encode(): v.encode() for k, v in metadata.items()}}
+    return table.replace_schema_metadata(merged)
+
+
+def write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``frame`` to ``path`` (zstd) with ``metadata`` in the file's key-value metadata.
+
+    Not atomic by itself: write into the directory :func:`atomic_directory` yields.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table: pa.Table = frame.to_arrow()
-    if metadata:
-        existing = table.schema.metadata or {}
-        merged = {**existing, **{k.encode(): v.encode() for k, v in metadata.items()}}
-        table = table.replace_schema_metadata(merged)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    pq.write_table(_with_metadata(frame.to_arrow(), metadata), path, compression="zstd")
     return path
 
 
-@contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside ``target``; on success it replaces ``target``.
+def sink_parquet(lf: pl.LazyFrame, path: Path, metadata: dict[str, str] | None = None) -> int:
+    """Stream a plan into ``path`` with the streaming engine; returns the rows written.
 
-    On any exception the temporary directory is removed and ``target`` is left untouched.
-    Files already in ``target`` that the run does not write again are carried over (for
-    example an embedded MLflow store).
+    ``metadata`` goes both in the file's key-value metadata and in the Arrow schema metadata
+    (what ``pyarrow.parquet.read_schema`` shows), as :func:`write_parquet` does.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow_schema = None
+    if metadata:
+        empty = pl.DataFrame(schema=lf.collect_schema()).to_arrow()
+        arrow_schema = empty.schema.with_metadata(metadata)
+    lf.sink_parquet(
+        path, compression="zstd", metadata=metadata, arrow_schema=arrow_schema, engine="streaming"
+    )
+    return pq.read_metadata(path).num_rows
+
+
+def write_json(path: Path, payload: object) -> Path:
+    """Write ``payload`` as indented JSON (sorted keys, stable for diffs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+STALE_SUFFIX = ".stale"
+"""A staged file named ``<name>.stale`` removes ``<name>`` from the target on commit."""
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path, *, merge: bool = False) -> Iterator[Path]:
+    """Yield a fresh staging directory; on success its files replace ``target``'s.
+
+    On any exception the staging directory is removed and ``target`` is left untouched.
+
+    Parameters
+    ----------
+    target
+        The directory to write.
+    merge
+        False: the staging directory becomes ``target`` (files already in ``target`` that the
+        run does not write again, for example an embedded MLflow store, are carried over).
+        True: only the staged files replace their namesakes in ``target`` (each by one
+        rename), everything else in ``target`` stays; an empty staged file ``<name>.stale``
+        removes ``<name>``. For a command that writes a few files beside the user's others.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    parent = target if merge else target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if target.exists():
-        for item in target.iterdir():
-            dest = tmp / item.name
-            if not dest.exists():
-                os.replace(item, dest)
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
+    try:
+        if merge:
+            _merge_into(tmp, target)
+        else:
+            _swap(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _merge_into(staged: Path, target: Path) -> None:
+    for item in sorted(staged.iterdir()):
+        if item.name.endswith(STALE_SUFFIX):
+            (target / item.name.removesuffix(STALE_SUFFIX)).unlink(missing_ok=True)
+            continue
+        dest = target / item.name
+        if item.is_dir() and dest.is_dir():
+            shutil.rmtree(dest)
+        os.replace(item, dest)
+
+
+def _swap(tmp: Path, target: Path) -> None:
+    if not target.exists():
         os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
+        return
+    for item in target.iterdir():
+        dest = tmp / item.name
+        if not dest.exists():
+            os.replace(item, dest)
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)

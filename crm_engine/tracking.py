@@ -19,8 +19,21 @@ if TYPE_CHECKING:
     from crm_engine.config import MlflowConfig
 
 
+REGISTERED_MODELS: dict[str, str] = {
+    "segmentation": "crm-segmentation",
+    "clv": "crm-clv",
+    "churn": "crm-churn",
+    "loyalty": "crm-loyalty",
+}
+"""Registry name of each model the pipeline registers (``mlflow.register_models``)."""
+
+
 def resolve_tracking_uri(cfg: MlflowConfig, output_dir: Path) -> str:
-    """Config wins, then ``MLFLOW_TRACKING_URI``, then sqlite in the output directory."""
+    """Config wins, then ``MLFLOW_TRACKING_URI``, then sqlite in the output directory.
+
+    The one resolver: every command (``run``, ``churn train``, ``churn score``) passes the
+    configured output directory (``output.dir``), so they all find the same embedded store.
+    """
     if cfg.tracking_uri:
         return cfg.tracking_uri
     env = os.environ.get("MLFLOW_TRACKING_URI")
@@ -102,3 +115,21 @@ def stage_run(stage: str) -> Iterator[Run]:
 
     with mlflow.start_run(run_name=stage, nested=True, tags={"crm.stage": stage}) as run:
         yield run
+
+
+def registered_model_uri(model: str) -> str | None:
+    """``models:/<name>/<highest version>`` of a pipeline model, or None when none is registered.
+
+    ``model`` is a key of :data:`REGISTERED_MODELS` (``"churn"``, ``"clv"``, ...).
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    name = REGISTERED_MODELS[model]
+    try:
+        versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    if not versions:
+        return None
+    return f"models:/{name}/{max(int(v.version) for v in versions)}"

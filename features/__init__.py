@@ -1,33 +1,39 @@
 """Point-in-time customer profiles and labels as Polars LazyFrames."""
 
-from features.btyd import add_btyd, btyd_summary
+from features.btyd import add_btyd, btyd_summary, rfm_facts
 from features.influence import add_influence, pagerank, undirected_edges
-from features.labels import LOYALTY_CLASSES, build_labels, churn_label, labels_columns
+from features.labels import LOYALTY_CLASSES, build_labels, churn_label, is_label, labels_columns
 from features.network import NETWORK_KPIS, add_network
 from features.profile import (
     PROFILE_CONTRACT,
     PROFILE_GROUPS,
     REQUIRED_TABLES,
+    ColumnRole,
     ProfileSchemaError,
     build_profile,
+    column_role,
+    model_features,
     profile_groups,
+    profile_roles,
     profile_schema,
 )
 from features.service import COMPLAINT_TOPICS, add_service
 from features.spend import SPEND_CATEGORIES, add_spend
 from features.surveys import add_surveys
 from features.usage import add_usage
-from features.who import age_band_labels, population, who_features
+from features.who import DESCRIPTIVE_COLUMNS, age_band_labels, population, who_features
 from features.window import default_as_of, observed, to_date
 
 __all__ = [
     "COMPLAINT_TOPICS",
+    "DESCRIPTIVE_COLUMNS",
     "LOYALTY_CLASSES",
     "NETWORK_KPIS",
     "PROFILE_CONTRACT",
     "PROFILE_GROUPS",
     "REQUIRED_TABLES",
     "SPEND_CATEGORIES",
+    "ColumnRole",
     "ProfileSchemaError",
     "add_btyd",
     "add_influence",
@@ -41,13 +47,18 @@ __all__ = [
     "build_labels",
     "build_profile",
     "churn_label",
+    "column_role",
     "default_as_of",
+    "is_label",
     "labels_columns",
+    "model_features",
     "observed",
     "pagerank",
     "population",
     "profile_groups",
+    "profile_roles",
     "profile_schema",
+    "rfm_facts",
     "to_date",
     "undirected_edges",
     "who_features",

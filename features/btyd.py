@@ -8,7 +8,7 @@ import polars as pl
 
 from features.window import attach, observed
 
-__all__ = ["add_btyd", "btyd_columns", "btyd_summary"]
+__all__ = ["add_btyd", "btyd_columns", "btyd_summary", "rfm_facts"]
 
 
 def btyd_columns() -> dict[str, pl.DataType]:
@@ -89,3 +89,28 @@ def add_btyd(profile: pl.LazyFrame, transactions: pl.LazyFrame, as_of: dt.date) 
         "monetary_value": 0.0,
     }
     return attach(profile, btyd_summary(transactions, as_of), fill)
+
+
+def rfm_facts(has_purchase: pl.Expr | None = None) -> list[pl.Expr]:
+    """The scores contract's RFM facts from a profile's BTYD columns.
+
+    ``has_purchase`` marks the customers with a purchase (default: the profile's column).
+
+    - ``recency_days``: days from the last purchase day to ``as_of`` (``T - recency + 1``),
+      null for a customer who never purchased;
+    - ``monetary_avg``: mean spend of the repeat purchase days, null without a repeat day
+      (the profile's ``monetary_value`` is 0 there, lifetimes' convention for its models).
+    """
+    has = (pl.col("has_purchase") if has_purchase is None else has_purchase).fill_null(False)
+    return [
+        pl.when(has)
+        .then((pl.col("T") - pl.col("recency") + 1).round(0))
+        .otherwise(None)
+        .cast(pl.Int64)
+        .alias("recency_days"),
+        pl.when(has & (pl.col("frequency") > 0))
+        .then(pl.col("monetary_value"))
+        .otherwise(None)
+        .cast(pl.Float64)
+        .alias("monetary_avg"),
+    ]

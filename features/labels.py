@@ -10,7 +10,15 @@ from features.surveys import latest_survey
 from features.who import population
 from features.window import to_date
 
-__all__ = ["LOYALTY_CLASSES", "build_labels", "churn_label", "labels_columns", "loyalty_class"]
+__all__ = [
+    "LABEL_COLUMNS",
+    "LOYALTY_CLASSES",
+    "build_labels",
+    "churn_label",
+    "is_label",
+    "labels_columns",
+    "loyalty_class",
+]
 
 LOYALTY_CLASSES = ("promoter", "passive", "detractor")
 
@@ -18,6 +26,19 @@ LOYALTY_CLASSES = ("promoter", "passive", "detractor")
 def churn_label(horizon_days: int) -> str:
     """Name of the churn label column for a horizon: ``churned_within_<h>d``."""
     return f"churned_within_{horizon_days}d"
+
+
+LABEL_COLUMNS = ("loyalty_class", "next_nps")
+"""Label columns whose name does not depend on the horizon."""
+
+
+def is_label(name: str) -> bool:
+    """Whether a column is one of :func:`build_labels`' label columns (never a feature)."""
+    if name in LABEL_COLUMNS:
+        return True
+    prefix, suffix = "churned_within_", "d"
+    middle = name.removeprefix(prefix).removesuffix(suffix)
+    return name.startswith(prefix) and name.endswith(suffix) and middle.isdigit()
 
 
 def labels_columns(horizon_days: int, id_dtype: pl.DataType = pl.Int64) -> dict[str, pl.DataType]:

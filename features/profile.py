@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 import polars as pl
 
@@ -10,21 +11,26 @@ from crm_engine.config import FeaturesConfig
 from crm_engine.io import DataError
 from features.btyd import add_btyd, btyd_columns
 from features.influence import add_influence, influence_columns
+from features.labels import is_label
 from features.network import add_network, network_columns
 from features.service import add_service, service_columns
 from features.spend import add_spend, spend_columns
 from features.surveys import add_surveys, surveys_columns
 from features.usage import add_usage, usage_columns
-from features.who import who_columns, who_features
+from features.who import DESCRIPTIVE_COLUMNS, who_columns, who_features
 from features.window import to_date
 
 __all__ = [
     "PROFILE_CONTRACT",
     "PROFILE_GROUPS",
     "REQUIRED_TABLES",
+    "ColumnRole",
     "ProfileSchemaError",
     "build_profile",
+    "column_role",
+    "model_features",
     "profile_groups",
+    "profile_roles",
     "profile_schema",
 ]
 
@@ -74,6 +80,70 @@ def profile_schema(
         if tables is None or table in tables:
             columns.update(cols)
     return pl.Schema(columns)
+
+
+ColumnRole = Literal["id", "descriptive", "numeric", "categorical", "label"]
+"""What a column is for.
+
+``id``: the key, never a feature. ``descriptive``: who the customer is (age band, gender,
+occupation, region, area type, plan type): a dimension marketers filter on, carried into the
+scores, and a categorical model feature. ``numeric``: a numeric (or boolean 0/1) model feature.
+``categorical``: any other text model feature (extra columns of the customers table).
+``label``: looks forward from the cut (churn within the horizon, next loyalty class): never a
+feature.
+"""
+
+#: Columns that may never be features although they can ride along in a frame: the cut date and
+#: the dates of the customers table that describe the customer's future or identify them.
+_NEVER_FEATURES = frozenset({"as_of", "churn_date", "signup_date", "birth_date"})
+
+
+def column_role(name: str, dtype: pl.DataType) -> ColumnRole:
+    """The role of one column of a profile (or a profile joined with labels and extras).
+
+    Roles follow the declarations: the key, the label columns of :mod:`features.labels`, the
+    descriptive columns of :mod:`features.who`; every other column is a feature, numeric by
+    dtype (booleans count as numeric) and categorical otherwise.
+    """
+    if name == "customer_id":
+        return "id"
+    if is_label(name) or name in _NEVER_FEATURES:
+        return "label"
+    if name in DESCRIPTIVE_COLUMNS:
+        return "descriptive"
+    if dtype.is_numeric() or dtype == pl.Boolean:
+        return "numeric"
+    return "categorical"
+
+
+def profile_roles(
+    cfg: FeaturesConfig | None = None,
+    tables: set[str] | frozenset[str] | None = None,
+    id_dtype: pl.DataType = pl.Int64,
+) -> dict[str, ColumnRole]:
+    """Role of every column of :func:`profile_schema` (same arguments), in profile order."""
+    return {
+        name: column_role(name, dtype)
+        for name, dtype in profile_schema(cfg, tables, id_dtype).items()
+    }
+
+
+def model_features(schema: pl.Schema | dict[str, pl.DataType]) -> tuple[list[str], list[str]]:
+    """``(numeric, categorical)`` feature columns of a frame schema, in schema order.
+
+    Descriptive columns are categorical features; ids and labels are never features. Every
+    model derives its feature list here, from the profile's declared schema, so a profile
+    built with other windows (``network_months = 6``) feeds every model all its columns.
+    """
+    numeric: list[str] = []
+    categorical: list[str] = []
+    for name, dtype in schema.items():
+        role = column_role(name, dtype)
+        if role == "numeric":
+            numeric.append(name)
+        elif role in ("descriptive", "categorical"):
+            categorical.append(name)
+    return numeric, categorical
 
 
 def _check_schema(lf: pl.LazyFrame, expected: pl.Schema) -> None:

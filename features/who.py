@@ -10,6 +10,7 @@ import polars as pl
 
 __all__ = [
     "CATEGORICAL_COLUMNS",
+    "DESCRIPTIVE_COLUMNS",
     "UNKNOWN",
     "age_band_expr",
     "age_band_labels",
@@ -20,6 +21,9 @@ __all__ = [
 
 UNKNOWN = "unknown"
 CATEGORICAL_COLUMNS = ("gender", "occupation", "region", "area_type", "plan_type")
+"""Text attributes of the customers table, normalised ('unknown' when missing)."""
+DESCRIPTIVE_COLUMNS = ("age_band", *CATEGORICAL_COLUMNS)
+"""Who the customer is: the profile's descriptive dimensions (see ``features.ColumnRole``)."""
 
 
 def population(customers: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:

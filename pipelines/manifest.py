@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +49,3 @@ def output_checksums(out_dir: Path, names: list[str]) -> dict[str, Any]:
         if p.is_file():
             result[name] = {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
     return result
-
-
-def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
-    """Write ``manifest.json`` (sorted keys, stable for diffs)."""
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")

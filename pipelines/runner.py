@@ -1,19 +1,21 @@
-"""The batch pipeline: validate, run stages in order, write outputs atomically, track in MLflow.
+"""The batch pipeline: validate, open tracking, run stages in order, write and commit.
 
-Stages are declared as data (`Stage`: name, function, inputs, outputs). The runner owns the
-catalog of named artefacts, opens a nested MLflow run around each stage and does all writing;
-a stage function gets its inputs and returns its outputs, metrics and files to attach.
+Stages are declared as data (`Stage`: name, function, inputs, outputs, declared schemas). The
+runner owns the catalog of named artefacts, checks every stage's outputs against their declared
+schemas, opens a nested MLflow run around each stage and does all writing through an `Output`:
+a stage function gets its inputs and returns its outputs, metrics and files to attach. Every
+command (`run`, `features`, `segment`, `value`, `churn train|score`) is this runner with a
+subset of the stages and its own `Output`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import datetime as dt
-import json
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,20 +23,10 @@ from typing import Any
 import polars as pl
 
 from crm_engine.config import PipelineConfig
-from crm_engine.contracts import SCORES_CONTRACT
-from crm_engine.io import DataError, atomic_directory, load_tables, write_parquet_atomic
-from crm_engine.report import ReportInputs, write_report
-from crm_engine.scores import conform_scores
+from crm_engine.io import DataError, atomic_directory, load_tables
 from crm_engine.validation import ValidationReport, validate
-from pipelines.manifest import input_fingerprints, output_checksums, write_manifest
 
-OUTPUT_FILES = [
-    "scores.parquet",
-    "profiles.parquet",
-    "segment_profiles.parquet",
-    "manifest.json",
-    "report.html",
-]
+REQUIRED_TABLES = ("customers", "transactions")
 
 
 @dataclass
@@ -44,7 +36,7 @@ class StageOutput:
     outputs: dict[str, Any]
     metrics: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
-    report: dict[str, Any] = field(default_factory=dict)
+    report: Any = None
     artifacts: dict[str, Path] = field(default_factory=dict)
     model_versions: dict[str, str] = field(default_factory=dict)
 
@@ -57,10 +49,16 @@ class StageContext:
     as_of: dt.date
     workdir: Path
     tracking: bool
-    registry: bool = False
-    previous_output: Path | None = None
     tables: dict[str, pl.LazyFrame] = field(default_factory=dict)
+    previous_output: Path | None = None
     _profiles: dict[dt.date, pl.DataFrame] = field(default_factory=dict, repr=False)
+
+    @property
+    def id_dtype(self) -> pl.DataType:
+        """The run's customer id type (that of ``customers.customer_id``)."""
+        if "customers" not in self.tables:
+            return pl.Int64()
+        return self.tables["customers"].collect_schema()["customer_id"]
 
     def profile_at(self, cut: dt.date) -> pl.DataFrame:
         """The point-in-time profile at ``cut``, built once per run and shared by the stages.
@@ -79,17 +77,72 @@ class StageContext:
 
 
 StageFn = Callable[..., StageOutput]
+SchemaFn = Callable[[StageContext], pl.Schema]
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A pipeline stage: its name, function, the catalog entries it reads and writes."""
+    """A pipeline stage: its name, function, the catalog entries it reads and writes.
+
+    ``schemas`` declares, per frame output, the exact schema the stage must return (checked by
+    the runner after the stage ran); ``owns`` names the ``crm.scores/v1`` owner labels whose
+    columns this stage supplies (see ``crm_engine.contracts.SCORE_COLUMNS``).
+    """
 
     name: str
     func: StageFn
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     optional_inputs: tuple[str, ...] = ()
+    schemas: Mapping[str, SchemaFn] = field(default_factory=dict)
+    owns: tuple[str, ...] = ()
+
+
+@dataclass
+class RunState:
+    """Everything a run has produced so far; what an `Output` writes from."""
+
+    cfg: PipelineConfig
+    as_of: dt.date
+    run_id: str
+    stages: list[str]
+    validation: ValidationReport | None
+    catalog: dict[str, Any] = field(default_factory=dict)
+    reports: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    model_versions: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    tracking_uri: str | None = None
+
+
+@dataclass
+class Written:
+    """What an `Output` wrote: a summary for the caller, metrics and files for the parent run."""
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    mlflow_artifacts: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a run's files go and which files they are.
+
+    ``write(state, work, scratch)`` writes into ``work``, a staging directory that is committed
+    into ``directory`` by one ``crm_engine.io.atomic_directory`` when the run succeeds (and
+    removed when it fails); ``scratch`` is a private temporary directory for files that are
+    only logged to MLflow. ``merge`` keeps the other files of ``directory`` (a stage command
+    writing beside the user's files) instead of replacing the directory (the run output).
+    ``previous`` is where the last committed run's files are, for stages that build on them.
+    ``directory=None`` writes no files (a command whose results only go to MLflow).
+    """
+
+    directory: Path | None
+    write: Callable[[RunState, Path, Path], Written]
+    merge: bool = False
+    previous: Path | None = None
 
 
 @dataclass
@@ -98,17 +151,124 @@ class RunResult:
 
     run_id: str
     as_of: dt.date
-    output_dir: Path
-    scores_rows: int
+    output_dir: Path | None
     summary: dict[str, Any]
     timings: dict[str, float]
     mlflow_run_id: str | None
     tracking_uri: str | None
-    validation: ValidationReport
+    validation: ValidationReport | None
+    reports: dict[str, Any]
+    metrics: dict[str, Any]
+    model_versions: dict[str, str]
 
 
 class StageError(RuntimeError):
     """A stage failed or broke its contract; names the stage, what it expected and what came."""
+
+
+ProgressFn = Callable[[str, str, float | None], None]
+
+
+def _noop(stage: str, state: str, seconds: float | None) -> None:
+    return None
+
+
+def run_pipeline(
+    cfg: PipelineConfig,
+    stages: list[Stage],
+    output: Output | None = None,
+    *,
+    tracking: bool = True,
+    validate_inputs: bool = True,
+    run_name: str = "crm",
+    progress: ProgressFn = _noop,
+) -> RunResult:
+    """Run the given stages over the configured data and commit what ``output`` writes.
+
+    Parameters
+    ----------
+    cfg
+        The resolved pipeline configuration.
+    stages
+        Stages in execution order (see `pipelines.stages.default_stages`).
+    output
+        What to write and where; default: the whole run output in ``cfg.output.dir``
+        (`pipelines.outputs.run_directory`).
+    tracking
+        Log a parent MLflow run with a nested run per stage.
+    validate_inputs
+        Check the input tables against their contracts first (off only for ``--no-validate``).
+    run_name
+        What ran, the prefix of the parent MLflow run's name ``<run_name>-<as_of>``.
+    progress
+        Called with (stage, "start" | "done", seconds).
+
+    Raises
+    ------
+    DataError
+        When validation finds errors: nothing is written.
+    StageError
+        When a stage fails: nothing is written, the previous output is left untouched.
+    """
+    if output is None:
+        from pipelines.outputs import run_directory
+
+        output = run_directory(Path(cfg.output.dir))
+    progress("validate", "start", None)
+    t0 = time.perf_counter()
+    as_of, report, tables = _prepare_inputs(cfg, validate_inputs)
+    state = RunState(
+        cfg=cfg,
+        as_of=as_of,
+        run_id=dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8],
+        stages=[s.name for s in stages],
+        validation=report,
+        catalog={"tables": tables},
+    )
+    if report is not None:
+        state.reports["validation"] = report.summary()
+    state.timings["validate"] = round(time.perf_counter() - t0, 3)
+    progress("validate", "done", state.timings["validate"])
+
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crm-run-")))
+        work = (
+            stack.enter_context(atomic_directory(output.directory, merge=output.merge))
+            if output.directory is not None
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crm-work-")))
+        )
+        if tracking:
+            stack.enter_context(_tracking(state, f"{run_name}-{as_of.isoformat()}"))
+        ctx = StageContext(
+            cfg=cfg,
+            as_of=as_of,
+            workdir=work,
+            tracking=tracking,
+            tables=tables,
+            previous_output=output.previous,
+        )
+        for stage in stages:
+            _run_stage(stage, ctx, state, progress)
+        progress("write", "start", None)
+        t = time.perf_counter()
+        written = output.write(state, work, scratch)
+        state.timings["write"] = round(time.perf_counter() - t, 3)
+        progress("write", "done", state.timings["write"])
+        if tracking:
+            _log_run(state, written)
+    return RunResult(
+        run_id=state.run_id,
+        as_of=as_of,
+        output_dir=output.directory,
+        summary=written.summary,
+        timings=state.timings,
+        mlflow_run_id=state.mlflow_run_id,
+        tracking_uri=state.tracking_uri,
+        validation=report,
+        reports=state.reports,
+        metrics=state.metrics,
+        model_versions=state.model_versions,
+    )
 
 
 def _guess_as_of(data_dir: Path) -> dt.date | None:
@@ -122,189 +282,119 @@ def _guess_as_of(data_dir: Path) -> dt.date | None:
         return None
 
 
-ProgressFn = Callable[[str, str, float | None], None]
-
-
-def _noop(stage: str, state: str, seconds: float | None) -> None:
-    return None
-
-
-def run_pipeline(
-    cfg: PipelineConfig,
-    stages: list[Stage],
-    *,
-    tracking: bool = True,
-    registry: bool = False,
-    progress: ProgressFn = _noop,
-) -> RunResult:
-    """Run the given stages over the configured data and write every output atomically.
-
-    Parameters
-    ----------
-    cfg
-        The resolved pipeline configuration.
-    stages
-        Stages in execution order (see `pipelines.stages.default_stages`).
-    tracking
-        Log a parent MLflow run with a nested run per stage.
-    registry
-        Load registered models instead of training (``--score-only --registry``).
-    progress
-        Called with (stage, "start" | "done", seconds).
-
-    Raises
-    ------
-    DataError
-        When validation finds errors: nothing is written.
-    StageError
-        When a stage fails: the previous output directory is left untouched.
-    """
+def _prepare_inputs(
+    cfg: PipelineConfig, validate_inputs: bool
+) -> tuple[dt.date, ValidationReport | None, dict[str, pl.LazyFrame]]:
+    """as_of, the validation report and the tables: everything checked before any stage runs."""
     data_dir = Path(cfg.data.dir)
-    out_dir = Path(cfg.output.dir)
-    progress("validate", "start", None)
-    t0 = time.perf_counter()
+    if not data_dir.is_dir():
+        raise DataError(f"data directory {data_dir} does not exist or is not a directory")
     as_of = cfg.data.as_of or _guess_as_of(data_dir)
-    report = validate(data_dir, as_of)
-    report.raise_for_errors()
+    report = None
+    if validate_inputs:
+        report = validate(data_dir, as_of)
+        report.raise_for_errors()
+    tables = load_tables(data_dir)
+    missing = [t for t in REQUIRED_TABLES if t not in tables]
+    if missing:
+        raise DataError(f"{data_dir}: required table(s) not found: {', '.join(missing)}")
     if as_of is None:
         raise DataError(f"transactions in {data_dir}: no timestamps to date the run; pass --as-of")
-    tables = load_tables(data_dir)
-    timings = {"validate": round(time.perf_counter() - t0, 3)}
-    progress("validate", "done", timings["validate"])
+    return as_of, report, tables
 
-    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
-    catalog: dict[str, Any] = {"tables": tables}
-    reports: dict[str, Any] = {"validation": report.summary()}
-    metrics: dict[str, Any] = {}
-    model_versions: dict[str, str] = {}
-    artifacts: dict[str, Path] = {}
-    mlflow_run_id: str | None = None
-    tracking_uri: str | None = None
-    previous = out_dir if (out_dir / "manifest.json").is_file() else None
 
-    with atomic_directory(out_dir) as work:
-        ctx = StageContext(
-            cfg=cfg,
-            as_of=as_of,
-            workdir=work,
-            tracking=tracking,
-            registry=registry,
-            previous_output=previous,
-            tables=tables,
+@contextlib.contextmanager
+def _tracking(state: RunState, run_name: str) -> Iterator[None]:
+    """The parent MLflow run; it ends FAILED when the run raises."""
+    from crm_engine import tracking as trk
+
+    cfg = state.cfg
+    state.tracking_uri = trk.configure(cfg.mlflow, Path(cfg.output.dir))
+    tags = {"crm.run_id": state.run_id, "crm.as_of": state.as_of.isoformat()}
+    with trk.parent_run(run_name, tags=tags) as run:
+        state.mlflow_run_id = run.info.run_id
+        trk.log_params(
+            {
+                "as_of": state.as_of.isoformat(),
+                "data_dir": str(cfg.data.dir),
+                "stages": ",".join(state.stages),
+            }
         )
-        parent = None
-        if tracking:
-            from crm_engine import tracking as trk
+        yield
 
-            tracking_uri = trk.configure(cfg.mlflow, out_dir)
-            parent = trk.parent_run(
-                f"crm-{as_of.isoformat()}",
-                tags={"crm.run_id": run_id, "crm.as_of": as_of.isoformat()},
-            )
-            active = parent.__enter__()
-            mlflow_run_id = active.info.run_id
-            trk.log_params(
-                {
-                    "as_of": as_of.isoformat(),
-                    "data_dir": str(data_dir),
-                    "stages": ",".join(s.name for s in stages),
-                }
-            )
-        try:
-            for stage in stages:
-                missing = [i for i in stage.inputs if i not in catalog]
-                if missing:
-                    raise StageError(
-                        f"stage {stage.name} expected inputs {list(stage.inputs)}; "
-                        f"missing {missing} (run the stages that produce them)"
-                    )
-                progress(stage.name, "start", None)
-                t = time.perf_counter()
-                kwargs = {i: catalog[i] for i in stage.inputs}
-                kwargs |= {i: catalog.get(i) for i in stage.optional_inputs}
-                result = _run_stage(stage, ctx, kwargs, tracking)
-                absent = [o for o in stage.outputs if o not in result.outputs]
-                if absent:
-                    raise StageError(
-                        f"stage {stage.name} promised {list(stage.outputs)}; "
-                        f"did not return {absent}"
-                    )
-                catalog.update(result.outputs)
-                timings[stage.name] = round(time.perf_counter() - t, 3)
-                metrics[stage.name] = result.metrics
-                if result.report:
-                    reports[stage.name] = result.report
-                model_versions.update(result.model_versions)
-                artifacts.update(result.artifacts)
-                progress(stage.name, "done", timings[stage.name])
 
-            progress("write", "start", None)
-            t = time.perf_counter()
-            summary, summary_inputs = _write_outputs(
-                work,
-                catalog,
-                reports,
-                metrics,
-                model_versions,
-                artifacts,
-                cfg=cfg,
-                as_of=as_of,
-                run_id=run_id,
-                mlflow_run_id=mlflow_run_id,
-                tracking_uri=tracking_uri,
-                timings=timings,
-                validation=report,
-            )
-            timings["write"] = round(time.perf_counter() - t, 3)
-            progress("write", "done", timings["write"])
-            if tracking:
-                from crm_engine import tracking as trk
+def _log_run(state: RunState, written: Written) -> None:
+    import mlflow
 
-                trk.log_metrics({"timing_s": timings, "scores_rows": summary["customers_scored"]})
-                import mlflow
+    from crm_engine import tracking as trk
 
-                # The analyst's report lists top customers; MLflow gets aggregates only.
-                with tempfile.TemporaryDirectory() as tmp:
-                    shared = dataclasses.replace(summary_inputs, customer_rows=False)
-                    mlflow.log_artifact(str(write_report(shared, Path(tmp) / "report.html")))
-                mlflow.log_artifact(str(work / "manifest.json"))
-        except BaseException:
-            if parent is not None:
-                import mlflow
+    trk.log_metrics({"timing_s": state.timings, **written.metrics})
+    for path in written.mlflow_artifacts:
+        mlflow.log_artifact(str(path))
 
-                mlflow.end_run(status="FAILED")
-                parent = None
-            raise
-        finally:
-            if parent is not None:
-                parent.__exit__(None, None, None)
-    return RunResult(
-        run_id=run_id,
-        as_of=as_of,
-        output_dir=out_dir,
-        scores_rows=summary["customers_scored"],
-        summary=summary,
-        timings=timings,
-        mlflow_run_id=mlflow_run_id,
-        tracking_uri=tracking_uri,
-        validation=report,
+
+def _run_stage(stage: Stage, ctx: StageContext, state: RunState, progress: ProgressFn) -> None:
+    """Run one stage, check what it returned against its declaration, file its outputs."""
+    catalog = state.catalog
+    missing = [i for i in stage.inputs if i not in catalog]
+    if missing:
+        raise StageError(
+            f"stage {stage.name} expected inputs {list(stage.inputs)}; "
+            f"missing {missing} (run the stages that produce them)"
+        )
+    progress(stage.name, "start", None)
+    t = time.perf_counter()
+    kwargs = {i: catalog[i] for i in stage.inputs}
+    kwargs |= {i: catalog.get(i) for i in stage.optional_inputs}
+    result = _call(stage, ctx, kwargs)
+    absent = [o for o in stage.outputs if o not in result.outputs]
+    if absent:
+        raise StageError(
+            f"stage {stage.name} promised {list(stage.outputs)}; did not return {absent}"
+        )
+    for name, schema_of in stage.schemas.items():
+        check_schema(f"stage {stage.name} output {name}", result.outputs[name], schema_of(ctx))
+    catalog.update(result.outputs)
+    state.timings[stage.name] = round(time.perf_counter() - t, 3)
+    state.metrics[stage.name] = result.metrics
+    if result.report is not None:
+        state.reports[stage.name] = result.report
+    state.model_versions.update(result.model_versions)
+    state.artifacts.update(result.artifacts)
+    progress(stage.name, "done", state.timings[stage.name])
+
+
+def check_schema(what: str, frame: pl.DataFrame, expected: pl.Schema) -> None:
+    """Raise `StageError` naming the missing, unexpected and mistyped columns of ``frame``."""
+    actual = frame.schema
+    if actual == expected:
+        return
+    missing = [c for c in expected if c not in actual]
+    extra = [c for c in actual if c not in expected]
+    wrong = [
+        f"{c}: declared {expected[c]}, got {actual[c]}"
+        for c in expected
+        if c in actual and actual[c] != expected[c]
+    ]
+    order = "" if missing or extra or wrong else " (column order differs)"
+    raise StageError(
+        f"{what} does not match its declared schema{order}: missing={missing}, "
+        f"unexpected={extra}, wrong types={wrong}"
     )
 
 
-def _run_stage(
-    stage: Stage, ctx: StageContext, kwargs: dict[str, Any], tracking: bool
-) -> StageOutput:
+def _call(stage: Stage, ctx: StageContext, kwargs: dict[str, Any]) -> StageOutput:
     try:
-        if not tracking:
+        if not ctx.tracking:
             return stage.func(ctx, **kwargs)
+        import mlflow
+
         from crm_engine import tracking as trk
 
         with trk.stage_run(stage.name):
             result = stage.func(ctx, **kwargs)
             trk.log_params(result.params)
             trk.log_metrics(result.metrics)
-            import mlflow
-
             for path in result.artifacts.values():
                 if Path(path).is_file():
                     mlflow.log_artifact(str(path))
@@ -313,111 +403,3 @@ def _run_stage(
         raise
     except Exception as e:
         raise StageError(f"stage {stage.name} failed: {type(e).__name__}: {e}") from e
-
-
-def _write_outputs(
-    work: Path,
-    catalog: dict[str, Any],
-    reports: dict[str, Any],
-    metrics: dict[str, Any],
-    model_versions: dict[str, str],
-    artifacts: dict[str, Path],
-    *,
-    cfg: PipelineConfig,
-    as_of: dt.date,
-    run_id: str,
-    mlflow_run_id: str | None,
-    tracking_uri: str | None,
-    timings: dict[str, float],
-    validation: ValidationReport,
-) -> tuple[dict[str, Any], ReportInputs]:
-    profile: pl.DataFrame = catalog["profile"]
-    fallback = profile.with_columns(pl.lit(as_of).alias("as_of"))
-    scores = conform_scores(catalog.get("scores", fallback))
-    meta = {
-        "crm.contract": SCORES_CONTRACT,
-        "crm.run_id": run_id,
-        "crm.as_of": as_of.isoformat(),
-        "crm.model_versions": json.dumps(model_versions, sort_keys=True),
-    }
-    if mlflow_run_id:
-        meta["crm.mlflow_run_id"] = mlflow_run_id
-    write_parquet_atomic(scores, work / "scores.parquet", meta)
-    write_parquet_atomic(profile, work / "profiles.parquet", {"crm.as_of": as_of.isoformat()})
-    seg_profiles: pl.DataFrame | None = catalog.get("segment_profiles")
-    if seg_profiles is None:
-        seg_profiles = pl.DataFrame(
-            schema={
-                "segment_id": pl.Int64,
-                "segment_name": pl.String,
-                "size": pl.Int64,
-                "share": pl.Float64,
-            }
-        )
-    write_parquet_atomic(seg_profiles, work / "segment_profiles.parquet")
-    summary = _summary(scores)
-    report_inputs = ReportInputs(
-        scores=scores,
-        as_of=as_of,
-        run_id=run_id,
-        segment_profiles=seg_profiles,
-        migration=catalog.get("segment_migration"),
-        valuation=reports.get("valuation"),
-        churn=reports.get("churn"),
-        warnings=validation.summary()["warnings"],  # type: ignore[arg-type]
-        images=artifacts,
-        mlflow_run_id=mlflow_run_id,
-        tracking_uri=tracking_uri,
-    )
-    write_report(report_inputs, work / "report.html")
-    rows = {t.name: t.rows for t in validation.tables}
-    manifest = {
-        "contract": SCORES_CONTRACT,
-        "run_id": run_id,
-        "mlflow_run_id": mlflow_run_id,
-        "tracking_uri": tracking_uri,
-        "as_of": as_of.isoformat(),
-        "config": cfg.model_dump(mode="json"),
-        "inputs": input_fingerprints(Path(cfg.data.dir), rows),
-        "validation": reports.get("validation"),
-        "outputs": {
-            "scores.parquet": {"rows": scores.height},
-            "profiles.parquet": {"rows": profile.height},
-            "segment_profiles.parquet": {"rows": seg_profiles.height},
-        },
-        "model_versions": model_versions,
-        "timings_s": timings,
-        "metrics": metrics,
-        "summary": summary,
-        **{k: v for k, v in reports.items() if k not in ("validation",)},
-    }
-    checks = output_checksums(
-        work, ["scores.parquet", "profiles.parquet", "segment_profiles.parquet", "report.html"]
-    )
-    for name, c in checks.items():
-        manifest["outputs"].setdefault(name, {}).update(c)
-    write_manifest(work / "manifest.json", manifest)
-    return summary, report_inputs
-
-
-def _summary(scores: pl.DataFrame) -> dict[str, Any]:
-    def total(col: str) -> float | None:
-        if scores[col].null_count() == scores.height:
-            return None
-        return float(scores[col].sum())
-
-    return {
-        "customers_scored": scores.height,
-        "segments": (
-            None
-            if scores["segment_id"].null_count() == scores.height
-            else int(scores["segment_id"].n_unique())
-        ),
-        "total_clv": total("clv"),
-        "high_churn_risk": (
-            None
-            if scores["churn_risk_band"].null_count() == scores.height
-            else int((scores["churn_risk_band"] == "high").sum())
-        ),
-        "value_at_risk": total("value_at_risk"),
-    }

@@ -1,115 +1,136 @@
-"""The pipeline's stages, declared as data, and the adapters that call each stage package."""
+"""The pipeline's stages, declared as data, and the adapters that call each stage package.
+
+Every stage adapter lives here: it takes frames from the catalog, calls its package and hands
+back frames, metrics, a report and the models it logged. Training and loading from the registry
+are two adapters of the same stage name; `default_stages` picks one.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 import polars as pl
 
-from pipelines.runner import Stage, StageContext, StageError, StageOutput
+from crm_engine.contracts import SCORE_COLUMNS, scores_schema
+from crm_engine.scores import conform_scores
+from pipelines.runner import SchemaFn, Stage, StageContext, StageError, StageOutput
 
 STAGE_NAMES = ("profile", "segmentation", "valuation", "churn")
 
 
+# --- declared schemas ----------------------------------------------------------------------
+
+
+def owned_columns(owners: Sequence[str]) -> list[str]:
+    """The ``crm.scores/v1`` columns whose owner label is one of ``owners``, in contract order
+    (``customer_id`` first, whoever owns it: it is every frame's join key)."""
+    names = [c.name for c in SCORE_COLUMNS if c.stage in owners and c.name != "customer_id"]
+    return ["customer_id", *names]
+
+
+def owned_schema(*owners: str) -> SchemaFn:
+    """The schema of the frame through which a stage supplies its contract columns."""
+
+    def schema(ctx: StageContext) -> pl.Schema:
+        full = scores_schema(ctx.id_dtype)
+        return pl.Schema({name: full[name] for name in owned_columns(owners)})
+
+    return schema
+
+
+def _with_id(declared: pl.Schema) -> SchemaFn:
+    """A stage package's declared schema with the run's customer id type."""
+
+    def schema(ctx: StageContext) -> pl.Schema:
+        return pl.Schema({**declared, "customer_id": ctx.id_dtype})
+
+    return schema
+
+
+def _profile_schema(ctx: StageContext) -> pl.Schema:
+    import features
+
+    return features.profile_schema(ctx.cfg.features, frozenset(ctx.tables), ctx.id_dtype)
+
+
+def _scores_schema(ctx: StageContext) -> pl.Schema:
+    return scores_schema(ctx.id_dtype)
+
+
+# --- profile -------------------------------------------------------------------------------
+
+
 def profile_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOutput:
-    """Point-in-time profiles at ``as_of``, collected once with the streaming engine."""
+    """Point-in-time profile at ``as_of`` and the contract columns the profile owns."""
+    import features
+
     profile = ctx.profile_at(ctx.as_of)
+    owned = owned_columns(["features"])
+    facts = profile.select(
+        "customer_id",
+        pl.lit(ctx.as_of).alias("as_of"),
+        *features.rfm_facts(),
+        *[c for c in owned if c in profile.columns and c != "customer_id"],
+    )
+    missing = {
+        c.name: pl.lit(None, dtype=c.dtype).alias(c.name)
+        for c in SCORE_COLUMNS
+        if c.name in owned and c.name not in facts.columns  # influence without a calls table
+    }
+    facts = facts.with_columns(missing.values()).select(owned)
     return StageOutput(
-        outputs={"profile": profile},
+        outputs={"profile": profile, "profile_facts": facts},
         metrics={"customers": profile.height, "columns": profile.width},
         params={"tables": ",".join(sorted(tables))},
     )
 
 
-def assemble_stage(
-    ctx: StageContext,
-    profile: pl.DataFrame,
-    segments: pl.DataFrame | None = None,
-    values: pl.DataFrame | None = None,
-    churn_scores: pl.DataFrame | None = None,
-    segment_profiles: pl.DataFrame | None = None,
+# --- segmentation --------------------------------------------------------------------------
+
+
+PreviousModel = Path | Literal[False] | None
+"""A previous segmentation model: a file, False for none, None for the last run's if any."""
+
+
+def _previous_segmenter(ctx: StageContext, previous: PreviousModel) -> Path | None:
+    from segmentation.store import MODEL_FILE
+
+    if previous is False:
+        return None
+    if previous is not None:
+        return Path(previous)
+    if ctx.previous_output is not None and (ctx.previous_output / MODEL_FILE).is_file():
+        return ctx.previous_output / MODEL_FILE
+    return None
+
+
+def segmentation_stage(
+    ctx: StageContext, profile: pl.DataFrame, *, previous: PreviousModel = None
 ) -> StageOutput:
-    """Join every stage's per-customer columns into one frame in contract vocabulary."""
-    base = profile.select(
-        "customer_id",
-        pl.lit(ctx.as_of).alias("as_of"),
-        *[
-            c
-            for c in (
-                "age_band",
-                "occupation",
-                "region",
-                "area_type",
-                "plan_type",
-                "tenure_days",
-                "frequency",
-                "influence_score",
-            )
-            if c in profile.columns
-        ],
-    )
-    if {"T", "recency", "has_purchase"} <= set(profile.columns):
-        base = base.with_columns(
-            pl.when(profile["has_purchase"])
-            .then((profile["T"] - profile["recency"] + 1).round(0).cast(pl.Int64))
-            .otherwise(None)
-            .alias("recency_days"),
-            profile["monetary_value"].alias("monetary_avg"),
-        )
-    scores = base
-    for frame in (segments, values, churn_scores):
-        if frame is None:
-            continue
-        new_cols = [c for c in frame.columns if c == "customer_id" or c not in scores.columns]
-        scores = scores.join(frame.select(new_cols), on="customer_id", how="left")
-    outputs: dict[str, Any] = {"scores": scores}
-    if segment_profiles is not None:
-        outputs["segment_profiles"] = _enrich_segment_profiles(segment_profiles, scores)
-    return StageOutput(outputs=outputs, metrics={"rows": scores.height})
-
-
-def _enrich_segment_profiles(profiles: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
-    """Fill per-segment mean CLV and churn, and value at risk, once those stages have run."""
-    if "segment_id" not in scores.columns:
-        return profiles
-    aggs = []
-    for col, name in (("clv", "clv_mean"), ("churn_probability", "churn_probability_mean")):
-        if col in scores.columns:
-            aggs.append(pl.col(col).mean().alias(name))
-    if "value_at_risk" in scores.columns:
-        aggs.append(pl.col("value_at_risk").sum().alias("value_at_risk"))
-    if not aggs:
-        return profiles
-    extra = scores.group_by("segment_id").agg(aggs)
-    keep = [c for c in profiles.columns if c == "segment_id" or c not in extra.columns]
-    order = [c for c in profiles.columns] + [c for c in extra.columns if c not in profiles.columns]
-    return profiles.select(keep).join(extra, on="segment_id", how="left").select(order)
-
-
-SEGMENTATION_MODEL_NAME = "crm-segmentation"
-SEGMENTATION_MODEL_FILE = "segmentation_model.pkl"
-
-
-def segmentation_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
     """Bands and behavioural segments; ids aligned with the previous run's model when present."""
-    from pipelines.segment_job import load_segmenter, save_segmenter
     from segmentation import segment_customers
+    from segmentation.store import MODEL_FILE, load_segmenter, save_segmenter
 
-    previous = None
-    if ctx.previous_output is not None:
-        path = ctx.previous_output / SEGMENTATION_MODEL_FILE
-        if path.is_file():
-            previous = load_segmenter(path)
-    result = segment_customers(profile, ctx.cfg.segmentation, previous=previous)
-    save_segmenter(result.model, ctx.workdir / SEGMENTATION_MODEL_FILE)
+    previous_path = _previous_segmenter(ctx, previous)
+    previous_model = load_segmenter(previous_path) if previous_path is not None else None
+    if profile.height == 0:
+        raise StageError(f"segmentation: no active customers at as_of={ctx.as_of}")
+    result = segment_customers(
+        profile, ctx.cfg.segmentation, previous=previous_model, features_cfg=ctx.cfg.features
+    )
+    save_segmenter(result.model, ctx.workdir / MODEL_FILE)
     versions: dict[str, str] = {}
     if ctx.tracking:
+        from crm_engine.tracking import REGISTERED_MODELS
         from segmentation.pyfunc import log_segmentation_model
 
-        reg = SEGMENTATION_MODEL_NAME if ctx.cfg.mlflow.register_models else None
+        reg = REGISTERED_MODELS["segmentation"] if ctx.cfg.mlflow.register_models else None
         info = log_segmentation_model(result, registered_model_name=reg)
         versions["segmentation"] = str(info.registered_model_version or info.model_uri)
-    report = result.report
+    report = {**result.report, "previous_model": str(previous_path) if previous_path else None}
     metrics: dict[str, Any] = {"k": report["k"], "customers": report["n_customers"]}
     for row in report.get("scores", []):
         for key, value in row.items():
@@ -117,10 +138,13 @@ def segmentation_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
                 metrics[f"{key}.k{row.get('k')}"] = value
     if "same_segment_share" in report:
         metrics["same_segment_share"] = report["same_segment_share"]
-    outputs: dict[str, Any] = {"segments": result.assignments, "segment_profiles": result.profiles}
+    outputs: dict[str, Any] = {
+        "segments": result.assignments,
+        "segment_profiles": result.profiles,
+        "segment_migration": result.migration,
+    }
     if result.migration is not None:
-        outputs["segment_migration"] = result.migration
-        report = {**report, "migration": result.migration.to_dicts()}
+        report["migration"] = result.migration.to_dicts()
     return StageOutput(
         outputs=outputs,
         metrics=metrics,
@@ -134,16 +158,19 @@ def segmentation_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
     )
 
 
-def _latest(name: str) -> str:
-    from pipelines.churn_job import latest_model_uri
+def _registered(model: str, uri: str | None = None) -> str:
+    """``uri``, or the latest registered version of a pipeline model."""
+    from crm_engine.io import DataError
+    from crm_engine.tracking import REGISTERED_MODELS, registered_model_uri
 
-    uri = latest_model_uri(name)
-    if uri is None:
-        raise StageError(
-            f"no registered model {name!r} in the tracking store: run the pipeline once "
-            "(with mlflow.register_models = true) before --score-only --registry"
+    found = uri or registered_model_uri(model)
+    if found is None:
+        raise DataError(
+            f"no registered model {REGISTERED_MODELS[model]!r} in the tracking store: train it "
+            "first (crm-engine run, or crm-engine churn train, with mlflow.register_models = "
+            "true) or pass a model URI"
         )
-    return uri
+    return found
 
 
 def segmentation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
@@ -154,7 +181,7 @@ def segmentation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> Sta
     from segmentation.profiles import segment_profiles
     from segmentation.pyfunc import model_input_frame
 
-    uri = _latest(SEGMENTATION_MODEL_NAME)
+    uri = _registered("segmentation")
     segmenter = mlflow.pyfunc.load_model(uri).unwrap_python_model().segmenter
     assigned = segmenter.assign(model_input_frame(segmenter, profile))
     cuts = spend_cut_points(profile, ctx.cfg.segmentation.spend_cut_points)
@@ -169,10 +196,59 @@ def segmentation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> Sta
     )
     profiles = segment_profiles(assignments, profile, segmenter.features_, None)
     return StageOutput(
-        outputs={"segments": assignments, "segment_profiles": profiles},
+        outputs={"segments": assignments, "segment_profiles": profiles, "segment_migration": None},
         metrics={"customers": profile.height},
         params={"model_uri": uri},
         model_versions={"segmentation": uri},
+    )
+
+
+# --- valuation -----------------------------------------------------------------------------
+
+
+def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOutput:
+    """Holdout (model selection with ``auto``), fit at as_of, value every customer.
+
+    Logs the CLV pyfunc model (registered as ``crm-clv`` when ``mlflow.register_models``)
+    inside the runner's nested run when ``ctx.tracking``.
+    """
+    from valuation import run_valuation
+    from valuation.holdout import plot_holdout
+
+    run = run_valuation(ctx.profile_at, tables["transactions"], ctx.as_of, ctx.cfg.valuation)
+    artifacts: dict[str, Path] = {}
+    if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
+        artifacts["valuation_holdout.png"] = plot_holdout(
+            run.holdout, ctx.workdir / "valuation" / "valuation_holdout.png"
+        )
+    versions: dict[str, str] = {}
+    if ctx.tracking:
+        from crm_engine.tracking import REGISTERED_MODELS
+        from valuation.pyfunc import log_valuation_model
+
+        reg = REGISTERED_MODELS["clv"] if ctx.cfg.mlflow.register_models else None
+        info = log_valuation_model(
+            run.models.purchase, run.models.spend, ctx.cfg.valuation, registered_model_name=reg
+        )
+        versions["clv"] = str(info.registered_model_version or info.model_uri)
+    metrics: dict[str, Any] = {
+        "valuation.log_likelihood": run.report["log_likelihood"],
+        "valuation.total_clv": run.report["total_clv"],
+        "valuation.mean_p_alive": run.report["mean_p_alive"],
+    }
+    if run.holdout is not None:
+        for name, m in run.holdout.metrics.items():
+            if m is not None:
+                metrics[f"valuation.holdout.{name}.mae"] = m["mae"]
+    params = {f"valuation.{k}": v for k, v in run.report["params"].items()}
+    params["valuation.model"] = run.report["model"]
+    return StageOutput(
+        outputs={"values": run.values},
+        metrics=metrics,
+        params=params,
+        report=run.report,
+        artifacts=artifacts,
+        model_versions=versions,
     )
 
 
@@ -180,10 +256,9 @@ def valuation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageO
     """Values from the latest registered CLV model (no refit, no holdout)."""
     import mlflow
 
-    from pipelines.value_job import CLV_MODEL_NAME
-    from valuation.stage import ValuationModels, value_customers
+    from valuation import ValuationModels, value_customers
 
-    uri = _latest(CLV_MODEL_NAME)
+    uri = _registered("clv")
     inner = mlflow.pyfunc.load_model(uri).unwrap_python_model()
     values, report = value_customers(
         profile, ctx.cfg.valuation, model=ValuationModels(inner.purchase, inner.spend)
@@ -196,73 +271,280 @@ def valuation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageO
     )
 
 
-def churn_registry_stage(
+# --- churn and loyalty ---------------------------------------------------------------------
+
+
+def _scoring_frame(ctx: StageContext, profile: pl.DataFrame) -> pl.DataFrame:
+    from churn.frames import with_extras
+
+    return with_extras(profile.lazy(), ctx.tables, ctx.cfg.churn.extra_features).collect()
+
+
+def _clv(values: pl.DataFrame | None) -> pl.DataFrame | None:
+    return values.select("customer_id", "clv") if values is not None else None
+
+
+def churn_stage(
     ctx: StageContext,
     tables: dict[str, pl.LazyFrame],
     profile: pl.DataFrame,
     values: pl.DataFrame | None = None,
+    *,
+    score: bool = True,
 ) -> StageOutput:
-    """Churn and loyalty scores from the latest registered models (no training)."""
-    from churn import add_loyalty, score_churn
-    from churn.pyfunc import load_churn_model, load_loyalty_model
-    from pipelines.churn_job import (
-        CHURN_MODEL_NAME,
-        LOYALTY_MODEL_NAME,
-        _with_extras,
-        latest_model_uri,
-    )
+    """Train on the two earlier cuts, then (with ``score``) score ``profile`` at as_of.
 
-    churn_uri = _latest(CHURN_MODEL_NAME)
-    churn_model = load_churn_model(churn_uri)
-    loyalty_uri = latest_model_uri(LOYALTY_MODEL_NAME)
-    loyalty_model = load_loyalty_model(loyalty_uri) if loyalty_uri else None
-    scoring = _with_extras(profile.lazy(), tables, ctx.cfg.churn.extra_features).collect()
-    clv = values.select("customer_id", "clv") if values is not None else None
-    scored = score_churn(scoring, churn_model, ctx.cfg.churn, clv)
-    out = add_loyalty(scored.frame, scoring, loyalty_model)
-    versions = {"churn": churn_uri} | ({"loyalty": loyalty_uri} if loyalty_uri else {})
+    With the valuation stage's ``values``, ``clv`` gives value at risk. Models are logged (and
+    registered when ``mlflow.register_models``) inside the runner's nested MLflow run when
+    ``ctx.tracking``. ``score=False`` (``crm-engine churn train``) only trains and reports.
+    """
+    from churn import add_loyalty, score_churn
+    from churn.training import train_models, write_plots
+
+    cfg = ctx.cfg
+    training = train_models(tables, ctx.as_of, cfg, profile_at=ctx.profile_at)
+    versions: dict[str, str] = {}
+    if ctx.tracking:
+        import mlflow
+
+        from churn.pyfunc import log_churn_model, log_loyalty_model
+        from crm_engine.tracking import REGISTERED_MODELS
+
+        reg = cfg.mlflow.register_models
+        info = log_churn_model(
+            training.churn, registered_model_name=REGISTERED_MODELS["churn"] if reg else None
+        )
+        versions["churn"] = str(info.registered_model_version or info.model_uri)
+        if training.loyalty is not None:
+            info = log_loyalty_model(
+                training.loyalty,
+                registered_model_name=REGISTERED_MODELS["loyalty"] if reg else None,
+            )
+            versions["loyalty"] = str(info.registered_model_version or info.model_uri)
+        if training.loyalty_skipped:
+            mlflow.set_tag("crm.loyalty_skipped", training.loyalty_skipped[:500])
+    report: dict[str, Any] = {
+        "metrics": training.metrics,
+        "features": training.churn.feature_names_in_,
+        "loyalty_skipped": training.loyalty_skipped,
+        "train_cut": training.train_cut.isoformat(),
+        "valid_cut": training.valid_cut.isoformat(),
+        "horizon_days": training.horizon_days,
+    }
+    outputs: dict[str, Any] = {"churn_scores": None}
+    metrics = dict(training.metrics)
+    importance = training.importance
+    if score:
+        scoring = _scoring_frame(ctx, profile)
+        scored = score_churn(scoring, training.churn, cfg.churn, _clv(values))
+        outputs["churn_scores"] = add_loyalty(scored.frame, scoring, training.loyalty)
+        metrics["churn.n_explained"] = scored.n_explained
+        importance = scored.importance
+    report["importance"] = importance.head(15).to_dicts()
     return StageOutput(
-        outputs={"churn_scores": out},
-        metrics={"n_explained": scored.n_explained},
+        outputs=outputs,
+        metrics=metrics,
+        params=training.params(),
+        report=report,
+        artifacts=write_plots(training, ctx.workdir / "churn"),
         model_versions=versions,
     )
 
 
-def default_stages(selected: list[str] | None = None, registry: bool = False) -> list[Stage]:
+def churn_registry_stage(
+    ctx: StageContext,
+    profile: pl.DataFrame,
+    values: pl.DataFrame | None = None,
+    *,
+    churn_uri: str | None = None,
+    loyalty_uri: str | None = None,
+) -> StageOutput:
+    """Churn and loyalty scores from registered models (no training).
+
+    ``churn_uri`` / ``loyalty_uri`` default to the latest registered versions; without a
+    registered loyalty model the loyalty columns are null.
+    """
+    from churn import add_loyalty, score_churn
+    from churn.pyfunc import load_churn_model, load_loyalty_model
+    from crm_engine.tracking import registered_model_uri
+
+    churn_uri = _registered("churn", churn_uri)
+    churn_model = load_churn_model(churn_uri)
+    loyalty_uri = loyalty_uri or registered_model_uri("loyalty")
+    loyalty_model = load_loyalty_model(loyalty_uri) if loyalty_uri else None
+    scoring = _scoring_frame(ctx, profile)
+    scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values))
+    out = add_loyalty(scored.frame, scoring, loyalty_model)
+    versions = {"churn": churn_uri} | ({"loyalty": loyalty_uri} if loyalty_uri else {})
+    return StageOutput(
+        outputs={"churn_scores": out},
+        metrics={"churn.n_explained": scored.n_explained},
+        params={"churn_model_uri": churn_uri, "loyalty_model_uri": loyalty_uri or ""},
+        model_versions=versions,
+    )
+
+
+# --- assemble ------------------------------------------------------------------------------
+
+
+def assemble_stage(
+    ctx: StageContext, *, sources: dict[str, tuple[str, ...]], **frames: pl.DataFrame | None
+) -> StageOutput:
+    """Join every stage's contract columns into one ``crm.scores/v1`` frame: joins only.
+
+    ``sources`` maps a catalog frame to the owner labels whose columns it supplies; each
+    contract column is taken from its one owner and nothing is computed here. Columns of a
+    stage that did not run become typed nulls.
+    """
+    base_name = next(iter(sources))
+    scores = frames[base_name]
+    if scores is None:
+        raise StageError(f"assemble: the {base_name} frame is missing")
+    scores = scores.select(owned_columns(sources[base_name]))
+    for name, owners in list(sources.items())[1:]:
+        frame = frames.get(name)
+        if frame is not None:
+            scores = scores.join(frame.select(owned_columns(owners)), on="customer_id", how="left")
+    scores = conform_scores(scores)
+    outputs: dict[str, Any] = {"scores": scores, "segment_summary": None}
+    segment_profiles = frames.get("segment_profiles")
+    if segment_profiles is not None:
+        outputs["segment_summary"] = _enrich_segment_profiles(segment_profiles, scores)
+    return StageOutput(outputs=outputs, metrics={"rows": scores.height})
+
+
+def _enrich_segment_profiles(profiles: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
+    """Per-segment mean CLV and churn, and value at risk, of the stages that ran."""
+    ran = [
+        c
+        for c in ("clv", "churn_probability", "value_at_risk")
+        if scores[c].null_count() < scores.height
+    ]
+    aggs = [
+        (pl.col(c).sum() if c == "value_at_risk" else pl.col(c).mean()).alias(
+            c if c == "value_at_risk" else f"{c}_mean"
+        )
+        for c in ran
+    ]
+    if not aggs:
+        return profiles
+    extra = scores.group_by("segment_id").agg(aggs)
+    keep = [c for c in profiles.columns if c == "segment_id" or c not in extra.columns]
+    order = [*profiles.columns, *[c for c in extra.columns if c not in profiles.columns]]
+    return profiles.select(keep).join(extra, on="segment_id", how="left").select(order)
+
+
+# --- the stage list ------------------------------------------------------------------------
+
+
+def default_stages(
+    selected: Sequence[str] | None = None,
+    registry: bool = False,
+    *,
+    assemble: bool = True,
+    previous_segmenter: PreviousModel = None,
+    churn_score: bool = True,
+    churn_uri: str | None = None,
+    loyalty_uri: str | None = None,
+) -> list[Stage]:
     """The stage list in execution order; ``selected`` keeps a subset (profile always runs).
 
-    With ``registry`` the model stages load the latest registered models instead of fitting.
+    Parameters
+    ----------
+    selected
+        Stage names to run (default all of :data:`STAGE_NAMES`).
+    registry
+        The model stages load the latest registered models instead of fitting.
+    assemble
+        End with the assemble stage (the run output's ``scores``); the single-stage commands
+        write a stage's own output instead.
+    previous_segmenter
+        The segmentation model to align segment ids with (see :data:`PreviousModel`).
+    churn_score
+        False: the churn stage trains only (``crm-engine churn train``).
+    churn_uri, loyalty_uri
+        Registered model URIs for the churn registry stage (default: latest versions).
+
+    Raises
+    ------
+    ValueError
+        An unknown stage name.
     """
-    from pipelines.churn_job import churn_stage
-    from pipelines.value_job import valuation_stage
+    from segmentation.stage import ASSIGNMENT_SCHEMA
+    from valuation import VALUES_SCHEMA
 
     wanted = set(selected or STAGE_NAMES) | {"profile"}
     unknown = wanted - set(STAGE_NAMES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; allowed: {', '.join(STAGE_NAMES)}")
-    stages = [Stage("profile", profile_stage, ("tables",), ("profile",))]
+    stages = [
+        Stage(
+            "profile",
+            profile_stage,
+            ("tables",),
+            ("profile", "profile_facts"),
+            schemas={"profile": _profile_schema, "profile_facts": owned_schema("features")},
+            owns=("features",),
+        )
+    ]
+    sources = {"profile_facts": ("features",)}
     if "segmentation" in wanted:
-        fn = segmentation_registry_stage if registry else segmentation_stage
-        stages.append(Stage("segmentation", fn, ("profile",), ("segments", "segment_profiles")))
-    if "valuation" in wanted:
-        if registry:
-            stages.append(Stage("valuation", valuation_registry_stage, ("profile",), ("values",)))
-        else:
-            stages.append(Stage("valuation", valuation_stage, ("tables", "profile"), ("values",)))
-    if "churn" in wanted:
-        fn = churn_registry_stage if registry else churn_stage
+        fn = (
+            segmentation_registry_stage
+            if registry
+            else functools.partial(segmentation_stage, previous=previous_segmenter)
+        )
         stages.append(
             Stage(
-                "churn", fn, ("tables", "profile"), ("churn_scores",), optional_inputs=("values",)
+                "segmentation",
+                fn,
+                ("profile",),
+                ("segments", "segment_profiles", "segment_migration"),
+                schemas={"segments": _with_id(ASSIGNMENT_SCHEMA)},
+                owns=("segmentation",),
             )
         )
-    stages.append(
-        Stage(
-            "assemble",
-            assemble_stage,
-            ("profile",),
-            ("scores",),
-            optional_inputs=("segments", "values", "churn_scores", "segment_profiles"),
+        sources["segments"] = ("segmentation",)
+    if "valuation" in wanted:
+        stages.append(
+            Stage(
+                "valuation",
+                valuation_registry_stage if registry else valuation_stage,
+                ("profile",) if registry else ("tables",),
+                ("values",),
+                schemas={"values": _with_id(VALUES_SCHEMA)},
+                owns=("valuation",),
+            )
         )
-    )
+        sources["values"] = ("valuation",)
+    if "churn" in wanted:
+        fn = (
+            functools.partial(churn_registry_stage, churn_uri=churn_uri, loyalty_uri=loyalty_uri)
+            if registry
+            else functools.partial(churn_stage, score=churn_score)
+        )
+        inputs = ("profile",) if registry else ("tables", "profile")
+        stages.append(
+            Stage(
+                "churn",
+                fn,
+                inputs,
+                ("churn_scores",),
+                optional_inputs=("values",),
+                schemas={"churn_scores": owned_schema("churn", "loyalty")} if churn_score else {},
+                owns=("churn", "loyalty"),
+            )
+        )
+        sources["churn_scores"] = ("churn", "loyalty")
+    if assemble:
+        stages.append(
+            Stage(
+                "assemble",
+                functools.partial(assemble_stage, sources=sources),
+                ("profile_facts",),
+                ("scores", "segment_summary"),
+                optional_inputs=("segments", "values", "churn_scores", "segment_profiles"),
+                schemas={"scores": _scores_schema},
+            )
+        )
     return stages

@@ -5,16 +5,18 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from crm_engine.config import SegmentationConfig
+from crm_engine.config import FeaturesConfig, SegmentationConfig
 from segmentation.align import align_segment_ids, migration_matrix, stability
 from segmentation.bands import age_band_expr, spend_cut_points, spend_level_expr
 from segmentation.cluster import Segmenter, resolve_features
+from segmentation.preprocess import default_features
 from segmentation.profiles import segment_profiles
 
 #: Columns of the assignments frame (``customer_id`` keeps the run's id type).
@@ -71,15 +73,19 @@ def _json_float(x: Any) -> Any:
     return x
 
 
-def build_segmenter(cfg: SegmentationConfig) -> Segmenter:
-    """An unfitted :class:`Segmenter` from the ``[segmentation]`` config section."""
+def build_segmenter(cfg: SegmentationConfig, features: Sequence[str] | None = None) -> Segmenter:
+    """An unfitted :class:`Segmenter` from the ``[segmentation]`` config section.
+
+    ``features`` overrides ``cfg.features`` (the stage passes the resolved list).
+    """
+    chosen = features if features is not None else cfg.features
     return Segmenter(
         algorithm=cfg.algorithm,
         k=cfg.k,
         k_range=(cfg.k_min, cfg.k_max),
         sample_size=cfg.sample_size,
         silhouette_sample=cfg.silhouette_sample,
-        features=list(cfg.features) if cfg.features is not None else None,
+        features=list(chosen) if chosen is not None else None,
         random_state=cfg.seed,
         k_tolerance=cfg.k_tolerance,
         feature_weights=dict(cfg.feature_weights) or None,
@@ -91,6 +97,7 @@ def segment_customers(
     cfg: SegmentationConfig,
     previous: Segmenter | None = None,
     scores: pl.DataFrame | None = None,
+    features_cfg: FeaturesConfig | None = None,
 ) -> SegmentationResult:
     """Spend levels, age bands and behavioural segments for every customer of ``profile``.
 
@@ -105,6 +112,9 @@ def segment_customers(
         their meaning, and a migration matrix is built. None starts ids at 0.
     scores
         Optional ``customer_id`` + ``clv`` / ``churn_probability`` for the profile table.
+    features_cfg
+        The ``[features]`` section the profile was built with: the default clustering
+        features are named after its windows (:func:`~segmentation.preprocess.default_features`).
 
     Returns
     -------
@@ -119,7 +129,10 @@ def segment_customers(
         raise ValueError("cannot segment an empty profile (0 customers)")
     if "customer_id" not in profile.columns:
         raise ValueError("profile has no customer_id column")
-    features = resolve_features(profile.columns, cfg.features)
+    defaults = [f for f in default_features(features_cfg) if f in profile.columns]
+    features = resolve_features(
+        profile.columns, cfg.features if cfg.features is not None else defaults or None
+    )
     usable_previous = previous
     if previous is not None:
         missing = [f for f in previous.features_ if f not in profile.columns]
@@ -136,7 +149,7 @@ def segment_customers(
     X = profile.select(needed).to_pandas()
 
     t0 = time.perf_counter()
-    model = build_segmenter(cfg).fit(X)
+    model = build_segmenter(cfg, features).fit(X)
     t_fit = time.perf_counter() - t0
 
     migration = None

@@ -22,6 +22,7 @@ from valuation.gamma_gamma import GammaGammaModel
 from valuation.lifecycle import STAGES, lifecycle_stage_expr
 from valuation.pareto import ParetoNBDModel
 from valuation.profit import profit_contribution_expr
+from valuation.run import ValuationRun, run_valuation
 from valuation.select import AUTO_CANDIDATES, PURCHASE_MODELS, make_purchase_model, select_by_mae
 from valuation.stage import (
     VALUES_SCHEMA,
@@ -61,6 +62,7 @@ __all__ = [
     "ValuationError",
     "ValuationModels",
     "ValuationPyfunc",
+    "ValuationRun",
     "assign_tiers",
     "btyd_frame",
     "compress",
@@ -75,6 +77,7 @@ __all__ = [
     "month_ends",
     "monthly_discount_rate",
     "profit_contribution_expr",
+    "run_valuation",
     "score_arrays",
     "select_by_mae",
     "simulate_bgnbd",

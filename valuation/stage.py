@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from crm_engine.config import ValuationConfig
+from features import rfm_facts
 from valuation.base import PurchaseModel, ValuationError
 from valuation.clv import customer_lifetime_value, monthly_discount_rate
 from valuation.gamma_gamma import GammaGammaModel
@@ -33,9 +34,6 @@ PROFILE_COLUMNS: tuple[str, ...] = (
 VALUES_SCHEMA = pl.Schema(
     {
         "customer_id": pl.Int64(),
-        "recency_days": pl.Int64(),
-        "frequency": pl.Int64(),
-        "monetary_avg": pl.Float64(),
         "p_alive": pl.Float64(),
         "expected_purchases": pl.Float64(),
         "expected_avg_value": pl.Float64(),
@@ -45,7 +43,9 @@ VALUES_SCHEMA = pl.Schema(
         "lifecycle_stage": pl.String(),
     }
 )
-"""Output of :func:`value_customers` (``customer_id`` keeps the profile's id type)."""
+"""Output of :func:`value_customers` (``customer_id`` keeps the profile's id type): the
+valuation-owned columns of ``crm.scores/v1``; the RFM facts (``recency_days``, ``frequency``,
+``monetary_avg``) belong to the profile (``features.rfm_facts``)."""
 
 CORRELATION_WARN = 0.3
 
@@ -224,24 +224,16 @@ def value_customers(
     scores = score_arrays(X, models, cfg)
     cuts = tier_cut_points(scores["clv"], cfg.tier_quantiles)
     has = X.get_column("fit")
-    freq = X.get_column("frequency")
+    # lifecycle reads the days since the last purchase (the profile's, see features.rfm_facts)
+    recency_days = X.select(rfm_facts(pl.col("fit"))[0]).get_column("recency_days")
     values = (
         profile.select(
             pl.col("customer_id"),
             pl.col("tenure_days").cast(pl.Int64),
+            recency_days,
             profit_contribution_expr(profile.columns, cfg.margin, cfg.cost_per_interaction),
         )
         .with_columns(
-            pl.when(has)
-            .then((X.get_column("T") - X.get_column("recency") + 1).round(0))
-            .otherwise(None)
-            .cast(pl.Int64)
-            .alias("recency_days"),
-            freq.cast(pl.Int64).alias("frequency"),
-            pl.when(freq > 0)
-            .then(X.get_column("monetary_value"))
-            .otherwise(None)
-            .alias("monetary_avg"),
             *(pl.Series(k, v, dtype=pl.Float64) for k, v in scores.items()),
             assign_tiers(scores["clv"], cuts),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import sys
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from crm_engine.config import ConfigError
 from crm_engine.io import DataError
@@ -47,19 +49,50 @@ OptionalAsOfOpt = Annotated[
 ]
 """``--as-of``, optional: the stage commands default to the month after the last transaction."""
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="pipeline.toml", exists=True, dir_okay=False),
+]
+"""``--config FILE`` (its sections configure the stage; CLI flags override it)."""
+
+
+def parse_as_of(value: str | None) -> dt.date | None:
+    """``--as-of`` as a date (None stays None: the run picks its default).
+
+    Raises
+    ------
+    ConfigError
+        When ``value`` is not an ISO date.
+    """
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--as-of {value!r} is not an ISO date (YYYY-MM-DD), or not a date of the calendar"
+        ) from None
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a user's mistake (bad config, bad data) into one stderr line and exit code 1."""
+    """Turn a user's mistake (bad config, bad data, a failed stage) into one stderr line and exit
+    code 1; nothing was written (the runner commits only a whole, successful run)."""
+    from pipelines.runner import StageError
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, DataError) as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        except (ConfigError, DataError, StageError) as e:
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True
+            )
+            if isinstance(e, StageError):
+                err_console.print("nothing was written; the previous output is untouched")
             sys.exit(1)
 
     return wrapper

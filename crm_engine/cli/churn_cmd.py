@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from crm_engine.cli._app import DataOpt, app, console, user_errors
-from crm_engine.config import ConfigError, load_config
+from crm_engine.cli._app import ConfigOpt, DataOpt, app, console, parse_as_of, user_errors
+from crm_engine.config import load_config
 
 churn_app = typer.Typer(
     name="churn",
@@ -21,24 +20,14 @@ churn_app = typer.Typer(
 app.add_typer(churn_app, name="churn")
 
 AsOfOpt = Annotated[str, typer.Option("--as-of", help="first day not observed (YYYY-MM-DD)")]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", help="pipeline.toml", exists=True, dir_okay=False),
-]
 TrackingOpt = Annotated[
     str | None,
     typer.Option(
         "--tracking-uri",
-        help="MLflow store (default: config, MLFLOW_TRACKING_URI, sqlite:///<data>/../mlflow.db)",
+        help="MLflow store (default: mlflow.tracking_uri, MLFLOW_TRACKING_URI, "
+        "sqlite:///<output.dir>/mlflow.db, the store crm-engine run uses)",
     ),
 ]
-
-
-def _date(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 @churn_app.command("train")
@@ -54,13 +43,22 @@ def train_command(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Train on the cuts as_of-2h (train) and as_of-h (validation), log and register."""
-    from pipelines.churn_job import train_job
+    from pipelines.outputs import nothing
+    from pipelines.runner import run_pipeline
+    from pipelines.stages import default_stages
 
-    cfg = load_config(config, {"churn.horizon_days": horizon_days})
-    result = train_job(data, _date(as_of), cfg, tracking_uri=tracking_uri)
-    t = result.training
-    m = t.metrics
-    table = Table(title=f"churn model, out of time (validation cut {t.valid_cut})", show_edge=False)
+    cfg = load_config(config, _overrides(data, as_of, tracking_uri, horizon_days))
+    result = run_pipeline(
+        cfg,
+        default_stages(["churn"], assemble=False, churn_score=False),
+        nothing(),
+        run_name="churn-train",
+    )
+    rep = result.reports["churn"]
+    m = result.metrics["churn"]
+    table = Table(
+        title=f"churn model, out of time (validation cut {rep['valid_cut']})", show_edge=False
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in (
@@ -78,17 +76,18 @@ def train_command(
         if f"loyalty.{key}" in m:
             table.add_row(f"loyalty {key}", f"{m[f'loyalty.{key}']:.4f}")
     console.print(table)
-    if t.loyalty_skipped:
-        console.print(f"loyalty model skipped: {t.loyalty_skipped}", highlight=False)
+    if rep["loyalty_skipped"]:
+        console.print(f"loyalty model skipped: {rep['loyalty_skipped']}", markup=False)
     console.print(
-        f"trained on {int(m['churn.train_rows'])} customers at {t.train_cut}, validated on "
-        f"{int(m['churn.valid_rows'])} at {t.valid_cut}; horizon {t.horizon_days} days",
+        f"trained on {int(m['churn.train_rows'])} customers at {rep['train_cut']}, validated on "
+        f"{int(m['churn.valid_rows'])} at {rep['valid_cut']}; horizon {rep['horizon_days']} days",
         highlight=False,
     )
-    versions = ", ".join(f"{k}={v}" for k, v in t.model_versions.items())
+    versions = ", ".join(f"{k}={v}" for k, v in result.model_versions.items())
     console.print(
         f"MLflow run {result.mlflow_run_id} in {result.tracking_uri}; models: {versions}",
         highlight=False,
+        markup=False,
     )
 
 
@@ -114,27 +113,36 @@ def score_command(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Score every customer at as_of: probability, risk band, drivers, loyalty."""
-    from pipelines.churn_job import score_job
+    from pipelines.outputs import churn_scores_file
+    from pipelines.runner import run_pipeline
+    from pipelines.stages import default_stages
 
-    cfg = load_config(config)
-    result = score_job(
-        data,
-        _date(as_of),
-        out,
-        cfg,
-        model_uri=model,
-        loyalty_model_uri=loyalty_model,
-        tracking_uri=tracking_uri,
+    cfg = load_config(config, _overrides(data, as_of, tracking_uri))
+    stages = default_stages(
+        ["churn"], registry=True, assemble=False, churn_uri=model, loyalty_uri=loyalty_model
     )
-    table = Table(title=f"churn scores at {as_of}", show_edge=False)
+    result = run_pipeline(cfg, stages, churn_scores_file(out), run_name="churn-score")
+    table = Table(title=f"churn scores at {result.as_of}", show_edge=False)
     table.add_column("risk band")
     table.add_column("customers", justify="right")
     for band in ("high", "medium", "low"):
-        table.add_row(band, str(result.band_counts.get(band, 0)))
+        table.add_row(band, str(result.summary["band_counts"].get(band, 0)))
     console.print(table)
+    used = " and ".join(result.model_versions.values())
     console.print(
-        f"wrote {result.rows} rows to {result.path} ({result.n_explained} with drivers) "
-        f"using {result.churn_model_uri}"
-        + (f" and {result.loyalty_model_uri}" if result.loyalty_model_uri else ""),
+        f"wrote {result.summary['rows']} rows to {out} ({result.summary['n_explained']} with "
+        f"drivers) using {used}",
         highlight=False,
+        markup=False,
     )
+
+
+def _overrides(
+    data: Path, as_of: str, tracking_uri: str | None, horizon_days: int | None = None
+) -> dict[str, Any]:
+    return {
+        "data.dir": str(data),
+        "data.as_of": parse_as_of(as_of),
+        "mlflow.tracking_uri": tracking_uri,
+        "churn.horizon_days": horizon_days,
+    }

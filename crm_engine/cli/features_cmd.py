@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from crm_engine.cli._app import DataOpt, OptionalAsOfOpt, app, console, user_errors
+from crm_engine.cli._app import (
+    ConfigOpt,
+    DataOpt,
+    OptionalAsOfOpt,
+    app,
+    console,
+    parse_as_of,
+    user_errors,
+)
 from crm_engine.config import load_config
 
 
@@ -20,28 +28,28 @@ def features_command(
         Path, typer.Option("--out", help="profile Parquet file to write (replaced atomically)")
     ],
     as_of: OptionalAsOfOpt = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="pipeline.toml (its features section is used)",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
+    config: ConfigOpt = None,
     no_validate: Annotated[
         bool, typer.Option("--no-validate", help="skip the input contract checks")
     ] = False,
 ) -> None:
     """Build one point-in-time profile row per active customer and write it to Parquet."""
-    from pipelines.profile_job import resolve_as_of, write_profiles
+    from pipelines.outputs import profile_file
+    from pipelines.runner import run_pipeline
+    from pipelines.stages import default_stages
 
-    cfg = load_config(config)
-    as_of_date = resolve_as_of(data, as_of)
+    cfg = load_config(config, {"data.dir": str(data), "data.as_of": parse_as_of(as_of)})
     start = time.perf_counter()
-    rows = write_profiles(data, as_of_date, out, cfg.features, validate=not no_validate)
+    result = run_pipeline(
+        cfg,
+        default_stages(["profile"], assemble=False),
+        profile_file(out),
+        tracking=False,
+        validate_inputs=not no_validate,
+    )
     seconds = time.perf_counter() - start
     console.print(
-        f"wrote {rows:,} customer profiles as of {as_of_date} to {out} ({seconds:.1f} s)",
+        f"wrote {result.summary['rows']:,} customer profiles as of {result.as_of} to {out} "
+        f"({seconds:.1f} s)",
         highlight=False,
     )

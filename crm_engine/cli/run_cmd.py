@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from crm_engine.cli._app import app, console, err_console, user_errors
+from crm_engine.cli._app import app, console, user_errors
 from crm_engine.config import PipelineConfig, load_config
 
 
@@ -114,9 +113,14 @@ def execute(
         stage_list = default_stages(stages, registry=registry)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--stages") from None
+    mode = "score-only" if registry else "train"
     with _quiet_mlflow(), _StageDisplay(enabled=not quiet) as display:
         result = run_pipeline(
-            cfg, stage_list, tracking=tracking, registry=registry, progress=display
+            cfg,
+            stage_list,
+            tracking=tracking,
+            run_name=f"crm-{mode}",
+            progress=display,
         )
     if quiet:
         typer.echo(
@@ -161,41 +165,26 @@ def run_command(
         bool, typer.Option("--quiet", help="no progress display (schedulers)")
     ] = False,
     score_only: Annotated[
-        bool, typer.Option("--score-only", help="score with existing models, no training")
+        bool,
+        typer.Option("--score-only", help="score with the registered models, no training"),
     ] = False,
     registry: Annotated[
-        bool, typer.Option("--registry", help="with --score-only: load the registered models")
+        bool, typer.Option("--registry", help="same as --score-only (kept for old scripts)")
     ] = False,
     no_tracking: Annotated[
         bool, typer.Option("--no-tracking", help="do not log to MLflow")
     ] = False,
 ) -> None:
     """Validate inputs, build profiles, segments, values and churn scores, write the outputs."""
-    if registry and not score_only:
-        raise typer.BadParameter("--registry goes with --score-only", param_hint="--registry")
-    if score_only and not registry:
-        raise typer.BadParameter(
-            "--score-only needs --registry (models come from the registry)",
-            param_hint="--score-only",
-        )
     overrides = {
         "data.as_of": as_of.date() if as_of else None,
         "data.dir": str(data) if data else None,
         "output.dir": str(out) if out else None,
     }
     cfg = load_config(config, overrides)
-    _run_or_exit(cfg, stages=stages, quiet=quiet, tracking=not no_tracking, registry=registry)
-
-
-def _run_or_exit(cfg: PipelineConfig, **kwargs: Any) -> Any:
-    from pipelines.runner import StageError
-
-    try:
-        return execute(cfg, **kwargs)
-    except StageError as e:
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        err_console.print("the previous output directory was left untouched")
-        sys.exit(1)
+    execute(
+        cfg, stages=stages, quiet=quiet, tracking=not no_tracking, registry=score_only or registry
+    )
 
 
 @app.command("demo")
@@ -230,7 +219,7 @@ def demo_command(
     else:
         console.print(f"reusing generated data in {data_dir}")
     cfg = load_config(None, {"data.dir": str(data_dir), "output.dir": str(out / "output")})
-    result = _run_or_exit(cfg, stages=None, quiet=quiet)
+    result = execute(cfg, stages=None, quiet=quiet)
     report = (result.output_dir / "report.html").resolve()
     console.print(f"\n[bold]Open the report:[/] {report.as_uri()}")
     if result.tracking_uri:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from crm_engine.cli._app import DataOpt, OptionalAsOfOpt, app, console, err_console, user_errors
-from crm_engine.config import load_config
+from crm_engine.cli._app import (
+    DataOpt,
+    OptionalAsOfOpt,
+    app,
+    console,
+    parse_as_of,
+    user_errors,
+)
+from crm_engine.config import ConfigError, load_config
 
 
 @app.command("segment")
@@ -58,60 +65,69 @@ def segment_command(
     ] = None,
 ) -> None:
     """Cluster customers into readable behavioural segments and write one row per customer."""
-    from pipelines.profile_job import resolve_as_of
-    from pipelines.segment_job import default_previous, segment_job
+    import polars as pl
+
+    from pipelines.outputs import segment_files
+    from pipelines.runner import run_pipeline
+    from pipelines.stages import default_stages
 
     k_value: int | str | None = k
     if k is not None and k != "auto":
         try:
             k_value = int(k)
         except ValueError:
-            err_console.print(
-                f"[bold red]error:[/] --k {k!r} should be an integer or 'auto'", highlight=False
-            )
-            sys.exit(1)
-    cfg = load_config(config, {"segmentation.k": k_value, "segmentation.seed": seed})
-    as_of_date = resolve_as_of(data, as_of)
-    prev = None if fresh else (previous or default_previous(out))
+            raise ConfigError(f"--k {k!r} should be an integer or 'auto'") from None
+    overrides = {
+        "data.dir": str(data),
+        "data.as_of": parse_as_of(as_of),
+        "segmentation.k": k_value,
+        "segmentation.seed": seed,
+    }
+    cfg = load_config(config, overrides)
     start = time.perf_counter()
-    try:
-        job = segment_job(data, as_of_date, out, cfg, previous=prev)
-    except ValueError as e:  # a configured feature missing, too few customers for k, ...
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+    result = run_pipeline(
+        cfg,
+        default_stages(
+            ["segmentation"], assemble=False, previous_segmenter=False if fresh else previous
+        ),
+        segment_files(out),
+        tracking=False,
+    )
     seconds = time.perf_counter() - start
-    rep = job.result.report
+    rep = result.reports["segmentation"]
+    profiles = pl.read_parquet(out.parent / "segment_profiles.parquet")
 
     chosen = next((s for s in rep["scores"] if s["chosen"]), {})
     sil = chosen.get("silhouette")
     title = (
-        f"{rep['n_customers']:,} customers as of {as_of_date}: k={rep['k']} "
+        f"{rep['n_customers']:,} customers as of {result.as_of}: k={rep['k']} "
         f"({rep['algorithm']}, silhouette {'n/a' if sil is None else f'{sil:.3f}'})"
     )
-    table = Table(title=title, show_edge=False)
+    table = Table(title=escape(title), show_edge=False)
     table.add_column("id", justify="right")
     table.add_column("segment")
     table.add_column("customers", justify="right")
     table.add_column("share", justify="right")
     table.add_column("what sets it apart")
-    for row in job.result.profiles.iter_rows(named=True):
+    for row in profiles.iter_rows(named=True):
         table.add_row(
             str(row["segment_id"]),
-            row["segment_name"],
+            escape(row["segment_name"]),
             f"{row['size']:,}",
             f"{row['share']:.1%}",
-            row["distinguishing"],
+            escape(row["distinguishing"]),
         )
     console.print(table)
     if rep.get("aligned"):
         console.print(
-            f"ids aligned with {job.previous_path}: {rep['same_segment_share']:.1%} of customers "
-            f"kept their segment, {rep['fresh_ids']} new segment(s); migration matrix in "
-            f"{job.migration_path}",
+            f"ids aligned with {rep['previous_model']}: {rep['same_segment_share']:.1%} of "
+            f"customers kept their segment, {rep['fresh_ids']} new segment(s); migration matrix "
+            f"in {out.parent / 'segment_migration.parquet'}",
             highlight=False,
+            markup=False,
         )
     console.print(
-        f"wrote {job.segments_path}, {job.profiles_path.name}, "
-        f"{job.model_path.name} in {seconds:.1f} s",
+        f"wrote {out}, {', '.join(result.summary['files'][1:])} in {seconds:.1f} s",
         highlight=False,
+        markup=False,
     )

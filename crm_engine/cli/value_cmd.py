@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,7 +14,7 @@ from crm_engine.cli._app import (
     OptionalAsOfOpt,
     app,
     console,
-    err_console,
+    parse_as_of,
     user_errors,
 )
 from crm_engine.config import load_config
@@ -54,24 +53,27 @@ def value_command(
     ] = None,
 ) -> None:
     """Fit BG/NBD-family + Gamma-Gamma models and write one value row per customer."""
-    from pipelines.profile_job import resolve_as_of
-    from pipelines.value_job import value_job
-    from valuation import ValuationError
+    from pipelines.outputs import values_files
+    from pipelines.runner import run_pipeline
+    from pipelines.stages import default_stages
 
-    cfg = load_config(config, {"valuation.model": model, "valuation.holdout_days": holdout_days})
-    as_of_date = resolve_as_of(data, as_of)
+    overrides = {
+        "data.dir": str(data),
+        "data.as_of": parse_as_of(as_of),
+        "valuation.model": model,
+        "valuation.holdout_days": holdout_days,
+    }
+    cfg = load_config(config, overrides)
     start = time.perf_counter()
-    try:
-        result = value_job(data, as_of_date, out, cfg)
-    except ValuationError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+    result = run_pipeline(
+        cfg, default_stages(["valuation"], assemble=False), values_files(out), tracking=False
+    )
     seconds = time.perf_counter() - start
-    rep = result.report
-    table = Table(title=f"valuation as of {as_of_date} ({rep['model']})", show_edge=False)
+    rep = result.reports["valuation"]
+    table = Table(title=f"valuation as of {result.as_of} ({rep['model']})", show_edge=False)
     table.add_column("")
     table.add_column("value", justify="right")
-    table.add_row("customers scored", f"{result.rows:,}")
+    table.add_row("customers scored", f"{result.summary['rows']:,}")
     table.add_row(
         "fitted on",
         f"{rep['n_customers_fitted']:,} customers, {rep['n_distinct_triples']:,} distinct triples",
@@ -101,6 +103,6 @@ def value_command(
         table.add_row(f"stage {stage}", f"{n:,}")
     console.print(table)
     console.print(
-        f"wrote {result.values_path} and {result.report_path.name} ({seconds:.1f} s)",
+        f"wrote {out} and {', '.join(result.summary['files'][1:])} ({seconds:.1f} s)",
         highlight=False,
     )

@@ -6,7 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+import features
 from churn.dataset import FeatureSpec
+from crm_engine.config import FeaturesConfig
 
 
 def _frame() -> pl.DataFrame:
@@ -29,8 +31,15 @@ def _frame() -> pl.DataFrame:
     )
 
 
+def _declared() -> list[str]:
+    """The feature columns a profile built with ``spend_windows_days = [60]`` declares."""
+    cfg = FeaturesConfig(spend_windows_days=[60])
+    numeric, categorical = features.model_features(features.profile_schema(cfg))
+    return [c for c in (*numeric, *categorical) if c in _frame().columns]
+
+
 def test_features_exclude_keys_labels_and_unknown_columns() -> None:
-    spec = FeatureSpec.from_frame(_frame())
+    spec = FeatureSpec.from_frame(_frame(), features=_declared())
     names = spec.feature_names
     for banned in (
         "customer_id",
@@ -93,3 +102,14 @@ def test_missing_feature_column_is_named() -> None:
 def test_json_round_trip() -> None:
     spec = FeatureSpec.from_frame(_frame(), ["segment_code"])
     assert FeatureSpec.from_json(spec.to_json()) == spec
+
+
+def test_default_features_are_the_default_profile_schema() -> None:
+    # without a declaration only the default profile's columns count: revenue_60d is not one
+    spec = FeatureSpec.from_frame(_frame())
+    assert spec.numeric == ("tenure_days", "has_purchase")
+
+
+def test_declared_feature_missing_from_frame_fails_loudly() -> None:
+    with pytest.raises(ValueError, match=r"declared profile feature\(s\) missing.*latency"):
+        FeatureSpec.from_frame(_frame(), features=[*_declared(), "latency_ms_mean_6m"])

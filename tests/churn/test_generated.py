@@ -12,11 +12,12 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from typer.testing import CliRunner
 
 from churn import ChurnModel
+from churn.frames import build_training_frames
 from churn.model import validation_halves
+from churn.training import train_models
 from crm_engine.config import PipelineConfig
 from crm_engine.generator import generate, true_churn_probability
 from crm_engine.io import load_tables
-from pipelines.churn_job import build_training_frames, fit_models
 
 AS_OF = dt.date(2025, 1, 1)
 H = 90
@@ -32,14 +33,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def frames(world: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    return build_training_frames(load_tables(world), AS_OF, PipelineConfig(), H)
+    cfg = PipelineConfig()
+    return build_training_frames(load_tables(world), AS_OF, cfg.features, [], H)
 
 
 @pytest.mark.slow
 def test_churn_close_to_oracle_out_of_time(world: Path) -> None:
-    training = fit_models(load_tables(world), AS_OF, PipelineConfig(), H)
+    training = train_models(load_tables(world), AS_OF, PipelineConfig(), H)
     model = training.churn
-    _, valid = build_training_frames(load_tables(world), AS_OF, PipelineConfig(), H)
+    _, valid = build_training_frames(load_tables(world), AS_OF, PipelineConfig().features, [], H)
     _, report = validation_halves(valid, model.seed)
     rep = valid.filter(pl.Series(report)).select("customer_id", LABEL)
     truth = true_churn_probability(world / "_truth", training.valid_cut, H)

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 import features
 from crm_engine.cli import app
 from crm_engine.io import load_tables
-from pipelines.profile_job import write_profiles
 from tests.features._tiny import AS_OF, lazy, tiny_frames
 
 
@@ -80,7 +79,11 @@ def test_write_profiles_on_generated_data(tmp_path: Path) -> None:
 
     generate(tmp_path / "gen", customers=800, months=14, seed=5)
     out = tmp_path / "profiles.parquet"
-    rows = write_profiles(tmp_path / "gen", None, out)
+    result = CliRunner().invoke(
+        app, ["features", "--data", str(tmp_path / "gen"), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = int(result.output.split("wrote ")[1].split(" customer")[0].replace(",", ""))
     df = pl.read_parquet(out)
     assert rows == df.height > 0
     assert df["customer_id"].is_unique().all()

@@ -17,7 +17,8 @@ from crm_engine.config import load_config
 from crm_engine.contracts import INPUT_TABLES
 from crm_engine.scores import check_scores_file, read_scores_metadata
 from pipelines.manifest import file_sha256
-from pipelines.runner import OUTPUT_FILES, Stage, StageError, StageOutput, run_pipeline
+from pipelines.outputs import OUTPUT_FILES
+from pipelines.runner import Stage, StageError, StageOutput, run_pipeline
 from pipelines.stages import default_stages
 from tests.report_browser import SKIP_REASON, browser_available, check_page
 

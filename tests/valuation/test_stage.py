@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+import features
 from crm_engine.config import ValuationConfig
 from valuation import (
     VALUES_SCHEMA,
@@ -51,7 +52,11 @@ def test_values_frame_contract_and_report(profile: pl.DataFrame) -> None:
 
 def test_no_purchase_customers_get_population_spend(profile: pl.DataFrame) -> None:
     values, report = value_customers(profile, ValuationConfig())
-    never = values.join(profile.filter(~pl.col("has_purchase")), on="customer_id", how="semi")
+    # the RFM facts are the profile's (features.rfm_facts), joined beside the values
+    facts = profile.select("customer_id", *features.rfm_facts())
+    never = values.join(facts, on="customer_id").join(
+        profile.filter(~pl.col("has_purchase")), on="customer_id", how="semi"
+    )
     assert never.height == 50
     assert never["recency_days"].null_count() == 50
     assert never["monetary_avg"].null_count() == 50
@@ -64,7 +69,8 @@ def test_no_purchase_customers_get_population_spend(profile: pl.DataFrame) -> No
 def test_values_follow_the_rules(profile: pl.DataFrame) -> None:
     cfg = ValuationConfig()
     values, report = value_customers(profile, cfg)
-    joined = values.join(profile, on="customer_id", suffix="_p")
+    facts = profile.select("customer_id", *features.rfm_facts())
+    joined = values.join(facts, on="customer_id").join(profile, on="customer_id", suffix="_p")
     want_profit = joined["revenue_365d"] * cfg.margin - cfg.cost_per_interaction * (
         joined["complaints_365d"] + joined["inquiries_365d"]
     )

@@ -101,14 +101,14 @@ def test_valuation_stage_for_the_pipeline_runner(generated_operator: Path, tmp_p
     from crm_engine.config import load_config
     from crm_engine.io import load_tables
     from pipelines.runner import StageContext
-    from pipelines.value_job import valuation_stage
+    from pipelines.stages import valuation_stage
 
     cfg = load_config(None, {"valuation.holdout_days": 60})
     as_of = dt.date.fromisoformat(AS_OF)
     tables = load_tables(generated_operator)
     profile = features.build_profile(tables, as_of, cfg.features).collect()
     ctx = StageContext(cfg=cfg, as_of=as_of, workdir=tmp_path, tracking=False, tables=tables)
-    out = valuation_stage(ctx, tables, profile)
+    out = valuation_stage(ctx, tables)
     values = out.outputs["values"]
     assert values.height == profile.height
     assert out.metrics["valuation.holdout.bgnbd.mae"] > 0

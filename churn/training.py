@@ -1,0 +1,125 @@
+"""Training the churn and loyalty models point in time, and what to report about them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from churn.drivers import global_importance
+from churn.frames import ProfileAt, build_training_frames, training_cuts
+from churn.loyalty import LoyaltyModel
+from churn.model import ChurnModel
+from churn.plots import plot_importance, plot_lift, plot_reliability
+from churn.stage import train_churn, train_loyalty
+from crm_engine.config import PipelineConfig
+
+__all__ = ["IMPORTANCE_SAMPLE_ROWS", "ChurnTraining", "train_models", "write_plots"]
+
+IMPORTANCE_SAMPLE_ROWS = 5_000
+
+
+@dataclass
+class ChurnTraining:
+    """Fitted models and what to report about them (aggregates only, no customer rows)."""
+
+    churn: ChurnModel
+    loyalty: LoyaltyModel | None
+    train_cut: dt.date
+    valid_cut: dt.date
+    horizon_days: int
+    importance: pl.DataFrame
+    metrics: dict[str, float] = field(default_factory=dict)
+    loyalty_skipped: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        """Flat parameters for MLflow (no customer data)."""
+        c = self.churn
+        return {
+            "horizon_days": self.horizon_days,
+            "train_cut": self.train_cut.isoformat(),
+            "valid_cut": self.valid_cut.isoformat(),
+            "calibration": c.calibration,
+            "validation_split": "hash(customer_id) halves: early stopping + calibration | report",
+            "best_iteration": c.best_iteration_,
+            "n_features": c.n_features_in_,
+            "categorical_features": ",".join(c.feature_spec_.categorical),
+            **{f"lgbm.{k}": v for k, v in c.params_.items()},
+        }
+
+
+def train_models(
+    tables: dict[str, pl.LazyFrame],
+    as_of: dt.date,
+    cfg: PipelineConfig,
+    horizon_days: int | None = None,
+    profile_at: ProfileAt | None = None,
+) -> ChurnTraining:
+    """Build the two cuts and fit the churn (and, if enabled, loyalty) models.
+
+    Parameters
+    ----------
+    tables
+        The run's input tables.
+    as_of
+        First day not observed; training cut ``as_of - 2h``, validation cut ``as_of - h``.
+    cfg
+        The pipeline config (``features``, ``churn`` and ``loyalty`` sections).
+    horizon_days
+        Overrides ``cfg.churn.horizon_days``.
+    profile_at
+        Already-built profiles by cut (the pipeline's per-run cache).
+    """
+    h = horizon_days or cfg.churn.horizon_days
+    churn_cfg = cfg.churn.model_copy(update={"horizon_days": h})
+    train, valid = build_training_frames(
+        tables, as_of, cfg.features, churn_cfg.extra_features, h, profile_at
+    )
+    churn = train_churn(train, valid, churn_cfg)
+    metrics = {f"churn.{k}": v for k, v in churn.metrics_.items()}
+    loyalty: LoyaltyModel | None = None
+    skipped: str | None = None
+    if cfg.loyalty.enabled:
+        try:
+            loyalty = train_loyalty(train, valid, cfg.loyalty, churn_cfg.extra_features)
+            metrics |= {f"loyalty.{k}": v for k, v in loyalty.metrics_.items()}
+        except ValueError as e:  # e.g. no surveys table, or too few surveyed customers
+            skipped = str(e)
+    else:
+        skipped = "disabled in config"
+    sample = valid.sample(n=min(IMPORTANCE_SAMPLE_ROWS, valid.height), seed=churn_cfg.seed)
+    importance = global_importance(churn.contributions(sample), churn.feature_names_in_)
+    train_cut, valid_cut = training_cuts(as_of, h)
+    return ChurnTraining(
+        churn=churn,
+        loyalty=loyalty,
+        train_cut=train_cut,
+        valid_cut=valid_cut,
+        horizon_days=h,
+        importance=importance,
+        metrics=metrics,
+        loyalty_skipped=skipped,
+    )
+
+
+def write_plots(training: ChurnTraining, directory: Path) -> dict[str, Path]:
+    """Reliability, lift and importance PNGs plus the importance table (aggregates only)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    c = training.churn
+    out = {
+        "churn_reliability": plot_reliability(
+            c.report_y_, c.report_p_, directory / "churn_reliability.png"
+        ),
+        "churn_lift": plot_lift(c.report_y_, c.report_p_, directory / "churn_lift.png"),
+        "churn_importance": plot_importance(
+            training.importance, directory / "churn_importance.png"
+        ),
+    }
+    path = directory / "churn_importance.csv"
+    training.importance.write_csv(path)
+    out["churn_importance_table"] = path
+    return out

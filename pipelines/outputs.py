@@ -1,0 +1,252 @@
+"""What each command writes: the run output directory, or one stage's own output files.
+
+Each function returns an `Output` for `run_pipeline`; its ``write`` only writes into the staging
+directory it is given, and the runner commits that directory atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from crm_engine.contracts import SCORES_CONTRACT
+from crm_engine.io import STALE_SUFFIX, write_json, write_parquet
+from crm_engine.report import ReportInputs, write_report
+from pipelines.manifest import input_fingerprints, output_checksums
+from pipelines.runner import Output, RunState, Written
+
+OUTPUT_FILES = [
+    "scores.parquet",
+    "profiles.parquet",
+    "segment_profiles.parquet",
+    "manifest.json",
+    "report.html",
+]
+"""The files every committed run output holds."""
+
+VALUES_CONTRACT = "crm.values/v1"
+SEGMENTS_CONTRACT = "crm.segments/v1"
+SEGMENT_PROFILES_SCHEMA = pl.Schema(
+    {"segment_id": pl.Int64, "segment_name": pl.String, "size": pl.Int64, "share": pl.Float64}
+)
+
+
+# --- the run output ------------------------------------------------------------------------
+
+
+def run_directory(out_dir: Path) -> Output:
+    """The whole run: scores, profiles, segment profiles, report and manifest in ``out_dir``."""
+    out_dir = Path(out_dir)
+    previous = out_dir if (out_dir / "manifest.json").is_file() else None
+    return Output(directory=out_dir, write=_write_run, previous=previous)
+
+
+def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
+    catalog = state.catalog
+    as_of = state.as_of
+    scores: pl.DataFrame = catalog["scores"]
+    profile: pl.DataFrame = catalog["profile"]
+    meta = {
+        "crm.contract": SCORES_CONTRACT,
+        "crm.run_id": state.run_id,
+        "crm.as_of": as_of.isoformat(),
+        "crm.model_versions": json.dumps(state.model_versions, sort_keys=True),
+    }
+    if state.mlflow_run_id:
+        meta["crm.mlflow_run_id"] = state.mlflow_run_id
+    write_parquet(scores, work / "scores.parquet", meta)
+    write_parquet(profile, work / "profiles.parquet", {"crm.as_of": as_of.isoformat()})
+    seg_profiles = catalog.get("segment_summary")
+    if seg_profiles is None:
+        seg_profiles = pl.DataFrame(schema=SEGMENT_PROFILES_SCHEMA)
+    write_parquet(seg_profiles, work / "segment_profiles.parquet")
+    summary = _summary(scores)
+    warnings = state.validation.summary()["warnings"] if state.validation else []
+    report_inputs = ReportInputs(
+        scores=scores,
+        as_of=as_of,
+        run_id=state.run_id,
+        segment_profiles=seg_profiles,
+        migration=catalog.get("segment_migration"),
+        valuation=state.reports.get("valuation"),
+        churn=state.reports.get("churn"),
+        warnings=warnings,  # type: ignore[arg-type]
+        images=state.artifacts,
+        mlflow_run_id=state.mlflow_run_id,
+        tracking_uri=state.tracking_uri,
+    )
+    write_report(report_inputs, work / "report.html")
+    rows = {t.name: t.rows for t in state.validation.tables} if state.validation else {}
+    manifest: dict[str, Any] = {
+        "contract": SCORES_CONTRACT,
+        "run_id": state.run_id,
+        "mlflow_run_id": state.mlflow_run_id,
+        "tracking_uri": state.tracking_uri,
+        "as_of": as_of.isoformat(),
+        "config": state.cfg.model_dump(mode="json"),
+        "inputs": input_fingerprints(Path(state.cfg.data.dir), rows),
+        "validation": state.reports.get("validation"),
+        "outputs": {
+            "scores.parquet": {"rows": scores.height},
+            "profiles.parquet": {"rows": profile.height},
+            "segment_profiles.parquet": {"rows": seg_profiles.height},
+        },
+        "model_versions": state.model_versions,
+        "timings_s": state.timings,
+        "metrics": state.metrics,
+        "summary": summary,
+        **{k: v for k, v in state.reports.items() if k != "validation"},
+    }
+    checks = output_checksums(
+        work, ["scores.parquet", "profiles.parquet", "segment_profiles.parquet", "report.html"]
+    )
+    for name, c in checks.items():
+        manifest["outputs"].setdefault(name, {}).update(c)
+    write_json(work / "manifest.json", manifest)
+    # The analyst's report lists top customers; MLflow gets aggregates only.
+    shared = dataclasses.replace(report_inputs, customer_rows=False)
+    mlflow_report = write_report(shared, scratch / "report.html")
+    return Written(
+        summary=summary,
+        metrics={"scores_rows": scores.height},
+        mlflow_artifacts=[mlflow_report, work / "manifest.json"],
+    )
+
+
+def _summary(scores: pl.DataFrame) -> dict[str, Any]:
+    def ran(col: str) -> bool:
+        return scores[col].null_count() < scores.height
+
+    return {
+        "customers_scored": scores.height,
+        "segments": int(scores["segment_id"].n_unique()) if ran("segment_id") else None,
+        "total_clv": float(scores["clv"].sum()) if ran("clv") else None,
+        "high_churn_risk": (
+            int((scores["churn_risk_band"] == "high").sum()) if ran("churn_risk_band") else None
+        ),
+        "value_at_risk": float(scores["value_at_risk"].sum()) if ran("value_at_risk") else None,
+    }
+
+
+# --- one stage's own output ------------------------------------------------------------------
+
+
+def profile_file(out: Path) -> Output:
+    """``crm-engine features``: the profile at as_of in ``out`` (contract ``crm.profile/v1``)."""
+    from features import PROFILE_CONTRACT
+
+    out = Path(out)
+
+    def write(state: RunState, work: Path, scratch: Path) -> Written:
+        profile: pl.DataFrame = state.catalog["profile"]
+        meta = {"contract": PROFILE_CONTRACT, "as_of": state.as_of.isoformat()}
+        write_parquet(profile, work / out.name, meta)
+        return Written(summary={"rows": profile.height, "path": str(out)})
+
+    return Output(directory=out.parent, write=write, merge=True)
+
+
+def segment_files(out: Path) -> Output:
+    """``crm-engine segment``: segments in ``out``; profiles, model, report, migration beside it.
+
+    A migration matrix left by an earlier aligned run is removed when this run has none: it
+    would describe another pair of models.
+    """
+    from segmentation.store import MODEL_FILE
+
+    out = Path(out)
+
+    def write(state: RunState, work: Path, scratch: Path) -> Written:
+        catalog, as_of = state.catalog, state.as_of
+        report = {"as_of": as_of.isoformat(), **state.reports["segmentation"]}
+        meta = {
+            "contract": SEGMENTS_CONTRACT,
+            "as_of": as_of.isoformat(),
+            "segmentation.algorithm": report["algorithm"],
+            "segmentation.k": str(report["k"]),
+        }
+        segments = catalog["segments"].with_columns(pl.lit(as_of).alias("as_of"))
+        segments = segments.select(
+            "customer_id", "as_of", "spend_level", "age_band", "segment_id", "segment_name"
+        )
+        write_parquet(segments, work / out.name, meta)
+        write_parquet(catalog["segment_profiles"], work / "segment_profiles.parquet", meta)
+        migration = catalog.get("segment_migration")
+        if migration is not None:
+            write_parquet(migration, work / "segment_migration.parquet", meta)
+        else:
+            (work / f"segment_migration.parquet{STALE_SUFFIX}").touch()
+        write_json(work / "segmentation.json", report)
+        files = [out.name, "segment_profiles.parquet", MODEL_FILE, "segmentation.json"]
+        if migration is not None:
+            files.append("segment_migration.parquet")
+        return Written(summary={"files": files, "rows": segments.height})
+
+    previous = out.parent if (out.parent / MODEL_FILE).is_file() else None
+    return Output(directory=out.parent, write=write, merge=True, previous=previous)
+
+
+def values_files(out: Path) -> Output:
+    """``crm-engine value``: values in ``out``; ``valuation.json`` and the holdout plot beside."""
+    out = Path(out)
+
+    def write(state: RunState, work: Path, scratch: Path) -> Written:
+        values: pl.DataFrame = state.catalog["values"]
+        report = dict(state.reports["valuation"])
+        plot = state.artifacts.get("valuation_holdout.png")
+        files = [out.name, "valuation.json"]
+        if plot is not None:
+            plot.replace(work / plot.name)
+            report["holdout_plot"] = plot.name
+            files.append(plot.name)
+        shutil.rmtree(work / "valuation", ignore_errors=True)
+        meta = {
+            "crm.contract": VALUES_CONTRACT,
+            "crm.as_of": state.as_of.isoformat(),
+            "crm.valuation.model": report["model"],
+        }
+        write_parquet(values, work / out.name, meta)
+        write_json(work / "valuation.json", report)
+        return Written(summary={"files": files, "rows": values.height})
+
+    return Output(directory=out.parent, write=write, merge=True)
+
+
+def churn_scores_file(out: Path) -> Output:
+    """``crm-engine churn score``: churn and loyalty scores at as_of in ``out``."""
+    out = Path(out)
+
+    def write(state: RunState, work: Path, scratch: Path) -> Written:
+        scores: pl.DataFrame = state.catalog["churn_scores"]
+        scores = scores.with_columns(pl.lit(state.as_of).alias("as_of")).select(
+            "customer_id", "as_of", *[c for c in scores.columns if c != "customer_id"]
+        )
+        meta = {
+            "crm.as_of": state.as_of.isoformat(),
+            "crm.model_versions": json.dumps(state.model_versions, sort_keys=True),
+        }
+        write_parquet(scores, work / out.name, meta)
+        bands = scores.group_by("churn_risk_band").len()
+        return Written(
+            summary={
+                "rows": scores.height,
+                "band_counts": {r["churn_risk_band"]: int(r["len"]) for r in bands.to_dicts()},
+                "n_explained": int((scores["churn_drivers"].list.len() > 0).sum()),
+            }
+        )
+
+    return Output(directory=out.parent, write=write, merge=True)
+
+
+def nothing() -> Output:
+    """``crm-engine churn train``: no files (the models and metrics go to MLflow)."""
+
+    def write(state: RunState, work: Path, scratch: Path) -> Written:
+        return Written()
+
+    return Output(directory=None, write=write)

@@ -1,0 +1,113 @@
+"""The runner on a tiny dataset: declared schemas checked, one owner per column, atomic commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from crm_engine.config import load_config
+from crm_engine.contracts import SCORE_COLUMNS
+from crm_engine.io import STALE_SUFFIX, atomic_directory
+from pipelines.outputs import profile_file
+from pipelines.runner import Stage, StageContext, StageError, StageOutput, run_pipeline
+from pipelines.stages import assemble_stage, default_stages, owned_columns
+from tests.features._tiny import tiny_frames
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    for name, df in tiny_frames().items():
+        df.write_parquet(d / f"{name}.parquet")
+    return d
+
+
+def _cfg(data_dir: Path, out: Path) -> object:
+    return load_config(
+        None, {"data.dir": str(data_dir), "output.dir": str(out), "data.as_of": "2024-01-01"}
+    )
+
+
+def test_every_contract_column_has_exactly_one_owner_stage() -> None:
+    owners = [label for stage in default_stages() for label in stage.owns]
+    assert len(owners) == len(set(owners)), owners
+    labels = {c.stage for c in SCORE_COLUMNS}
+    assert labels == set(owners)
+    # each stage's owned columns, put together, are the contract (customer_id is every key)
+    supplied = [c for label in owners for c in owned_columns([label])[1:]]
+    assert sorted(["customer_id", *supplied]) == sorted(c.name for c in SCORE_COLUMNS)
+
+
+def test_a_stage_output_off_its_declared_schema_fails_by_name(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    def drifting(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
+        return StageOutput(outputs={"extra": profile.select("customer_id", pl.lit("x").alias("n"))})
+
+    declared = pl.Schema({"customer_id": pl.Int64, "n": pl.Int64})
+    stages = [
+        *default_stages(["profile"], assemble=False),
+        Stage("drift", drifting, ("profile",), ("extra",), schemas={"extra": lambda ctx: declared}),
+    ]
+    out = tmp_path / "p.parquet"
+    with pytest.raises(StageError, match=r"stage drift output extra .*wrong types=\['n: declared"):
+        run_pipeline(_cfg(data_dir, tmp_path / "out"), stages, profile_file(out), tracking=False)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [data_dir]  # no staging directory left behind
+
+
+def test_assemble_takes_each_column_from_its_owner_only() -> None:
+    facts = pl.DataFrame(
+        {c: [None, None] for c in owned_columns(["features"])},
+        schema={c.name: c.dtype for c in SCORE_COLUMNS if c.name in owned_columns(["features"])},
+    ).with_columns(
+        pl.Series("customer_id", [1, 2]),
+        pl.Series("age_band", ["25-34", "65+"]),
+        pl.Series("monetary_avg", [None, 12.5]),
+        pl.Series("as_of", [dt.date(2024, 1, 1)] * 2),
+    )
+    # the segmentation frame carries its own (normalised) age_band and an unowned column: the
+    # scores keep the profile's age band, and nothing is recomputed
+    segments = pl.DataFrame(
+        {
+            "customer_id": [2, 1],
+            "spend_level": ["high", "low"],
+            "age_band": ["unknown", "unknown"],
+            "segment_id": [3, 4],
+            "segment_name": ["b", "a"],
+            "monetary_avg": [0.0, 0.0],
+        }
+    )
+    ctx = StageContext(
+        cfg=load_config(None), as_of=dt.date(2024, 1, 1), workdir=Path("."), tracking=False
+    )
+    sources = {"profile_facts": ("features",), "segments": ("segmentation",)}
+    out = assemble_stage(ctx, sources=sources, profile_facts=facts, segments=segments)
+    scores = out.outputs["scores"]
+    assert scores["age_band"].to_list() == ["25-34", "65+"]
+    assert scores["monetary_avg"].to_list() == [None, 12.5]
+    assert scores["segment_id"].to_list() == [4, 3]
+    assert scores["clv"].null_count() == 2  # valuation did not run: typed nulls
+
+
+def test_merge_commit_replaces_only_its_files_and_cleans_up(tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    target.mkdir()
+    (target / "mine.txt").write_text("user file")
+    (target / "old.parquet").write_text("stale")
+    (target / "a.json").write_text("old")
+    with atomic_directory(target, merge=True) as work:
+        (work / "a.json").write_text("new")
+        (work / f"old.parquet{STALE_SUFFIX}").touch()
+    assert sorted(p.name for p in target.iterdir()) == ["a.json", "mine.txt"]
+    assert (target / "a.json").read_text() == "new"
+
+    with pytest.raises(RuntimeError), atomic_directory(target, merge=True) as work:
+        (work / "a.json").write_text("half")
+        raise RuntimeError("disk full")
+    assert (target / "a.json").read_text() == "new"
+    assert sorted(p.name for p in target.iterdir()) == ["a.json", "mine.txt"]

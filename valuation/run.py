@@ -1,0 +1,92 @@
+"""One valuation: holdout (and model selection), fit at as_of, value every customer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from crm_engine.config import ValuationConfig
+from valuation.base import ValuationError
+from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
+from valuation.select import AUTO_CANDIDATES
+from valuation.stage import ValuationModels, fit_models, value_customers
+
+__all__ = ["ValuationRun", "run_valuation"]
+
+
+@dataclass
+class ValuationRun:
+    """Everything one valuation produced (frames and aggregates; nothing written)."""
+
+    values: pl.DataFrame
+    report: dict[str, Any]
+    models: ValuationModels
+    holdout: HoldoutResult | None
+
+
+def run_valuation(
+    profile_at: Callable[[dt.date], pl.DataFrame],
+    transactions: pl.LazyFrame,
+    as_of: dt.date,
+    cfg: ValuationConfig,
+) -> ValuationRun:
+    """Validate on a holdout (selecting the model when ``cfg.model = "auto"``), then fit on the
+    profile at ``as_of`` and score every customer.
+
+    The holdout refits with the cut moved back by ``cfg.holdout_days`` and compares with the
+    purchases that really happened up to ``as_of``; ``holdout_days = 0`` skips it (not allowed
+    with ``auto``).
+
+    Parameters
+    ----------
+    profile_at
+        The collected profile at a cut (the pipeline passes its per-run cache, so a cut other
+        stages also need is built once).
+    transactions
+        The transactions table (the holdout's actual purchases).
+    as_of
+        First day not observed.
+    cfg
+        The ``[valuation]`` section.
+
+    Raises
+    ------
+    ValuationError
+        ``auto`` without a holdout, or no model can be fitted.
+    """
+    holdout: HoldoutResult | None = None
+    holdout_error: str | None = None
+    model_name = cfg.model
+    if cfg.holdout_days > 0:
+        candidates = AUTO_CANDIDATES if cfg.model == "auto" else (cfg.model,)
+        try:
+            holdout = holdout_validation(
+                profile_at,
+                lambda start, days: purchase_days(transactions, start, days).collect(),
+                as_of,
+                cfg,
+                models=candidates,
+            )
+        except ValuationError as e:
+            if cfg.model == "auto":
+                raise
+            holdout_error = str(e)
+        if cfg.model == "auto" and holdout is not None:
+            model_name = holdout.best
+    elif cfg.model == "auto":
+        raise ValuationError(
+            "valuation.model='auto' selects on a holdout: set valuation.holdout_days > 0"
+        )
+    profile = profile_at(as_of)
+    models = fit_models(profile, cfg, model_name)
+    values, report = value_customers(profile, cfg, models)
+    report["as_of"] = as_of.isoformat()
+    report["model_requested"] = cfg.model
+    report["holdout"] = holdout.to_dict() if holdout is not None else None
+    if holdout_error is not None:
+        report["holdout_error"] = holdout_error
+    return ValuationRun(values=values, report=report, models=models, holdout=holdout)
