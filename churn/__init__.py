@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sklearn.exceptions import NotFittedError
+
 from churn.dataset import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureSpec
 from churn.drivers import (
     drivers_column,
@@ -23,7 +25,7 @@ from churn.metrics import (
     multiclass_metrics,
     reliability_curve,
 )
-from churn.model import Calibrator, ChurnModel, NotFittedError, label_column
+from churn.model import Calibrator, ChurnModel, label_column
 from churn.plots import plot_importance, plot_lift, plot_reliability
 from churn.stage import (
     ChurnScores,

@@ -7,10 +7,11 @@ from typing import Any, Self
 
 import numpy as np
 import polars as pl
+from sklearn.utils.validation import check_is_fitted
 
 from churn.dataset import FeatureSpec
 from churn.metrics import multiclass_metrics
-from churn.model import LGBMFrameModel, check_is_fitted, validation_halves
+from churn.model import NOT_FITTED_MESSAGE, LGBMFrameModel, validation_halves
 
 LOYALTY_CLASSES: tuple[str, ...] = ("detractor", "passive", "promoter")
 LOYALTY_LABEL = "loyalty_class"
@@ -45,7 +46,12 @@ class LoyaltyModel(LGBMFrameModel):
         extra_features: Sequence[str] = (),
         seed: int = 0,
     ) -> None:
-        super().__init__(lgbm_params, early_stopping_rounds, extra_features, seed)
+        super().__init__(
+            lgbm_params=lgbm_params,
+            early_stopping_rounds=early_stopping_rounds,
+            extra_features=extra_features,
+            seed=seed,
+        )
 
     classes_: tuple[str, ...] = LOYALTY_CLASSES
 
@@ -109,7 +115,7 @@ class LoyaltyModel(LGBMFrameModel):
 
     def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
         """``(n, 3)`` probabilities in :attr:`classes_` order."""
-        check_is_fitted(self)
+        check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         p = self._raw_predict(frame)
         return p.reshape(-1, len(LOYALTY_CLASSES))
 

@@ -14,9 +14,10 @@ import pandas as pd
 import polars as pl
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
+from sklearn.utils.validation import check_is_fitted
 
 from churn.loyalty import LOYALTY_CLASSES, LoyaltyModel
-from churn.model import ChurnModel, check_is_fitted
+from churn.model import NOT_FITTED_MESSAGE, ChurnModel
 
 CHURN_REGISTERED_NAME = "crm-churn"
 LOYALTY_REGISTERED_NAME = "crm-loyalty"
@@ -28,7 +29,7 @@ def pyfunc_input(model: ChurnModel | LoyaltyModel, frame: pl.DataFrame) -> pd.Da
 
     MLflow refuses to convert int64 to double on its own, so callers of the pyfunc pass this.
     """
-    check_is_fitted(model)
+    check_is_fitted(model, msg=NOT_FITTED_MESSAGE)
     spec = model.feature_spec_
     spec.check_columns(frame)
     return frame.select(
@@ -88,14 +89,14 @@ def _requirements() -> list[str]:
 
 def churn_signature(model: ChurnModel) -> ModelSignature:
     """Signature from a synthetic frame (never customer rows); numeric inputs as double."""
-    check_is_fitted(model)
+    check_is_fitted(model, msg=NOT_FITTED_MESSAGE)
     x = model.feature_spec_.synthetic_input()
     return infer_signature(x, pd.DataFrame({"churn_probability": np.full(len(x), 0.1)}))
 
 
 def loyalty_signature(model: LoyaltyModel) -> ModelSignature:
     """Signature of the loyalty pyfunc from a synthetic frame."""
-    check_is_fitted(model)
+    check_is_fitted(model, msg=NOT_FITTED_MESSAGE)
     x = model.feature_spec_.synthetic_input()
     proba = np.full((len(x), len(LOYALTY_CLASSES)), 1 / len(LOYALTY_CLASSES))
     return infer_signature(x, _loyalty_output(proba))

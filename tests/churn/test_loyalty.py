@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from churn import LOYALTY_CLASSES, LoyaltyModel
 
@@ -45,3 +48,33 @@ def test_loyalty_rejects_unknown_labels(
     no_promoter = train.filter(pl.col("loyalty_class") != "promoter")
     with pytest.raises(ValueError, match="promoter"):
         LoyaltyModel().fit(no_promoter, valid)
+
+
+def test_loyalty_clone_and_not_fitted(loyalty_model: LoyaltyModel) -> None:
+    check_is_fitted(loyalty_model)
+    copy = clone(loyalty_model)
+    assert type(copy) is LoyaltyModel and copy is not loyalty_model
+    assert copy.get_params() == loyalty_model.get_params()
+    assert set(vars(LoyaltyModel())) == set(copy.get_params())
+    with pytest.raises(NotFittedError, match="LoyaltyModel instance is not fitted"):
+        check_is_fitted(copy)
+    with pytest.raises(NotFittedError, match="call fit"):
+        copy.predict_proba(pl.DataFrame({"customer_id": [1]}))
+    with pytest.raises(NotFittedError):
+        copy.predict(pl.DataFrame({"customer_id": [1]}))
+
+
+def test_loyalty_fit_sets_only_trailing_underscore_attributes(
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
+) -> None:
+    train, valid, _ = cuts
+    model = LoyaltyModel(lgbm_params={"max_depth": 3, "n_estimators": 20})
+    before = dict(vars(model))
+    params = model.get_params()
+    assert model.fit(train, valid) is model
+    new = set(vars(model)) - set(before)
+    assert new, "fit set no attributes"
+    assert all(k.endswith("_") for k in new), sorted(k for k in new if not k.endswith("_"))
+    assert {k: vars(model)[k] for k in before} == before
+    assert model.get_params() == params
+    check_is_fitted(model)
