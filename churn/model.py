@@ -304,7 +304,8 @@ class ChurnModel(LGBMFrameModel):
     horizon_days
         Label horizon: the label column is ``churned_within_<horizon_days>d``.
     lgbm_params
-        Passed to ``lightgbm.LGBMClassifier`` (``max_depth`` capped at ``MAX_TREE_DEPTH``).
+        Passed to ``lightgbm.LGBMClassifier`` (``max_depth`` capped at ``MAX_TREE_DEPTH``);
+        :func:`churn.train_churn` passes ``ChurnConfig.lightgbm.model_dump()``.
     early_stopping_rounds
         Rounds without improvement of the validation log-loss before stopping.
     calibration

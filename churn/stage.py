@@ -40,7 +40,7 @@ def train_churn(train: pl.DataFrame, valid: pl.DataFrame, cfg: ChurnConfig) -> C
     """
     return ChurnModel(
         horizon_days=cfg.horizon_days,
-        lgbm_params=cfg.lgbm_params,
+        lgbm_params=cfg.lightgbm.model_dump(),
         early_stopping_rounds=cfg.early_stopping_rounds,
         calibration=cfg.calibration,
         extra_features=tuple(cfg.extra_features),
@@ -56,7 +56,7 @@ def train_loyalty(
 ) -> LoyaltyModel:
     """Fit a :class:`LoyaltyModel` on the surveyed customers of two cuts (see ``train_churn``)."""
     return LoyaltyModel(
-        lgbm_params=cfg.lgbm_params,
+        lgbm_params=cfg.lightgbm.model_dump(),
         early_stopping_rounds=cfg.early_stopping_rounds,
         extra_features=tuple(extra_features),
         seed=cfg.seed,

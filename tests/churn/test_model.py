@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from churn import ChurnModel, NotFittedError
 from churn.model import MAX_TREE_DEPTH, PROBABILITY_CLIP, validation_halves
+from crm_engine.config import LightGBMConfig
 from tests.churn.synth import make_profile
 
 LABEL = "churned_within_90d"
@@ -97,6 +98,12 @@ def test_depth_is_capped() -> None:
     with pytest.warns(UserWarning, match="max_depth=-1"):
         model = ChurnModel(lgbm_params={"max_depth": -1, "n_estimators": 20}).fit(train, valid)
     assert model.params_["max_depth"] == MAX_TREE_DEPTH
+
+
+def test_config_bounds_depth_at_the_models_cap() -> None:
+    # the config rejects what the model would cap (with a warning) on direct construction
+    bound = LightGBMConfig.model_json_schema()["properties"]["max_depth"]
+    assert (bound["minimum"], bound["maximum"]) == (1, MAX_TREE_DEPTH)
 
 
 def test_save_load_identical(

@@ -6,8 +6,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from churn import ChurnModel, LoyaltyModel, risk_band, score_churn, score_customers
-from crm_engine.config import ChurnConfig
+from churn import (
+    ChurnModel,
+    LoyaltyModel,
+    risk_band,
+    score_churn,
+    score_customers,
+    train_churn,
+    train_loyalty,
+)
+from crm_engine.config import ChurnConfig, LoyaltyConfig
 from crm_engine.contracts import scores_schema
 
 
@@ -81,3 +89,17 @@ def test_value_at_risk_ranks_drivers(
     assert scores.importance.height == churn_model.n_features_in_
     without_loyalty = score_customers(profile, churn_model, None, cfg, clv)
     assert without_loyalty["loyalty_score"].null_count() == profile.height
+
+
+def test_train_passes_the_typed_lightgbm_section(
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
+) -> None:
+    train, valid, _ = cuts
+    cfg = ChurnConfig.model_validate({"lightgbm": {"n_estimators": 20, "reg_lambda": 1.0}})
+    churn = train_churn(train, valid, cfg)
+    assert churn.lgbm_params == cfg.lightgbm.model_dump()
+    assert churn.params_["reg_lambda"] == 1.0 and churn.params_["min_child_samples"] == 300
+    lcfg = LoyaltyConfig.model_validate({"lightgbm": {"n_estimators": 20}})
+    loyalty = train_loyalty(train, valid, lcfg)
+    assert loyalty.lgbm_params == lcfg.lightgbm.model_dump()
+    assert loyalty.params_["num_leaves"] == 15 and loyalty.params_["subsample_freq"] == 0
