@@ -17,7 +17,7 @@ from churn.drivers import (
     select_for_drivers,
     top_drivers,
 )
-from churn.loyalty import LOYALTY_CLASSES, LoyaltyModel
+from churn.loyalty import LoyaltyModel
 from churn.metrics import (
     binary_metrics,
     lift_at,
@@ -25,7 +25,7 @@ from churn.metrics import (
     multiclass_metrics,
     reliability_curve,
 )
-from churn.model import Calibrator, ChurnModel, label_column
+from churn.model import Calibrator, ChurnModel
 from churn.plots import plot_importance, plot_lift, plot_reliability
 from churn.stage import (
     ChurnScores,
@@ -69,7 +69,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CATEGORICAL_FEATURES",
-    "LOYALTY_CLASSES",
     "NUMERIC_FEATURES",
     "Calibrator",
     "ChurnModel",
@@ -83,7 +82,6 @@ __all__ = [
     "binary_metrics",
     "drivers_column",
     "global_importance",
-    "label_column",
     "lift_at",
     "lift_curve",
     "load_churn_model",

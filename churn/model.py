@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from churn.dataset import FeatureSpec
 from churn.metrics import binary_metrics
+from features.labels import churn_label
 
 MAX_TREE_DEPTH = 8
 """Deepest trees allowed: ``pred_contrib`` (TreeSHAP) cost grows with depth."""
@@ -28,11 +29,6 @@ PROBABILITY_CLIP = 1e-4
 """Calibrated probabilities are kept in ``[1e-4, 1 - 1e-4]``: isotonic steps can reach 0 or 1."""
 
 SCORING_BATCH_ROWS = 250_000
-
-
-def label_column(horizon_days: int) -> str:
-    """Name of the churn label column for a horizon (``churned_within_90d``)."""
-    return f"churned_within_{horizon_days}d"
 
 
 NOT_FITTED_MESSAGE = "this %(name)s is not fitted yet; call fit(train, valid) first"
@@ -355,7 +351,7 @@ class ChurnModel(LGBMFrameModel):
 
     @property
     def label_(self) -> str:
-        return label_column(self.horizon_days)
+        return churn_label(self.horizon_days)
 
     def _labels(self, frame: pl.DataFrame, name: str) -> np.ndarray:
         if self.label_ not in frame.schema:

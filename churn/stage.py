@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from churn.drivers import DRIVERS_DTYPE, select_for_drivers, top_drivers
-from churn.loyalty import LOYALTY_CLASSES, LoyaltyModel
+from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel, iter_batches
 from crm_engine.config import ChurnConfig, LoyaltyConfig
 
@@ -224,8 +224,9 @@ def add_loyalty(
         )
     if loyalty_model is not None:
         proba = loyalty_model.predict_proba(profile)
-        loyalty_score = proba[:, LOYALTY_CLASSES.index("promoter")]
-        loyalty_class = np.asarray(LOYALTY_CLASSES, dtype=object)[proba.argmax(axis=1)]
+        classes = loyalty_model.classes_
+        loyalty_score = proba[:, classes.index("promoter")]
+        loyalty_class = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
     else:
         loyalty_score = np.full(profile.height, None)
         loyalty_class = np.full(profile.height, None)

@@ -12,9 +12,11 @@ from sklearn.base import clone
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
+import churn.model
 from churn import ChurnModel, NotFittedError
 from churn.model import MAX_TREE_DEPTH, PROBABILITY_CLIP, validation_halves
 from crm_engine.config import LightGBMConfig
+from features.labels import churn_label
 from tests.churn.synth import make_profile
 
 LABEL = "churned_within_90d"
@@ -191,3 +193,8 @@ def test_fit_sets_only_trailing_underscore_attributes(
     check_is_fitted(model)
     with pytest.raises(ValueError, match="calibration='bogus'"):
         clone(model).set_params(calibration="bogus").fit(train, valid)
+
+
+def test_label_name_comes_from_features_labels() -> None:
+    assert ChurnModel(horizon_days=30).label_ == churn_label(30) == "churned_within_30d"
+    assert not hasattr(churn.model, "label_column")  # one function for the label name
