@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from churn.drivers import DRIVERS_DTYPE, select_for_drivers, top_drivers
+from churn.drivers import DRIVERS_DTYPE, drivers_column, select_for_drivers, top_drivers
 from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel, iter_batches
 from crm_engine.config import ChurnConfig, LoyaltyConfig
@@ -144,25 +144,17 @@ def score_churn(
         abs_sum += np.abs(contrib[:, : len(names)]).sum(axis=0)
         reasons.append(top_drivers(contrib, names, cfg.n_drivers))
     n_explained = int(explained.sum())
-    drivers = pl.concat(reasons) if reasons else pl.Series("churn_drivers", [], dtype=DRIVERS_DTYPE)
-    positions = np.flatnonzero(explained)
-    drivers_full = (
-        pl.DataFrame({"row": np.arange(profile.height)})
-        .join(
-            pl.DataFrame({"row": positions, "churn_drivers": drivers}),
-            on="row",
-            how="left",
-            maintain_order="left",
-        )
-        .get_column("churn_drivers")
-        .fill_null(pl.lit([], dtype=DRIVERS_DTYPE))
+    drivers = drivers_column(
+        profile.height,
+        explained,
+        pl.concat(reasons) if reasons else pl.Series("churn_drivers", [], dtype=DRIVERS_DTYPE),
     )
     frame = pl.DataFrame(
         [
             profile.get_column("customer_id"),
             pl.Series("churn_probability", p, dtype=pl.Float64),
             risk_band(p, cfg.risk_thresholds),
-            drivers_full.cast(DRIVERS_DTYPE).alias("churn_drivers"),
+            drivers,
             pl.Series(
                 "value_at_risk",
                 var if var is not None else np.full(p.size, np.nan),
