@@ -72,7 +72,7 @@ def bench_synthetic(n: int, driver_rows: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         model = ChurnModel(
             horizon_days=cfg.horizon_days,
-            lgbm_params=cfg.lgbm_params,
+            lgbm_params=cfg.lightgbm.model_dump(),
             early_stopping_rounds=cfg.early_stopping_rounds,
             calibration=cfg.calibration,
         ).fit(train, valid)

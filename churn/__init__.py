@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sklearn.exceptions import NotFittedError
+
 from churn.dataset import FeatureSpec
 from churn.drivers import (
     drivers_column,
@@ -15,7 +17,7 @@ from churn.drivers import (
     select_for_drivers,
     top_drivers,
 )
-from churn.loyalty import LOYALTY_CLASSES, LoyaltyModel
+from churn.loyalty import LoyaltyModel
 from churn.metrics import (
     binary_metrics,
     lift_at,
@@ -23,7 +25,7 @@ from churn.metrics import (
     multiclass_metrics,
     reliability_curve,
 )
-from churn.model import Calibrator, ChurnModel, NotFittedError, label_column
+from churn.model import Calibrator, ChurnModel
 from churn.plots import plot_importance, plot_lift, plot_reliability
 from churn.stage import (
     ChurnScores,
@@ -66,7 +68,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "LOYALTY_CLASSES",
     "Calibrator",
     "ChurnModel",
     "ChurnPyfunc",
@@ -79,7 +80,6 @@ __all__ = [
     "binary_metrics",
     "drivers_column",
     "global_importance",
-    "label_column",
     "lift_at",
     "lift_curve",
     "load_churn_model",

@@ -109,34 +109,36 @@ def top_drivers(
     )
 
 
-def drivers_column(
-    n_rows: int,
-    explained: np.ndarray,
-    contributions: np.ndarray,
-    feature_names: Sequence[str],
-    n_drivers: int,
-) -> pl.Series:
-    """Full-length drivers column: reasons for the ``explained`` rows, empty lists elsewhere.
+def drivers_column(n_rows: int, explained: np.ndarray, reasons: pl.Series) -> pl.Series:
+    """Full-length drivers column: ``reasons`` for the ``explained`` rows, empty lists elsewhere.
 
     Parameters
     ----------
     n_rows
         Length of the output.
     explained
-        Boolean mask of length ``n_rows``; ``contributions`` holds one row per True, in order.
+        Boolean mask of length ``n_rows``.
+    reasons
+        One row per True in ``explained``, in order: :func:`top_drivers` of their
+        contributions (computed in batches and concatenated when there are many).
+
+    Returns
+    -------
+    polars.Series
+        ``churn_drivers``, ``List(Struct{feature: String, contribution: Float64})`` of length
+        ``n_rows``.
     """
     explained = np.asarray(explained, dtype=bool)
-    if explained.size != n_rows or explained.sum() != len(contributions):
+    if explained.size != n_rows or explained.sum() != len(reasons):
         raise ValueError(
             f"explained mask ({explained.sum()} of {explained.size}) does not match "
-            f"{len(contributions)} contribution rows / {n_rows} rows"
+            f"{len(reasons)} rows of reasons / {n_rows} rows"
         )
-    reasons = top_drivers(contributions, feature_names, n_drivers)
     positions = np.flatnonzero(explained)
     return (
         pl.DataFrame({"row": np.arange(n_rows)})
         .join(
-            pl.DataFrame({"row": positions, "churn_drivers": reasons}),
+            pl.DataFrame({"row": positions, "churn_drivers": reasons.cast(DRIVERS_DTYPE)}),
             on="row",
             how="left",
             maintain_order="left",

@@ -7,13 +7,23 @@ from typing import Any, Self
 
 import numpy as np
 import polars as pl
+from sklearn.utils.validation import check_is_fitted
 
 from churn.dataset import FeatureSpec
 from churn.metrics import multiclass_metrics
-from churn.model import LGBMFrameModel, check_is_fitted, validation_halves
+from churn.model import NOT_FITTED_MESSAGE, LGBMFrameModel, validation_halves
+from features.labels import LOYALTY_CLASSES
 
-LOYALTY_CLASSES: tuple[str, ...] = ("detractor", "passive", "promoter")
 LOYALTY_LABEL = "loyalty_class"
+
+
+def _sorted_classes() -> tuple[str, ...]:
+    """:attr:`LoyaltyModel.classes_`: the label values sorted, as scikit-learn orders classes_.
+
+    ``("detractor", "passive", "promoter")``: the booster's class indices, so also the order
+    of every loyalty model saved so far.
+    """
+    return tuple(sorted(LOYALTY_CLASSES))
 
 
 class LoyaltyModel(LGBMFrameModel):
@@ -31,7 +41,9 @@ class LoyaltyModel(LGBMFrameModel):
     Attributes
     ----------
     classes_ : tuple[str, ...]
-        ``("detractor", "passive", "promoter")``: column order of :meth:`predict_proba`.
+        ``("detractor", "passive", "promoter")``: column order of :meth:`predict_proba`
+        (the values of ``features.labels.LOYALTY_CLASSES``, sorted; index by name, e.g.
+        ``classes_.index("promoter")``, not by position in ``LOYALTY_CLASSES``).
     metrics_ : dict[str, float]
         Out-of-time multi-class log-loss, accuracy and one-vs-rest AUC per class.
     """
@@ -44,25 +56,32 @@ class LoyaltyModel(LGBMFrameModel):
         early_stopping_rounds: int = 30,
         extra_features: Sequence[str] = (),
         seed: int = 0,
+        features: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(lgbm_params, early_stopping_rounds, extra_features, seed)
-
-    classes_: tuple[str, ...] = LOYALTY_CLASSES
+        super().__init__(
+            lgbm_params=lgbm_params,
+            early_stopping_rounds=early_stopping_rounds,
+            extra_features=extra_features,
+            seed=seed,
+            features=features,
+        )
 
     @staticmethod
-    def _surveyed(frame: pl.DataFrame, name: str) -> tuple[pl.DataFrame, np.ndarray]:
+    def _surveyed(
+        frame: pl.DataFrame, name: str, classes: tuple[str, ...]
+    ) -> tuple[pl.DataFrame, np.ndarray]:
         if LOYALTY_LABEL not in frame.schema:
             raise ValueError(f"the {name} frame has no label column {LOYALTY_LABEL!r}")
         labelled = frame.filter(pl.col(LOYALTY_LABEL).is_not_null())
         labels = labelled.get_column(LOYALTY_LABEL).cast(pl.String)
-        unknown = labels.filter(~labels.is_in(list(LOYALTY_CLASSES))).unique().to_list()
+        unknown = labels.filter(~labels.is_in(list(classes))).unique().to_list()
         if unknown:
             raise ValueError(
                 f"{LOYALTY_LABEL} in the {name} frame has values {unknown[:5]} outside "
-                f"{list(LOYALTY_CLASSES)}"
+                f"{list(classes)}"
             )
         codes = labels.replace_strict(
-            list(LOYALTY_CLASSES), list(range(len(LOYALTY_CLASSES))), return_dtype=pl.Int32
+            list(classes), list(range(len(classes))), return_dtype=pl.Int32
         ).to_numpy()
         return labelled, codes
 
@@ -73,32 +92,34 @@ class LoyaltyModel(LGBMFrameModel):
         -------
         self
         """
-        tr, y_train = self._surveyed(train, "training")
-        va, y_valid = self._surveyed(valid, "validation")
+        classes = _sorted_classes()
+        tr, y_train = self._surveyed(train, "training", classes)
+        va, y_valid = self._surveyed(valid, "validation", classes)
         present = np.unique(y_train)
-        if present.size < len(LOYALTY_CLASSES):
-            missing = [c for i, c in enumerate(LOYALTY_CLASSES) if i not in present]
+        if present.size < len(classes):
+            missing = [c for i, c in enumerate(classes) if i not in present]
             raise ValueError(
                 f"training frame has no {missing} in {LOYALTY_LABEL} among "
-                f"{tr.height} surveyed customers; need all of {list(LOYALTY_CLASSES)}"
+                f"{tr.height} surveyed customers; need all of {list(classes)}"
             )
         fit_mask, report_mask = validation_halves(va, self.seed)
         if fit_mask.sum() == 0 or report_mask.sum() == 0:
             raise ValueError(
                 f"validation frame has too few surveyed customers to split: {va.height}"
             )
-        self.feature_spec_ = FeatureSpec.from_frame(train, self.extra_features)
+        self.classes_ = classes
+        self.feature_spec_ = FeatureSpec.from_frame(train, self.extra_features, self.features)
         v_fit, v_rep = va.filter(pl.Series(fit_mask)), va.filter(pl.Series(report_mask))
         self._fit_booster(
             self.feature_spec_.to_pandas(tr),
             y_train,
             self.feature_spec_.to_pandas(v_fit),
             y_valid[fit_mask],
-            {"objective": "multiclass", "num_class": len(LOYALTY_CLASSES)},
+            {"objective": "multiclass", "num_class": len(classes)},
         )
         proba = self.predict_proba(v_rep)
-        labels = np.asarray(LOYALTY_CLASSES, dtype=object)[y_valid[report_mask]]
-        self.metrics_: dict[str, float] = multiclass_metrics(labels, proba, LOYALTY_CLASSES) | {
+        labels = np.asarray(classes, dtype=object)[y_valid[report_mask]]
+        self.metrics_: dict[str, float] = multiclass_metrics(labels, proba, classes) | {
             "train_rows": float(tr.height),
             "valid_rows": float(va.height),
             "best_iteration": float(self.best_iteration_),
@@ -107,12 +128,23 @@ class LoyaltyModel(LGBMFrameModel):
         self.report_proba_ = proba
         return self
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return super().__sklearn_is_fitted__() and hasattr(self, "classes_")
+
     def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
         """``(n, 3)`` probabilities in :attr:`classes_` order."""
-        check_is_fitted(self)
+        check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         p = self._raw_predict(frame)
-        return p.reshape(-1, len(LOYALTY_CLASSES))
+        return p.reshape(-1, len(self.classes_))
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """Most probable class per row (strings)."""
-        return np.asarray(LOYALTY_CLASSES, dtype=object)[self.predict_proba(frame).argmax(axis=1)]
+        proba = self.predict_proba(frame)
+        return np.asarray(self.classes_, dtype=object)[proba.argmax(axis=1)]
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"classes": list(self.classes_)}
+
+    def _set_extra_state(self, state: Mapping[str, Any]) -> None:
+        # state.json files written before classes_ was stored used the same sorted order
+        self.classes_ = tuple(state.get("classes", _sorted_classes()))

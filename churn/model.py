@@ -14,9 +14,12 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import polars as pl
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from churn.dataset import FeatureSpec
 from churn.metrics import binary_metrics
+from features.labels import churn_label
 
 MAX_TREE_DEPTH = 8
 """Deepest trees allowed: ``pred_contrib`` (TreeSHAP) cost grows with depth."""
@@ -28,21 +31,8 @@ PROBABILITY_CLIP = 1e-4
 SCORING_BATCH_ROWS = 250_000
 
 
-def label_column(horizon_days: int) -> str:
-    """Name of the churn label column for a horizon (``churned_within_90d``)."""
-    return f"churned_within_{horizon_days}d"
-
-
-class NotFittedError(RuntimeError):
-    """A model method that needs ``fit`` was called before it."""
-
-
-def check_is_fitted(model: object, attribute: str = "booster_") -> None:
-    """Raise :class:`NotFittedError` when ``model`` has not been fitted."""
-    if not hasattr(model, attribute):
-        raise NotFittedError(
-            f"this {type(model).__name__} is not fitted yet; call fit(train, valid) first"
-        )
+NOT_FITTED_MESSAGE = "this %(name)s is not fitted yet; call fit(train, valid) first"
+"""``msg`` for :func:`sklearn.utils.validation.check_is_fitted` (``%(name)s``: class name)."""
 
 
 def lgbm_params(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
@@ -166,10 +156,13 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-class LGBMFrameModel:
+class LGBMFrameModel(BaseEstimator):
     """What the churn and loyalty models share: feature spec, booster, batching, persistence.
 
-    Subclasses set ``_kind`` and implement ``fit`` and the prediction methods.
+    A scikit-learn estimator: ``__init__`` stores the hyperparameters under their own names
+    and nothing else (so ``get_params``, ``set_params`` and ``sklearn.base.clone`` work);
+    checks happen in ``fit``, and everything ``fit`` learns ends in ``_``. Subclasses set
+    ``_kind`` and implement ``fit`` and the prediction methods.
     """
 
     _kind: str = "base"
@@ -180,17 +173,23 @@ class LGBMFrameModel:
         early_stopping_rounds: int = 30,
         extra_features: Sequence[str] = (),
         seed: int = 0,
+        features: Sequence[str] | None = None,
     ) -> None:
         self.lgbm_params = lgbm_params
         self.early_stopping_rounds = early_stopping_rounds
         self.extra_features = extra_features
         self.seed = seed
+        self.features = features
 
     # -- shared pieces -------------------------------------------------------------------------
 
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted once ``fit`` (or :meth:`load`) has set the feature spec and the booster."""
+        return hasattr(self, "feature_spec_") and hasattr(self, "booster_")
+
     @property
     def feature_names_in_(self) -> list[str]:
-        check_is_fitted(self, "feature_spec_")
+        check_is_fitted(self, "feature_spec_", msg=NOT_FITTED_MESSAGE)
         return self.feature_spec_.feature_names
 
     @property
@@ -226,7 +225,8 @@ class LGBMFrameModel:
         self.best_iteration_: int = int(best) if best else int(clf.booster_.current_iteration())
 
     def _raw_predict(self, frame: pl.DataFrame, **kwargs: Any) -> np.ndarray:
-        check_is_fitted(self)
+        # Only what the booster needs: fit calls this before it has fitted a calibrator.
+        check_is_fitted(self, ("feature_spec_", "booster_"), msg=NOT_FITTED_MESSAGE)
         parts = [
             np.asarray(
                 self.booster_.predict(
@@ -246,29 +246,28 @@ class LGBMFrameModel:
         return None
 
     def save(self, directory: Path) -> None:
-        """Write the fitted model to ``directory`` (booster text, feature spec, state JSON)."""
-        check_is_fitted(self)
+        """Write the fitted model to ``directory`` (booster text, feature spec, state JSON).
+
+        ``state.json`` holds ``get_params()`` under ``init``: :meth:`load` rebuilds the
+        estimator from them.
+        """
+        check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(directory / "booster.txt", num_iteration=self.best_iteration_)
         (directory / "features.json").write_text(self.feature_spec_.to_json())
+        init = self.get_params(deep=False)
+        init["lgbm_params"] = None if self.lgbm_params is None else dict(self.lgbm_params)
+        init["extra_features"] = list(self.extra_features)
+        init["features"] = None if self.features is None else list(self.features)
         state = {
             "kind": self._kind,
-            "init": {
-                "lgbm_params": dict(self.lgbm_params or {}),
-                "early_stopping_rounds": self.early_stopping_rounds,
-                "extra_features": list(self.extra_features),
-                "seed": self.seed,
-                **self._init_extra(),
-            },
+            "init": init,
             "best_iteration": self.best_iteration_,
             "metrics": getattr(self, "metrics_", {}),
             **self._extra_state(),
         }
         (directory / "state.json").write_text(json.dumps(state))
-
-    def _init_extra(self) -> dict[str, Any]:
-        return {}
 
     @classmethod
     def load(cls, directory: Path) -> Self:
@@ -279,7 +278,9 @@ class LGBMFrameModel:
             raise ValueError(
                 f"{directory} holds a {state.get('kind')!r} model, not a {cls._kind!r} model"
             )
-        model = cls(**state["init"])
+        init = dict(state["init"])
+        init["extra_features"] = tuple(init.get("extra_features", ()))
+        model = cls(**init)
         model.feature_spec_ = FeatureSpec.from_json((directory / "features.json").read_text())
         model.booster_ = lgb.Booster(model_file=str(directory / "booster.txt"))
         model.best_iteration_ = int(model.booster_.current_iteration())
@@ -302,7 +303,8 @@ class ChurnModel(LGBMFrameModel):
     horizon_days
         Label horizon: the label column is ``churned_within_<horizon_days>d``.
     lgbm_params
-        Passed to ``lightgbm.LGBMClassifier`` (``max_depth`` capped at ``MAX_TREE_DEPTH``).
+        Passed to ``lightgbm.LGBMClassifier`` (``max_depth`` capped at ``MAX_TREE_DEPTH``);
+        :func:`churn.train_churn` passes ``ChurnConfig.lightgbm.model_dump()``.
     early_stopping_rounds
         Rounds without improvement of the validation log-loss before stopping.
     calibration
@@ -311,10 +313,16 @@ class ChurnModel(LGBMFrameModel):
         Extra frame columns to use (numeric dtypes numeric, others categorical).
     seed
         Seeds LightGBM and the validation split.
+    features
+        The profile's feature columns (``features.model_features`` of its declared schema);
+        every one must be in the training frame. None: the default profile's features the
+        frame has.
 
     Attributes
     ----------
     feature_spec_ : FeatureSpec
+    params_ : dict[str, Any]
+        The parameters passed to LightGBM (``lgbm_params`` with the depth capped and the seed).
     booster_ : lightgbm.Booster
     best_iteration_ : int
     calibrator_ : Calibrator
@@ -335,14 +343,24 @@ class ChurnModel(LGBMFrameModel):
         calibration: Literal["isotonic", "platt"] = "platt",
         extra_features: Sequence[str] = (),
         seed: int = 0,
+        features: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(lgbm_params, early_stopping_rounds, extra_features, seed)
+        super().__init__(
+            lgbm_params=lgbm_params,
+            early_stopping_rounds=early_stopping_rounds,
+            extra_features=extra_features,
+            seed=seed,
+            features=features,
+        )
         self.horizon_days = horizon_days
         self.calibration = calibration
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return super().__sklearn_is_fitted__() and hasattr(self, "calibrator_")
+
     @property
     def label_(self) -> str:
-        return label_column(self.horizon_days)
+        return churn_label(self.horizon_days)
 
     def _labels(self, frame: pl.DataFrame, name: str) -> np.ndarray:
         if self.label_ not in frame.schema:
@@ -373,7 +391,7 @@ class ChurnModel(LGBMFrameModel):
         fit_mask, report_mask = validation_halves(valid, self.seed)
         if fit_mask.sum() == 0 or report_mask.sum() == 0:
             raise ValueError(f"validation frame too small to split: n_rows={valid.height}")
-        self.feature_spec_ = FeatureSpec.from_frame(train, self.extra_features)
+        self.feature_spec_ = FeatureSpec.from_frame(train, self.extra_features, self.features)
         x_train = self.feature_spec_.to_pandas(train)
         v_fit, v_rep = valid.filter(pl.Series(fit_mask)), valid.filter(pl.Series(report_mask))
         self._fit_booster(
@@ -408,11 +426,12 @@ class ChurnModel(LGBMFrameModel):
 
     def predict_raw(self, frame: pl.DataFrame) -> np.ndarray:
         """Uncalibrated booster probabilities, shape ``(n,)``."""
+        check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         return self._raw_predict(frame)
 
     def predict_churn(self, frame: pl.DataFrame) -> np.ndarray:
         """Calibrated churn probabilities, shape ``(n,)``."""
-        check_is_fitted(self, "calibrator_")
+        check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         return self.calibrator_.transform(self._raw_predict(frame))
 
     def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
@@ -422,10 +441,8 @@ class ChurnModel(LGBMFrameModel):
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
         """TreeSHAP contributions to the raw log-odds, ``(n, n_features + 1)`` (last = bias)."""
+        check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         return self._raw_predict(frame, pred_contrib=True)
-
-    def _init_extra(self) -> dict[str, Any]:
-        return {"horizon_days": self.horizon_days, "calibration": self.calibration}
 
     def _extra_state(self) -> dict[str, Any]:
         return {"calibrator": self.calibrator_.to_dict()}

@@ -14,9 +14,10 @@ import pandas as pd
 import polars as pl
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
+from sklearn.utils.validation import check_is_fitted
 
-from churn.loyalty import LOYALTY_CLASSES, LoyaltyModel
-from churn.model import ChurnModel, check_is_fitted
+from churn.loyalty import LoyaltyModel
+from churn.model import NOT_FITTED_MESSAGE, ChurnModel
 
 CHURN_REGISTERED_NAME = "crm-churn"
 LOYALTY_REGISTERED_NAME = "crm-loyalty"
@@ -28,7 +29,7 @@ def pyfunc_input(model: ChurnModel | LoyaltyModel, frame: pl.DataFrame) -> pd.Da
 
     MLflow refuses to convert int64 to double on its own, so callers of the pyfunc pass this.
     """
-    check_is_fitted(model)
+    check_is_fitted(model, msg=NOT_FITTED_MESSAGE)
     spec = model.feature_spec_
     spec.check_columns(frame)
     return frame.select(
@@ -69,14 +70,17 @@ class LoyaltyPyfunc(mlflow.pyfunc.PythonModel):
     def predict(  # type: ignore[no-untyped-def]
         self, context: Any, model_input, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        return _loyalty_output(self.model.predict_proba(_to_polars(model_input)))
+        proba = self.model.predict_proba(_to_polars(model_input))
+        return _loyalty_output(proba, self.model.classes_)
 
 
-def _loyalty_output(proba: np.ndarray) -> pd.DataFrame:
-    out = {f"p_{c}": proba[:, i] for i, c in enumerate(LOYALTY_CLASSES)}
-    out["loyalty_score"] = proba[:, LOYALTY_CLASSES.index("promoter")]
+def _loyalty_output(proba: np.ndarray, classes: tuple[str, ...]) -> pd.DataFrame:
+    """``p_<class>`` per class, ``loyalty_score`` and ``loyalty_class``; ``proba`` columns in
+    ``classes`` order (:attr:`LoyaltyModel.classes_`)."""
+    out = {f"p_{c}": proba[:, i] for i, c in enumerate(classes)}
+    out["loyalty_score"] = proba[:, classes.index("promoter")]
     out["loyalty_class"] = pd.Series(
-        np.asarray(LOYALTY_CLASSES, dtype=object)[proba.argmax(axis=1)], dtype=object
+        np.asarray(classes, dtype=object)[proba.argmax(axis=1)], dtype=object
     )
     return pd.DataFrame(out)
 
@@ -88,17 +92,18 @@ def _requirements() -> list[str]:
 
 def churn_signature(model: ChurnModel) -> ModelSignature:
     """Signature from a synthetic frame (never customer rows); numeric inputs as double."""
-    check_is_fitted(model)
+    check_is_fitted(model, msg=NOT_FITTED_MESSAGE)
     x = model.feature_spec_.synthetic_input()
     return infer_signature(x, pd.DataFrame({"churn_probability": np.full(len(x), 0.1)}))
 
 
 def loyalty_signature(model: LoyaltyModel) -> ModelSignature:
     """Signature of the loyalty pyfunc from a synthetic frame."""
-    check_is_fitted(model)
+    check_is_fitted(model, msg=NOT_FITTED_MESSAGE)
     x = model.feature_spec_.synthetic_input()
-    proba = np.full((len(x), len(LOYALTY_CLASSES)), 1 / len(LOYALTY_CLASSES))
-    return infer_signature(x, _loyalty_output(proba))
+    n_classes = len(model.classes_)
+    proba = np.full((len(x), n_classes), 1 / n_classes)
+    return infer_signature(x, _loyalty_output(proba, model.classes_))
 
 
 _MODEL_CODE = """\

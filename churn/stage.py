@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from churn.drivers import DRIVERS_DTYPE, select_for_drivers, top_drivers
-from churn.loyalty import LOYALTY_CLASSES, LoyaltyModel
+from churn.drivers import DRIVERS_DTYPE, drivers_column, select_for_drivers, top_drivers
+from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel, iter_batches
 from crm_engine.config import ChurnConfig, LoyaltyConfig
 
@@ -26,7 +26,12 @@ CHURN_OUTPUT_COLUMNS: tuple[str, ...] = (
 DRIVER_BATCH_ROWS = 50_000
 
 
-def train_churn(train: pl.DataFrame, valid: pl.DataFrame, cfg: ChurnConfig) -> ChurnModel:
+def train_churn(
+    train: pl.DataFrame,
+    valid: pl.DataFrame,
+    cfg: ChurnConfig,
+    features: Sequence[str] | None = None,
+) -> ChurnModel:
     """Fit a :class:`ChurnModel` on an earlier cut, validated out of time on a later one.
 
     Parameters
@@ -37,14 +42,17 @@ def train_churn(train: pl.DataFrame, valid: pl.DataFrame, cfg: ChurnConfig) -> C
         Profile at the validation cut (a later date) joined with the same label.
     cfg
         Churn section of the pipeline config.
+    features
+        The profile's declared feature columns (see :class:`ChurnModel`).
     """
     return ChurnModel(
         horizon_days=cfg.horizon_days,
-        lgbm_params=cfg.lgbm_params,
+        lgbm_params=cfg.lightgbm.model_dump(),
         early_stopping_rounds=cfg.early_stopping_rounds,
         calibration=cfg.calibration,
         extra_features=tuple(cfg.extra_features),
         seed=cfg.seed,
+        features=features,
     ).fit(train, valid)
 
 
@@ -53,13 +61,15 @@ def train_loyalty(
     valid: pl.DataFrame,
     cfg: LoyaltyConfig,
     extra_features: Sequence[str] = (),
+    features: Sequence[str] | None = None,
 ) -> LoyaltyModel:
     """Fit a :class:`LoyaltyModel` on the surveyed customers of two cuts (see ``train_churn``)."""
     return LoyaltyModel(
-        lgbm_params=cfg.lgbm_params,
+        lgbm_params=cfg.lightgbm.model_dump(),
         early_stopping_rounds=cfg.early_stopping_rounds,
         extra_features=tuple(extra_features),
         seed=cfg.seed,
+        features=features,
     ).fit(train, valid)
 
 
@@ -144,25 +154,17 @@ def score_churn(
         abs_sum += np.abs(contrib[:, : len(names)]).sum(axis=0)
         reasons.append(top_drivers(contrib, names, cfg.n_drivers))
     n_explained = int(explained.sum())
-    drivers = pl.concat(reasons) if reasons else pl.Series("churn_drivers", [], dtype=DRIVERS_DTYPE)
-    positions = np.flatnonzero(explained)
-    drivers_full = (
-        pl.DataFrame({"row": np.arange(profile.height)})
-        .join(
-            pl.DataFrame({"row": positions, "churn_drivers": drivers}),
-            on="row",
-            how="left",
-            maintain_order="left",
-        )
-        .get_column("churn_drivers")
-        .fill_null(pl.lit([], dtype=DRIVERS_DTYPE))
+    drivers = drivers_column(
+        profile.height,
+        explained,
+        pl.concat(reasons) if reasons else pl.Series("churn_drivers", [], dtype=DRIVERS_DTYPE),
     )
     frame = pl.DataFrame(
         [
             profile.get_column("customer_id"),
             pl.Series("churn_probability", p, dtype=pl.Float64),
             risk_band(p, cfg.risk_thresholds),
-            drivers_full.cast(DRIVERS_DTYPE).alias("churn_drivers"),
+            drivers,
             pl.Series(
                 "value_at_risk",
                 var if var is not None else np.full(p.size, np.nan),
@@ -224,8 +226,9 @@ def add_loyalty(
         )
     if loyalty_model is not None:
         proba = loyalty_model.predict_proba(profile)
-        loyalty_score = proba[:, LOYALTY_CLASSES.index("promoter")]
-        loyalty_class = np.asarray(LOYALTY_CLASSES, dtype=object)[proba.argmax(axis=1)]
+        classes = loyalty_model.classes_
+        loyalty_score = proba[:, classes.index("promoter")]
+        loyalty_class = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
     else:
         loyalty_score = np.full(profile.height, None)
         loyalty_class = np.full(profile.height, None)

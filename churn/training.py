@@ -15,9 +15,16 @@ from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel
 from churn.plots import plot_importance, plot_lift, plot_reliability
 from churn.stage import train_churn, train_loyalty
-from crm_engine.config import PipelineConfig
+from crm_engine.config import FeaturesConfig, PipelineConfig
+from features import model_features, profile_schema
 
-__all__ = ["IMPORTANCE_SAMPLE_ROWS", "ChurnTraining", "train_models", "write_plots"]
+__all__ = [
+    "IMPORTANCE_SAMPLE_ROWS",
+    "ChurnTraining",
+    "profile_features",
+    "train_models",
+    "write_plots",
+]
 
 IMPORTANCE_SAMPLE_ROWS = 5_000
 
@@ -51,6 +58,13 @@ class ChurnTraining:
         }
 
 
+def profile_features(tables: dict[str, pl.LazyFrame], cfg: FeaturesConfig) -> list[str]:
+    """The feature columns the profile of these tables declares (numeric, then categorical)."""
+    id_dtype = tables["customers"].collect_schema()["customer_id"]
+    numeric, categorical = model_features(profile_schema(cfg, frozenset(tables), id_dtype))
+    return [*numeric, *categorical]
+
+
 def train_models(
     tables: dict[str, pl.LazyFrame],
     as_of: dt.date,
@@ -78,13 +92,14 @@ def train_models(
     train, valid = build_training_frames(
         tables, as_of, cfg.features, churn_cfg.extra_features, h, profile_at
     )
-    churn = train_churn(train, valid, churn_cfg)
+    declared = profile_features(tables, cfg.features)
+    churn = train_churn(train, valid, churn_cfg, declared)
     metrics = {f"churn.{k}": v for k, v in churn.metrics_.items()}
     loyalty: LoyaltyModel | None = None
     skipped: str | None = None
     if cfg.loyalty.enabled:
         try:
-            loyalty = train_loyalty(train, valid, cfg.loyalty, churn_cfg.extra_features)
+            loyalty = train_loyalty(train, valid, cfg.loyalty, churn_cfg.extra_features, declared)
             metrics |= {f"loyalty.{k}": v for k, v in loyalty.metrics_.items()}
         except ValueError as e:  # e.g. no surveys table, or too few surveyed customers
             skipped = str(e)

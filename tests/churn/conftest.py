@@ -27,7 +27,7 @@ def churn_model(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> ChurnMod
     cfg = ChurnConfig()
     return ChurnModel(
         horizon_days=cfg.horizon_days,
-        lgbm_params=cfg.lgbm_params,
+        lgbm_params=cfg.lightgbm.model_dump(),
         early_stopping_rounds=cfg.early_stopping_rounds,
         seed=0,
     ).fit(train, valid)
@@ -37,4 +37,4 @@ def churn_model(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> ChurnMod
 def loyalty_model(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> LoyaltyModel:
     train, valid, _ = cuts
     cfg = LoyaltyConfig()
-    return LoyaltyModel(lgbm_params=cfg.lgbm_params, seed=0).fit(train, valid)
+    return LoyaltyModel(lgbm_params=cfg.lightgbm.model_dump(), seed=0).fit(train, valid)

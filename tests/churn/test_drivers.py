@@ -47,13 +47,21 @@ def test_top_drivers_sorted_positive_only() -> None:
 
 def test_drivers_column_empty_outside_mask() -> None:
     contrib = np.array([[0.2, 0.1, 0.0], [0.0, 0.3, 0.0]])
-    col = drivers_column(4, np.array([False, True, False, True]), contrib, ["x", "y"], 2)
+    reasons = top_drivers(contrib, ["x", "y"], 2)
+    col = drivers_column(4, np.array([False, True, False, True]), reasons)
+    assert col.dtype == DRIVERS_DTYPE and col.len() == 4
     out = col.to_list()
     assert out[0] == [] and out[2] == []
     assert [d["feature"] for d in out[1]] == ["x", "y"]
     assert [d["feature"] for d in out[3]] == ["y"]
     with pytest.raises(ValueError, match="does not match"):
-        drivers_column(4, np.array([True, True, False, True]), contrib, ["x", "y"], 2)
+        drivers_column(4, np.array([True, True, False, True]), reasons)
+    # reasons computed in batches and concatenated land on the same rows
+    batched = pl.concat(
+        [top_drivers(contrib[:1], ["x", "y"], 2), top_drivers(contrib[1:], ["x", "y"], 2)]
+    )
+    assert drivers_column(4, np.array([False, True, False, True]), batched).equals(col)
+    assert drivers_column(3, np.zeros(3, dtype=bool), reasons.head(0)).to_list() == [[], [], []]
 
 
 def test_contributions_explain_raw_log_odds(

@@ -5,9 +5,20 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
-from churn import ChurnModel, LoyaltyModel, risk_band, score_churn, score_customers
-from crm_engine.config import ChurnConfig
+import churn.stage
+from churn import (
+    ChurnModel,
+    LoyaltyModel,
+    risk_band,
+    score_churn,
+    score_customers,
+    train_churn,
+    train_loyalty,
+)
+from churn.drivers import drivers_column, select_for_drivers, top_drivers
+from crm_engine.config import ChurnConfig, LoyaltyConfig
 from crm_engine.contracts import scores_schema
 
 
@@ -81,3 +92,42 @@ def test_value_at_risk_ranks_drivers(
     assert scores.importance.height == churn_model.n_features_in_
     without_loyalty = score_customers(profile, churn_model, None, cfg, clv)
     assert without_loyalty["loyalty_score"].null_count() == profile.height
+
+
+def test_train_passes_the_typed_lightgbm_section(
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
+) -> None:
+    train, valid, _ = cuts
+    cfg = ChurnConfig.model_validate({"lightgbm": {"n_estimators": 20, "reg_lambda": 1.0}})
+    churn = train_churn(train, valid, cfg)
+    assert churn.lgbm_params == cfg.lightgbm.model_dump()
+    assert churn.params_["reg_lambda"] == 1.0 and churn.params_["min_child_samples"] == 300
+    lcfg = LoyaltyConfig.model_validate({"lightgbm": {"n_estimators": 20}})
+    loyalty = train_loyalty(train, valid, lcfg)
+    assert loyalty.lgbm_params == lcfg.lightgbm.model_dump()
+    assert loyalty.params_["num_leaves"] == 15 and loyalty.params_["subsample_freq"] == 0
+
+
+def test_driver_batches_give_the_same_column_as_one_pass(
+    churn_model: ChurnModel,
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, valid, _ = cuts
+    profile = valid.head(1_000)
+    cfg = ChurnConfig(drivers_min_probability=0.05, drivers_top_n=50)
+    whole = score_churn(profile, churn_model, cfg)
+    monkeypatch.setattr(churn.stage, "DRIVER_BATCH_ROWS", 37)
+    batched = score_churn(profile, churn_model, cfg)
+    assert_frame_equal(batched.frame, whole.frame)
+    assert_frame_equal(batched.importance, whole.importance, check_exact=False)
+    # and both are drivers_column of the explained rows' reasons
+    p = whole.frame["churn_probability"].to_numpy()
+    explained = select_for_drivers(p, cfg.drivers_min_probability, cfg.drivers_top_n)
+    assert 37 < whole.n_explained == explained.sum() < profile.height
+    subset = profile.filter(pl.Series(explained))
+    reasons = top_drivers(
+        churn_model.contributions(subset), churn_model.feature_names_in_, cfg.n_drivers
+    )
+    expected = drivers_column(profile.height, explained, reasons)
+    assert whole.frame["churn_drivers"].equals(expected)

@@ -24,6 +24,9 @@ from tests.report_browser import SKIP_REASON, browser_available, check_page
 
 runner = CliRunner()
 AS_OF = "2024-10-01"
+SAME_SEGMENT_SHARE = 0.8
+"""Share of customers who keep their segment id a month later with another clustering seed
+(measured 0.94 on the 2,500-customer operator)."""
 
 
 def run_cli(data: Path, out: Path, *extra: str) -> tuple[int, str]:
@@ -231,14 +234,56 @@ def test_mlflow_copy_of_the_report_has_no_customer_rows(first_run: Path) -> None
 def test_rerun_in_place_keeps_segment_ids_and_reports_migration(
     first_run: Path, generated_operator: Path, tmp_path: Path
 ) -> None:
+    """Next month's run (other profiles, another clustering seed) keeps what the ids mean."""
     out = tmp_path / "out"
     shutil.copytree(first_run, out)
-    code, output = run_cli(generated_operator, out, "--no-tracking", "--stages", "segmentation")
-    assert code == 0, output
+    cfg = tmp_path / "pipeline.toml"
+    cfg.write_text("[segmentation]\nseed = 5\n")
+    result = runner.invoke(
+        app,
+        ["run", str(cfg), "--data", str(generated_operator), "--out", str(out), "--quiet",
+         "--as-of", "2024-11-01", "--no-tracking", "--stages", "segmentation"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
     seg = json.loads((out / "manifest.json").read_text())["segmentation"]
-    assert seg["aligned"] is True and seg["same_segment_share"] == 1.0
-    moved = sum(r["customers"] for r in seg["migration"])
-    assert moved == pl.read_parquet(out / "scores.parquet").height
-    before = pl.read_parquet(first_run / "scores.parquet").select("customer_id", "segment_id")
+    assert seg["aligned"] is True and seg["same_segment_share"] >= SAME_SEGMENT_SHARE
     after = pl.read_parquet(out / "scores.parquet").select("customer_id", "segment_id")
-    assert_frame_equal(before, after)
+    moved = sum(r["customers"] for r in seg["migration"])
+    assert moved == after.height
+    before = pl.read_parquet(first_run / "scores.parquet").select("customer_id", "segment_id")
+    both = before.join(after, on="customer_id", suffix="_next")
+    assert both.height > 0.9 * before.height
+    kept = (both["segment_id"] == both["segment_id_next"]).mean()
+    assert kept >= SAME_SEGMENT_SHARE, kept
+
+
+def test_rfm_facts_come_from_the_profile_not_a_recomputation(first_run: Path) -> None:
+    scores = pl.read_parquet(first_run / "scores.parquet")
+    profile = pl.read_parquet(first_run / "profiles.parquet")
+    joined = scores.join(profile, on="customer_id", suffix="_profile")
+    no_repeat = joined.filter(pl.col("frequency") == 0)
+    assert no_repeat.height > 0
+    assert no_repeat["monetary_avg"].null_count() == no_repeat.height  # was 0.0
+    repeat = joined.filter(pl.col("frequency") > 0)
+    assert (repeat["monetary_avg"] == repeat["monetary_value"]).all()
+    never = joined.filter(~pl.col("has_purchase"))
+    assert never["recency_days"].null_count() == never.height
+
+
+def test_churn_score_after_run_finds_the_run_store(
+    first_run: Path, generated_operator: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One tracking store: churn score with the run's config finds the models run registered."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = tmp_path / "pipeline.toml"
+    cfg.write_text(f'[output]\ndir = "{first_run}"\n')
+    out = tmp_path / "churn.parquet"
+    result = runner.invoke(
+        app,
+        ["churn", "score", "--data", str(generated_operator), "--as-of", AS_OF, "--out", str(out),
+         "--config", str(cfg)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    churn = pl.read_parquet(out).select("customer_id", "churn_probability")
+    run = pl.read_parquet(first_run / "scores.parquet").select("customer_id", "churn_probability")
+    assert_frame_equal(churn.sort("customer_id"), run.sort("customer_id"))

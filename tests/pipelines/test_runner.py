@@ -111,3 +111,37 @@ def test_merge_commit_replaces_only_its_files_and_cleans_up(tmp_path: Path) -> N
         raise RuntimeError("disk full")
     assert (target / "a.json").read_text() == "new"
     assert sorted(p.name for p in target.iterdir()) == ["a.json", "mine.txt"]
+
+
+def test_non_default_feature_windows_reach_every_model(
+    generated_operator: Path, tmp_path: Path
+) -> None:
+    """network_months = 6, contagion_days = 60: the models see all the columns the profile has."""
+    import json
+
+    import features
+    from crm_engine.io import load_tables
+
+    cfg = load_config(
+        None,
+        {
+            "data.dir": str(generated_operator),
+            "output.dir": str(tmp_path / "out"),
+            "data.as_of": "2024-10-01",
+            "features.network_months": 6,
+            "features.contagion_days": 60,
+            "loyalty.enabled": False,
+        },
+    )
+    run_pipeline(cfg, default_stages(["segmentation", "churn"]), tracking=False)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    tables = frozenset(load_tables(generated_operator))
+    numeric, categorical = features.model_features(features.profile_schema(cfg.features, tables))
+    churn_features = manifest["churn"]["features"]
+    assert churn_features == [*numeric, *categorical]
+    assert {"dropped_call_rate_mean_6m", "churned_contacts_share_60d"} <= set(churn_features)
+    assert not any(f.endswith("_3m") and "_mean_" in f for f in churn_features)
+    seg = manifest["segmentation"]["features"]
+    assert {"dropped_call_rate_mean_6m", "avg_download_mbps_mean_6m", "latency_ms_mean_6m"} <= set(
+        seg
+    )
