@@ -110,9 +110,9 @@ def rho(fr):
     return fr.select(pl.corr("expected_purchases", "lambda_per_day", method="spearman")).item()
 print(json.dumps({
     "customers": n, "fitted": fitted.height, "seconds": secs,
-    "fit_purchase_rate": rep["population_rates_per_day"]["purchase_rate"],
+    "fit_purchase_rate": rep.population_rates_per_day["purchase_rate"],
     "true_purchase_rate": fitted["lambda_per_day"].mean(),
-    "fit_dropout": rep["population_rates_per_day"]["dropout"],
+    "fit_dropout": rep.population_rates_per_day["dropout"],
     "true_dropout": fitted["p_dropout"].mean(),
     "spearman_all": rho(scored), "spearman_alive": rho(alive),
     "p_alive_alive": alive["p_alive"].mean(),

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from crm_engine.stage_reports import ChurnReport, ValuationReport
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
 max-width:1150px;color:#1d2733;line-height:1.45;padding:0 1rem}
@@ -42,8 +44,8 @@ class ReportInputs:
     run_id: str
     segment_profiles: pl.DataFrame | None = None
     migration: pl.DataFrame | None = None
-    valuation: dict[str, Any] | None = None
-    churn: dict[str, Any] | None = None
+    valuation: ValuationReport | None = None
+    churn: ChurnReport | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)
     images: dict[str, Path] = field(default_factory=dict)
     mlflow_run_id: str | None = None
@@ -286,7 +288,7 @@ def _value(inp: ReportInputs) -> str:
                 "Customers per lifecycle stage",
             )
         )
-    holdout = inp.images.get("clv_holdout") or inp.images.get("valuation_holdout.png")
+    holdout = inp.images.get("valuation_holdout.png")
     if holdout is not None and Path(holdout).is_file():
         grid.append(
             _figure(
@@ -304,41 +306,34 @@ def _sig(v: Any, digits: int = 4) -> str:
     return f"{float(v):.{digits}g}" if isinstance(v, int | float) else str(v)
 
 
-def _valuation_facts(v: dict[str, Any]) -> pl.DataFrame:
+def _valuation_facts(v: ValuationReport) -> pl.DataFrame:
     """The valuation summary in an analyst's words: model, what its parameters mean, spend."""
-    facts: list[tuple[str, str]] = []
-    params = v.get("params") or {}
-    facts.append(
+    facts: list[tuple[str, str]] = [
         (
             "purchase model",
-            f"{v.get('model')} ("
-            + ", ".join(f"{k}={_sig(x)}" for k, x in params.items())
+            f"{v.model} ("
+            + ", ".join(f"{k}={_sig(x)}" for k, x in v.params.items())
             + "; time in days)",
         )
-    )
-    rates = v.get("population_rates_per_day") or {}
+    ]
+    rates = v.population_rates_per_day
     if rates.get("purchase_rate"):
         facts.append(
             ("typical active customer buys", f"every {1 / rates['purchase_rate']:.0f} days")
         )
     if "dropout" in rates:
         facts.append(("chance of leaving after a purchase", f"{rates['dropout']:.2%}"))
-    if "mean_p_alive" in v:
-        facts.append(("mean P(alive) at as_of", f"{v['mean_p_alive']:.1%}"))
-    spend = v.get("spend") or {}
-    if "population_mean" in spend:
-        facts.append(("mean spend per purchase (population)", _sig(spend["population_mean"])))
-    if "frequency_monetary_corr" in spend:
-        corr = spend["frequency_monetary_corr"]
+    facts.append(("mean P(alive) at as_of", f"{v.mean_p_alive:.1%}"))
+    facts.append(("mean spend per purchase (population)", _sig(v.spend.population_mean)))
+    corr = v.spend.frequency_monetary_corr
+    if corr is not None:
         verdict = "independent enough" if abs(corr) <= 0.3 else "check the spend model"
         facts.append(("frequency-spend correlation", f"{corr:+.2f} ({verdict})"))
-    for key, label in (
-        ("horizon_days", "CLV horizon (days)"),
-        ("margin", "margin"),
-        ("annual_discount_rate", "annual discount rate"),
-    ):
-        if key in v:
-            facts.append((label, _sig(v[key])))
+    facts += [
+        ("CLV horizon (days)", _sig(v.horizon_days)),
+        ("margin", _sig(v.margin)),
+        ("annual discount rate", _sig(v.annual_discount_rate)),
+    ]
     return pl.DataFrame({"fact": [f for f, _ in facts], "value": [x for _, x in facts]})
 
 
@@ -353,12 +348,7 @@ def _churn(inp: ReportInputs) -> str:
             "Calibrated churn probability over the horizon",
         )
     ]
-    ev = dict(inp.churn or {})
-    ev |= {
-        k.removeprefix("churn."): v
-        for k, v in (ev.get("metrics") or {}).items()
-        if k.startswith("churn.")
-    }
+    churn_metrics = inp.churn.churn_metrics() if inp.churn is not None else {}
     for key, caption in (
         ("churn_lift", "Lift and capture by risk decile, out of time"),
         ("churn_reliability", "Reliability curve: predicted vs observed churn, out of time"),
@@ -387,7 +377,9 @@ def _churn(inp: ReportInputs) -> str:
         )
     parts.append(f"<div class='grid'>{''.join(grid)}</div>")
     metrics = {
-        k: v for k, v in ev.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        k: v
+        for k, v in churn_metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
     }
     if metrics:
         parts.append(

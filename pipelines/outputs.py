@@ -17,6 +17,7 @@ import polars as pl
 from crm_engine.contracts import SCORES_CONTRACT
 from crm_engine.io import STALE_SUFFIX, write_json, write_parquet
 from crm_engine.report import ReportInputs, write_report
+from crm_engine.stage_reports import ValuationReport, to_jsonable
 from pipelines.manifest import input_fingerprints, output_checksums
 from pipelines.runner import Output, RunState, Written
 
@@ -100,7 +101,7 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
         "timings_s": state.timings,
         "metrics": state.metrics,
         "summary": summary,
-        **{k: v for k, v in state.reports.items() if k != "validation"},
+        **{k: to_jsonable(v) for k, v in state.reports.items() if k != "validation"},
     }
     checks = output_checksums(
         work, ["scores.parquet", "profiles.parquet", "segment_profiles.parquet", "report.html"]
@@ -197,21 +198,21 @@ def values_files(out: Path) -> Output:
 
     def write(state: RunState, work: Path, scratch: Path) -> Written:
         values: pl.DataFrame = state.catalog["values"]
-        report = dict(state.reports["valuation"])
+        report: ValuationReport = state.reports["valuation"]
         plot = state.artifacts.get("valuation_holdout.png")
         files = [out.name, "valuation.json"]
         if plot is not None:
             plot.replace(work / plot.name)
-            report["holdout_plot"] = plot.name
+            report = dataclasses.replace(report, holdout_plot=plot.name)
             files.append(plot.name)
         shutil.rmtree(work / "valuation", ignore_errors=True)
         meta = {
             "crm.contract": VALUES_CONTRACT,
             "crm.as_of": state.as_of.isoformat(),
-            "crm.valuation.model": report["model"],
+            "crm.valuation.model": report.model,
         }
         write_parquet(values, work / out.name, meta)
-        write_json(work / "valuation.json", report)
+        write_json(work / "valuation.json", report.to_dict())
         return Written(summary={"files": files, "rows": values.height})
 
     return Output(directory=out.parent, write=write, merge=True)

@@ -7,6 +7,7 @@ are two adapters of the same stage name; `default_stages` picks one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ import polars as pl
 
 from crm_engine.contracts import SCORE_COLUMNS, scores_schema
 from crm_engine.scores import conform_scores
+from crm_engine.stage_reports import ChurnReport, FeatureImportance
 from pipelines.runner import SchemaFn, Stage, StageContext, StageError, StageOutput
 
 STAGE_NAMES = ("profile", "segmentation", "valuation", "churn")
@@ -177,7 +179,7 @@ def segmentation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> Sta
     """Assign segments with the latest registered segmentation model (no refit)."""
     import mlflow
 
-    from segmentation.bands import spend_cut_points, spend_level_expr
+    from segmentation.bands import profile_age_band, spend_cut_points, spend_level_expr
     from segmentation.profiles import segment_profiles
     from segmentation.pyfunc import model_input_frame
 
@@ -188,9 +190,7 @@ def segmentation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> Sta
     assignments = profile.select(
         "customer_id",
         spend_level_expr(cuts),
-        pl.col("age_band")
-        if "age_band" in profile.columns
-        else pl.lit("unknown").alias("age_band"),
+        profile_age_band(profile.columns),
         pl.Series("segment_id", assigned["segment_id"].to_numpy(), dtype=pl.Int64),
         pl.Series("segment_name", assigned["segment_name"].astype(str).tolist(), dtype=pl.String),
     )
@@ -232,16 +232,16 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
         )
         versions["clv"] = str(info.registered_model_version or info.model_uri)
     metrics: dict[str, Any] = {
-        "valuation.log_likelihood": run.report["log_likelihood"],
-        "valuation.total_clv": run.report["total_clv"],
-        "valuation.mean_p_alive": run.report["mean_p_alive"],
+        "valuation.log_likelihood": run.report.log_likelihood,
+        "valuation.total_clv": run.report.total_clv,
+        "valuation.mean_p_alive": run.report.mean_p_alive,
     }
     if run.holdout is not None:
         for name, m in run.holdout.metrics.items():
             if m is not None:
                 metrics[f"valuation.holdout.{name}.mae"] = m["mae"]
-    params = {f"valuation.{k}": v for k, v in run.report["params"].items()}
-    params["valuation.model"] = run.report["model"]
+    params = {f"valuation.{k}": v for k, v in run.report.params.items()}
+    params["valuation.model"] = run.report.model
     return StageOutput(
         outputs={"values": run.values},
         metrics=metrics,
@@ -266,7 +266,7 @@ def valuation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageO
     return StageOutput(
         outputs={"values": values},
         params={"model_uri": uri},
-        report={**report, "model_uri": uri},
+        report=dataclasses.replace(report, model_uri=uri),
         model_versions={"clv": uri},
     )
 
@@ -323,14 +323,6 @@ def churn_stage(
             versions["loyalty"] = str(info.registered_model_version or info.model_uri)
         if training.loyalty_skipped:
             mlflow.set_tag("crm.loyalty_skipped", training.loyalty_skipped[:500])
-    report: dict[str, Any] = {
-        "metrics": training.metrics,
-        "features": training.churn.feature_names_in_,
-        "loyalty_skipped": training.loyalty_skipped,
-        "train_cut": training.train_cut.isoformat(),
-        "valid_cut": training.valid_cut.isoformat(),
-        "horizon_days": training.horizon_days,
-    }
     outputs: dict[str, Any] = {"churn_scores": None}
     metrics = dict(training.metrics)
     importance = training.importance
@@ -340,7 +332,15 @@ def churn_stage(
         outputs["churn_scores"] = add_loyalty(scored.frame, scoring, training.loyalty)
         metrics["churn.n_explained"] = scored.n_explained
         importance = scored.importance
-    report["importance"] = importance.head(15).to_dicts()
+    report = ChurnReport(
+        metrics=dict(training.metrics),
+        features=list(training.churn.feature_names_in_),
+        importance=[FeatureImportance(**row) for row in importance.head(15).to_dicts()],
+        train_cut=training.train_cut,
+        valid_cut=training.valid_cut,
+        horizon_days=training.horizon_days,
+        loyalty_skipped=training.loyalty_skipped,
+    )
     return StageOutput(
         outputs=outputs,
         metrics=metrics,

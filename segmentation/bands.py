@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import polars as pl
 
 SPEND_LEVELS: tuple[str, str, str] = ("low", "medium", "high")
@@ -78,9 +80,14 @@ def spend_level_expr(cut_points: tuple[float, float], column: str = "revenue_365
     )
 
 
-def age_band_expr(column: str = "age_band") -> pl.Expr:
-    """The profile's age band, passed through; missing becomes ``"unknown"``."""
-    return pl.col(column).cast(pl.String).fill_null("unknown").alias("age_band")
+def profile_age_band(columns: Collection[str]) -> pl.Expr:
+    """The profile's age band (``features.who`` computes it), ``"unknown"`` when missing.
+
+    ``columns`` are the profile's: a profile without the column gets ``"unknown"`` throughout.
+    """
+    if "age_band" not in columns:
+        return pl.lit("unknown").alias("age_band")
+    return pl.col("age_band").cast(pl.String).fill_null("unknown").alias("age_band")
 
 
 def add_bands(profile: pl.LazyFrame, cut_points: tuple[float, float]) -> pl.LazyFrame:
@@ -93,6 +100,5 @@ def add_bands(profile: pl.LazyFrame, cut_points: tuple[float, float]) -> pl.Lazy
     cut_points
         Spend cut points from :func:`spend_cut_points`.
     """
-    schema = profile.collect_schema()
-    age = age_band_expr() if "age_band" in schema else pl.lit("unknown").alias("age_band")
+    age = profile_age_band(profile.collect_schema().names())
     return profile.with_columns(spend_level_expr(cut_points), age)

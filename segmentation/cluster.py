@@ -397,14 +397,3 @@ class Segmenter(ClusterMixin, BaseEstimator):
         self.segment_ids_ = ids
         top = int(ids.max())
         self.max_segment_id_ = max(top, max_segment_id if max_segment_id is not None else top)
-
-    def segment_table(self) -> pd.DataFrame:
-        """``label``, ``segment_id``, ``segment_name`` for every cluster, by segment id."""
-        check_is_fitted(self, "pipeline_")
-        return pd.DataFrame(
-            {
-                "label": np.arange(self.k_),
-                "segment_id": self.segment_ids_,
-                "segment_name": self.segment_names_,
-            }
-        ).sort_values("segment_id", ignore_index=True)

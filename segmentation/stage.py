@@ -14,7 +14,7 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig, SegmentationConfig
 from segmentation.align import align_segment_ids, migration_matrix, stability
-from segmentation.bands import age_band_expr, spend_cut_points, spend_level_expr
+from segmentation.bands import profile_age_band, spend_cut_points, spend_level_expr
 from segmentation.cluster import Segmenter, resolve_features
 from segmentation.preprocess import default_features
 from segmentation.profiles import segment_profiles
@@ -176,11 +176,10 @@ def segment_customers(
     t_align = time.perf_counter() - t0 - t_fit
 
     names = np.asarray(model.segment_names_, dtype=object)
-    age = age_band_expr() if "age_band" in profile.columns else pl.lit("unknown").alias("age_band")
     assignments = profile.select(
         pl.col("customer_id"),
         spend_level_expr(cuts),
-        age,
+        profile_age_band(profile.columns),
         pl.Series("segment_id", model.segment_ids_[model.labels_], dtype=pl.Int64),
         pl.Series("segment_name", names[model.labels_].tolist(), dtype=pl.String),
     )

@@ -29,7 +29,6 @@ from valuation.stage import (
     ValuationModels,
     btyd_frame,
     fit_models,
-    models_report,
     score_arrays,
     value_customers,
 )
@@ -73,7 +72,6 @@ __all__ = [
     "lifecycle_stage_expr",
     "log_valuation_model",
     "make_purchase_model",
-    "models_report",
     "month_ends",
     "monthly_discount_rate",
     "profit_contribution_expr",

@@ -545,16 +545,6 @@ class PurchaseModel(LifetimesWrapper):
 
         return self._on_unique(X, "p_alive", fn)
 
-    def expected_purchases_new(self, t: float | ArrayLike) -> np.ndarray:
-        """Expected repeat purchases in ``t`` days of a new customer (unconditional)."""
-        fitter = self._scaled_fitter()
-        with quiet_lifetimes():
-            ts = np.asarray(t, dtype=np.float64) * self.time_scale_
-            return np.asarray(
-                fitter.expected_number_of_purchases_up_to_time(ts),
-                dtype=np.float64,
-            )
-
     def score(self, X: FrameLike, y: None = None) -> float:
         """Mean log-likelihood per customer of ``X`` under the fitted parameters."""
         check_is_fitted(self, "params_")

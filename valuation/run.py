@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
 from crm_engine.config import ValuationConfig
+from crm_engine.stage_reports import ValuationReport
 from valuation.base import ValuationError
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
 from valuation.select import AUTO_CANDIDATES
@@ -23,7 +24,7 @@ class ValuationRun:
     """Everything one valuation produced (frames and aggregates; nothing written)."""
 
     values: pl.DataFrame
-    report: dict[str, Any]
+    report: ValuationReport
     models: ValuationModels
     holdout: HoldoutResult | None
 
@@ -84,9 +85,11 @@ def run_valuation(
     profile = profile_at(as_of)
     models = fit_models(profile, cfg, model_name)
     values, report = value_customers(profile, cfg, models)
-    report["as_of"] = as_of.isoformat()
-    report["model_requested"] = cfg.model
-    report["holdout"] = holdout.to_dict() if holdout is not None else None
-    if holdout_error is not None:
-        report["holdout_error"] = holdout_error
+    report = dataclasses.replace(
+        report,
+        as_of=as_of,
+        model_requested=cfg.model,
+        holdout=holdout,
+        holdout_error=holdout_error,
+    )
     return ValuationRun(values=values, report=report, models=models, holdout=holdout)

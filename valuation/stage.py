@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import polars as pl
 
 from crm_engine.config import ValuationConfig
+from crm_engine.stage_reports import SpendReport, ValuationReport
 from features import rfm_facts
 from valuation.base import PurchaseModel, ValuationError
 from valuation.clv import customer_lifetime_value, monthly_discount_rate
@@ -161,35 +161,11 @@ def _round(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def models_report(models: ValuationModels) -> dict[str, Any]:
-    """The fitted parameters and fit statistics, JSON-ready (no customer rows)."""
-    p, s = models.purchase, models.spend
-    return {
-        "model": p.model_name,
-        "time_unit": "days",
-        "params": dict(p.params_),
-        "population_rates_per_day": p.population_rates(),
-        "log_likelihood": p.log_likelihood_,
-        "n_customers_fitted": p.n_customers_,
-        "n_distinct_triples": p.n_triples_,
-        "penalizer": p.penalizer,
-        "spend": {
-            "model": s.model_name,
-            "params": dict(s.params_),
-            "population_mean": s.population_mean_,
-            "log_likelihood": s.log_likelihood_,
-            "n_customers_fitted": s.n_customers_,
-            "n_customers_excluded": s.n_excluded_,
-            "frequency_monetary_corr": _round(s.frequency_monetary_corr_),
-        },
-    }
-
-
 def value_customers(
     profile: pl.DataFrame,
     cfg: ValuationConfig,
     model: ValuationModels | str | None = None,
-) -> tuple[pl.DataFrame, dict[str, Any]]:
+) -> tuple[pl.DataFrame, ValuationReport]:
     """Score every customer of the profile: P(alive), expected purchases, CLV, tier, stage.
 
     Parameters
@@ -208,9 +184,10 @@ def value_customers(
     Returns
     -------
     values, report
-        ``values`` follows :data:`VALUES_SCHEMA`, in the profile's row order; ``report``
-        holds the model, its parameters (per day), spend parameters, the frequency/monetary
-        correlation, tier cut points and counts. No customer rows.
+        ``values`` follows :data:`VALUES_SCHEMA`, in the profile's row order; the
+        :class:`~crm_engine.stage_reports.ValuationReport` holds the model, its parameters
+        (per day), spend parameters, the frequency/monetary correlation, tier cut points and
+        counts. No customer rows.
 
     Raises
     ------
@@ -240,8 +217,8 @@ def value_customers(
         .with_columns(lifecycle_stage_expr(cfg.lifecycle))
         .select(VALUES_SCHEMA.names())
     )
-    report = models_report(models)
-    corr = models.spend.frequency_monetary_corr_
+    p, spend = models.purchase, models.spend
+    corr = spend.frequency_monetary_corr_
     notes = []
     if math.isfinite(corr) and abs(corr) > CORRELATION_WARN:
         notes.append(
@@ -250,28 +227,41 @@ def value_customers(
         )
     stage_counts = values.get_column("lifecycle_stage").value_counts()
     tier_counts = values.get_column("value_tier").value_counts()
-    report.update(
-        {
-            "horizon_days": cfg.horizon_days,
-            "annual_discount_rate": cfg.annual_discount_rate,
-            "monthly_discount_rate": monthly_discount_rate(cfg.annual_discount_rate),
-            "margin": cfg.margin,
-            "n_customers_scored": values.height,
-            "n_customers_without_purchase": int((~has).sum()),
-            "total_clv": float(values.get_column("clv").sum()),
-            "mean_p_alive": float(values.get_column("p_alive").mean() or 0.0),
-            "tier_cut_points": dict(zip(TIERS[1:], cuts, strict=True)),
-            "tier_counts": {
-                t: int(tier_counts.filter(pl.col("value_tier") == t).get_column("count").sum())
-                for t in TIERS
-            },
-            "lifecycle_counts": {
-                s: int(
-                    stage_counts.filter(pl.col("lifecycle_stage") == s).get_column("count").sum()
-                )
-                for s in STAGES
-            },
-            "notes": notes,
-        }
+    report = ValuationReport(
+        model=p.model_name,
+        time_unit="days",
+        params=dict(p.params_),
+        population_rates_per_day=p.population_rates(),
+        log_likelihood=p.log_likelihood_,
+        n_customers_fitted=p.n_customers_,
+        n_distinct_triples=p.n_triples_,
+        penalizer=p.penalizer,
+        spend=SpendReport(
+            model=spend.model_name,
+            params=dict(spend.params_),
+            population_mean=spend.population_mean_,
+            log_likelihood=spend.log_likelihood_,
+            n_customers_fitted=spend.n_customers_,
+            n_customers_excluded=spend.n_excluded_,
+            frequency_monetary_corr=_round(corr),
+        ),
+        horizon_days=cfg.horizon_days,
+        annual_discount_rate=cfg.annual_discount_rate,
+        monthly_discount_rate=monthly_discount_rate(cfg.annual_discount_rate),
+        margin=cfg.margin,
+        n_customers_scored=values.height,
+        n_customers_without_purchase=int((~has).sum()),
+        total_clv=float(values.get_column("clv").sum()),
+        mean_p_alive=float(values.get_column("p_alive").mean() or 0.0),
+        tier_cut_points=dict(zip(TIERS[1:], cuts, strict=True)),
+        tier_counts={
+            t: int(tier_counts.filter(pl.col("value_tier") == t).get_column("count").sum())
+            for t in TIERS
+        },
+        lifecycle_counts={
+            s: int(stage_counts.filter(pl.col("lifecycle_stage") == s).get_column("count").sum())
+            for s in STAGES
+        },
+        notes=notes,
     )
     return values, report

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from crm_engine.cli._app import ConfigOpt, DataOpt, app, console, parse_as_of, user_errors
 from crm_engine.config import load_config
+from crm_engine.stage_reports import ChurnReport
 
 churn_app = typer.Typer(
     name="churn",
@@ -54,10 +55,10 @@ def train_command(
         nothing(),
         run_name="churn-train",
     )
-    rep = result.reports["churn"]
+    rep: ChurnReport = result.reports["churn"]
     m = result.metrics["churn"]
     table = Table(
-        title=f"churn model, out of time (validation cut {rep['valid_cut']})", show_edge=False
+        title=f"churn model, out of time (validation cut {rep.valid_cut})", show_edge=False
     )
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -76,11 +77,11 @@ def train_command(
         if f"loyalty.{key}" in m:
             table.add_row(f"loyalty {key}", f"{m[f'loyalty.{key}']:.4f}")
     console.print(table)
-    if rep["loyalty_skipped"]:
-        console.print(f"loyalty model skipped: {rep['loyalty_skipped']}", markup=False)
+    if rep.loyalty_skipped:
+        console.print(f"loyalty model skipped: {rep.loyalty_skipped}", markup=False)
     console.print(
-        f"trained on {int(m['churn.train_rows'])} customers at {rep['train_cut']}, validated on "
-        f"{int(m['churn.valid_rows'])} at {rep['valid_cut']}; horizon {rep['horizon_days']} days",
+        f"trained on {int(m['churn.train_rows'])} customers at {rep.train_cut}, validated on "
+        f"{int(m['churn.valid_rows'])} at {rep.valid_cut}; horizon {rep.horizon_days} days",
         highlight=False,
     )
     versions = ", ".join(f"{k}={v}" for k, v in result.model_versions.items())

@@ -18,6 +18,7 @@ from crm_engine.cli._app import (
     user_errors,
 )
 from crm_engine.config import load_config
+from crm_engine.stage_reports import ValuationReport
 
 ModelName = Literal["bgnbd", "mbgnbd", "pareto", "auto"]
 
@@ -69,25 +70,25 @@ def value_command(
         cfg, default_stages(["valuation"], assemble=False), values_files(out), tracking=False
     )
     seconds = time.perf_counter() - start
-    rep = result.reports["valuation"]
-    table = Table(title=f"valuation as of {result.as_of} ({rep['model']})", show_edge=False)
+    rep: ValuationReport = result.reports["valuation"]
+    table = Table(title=f"valuation as of {result.as_of} ({rep.model})", show_edge=False)
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_row("customers scored", f"{result.summary['rows']:,}")
     table.add_row(
         "fitted on",
-        f"{rep['n_customers_fitted']:,} customers, {rep['n_distinct_triples']:,} distinct triples",
+        f"{rep.n_customers_fitted:,} customers, {rep.n_distinct_triples:,} distinct triples",
     )
     table.add_row(
-        "purchases per day E[lambda]", f"{rep['population_rates_per_day']['purchase_rate']:.4f}"
+        "purchases per day E[lambda]", f"{rep.population_rates_per_day['purchase_rate']:.4f}"
     )
-    table.add_row("mean P(alive)", f"{rep['mean_p_alive']:.3f}")
-    table.add_row(f"total CLV ({rep['horizon_days']} d)", f"{rep['total_clv']:,.0f}")
-    corr = rep["spend"]["frequency_monetary_corr"]
+    table.add_row("mean P(alive)", f"{rep.mean_p_alive:.3f}")
+    table.add_row(f"total CLV ({rep.horizon_days} d)", f"{rep.total_clv:,.0f}")
+    corr = rep.spend.frequency_monetary_corr
     table.add_row("spend/frequency corr", "n/a" if corr is None else f"{corr:+.3f}")
-    hold = rep.get("holdout")
-    if hold:
-        for name, m in hold["metrics"].items():
+    hold = rep.holdout
+    if hold is not None:
+        for name, m in hold.metrics.items():
             text = (
                 "failed"
                 if m is None
@@ -96,10 +97,10 @@ def value_command(
                     f"vs actual {m['total_actual']:,.0f}"
                 )
             )
-            table.add_row(f"holdout {name} ({hold['holdout_days']} d)", text)
-    for tier, n in rep["tier_counts"].items():
+            table.add_row(f"holdout {name} ({hold.holdout_days} d)", text)
+    for tier, n in rep.tier_counts.items():
         table.add_row(f"tier {tier}", f"{n:,}")
-    for stage, n in rep["lifecycle_counts"].items():
+    for stage, n in rep.lifecycle_counts.items():
         table.add_row(f"stage {stage}", f"{n:,}")
     console.print(table)
     console.print(

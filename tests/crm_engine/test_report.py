@@ -11,6 +11,7 @@ import pytest
 
 from crm_engine.report import ReportInputs, write_report
 from crm_engine.scores import conform_scores
+from crm_engine.stage_reports import ChurnReport, FeatureImportance, SpendReport, ValuationReport
 from tests.report_browser import SKIP_REASON, browser_available, check_page
 
 AS_OF = dt.date(2025, 1, 1)
@@ -47,13 +48,36 @@ def _scores(n: int = 400, full: bool = True) -> pl.DataFrame:
     return conform_scores(base)
 
 
-VALUATION = {
-    "model": "bgnbd",
-    "params": {"r": 3.38329923976963, "alpha": 44.41251428684179, "a": 2.387, "b": 460.914},
-    "population_rates_per_day": {"purchase_rate": 0.0762, "dropout": 0.00515},
-    "spend": {"population_mean": 66.847, "frequency_monetary_corr": -0.024},
-    "horizon_days": 365,
-}
+VALUATION = ValuationReport(
+    model="bgnbd",
+    time_unit="days",
+    params={"r": 3.38329923976963, "alpha": 44.41251428684179, "a": 2.387, "b": 460.914},
+    population_rates_per_day={"purchase_rate": 0.0762, "dropout": 0.00515},
+    log_likelihood=-1234.5,
+    n_customers_fitted=350,
+    n_distinct_triples=300,
+    penalizer=0.0,
+    spend=SpendReport(
+        model="gamma_gamma",
+        params={"p": 6.0, "q": 4.0, "v": 15.0},
+        population_mean=66.847,
+        log_likelihood=-987.6,
+        n_customers_fitted=300,
+        n_customers_excluded=2,
+        frequency_monetary_corr=-0.024,
+    ),
+    horizon_days=365,
+    annual_discount_rate=0.1,
+    monthly_discount_rate=0.008,
+    margin=0.3,
+    n_customers_scored=400,
+    n_customers_without_purchase=50,
+    total_clv=40_000.0,
+    mean_p_alive=0.8,
+    tier_cut_points={"silver": 80.0, "gold": 150.0, "platinum": 260.0},
+    tier_counts={"bronze": 200, "silver": 120, "gold": 60, "platinum": 20},
+    lifecycle_counts={"new": 40, "active": 250, "at_risk": 70, "dormant": 40},
+)
 
 
 def _churn_images(directory: Path) -> dict[str, Path]:
@@ -77,7 +101,18 @@ def _churn_images(directory: Path) -> dict[str, Path]:
 
 
 def _inputs(full: bool, directory: Path) -> ReportInputs:
-    churn = {"roc_auc": 0.81, "brier": 0.07} if full else None
+    churn = (
+        ChurnReport(
+            metrics={"churn.roc_auc": 0.81, "churn.brier": 0.07},
+            features=["open_tickets", "tenure_days", "last_nps"],
+            importance=[FeatureImportance("open_tickets", 0.4)],
+            train_cut=dt.date(2024, 7, 5),
+            valid_cut=dt.date(2024, 10, 3),
+            horizon_days=90,
+        )
+        if full
+        else None
+    )
     seg = pl.DataFrame({"segment_id": [0, 1], "segment_name": ["A", "B"], "size": [200, 200]})
     return ReportInputs(
         scores=_scores(full=full),

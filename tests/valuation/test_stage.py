@@ -37,16 +37,16 @@ def test_values_frame_contract_and_report(profile: pl.DataFrame) -> None:
     assert (values["p_alive"] <= 1).all()
     assert set(values["value_tier"]) <= {"bronze", "silver", "gold", "platinum"}
     # Report: JSON-ready, parameters per day, and no customer rows.
-    text = json.dumps(report)
-    assert report["model"] == "bgnbd" and report["time_unit"] == "days"
-    assert set(report["params"]) == {"r", "alpha", "a", "b"}
-    assert report["params"]["r"] == pytest.approx(0.8, rel=0.2)
-    assert report["spend"]["params"]["p"] == pytest.approx(6.0, rel=0.3)
-    assert abs(report["spend"]["frequency_monetary_corr"]) < 0.1
-    assert report["n_customers_fitted"] == 3_000
-    assert report["n_customers_without_purchase"] == 50
-    assert sum(report["tier_counts"].values()) == values.height
-    assert sum(report["lifecycle_counts"].values()) == values.height
+    text = json.dumps(report.to_dict())
+    assert report.model == "bgnbd" and report.time_unit == "days"
+    assert set(report.params) == {"r", "alpha", "a", "b"}
+    assert report.params["r"] == pytest.approx(0.8, rel=0.2)
+    assert report.spend.params["p"] == pytest.approx(6.0, rel=0.3)
+    assert abs(report.spend.frequency_monetary_corr) < 0.1
+    assert report.n_customers_fitted == 3_000
+    assert report.n_customers_without_purchase == 50
+    assert sum(report.tier_counts.values()) == values.height
+    assert sum(report.lifecycle_counts.values()) == values.height
     assert "customer_id" not in text
 
 
@@ -60,7 +60,7 @@ def test_no_purchase_customers_get_population_spend(profile: pl.DataFrame) -> No
     assert never.height == 50
     assert never["recency_days"].null_count() == 50
     assert never["monetary_avg"].null_count() == 50
-    np.testing.assert_allclose(never["expected_avg_value"], report["spend"]["population_mean"])
+    np.testing.assert_allclose(never["expected_avg_value"], report.spend.population_mean)
     # BG/NBD: no repeat purchase means alive; these are 100 days old, so "active".
     assert (never["p_alive"] == 1.0).all()
     assert set(never["lifecycle_stage"]) == {"active"}
@@ -77,11 +77,11 @@ def test_values_follow_the_rules(profile: pl.DataFrame) -> None:
     np.testing.assert_allclose(joined["profit_contribution"], want_profit)
     new = joined.filter(pl.col("tenure_days") < cfg.lifecycle.new_tenure_days)
     assert (new["lifecycle_stage"] == "new").all()
-    cuts = report["tier_cut_points"]
+    cuts = report.tier_cut_points
     plat = values.filter(pl.col("value_tier") == "platinum")
     assert (plat["clv"] > cuts["platinum"]).all()
     # A higher P(alive) and frequency (same T and recency) never lowers expected purchases.
-    assert values["clv"].sum() == pytest.approx(report["total_clv"])
+    assert values["clv"].sum() == pytest.approx(report.total_clv)
     buyers = joined.filter(pl.col("has_purchase"))
     np.testing.assert_array_equal(
         # T runs to the last observed day (as_of - 1): as_of - last purchase = T - recency + 1.
@@ -115,10 +115,10 @@ def test_clv_grows_with_horizon_and_shrinks_with_discounting(profile: pl.DataFra
 
 def test_model_name_override_and_auto_fallback(profile: pl.DataFrame) -> None:
     _, report = value_customers(profile, ValuationConfig(), "mbgnbd")
-    assert report["model"] == "mbgnbd"
+    assert report.model == "mbgnbd"
     with pytest.warns(UserWarning, match="without a holdout"):
         _, report = value_customers(profile, ValuationConfig(model="auto"))
-    assert report["model"] in {"bgnbd", "mbgnbd", "pareto"}
+    assert report.model in {"bgnbd", "mbgnbd", "pareto"}
 
 
 def test_missing_columns_and_too_few_buyers_are_clear_errors(profile: pl.DataFrame) -> None:

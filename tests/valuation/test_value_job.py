@@ -78,7 +78,7 @@ def test_fitted_population_matches_generator_truth(tmp_path: Path) -> None:
     values, report = value_customers(profile, ValuationConfig(model="bgnbd"))
     truth = pl.read_parquet(data / "_truth" / "customers.parquet")
     fitted = profile.filter("has_purchase").select("customer_id").join(truth, on="customer_id")
-    rates = report["population_rates_per_day"]
+    rates = report.population_rates_per_day
     assert rates["purchase_rate"] == pytest.approx(fitted["lambda_per_day"].mean(), rel=0.15)
     assert rates["dropout"] == pytest.approx(fitted["p_dropout"].mean(), rel=0.15)
     scored = values.join(fitted, on="customer_id")
@@ -114,4 +114,4 @@ def test_valuation_stage_for_the_pipeline_runner(generated_operator: Path, tmp_p
     assert out.metrics["valuation.holdout.bgnbd.mae"] > 0
     assert out.params["valuation.model"] == "bgnbd"
     assert out.artifacts["valuation_holdout.png"].exists()
-    json.dumps(out.report)
+    json.dumps(out.report.to_dict())

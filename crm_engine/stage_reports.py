@@ -1,0 +1,132 @@
+"""What each model stage reports about its run: typed, aggregates only, never customer rows.
+
+The stage packages build these, the runner files them, the report and the CLI read their
+attributes, and the manifest and ``valuation.json`` hold their :meth:`to_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ChurnReport",
+    "FeatureImportance",
+    "SpendReport",
+    "ValuationReport",
+    "to_jsonable",
+]
+
+
+def to_jsonable(value: Any) -> Any:
+    """A stage report (or anything inside one) as plain JSON types; dates become ISO strings.
+
+    Our reports are serialised field by field; anything else with a ``to_dict`` (the holdout
+    result) by that.
+    """
+    own = isinstance(value, ValuationReport | ChurnReport)
+    if own or (dataclasses.is_dataclass(value) and not hasattr(value, "to_dict")):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "to_dict"):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+@dataclass(frozen=True)
+class SpendReport:
+    """The fitted spend (Gamma-Gamma) model."""
+
+    model: str
+    params: dict[str, float]
+    population_mean: float
+    log_likelihood: float
+    n_customers_fitted: int
+    n_customers_excluded: int
+    frequency_monetary_corr: float | None
+    """Pearson correlation of frequency and spend; Gamma-Gamma assumes about zero."""
+
+
+@dataclass(frozen=True)
+class ValuationReport:
+    """The valuation of one run: the fitted models, the CLV settings, tiers and stages.
+
+    ``params`` and ``population_rates_per_day`` are per day; ``holdout`` is the holdout result
+    (``valuation.holdout.HoldoutResult``) when one ran.
+    """
+
+    model: str
+    time_unit: str
+    params: dict[str, float]
+    population_rates_per_day: dict[str, float]
+    log_likelihood: float
+    n_customers_fitted: int
+    n_distinct_triples: int
+    penalizer: float
+    spend: SpendReport
+    horizon_days: int
+    annual_discount_rate: float
+    monthly_discount_rate: float
+    margin: float
+    n_customers_scored: int
+    n_customers_without_purchase: int
+    total_clv: float
+    mean_p_alive: float
+    tier_cut_points: dict[str, float]
+    tier_counts: dict[str, int]
+    lifecycle_counts: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    as_of: dt.date | None = None
+    model_requested: str | None = None
+    holdout: Any = None
+    holdout_error: str | None = None
+    model_uri: str | None = None
+    """The registered model that scored (``--score-only``), None when fitted in this run."""
+    holdout_plot: str | None = None
+    """File name of the holdout plot written beside the values (``crm-engine value``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (``valuation.json``, the manifest)."""
+        return to_jsonable(self)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class FeatureImportance:
+    """Mean absolute contribution of one feature to the churn log-odds."""
+
+    feature: str
+    mean_abs_contribution: float
+
+
+@dataclass(frozen=True)
+class ChurnReport:
+    """The churn (and loyalty) models of one run, out of time.
+
+    ``metrics`` holds ``churn.<metric>`` and ``loyalty.<metric>`` (validation cut, report half);
+    ``importance`` the top features over the customers whose drivers were computed.
+    """
+
+    metrics: dict[str, float]
+    features: list[str]
+    importance: list[FeatureImportance]
+    train_cut: dt.date
+    valid_cut: dt.date
+    horizon_days: int
+    loyalty_skipped: str | None = None
+
+    def churn_metrics(self) -> dict[str, float]:
+        """The churn model's metrics without their ``churn.`` prefix."""
+        return {
+            k.removeprefix("churn."): v for k, v in self.metrics.items() if k.startswith("churn.")
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the manifest)."""
+        return to_jsonable(self)  # type: ignore[no-any-return]
