@@ -258,6 +258,25 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
 )
 
 
+def schema_difference(actual: pl.Schema, expected: pl.Schema) -> str | None:
+    """None when ``actual`` is ``expected``; else what differs, in words for an error message.
+
+    Names the missing, unexpected and mistyped columns (or says only the order differs).
+    """
+    if actual == expected:
+        return None
+    missing = [c for c in expected if c not in actual]
+    extra = [c for c in actual if c not in expected]
+    wrong = [
+        f"{c}: declared {expected[c]}, got {actual[c]}"
+        for c in expected
+        if c in actual and actual[c] != expected[c]
+    ]
+    if not (missing or extra or wrong):
+        return "the column order differs from the declaration"
+    return f"missing={missing}, unexpected={extra}, wrong types={wrong}"
+
+
 def scores_schema(id_dtype: pl.DataType = pl.Int64) -> pl.Schema:
     """The `crm.scores/v1` schema, with the run's customer id type."""
     return pl.Schema(

@@ -8,6 +8,7 @@ from typing import Literal
 import polars as pl
 
 from crm_engine.config import FeaturesConfig
+from crm_engine.contracts import schema_difference
 from crm_engine.io import DataError
 from features.btyd import add_btyd, btyd_columns
 from features.influence import add_influence, influence_columns
@@ -147,20 +148,9 @@ def model_features(schema: pl.Schema | dict[str, pl.DataType]) -> tuple[list[str
 
 
 def _check_schema(lf: pl.LazyFrame, expected: pl.Schema) -> None:
-    actual = lf.collect_schema()
-    if actual == expected:
-        return
-    missing = [c for c in expected if c not in actual]
-    extra = [c for c in actual if c not in expected]
-    wrong = [
-        f"{c}: expected {expected[c]}, planned {actual[c]}"
-        for c in expected
-        if c in actual and actual[c] != expected[c]
-    ]
-    raise ProfileSchemaError(
-        "profile plan does not match its declared schema: "
-        f"missing={missing}, unexpected={extra}, wrong types={wrong}"
-    )
+    difference = schema_difference(lf.collect_schema(), expected)
+    if difference is not None:
+        raise ProfileSchemaError(f"profile plan does not match its declared schema: {difference}")
 
 
 FLOAT_SIG_FIGS = 9

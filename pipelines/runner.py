@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from crm_engine.config import PipelineConfig
+from crm_engine.contracts import schema_difference
 from crm_engine.io import DataError, atomic_directory, load_tables
 from crm_engine.validation import ValidationReport, validate
 
@@ -366,21 +367,9 @@ def _run_stage(stage: Stage, ctx: StageContext, state: RunState, progress: Progr
 
 def check_schema(what: str, frame: pl.DataFrame, expected: pl.Schema) -> None:
     """Raise `StageError` naming the missing, unexpected and mistyped columns of ``frame``."""
-    actual = frame.schema
-    if actual == expected:
-        return
-    missing = [c for c in expected if c not in actual]
-    extra = [c for c in actual if c not in expected]
-    wrong = [
-        f"{c}: declared {expected[c]}, got {actual[c]}"
-        for c in expected
-        if c in actual and actual[c] != expected[c]
-    ]
-    order = "" if missing or extra or wrong else " (column order differs)"
-    raise StageError(
-        f"{what} does not match its declared schema{order}: missing={missing}, "
-        f"unexpected={extra}, wrong types={wrong}"
-    )
+    difference = schema_difference(frame.schema, expected)
+    if difference is not None:
+        raise StageError(f"{what} does not match its declared schema: {difference}")
 
 
 def _call(stage: Stage, ctx: StageContext, kwargs: dict[str, Any]) -> StageOutput:

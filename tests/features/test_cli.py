@@ -7,7 +7,6 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
-import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
@@ -17,19 +16,10 @@ from crm_engine.io import load_tables
 from tests.features._tiny import AS_OF, lazy, tiny_frames
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "data"
-    d.mkdir()
-    for name, df in tiny_frames().items():
-        df.write_parquet(d / f"{name}.parquet")
-    return d
-
-
-def test_cli_writes_profile(data_dir: Path, tmp_path: Path) -> None:
+def test_cli_writes_profile(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "profiles.parquet"
     result = CliRunner().invoke(
-        app, ["features", "--data", str(data_dir), "--as-of", "2024-01-01", "--out", str(out)]
+        app, ["features", "--data", str(tiny_data), "--as-of", "2024-01-01", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     assert "wrote 3 customer profiles as of 2024-01-01" in result.output
@@ -42,18 +32,18 @@ def test_cli_writes_profile(data_dir: Path, tmp_path: Path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["profiles.parquet"]  # no temp file left
 
 
-def test_cli_default_as_of_is_month_after_last_transaction(data_dir: Path, tmp_path: Path) -> None:
+def test_cli_default_as_of_is_month_after_last_transaction(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.parquet"
-    result = CliRunner().invoke(app, ["features", "--data", str(data_dir), "--out", str(out)])
+    result = CliRunner().invoke(app, ["features", "--data", str(tiny_data), "--out", str(out)])
     assert result.exit_code == 0, result.output
     # last transaction 2024-03-05 -> 2024-04-01
     assert "as of 2024-04-01" in result.output
     assert pq.read_schema(out).metadata[b"as_of"] == b"2024-04-01"
 
 
-def test_cli_bad_as_of_is_one_line_error(data_dir: Path, tmp_path: Path) -> None:
+def test_cli_bad_as_of_is_one_line_error(tiny_data: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["features", "--data", str(data_dir), "--as-of", "2024-13-01",
+        app, ["features", "--data", str(tiny_data), "--as-of", "2024-13-01",
               "--out", str(tmp_path / "p.parquet")],
     )  # fmt: skip
     assert result.exit_code == 1
@@ -62,12 +52,12 @@ def test_cli_bad_as_of_is_one_line_error(data_dir: Path, tmp_path: Path) -> None
     assert not (tmp_path / "p.parquet").exists()
 
 
-def test_missing_required_table_writes_nothing(data_dir: Path, tmp_path: Path) -> None:
+def test_missing_required_table_writes_nothing(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.parquet"
     out.write_bytes(b"previous good file")
-    (data_dir / "transactions.parquet").unlink()
+    (tiny_data / "transactions.parquet").unlink()
     result = CliRunner().invoke(
-        app, ["features", "--data", str(data_dir), "--as-of", "2024-01-01", "--out", str(out)]
+        app, ["features", "--data", str(tiny_data), "--as-of", "2024-01-01", "--out", str(out)]
     )
     assert result.exit_code == 1
     assert "transactions" in result.output

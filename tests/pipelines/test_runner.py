@@ -14,21 +14,11 @@ from crm_engine.io import STALE_SUFFIX, atomic_directory
 from pipelines.outputs import profile_file
 from pipelines.runner import Stage, StageContext, StageError, StageOutput, run_pipeline
 from pipelines.stages import assemble_stage, default_stages, owned_columns
-from tests.features._tiny import tiny_frames
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "data"
-    d.mkdir()
-    for name, df in tiny_frames().items():
-        df.write_parquet(d / f"{name}.parquet")
-    return d
-
-
-def _cfg(data_dir: Path, out: Path) -> object:
+def _cfg(tiny_data: Path, out: Path) -> object:
     return load_config(
-        None, {"data.dir": str(data_dir), "output.dir": str(out), "data.as_of": "2024-01-01"}
+        None, {"data.dir": str(tiny_data), "output.dir": str(out), "data.as_of": "2024-01-01"}
     )
 
 
@@ -43,7 +33,7 @@ def test_every_contract_column_has_exactly_one_owner_stage() -> None:
 
 
 def test_a_stage_output_off_its_declared_schema_fails_by_name(
-    data_dir: Path, tmp_path: Path
+    tiny_data: Path, tmp_path: Path
 ) -> None:
     def drifting(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
         return StageOutput(outputs={"extra": profile.select("customer_id", pl.lit("x").alias("n"))})
@@ -55,9 +45,9 @@ def test_a_stage_output_off_its_declared_schema_fails_by_name(
     ]
     out = tmp_path / "p.parquet"
     with pytest.raises(StageError, match=r"stage drift output extra .*wrong types=\['n: declared"):
-        run_pipeline(_cfg(data_dir, tmp_path / "out"), stages, profile_file(out), tracking=False)
+        run_pipeline(_cfg(tiny_data, tmp_path / "out"), stages, profile_file(out), tracking=False)
     assert not out.exists()
-    assert list(tmp_path.iterdir()) == [data_dir]  # no staging directory left behind
+    assert list(tmp_path.iterdir()) == [tiny_data]  # no staging directory left behind
 
 
 def test_assemble_takes_each_column_from_its_owner_only() -> None:
