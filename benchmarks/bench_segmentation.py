@@ -45,10 +45,10 @@ ari = None
 if "persona" in profile.columns:
     ari = adjusted_rand_score(profile["persona"].to_numpy(),
                               result.assignments["segment_id"].to_numpy())
-chosen = next(s for s in result.report["scores"] if s["chosen"])
+chosen = result.report.chosen
 print(json.dumps({
-    "customers": profile.height, "k": result.model.k_, "silhouette": chosen["silhouette"],
-    "ari": ari, "fit_seconds": result.report["timings_s"]["fit"], "seconds": seconds,
+    "customers": profile.height, "k": result.model.k_, "silhouette": chosen.silhouette,
+    "ari": ari, "fit_seconds": result.report.timings_s["fit"], "seconds": seconds,
     "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "names": result.model.segment_names_,
 }))

@@ -14,6 +14,9 @@ from typing import Any
 __all__ = [
     "ChurnReport",
     "FeatureImportance",
+    "KScore",
+    "SegmentSize",
+    "SegmentationReport",
     "SpendReport",
     "ValuationReport",
     "to_jsonable",
@@ -26,7 +29,7 @@ def to_jsonable(value: Any) -> Any:
     Our reports are serialised field by field; anything else with a ``to_dict`` (the holdout
     result) by that.
     """
-    own = isinstance(value, ValuationReport | ChurnReport)
+    own = isinstance(value, ValuationReport | ChurnReport | SegmentationReport)
     if own or (dataclasses.is_dataclass(value) and not hasattr(value, "to_dict")):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if hasattr(value, "to_dict"):
@@ -129,4 +132,59 @@ class ChurnReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the manifest)."""
+        return to_jsonable(self)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class KScore:
+    """How one candidate number of segments scored (NaN-free: missing is None)."""
+
+    k: int
+    silhouette: float | None
+    bic: float | None
+    inertia: float | None
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class SegmentSize:
+    """One segment and how many customers it holds."""
+
+    segment_id: int
+    segment_name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class SegmentationReport:
+    """The segmentation of one run: the k search, the segments and the alignment of their ids.
+
+    ``same_segment_share``, ``fresh_ids`` and ``matches`` are set when the ids were aligned with
+    a previous model (``aligned``); ``migration`` holds the previous x new segment counts then.
+    """
+
+    algorithm: str
+    k: int
+    k_search: bool
+    features: list[str]
+    n_customers: int
+    fit_rows: int
+    scores: list[KScore]
+    spend_cut_points: list[float]
+    segments: list[SegmentSize]
+    timings_s: dict[str, float]
+    aligned: bool = False
+    fresh_ids: int | None = None
+    same_segment_share: float | None = None
+    matches: list[dict[str, Any]] = field(default_factory=list)
+    previous_model: str | None = None
+    migration: list[dict[str, Any]] | None = None
+
+    @property
+    def chosen(self) -> KScore | None:
+        """The score of the chosen k (None when k was fixed and not scored)."""
+        return next((s for s in self.scores if s.chosen), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (``segmentation.json``, the manifest)."""
         return to_jsonable(self)  # type: ignore[no-any-return]

@@ -17,7 +17,7 @@ import polars as pl
 from crm_engine.contracts import SCORES_CONTRACT
 from crm_engine.io import STALE_SUFFIX, write_json, write_parquet
 from crm_engine.report import ReportInputs, write_report
-from crm_engine.stage_reports import ValuationReport, to_jsonable
+from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
 from pipelines.manifest import input_fingerprints, output_checksums
 from pipelines.runner import Output, RunState, Written
 
@@ -164,12 +164,12 @@ def segment_files(out: Path) -> Output:
 
     def write(state: RunState, work: Path, scratch: Path) -> Written:
         catalog, as_of = state.catalog, state.as_of
-        report = {"as_of": as_of.isoformat(), **state.reports["segmentation"]}
+        report: SegmentationReport = state.reports["segmentation"]
         meta = {
             "contract": SEGMENTS_CONTRACT,
             "as_of": as_of.isoformat(),
-            "segmentation.algorithm": report["algorithm"],
-            "segmentation.k": str(report["k"]),
+            "segmentation.algorithm": report.algorithm,
+            "segmentation.k": str(report.k),
         }
         segments = catalog["segments"].with_columns(pl.lit(as_of).alias("as_of"))
         segments = segments.select(
@@ -182,7 +182,7 @@ def segment_files(out: Path) -> Output:
             write_parquet(migration, work / "segment_migration.parquet", meta)
         else:
             (work / f"segment_migration.parquet{STALE_SUFFIX}").touch()
-        write_json(work / "segmentation.json", report)
+        write_json(work / "segmentation.json", {"as_of": as_of.isoformat(), **report.to_dict()})
         files = [out.name, "segment_profiles.parquet", MODEL_FILE, "segmentation.json"]
         if migration is not None:
             files.append("segment_migration.parquet")

@@ -132,28 +132,29 @@ def segmentation_stage(
         reg = REGISTERED_MODELS["segmentation"] if ctx.cfg.mlflow.register_models else None
         info = log_segmentation_model(result, registered_model_name=reg)
         versions["segmentation"] = str(info.registered_model_version or info.model_uri)
-    report = {**result.report, "previous_model": str(previous_path) if previous_path else None}
-    metrics: dict[str, Any] = {"k": report["k"], "customers": report["n_customers"]}
-    for row in report.get("scores", []):
-        for key, value in row.items():
-            if key != "k" and isinstance(value, int | float):
-                metrics[f"{key}.k{row.get('k')}"] = value
-    if "same_segment_share" in report:
-        metrics["same_segment_share"] = report["same_segment_share"]
+    report = dataclasses.replace(
+        result.report, previous_model=str(previous_path) if previous_path else None
+    )
+    metrics: dict[str, Any] = {"k": report.k, "customers": report.n_customers}
+    for score in report.scores:
+        for key in ("silhouette", "bic", "inertia", "chosen"):
+            value = getattr(score, key)
+            if value is not None:
+                metrics[f"{key}.k{score.k}"] = float(value)
+    if report.same_segment_share is not None:
+        metrics["same_segment_share"] = report.same_segment_share
     outputs: dict[str, Any] = {
         "segments": result.assignments,
         "segment_profiles": result.profiles,
         "segment_migration": result.migration,
     }
-    if result.migration is not None:
-        report["migration"] = result.migration.to_dicts()
     return StageOutput(
         outputs=outputs,
         metrics=metrics,
         params={
-            "algorithm": report["algorithm"],
+            "algorithm": report.algorithm,
             "k": ctx.cfg.segmentation.k,
-            "features": ",".join(report["features"]),
+            "features": ",".join(report.features),
         },
         report=report,
         model_versions=versions,

@@ -6,13 +6,14 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from crm_engine.config import FeaturesConfig, SegmentationConfig
+from crm_engine.stage_reports import KScore, SegmentationReport, SegmentSize
 from segmentation.align import align_segment_ids, migration_matrix, stability
 from segmentation.bands import profile_age_band, spend_cut_points, spend_level_expr
 from segmentation.cluster import Segmenter, resolve_features
@@ -60,7 +61,7 @@ class SegmentationResult:
     model: Segmenter
     profiles: pl.DataFrame
     migration: pl.DataFrame | None
-    report: dict[str, Any] = field(default_factory=dict)
+    report: SegmentationReport
 
 
 def _json_float(x: Any) -> Any:
@@ -153,7 +154,7 @@ def segment_customers(
     t_fit = time.perf_counter() - t0
 
     migration = None
-    align_report: dict[str, Any] = {"aligned": False}
+    align_report: dict[str, Any] = {}
     if usable_previous is not None:
         alignment = align_segment_ids(
             usable_previous, model, X, labels=model.labels_, random_state=cfg.seed
@@ -169,6 +170,7 @@ def segment_customers(
         )
         align_report = {
             "aligned": True,
+            "migration": migration.to_dicts(),
             "fresh_ids": alignment.n_fresh,
             "same_segment_share": stability(old["segment_id"].to_numpy(), new_ids),
             "matches": alignment.matches.to_dicts(),
@@ -185,29 +187,31 @@ def segment_customers(
     )
     profiles = segment_profiles(assignments, profile, model.features_, scores)
 
-    report: dict[str, Any] = {
-        "algorithm": cfg.algorithm,
-        "k": int(model.k_),
-        "k_search": cfg.k == "auto",
-        "features": list(model.features_),
-        "n_customers": profile.height,
-        "fit_rows": min(profile.height, cfg.sample_size),
-        "scores": [
-            {key: _json_float(v) for key, v in row.items()}
+    report = SegmentationReport(
+        algorithm=cfg.algorithm,
+        k=int(model.k_),
+        k_search=cfg.k == "auto",
+        features=list(model.features_),
+        n_customers=profile.height,
+        fit_rows=min(profile.height, cfg.sample_size),
+        scores=[
+            KScore(
+                k=int(row["k"]),
+                silhouette=_json_float(row.get("silhouette")),
+                bic=_json_float(row.get("bic")),
+                inertia=_json_float(row.get("inertia")),
+                chosen=bool(row["chosen"]),
+            )
             for row in model.scores_.to_dict(orient="records")
         ],
-        "spend_cut_points": [float(c) for c in cuts],
-        "segments": [
-            {
-                "segment_id": int(r["segment_id"]),
-                "segment_name": r["segment_name"],
-                "size": int(r["size"]),
-            }
+        spend_cut_points=[float(c) for c in cuts],
+        segments=[
+            SegmentSize(int(r["segment_id"]), r["segment_name"], int(r["size"]))
             for r in profiles.select("segment_id", "segment_name", "size").iter_rows(named=True)
         ],
+        timings_s={"fit": round(t_fit, 3), "align": round(t_align, 3)},
         **align_report,
-        "timings_s": {"fit": round(t_fit, 3), "align": round(t_align, 3)},
-    }
+    )
     return SegmentationResult(
         assignments=assignments,
         model=model,

@@ -19,6 +19,7 @@ from crm_engine.cli._app import (
     user_errors,
 )
 from crm_engine.config import ConfigError, load_config
+from crm_engine.stage_reports import SegmentationReport
 
 
 @app.command("segment")
@@ -94,14 +95,13 @@ def segment_command(
         tracking=False,
     )
     seconds = time.perf_counter() - start
-    rep = result.reports["segmentation"]
+    rep: SegmentationReport = result.reports["segmentation"]
     profiles = pl.read_parquet(out.parent / "segment_profiles.parquet")
 
-    chosen = next((s for s in rep["scores"] if s["chosen"]), {})
-    sil = chosen.get("silhouette")
+    sil = rep.chosen.silhouette if rep.chosen is not None else None
     title = (
-        f"{rep['n_customers']:,} customers as of {result.as_of}: k={rep['k']} "
-        f"({rep['algorithm']}, silhouette {'n/a' if sil is None else f'{sil:.3f}'})"
+        f"{rep.n_customers:,} customers as of {result.as_of}: k={rep.k} "
+        f"({rep.algorithm}, silhouette {'n/a' if sil is None else f'{sil:.3f}'})"
     )
     table = Table(title=escape(title), show_edge=False)
     table.add_column("id", justify="right")
@@ -118,10 +118,10 @@ def segment_command(
             escape(row["distinguishing"]),
         )
     console.print(table)
-    if rep.get("aligned"):
+    if rep.aligned:
         console.print(
-            f"ids aligned with {rep['previous_model']}: {rep['same_segment_share']:.1%} of "
-            f"customers kept their segment, {rep['fresh_ids']} new segment(s); migration matrix "
+            f"ids aligned with {rep.previous_model}: {rep.same_segment_share:.1%} of "
+            f"customers kept their segment, {rep.fresh_ids} new segment(s); migration matrix "
             f"in {out.parent / 'segment_migration.parquet'}",
             highlight=False,
             markup=False,

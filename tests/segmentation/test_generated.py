@@ -27,4 +27,4 @@ def test_rerun_with_other_seed_keeps_segment_ids(generated_profile: pl.DataFrame
     second = segment_customers(generated_profile, SegmentationConfig(seed=1), previous=first.model)
     kept = (first.assignments["segment_id"] == second.assignments["segment_id"]).mean()
     assert kept >= 0.95
-    assert second.report["same_segment_share"] >= 0.95
+    assert second.report.same_segment_share >= 0.95

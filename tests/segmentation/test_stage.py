@@ -29,8 +29,8 @@ def test_every_customer_gets_bands_and_a_named_segment(
     assert set(a["spend_level"]) == {"low", "medium", "high"}
     assert "unknown" in set(a["age_band"])
     rep = blobs_result.report
-    assert rep["k"] == 5 and rep["aligned"] is False
-    assert [s["k"] for s in rep["scores"]] == [3, 4, 5, 6, 7]
+    assert rep.k == 5 and rep.aligned is False
+    assert [s.k for s in rep.scores] == [3, 4, 5, 6, 7]
     labels = blobs.join(a, on="customer_id")
     assert adjusted_rand_score(labels["persona"], labels["segment_id"]) >= 0.9
 
@@ -42,8 +42,8 @@ def test_previous_model_keeps_ids_and_yields_migration(
     again = segment_customers(blobs, cfg, previous=blobs_result.model)
     same = (again.assignments["segment_id"] == blobs_result.assignments["segment_id"]).mean()
     assert same >= 0.95
-    assert again.report["aligned"] is True
-    assert again.report["same_segment_share"] == pytest.approx(same)
+    assert again.report.aligned is True
+    assert again.report.same_segment_share == pytest.approx(same)
     assert again.migration is not None
     assert again.migration["customers"].sum() == blobs.height
 
@@ -60,7 +60,7 @@ def test_previous_model_with_other_features_warns_and_starts_fresh(
     lean = blobs.drop("sms_12m")
     with pytest.warns(SegmentationWarning, match="sms_12m"):
         out = segment_customers(lean, SegmentationConfig(k=5), previous=blobs_result.model)
-    assert out.migration is None and out.report["aligned"] is False
+    assert out.migration is None and out.report.aligned is False
 
 
 def test_empty_profile_is_an_error(blobs: pl.DataFrame) -> None:
