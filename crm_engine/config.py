@@ -33,7 +33,14 @@ class DataConfig(_Section):
 class OutputConfig(_Section):
     """Where results are written."""
 
-    dir: Path = Field(Path("demo/output"), description="output directory (replaced atomically)")
+    dir: Path = Field(
+        Path("demo/output"),
+        description="output directory: runs/<run_id>/, current -> the committed run, "
+        "scores.parquet and the other files under stable names",
+    )
+    keep_runs: Annotated[int, Field(ge=1)] = Field(
+        3, description="committed runs kept in runs/ (the current one always stays)"
+    )
 
 
 class MlflowConfig(_Section):

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -143,7 +138,7 @@ def load_tables(data_dir: Path) -> dict[str, pl.LazyFrame]:
 # --- writing -----------------------------------------------------------------------------
 #
 # Every output is written into a staging directory with the plain writers below, then committed
-# by `atomic_directory`: the one place that renames into place, and the one that cleans up.
+# by `crm_engine.commit`: the one place that renames into place, and the one that cleans up.
 
 
 def _with_metadata(table: pa.Table, metadata: dict[str, str] | None) -> pa.Table:
@@ -157,7 +152,7 @@ def _with_metadata(table: pa.Table, metadata: dict[str, str] | None) -> pa.Table
 def write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
     """Write ``frame`` to ``path`` (zstd) with ``metadata`` in the file's key-value metadata.
 
-    Not atomic by itself: write into the directory :func:`atomic_directory` yields.
+    Not atomic by itself: write into a staging directory of :mod:`crm_engine.commit`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,68 +184,3 @@ def write_json(path: Path, payload: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     return path
-
-
-STALE_SUFFIX = ".stale"
-"""A staged file named ``<name>.stale`` removes ``<name>`` from the target on commit."""
-
-
-@contextlib.contextmanager
-def atomic_directory(target: Path, *, merge: bool = False) -> Iterator[Path]:
-    """Yield a fresh staging directory; on success its files replace ``target``'s.
-
-    On any exception the staging directory is removed and ``target`` is left untouched.
-
-    Parameters
-    ----------
-    target
-        The directory to write.
-    merge
-        False: the staging directory becomes ``target`` (files already in ``target`` that the
-        run does not write again, for example an embedded MLflow store, are carried over).
-        True: only the staged files replace their namesakes in ``target`` (each by one
-        rename), everything else in ``target`` stays; an empty staged file ``<name>.stale``
-        removes ``<name>``. For a command that writes a few files beside the user's others.
-    """
-    target = Path(target)
-    parent = target if merge else target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
-        if merge:
-            _merge_into(tmp, target)
-        else:
-            _swap(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _merge_into(staged: Path, target: Path) -> None:
-    for item in sorted(staged.iterdir()):
-        if item.name.endswith(STALE_SUFFIX):
-            (target / item.name.removesuffix(STALE_SUFFIX)).unlink(missing_ok=True)
-            continue
-        dest = target / item.name
-        if item.is_dir() and dest.is_dir():
-            shutil.rmtree(dest)
-        os.replace(item, dest)
-
-
-def _swap(tmp: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(tmp, target)
-        return
-    for item in target.iterdir():
-        dest = tmp / item.name
-        if not dest.exists():
-            os.replace(item, dest)
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)

@@ -44,11 +44,39 @@ def resolve_tracking_uri(cfg: MlflowConfig, output_dir: Path) -> str:
     return f"sqlite:///{output_dir / 'mlflow.db'}"
 
 
+HTTP_TIMEOUT_S = "10"
+HTTP_RETRIES = "1"
+"""A tracking server that does not answer fails the run in about 30 s, not after minutes of
+MLflow's default retries (a user's MLFLOW_HTTP_REQUEST_* settings win)."""
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; names the URI and what failed."""
+
+
 def configure(cfg: MlflowConfig, output_dir: Path) -> str:
-    """Point MLflow at the resolved store and experiment; return the tracking URI."""
+    """Point MLflow at the resolved store and experiment; return the tracking URI.
+
+    Raises
+    ------
+    TrackingError
+        When the store does not answer or refuses (the message names the URI).
+    """
+    uri = resolve_tracking_uri(cfg, output_dir)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT_S)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
+    try:
+        return _configure(cfg, uri)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise TrackingError(
+            f"tracking store {uri} cannot be used: {type(e).__name__}: {first[:300]}"
+        ) from e
+
+
+def _configure(cfg: MlflowConfig, uri: str) -> str:
     import mlflow
 
-    uri = resolve_tracking_uri(cfg, output_dir)
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
         # Artifacts of an embedded store live beside the database, not in the working directory.
@@ -117,19 +145,38 @@ def stage_run(stage: str) -> Iterator[Run]:
         yield run
 
 
-def registered_model_uri(model: str) -> str | None:
-    """``models:/<name>/<highest version>`` of a pipeline model, or None when none is registered.
+CHAMPION = "champion"
+"""Registry alias of the models of the last committed run: what scoring from the registry uses."""
 
-    ``model`` is a key of :data:`REGISTERED_MODELS` (``"churn"``, ``"clv"``, ...).
+
+def registered_model_uri(model: str) -> str | None:
+    """``models:/<name>/<version>`` of a pipeline model's ``@champion``, or None when none.
+
+    ``model`` is a key of :data:`REGISTERED_MODELS` (``"churn"``, ``"clv"``, ...). The alias
+    moves only when a run's outputs are committed (:func:`promote`), so versions a failed or
+    killed run registered are never picked up; the version is resolved so that the manifest
+    says exactly which model scored.
     """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     name = REGISTERED_MODELS[model]
     try:
-        versions = MlflowClient().search_model_versions(f"name = '{name}'")
+        version = MlflowClient().get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
-    if not versions:
-        return None
-    return f"models:/{name}/{max(int(v.version) for v in versions)}"
+    return f"models:/{name}/{version.version}"
+
+
+def promote(model_versions: Mapping[str, str]) -> None:
+    """Point ``@champion`` of each pipeline model at the version this run registered.
+
+    ``model_versions`` is the run's ``{model: version}``; entries that are not a registered
+    version of this run (model URIs of ``--score-only``, unregistered run URIs) are skipped.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for model, version in model_versions.items():
+        if model in REGISTERED_MODELS and str(version).isdigit():
+            client.set_registered_model_alias(REGISTERED_MODELS[model], CHAMPION, str(version))

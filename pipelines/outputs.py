@@ -14,8 +14,9 @@ from typing import Any
 
 import polars as pl
 
+from crm_engine.commit import STALE_SUFFIX, current_run
 from crm_engine.contracts import SCORES_CONTRACT
-from crm_engine.io import STALE_SUFFIX, write_json, write_parquet
+from crm_engine.io import write_json, write_parquet
 from crm_engine.report import ReportInputs, write_report
 from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
 from pipelines.manifest import input_fingerprints, output_checksums
@@ -41,10 +42,16 @@ SEGMENT_PROFILES_SCHEMA = pl.Schema(
 
 
 def run_directory(out_dir: Path) -> Output:
-    """The whole run: scores, profiles, segment profiles, report and manifest in ``out_dir``."""
+    """The whole run: scores, profiles, segment profiles, report and manifest, committed as
+    ``out_dir/runs/<run_id>`` and exposed as ``out_dir/current`` and ``out_dir/<file>``."""
     out_dir = Path(out_dir)
-    previous = out_dir if (out_dir / "manifest.json").is_file() else None
-    return Output(directory=out_dir, write=_write_run, previous=previous)
+    return Output(
+        directory=out_dir,
+        write=_write_run,
+        layout="run",
+        links=tuple(OUTPUT_FILES),
+        previous=current_run(out_dir),
+    )
 
 
 def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
@@ -149,7 +156,7 @@ def profile_file(out: Path) -> Output:
         write_parquet(profile, work / out.name, meta)
         return Written(summary={"rows": profile.height, "path": str(out)})
 
-    return Output(directory=out.parent, write=write, merge=True)
+    return Output(directory=out.parent, write=write)
 
 
 def segment_files(out: Path) -> Output:
@@ -189,7 +196,7 @@ def segment_files(out: Path) -> Output:
         return Written(summary={"files": files, "rows": segments.height})
 
     previous = out.parent if (out.parent / MODEL_FILE).is_file() else None
-    return Output(directory=out.parent, write=write, merge=True, previous=previous)
+    return Output(directory=out.parent, write=write, previous=previous)
 
 
 def values_files(out: Path) -> Output:
@@ -215,7 +222,7 @@ def values_files(out: Path) -> Output:
         write_json(work / "valuation.json", report.to_dict())
         return Written(summary={"files": files, "rows": values.height})
 
-    return Output(directory=out.parent, write=write, merge=True)
+    return Output(directory=out.parent, write=write)
 
 
 def churn_scores_file(out: Path) -> Output:
@@ -241,7 +248,7 @@ def churn_scores_file(out: Path) -> Output:
             }
         )
 
-    return Output(directory=out.parent, write=write, merge=True)
+    return Output(directory=out.parent, write=write)
 
 
 def nothing() -> Output:

@@ -18,13 +18,14 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
+from crm_engine.commit import atomic_directory, committed_run, fault_point, output_lock
 from crm_engine.config import PipelineConfig
 from crm_engine.contracts import schema_difference
-from crm_engine.io import DataError, atomic_directory, load_tables
+from crm_engine.io import DataError, load_tables
 from crm_engine.validation import ValidationReport, validate
 
 REQUIRED_TABLES = ("customers", "transactions")
@@ -131,18 +132,21 @@ class Written:
 class Output:
     """Where a run's files go and which files they are.
 
-    ``write(state, work, scratch)`` writes into ``work``, a staging directory that is committed
-    into ``directory`` by one ``crm_engine.io.atomic_directory`` when the run succeeds (and
-    removed when it fails); ``scratch`` is a private temporary directory for files that are
-    only logged to MLflow. ``merge`` keeps the other files of ``directory`` (a stage command
-    writing beside the user's files) instead of replacing the directory (the run output).
+    ``write(state, work, scratch)`` writes into ``work``, a staging directory that
+    :mod:`crm_engine.commit` commits when the run succeeds (and removes when it fails);
+    ``scratch`` is a private temporary directory for files that are only logged to MLflow.
+
+    ``layout="run"``: ``directory`` is a run output (``runs/<run_id>/`` made ``current`` by one
+    rename, ``links`` exposed under stable names). ``layout="files"``: the staged files replace
+    their namesakes in ``directory`` and everything else there stays (a stage command writing
+    beside the user's files). ``directory=None`` writes no files (results only go to MLflow).
     ``previous`` is where the last committed run's files are, for stages that build on them.
-    ``directory=None`` writes no files (a command whose results only go to MLflow).
     """
 
     directory: Path | None
     write: Callable[[RunState, Path, Path], Written]
-    merge: bool = False
+    layout: Literal["run", "files"] = "files"
+    links: tuple[str, ...] = ()
     previous: Path | None = None
 
 
@@ -233,13 +237,11 @@ def run_pipeline(
 
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crm-run-")))
-        work = (
-            stack.enter_context(atomic_directory(output.directory, merge=output.merge))
-            if output.directory is not None
-            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crm-work-")))
-        )
-        if tracking:
+        if output.directory is not None:
+            stack.enter_context(output_lock(output.directory))
+        if tracking:  # entered before the commit: a run whose commit fails ends FAILED too
             stack.enter_context(_tracking(state, f"{run_name}-{as_of.isoformat()}"))
+        work = Path(stack.enter_context(_commit(output, state)))
         ctx = StageContext(
             cfg=cfg,
             as_of=as_of,
@@ -257,6 +259,11 @@ def run_pipeline(
         progress("write", "done", state.timings["write"])
         if tracking:
             _log_run(state, written)
+    if tracking and cfg.mlflow.register_models:
+        from crm_engine import tracking as trk
+
+        # only now that the outputs are committed do later runs score with these models
+        trk.promote(state.model_versions)
     return RunResult(
         run_id=state.run_id,
         as_of=as_of,
@@ -270,6 +277,16 @@ def run_pipeline(
         metrics=state.metrics,
         model_versions=state.model_versions,
     )
+
+
+def _commit(output: Output, state: RunState) -> contextlib.AbstractContextManager[Any]:
+    """The staging directory of ``output``, committed when the run succeeds."""
+    if output.directory is None:
+        return tempfile.TemporaryDirectory(prefix="crm-work-")
+    if output.layout == "run":
+        keep = state.cfg.output.keep_runs
+        return committed_run(output.directory, state.run_id, keep=keep, links=output.links)
+    return atomic_directory(output.directory, merge=True)
 
 
 def _guess_as_of(data_dir: Path) -> dt.date | None:
@@ -344,6 +361,7 @@ def _run_stage(stage: Stage, ctx: StageContext, state: RunState, progress: Progr
             f"missing {missing} (run the stages that produce them)"
         )
     progress(stage.name, "start", None)
+    fault_point(f"stage:{stage.name}")
     t = time.perf_counter()
     kwargs = {i: catalog[i] for i in stage.inputs}
     kwargs |= {i: catalog.get(i) for i in stage.optional_inputs}

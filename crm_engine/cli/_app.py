@@ -81,17 +81,18 @@ R = TypeVar("R")
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a user's mistake (bad config, bad data, a failed stage) into one stderr line and exit
     code 1; nothing was written (the runner commits only a whole, successful run)."""
+    from crm_engine.tracking import TrackingError
     from pipelines.runner import StageError
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, DataError, StageError) as e:
+        except (ConfigError, DataError, StageError, TrackingError, OSError) as e:
             err_console.print(
                 f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True
             )
-            if isinstance(e, StageError):
+            if isinstance(e, StageError | TrackingError | OSError):
                 err_console.print("nothing was written; the previous output is untouched")
             sys.exit(1)
 

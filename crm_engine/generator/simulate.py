@@ -783,8 +783,8 @@ def generate(
     ValueError
         If a size is not positive or ``start`` is not the first day of a month.
     """
+    from crm_engine.commit import atomic_directory
     from crm_engine.generator.truth import HazardWriter, write_params, write_truth_customers
-    from crm_engine.io import atomic_directory
 
     if customers < 1:
         raise ValueError(f"customers={customers} should be >= 1")

@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from crm_engine.commit import STALE_SUFFIX, atomic_directory
 from crm_engine.config import load_config
 from crm_engine.contracts import SCORE_COLUMNS
-from crm_engine.io import STALE_SUFFIX, atomic_directory
 from pipelines.outputs import profile_file
 from pipelines.runner import Stage, StageContext, StageError, StageOutput, run_pipeline
 from pipelines.stages import assemble_stage, default_stages, owned_columns
