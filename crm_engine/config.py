@@ -28,6 +28,9 @@ class DataConfig(_Section):
         description="first day not observed; default: first day of the month after the "
         "last transaction",
     )
+    max_text_bytes: Annotated[int, Field(gt=0)] = Field(
+        256, description="longest text value accepted in an input table (category names)"
+    )
 
 
 class OutputConfig(_Section):

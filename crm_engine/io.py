@@ -34,19 +34,41 @@ class TableSource:
 
 
 def find_table(data_dir: Path, name: str) -> TableSource | None:
-    """Find ``<name>.parquet``, a ``<name>/`` directory of Parquet files, or ``<name>.csv``."""
+    """Find ``<name>.parquet``, a ``<name>/`` directory of Parquet files, or ``<name>.csv``.
+
+    Raises
+    ------
+    DataError
+        When the table is there in more than one form (which one is meant is ambiguous), or
+        when a file of it is a link that leads out of the data directory (its target is not
+        read, so nothing of it is echoed).
+    """
     data_dir = Path(data_dir)
     candidates: list[tuple[Path, Literal["parquet", "parquet_dir", "csv"]]] = [
         (data_dir / f"{name}.parquet", "parquet"),
         (data_dir / name, "parquet_dir"),
         (data_dir / f"{name}.csv", "csv"),
     ]
-    for path, kind in candidates:
-        if kind == "parquet_dir" and path.is_dir():
-            return TableSource(name, path, kind)
-        if kind != "parquet_dir" and path.is_file():
-            return TableSource(name, path, kind)
-    return None
+    found = [
+        TableSource(name, path, kind)
+        for path, kind in candidates
+        if (path.is_dir() if kind == "parquet_dir" else path.is_file())
+    ]
+    if len(found) > 1:
+        forms = " and ".join(s.path.name + ("/" if s.kind == "parquet_dir" else "") for s in found)
+        raise DataError(
+            f"table {name} in {data_dir} is there as {forms}: ambiguous, keep one of them"
+        )
+    if not found:
+        return None
+    root = data_dir.resolve()
+    for path in [found[0].path, *found[0].files()]:
+        if not path.resolve().is_relative_to(root):
+            raise DataError(
+                f"table {name}: {path.relative_to(data_dir)} is a link that leads out of the "
+                f"data directory {data_dir}; refusing to read it"
+            )
+    return found[0]
 
 
 def find_tables(data_dir: Path) -> dict[str, TableSource]:
@@ -77,23 +99,29 @@ def cast_expr(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
         if target == pl.Date:
             return col.str.strip_chars().str.to_date(strict=False).alias(column)
         if isinstance(target, pl.Datetime):
+            # "...+02:00" is the instant in UTC; a timestamp without an offset is read as UTC
             return (
                 col.str.strip_chars()
-                .str.to_datetime(time_unit=target.time_unit, strict=False)
+                .str.to_datetime(time_unit=target.time_unit, strict=False, time_zone="UTC")
+                .dt.replace_time_zone(None)
                 .alias(column)
             )
         if target == pl.Int64:
-            # "3.0" in CSVs written by pandas is still an integer.
-            return (
-                col.str.strip_chars()
-                .cast(pl.Float64, strict=False)
-                .cast(pl.Int64, strict=False)
-                .alias(column)
-            )
+            # "3.0" in CSVs written by pandas is still an integer; "3.7" is not (null: refused).
+            return _integral(col.str.strip_chars().cast(pl.Float64, strict=False)).alias(column)
         return col.str.strip_chars().cast(target, strict=False).alias(column)
+    if source.is_float() and target.is_integer():
+        return _integral(col).cast(target, strict=False).alias(column)
     if isinstance(target, pl.Datetime) and isinstance(source, pl.Datetime):
+        if source.time_zone is not None:  # the instant in UTC, not the local wall clock
+            col = col.dt.convert_time_zone("UTC")
         return col.dt.replace_time_zone(None).dt.cast_time_unit(target.time_unit).alias(column)
     return col.cast(target, strict=False).alias(column)
+
+
+def _integral(value: pl.Expr) -> pl.Expr:
+    """An integer when the number is one (``3.0``), else null (``3.7`` is never truncated)."""
+    return pl.when(value == value.floor()).then(value).otherwise(None).cast(pl.Int64, strict=False)
 
 
 def id_dtype_of(data_dir: Path) -> pl.DataType:
@@ -101,13 +129,17 @@ def id_dtype_of(data_dir: Path) -> pl.DataType:
     src = find_table(data_dir, "customers")
     if src is None:
         return pl.Int64()
-    schema = scan_raw(src).collect_schema()
+    try:
+        schema = scan_raw(src).collect_schema()
+    except Exception:  # unreadable: validation says so
+        return pl.Int64()
     dtype = schema.get("customer_id")
     if dtype is not None and dtype.is_integer():
         return pl.Int64()
-    if src.kind == "csv":
-        probe = scan_raw(src).select(pl.col("customer_id")).head(1000).collect()
-        cast = probe["customer_id"].cast(pl.Int64, strict=False)
+    if src.kind == "csv" and dtype is not None:
+        # numbers are integer ids: a "3.7" among them is then refused, not read as text
+        probe = scan_raw(src).select(pl.col("customer_id").str.strip_chars()).head(1000).collect()
+        cast = probe["customer_id"].cast(pl.Float64, strict=False)
         if cast.null_count() == probe["customer_id"].null_count():
             return pl.Int64()
     return pl.String()

@@ -23,6 +23,14 @@ from crm_engine.io import (
 Severity = Literal["error", "warning"]
 MAX_EXAMPLES = 5
 _ROW = "__row"
+_FILE = "__file"
+MAX_TEXT_BYTES = 256
+"""Longest text value accepted by default (``data.max_text_bytes``): category names, not blobs."""
+EARLIEST = dt.date(1900, 1, 1)
+MIN_CUSTOMERS = 10
+"""Customers (with a purchase before as_of) a run needs at least: fewer cannot be modelled."""
+ORPHAN_ERROR_SHARE = 0.5
+"""Above this share of rows for unknown customers, ids of two tables do not match: an error."""
 
 
 @dataclass(frozen=True)
@@ -123,13 +131,37 @@ def _unreadable(source: TableSource) -> tuple[str, str] | None:
     return None
 
 
-def _checks(contract: TableContract, present: set[str], as_of: dt.date | None) -> list[_Check]:
+def _checks(
+    contract: TableContract, present: set[str], as_of: dt.date | None, max_text_bytes: int
+) -> list[_Check]:
     t = contract.name
     checks: list[_Check] = []
+    today = dt.date.today()
     for col in contract.columns:
         if col not in present:
             continue
         raw, cast = pl.col(f"__raw_{col}"), pl.col(col)
+        dtype = contract.schema[col]
+        if dtype.is_float():
+            checks.append(
+                _Check("error", col, "NaN or infinite values", cast.is_nan() | cast.is_infinite())
+            )
+        if dtype == pl.String():
+            checks.append(
+                _Check(
+                    "error",
+                    col,
+                    f"values longer than {max_text_bytes} bytes (data.max_text_bytes)",
+                    cast.str.len_bytes() > max_text_bytes,
+                )
+            )
+        if dtype.is_temporal():
+            day = cast.cast(pl.Date)
+            checks.append(_Check("error", col, f"dated before {EARLIEST}", day < pl.lit(EARLIEST)))
+            if col == contract.time_column:
+                checks.append(
+                    _Check("error", col, f"dated after today ({today})", day > pl.lit(today))
+                )
         checks.append(
             _Check(
                 "error",
@@ -225,6 +257,7 @@ def _validate_table(
     id_dtype: pl.DataType,
     as_of: dt.date | None,
     report: ValidationReport,
+    max_text_bytes: int,
 ) -> pl.LazyFrame | None:
     """Validate one table; return its cast frame (with row numbers) for cross-table checks."""
     file = _display(source, data_dir)
@@ -244,6 +277,10 @@ def _validate_table(
         )
         return None
     raw = scan_raw(source)
+    if source.kind == "parquet_dir":  # which part file each row is in, for the messages
+        raw = pl.scan_parquet(
+            source.path / "**" / "*.parquet", hive_partitioning=True, include_file_paths=_FILE
+        )
     try:
         schema = raw.collect_schema()
     except Exception as e:
@@ -266,10 +303,17 @@ def _validate_table(
     target = contract.polars_schema(id_dtype)
     lf = raw.with_row_index(_ROW).select(
         pl.col(_ROW),
+        *([pl.col(_FILE)] if _FILE in schema else []),
         *[pl.col(c).alias(f"__raw_{c}") for c in contract.columns if c in present],
         *[cast_expr(c, schema[c], target[c]) for c in contract.columns if c in present],
     )
-    checks = _checks(contract, present, as_of)
+    checks = _checks(contract, present, as_of, max_text_bytes)
+    for col in sorted(present):
+        zone = getattr(schema[col], "time_zone", None)
+        if zone is not None:
+            report.problems.append(
+                Problem("warning", name, file, col, 0, f"time zone {zone}: converted to UTC")
+            )
     aggs = [pl.len().cast(pl.Int64).alias("__rows")]
     aggs += [
         c.predicate.fill_null(False).sum().cast(pl.Int64).alias(f"c{i}")
@@ -290,16 +334,16 @@ def _validate_table(
         n = int(counts[f"c{i}"])
         if n == 0:
             continue
-        ex = (
-            lf.filter(check.predicate.fill_null(False))
-            .select(example.alias("e"))
-            .unique(maintain_order=True)
-            .head(MAX_EXAMPLES)
-            .collect()["e"]
-        )
-        examples = tuple(ex.to_list())
+        failing = lf.filter(check.predicate.fill_null(False))
+        ex = failing.select(example.alias("e")).unique(maintain_order=True).head(MAX_EXAMPLES)
+        examples = tuple(ex.collect()["e"].to_list())
+        where = file
+        if _FILE in schema:  # name the part files of a directory table
+            parts = failing.select(pl.col(_FILE).unique().sort().head(4)).collect()[_FILE]
+            names = [_display(TableSource(name, Path(f), "parquet"), data_dir) for f in parts]
+            where = ", ".join(names[:3]) + (" and more" if len(names) > 3 else "")
         report.problems.append(
-            Problem(check.severity, name, file, check.column, n, check.message, examples)
+            Problem(check.severity, name, where, check.column, n, check.message, examples)
         )
     return lf
 
@@ -345,21 +389,34 @@ def _unknown_customers(
         ).collect()
         n = int(stats["n"][0])
         if n:
+            total = lf.filter(pl.col(key).is_not_null()).select(pl.len()).collect().item()
             ex = orphans.select(pl.col(key).unique().sort().head(MAX_EXAMPLES)).collect()[key]
+            most = n > ORPHAN_ERROR_SHARE * total
+            message = f"rows for customers not in customers ({int(stats['ids'][0])} ids)"
+            if most:
+                message = (
+                    f"{n / total:.0%} of the rows match no customer_id of customers: do the ids "
+                    "have the same form in both tables (e.g. '000001' vs 1)?"
+                )
             report.problems.append(
                 Problem(
-                    "warning",
+                    "error" if most else "warning",
                     name,
                     file,
                     key,
                     n,
-                    f"rows for customers not in customers ({int(stats['ids'][0])} ids)",
+                    message,
                     tuple(f"{key}={v}" for v in ex),
                 )
             )
 
 
-def validate(data_dir: Path, as_of: dt.date | None = None) -> ValidationReport:
+def validate(
+    data_dir: Path,
+    as_of: dt.date | None = None,
+    max_text_bytes: int = MAX_TEXT_BYTES,
+    min_customers: int = 0,
+) -> ValidationReport:
     """Validate every contract table found under ``data_dir``.
 
     Parameters
@@ -367,7 +424,13 @@ def validate(data_dir: Path, as_of: dt.date | None = None) -> ValidationReport:
     data_dir
         Directory holding ``<table>.parquet``, ``<table>/`` or ``<table>.csv`` files.
     as_of
-        When given, rows dated on or after it are counted as a warning.
+        When given, rows dated on or after it are counted as a warning, and the data must hold
+        enough customers and purchases before it to be modelled.
+    max_text_bytes
+        Longest text value accepted.
+    min_customers
+        With ``as_of``: customers with a purchase before it that the run needs (the model
+        stages need :data:`MIN_CUSTOMERS`; a profile alone needs none).
 
     Returns
     -------
@@ -381,8 +444,12 @@ def validate(data_dir: Path, as_of: dt.date | None = None) -> ValidationReport:
             Problem("error", "-", str(data_dir), None, 0, "data directory not found")
         )
         return report
-    found = find_tables(data_dir)
-    id_dtype = id_dtype_of(data_dir)
+    try:
+        found = find_tables(data_dir)
+        id_dtype = id_dtype_of(data_dir)
+    except DataError as e:  # an ambiguous table, a link out of the directory
+        report.problems.append(Problem("error", "-", str(data_dir), None, 0, str(e)))
+        return report
     frames: dict[str, tuple[pl.LazyFrame, str]] = {}
     for name, contract in INPUT_TABLES.items():
         source = found.get(name)
@@ -400,10 +467,10 @@ def validate(data_dir: Path, as_of: dt.date | None = None) -> ValidationReport:
                     )
                 )
             continue
-        lf = _validate_table(source, contract, data_dir, id_dtype, as_of, report)
+        lf = _validate_table(source, contract, data_dir, id_dtype, as_of, report, max_text_bytes)
         if lf is not None:
             frames[name] = (lf, _display(source, data_dir))
-    if "customers" in frames:
+    if "customers" in frames and "customer_id" in frames["customers"][0].collect_schema():
         cust_lf, cust_file = frames["customers"]
         _duplicates(cust_lf, cust_file, report)
         known = cust_lf.select(pl.col("customer_id").drop_nulls().unique())
@@ -413,4 +480,49 @@ def validate(data_dir: Path, as_of: dt.date | None = None) -> ValidationReport:
             present = set(lf.collect_schema().names())
             keys = tuple(k for k in INPUT_TABLES[name].keys if k in present)
             _unknown_customers(name, lf, keys, known, file, report)
+        tx = frames.get("transactions")
+        needed = {"customer_id", "signup_date", "churn_date"}
+        if (
+            as_of is not None
+            and min_customers > 0
+            and tx is not None
+            and needed <= set(cust_lf.collect_schema().names())
+            and {"customer_id", "ts", "amount"} <= set(tx[0].collect_schema().names())
+        ):
+            _enough_to_model(cust_lf, cust_file, tx[0], as_of, min_customers, report)
     return report
+
+
+def _enough_to_model(
+    customers: pl.LazyFrame,
+    file: str,
+    transactions: pl.LazyFrame,
+    as_of: dt.date,
+    min_customers: int,
+    report: ValidationReport,
+) -> None:
+    """At least ``min_customers`` customers at ``as_of`` who bought something before it."""
+    active = customers.filter(
+        (pl.col("signup_date") < pl.lit(as_of))
+        & (pl.col("churn_date").is_null() | (pl.col("churn_date") >= pl.lit(as_of)))
+    ).select("customer_id")
+    bought = (
+        transactions.filter((pl.col("ts") < pl.lit(as_of)) & (pl.col("amount") > 0))
+        .select("customer_id")
+        .unique()
+    )
+    n_active = active.select(pl.len()).collect().item()
+    n_buyers = active.join(bought, on="customer_id").select(pl.len()).collect().item()
+    if n_buyers < min_customers:
+        report.problems.append(
+            Problem(
+                "error",
+                "customers",
+                file,
+                None,
+                int(n_buyers),
+                f"too little to model at as_of {as_of}: {n_active} customer(s) still customers "
+                f"then, {n_buyers} with a purchase before it (at least {min_customers} needed; "
+                "is as_of before the data, or has everyone churned?)",
+            )
+        )

@@ -117,9 +117,14 @@ def _node_index(keys: np.ndarray, *ids: np.ndarray) -> list[np.ndarray]:
     Customer ids are usually dense non-negative integers: a lookup table then costs one
     array read per edge, where a binary search misses the cache at every step.
     """
-    top = int(keys[-1])
-    if keys.dtype.kind in "iu" and int(keys[0]) >= 0 and top < 4 * len(keys) + 1_000_000:
-        table = np.empty(top + 1, dtype=np.int64)
+    dense = (
+        keys.dtype.kind in "iu"  # string ids (and no ids at all) take the binary search
+        and len(keys) > 0
+        and int(keys[0]) >= 0
+        and int(keys[-1]) < 4 * len(keys) + 1_000_000
+    )
+    if dense:
+        table = np.empty(int(keys[-1]) + 1, dtype=np.int64)
         table[keys] = np.arange(len(keys))
         return [table[a] for a in ids]
     return [np.searchsorted(keys, a) for a in ids]

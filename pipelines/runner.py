@@ -26,7 +26,7 @@ from crm_engine.commit import atomic_directory, committed_run, fault_point, outp
 from crm_engine.config import PipelineConfig
 from crm_engine.contracts import schema_difference
 from crm_engine.io import DataError, load_tables
-from crm_engine.validation import ValidationReport, validate
+from crm_engine.validation import MIN_CUSTOMERS, ValidationReport, validate
 
 REQUIRED_TABLES = ("customers", "transactions")
 
@@ -221,7 +221,8 @@ def run_pipeline(
         output = run_directory(Path(cfg.output.dir))
     progress("validate", "start", None)
     t0 = time.perf_counter()
-    as_of, report, tables = _prepare_inputs(cfg, validate_inputs)
+    models = any(s.name in ("segmentation", "valuation", "churn") for s in stages)
+    as_of, report, tables = _prepare_inputs(cfg, validate_inputs, models)
     state = RunState(
         cfg=cfg,
         as_of=as_of,
@@ -301,16 +302,19 @@ def _guess_as_of(data_dir: Path) -> dt.date | None:
 
 
 def _prepare_inputs(
-    cfg: PipelineConfig, validate_inputs: bool
+    cfg: PipelineConfig, validate_inputs: bool, models: bool
 ) -> tuple[dt.date, ValidationReport | None, dict[str, pl.LazyFrame]]:
-    """as_of, the validation report and the tables: everything checked before any stage runs."""
+    """as_of, the validation report and the tables: everything checked before any stage runs.
+
+    With ``models`` (a model stage will run), too few customers to fit is an error too.
+    """
     data_dir = Path(cfg.data.dir)
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist or is not a directory")
     as_of = cfg.data.as_of or _guess_as_of(data_dir)
     report = None
     if validate_inputs:
-        report = validate(data_dir, as_of)
+        report = validate(data_dir, as_of, cfg.data.max_text_bytes, MIN_CUSTOMERS if models else 0)
         report.raise_for_errors()
     tables = load_tables(data_dir)
     missing = [t for t in REQUIRED_TABLES if t not in tables]

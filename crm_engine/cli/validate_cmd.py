@@ -17,7 +17,7 @@ from crm_engine.validation import ValidationReport, validate
 
 def render_report(report: ValidationReport) -> Table:
     """One row per contract table: file, rows and how many errors and warnings it has."""
-    table = Table(title=f"Input validation: {report.data_dir}")
+    table = Table(title=escape(f"Input validation: {report.data_dir}"))
     table.add_column("table")
     table.add_column("file")
     table.add_column("rows", justify="right")
@@ -28,7 +28,7 @@ def render_report(report: ValidationReport) -> Table:
         warns = sum(1 for p in report.warnings if p.table == t.name)
         table.add_row(
             t.name + ("" if t.required else " (optional)"),
-            t.file or "[red]missing[/]",
+            escape(t.file) if t.file else "[red]missing[/]",
             "-" if t.rows is None else f"{t.rows:,}",
             f"[red]{errs}[/]" if errs else "0",
             f"[yellow]{warns}[/]" if warns else "0",
@@ -59,7 +59,8 @@ def validate_command(
     print_problems(report)
     if report.errors:
         err_console.print(
-            f"[bold red]error:[/] {len(report.errors)} data error(s); first: {report.errors[0]}",
+            f"[bold red]error:[/] {len(report.errors)} data error(s); first: "
+            f"{escape(str(report.errors[0]))}",
             highlight=False,
             soft_wrap=True,
         )

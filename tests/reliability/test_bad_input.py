@@ -1,0 +1,229 @@
+"""Bad input: refused by name (table, file, column, count, example) on one line, or converted and
+said so; never a traceback, never passed silently into a score, nothing written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from crm_engine.cli import app
+from crm_engine.io import load_tables
+
+AS_OF = "2024-10-01"
+Mutate = Callable[[Path], None]
+
+
+def _part(data: Path, table: str) -> Path:
+    return data / table / "part-00000.parquet"
+
+
+def _edit(table: str, *exprs: pl.Expr) -> Mutate:
+    """Rewrite the first part file of ``table`` with ``exprs`` applied."""
+
+    def mutate(data: Path) -> None:
+        path = _part(data, table)
+        pl.read_parquet(path).with_columns(*exprs).write_parquet(path)
+
+    return mutate
+
+
+def _first_row(value: object, column: str) -> pl.Expr:
+    first = pl.int_range(pl.len()) == 0
+    return pl.when(first).then(pl.lit(value)).otherwise(pl.col(column)).alias(column)
+
+
+def _as_csv(table: str, **write: object) -> Mutate:
+    """Replace a directory table by one CSV file (``write`` passed to ``write_csv``)."""
+
+    def mutate(data: Path) -> None:
+        frame = pl.read_parquet(data / table / "*.parquet")
+        shutil.rmtree(data / table)
+        frame.write_csv(data / f"{table}.csv", **write)  # type: ignore[arg-type]
+
+    return mutate
+
+
+def _truncate(data: Path) -> None:
+    path = _part(data, "transactions")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _link_out(data: Path) -> None:
+    secret = data.parent / "secret.csv"
+    secret.write_text("customer_id,hunter2_column\n1,hunter2\n")
+    shutil.rmtree(data / "surveys")
+    (data / "surveys.csv").symlink_to(secret)
+
+
+def _both_forms(data: Path) -> None:
+    pl.read_parquet(data / "usage" / "*.parquet").write_csv(data / "usage.csv")
+
+
+def _no_customer_id(data: Path) -> None:
+    _as_csv("customers")(data)
+    path = data / "customers.csv"
+    pl.read_csv(path).drop("customer_id").write_csv(path)
+
+
+def _id_not_integral(data: Path) -> None:
+    _as_csv("customers")(data)
+    path = data / "customers.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    frame.with_columns(_first_row("3.7", "customer_id")).write_csv(path)
+
+
+def _ids_do_not_match(data: Path) -> None:
+    _edit("transactions", pl.col("customer_id") + 50_000_000)(data)
+
+
+# (name, mutation, what the one error line must say)
+REFUSED: list[tuple[str, Mutate, tuple[str, ...]]] = [
+    ("nan", _edit("transactions", _first_row(float("nan"), "amount")),
+     ("transactions [transactions/part-00000.parquet] column amount", "NaN or infinite", "1 rows",
+      "customer_id=")),
+    ("inf", _edit("network", _first_row(float("inf"), "latency_ms")),
+     ("network [network/part-00000.parquet] column latency_ms", "NaN or infinite")),
+    ("before 1900", _edit("transactions", _first_row(dt.datetime(1850, 1, 1), "ts")),
+     ("column ts", "dated before 1900-01-01", "1 rows")),
+    ("after today", _edit("transactions", _first_row(dt.datetime(2099, 1, 1), "ts")),
+     ("column ts", "dated after today")),
+    ("huge text", _edit("customers", _first_row("x" * 5_000_000, "occupation")),
+     ("customers [customers/part-00000.parquet] column occupation", "longer than 256 bytes")),
+    ("id 3.7", _id_not_integral, ("customers [customers.csv] column customer_id",
+                                   "cannot be read as Int64", "1 rows")),
+    ("ids do not match", _ids_do_not_match,
+     ("transactions", "column customer_id", "100% of the rows match no customer_id")),
+    ("both forms", _both_forms, ("table usage", "usage/ and usage.csv", "ambiguous")),
+    ("zero bytes", lambda d: _part(d, "calls").write_bytes(b""),
+     ("calls [calls/part-00000.parquet]", "unreadable or truncated file")),
+    ("truncated", _truncate, ("transactions [transactions/part-00000.parquet]",
+                              "unreadable or truncated")),
+    ("no customer_id", _no_customer_id,
+     ("customers [customers.csv] column customer_id", "missing required column")),
+    ("semicolons", _as_csv("customers", separator=";"),
+     ("customers [customers.csv] column customer_id", "missing required column")),
+    ("link out", _link_out, ("surveys.csv is a link that leads out of the data directory",)),
+]  # fmt: skip
+
+
+@pytest.fixture
+def data(generated_operator: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "data"
+    shutil.copytree(generated_operator, copy, ignore=shutil.ignore_patterns("_truth"))
+    return copy
+
+
+def _run(data: Path, out: Path) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--as-of",
+            AS_OF,
+            "--quiet",
+            "--no-tracking",
+        ],
+    )
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    return result.exit_code, [line for line in result.output.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(("case", "mutate", "says"), REFUSED, ids=[c[0] for c in REFUSED])
+def test_refused_by_name_and_nothing_written(
+    data: Path, tmp_path: Path, case: str, mutate: Mutate, says: tuple[str, ...]
+) -> None:
+    mutate(data)
+    out = tmp_path / "out"
+    code, lines = _run(data, out)
+    assert code == 1, lines
+    errors = [line for line in lines if line.startswith("error")]
+    assert errors, lines
+    text = " ".join(lines)
+    for part in says:
+        assert part in text, (part, lines)
+    assert "hunter2" not in text  # nothing of a linked file's content is echoed
+    assert not out.exists()
+
+
+def test_too_little_to_model_is_said_before_any_stage(data: Path, tmp_path: Path) -> None:
+    # everyone churned before as_of
+    _edit("customers", pl.lit(dt.date(2024, 1, 1)).alias("churn_date"))(data)
+    code, lines = _run(data, tmp_path / "out")
+    assert code == 1
+    assert "too little to model at as_of 2024-10-01: 0 customer(s) still customers" in " ".join(
+        lines
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_timezones_are_converted_to_utc_and_said(data: Path, tmp_path: Path) -> None:
+    naive = pl.read_parquet(_part(data, "transactions"))
+    _edit(
+        "transactions", pl.col("ts").dt.replace_time_zone("UTC").dt.convert_time_zone("Asia/Tokyo")
+    )(data)
+    loaded = (
+        load_tables(data)["transactions"]
+        .collect()
+        .filter(pl.col("customer_id").is_in(naive["customer_id"].implode()))
+    )
+    assert (
+        loaded.sort("customer_id", "ts")["ts"].to_list()
+        == naive.sort("customer_id", "ts")["ts"].to_list()
+    )
+    out = tmp_path / "out"
+    code, lines = _run(data, out)
+    assert code == 0, lines
+    import json
+
+    warnings = json.loads((out / "manifest.json").read_text())["validation"]["warnings"]
+    assert {"table": "transactions", "column": "ts", "rows": 0,
+            "message": "time zone Asia/Tokyo: converted to UTC"} in warnings  # fmt: skip
+
+
+def test_csv_offsets_are_instants(tmp_path: Path) -> None:
+    from crm_engine.contracts import INPUT_TABLES
+    from crm_engine.io import TableSource, scan_table
+
+    path = tmp_path / "transactions.csv"
+    path.write_text(
+        "customer_id,ts,amount,category,channel\n"
+        "1,2024-01-01 10:00:00+02:00,5.0,topup,app\n"
+        "2,2024-01-01 10:00:00+00:00,5.0,topup,app\n"
+    )
+    frame = scan_table(
+        TableSource("transactions", path, "csv"), INPUT_TABLES["transactions"]
+    ).collect()
+    assert frame["ts"].to_list() == [dt.datetime(2024, 1, 1, 8), dt.datetime(2024, 1, 1, 10)]
+
+
+def test_string_ids_with_a_call_graph(data: Path, tmp_path: Path) -> None:
+    """Text customer ids everywhere, calls included: profiles are built (was an int() crash)."""
+    for table, keys in (
+        ("customers", ["customer_id"]),
+        ("transactions", ["customer_id"]),
+        ("usage", ["customer_id"]),
+        ("network", ["customer_id"]),
+        ("interactions", ["customer_id"]),
+        ("surveys", ["customer_id"]),
+        ("calls", ["caller_id", "callee_id"]),
+    ):
+        _edit(table, *[pl.format("c{}", pl.col(k)).alias(k) for k in keys])(data)
+    out = tmp_path / "profiles.parquet"
+    result = CliRunner().invoke(
+        app, ["features", "--data", str(data), "--as-of", AS_OF, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    profile = pl.read_parquet(out)
+    assert profile.schema["customer_id"] == pl.String
+    assert profile["influence_score"].drop_nulls().len() > 0.5 * profile.height
