@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,15 @@ def sink_parquet(lf: pl.LazyFrame, path: Path, metadata: dict[str, str] | None =
         path, compression="zstd", metadata=metadata, arrow_schema=arrow_schema, engine="streaming"
     )
     return pq.read_metadata(path).num_rows
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_json(path: Path, payload: object) -> Path:

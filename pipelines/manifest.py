@@ -6,18 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from crm_engine.io import find_tables
-
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+from crm_engine.io import file_sha256, find_tables
 
 
 def input_fingerprints(data_dir: Path, rows: dict[str, int | None]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import polars as pl
 
 from crm_engine.commit import STALE_SUFFIX, current_run
 from crm_engine.contracts import SCORES_CONTRACT
-from crm_engine.io import write_json, write_parquet
+from crm_engine.io import file_sha256, write_json, write_parquet
 from crm_engine.report import ReportInputs, write_report
 from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
 from pipelines.manifest import input_fingerprints, output_checksums
@@ -55,6 +55,8 @@ def run_directory(out_dir: Path) -> Output:
 
 
 def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
+    from segmentation.store import MODEL_FILE
+
     catalog = state.catalog
     as_of = state.as_of
     scores: pl.DataFrame = catalog["scores"]
@@ -89,6 +91,7 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
         tracking_uri=state.tracking_uri,
     )
     write_report(report_inputs, work / "report.html")
+    _carry_segmenter(state, work)
     rows = {t.name: t.rows for t in state.validation.tables} if state.validation else {}
     manifest: dict[str, Any] = {
         "contract": SCORES_CONTRACT,
@@ -111,7 +114,14 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
         **{k: to_jsonable(v) for k, v in state.reports.items() if k != "validation"},
     }
     checks = output_checksums(
-        work, ["scores.parquet", "profiles.parquet", "segment_profiles.parquet", "report.html"]
+        work,
+        [
+            "scores.parquet",
+            "profiles.parquet",
+            "segment_profiles.parquet",
+            "report.html",
+            MODEL_FILE,
+        ],
     )
     for name, c in checks.items():
         manifest["outputs"].setdefault(name, {}).update(c)
@@ -124,6 +134,24 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
         metrics={"scores_rows": scores.height},
         mlflow_artifacts=[mlflow_report, work / "manifest.json"],
     )
+
+
+def _carry_segmenter(state: RunState, work: Path) -> None:
+    """A run that did not segment keeps the last model, so the next one can still align ids.
+
+    Only a model that still has the checksum its run recorded is carried.
+    """
+    from segmentation.store import MODEL_FILE
+
+    previous = state.previous_output
+    if (work / MODEL_FILE).exists() or previous is None or not (previous / MODEL_FILE).is_file():
+        return
+    manifest = previous / "manifest.json"
+    if not manifest.is_file():
+        return
+    recorded = json.loads(manifest.read_text()).get("outputs", {}).get(MODEL_FILE, {})
+    if recorded.get("sha256") == file_sha256(previous / MODEL_FILE):
+        shutil.copy2(previous / MODEL_FILE, work / MODEL_FILE)
 
 
 def _summary(scores: pl.DataFrame) -> dict[str, Any]:
@@ -189,7 +217,12 @@ def segment_files(out: Path) -> Output:
             write_parquet(migration, work / "segment_migration.parquet", meta)
         else:
             (work / f"segment_migration.parquet{STALE_SUFFIX}").touch()
-        write_json(work / "segmentation.json", {"as_of": as_of.isoformat(), **report.to_dict()})
+        record = {
+            "as_of": as_of.isoformat(),
+            "model_sha256": file_sha256(work / MODEL_FILE),
+            **report.to_dict(),
+        }
+        write_json(work / "segmentation.json", record)
         files = [out.name, "segment_profiles.parquet", MODEL_FILE, "segmentation.json"]
         if migration is not None:
             files.append("segment_migration.parquet")

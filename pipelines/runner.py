@@ -117,6 +117,8 @@ class RunState:
     timings: dict[str, float] = field(default_factory=dict)
     mlflow_run_id: str | None = None
     tracking_uri: str | None = None
+    previous_output: Path | None = None
+    """The last committed run's files (the `Output`'s ``previous``)."""
 
 
 @dataclass
@@ -230,6 +232,7 @@ def run_pipeline(
         stages=[s.name for s in stages],
         validation=report,
         catalog={"tables": tables},
+        previous_output=output.previous,
     )
     if report is not None:
         state.reports["validation"] = report.summary()

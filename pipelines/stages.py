@@ -97,16 +97,39 @@ PreviousModel = Path | Literal[False] | None
 """A previous segmentation model: a file, False for none, None for the last run's if any."""
 
 
-def _previous_segmenter(ctx: StageContext, previous: PreviousModel) -> Path | None:
+def _previous_segmenter(
+    ctx: StageContext, previous: PreviousModel
+) -> tuple[Path | None, str | None]:
+    """The previous model's file and the sha256 its run recorded (None: the user named it)."""
+    import json
+    import warnings
+
+    from segmentation import SegmentationWarning
     from segmentation.store import MODEL_FILE
 
     if previous is False:
-        return None
+        return None, None
     if previous is not None:
-        return Path(previous)
-    if ctx.previous_output is not None and (ctx.previous_output / MODEL_FILE).is_file():
-        return ctx.previous_output / MODEL_FILE
-    return None
+        return Path(previous), None
+    if ctx.previous_output is None or not (ctx.previous_output / MODEL_FILE).is_file():
+        return None, None
+    recorded = None
+    for record in ("manifest.json", "segmentation.json"):
+        path = ctx.previous_output / record
+        if path.is_file():
+            doc = json.loads(path.read_text())
+            outputs = doc.get("outputs", {}).get(MODEL_FILE, {})
+            recorded = outputs.get("sha256") or doc.get("model_sha256")
+            break
+    if recorded is None:
+        warnings.warn(
+            f"{ctx.previous_output / MODEL_FILE} has no recorded sha256: not loaded (a pickle "
+            "runs code), segment ids start afresh",
+            SegmentationWarning,
+            stacklevel=2,
+        )
+        return None, None
+    return ctx.previous_output / MODEL_FILE, recorded
 
 
 def segmentation_stage(
@@ -116,8 +139,8 @@ def segmentation_stage(
     from segmentation import segment_customers
     from segmentation.store import MODEL_FILE, load_segmenter, save_segmenter
 
-    previous_path = _previous_segmenter(ctx, previous)
-    previous_model = load_segmenter(previous_path) if previous_path is not None else None
+    previous_path, sha256 = _previous_segmenter(ctx, previous)
+    previous_model = load_segmenter(previous_path, sha256) if previous_path is not None else None
     if profile.height == 0:
         raise StageError(f"segmentation: no active customers at as_of={ctx.as_of}")
     result = segment_customers(

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from crm_engine.cli import app
 from crm_engine.config import load_config
 from crm_engine.contracts import INPUT_TABLES
+from crm_engine.io import file_sha256
 from crm_engine.scores import check_scores_file, read_scores_metadata
-from pipelines.manifest import file_sha256
 from pipelines.outputs import OUTPUT_FILES
 from pipelines.runner import Stage, StageError, StageOutput, run_pipeline
 from pipelines.stages import default_stages
@@ -287,3 +287,31 @@ def test_churn_score_after_run_finds_the_run_store(
     churn = pl.read_parquet(out).select("customer_id", "churn_probability")
     run = pl.read_parquet(first_run / "scores.parquet").select("customer_id", "churn_probability")
     assert_frame_equal(churn.sort("customer_id"), run.sort("customer_id"))
+
+
+class _Planted:
+    """A pickle that would create a file when loaded (what a hostile model file could do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_model_file_that_changed_since_its_run_is_not_unpickled(
+    first_run: Path, generated_operator: Path, tmp_path: Path
+) -> None:
+    import pickle
+
+    out = tmp_path / "out"
+    shutil.copytree(first_run, out)
+    marker = tmp_path / "code-ran"
+    model = out / "current" / "segmentation_model.pkl"
+    model.write_bytes(pickle.dumps(_Planted(marker)))
+    before = (out / "scores.parquet").read_bytes()
+    code, output = run_cli(generated_operator, out, "--no-tracking", "--stages", "segmentation")
+    assert code == 1
+    assert "does not match the sha256 its run recorded: not loading it" in output
+    assert not marker.exists()
+    assert (out / "scores.parquet").read_bytes() == before

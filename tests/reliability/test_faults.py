@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from crm_engine.cli import app
 from crm_engine.commit import CURRENT, FAULT_ENV, LOCK_FILE, RUNS_DIR
-from pipelines.manifest import file_sha256
+from crm_engine.io import file_sha256
 
 AS_OF = "2024-10-01"
 CLI = [str(Path(sys.executable).parent / "crm-engine")]
