@@ -295,7 +295,9 @@ def load_config(
     Parameters
     ----------
     path
-        A ``pipeline.toml``; None gives the embedded defaults.
+        A ``pipeline.toml``; None gives the embedded defaults. A relative ``data.dir`` in it is
+        resolved against the file's folder (CLI overrides stay relative to the working
+        directory).
     overrides
         ``{"data.dir": "x", "churn.horizon_days": 60}``: CLI flags win over the file.
 
@@ -314,6 +316,11 @@ def load_config(
             raise ConfigError(f"config file not found: {path}") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+        # a relative data.dir in a file means "beside this file", wherever the job is started
+        data = tree.get("data")
+        if isinstance(data, dict) and isinstance(data.get("dir"), str):
+            if not Path(data["dir"]).is_absolute():
+                data["dir"] = str((Path(path).resolve().parent / data["dir"]).resolve())
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_path(tree, key, value)
@@ -324,8 +331,13 @@ def load_config(
 
 
 def config_to_toml(cfg: PipelineConfig) -> str:
-    """Render a config as TOML text (the resolved view `crm-engine config --show` prints)."""
+    """Render a config as TOML text (the resolved view `crm-engine config --show` prints).
+
+    ``data.dir`` is written absolute (as a run resolves it), so the text means the same
+    config wherever the file is put.
+    """
     data = cfg.model_dump(mode="json")
+    data["data"]["dir"] = str(Path(cfg.data.dir).resolve())
     out: list[str] = []
 
     def fmt(v: Any) -> str:

@@ -39,9 +39,28 @@ def resolve_tracking_uri(cfg: MlflowConfig, output_dir: Path) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    output_dir = Path(output_dir).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{output_dir / 'mlflow.db'}"
+    return f"sqlite:///{Path(output_dir).resolve() / 'mlflow.db'}"
+
+
+def require_store(cfg: MlflowConfig, output_dir: Path) -> str:
+    """The tracking URI of a store that must already exist (scoring with registered models).
+
+    Raises
+    ------
+    DataError
+        When the default embedded store is not there: nothing is created, and the message
+        says which store was searched and how to point at another.
+    """
+    from crm_engine.io import DataError
+
+    uri = resolve_tracking_uri(cfg, output_dir)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise DataError(
+            f"no tracking store at {uri}, so no registered models to score with: point --out "
+            "(or output.dir) at the output directory of a training run, or set [mlflow] "
+            "tracking_uri / MLFLOW_TRACKING_URI (churn score: --tracking-uri)"
+        )
+    return uri
 
 
 HTTP_TIMEOUT_S = "10"
@@ -63,6 +82,8 @@ def configure(cfg: MlflowConfig, output_dir: Path) -> str:
         When the store does not answer or refuses (the message names the URI).
     """
     uri = resolve_tracking_uri(cfg, output_dir)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT_S)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
     try:

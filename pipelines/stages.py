@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import polars as pl
 
@@ -21,6 +21,7 @@ from crm_engine.stage_reports import ChurnReport, FeatureImportance
 from pipelines.runner import SchemaFn, Stage, StageContext, StageError, StageOutput
 
 STAGE_NAMES = ("profile", "segmentation", "valuation", "churn")
+T = TypeVar("T")
 
 
 # --- declared schemas ----------------------------------------------------------------------
@@ -199,6 +200,24 @@ def _registered(model: str, uri: str | None = None) -> str:
     return found
 
 
+def _load(uri: str, loader: Callable[[str], T]) -> T:
+    """A registered model, or a one-line `DataError` naming the URI and the store searched."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from crm_engine.io import DataError
+
+    try:
+        return loader(uri)
+    except (MlflowException, OSError) as e:
+        raise DataError(
+            f"model {uri} could not be loaded from the tracking store "
+            f"{mlflow.get_tracking_uri()} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "check the URI, or point at another store with --tracking-uri or [mlflow] "
+            "tracking_uri"
+        ) from None
+
+
 def segmentation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
     """Assign segments with the latest registered segmentation model (no refit)."""
     import mlflow
@@ -208,7 +227,7 @@ def segmentation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> Sta
     from segmentation.pyfunc import model_input_frame
 
     uri = _registered("segmentation")
-    segmenter = mlflow.pyfunc.load_model(uri).unwrap_python_model().segmenter
+    segmenter = _load(uri, mlflow.pyfunc.load_model).unwrap_python_model().segmenter
     assigned = segmenter.assign(model_input_frame(segmenter, profile))
     cuts = spend_cut_points(profile, ctx.cfg.segmentation.spend_cut_points)
     assignments = profile.select(
@@ -283,7 +302,7 @@ def valuation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageO
     from valuation import ValuationModels, value_customers
 
     uri = _registered("clv")
-    inner = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    inner = _load(uri, mlflow.pyfunc.load_model).unwrap_python_model()
     values, report = value_customers(
         profile, ctx.cfg.valuation, model=ValuationModels(inner.purchase, inner.spend)
     )
@@ -393,9 +412,9 @@ def churn_registry_stage(
     from crm_engine.tracking import registered_model_uri
 
     churn_uri = _registered("churn", churn_uri)
-    churn_model = load_churn_model(churn_uri)
+    churn_model = _load(churn_uri, load_churn_model)
     loyalty_uri = loyalty_uri or registered_model_uri("loyalty")
-    loyalty_model = load_loyalty_model(loyalty_uri) if loyalty_uri else None
+    loyalty_model = _load(loyalty_uri, load_loyalty_model) if loyalty_uri else None
     scoring = _scoring_frame(ctx, profile)
     scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values))
     out = add_loyalty(scored.frame, scoring, loyalty_model)

@@ -11,6 +11,7 @@ from rich.table import Table
 from crm_engine.cli._app import ConfigOpt, DataOpt, app, console, parse_as_of, user_errors
 from crm_engine.config import load_config
 from crm_engine.stage_reports import ChurnReport
+from crm_engine.tracking import require_store
 
 churn_app = typer.Typer(
     name="churn",
@@ -119,6 +120,7 @@ def score_command(
     from pipelines.stages import default_stages
 
     cfg = load_config(config, _overrides(data, as_of, tracking_uri))
+    require_store(cfg.mlflow, Path(cfg.output.dir))
     stages = default_stages(
         ["churn"], registry=True, assemble=False, churn_uri=model, loyalty_uri=loyalty_model
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from crm_engine.cli._app import app, console, user_errors
+from crm_engine.cli._app import app, user_errors
 from crm_engine.config import config_to_toml, load_config
 
 
@@ -27,4 +27,5 @@ def config_command(
     """Validate a config file and print the resolved configuration as TOML."""
     cfg = load_config(path)
     if show:
-        console.print(config_to_toml(cfg), highlight=False, markup=False)
+        # plain text, never wrapped to the terminal: the output is a config file again
+        typer.echo(config_to_toml(cfg))

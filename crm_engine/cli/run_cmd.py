@@ -109,11 +109,16 @@ def execute(
     from pipelines.runner import run_pipeline
     from pipelines.stages import default_stages
 
+    selected = [s.strip() for item in stages or [] for s in item.split(",") if s.strip()]
     try:
-        stage_list = default_stages(stages, registry=registry)
+        stage_list = default_stages(selected or None, registry=registry)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--stages") from None
     mode = "score-only" if registry else "train"
+    if registry and tracking:
+        from crm_engine.tracking import require_store
+
+        require_store(cfg.mlflow, Path(cfg.output.dir))
     with _quiet_mlflow(), _StageDisplay(enabled=not quiet) as display:
         result = run_pipeline(
             cfg,
@@ -158,7 +163,8 @@ def run_command(
         list[str] | None,
         typer.Option(
             "--stages",
-            help="stages to run (repeat): profile, segmentation, valuation, churn; default all",
+            help="stages to run (repeat, or comma-separated): profile, segmentation, "
+            "valuation, churn; default all",
         ),
     ] = None,
     quiet: Annotated[
@@ -221,10 +227,13 @@ def demo_command(
     cfg = load_config(None, {"data.dir": str(data_dir), "output.dir": str(out / "output")})
     result = execute(cfg, stages=None, quiet=quiet)
     report = (result.output_dir / "report.html").resolve()
-    console.print(f"\n[bold]Open the report:[/] {report.as_uri()}")
+    # one copyable line each, however narrow the terminal
+    console.print(f"\n[bold]Open the report:[/] {escape(report.as_uri())}", soft_wrap=True)
     if result.tracking_uri:
         console.print(
             f"[bold]Browse the MLflow runs:[/] .venv/bin/mlflow ui --backend-store-uri "
-            f"{result.tracking_uri}"
+            f"{escape(result.tracking_uri)}",
+            soft_wrap=True,
         )
-    console.print(f"[bold]Scores for the CRM:[/] {(result.output_dir / 'scores.parquet')}")
+    scores = escape(str(result.output_dir / "scores.parquet"))
+    console.print(f"[bold]Scores for the CRM:[/] {scores}", soft_wrap=True)

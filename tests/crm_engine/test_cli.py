@@ -64,3 +64,43 @@ def test_run_rejects_unknown_stage(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "--data", str(tmp_path), "--stages", "magic"])
     assert result.exit_code != 0
     assert "magic" in result.output
+
+
+def test_config_show_round_trips(tmp_path: Path) -> None:
+    """``config --show > r.toml; config r.toml``: the printed TOML is the same config."""
+    from crm_engine.config import load_config
+
+    source = tmp_path / "in.toml"
+    source.write_text('[churn]\nextra_features = ["' + "a_rather_long_column_name" * 6 + '"]\n')
+    shown = runner.invoke(app, ["config", str(source)], terminal_width=60)
+    assert shown.exit_code == 0, shown.output
+    printed = tmp_path / "r.toml"
+    printed.write_text(shown.output)
+    expected = load_config(source)
+    expected.data.dir = expected.data.dir.resolve()  # --show prints the directory a run uses
+    assert load_config(printed) == expected
+
+
+def test_relative_data_dir_is_beside_the_config_file(tmp_path: Path) -> None:
+    from crm_engine.config import load_config
+
+    (tmp_path / "jobs").mkdir()
+    cfg_file = tmp_path / "jobs" / "pipeline.toml"
+    cfg_file.write_text('[data]\ndir = "../data/2026-11"\n')
+    assert load_config(cfg_file).data.dir == (tmp_path / "data" / "2026-11").resolve()
+    # a CLI override stays relative to where the job is started
+    assert load_config(cfg_file, {"data.dir": "here"}).data.dir == Path("here")
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"crm-engine {version('crm-engine')}"
+
+
+def test_stages_accepts_a_comma_separated_list(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "--data", str(tmp_path), "--stages", "profile,magic"])
+    assert result.exit_code != 0
+    assert "unknown stages ['magic']" in result.output

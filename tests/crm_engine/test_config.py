@@ -18,7 +18,7 @@ def test_file_and_overrides(tmp_path: Path) -> None:
     p = tmp_path / "pipeline.toml"
     p.write_text('[data]\ndir = "x"\n[churn]\nhorizon_days = 60\n')
     cfg = load_config(p, {"churn.horizon_days": 30})
-    assert cfg.data.dir == Path("x")
+    assert cfg.data.dir == tmp_path / "x"  # relative to the config file's folder
     assert cfg.churn.horizon_days == 30
 
 
@@ -40,6 +40,7 @@ def test_resolved_toml_round_trips(tmp_path: Path) -> None:
     cfg = load_config(None, {"segmentation.k": 5})
     p = tmp_path / "resolved.toml"
     p.write_text(config_to_toml(cfg))
+    cfg.data.dir = cfg.data.dir.resolve()  # the rendered file names the directory a run uses
     assert load_config(p) == cfg
 
 
@@ -119,4 +120,5 @@ def test_resolved_toml_renders_lightgbm_tables_and_round_trips(tmp_path: Path) -
     assert tree["loyalty"]["lightgbm"] == cfg.loyalty.lightgbm.model_dump()
     p = tmp_path / "resolved.toml"
     p.write_text(text)
+    cfg.data.dir = cfg.data.dir.resolve()  # the rendered file names the directory a run uses
     assert load_config(p) == cfg

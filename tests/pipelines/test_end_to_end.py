@@ -315,3 +315,34 @@ def test_a_model_file_that_changed_since_its_run_is_not_unpickled(
     assert "does not match the sha256 its run recorded: not loading it" in output
     assert not marker.exists()
     assert (out / "scores.parquet").read_bytes() == before
+
+
+def test_score_only_without_a_store_is_one_line_and_creates_nothing(
+    generated_operator: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "new"
+    code, output = run_cli(generated_operator, out, "--score-only")
+    assert code == 1
+    assert f"no tracking store at sqlite:///{out.resolve()}/mlflow.db" in output
+    assert "Traceback" not in output
+    assert not out.exists()
+
+
+def test_a_missing_model_is_one_line(
+    first_run: Path, generated_operator: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = tmp_path / "pipeline.toml"
+    cfg.write_text(f'[output]\ndir = "{first_run}"\n')
+    out = tmp_path / "churn.parquet"
+    result = runner.invoke(
+        app,
+        ["churn", "score", "--data", str(generated_operator), "--as-of", AS_OF, "--out", str(out),
+         "--config", str(cfg), "--model", "models:/crm-churn/99"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[0].startswith("error: model models:/crm-churn/99 could not be loaded from")
+    assert "Traceback" not in result.output
+    assert not out.exists()
