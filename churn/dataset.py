@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from features import column_role, model_features, profile_schema
+from features import OTHER, column_role, model_features, profile_schema
 
 
 def is_excluded(name: str) -> bool:
@@ -126,7 +126,8 @@ class FeatureSpec:
         """The LightGBM matrix: float64 numeric columns and ``category`` columns.
 
         Categorical codes are computed against the stored training categories, so the same
-        value always gets the same code; nulls and values unseen in training become missing.
+        value always gets the same code; nulls become missing, and values unseen in training
+        become ``other`` when the training pooled rare values there (missing otherwise).
         """
         self.check_columns(frame)
         data: dict[str, Any] = {}
@@ -141,7 +142,7 @@ class FeatureSpec:
                 .replace_strict(
                     list(categories),
                     list(range(len(categories))),
-                    default=-1,
+                    default=categories.index(OTHER) if OTHER in categories else -1,
                     return_dtype=pl.Int32,
                 )
                 .fill_null(-1)

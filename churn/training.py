@@ -16,7 +16,7 @@ from churn.model import ChurnModel
 from churn.plots import plot_importance, plot_lift, plot_reliability
 from churn.stage import train_churn, train_loyalty
 from crm_engine.config import FeaturesConfig, PipelineConfig
-from features import model_features, profile_schema
+from features import frequent_values, model_features, pool_rare, profile_schema
 
 __all__ = [
     "IMPORTANCE_SAMPLE_ROWS",
@@ -93,6 +93,9 @@ def train_models(
         tables, as_of, cfg.features, churn_cfg.extra_features, h, profile_at
     )
     declared = profile_features(tables, cfg.features)
+    text = [c for c in (*declared, *churn_cfg.extra_features) if train.schema[c] == pl.String]
+    keep = frequent_values(train, dict.fromkeys(text), cfg.features.min_category_customers)
+    train, valid = pool_rare(train, keep), pool_rare(valid, keep)
     churn = train_churn(train, valid, churn_cfg, declared)
     metrics = {f"churn.{k}": v for k, v in churn.metrics_.items()}
     loyalty: LoyaltyModel | None = None

@@ -69,6 +69,11 @@ class FeaturesConfig(_Section):
         [25, 35, 50, 65], description="upper-exclusive cut points of the age bands"
     )
     pagerank_iterations: Annotated[int, Field(gt=0, le=200)] = 20
+    min_category_customers: Annotated[int, Field(ge=1)] = Field(
+        10,
+        description="category values held by fewer customers are pooled into 'other' before "
+        "any model sees them (no model artifact names a value that identifies a few people)",
+    )
 
     @field_validator("age_bands", "spend_windows_days", "service_windows_days")
     @classmethod

@@ -4,6 +4,7 @@ from features.btyd import add_btyd, btyd_summary, rfm_facts
 from features.influence import add_influence, pagerank, undirected_edges
 from features.labels import LOYALTY_CLASSES, build_labels, churn_label, is_label, labels_columns
 from features.network import NETWORK_KPIS, add_network
+from features.privacy import OTHER, frequent_values, pool_rare
 from features.profile import (
     PROFILE_CONTRACT,
     PROFILE_GROUPS,
@@ -29,6 +30,7 @@ __all__ = [
     "DESCRIPTIVE_COLUMNS",
     "LOYALTY_CLASSES",
     "NETWORK_KPIS",
+    "OTHER",
     "PROFILE_CONTRACT",
     "PROFILE_GROUPS",
     "REQUIRED_TABLES",
@@ -49,11 +51,13 @@ __all__ = [
     "churn_label",
     "column_role",
     "default_as_of",
+    "frequent_values",
     "is_label",
     "labels_columns",
     "model_features",
     "observed",
     "pagerank",
+    "pool_rare",
     "population",
     "profile_groups",
     "profile_roles",

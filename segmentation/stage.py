@@ -14,6 +14,7 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig, SegmentationConfig
 from crm_engine.stage_reports import KScore, SegmentationReport, SegmentSize
+from features import frequent_values, pool_rare
 from segmentation.align import align_segment_ids, migration_matrix, stability
 from segmentation.bands import profile_age_band, spend_cut_points, spend_level_expr
 from segmentation.cluster import Segmenter, resolve_features
@@ -147,7 +148,9 @@ def segment_customers(
             usable_previous = None
     cuts = spend_cut_points(profile, cfg.spend_cut_points)
     needed = list(dict.fromkeys(features + (usable_previous.features_ if usable_previous else [])))
-    X = profile.select(needed).to_pandas()
+    k_min = (features_cfg or FeaturesConfig()).min_category_customers
+    text = [c for c in needed if profile.schema[c] == pl.String]
+    X = pool_rare(profile.select(needed), frequent_values(profile, text, k_min)).to_pandas()
 
     t0 = time.perf_counter()
     model = build_segmenter(cfg, features).fit(X)

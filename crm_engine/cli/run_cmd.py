@@ -226,7 +226,7 @@ def demo_command(
         console.print(f"reusing generated data in {data_dir}")
     cfg = load_config(None, {"data.dir": str(data_dir), "output.dir": str(out / "output")})
     result = execute(cfg, stages=None, quiet=quiet)
-    report = (result.output_dir / "report.html").resolve()
+    report = (result.output_dir / "report.html").absolute()  # the stable link, not one run
     # one copyable line each, however narrow the terminal
     console.print(f"\n[bold]Open the report:[/] {escape(report.as_uri())}", soft_wrap=True)
     if result.tracking_uri:

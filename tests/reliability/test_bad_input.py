@@ -227,3 +227,32 @@ def test_string_ids_with_a_call_graph(data: Path, tmp_path: Path) -> None:
     profile = pl.read_parquet(out)
     assert profile.schema["customer_id"] == pl.String
     assert profile["influence_score"].drop_nulls().len() > 0.5 * profile.height
+
+
+def test_rare_category_values_never_reach_a_model(data: Path, tmp_path: Path) -> None:
+    """Three customers with a one-off occupation: no model artifact names it."""
+    import pickle
+
+    from churn.training import train_models
+    from crm_engine.config import load_config
+    from segmentation import segment_customers
+
+    rare = "lighthouse_keeper_of_ness"
+    _edit("customers", pl.when(pl.int_range(pl.len()) < 3).then(pl.lit(rare))
+          .otherwise(pl.col("occupation")).alias("occupation"))(data)  # fmt: skip
+    cfg = load_config(None, {"data.dir": str(data), "loyalty.enabled": False})
+    tables = load_tables(data)
+    training = train_models(tables, dt.date.fromisoformat(AS_OF), cfg)
+    stored = training.churn.feature_spec_.categorical["occupation"]
+    assert rare not in stored and "other" in stored
+    assert rare not in training.churn.feature_spec_.to_json()
+
+    import features
+
+    profile = features.build_profile(tables, dt.date.fromisoformat(AS_OF)).collect()
+    assert (profile["occupation"] == rare).sum() == 3  # the scores keep the real value
+    result = segment_customers(
+        profile, cfg.segmentation.model_copy(update={"k": 4}), features_cfg=cfg.features
+    )
+    assert rare.encode() not in pickle.dumps(result.model)
+    assert all(rare not in name for name in result.model.segment_names_)
