@@ -7,8 +7,13 @@ track anything. Only parameters, metrics and aggregate artifacts are logged: nev
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import math
 import os
+import re
+import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,6 +151,47 @@ def log_params(params: Mapping[str, Any]) -> None:
 def _metric_key(key: str) -> str:
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./ ")
     return "".join(ch if ch in allowed else "_" for ch in key)[:250]
+
+
+_log = logging.getLogger("crm_engine.mlflow")
+_MLFLOW_ADVICE = re.compile(r"type hint|Operation with range|mlflow", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """MLflow's advisory chatter goes to the debug log (``crm_engine.mlflow``), not the terminal.
+
+    Database-init lines, input-example and cloudpickle notices, "Successfully registered
+    model" lines and MLflow's UserWarnings are captured; our own warnings still reach stderr.
+    """
+    import mlflow  # noqa: F401  (its import configures its loggers: set ours after it)
+
+    loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    terminal = sys.stderr
+    captured = io.StringIO()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        if "mlflow" in str(filename) or _MLFLOW_ADVICE.search(str(message)):
+            _log.debug("MLflow warned: %s", text.strip())  # MLflow may force its warnings on
+        else:
+            terminal.write(text)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\..*)?")
+        warnings.filterwarnings("ignore", message=r".*(type hint|Operation with range).*")
+        try:
+            with contextlib.redirect_stderr(captured):
+                yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+            if captured.getvalue().strip():
+                _log.debug("MLflow said: %s", captured.getvalue().strip())
 
 
 @contextlib.contextmanager

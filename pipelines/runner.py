@@ -330,22 +330,23 @@ def _prepare_inputs(
 
 @contextlib.contextmanager
 def _tracking(state: RunState, run_name: str) -> Iterator[None]:
-    """The parent MLflow run; it ends FAILED when the run raises."""
+    """The parent MLflow run, quiet; it ends FAILED when the run raises."""
     from crm_engine import tracking as trk
 
     cfg = state.cfg
-    state.tracking_uri = trk.configure(cfg.mlflow, Path(cfg.output.dir))
-    tags = {"crm.run_id": state.run_id, "crm.as_of": state.as_of.isoformat()}
-    with trk.parent_run(run_name, tags=tags) as run:
-        state.mlflow_run_id = run.info.run_id
-        trk.log_params(
-            {
-                "as_of": state.as_of.isoformat(),
-                "data_dir": str(cfg.data.dir),
-                "stages": ",".join(state.stages),
-            }
-        )
-        yield
+    with trk.quiet():
+        state.tracking_uri = trk.configure(cfg.mlflow, Path(cfg.output.dir))
+        tags = {"crm.run_id": state.run_id, "crm.as_of": state.as_of.isoformat()}
+        with trk.parent_run(run_name, tags=tags) as run:
+            state.mlflow_run_id = run.info.run_id
+            trk.log_params(
+                {
+                    "as_of": state.as_of.isoformat(),
+                    "data_dir": str(cfg.data.dir),
+                    "stages": ",".join(state.stages),
+                }
+            )
+            yield
 
 
 def _log_run(state: RunState, written: Written) -> None:

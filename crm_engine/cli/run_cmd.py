@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import logging
 import time
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -80,23 +76,6 @@ def _summary_table(result: Any) -> Table:
     return t
 
 
-@contextlib.contextmanager
-def _quiet_mlflow() -> Iterator[None]:
-    """Keep MLflow's advisory chatter (input-example hints, registry notices) off the terminal."""
-    loggers = [logging.getLogger(n) for n in ("mlflow", "alembic")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
-        warnings.filterwarnings("ignore", message=".*Operation with range is deprecated.*")
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels, strict=True):
-                lg.setLevel(level)
-
-
 def execute(
     cfg: PipelineConfig,
     *,
@@ -119,7 +98,7 @@ def execute(
         from crm_engine.tracking import require_store
 
         require_store(cfg.mlflow, Path(cfg.output.dir))
-    with _quiet_mlflow(), _StageDisplay(enabled=not quiet) as display:
+    with _StageDisplay(enabled=not quiet) as display:
         result = run_pipeline(
             cfg,
             stage_list,

@@ -346,3 +346,20 @@ def test_a_missing_model_is_one_line(
     assert lines[0].startswith("error: model models:/crm-churn/99 could not be loaded from")
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_a_normal_run_is_quiet(
+    generated_operator: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No MLflow database-init, registry or input-example chatter on the terminal."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    code, output = run_cli(generated_operator, tmp_path / "out", "--stages", "segmentation")
+    assert code == 0, output
+    for chatter in (
+        "Creating initial MLflow database",
+        "Successfully registered model",
+        "Validating input example",
+        "CloudPickle",
+        "UserWarning",
+    ):
+        assert chatter not in output, chatter
