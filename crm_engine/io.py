@@ -82,12 +82,19 @@ def find_tables(data_dir: Path) -> dict[str, TableSource]:
     return found
 
 
-def scan_raw(source: TableSource) -> pl.LazyFrame:
-    """Scan a table as stored, without casting (CSV columns come in as text)."""
+def scan_raw(source: TableSource, file_column: str | None = None) -> pl.LazyFrame:
+    """Scan a table as stored, without casting (CSV columns come in as text).
+
+    ``file_column`` names a column holding each row's part file (directory tables only).
+    """
     if source.kind == "csv":
         return pl.scan_csv(source.path, infer_schema=False)
     if source.kind == "parquet_dir":
-        return pl.scan_parquet(source.path / "**" / "*.parquet", hive_partitioning=True)
+        return pl.scan_parquet(
+            source.path / "**" / "*.parquet",
+            hive_partitioning=True,
+            include_file_paths=file_column,
+        )
     return pl.scan_parquet(source.path)
 
 

@@ -276,11 +276,7 @@ def _validate_table(
             )
         )
         return None
-    raw = scan_raw(source)
-    if source.kind == "parquet_dir":  # which part file each row is in, for the messages
-        raw = pl.scan_parquet(
-            source.path / "**" / "*.parquet", hive_partitioning=True, include_file_paths=_FILE
-        )
+    raw = scan_raw(source, file_column=_FILE)  # which part file each row is in, for messages
     try:
         schema = raw.collect_schema()
     except Exception as e:
@@ -511,8 +507,10 @@ def _enough_to_model(
         .select("customer_id")
         .unique()
     )
-    n_active = active.select(pl.len()).collect().item()
-    n_buyers = active.join(bought, on="customer_id").select(pl.len()).collect().item()
+    counts = pl.collect_all(  # one pass over both tables
+        [active.select(pl.len()), active.join(bought, on="customer_id").select(pl.len())]
+    )
+    n_active, n_buyers = (int(c.item()) for c in counts)
     if n_buyers < min_customers:
         report.problems.append(
             Problem(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,17 @@ def input_fingerprints(data_dir: Path, rows: dict[str, int | None]) -> dict[str,
             "sha256": h.hexdigest(),
         }
     return out
+
+
+def recorded_sha256(run_dir: Path, name: str) -> str | None:
+    """The sha256 a committed run recorded for one of its files: its manifest's ``outputs``, or
+    (for ``crm-engine segment``) ``segmentation.json``'s ``model_sha256``; None when none."""
+    for record in ("manifest.json", "segmentation.json"):
+        path = Path(run_dir) / record
+        if path.is_file():
+            doc = json.loads(path.read_text())
+            return doc.get("outputs", {}).get(name, {}).get("sha256") or doc.get("model_sha256")
+    return None
 
 
 def output_checksums(out_dir: Path, names: list[str]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from crm_engine.contracts import SCORES_CONTRACT
 from crm_engine.io import file_sha256, write_json, write_parquet
 from crm_engine.report import ReportInputs, write_report
 from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
-from pipelines.manifest import input_fingerprints, output_checksums
+from pipelines.manifest import input_fingerprints, output_checksums, recorded_sha256
 from pipelines.runner import Output, RunState, Written
 
 OUTPUT_FILES = [
@@ -146,11 +146,8 @@ def _carry_segmenter(state: RunState, work: Path) -> None:
     previous = state.previous_output
     if (work / MODEL_FILE).exists() or previous is None or not (previous / MODEL_FILE).is_file():
         return
-    manifest = previous / "manifest.json"
-    if not manifest.is_file():
-        return
-    recorded = json.loads(manifest.read_text()).get("outputs", {}).get(MODEL_FILE, {})
-    if recorded.get("sha256") == file_sha256(previous / MODEL_FILE):
+    recorded = recorded_sha256(previous, MODEL_FILE)
+    if recorded is not None and recorded == file_sha256(previous / MODEL_FILE):
         shutil.copy2(previous / MODEL_FILE, work / MODEL_FILE)
 
 

@@ -102,9 +102,9 @@ def _previous_segmenter(
     ctx: StageContext, previous: PreviousModel
 ) -> tuple[Path | None, str | None]:
     """The previous model's file and the sha256 its run recorded (None: the user named it)."""
-    import json
     import warnings
 
+    from pipelines.manifest import recorded_sha256
     from segmentation import SegmentationWarning
     from segmentation.store import MODEL_FILE
 
@@ -114,14 +114,7 @@ def _previous_segmenter(
         return Path(previous), None
     if ctx.previous_output is None or not (ctx.previous_output / MODEL_FILE).is_file():
         return None, None
-    recorded = None
-    for record in ("manifest.json", "segmentation.json"):
-        path = ctx.previous_output / record
-        if path.is_file():
-            doc = json.loads(path.read_text())
-            outputs = doc.get("outputs", {}).get(MODEL_FILE, {})
-            recorded = outputs.get("sha256") or doc.get("model_sha256")
-            break
+    recorded = recorded_sha256(ctx.previous_output, MODEL_FILE)
     if recorded is None:
         warnings.warn(
             f"{ctx.previous_output / MODEL_FILE} has no recorded sha256: not loaded (a pickle "

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from crm_engine.cli import app
 from crm_engine.config import load_config
@@ -270,19 +270,24 @@ def test_rfm_facts_come_from_the_profile_not_a_recomputation(first_run: Path) ->
     assert never["recency_days"].null_count() == never.height
 
 
+def _churn_score_against(run_out: Path, data: Path, out: Path, *extra: str) -> Result:
+    """``crm-engine churn score`` with a config whose output.dir is ``run_out`` (no URI given)."""
+    cfg = out.parent / "pipeline.toml"
+    cfg.write_text(f'[output]\ndir = "{run_out}"\n')
+    return runner.invoke(
+        app,
+        ["churn", "score", "--data", str(data), "--as-of", AS_OF, "--out", str(out),
+         "--config", str(cfg), *extra],
+    )  # fmt: skip
+
+
 def test_churn_score_after_run_finds_the_run_store(
     first_run: Path, generated_operator: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One tracking store: churn score with the run's config finds the models run registered."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = tmp_path / "pipeline.toml"
-    cfg.write_text(f'[output]\ndir = "{first_run}"\n')
     out = tmp_path / "churn.parquet"
-    result = runner.invoke(
-        app,
-        ["churn", "score", "--data", str(generated_operator), "--as-of", AS_OF, "--out", str(out),
-         "--config", str(cfg)],
-    )  # fmt: skip
+    result = _churn_score_against(first_run, generated_operator, out)
     assert result.exit_code == 0, result.output
     churn = pl.read_parquet(out).select("customer_id", "churn_probability")
     run = pl.read_parquet(first_run / "scores.parquet").select("customer_id", "churn_probability")
@@ -333,14 +338,10 @@ def test_a_missing_model_is_one_line(
     first_run: Path, generated_operator: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = tmp_path / "pipeline.toml"
-    cfg.write_text(f'[output]\ndir = "{first_run}"\n')
     out = tmp_path / "churn.parquet"
-    result = runner.invoke(
-        app,
-        ["churn", "score", "--data", str(generated_operator), "--as-of", AS_OF, "--out", str(out),
-         "--config", str(cfg), "--model", "models:/crm-churn/99"],
-    )  # fmt: skip
+    result = _churn_score_against(
+        first_run, generated_operator, out, "--model", "models:/crm-churn/99"
+    )
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines[0].startswith("error: model models:/crm-churn/99 could not be loaded from")
