@@ -50,13 +50,15 @@ STALE_SUFFIX = ".stale"
 """A staged file named ``<name>.stale`` removes ``<name>`` from the target on a merge commit."""
 
 FAULT_ENV = "CRM_ENGINE_FAULT"
-"""Test-only: the name of a commit step at which the process kills itself (SIGKILL)."""
+"""Test-only: ``<point>`` (or ``<point>@SIGTERM``) at which the process signals itself: SIGKILL,
+as ``kill -9`` would, unless another signal is named."""
 
 
 def fault_point(name: str) -> None:
-    """Die here, as ``kill -9`` would, when ``$CRM_ENGINE_FAULT`` names this point (tests)."""
-    if os.environ.get(FAULT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Signal this process here when ``$CRM_ENGINE_FAULT`` names this point (tests)."""
+    point, _, sig = os.environ.get(FAULT_ENV, "").partition("@")
+    if point == name:
+        os.kill(os.getpid(), signal.Signals[sig] if sig else signal.SIGKILL)
 
 
 class LockedError(DataError):

@@ -31,6 +31,23 @@ class DataConfig(_Section):
     max_text_bytes: Annotated[int, Field(gt=0)] = Field(
         256, description="longest text value accepted in an input table (category names)"
     )
+    timezone: str = Field(
+        "UTC",
+        description="wall clock of the timestamps: time-zone aware ones (and CSV offsets) are "
+        "converted to it, naive ones are taken as on it (an IANA name, e.g. Europe/Berlin)",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            msg = f"unknown time zone {value!r} (an IANA name, e.g. Europe/Berlin)"
+            raise ValueError(msg) from None
+        return value
 
 
 class OutputConfig(_Section):

@@ -69,7 +69,33 @@ def find_table(data_dir: Path, name: str) -> TableSource | None:
                 f"table {name}: {path.relative_to(data_dir)} is a link that leads out of the "
                 f"data directory {data_dir}; refusing to read it"
             )
+    if found[0].kind == "parquet_dir":
+        _check_partition_keys(found[0])
     return found[0]
+
+
+def _check_partition_keys(source: TableSource) -> None:
+    """Refuse hive partition keys (``region=north/``) that are also columns of the files: which
+    of the two values a row has would depend on the reader."""
+    for file in source.files():
+        keys = [
+            part.split("=", 1)[0]
+            for part in file.relative_to(source.path).parent.parts
+            if "=" in part
+        ]
+        if not keys:
+            continue
+        try:
+            columns = set(pq.read_schema(file).names)
+        except (OSError, pa.ArrowException):
+            continue  # an unreadable part file: validation names it
+        clash = [k for k in keys if k in columns]
+        if clash:
+            raise DataError(
+                f"table {source.name}: partition key {clash[0]!r} of "
+                f"{file.relative_to(source.path)} is also a column of the file: ambiguous, "
+                "drop the column from the files or rename the partition folders"
+            )
 
 
 def find_tables(data_dir: Path) -> dict[str, TableSource]:
@@ -98,8 +124,21 @@ def scan_raw(source: TableSource, file_column: str | None = None) -> pl.LazyFram
     return pl.scan_parquet(source.path)
 
 
-def cast_expr(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
-    """Cast one column to its contract type, non-strict (failures become null)."""
+DEFAULT_TIMEZONE = "UTC"
+"""The wall clock of the input tables unless ``data.timezone`` says otherwise."""
+
+_OFFSET = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+
+
+def cast_expr(
+    column: str, source: pl.DataType, target: pl.DataType, timezone: str = DEFAULT_TIMEZONE
+) -> pl.Expr:
+    """Cast one column to its contract type, non-strict (failures become null).
+
+    Timestamps end naive, on the wall clock of ``timezone`` (``data.timezone``): a time-zone
+    aware column, or a CSV text with an offset (``...+02:00``, ``...Z``), is converted to it; a
+    naive one is taken as already on it.
+    """
     col = pl.col(column)
     if source == target:
         return col
@@ -107,13 +146,21 @@ def cast_expr(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
         if target == pl.Date:
             return col.str.strip_chars().str.to_date(strict=False).alias(column)
         if isinstance(target, pl.Datetime):
-            # "...+02:00" is the instant in UTC; a timestamp without an offset is read as UTC
-            return (
-                col.str.strip_chars()
+            text = col.str.strip_chars()
+            has_offset = text.str.contains(_OFFSET)
+            instant = (
+                pl.when(has_offset)
+                .then(text)
                 .str.to_datetime(time_unit=target.time_unit, strict=False, time_zone="UTC")
+                .dt.convert_time_zone(timezone)
                 .dt.replace_time_zone(None)
-                .alias(column)
             )
+            wall = (
+                pl.when(~has_offset)
+                .then(text)
+                .str.to_datetime(time_unit=target.time_unit, strict=False)
+            )
+            return pl.coalesce(instant, wall).alias(column)
         if target == pl.Int64:
             # "3.0" in CSVs written by pandas is still an integer; "3.7" is not (null: refused).
             return _integral(col.str.strip_chars().cast(pl.Float64, strict=False)).alias(column)
@@ -121,8 +168,8 @@ def cast_expr(column: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
     if source.is_float() and target.is_integer():
         return _integral(col).cast(target, strict=False).alias(column)
     if isinstance(target, pl.Datetime) and isinstance(source, pl.Datetime):
-        if source.time_zone is not None:  # the instant in UTC, not the local wall clock
-            col = col.dt.convert_time_zone("UTC")
+        if source.time_zone is not None:  # the instant on the configured wall clock
+            col = col.dt.convert_time_zone(timezone)
         return col.dt.replace_time_zone(None).dt.cast_time_unit(target.time_unit).alias(column)
     return col.cast(target, strict=False).alias(column)
 
@@ -154,23 +201,27 @@ def id_dtype_of(data_dir: Path) -> pl.DataType:
 
 
 def scan_table(
-    source: TableSource, contract: TableContract, id_dtype: pl.DataType = pl.Int64
+    source: TableSource,
+    contract: TableContract,
+    id_dtype: pl.DataType = pl.Int64,
+    timezone: str = DEFAULT_TIMEZONE,
 ) -> pl.LazyFrame:
     """Scan a table cast to its contract (extra columns kept with their stored type)."""
     lf = scan_raw(source)
     schema = lf.collect_schema()
     target = contract.polars_schema(id_dtype)
-    exprs = [cast_expr(c, schema[c], t) for c, t in target.items() if c in schema]
+    exprs = [cast_expr(c, schema[c], t, timezone) for c, t in target.items() if c in schema]
     extras = [pl.col(c) for c in schema if c not in target]
     return lf.select(*exprs, *extras)
 
 
-def load_tables(data_dir: Path) -> dict[str, pl.LazyFrame]:
-    """Every table present, scanned lazily and cast to the contract (no validation)."""
+def load_tables(data_dir: Path, timezone: str = DEFAULT_TIMEZONE) -> dict[str, pl.LazyFrame]:
+    """Every table present, scanned lazily and cast to the contract (no validation);
+    timestamps on the wall clock of ``timezone`` (see :func:`cast_expr`)."""
     data_dir = Path(data_dir)
     id_dtype = id_dtype_of(data_dir)
     return {
-        name: scan_table(src, INPUT_TABLES[name], id_dtype)
+        name: scan_table(src, INPUT_TABLES[name], id_dtype, timezone)
         for name, src in find_tables(data_dir).items()
     }
 

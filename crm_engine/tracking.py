@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import socket
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
@@ -100,13 +101,67 @@ def configure(cfg: MlflowConfig, output_dir: Path) -> str:
         ) from e
 
 
+EMBEDDED_ARTIFACTS = "mlartifacts"
+"""The artifact folder of an embedded store, beside its ``mlflow.db``."""
+
+_LOCATION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+    ("model_versions", "source"),
+)
+"""Where an MLflow database records absolute artifact locations."""
+
+
+def relocate_embedded_store(db: Path) -> str | None:
+    """Make a copied or moved embedded store use the artifacts beside it; returns the old root.
+
+    MLflow records absolute ``file://`` artifact locations, so a copy of an output directory
+    would log into, and load models from, the original's ``mlartifacts``. When the store's
+    experiments point at a ``mlartifacts`` folder that is not the one beside ``db``, every
+    recorded location under it is rewritten to the folder beside ``db`` (one transaction).
+    None when nothing needed to change.
+    """
+    import sqlite3
+
+    if not db.is_file():
+        return None
+    here = (db.parent.resolve() / EMBEDDED_ARTIFACTS).as_uri()
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+        if "experiments" not in tables:
+            return None
+        roots = {
+            loc
+            for (loc,) in con.execute("select artifact_location from experiments")
+            if loc and loc.startswith("file://") and loc.endswith(f"/{EMBEDDED_ARTIFACTS}")
+        }
+        old = next((r for r in sorted(roots) if r != here), None)
+        if old is None:
+            return None
+        for table, column in _LOCATION_COLUMNS:
+            if table not in tables:
+                continue
+            if column not in {r[1] for r in con.execute(f"pragma table_info({table})")}:
+                continue
+            con.execute(
+                f"update {table} set {column} = ? || substr({column}, ?) "
+                f"where {column} = ? or substr({column}, 1, ?) = ?",
+                (here, len(old) + 1, old, len(old) + 1, old + "/"),
+            )
+    return old
+
+
 def _configure(cfg: MlflowConfig, uri: str) -> str:
     import mlflow
 
+    if uri.startswith("sqlite:///"):
+        relocate_embedded_store(Path(uri.removeprefix("sqlite:///")))
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
         # Artifacts of an embedded store live beside the database, not in the working directory.
-        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+        artifacts = Path(uri.removeprefix("sqlite:///")).parent / EMBEDDED_ARTIFACTS
         if mlflow.get_experiment_by_name(cfg.experiment) is None:
             mlflow.create_experiment(cfg.experiment, artifact_location=artifacts.as_uri())
     mlflow.set_experiment(cfg.experiment)
@@ -194,12 +249,75 @@ def quiet() -> Iterator[None]:
                 _log.debug("MLflow said: %s", captured.getvalue().strip())
 
 
+def process_tags() -> dict[str, str]:
+    """Which process a run belongs to: host, pid and the pid's start time (a reused pid is
+    another process)."""
+    import psutil
+
+    me = psutil.Process()
+    return {
+        "crm.host": socket.gethostname(),
+        "crm.pid": str(me.pid),
+        "crm.process_started": f"{me.create_time():.3f}",
+    }
+
+
+def _process_alive(tags: Mapping[str, str]) -> bool:
+    import psutil
+
+    try:
+        proc = psutil.Process(int(tags["crm.pid"]))
+        started = float(tags["crm.process_started"])
+        return abs(proc.create_time() - started) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+    except (KeyError, ValueError, psutil.Error):
+        return False
+
+
+def fail_abandoned_runs(experiment: str) -> list[str]:
+    """End FAILED the RUNNING runs of ``experiment`` whose process, on this host, is dead.
+
+    A run killed with SIGKILL (or by a power cut) cannot end its own MLflow runs; the next run
+    does, so no run stays RUNNING for ever. Runs of other hosts, and of live processes, are
+    left alone. Returns the parent run ids ended.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    host = socket.gethostname().replace("'", "")
+    running = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`crm.host` = '{host}'",
+        max_results=1000,
+    )
+    ended = []
+    for run in running:
+        if _process_alive(run.data.tags):
+            continue
+        children = client.search_runs(
+            [exp.experiment_id],
+            filter_string=(
+                f"attributes.status = 'RUNNING' and tags.mlflow.parentRunId = '{run.info.run_id}'"
+            ),
+            max_results=1000,
+        )
+        for child in children:
+            client.set_terminated(child.info.run_id, "FAILED")
+        client.set_tag(run.info.run_id, "crm.ended_by", "a later run: its process had died")
+        client.set_terminated(run.info.run_id, "FAILED")
+        ended.append(run.info.run_id)
+    return ended
+
+
 @contextlib.contextmanager
 def parent_run(name: str, tags: Mapping[str, str] | None = None) -> Iterator[Run]:
-    """The pipeline's parent run."""
+    """The pipeline's parent run, tagged with the process that runs it (see
+    :func:`fail_abandoned_runs`); it ends FAILED when the block raises."""
     import mlflow
 
-    with mlflow.start_run(run_name=name, tags=dict(tags or {})) as run:
+    with mlflow.start_run(run_name=name, tags={**process_tags(), **dict(tags or {})}) as run:
         yield run
 
 

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from crm_engine.contracts import ALLOWED_VALUES, INPUT_TABLES, TableContract
 from crm_engine.io import (
+    DEFAULT_TIMEZONE,
     DataError,
     TableSource,
     cast_expr,
@@ -258,6 +259,7 @@ def _validate_table(
     as_of: dt.date | None,
     report: ValidationReport,
     max_text_bytes: int,
+    timezone: str,
 ) -> pl.LazyFrame | None:
     """Validate one table; return its cast frame (with row numbers) for cross-table checks."""
     file = _display(source, data_dir)
@@ -301,14 +303,14 @@ def _validate_table(
         pl.col(_ROW),
         *([pl.col(_FILE)] if _FILE in schema else []),
         *[pl.col(c).alias(f"__raw_{c}") for c in contract.columns if c in present],
-        *[cast_expr(c, schema[c], target[c]) for c in contract.columns if c in present],
+        *[cast_expr(c, schema[c], target[c], timezone) for c in contract.columns if c in present],
     )
     checks = _checks(contract, present, as_of, max_text_bytes)
     for col in sorted(present):
         zone = getattr(schema[col], "time_zone", None)
         if zone is not None:
             report.problems.append(
-                Problem("warning", name, file, col, 0, f"time zone {zone}: converted to UTC")
+                Problem("warning", name, file, col, 0, f"time zone {zone}: converted to {timezone}")
             )
     aggs = [pl.len().cast(pl.Int64).alias("__rows")]
     aggs += [
@@ -412,6 +414,8 @@ def validate(
     as_of: dt.date | None = None,
     max_text_bytes: int = MAX_TEXT_BYTES,
     min_customers: int = 0,
+    *,
+    timezone: str = DEFAULT_TIMEZONE,
 ) -> ValidationReport:
     """Validate every contract table found under ``data_dir``.
 
@@ -427,6 +431,9 @@ def validate(
     min_customers
         With ``as_of``: customers with a purchase before it that the run needs (the model
         stages need :data:`MIN_CUSTOMERS`; a profile alone needs none).
+    timezone
+        The wall clock timestamps are read on (``data.timezone``): time-zone aware columns
+        are converted to it, with a warning.
 
     Returns
     -------
@@ -463,7 +470,9 @@ def validate(
                     )
                 )
             continue
-        lf = _validate_table(source, contract, data_dir, id_dtype, as_of, report, max_text_bytes)
+        lf = _validate_table(
+            source, contract, data_dir, id_dtype, as_of, report, max_text_bytes, timezone
+        )
         if lf is not None:
             frames[name] = (lf, _display(source, data_dir))
     if "customers" in frames and "customer_id" in frames["customers"][0].collect_schema():

@@ -15,6 +15,7 @@ import datetime as dt
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,13 +294,13 @@ def _commit(output: Output, state: RunState) -> contextlib.AbstractContextManage
     return atomic_directory(output.directory, merge=True)
 
 
-def _guess_as_of(data_dir: Path) -> dt.date | None:
+def _guess_as_of(data_dir: Path, timezone: str) -> dt.date | None:
     """The default as_of (month after the last transaction), or None when it cannot be read:
     validation then reports why."""
     from features import default_as_of
 
     try:
-        return default_as_of(load_tables(data_dir)["transactions"])
+        return default_as_of(load_tables(data_dir, timezone)["transactions"])
     except Exception:
         return None
 
@@ -314,12 +315,14 @@ def _prepare_inputs(
     data_dir = Path(cfg.data.dir)
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist or is not a directory")
-    as_of = cfg.data.as_of or _guess_as_of(data_dir)
+    zone = cfg.data.timezone
+    as_of = cfg.data.as_of or _guess_as_of(data_dir, zone)
     report = None
     if validate_inputs:
-        report = validate(data_dir, as_of, cfg.data.max_text_bytes, MIN_CUSTOMERS if models else 0)
+        need = MIN_CUSTOMERS if models else 0
+        report = validate(data_dir, as_of, cfg.data.max_text_bytes, need, timezone=zone)
         report.raise_for_errors()
-    tables = load_tables(data_dir)
+    tables = load_tables(data_dir, zone)
     missing = [t for t in REQUIRED_TABLES if t not in tables]
     if missing:
         raise DataError(f"{data_dir}: required table(s) not found: {', '.join(missing)}")
@@ -336,6 +339,13 @@ def _tracking(state: RunState, run_name: str) -> Iterator[None]:
     cfg = state.cfg
     with trk.quiet():
         state.tracking_uri = trk.configure(cfg.mlflow, Path(cfg.output.dir))
+        abandoned = trk.fail_abandoned_runs(cfg.mlflow.experiment)
+        if abandoned:
+            warnings.warn(
+                f"{len(abandoned)} tracked run(s) of a crm-engine process that died were left "
+                f"running; marked FAILED: {', '.join(abandoned)}",
+                stacklevel=1,
+            )
         tags = {"crm.run_id": state.run_id, "crm.as_of": state.as_of.isoformat()}
         with trk.parent_run(run_name, tags=tags) as run:
             state.mlflow_run_id = run.info.run_id

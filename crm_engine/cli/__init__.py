@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import signal
 
-from crm_engine.cli._app import app
+from crm_engine.cli._app import app, on_sigterm
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name.endswith("_cmd"):
@@ -18,6 +19,7 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
 
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, on_sigterm)
     app()
 
 

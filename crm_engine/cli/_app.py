@@ -78,9 +78,19 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C, so staging is removed and tracked runs end FAILED."""
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    """The SIGTERM handler the console script installs (``crm_engine.cli.main``)."""
+    raise Terminated
+
+
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a user's mistake (bad config, bad data, a failed stage) into one stderr line and exit
-    code 1; nothing was written (the runner commits only a whole, successful run)."""
+    code 1; nothing was written (the runner commits only a whole, successful run). Ctrl-C and
+    SIGTERM stop the run the same way, with exit codes 130 and 143."""
     from crm_engine.tracking import TrackingError
     from pipelines.runner import StageError
 
@@ -95,6 +105,13 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
             if isinstance(e, StageError | TrackingError | OSError):
                 err_console.print("nothing was written; the previous output is untouched")
             sys.exit(1)
+        except (KeyboardInterrupt, Terminated) as e:
+            what = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"
+            err_console.print(
+                f"[bold red]{what}:[/] nothing was written; the previous output is untouched",
+                highlight=False,
+            )
+            sys.exit(130 if isinstance(e, KeyboardInterrupt) else 143)
 
     return wrapper
 

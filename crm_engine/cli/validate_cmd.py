@@ -11,7 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from crm_engine.cli._app import app, console, err_console, user_errors
+from crm_engine.cli._app import ConfigOpt, app, console, err_console, user_errors
+from crm_engine.config import load_config
 from crm_engine.validation import ValidationReport, validate
 
 
@@ -52,9 +53,19 @@ def validate_command(
         dt.datetime | None,
         typer.Option("--as-of", formats=["%Y-%m-%d"], help="count rows dated on/after this day"),
     ] = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Validate the input tables: every table, its rows and every problem (exit 1 on errors)."""
-    report = validate(data_dir, as_of.date() if as_of else None)
+    """Validate the input tables: every table, its rows and every problem (exit 1 on errors).
+
+    With ``--config``, its ``[data]`` limits apply (``max_text_bytes``, ``timezone``).
+    """
+    data = load_config(config).data
+    report = validate(
+        data_dir,
+        as_of.date() if as_of else None,
+        data.max_text_bytes,
+        timezone=data.timezone,
+    )
     console.print(render_report(report))
     print_problems(report)
     if report.errors:

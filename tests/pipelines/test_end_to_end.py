@@ -29,6 +29,12 @@ SAME_SEGMENT_SHARE = 0.8
 (measured 0.94 on the 2,500-customer operator)."""
 
 
+def _files_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
 def run_cli(data: Path, out: Path, *extra: str) -> tuple[int, str]:
     result = runner.invoke(
         app, ["run", "--data", str(data), "--out", str(out), "--as-of", AS_OF, "--quiet", *extra]
@@ -195,11 +201,26 @@ def test_skipped_stages_leave_typed_null_columns(generated_operator: Path, tmp_p
 def test_score_only_from_registry_rebuilds_the_same_scores(
     first_run: Path, generated_operator: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import sqlite3
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = tmp_path / "out"
     shutil.copytree(first_run, out)  # the embedded MLflow store with the registered models
+    original = _files_digest(first_run / "mlartifacts") | {
+        "db": file_sha256(first_run / "mlflow.db")
+    }
     code, output = run_cli(generated_operator, out, "--score-only", "--registry")
     assert code == 0, output
+    # the copy logs into, and loads its models from, its own artifacts: the original is untouched
+    assert original == _files_digest(first_run / "mlartifacts") | {
+        "db": file_sha256(first_run / "mlflow.db")
+    }
+    with sqlite3.connect(out / "mlflow.db") as con:
+        locations = [r[0] for r in con.execute("select artifact_uri from runs")]
+        locations += [r[0] for r in con.execute("select storage_location from model_versions")]
+    assert locations and all(
+        loc.startswith((out.resolve() / "mlartifacts").as_uri()) for loc in locations
+    ), locations
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["model_versions"]) == {"churn", "loyalty", "segmentation", "clv"}
     assert all(v.startswith("models:/crm-") for v in manifest["model_versions"].values())

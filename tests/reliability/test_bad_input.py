@@ -78,6 +78,12 @@ def _id_not_integral(data: Path) -> None:
     frame.with_columns(_first_row("3.7", "customer_id")).write_csv(path)
 
 
+def _hive_clash(data: Path) -> None:
+    part = _part(data, "transactions")
+    (part.parent / "category=topup").mkdir()
+    part.rename(part.parent / "category=topup" / part.name)
+
+
 def _ids_do_not_match(data: Path) -> None:
     _edit("transactions", pl.col("customer_id") + 50_000_000)(data)
 
@@ -109,6 +115,9 @@ REFUSED: list[tuple[str, Mutate, tuple[str, ...]]] = [
     ("semicolons", _as_csv("customers", separator=";"),
      ("customers [customers.csv] column customer_id", "missing required column")),
     ("link out", _link_out, ("surveys.csv is a link that leads out of the data directory",)),
+    ("hive key clash", _hive_clash,
+     ("table transactions: partition key 'category' of category=topup/part-00000.parquet",
+      "also a column of the file")),
 ]  # fmt: skip
 
 
@@ -256,3 +265,45 @@ def test_rare_category_values_never_reach_a_model(data: Path, tmp_path: Path) ->
     )
     assert rare.encode() not in pickle.dumps(result.model)
     assert all(rare not in name for name in result.model.segment_names_)
+
+
+def test_timestamps_on_the_configured_wall_clock(data: Path, tmp_path: Path) -> None:
+    from crm_engine.contracts import INPUT_TABLES
+    from crm_engine.io import TableSource, scan_table
+
+    path = tmp_path / "transactions.csv"
+    path.write_text(
+        "customer_id,ts,amount,category,channel\n"
+        "1,2024-07-01 10:00:00+02:00,5.0,topup,app\n"
+        "2,2024-07-01 10:00:00,5.0,topup,app\n"
+        "3,2024-01-01T10:00:00Z,5.0,topup,app\n"
+    )
+    frame = scan_table(
+        TableSource("transactions", path, "csv"),
+        INPUT_TABLES["transactions"],
+        timezone="Europe/Berlin",
+    ).collect()
+    # an offset is an instant, shown on Berlin's clock; a naive time is already on it
+    assert frame["ts"].to_list() == [
+        dt.datetime(2024, 7, 1, 10), dt.datetime(2024, 7, 1, 10), dt.datetime(2024, 1, 1, 11)
+    ]  # fmt: skip
+
+    _edit("transactions", pl.col("ts").dt.replace_time_zone("UTC"))(data)
+    cfg = tmp_path / "pipeline.toml"
+    cfg.write_text('[data]\ntimezone = "America/New_York"\n')
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["run", str(cfg), "--data", str(data), "--out", str(out), "--as-of", AS_OF,
+              "--quiet", "--no-tracking", "--stages", "profile"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    import json
+
+    warnings = json.loads((out / "manifest.json").read_text())["validation"]["warnings"]
+    assert {"table": "transactions", "column": "ts", "rows": 0,
+            "message": "time zone UTC: converted to America/New_York"} in warnings  # fmt: skip
+
+    cfg.write_text('[data]\ntimezone = "Mars/Olympus"\n')
+    bad = CliRunner().invoke(app, ["validate", str(data), "--config", str(cfg)])
+    assert bad.exit_code == 1
+    assert "data.timezone" in bad.output and "unknown time zone 'Mars/Olympus'" in bad.output

@@ -193,3 +193,67 @@ def test_a_dead_tracking_server_is_one_line(
     assert "tracking store http://127.0.0.1:9 cannot be used" in result.stderr
     assert "Traceback" not in result.stderr
     assert _digest(out / CURRENT) == before
+
+
+def _runs_by_status(tracking_uri: str) -> dict[str, list[dict[str, str]]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    out: dict[str, list[dict[str, str]]] = {}
+    for exp in client.search_experiments():
+        for run in client.search_runs([exp.experiment_id]):
+            out.setdefault(run.info.status, []).append(run.data.tags)
+    return out
+
+
+def test_killed_and_terminated_runs_end_failed_in_mlflow(
+    generated_operator: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    args = _run_args(generated_operator, out)
+    args.remove("--no-tracking")
+    env = {"MLFLOW_TRACKING_URI": ""}
+
+    killed = _child(args, env={**env, FAULT_ENV: "stage:profile"})
+    assert killed.returncode == -signal.SIGKILL
+    assert len(_runs_by_status(uri)["RUNNING"]) == 1  # a killed process cannot end its run
+
+    terminated = _child(args, env={**env, FAULT_ENV: "stage:profile@SIGTERM"})
+    assert terminated.returncode == 143, terminated.stderr
+    assert "terminated (SIGTERM): nothing was written" in terminated.stderr
+    assert "Traceback" not in terminated.stderr
+    runs = _runs_by_status(uri)
+    assert "RUNNING" not in runs  # the SIGTERM run ended itself, and ended the killed one
+    assert len(runs["FAILED"]) == 2
+    ended_by_next = [t for t in runs["FAILED"] if "crm.ended_by" in t]
+    assert len(ended_by_next) == 1 and ended_by_next[0]["crm.pid"] != str(os.getpid())
+    assert not (out / CURRENT).exists()  # neither run committed anything
+
+
+def test_only_dead_processes_runs_are_ended(tmp_path: Path) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from crm_engine import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("faults")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = {**tracking.process_tags(), "crm.pid": str(dead.pid)}
+    parent = client.create_run(exp, tags=gone)
+    child = client.create_run(exp, tags={"mlflow.parentRunId": parent.info.run_id})
+    alive = client.create_run(exp, tags=tracking.process_tags())  # this very process
+    other_host = client.create_run(exp, tags={**gone, "crm.host": "elsewhere"})
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        assert tracking.fail_abandoned_runs("faults") == [parent.info.run_id]
+    finally:
+        mlflow.set_tracking_uri(None)
+    status = {r: client.get_run(r).info.status for r in (
+        parent.info.run_id, child.info.run_id, alive.info.run_id, other_host.info.run_id
+    )}  # fmt: skip
+    assert list(status.values()) == ["FAILED", "FAILED", "RUNNING", "RUNNING"]
