@@ -190,7 +190,7 @@ def segment_files(out: Path) -> Output:
     A migration matrix left by an earlier aligned run is removed when this run has none: it
     would describe another pair of models.
     """
-    from segmentation.store import MODEL_FILE
+    from segmentation.store import LEGACY_MODEL_FILE, MODEL_FILE
 
     out = Path(out)
 
@@ -220,12 +220,14 @@ def segment_files(out: Path) -> Output:
             **report.to_dict(),
         }
         write_json(work / "segmentation.json", record)
+        (work / f"{LEGACY_MODEL_FILE}{STALE_SUFFIX}").touch()  # the old pickle goes
         files = [out.name, "segment_profiles.parquet", MODEL_FILE, "segmentation.json"]
         if migration is not None:
             files.append("segment_migration.parquet")
         return Written(summary={"files": files, "rows": segments.height})
 
-    previous = out.parent if (out.parent / MODEL_FILE).is_file() else None
+    models = (out.parent / MODEL_FILE, out.parent / LEGACY_MODEL_FILE)
+    previous = out.parent if any(m.is_file() for m in models) else None
     return Output(directory=out.parent, write=write, previous=previous)
 
 

@@ -106,19 +106,28 @@ def _previous_segmenter(
 
     from pipelines.manifest import recorded_sha256
     from segmentation import SegmentationWarning
-    from segmentation.store import MODEL_FILE
+    from segmentation.store import LEGACY_MODEL_FILE, MODEL_FILE
 
     if previous is False:
         return None, None
     if previous is not None:
         return Path(previous), None
-    if ctx.previous_output is None or not (ctx.previous_output / MODEL_FILE).is_file():
+    if ctx.previous_output is None:
+        return None, None
+    if not (ctx.previous_output / MODEL_FILE).is_file():
+        if (ctx.previous_output / LEGACY_MODEL_FILE).is_file():
+            warnings.warn(
+                f"{ctx.previous_output / LEGACY_MODEL_FILE} is a pickle from an older version: "
+                "not loaded (a pickle runs code), segment ids start afresh",
+                SegmentationWarning,
+                stacklevel=2,
+            )
         return None, None
     recorded = recorded_sha256(ctx.previous_output, MODEL_FILE)
     if recorded is None:
         warnings.warn(
-            f"{ctx.previous_output / MODEL_FILE} has no recorded sha256: not loaded (a pickle "
-            "runs code), segment ids start afresh",
+            f"{ctx.previous_output / MODEL_FILE} has no recorded sha256: not loaded, segment "
+            "ids start afresh",
             SegmentationWarning,
             stacklevel=2,
         )

@@ -189,6 +189,7 @@ def compress(
 
 
 T = TypeVar("T")
+W = TypeVar("W", bound="LifetimesWrapper")
 
 WARM_START_ROWS = 200_000
 """Above this many distinct rows, a fit starts from a fit on a sample of customers."""
@@ -313,8 +314,8 @@ class LifetimesWrapper(BaseEstimator):
     """Base of our estimators around a lifetimes fitter.
 
     Subclasses name the lifetimes fitter class and its parameters. Only plain floats are
-    kept after ``fit`` (``params_``), so the objects pickle with :mod:`pickle`; predictions
-    build a fresh lifetimes fitter from ``params_`` each time.
+    kept after ``fit`` (``params_``), so a fitted model is plain data (:meth:`to_dict`);
+    predictions build a fresh lifetimes fitter from ``params_`` each time.
     """
 
     model_name: ClassVar[str] = ""
@@ -337,6 +338,43 @@ class LifetimesWrapper(BaseEstimator):
             dtype=np.float64,
         )
         return fitter
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted model as JSON-able data: ``model`` (its name), ``init`` (``get_params``)
+        and ``fitted`` (every learned attribute: numbers, and ``params_``)."""
+        check_is_fitted(self, "params_")
+        fitted = {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+        return {"model": self.model_name, "init": self.get_params(deep=False), "fitted": fitted}
+
+    @classmethod
+    def from_dict(cls: type[W], d: Mapping[str, Any]) -> W:
+        """Rebuild a model written by :meth:`to_dict` (predictions equal the original's).
+
+        Raises
+        ------
+        ValuationError
+            When ``d`` is another model's, or holds anything but numbers as learned values.
+        """
+        if not isinstance(d, Mapping) or d.get("model") != cls.model_name:
+            got = d.get("model") if isinstance(d, Mapping) else type(d).__name__
+            raise ValuationError(f"expected a {cls.model_name!r} model, got {got!r}")
+        try:
+            model = cls(**dict(d.get("init", {})))
+        except TypeError as e:
+            raise ValuationError(f"{cls.model_name}: {e}") from None
+        fitted = d.get("fitted", {})
+        for name, value in fitted.items():
+            values = value.values() if isinstance(value, Mapping) else [value]
+            numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            if not (name.endswith("_") and not name.startswith("_") and numbers):
+                raise ValuationError(f"{cls.model_name}: {name!r} is not a fitted number")
+            setattr(model, name, dict(value) if isinstance(value, Mapping) else value)
+        if set(fitted.get("params_", {})) != set(cls._param_names):
+            raise ValuationError(
+                f"{cls.model_name}: params_ should hold {list(cls._param_names)}, got "
+                f"{sorted(fitted.get('params_', {}))}"
+            )
+        return model
 
     def _run_fit(self, fit: Callable[[], Any]) -> Any:
         lifetimes = import_lifetimes()

@@ -31,7 +31,7 @@ def segment_command(
         typer.Option(
             "--out",
             help="segments Parquet file to write; segment_profiles.parquet, "
-            "segmentation_model.pkl and segmentation.json go beside it",
+            "segmentation_model.skops and segmentation.json go beside it",
             dir_okay=False,
         ),
     ],
@@ -46,9 +46,8 @@ def segment_command(
         Path | None,
         typer.Option(
             "--previous",
-            help="last run's segmentation_model.pkl (keeps segment ids "
-            "stable; default: the one beside --out, if any). Only load files this "
-            "tool wrote",
+            help="last run's segmentation_model.skops (keeps segment ids "
+            "stable; default: the one beside --out, if any)",
             exists=True,
             dir_okay=False,
         ),

@@ -325,7 +325,7 @@ class _Planted:
         return (open, (str(self.marker), "w"))
 
 
-def test_a_model_file_that_changed_since_its_run_is_not_unpickled(
+def test_a_model_file_that_changed_since_its_run_is_not_loaded(
     first_run: Path, generated_operator: Path, tmp_path: Path
 ) -> None:
     import pickle
@@ -333,7 +333,8 @@ def test_a_model_file_that_changed_since_its_run_is_not_unpickled(
     out = tmp_path / "out"
     shutil.copytree(first_run, out)
     marker = tmp_path / "code-ran"
-    model = out / "current" / "segmentation_model.pkl"
+    model = out / "current" / "segmentation_model.skops"
+    assert model.is_file()
     model.write_bytes(pickle.dumps(_Planted(marker)))
     before = (out / "scores.parquet").read_bytes()
     code, output = run_cli(generated_operator, out, "--no-tracking", "--stages", "segmentation")

@@ -240,11 +240,12 @@ def test_string_ids_with_a_call_graph(data: Path, tmp_path: Path) -> None:
 
 def test_rare_category_values_never_reach_a_model(data: Path, tmp_path: Path) -> None:
     """Three customers with a one-off occupation: no model artifact names it."""
-    import pickle
+    import zipfile
 
     from churn.training import train_models
     from crm_engine.config import load_config
     from segmentation import segment_customers
+    from segmentation.store import MODEL_FILE, save_segmenter
 
     rare = "lighthouse_keeper_of_ness"
     _edit("customers", pl.when(pl.int_range(pl.len()) < 3).then(pl.lit(rare))
@@ -263,7 +264,11 @@ def test_rare_category_values_never_reach_a_model(data: Path, tmp_path: Path) ->
     result = segment_customers(
         profile, cfg.segmentation.model_copy(update={"k": 4}), features_cfg=cfg.features
     )
-    assert rare.encode() not in pickle.dumps(result.model)
+    stored = save_segmenter(result.model, tmp_path / MODEL_FILE)
+    with zipfile.ZipFile(stored) as z:
+        content = b"".join(z.read(name) for name in z.namelist())
+    assert rare.encode() not in content and rare.encode("utf-32-le") not in content
+    assert b"occupation" in content  # the model's columns and values are stored as text
     assert all(rare not in name for name in result.model.segment_names_)
 
 

@@ -1,4 +1,4 @@
-"""The segmentation model through MLflow: log, load back, same assignments."""
+"""The segmentation model through MLflow: log, load back, same assignments, nothing pickled."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ def test_pyfunc_round_trip_assigns_the_same(
     import mlflow
 
     from segmentation.pyfunc import log_segmentation_model, model_input_frame
+    from segmentation.store import MODEL_FILE
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    artifacts = tmp_path / "artifacts"
+    mlflow.create_experiment("segmentation-test", artifact_location=artifacts.as_uri())
     mlflow.set_experiment("segmentation-test")
     with mlflow.start_run():
         info = log_segmentation_model(blobs_result, registered_model_name="crm-segmentation")
@@ -36,3 +39,8 @@ def test_pyfunc_round_trip_assigns_the_same(
     assert sig_cols == blobs_result.model.features_
     registered = mlflow.pyfunc.load_model("models:/crm-segmentation/1")
     assert registered.predict(X.head(3))["segment_id"].tolist() == out["segment_id"][:3].tolist()
+    # stored as data: the skops file and the generated entry code, no pickle anywhere
+    files = [p for p in artifacts.rglob("*") if p.is_file()]
+    assert any(p.name == MODEL_FILE for p in files)
+    assert not [p for p in files if p.suffix == ".pkl"], files
+    mlflow.set_tracking_uri(None)

@@ -1,4 +1,6 @@
-"""The CLV pyfunc model logs to a real sqlite MLflow store, loads back and scores the same."""
+"""The CLV pyfunc model logs to a real sqlite MLflow store, loads back and scores the same.
+
+It is stored as data (JSON of the fitted parameters): no pickle in the logged model."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ def test_log_load_and_score_the_same(profile: pl.DataFrame, tmp_path: Path) -> N
     models = fit_models(profile, cfg)
     values, _ = value_customers(profile, cfg, models)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
+    artifacts = tmp_path / "artifacts"
+    mlflow.create_experiment("valuation-test", artifact_location=artifacts.as_uri())
     mlflow.set_experiment("valuation-test")
     with mlflow.start_run():
         info = log_valuation_model(models.purchase, models.spend, cfg)
@@ -29,7 +33,13 @@ def test_log_load_and_score_the_same(profile: pl.DataFrame, tmp_path: Path) -> N
     scored = loaded.predict(inputs)
     assert list(scored.columns) == list(OUTPUT_COLUMNS)
     for c in OUTPUT_COLUMNS:
-        np.testing.assert_allclose(scored[c].to_numpy(), values[c].to_numpy(), rtol=1e-10)
+        np.testing.assert_array_equal(scored[c].to_numpy(), values[c].to_numpy())
+    inner = loaded.unwrap_python_model()
+    assert inner.purchase.params_ == models.purchase.params_
+    assert inner.spend.params_ == models.spend.params_
+    files = [p for p in artifacts.rglob("*") if p.is_file()]
+    assert any(p.name == "clv_model.json" for p in files)
+    assert not [p for p in files if p.suffix == ".pkl"], files
     # The logged example is synthetic: none of the profile's rows.
     from mlflow.models import Model
 

@@ -1,0 +1,72 @@
+"""The CLV model as data: one JSON file of the fitted parameters and the valuation config.
+
+Loading rebuilds the models from their parameters (:meth:`LifetimesWrapper.from_dict`); the
+purchase model's class comes from the fixed registry :data:`valuation.select.PURCHASE_MODELS`,
+never from a name the file gives as a module path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from crm_engine.config import ValuationConfig
+from crm_engine.io import DataError
+from valuation.gamma_gamma import GammaGammaModel
+from valuation.select import PURCHASE_MODELS
+from valuation.stage import ValuationModels
+
+__all__ = ["FORMAT", "load_valuation_model", "save_valuation_model"]
+
+FORMAT = "crm.clv/v1"
+
+
+def save_valuation_model(models: ValuationModels, cfg: ValuationConfig, path: Path) -> Path:
+    """Write the fitted purchase and spend models and ``cfg`` to ``path`` as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "format": FORMAT,
+        "purchase": models.purchase.to_dict(),
+        "spend": models.spend.to_dict(),
+        "config": cfg.model_dump(mode="json"),
+    }
+    # Floats are written with repr: they read back bit for bit.
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_valuation_model(path: Path) -> tuple[ValuationModels, ValuationConfig]:
+    """The models and config written by :func:`save_valuation_model`.
+
+    Raises
+    ------
+    DataError
+        When the file is missing, is not JSON of this format, names a purchase model outside
+        :data:`~valuation.select.PURCHASE_MODELS`, or holds anything but fitted numbers.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"CLV model not found: {path}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path} is not a readable CLV model: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise DataError(f"{path} is not a {FORMAT} CLV model (got {got!r})")
+    purchase = doc.get("purchase") if isinstance(doc.get("purchase"), dict) else {}
+    name = purchase.get("model")
+    if name not in PURCHASE_MODELS:
+        raise DataError(
+            f"{path}: purchase model {name!r} is not one of {sorted(PURCHASE_MODELS)}: not loaded"
+        )
+    try:
+        models = ValuationModels(
+            PURCHASE_MODELS[name].from_dict(purchase),
+            GammaGammaModel.from_dict(doc.get("spend")),
+        )
+        cfg = ValuationConfig.model_validate(doc.get("config"))
+    except ValueError as e:
+        raise DataError(f"{path} is not a usable CLV model: {str(e).splitlines()[0]}") from None
+    return models, cfg
