@@ -129,6 +129,10 @@ class ChurnReport:
     valid_cut: dt.date
     horizon_days: int
     loyalty_skipped: str | None = None
+    lifecycle_by_band: dict[str, dict[str, int]] | None = None
+    """Scored customers by lifecycle stage x churn risk band (``{stage: {band: n}}``, summing
+    to the scored count); None when valuation did not run or nothing was scored. Dormant
+    customers are all in band ``lost``."""
 
     def churn_metrics(self) -> dict[str, float]:
         """The churn model's metrics without their ``churn.`` prefix."""
