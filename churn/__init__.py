@@ -28,8 +28,12 @@ from churn.metrics import (
 from churn.model import Calibrator, ChurnModel
 from churn.plots import plot_importance, plot_lift, plot_reliability
 from churn.stage import (
+    LOST_BAND,
+    LOST_STAGE,
+    RISK_BANDS,
     ChurnScores,
     add_loyalty,
+    lifecycle_by_band,
     risk_band,
     score_churn,
     score_customers,
@@ -68,6 +72,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "LOST_BAND",
+    "LOST_STAGE",
+    "RISK_BANDS",
     "Calibrator",
     "ChurnModel",
     "ChurnPyfunc",
@@ -80,6 +87,7 @@ __all__ = [
     "binary_metrics",
     "drivers_column",
     "global_importance",
+    "lifecycle_by_band",
     "lift_at",
     "lift_curve",
     "load_churn_model",

@@ -14,6 +14,12 @@ from churn.model import ChurnModel, iter_batches
 from crm_engine.config import ChurnConfig, LoyaltyConfig
 
 RISK_BANDS: tuple[str, str, str] = ("low", "medium", "high")
+LOST_BAND = "lost"
+"""``churn_risk_band`` of a customer already lost: lifecycle stage ``LOST_STAGE``."""
+LOST_STAGE = "dormant"
+"""The valuation's lifecycle stage of a customer who has already left in all but name
+(silent past ``dormant_recency_days`` with P(alive) below ``dormant_p_alive``): there is
+nothing left to save, so no save list, drivers or value at risk for them."""
 CHURN_OUTPUT_COLUMNS: tuple[str, ...] = (
     "customer_id",
     "churn_probability",
@@ -99,31 +105,38 @@ class ChurnScores:
         ``feature, mean_abs_contribution`` sorted descending (empty when nobody explained).
     n_explained
         Customers whose drivers were computed.
+    n_lost
+        Customers in band ``lost`` (0 without lifecycle stages).
     """
 
     frame: pl.DataFrame
     importance: pl.DataFrame
     n_explained: int
+    n_lost: int = 0
 
 
-def _clv_values(profile: pl.DataFrame, clv: pl.DataFrame) -> np.ndarray:
+def _values_columns(profile: pl.DataFrame, values: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``clv`` (NaN where unknown) and the lost mask, in the profile's row order."""
     for c in ("customer_id", "clv"):
-        if c not in clv.schema:
+        if c not in values.schema:
             raise ValueError(f"the clv frame needs columns customer_id and clv; missing {c!r}")
-    dup = clv.height - clv.get_column("customer_id").n_unique()
+    dup = values.height - values.get_column("customer_id").n_unique()
     if dup:
         raise ValueError(f"the clv frame has {dup} duplicate customer_id values")
+    stage = pl.col("lifecycle_stage") if "lifecycle_stage" in values.schema else pl.lit(None)
+    joined = profile.select("customer_id").join(
+        values.select(
+            "customer_id",
+            pl.col("clv").cast(pl.Float64),
+            (stage == LOST_STAGE).fill_null(False).alias("lost"),
+        ),
+        on="customer_id",
+        how="left",
+        maintain_order="left",
+    )
     return (
-        profile.select("customer_id")
-        .join(
-            clv.select("customer_id", pl.col("clv").cast(pl.Float64)),
-            on="customer_id",
-            how="left",
-            maintain_order="left",
-        )
-        .get_column("clv")
-        .fill_null(np.nan)
-        .to_numpy()
+        joined.get_column("clv").fill_null(np.nan).to_numpy(),
+        joined.get_column("lost").fill_null(False).to_numpy(),
     )
 
 
@@ -135,14 +148,29 @@ def score_churn(
 ) -> ChurnScores:
     """Calibrated churn probability, risk band, value at risk and drivers for every customer.
 
+    ``clv`` is the valuation's ``customer_id, clv`` and optionally ``lifecycle_stage``. A
+    customer whose stage is :data:`LOST_STAGE` is already lost: band ``lost``,
+    ``value_at_risk`` 0 and no drivers; ``churn_probability`` stays the model's. Without
+    ``clv`` (or its ``lifecycle_stage``) nobody is lost and ``value_at_risk`` is null.
+
     Drivers (top ``cfg.n_drivers`` positive TreeSHAP contributions, largest first) are
-    computed only for customers with probability >= ``cfg.drivers_min_probability`` or in the
-    top ``cfg.drivers_top_n`` by value at risk (by probability without ``clv``); the others
-    get an empty list.
+    computed only for customers not lost with probability >= ``cfg.drivers_min_probability``
+    or in the top ``cfg.drivers_top_n`` of them by value at risk (by probability without
+    ``clv``); the others get an empty list.
     """
     p = churn_model.predict_churn(profile)
-    var = None if clv is None else p * _clv_values(profile, clv)
-    explained = select_for_drivers(p, cfg.drivers_min_probability, cfg.drivers_top_n, var)
+    lost = np.zeros(p.size, dtype=bool)
+    var = None
+    if clv is not None:
+        clv_values, lost = _values_columns(profile, clv)
+        var = np.where(lost, 0.0, p * clv_values)
+    explained = np.zeros(p.size, dtype=bool)
+    explained[~lost] = select_for_drivers(
+        p[~lost],
+        cfg.drivers_min_probability,
+        cfg.drivers_top_n,
+        None if var is None else var[~lost],
+    )
     names = churn_model.feature_names_in_
     subset = profile.filter(pl.Series(explained))
     abs_sum = np.zeros(len(names))
@@ -159,11 +187,12 @@ def score_churn(
         explained,
         pl.concat(reasons) if reasons else pl.Series("churn_drivers", [], dtype=DRIVERS_DTYPE),
     )
+    band = risk_band(p, cfg.risk_thresholds)
     frame = pl.DataFrame(
         [
             profile.get_column("customer_id"),
             pl.Series("churn_probability", p, dtype=pl.Float64),
-            risk_band(p, cfg.risk_thresholds),
+            band.zip_with(pl.Series(~lost), pl.Series([LOST_BAND] * p.size, dtype=pl.String)),
             drivers,
             pl.Series(
                 "value_at_risk",
@@ -176,7 +205,49 @@ def score_churn(
         {"feature": names, "mean_abs_contribution": abs_sum / max(n_explained, 1)},
         schema={"feature": pl.String, "mean_abs_contribution": pl.Float64},
     ).sort("mean_abs_contribution", descending=True, maintain_order=True)
-    return ChurnScores(frame=frame, importance=importance, n_explained=n_explained)
+    return ChurnScores(
+        frame=frame, importance=importance, n_explained=n_explained, n_lost=int(lost.sum())
+    )
+
+
+def lifecycle_by_band(
+    churn_scores: pl.DataFrame, values: pl.DataFrame, stages: Sequence[str] = ()
+) -> dict[str, dict[str, int]]:
+    """Customers by lifecycle stage (valuation) and churn risk band: how the two views relate.
+
+    Parameters
+    ----------
+    churn_scores
+        ``customer_id, churn_risk_band`` (:attr:`ChurnScores.frame`).
+    values
+        ``customer_id, lifecycle_stage`` of the same customers.
+    stages
+        Stages listed first, in this order, with zero rows when absent (``valuation.STAGES``);
+        other stages follow alphabetically, a customer without a stage as ``unknown``.
+
+    Returns
+    -------
+    dict
+        ``{lifecycle_stage: {band: customers}}``, every band of ``low, medium, high, lost``
+        present; the counts sum to ``churn_scores.height``.
+    """
+    bands = (*RISK_BANDS, LOST_BAND)
+    counts = (
+        churn_scores.select("customer_id", "churn_risk_band")
+        .join(
+            values.select("customer_id", "lifecycle_stage"),
+            on="customer_id",
+            how="left",
+            maintain_order="left",
+        )
+        .group_by(pl.col("lifecycle_stage").fill_null("unknown"), "churn_risk_band")
+        .len()
+    )
+    table: dict[str, dict[str, int]] = {s: dict.fromkeys(bands, 0) for s in stages}
+    for row in counts.sort("lifecycle_stage").iter_rows(named=True):
+        cells = table.setdefault(row["lifecycle_stage"], dict.fromkeys(bands, 0))
+        cells[row["churn_risk_band"]] = int(row["len"])
+    return table
 
 
 def score_customers(
@@ -199,7 +270,8 @@ def score_customers(
     cfg
         Churn section of the config (risk thresholds, driver selection).
     clv
-        Optional ``customer_id, clv`` frame: gives ``value_at_risk`` and ranks drivers.
+        Optional ``customer_id, clv`` frame, with ``lifecycle_stage`` when known: gives
+        ``value_at_risk``, ranks drivers and marks lost customers (see :func:`score_churn`).
 
     Returns
     -------

@@ -94,6 +94,12 @@ class ValuationReport:
     """The registered model that scored (``--score-only``), None when fitted in this run."""
     holdout_plot: str | None = None
     """File name of the holdout plot written beside the values (``crm-engine value``)."""
+    n_customers_frequency0: int = 0
+    """Customers without a repeat purchase (one purchase day, or none)."""
+    frequency0_model: str | None = None
+    """The model that valued them: ``model`` itself unless it gives them P(alive) = 1 (BG/NBD),
+    then ``mbgnbd`` fitted on the same customers (``frequency0_params``, per day)."""
+    frequency0_params: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``valuation.json``, the manifest)."""
@@ -123,6 +129,10 @@ class ChurnReport:
     valid_cut: dt.date
     horizon_days: int
     loyalty_skipped: str | None = None
+    lifecycle_by_band: dict[str, dict[str, int]] | None = None
+    """Scored customers by lifecycle stage x churn risk band (``{stage: {band: n}}``, summing
+    to the scored count); None when valuation did not run or nothing was scored. Dormant
+    customers are all in band ``lost``."""
 
     def churn_metrics(self) -> dict[str, float]:
         """The churn model's metrics without their ``churn.`` prefix."""

@@ -326,7 +326,11 @@ def _scoring_frame(ctx: StageContext, profile: pl.DataFrame) -> pl.DataFrame:
 
 
 def _clv(values: pl.DataFrame | None) -> pl.DataFrame | None:
-    return values.select("customer_id", "clv") if values is not None else None
+    """What churn scoring takes from valuation: CLV (value at risk) and the lifecycle stage
+    (dormant customers are lost, see ``churn.score_churn``)."""
+    if values is None:
+        return None
+    return values.select("customer_id", "clv", "lifecycle_stage")
 
 
 def churn_stage(
@@ -339,7 +343,9 @@ def churn_stage(
 ) -> StageOutput:
     """Train on the two earlier cuts, then (with ``score``) score ``profile`` at as_of.
 
-    With the valuation stage's ``values``, ``clv`` gives value at risk. Models are logged (and
+    With the valuation stage's ``values``, ``clv`` gives value at risk and dormant customers
+    are lost (band ``lost``, see ``churn.score_churn``); the report then holds the
+    ``lifecycle_by_band`` cross-tab of the scored customers. Models are logged (and
     registered when ``mlflow.register_models``) inside the runner's nested MLflow run when
     ``ctx.tracking``. ``score=False`` (``crm-engine churn train``) only trains and reports.
     """
@@ -371,12 +377,19 @@ def churn_stage(
     outputs: dict[str, Any] = {"churn_scores": None}
     metrics = dict(training.metrics)
     importance = training.importance
+    crosstab = None
     if score:
+        from churn import lifecycle_by_band
+        from valuation import STAGES
+
         scoring = _scoring_frame(ctx, profile)
         scored = score_churn(scoring, training.churn, cfg.churn, _clv(values))
         outputs["churn_scores"] = add_loyalty(scored.frame, scoring, training.loyalty)
         metrics["churn.n_explained"] = scored.n_explained
         importance = scored.importance
+        if values is not None:
+            metrics["churn.n_lost"] = scored.n_lost
+            crosstab = lifecycle_by_band(scored.frame, values, STAGES)
     report = ChurnReport(
         metrics=dict(training.metrics),
         features=list(training.churn.feature_names_in_),
@@ -385,6 +398,7 @@ def churn_stage(
         valid_cut=training.valid_cut,
         horizon_days=training.horizon_days,
         loyalty_skipped=training.loyalty_skipped,
+        lifecycle_by_band=crosstab,
     )
     return StageOutput(
         outputs=outputs,
@@ -421,9 +435,12 @@ def churn_registry_stage(
     scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values))
     out = add_loyalty(scored.frame, scoring, loyalty_model)
     versions = {"churn": churn_uri} | ({"loyalty": loyalty_uri} if loyalty_uri else {})
+    metrics = {"churn.n_explained": scored.n_explained}
+    if values is not None:
+        metrics["churn.n_lost"] = scored.n_lost
     return StageOutput(
         outputs={"churn_scores": out},
-        metrics={"churn.n_explained": scored.n_explained},
+        metrics=metrics,
         params={"churn_model_uri": churn_uri, "loyalty_model_uri": loyalty_uri or ""},
         model_versions=versions,
     )

@@ -23,7 +23,15 @@ from valuation.lifecycle import STAGES, lifecycle_stage_expr
 from valuation.pareto import ParetoNBDModel
 from valuation.profit import profit_contribution_expr
 from valuation.run import ValuationRun, run_valuation
-from valuation.select import AUTO_CANDIDATES, PURCHASE_MODELS, make_purchase_model, select_by_mae
+from valuation.select import (
+    AUTO_CANDIDATES,
+    FREQUENCY0_MODEL,
+    PURCHASE_MODELS,
+    make_purchase_model,
+    scoring_model,
+    select_by_mae,
+)
+from valuation.split import FrequencyZeroSplit
 from valuation.stage import (
     VALUES_SCHEMA,
     ValuationModels,
@@ -49,11 +57,13 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AUTO_CANDIDATES",
     "BTYD_COLUMNS",
+    "FREQUENCY0_MODEL",
     "PURCHASE_MODELS",
     "STAGES",
     "TIERS",
     "VALUES_SCHEMA",
     "BetaGeoModel",
+    "FrequencyZeroSplit",
     "GammaGammaModel",
     "ModifiedBetaGeoModel",
     "ParetoNBDModel",
@@ -77,6 +87,7 @@ __all__ = [
     "profit_contribution_expr",
     "run_valuation",
     "score_arrays",
+    "scoring_model",
     "select_by_mae",
     "simulate_bgnbd",
     "tier_cut_points",

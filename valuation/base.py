@@ -416,6 +416,9 @@ class PurchaseModel(LifetimesWrapper):
         ``1 / max(T)`` of the fit: lifetimes' internal time scale, also used to predict.
     """
 
+    frequency0_dropout: ClassVar[bool] = True
+    """Whether a customer without a repeat purchase (frequency 0) can be dead: P(alive) < 1."""
+
     def __init__(self, penalizer: float = 0.0) -> None:
         self.penalizer = penalizer
 

@@ -40,6 +40,9 @@ class BetaGeoModel(PurchaseModel):
     _fitter_class: ClassVar[str] = "BetaGeoFitter"
     _param_names: ClassVar[tuple[str, ...]] = ("r", "alpha", "a", "b")
     _rate_params: ClassVar[tuple[str, ...]] = ("alpha",)
+    # A customer drops out only right after a repeat purchase: without one, P(alive) = 1
+    # however long the silence (see valuation.split).
+    frequency0_dropout: ClassVar[bool] = False
 
     def __init__(self, penalizer: float = 0.0, tol: float = 1e-7, seed: int = 0) -> None:
         self.penalizer = penalizer
@@ -115,6 +118,7 @@ class ModifiedBetaGeoModel(BetaGeoModel):
 
     model_name: ClassVar[str] = "mbgnbd"
     _fitter_class: ClassVar[str] = "ModifiedBetaGeoFitter"
+    frequency0_dropout: ClassVar[bool] = True
 
     def _objective(
         self, u: Mapping[str, np.ndarray], w: np.ndarray, penalizer: float, scale: float

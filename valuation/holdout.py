@@ -13,7 +13,7 @@ import polars as pl
 
 from crm_engine.config import ValuationConfig
 from valuation.base import PurchaseModel, ValuationError
-from valuation.select import make_purchase_model, select_by_mae
+from valuation.select import scoring_model, select_by_mae
 from valuation.stage import btyd_frame
 
 FREQUENCY_BUCKETS: tuple[str, ...] = ("0", "1", "2", "3", "4", "5", "6", "7+")
@@ -154,7 +154,7 @@ def holdout_validation(
     errors: dict[str, str] = {}
     for name in models:
         try:
-            model: PurchaseModel = make_purchase_model(name, cfg.penalizer).fit(X)
+            model: PurchaseModel = scoring_model(name, cfg.penalizer).fit(X)
             cum = model.expected_purchases(X, grid.astype(np.float64))
         except ValuationError as e:
             metrics[name], errors[name] = None, str(e)

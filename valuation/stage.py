@@ -17,7 +17,7 @@ from valuation.clv import customer_lifetime_value, monthly_discount_rate
 from valuation.gamma_gamma import GammaGammaModel
 from valuation.lifecycle import STAGES, lifecycle_stage_expr
 from valuation.profit import profit_contribution_expr
-from valuation.select import AUTO_CANDIDATES, make_purchase_model
+from valuation.select import AUTO_CANDIDATES, frequency0_model, scoring_model
 from valuation.tiers import TIERS, assign_tiers, tier_cut_points
 
 PROFILE_COLUMNS: tuple[str, ...] = (
@@ -125,7 +125,7 @@ def fit_models(
         fitted = []
         for cand in AUTO_CANDIDATES:
             try:
-                fitted.append(make_purchase_model(cand, cfg.penalizer).fit(fit_rows))
+                fitted.append(scoring_model(cand, cfg.penalizer).fit(fit_rows))
             except ValuationError:
                 continue
         if not fitted:
@@ -135,7 +135,7 @@ def fit_models(
             )
         purchase = max(fitted, key=lambda m: m.log_likelihood_)
     else:
-        purchase = make_purchase_model(name, cfg.penalizer).fit(fit_rows)
+        purchase = scoring_model(name, cfg.penalizer).fit(fit_rows)
     spend = GammaGammaModel(penalizer=cfg.penalizer).fit(fit_rows)
     return ValuationModels(purchase=purchase, spend=spend)
 
@@ -208,6 +208,7 @@ def value_customers(
             pl.col("customer_id"),
             pl.col("tenure_days").cast(pl.Int64),
             recency_days,
+            X.get_column("frequency"),
             profit_contribution_expr(profile.columns, cfg.margin, cfg.cost_per_interaction),
         )
         .with_columns(
@@ -218,8 +219,22 @@ def value_customers(
         .select(VALUES_SCHEMA.names())
     )
     p, spend = models.purchase, models.spend
+    f0 = frequency0_model(p)
+    n_f0 = int((X.get_column("frequency") == 0).sum())
     corr = spend.frequency_monetary_corr_
     notes = []
+    if n_f0 and f0 is not p:
+        notes.append(
+            f"{p.model_name} gives P(alive) = 1 to every customer without a repeat purchase, "
+            f"however long their silence: the {n_f0:,} customers with frequency 0 were valued "
+            f"(P(alive), expected purchases, CLV) by {f0.model_name} fitted on the same customers"
+        )
+    elif n_f0 and not f0.frequency0_dropout:
+        notes.append(
+            f"{p.model_name} gives P(alive) = 1 to the {n_f0:,} customers without a repeat "
+            "purchase (a model fitted before frequency-0 customers got their own model): refit "
+            "to value them; lifecycle still places the long silent ones at_risk or dormant"
+        )
     if math.isfinite(corr) and abs(corr) > CORRELATION_WARN:
         notes.append(
             f"frequency and monetary value correlate (r={corr:.2f}); Gamma-Gamma assumes "
@@ -251,6 +266,9 @@ def value_customers(
         margin=cfg.margin,
         n_customers_scored=values.height,
         n_customers_without_purchase=int((~has).sum()),
+        n_customers_frequency0=n_f0,
+        frequency0_model=f0.model_name,
+        frequency0_params=dict(f0.params_),
         total_clv=float(values.get_column("clv").sum()),
         mean_p_alive=float(values.get_column("p_alive").mean() or 0.0),
         tier_cut_points=dict(zip(TIERS[1:], cuts, strict=True)),

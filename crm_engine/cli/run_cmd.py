@@ -70,6 +70,7 @@ def _summary_table(result: Any) -> Table:
     t.add_row("total CLV", num(s["total_clv"]))
     t.add_row("customers at high churn risk", num(s["high_churn_risk"]))
     t.add_row("value at risk", num(s["value_at_risk"]))
+    t.add_row("lost customers (dormant)", num(s.get("lost_customers")))
     t.add_row("MLflow run", result.mlflow_run_id or "[dim]tracking off[/]")
     t.add_row("tracking URI", escape(result.tracking_uri or "-"))
     t.add_row("outputs", escape(str(result.output_dir)))

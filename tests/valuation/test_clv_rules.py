@@ -70,17 +70,22 @@ def test_lifecycle_rules_in_order() -> None:
     )
     frame = pl.DataFrame(
         {
-            "tenure_days": [30, 400, 400, 400, 400, 400, 400, 400],
-            "recency_days": [200, 200, 50, 200, 90, 89, None, 10],
-            "p_alive": [0.1, 0.1, 0.1, 0.5, 0.29, 0.29, 0.1, 0.95],
+            "tenure_days": [30, 400, 400, 400, 400, 400, 400, 400, 400, 400, 400, 400],
+            "recency_days": [200, 200, 50, 200, 90, 89, None, 10, 200, 90, 89, None],
+            "frequency": [3, 3, 3, 3, 3, 3, None, 3, 0, 0, 0, None],
+            "p_alive": [0.1, 0.1, 0.1, 0.5, 0.29, 0.29, 0.1, 0.95, 0.95, 0.95, 0.95, 0.95],
         }
     )
     got = frame.select(lifecycle_stage_expr(rules)).to_series()
     want = pl.Series(
         "lifecycle_stage",
         # new wins; dormant needs both; recency boundary is inclusive; no purchase counts
-        # tenure as recency.
-        ["new", "dormant", "at_risk", "at_risk", "dormant", "at_risk", "dormant", "active"],
+        # tenure as recency; without a repeat purchase the silence alone makes at_risk,
+        # whatever P(alive) says.
+        [
+            *("new", "dormant", "at_risk", "at_risk", "dormant", "at_risk", "dormant", "active"),
+            *("at_risk", "at_risk", "active", "at_risk"),
+        ],
     )
     assert_series_equal(got, want)
 

@@ -15,9 +15,12 @@ from crm_engine.config import ValuationConfig
 from valuation import (
     VALUES_SCHEMA,
     BetaGeoModel,
+    FrequencyZeroSplit,
     GammaGammaModel,
+    ModifiedBetaGeoModel,
     ValuationError,
     ValuationModels,
+    btyd_frame,
     fit_models,
     value_customers,
 )
@@ -61,9 +64,10 @@ def test_no_purchase_customers_get_population_spend(profile: pl.DataFrame) -> No
     assert never["recency_days"].null_count() == 50
     assert never["monetary_avg"].null_count() == 50
     np.testing.assert_allclose(never["expected_avg_value"], report.spend.population_mean)
-    # BG/NBD: no repeat purchase means alive; these are 100 days old, so "active".
-    assert (never["p_alive"] == 1.0).all()
-    assert set(never["lifecycle_stage"]) == {"active"}
+    # No repeat purchase: valued by MBG/NBD (BG/NBD would say alive for sure). Silent since
+    # signup 100 days ago with nothing to compare the silence with: at risk, not active.
+    assert (never["p_alive"] < 1.0).all()
+    assert set(never["lifecycle_stage"]) == {"at_risk"}
 
 
 def test_values_follow_the_rules(profile: pl.DataFrame) -> None:
@@ -136,3 +140,76 @@ def test_stage_needs_no_warnings_filters(profile: pl.DataFrame) -> None:
             GammaGammaModel().fit(profile),
         )
         value_customers(profile, ValuationConfig(), models)
+
+
+def _with_facts(values: pl.DataFrame, profile: pl.DataFrame) -> pl.DataFrame:
+    facts = profile.select("customer_id", "frequency", "tenure_days", *features.rfm_facts())
+    return values.join(facts, on="customer_id", maintain_order="left").with_columns(
+        silent_days=pl.coalesce("recency_days", "tenure_days")
+    )
+
+
+def test_frequency0_customers_are_valued_by_a_model_that_lets_them_die(
+    profile: pl.DataFrame,
+) -> None:
+    cfg = ValuationConfig()
+    values, report = value_customers(profile, cfg)
+    joined = _with_facts(values, profile)
+    zero = pl.col("frequency") == 0
+    silent = joined.filter(zero & (pl.col("silent_days") >= cfg.lifecycle.dormant_recency_days))
+    assert silent.height > 300  # BG/NBD draws: plenty of one-time buyers, long silent
+    assert (silent["p_alive"] < 1.0).all()
+    assert "active" not in set(silent["lifecycle_stage"])
+    # ... and the longer the silence, the lower P(alive) (same frequency 0).
+    assert silent.select(pl.corr("silent_days", "p_alive", method="spearman")).item() < -0.9
+    # Repeat buyers keep BG/NBD's numbers; frequency 0 takes every number from MBG/NBD.
+    X = btyd_frame(profile)
+    fit_rows = X.filter("fit")
+    bg, mbg = BetaGeoModel().fit(fit_rows), ModifiedBetaGeoModel().fit(fit_rows)
+    f0 = (X["frequency"] == 0).to_numpy()
+    p_alive = values["p_alive"].to_numpy()
+    np.testing.assert_allclose(p_alive[~f0], bg.p_alive(X)[~f0], rtol=1e-12)
+    np.testing.assert_allclose(p_alive[f0], mbg.p_alive(X)[f0], rtol=1e-12)
+    expected = values["expected_purchases"].to_numpy()
+    np.testing.assert_allclose(expected[f0], mbg.expected_purchases(X, 365)[f0], rtol=1e-12)
+    assert report.model == "bgnbd" and report.params == pytest.approx(bg.params_)
+    assert report.frequency0_model == "mbgnbd"
+    assert report.frequency0_params == pytest.approx(mbg.params_)
+    assert report.n_customers_frequency0 == int(f0.sum())
+    assert any("valued (P(alive), expected purchases, CLV) by mbgnbd" in n for n in report.notes)
+    # A model that can express it values everyone itself.
+    _, own = value_customers(profile, cfg, "pareto")
+    assert own.frequency0_model == "pareto" and not any("frequency 0" in n for n in own.notes)
+
+
+def test_a_plain_bgnbd_model_still_keeps_long_silent_one_time_buyers_out_of_active(
+    profile: pl.DataFrame,
+) -> None:
+    # A BG/NBD model fitted without its frequency-0 partner (a model registered before it).
+    cfg = ValuationConfig()
+    fit_rows = btyd_frame(profile).filter("fit")
+    models = ValuationModels(BetaGeoModel().fit(fit_rows), GammaGammaModel().fit(profile))
+    values, report = value_customers(profile, cfg, models)
+    joined = _with_facts(values, profile)
+    silent = joined.filter(
+        (pl.col("frequency") == 0) & (pl.col("silent_days") >= cfg.lifecycle.dormant_recency_days)
+    )
+    assert (silent["p_alive"] == 1.0).all()  # what BG/NBD says ...
+    assert set(silent["lifecycle_stage"]) == {"at_risk"}  # ... and what lifecycle makes of it
+    assert report.frequency0_model == "bgnbd"
+    assert any("refit" in n for n in report.notes)
+
+
+def test_frequency_zero_split_is_a_plain_estimator(profile: pl.DataFrame) -> None:
+    import pickle
+
+    from sklearn.base import clone
+
+    X = btyd_frame(profile).filter("fit")
+    split = FrequencyZeroSplit(BetaGeoModel(), ModifiedBetaGeoModel()).fit(X)
+    assert split.model_name == "bgnbd" and split.penalizer == 0.0
+    again = pickle.loads(pickle.dumps(split))
+    np.testing.assert_array_equal(again.p_alive(X), split.p_alive(X))
+    assert set(clone(split).get_params(deep=False)) == {"repeat", "frequency0"}
+    with pytest.raises(ValueError, match="P\\(alive\\) = 1 without a repeat purchase"):
+        FrequencyZeroSplit(BetaGeoModel(), BetaGeoModel()).fit(X)

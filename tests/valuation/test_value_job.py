@@ -94,6 +94,16 @@ def test_fitted_population_matches_generator_truth(tmp_path: Path) -> None:
     # P(alive) separates the truly alive from the dropped-out.
     dead = scored.join(alive, on="customer_id", how="anti")
     assert alive["p_alive"].mean() > dead["p_alive"].mean() + 0.3
+    # One-time buyers long silent are neither alive for sure nor active (BG/NBD alone gave
+    # them all P(alive) = 1, and 20 of them were active at 20k customers, some silent 2 years).
+    rules = ValuationConfig().lifecycle
+    one_time = values.join(
+        profile.select("customer_id", "frequency", *features.rfm_facts()), on="customer_id"
+    ).filter((pl.col("frequency") == 0) & (pl.col("recency_days") >= rules.dormant_recency_days))
+    assert one_time.height > 0
+    assert (one_time["p_alive"] < 1.0).all()
+    assert "active" not in set(one_time["lifecycle_stage"])
+    assert report.frequency0_model == "mbgnbd"
 
 
 def test_valuation_stage_for_the_pipeline_runner(generated_operator: Path, tmp_path: Path) -> None:
