@@ -9,49 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from crm_engine.feature_labels import plain_label
+
 #: Minimum |standardised deviation| for a trait to count as distinguishing.
 TRAIT_THRESHOLD = 0.3
 #: Traits used in a name before de-duplication adds more.
 BASE_TRAITS = 3
 FALLBACK_NAME = "Mainstream customers"
-
-#: Plain words for profile features (used in names and in segment profiles).
-PLAIN_LABELS: dict[str, str] = {
-    "revenue_30d": "30-day spend",
-    "revenue_90d": "90-day spend",
-    "revenue_365d": "12-month spend",
-    "avg_monthly_spend": "monthly spend",
-    "frequency": "purchase frequency",
-    "monetary_value": "average purchase",
-    "recency": "recency",
-    "data_mb_3m": "recent data use",
-    "data_mb_12m": "data use",
-    "voice_min_3m": "recent voice minutes",
-    "voice_min_12m": "voice minutes",
-    "sms_3m": "recent SMS",
-    "sms_12m": "SMS",
-    "dropped_call_rate_mean_3m": "dropped calls",
-    "call_setup_success_rate_mean_3m": "call setup success",
-    "avg_download_mbps_mean_3m": "download speed",
-    "latency_ms_mean_3m": "latency",
-    "packet_loss_pct_mean_3m": "packet loss",
-    "coverage_5g_share_mean_3m": "5G coverage",
-    "complaints_90d": "recent complaints",
-    "complaints_365d": "complaints",
-    "inquiries_365d": "inquiries",
-    "tenure_days": "tenure",
-    "age": "age",
-    "influence_score": "influence",
-    "n_contacts": "contacts",
-    "spend_trend": "spend trend",
-    "refund_count": "refunds",
-}
-
-
-def plain_label(feature: str) -> str:
-    """Plain words for a feature name (falls back to the name with spaces)."""
-    return PLAIN_LABELS.get(feature, feature.replace("_", " "))
-
 
 @dataclass(frozen=True)
 class Phrase:
