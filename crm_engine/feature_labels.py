@@ -104,10 +104,10 @@ _FIXED: dict[str, FeatureLabel] = {
     # usage (monthly means)
     "data_mb_3m": FeatureLabel("recent data use", "mb_month"),
     "data_mb_12m": FeatureLabel("data use", "mb_month"),
-    "voice_min_3m": FeatureLabel("recent voice minutes", "minutes_month"),
-    "voice_min_12m": FeatureLabel("voice minutes", "minutes_month"),
-    "sms_3m": FeatureLabel("recent SMS", "sms_month"),
-    "sms_12m": FeatureLabel("SMS", "sms_month"),
+    "voice_min_3m": FeatureLabel("recent voice use", "minutes_month"),
+    "voice_min_12m": FeatureLabel("voice use", "minutes_month"),
+    "sms_3m": FeatureLabel("recent texting", "sms_month"),
+    "sms_12m": FeatureLabel("texting", "sms_month"),
     "data_trend": FeatureLabel("data use trend", "index", 2),
     "voice_trend": FeatureLabel("voice use trend", "index", 2),
     "zero_usage_share_12m": FeatureLabel("months without usage", "percent"),
@@ -254,8 +254,8 @@ FEATURE_ALIASES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("tenure", re.compile(r"^(tenure_days|T)$")),
     # usage means over 3 and 12 months (r > 0.98 on the synthetic operator).
     ("data use", re.compile(r"^data_mb_\d+m$")),
-    ("voice minutes", re.compile(r"^voice_min_\d+m$")),
-    ("SMS", re.compile(r"^sms_\d+m$")),
+    ("voice use", re.compile(r"^voice_min_\d+m$")),
+    ("texting", re.compile(r"^sms_\d+m$")),
     # the window's mean and worst month of 5G coverage (r = 0.986).
     ("5G coverage", re.compile(r"^coverage_5g_share_(mean|worst)_\d+m$")),
     # PageRank on the undirected, minute-weighted call graph follows weighted degree (r = 0.983).
