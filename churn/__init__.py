@@ -12,8 +12,13 @@ from sklearn.exceptions import NotFittedError
 
 from churn.dataset import FeatureSpec
 from churn.drivers import (
+    Quartiles,
+    driver_reasons,
     drivers_column,
     global_importance,
+    population_quartiles,
+    reason_text,
+    reasons_column,
     select_for_drivers,
     top_drivers,
 )
@@ -83,8 +88,10 @@ __all__ = [
     "LoyaltyModel",
     "LoyaltyPyfunc",
     "NotFittedError",
+    "Quartiles",
     "add_loyalty",
     "binary_metrics",
+    "driver_reasons",
     "drivers_column",
     "global_importance",
     "lifecycle_by_band",
@@ -98,6 +105,9 @@ __all__ = [
     "plot_importance",
     "plot_lift",
     "plot_reliability",
+    "population_quartiles",
+    "reason_text",
+    "reasons_column",
     "reliability_curve",
     "risk_band",
     "score_churn",

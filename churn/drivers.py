@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from crm_engine.contracts import DRIVER_STRUCT
+from crm_engine.feature_labels import alias_group, feature_label, format_value, plain_label
+from features import OTHER
 
 DRIVERS_DTYPE = pl.List(DRIVER_STRUCT)
+REASONS_DTYPE = pl.List(pl.String())
 
 
 def select_for_drivers(
@@ -50,10 +54,35 @@ def select_for_drivers(
     return mask
 
 
+def _keep_strongest_alias(
+    c: np.ndarray, names: Sequence[str], group_of: Callable[[str], str | None]
+) -> None:
+    """Zero, in place, every contribution that is not the largest of its alias group's row."""
+    groups: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        g = group_of(name)
+        if g is not None:
+            groups.setdefault(g, []).append(j)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        cols = np.asarray(members)
+        best = cols[np.argmax(c[:, cols], axis=1)]
+        for j in members:
+            c[best != j, j] = 0.0
+
+
 def top_drivers(
-    contributions: np.ndarray, feature_names: Sequence[str], n_drivers: int
+    contributions: np.ndarray,
+    feature_names: Sequence[str],
+    n_drivers: int,
+    aliases: Callable[[str], str | None] | None = alias_group,
 ) -> pl.Series:
     """The ``n_drivers`` largest positive contributions per row, largest first.
+
+    Features of one alias group (:data:`crm_engine.feature_labels.FEATURE_ALIASES`, such as
+    ``tenure_days`` and ``T``) say the same thing: of a group only the one with the largest
+    contribution in the row can be a driver.
 
     Parameters
     ----------
@@ -64,6 +93,8 @@ def top_drivers(
         The ``k`` feature names.
     n_drivers
         How many reasons at most; only features pushing risk up (contribution > 0) are kept.
+    aliases
+        Feature name -> alias group (None: in no group); None turns the rule off.
 
     Returns
     -------
@@ -75,7 +106,9 @@ def top_drivers(
     c = np.asarray(contributions, dtype=np.float64)
     if c.ndim != 2 or c.shape[1] not in (k, k + 1):
         raise ValueError(f"contributions of shape {c.shape} do not match {k} feature names")
-    c = c[:, :k]
+    c = np.array(c[:, :k])
+    if aliases is not None:
+        _keep_strongest_alias(c, list(names), aliases)
     m = c.shape[0]
     n = min(n_drivers, k)
     if m == 0 or n == 0:
@@ -109,6 +142,31 @@ def top_drivers(
     )
 
 
+def _spread(
+    n_rows: int, explained: np.ndarray, values: pl.Series, name: str, dtype: pl.DataType
+) -> pl.Series:
+    """``values`` on the ``explained`` rows of a column of ``n_rows``, empty lists elsewhere."""
+    explained = np.asarray(explained, dtype=bool)
+    if explained.size != n_rows or explained.sum() != len(values):
+        raise ValueError(
+            f"explained mask ({explained.sum()} of {explained.size}) does not match "
+            f"{len(values)} rows of reasons / {n_rows} rows"
+        )
+    positions = np.flatnonzero(explained)
+    return (
+        pl.DataFrame({"row": np.arange(n_rows)})
+        .join(
+            pl.DataFrame({"row": positions, name: values.cast(dtype)}),
+            on="row",
+            how="left",
+            maintain_order="left",
+        )
+        .get_column(name)
+        .fill_null(pl.lit([], dtype=dtype))
+        .cast(dtype)
+    )
+
+
 def drivers_column(n_rows: int, explained: np.ndarray, reasons: pl.Series) -> pl.Series:
     """Full-length drivers column: ``reasons`` for the ``explained`` rows, empty lists elsewhere.
 
@@ -128,25 +186,180 @@ def drivers_column(n_rows: int, explained: np.ndarray, reasons: pl.Series) -> pl
         ``churn_drivers``, ``List(Struct{feature: String, contribution: Float64})`` of length
         ``n_rows``.
     """
-    explained = np.asarray(explained, dtype=bool)
-    if explained.size != n_rows or explained.sum() != len(reasons):
-        raise ValueError(
-            f"explained mask ({explained.sum()} of {explained.size}) does not match "
-            f"{len(reasons)} rows of reasons / {n_rows} rows"
-        )
-    positions = np.flatnonzero(explained)
-    return (
-        pl.DataFrame({"row": np.arange(n_rows)})
-        .join(
-            pl.DataFrame({"row": positions, "churn_drivers": reasons.cast(DRIVERS_DTYPE)}),
-            on="row",
-            how="left",
-            maintain_order="left",
-        )
-        .get_column("churn_drivers")
-        .fill_null(pl.lit([], dtype=DRIVERS_DTYPE))
-        .cast(DRIVERS_DTYPE)
+    return _spread(n_rows, explained, reasons, "churn_drivers", DRIVERS_DTYPE)
+
+
+def reasons_column(n_rows: int, explained: np.ndarray, reasons: pl.Series) -> pl.Series:
+    """Full-length ``churn_reasons`` (``List(String)``): :func:`driver_reasons` of the
+    ``explained`` rows, in order, and empty lists elsewhere (see :func:`drivers_column`)."""
+    return _spread(n_rows, explained, reasons, "churn_reasons", REASONS_DTYPE)
+
+
+# --- drivers in words ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quartiles:
+    """Lower quartile, median and upper quartile of a feature over the scored population."""
+
+    q1: float
+    median: float
+    q3: float
+
+    def level(self, value: float) -> str:
+        """``"low"`` below the lower quartile, ``"high"`` above the upper one, else
+        ``"typical"`` (a complaint count that most customers have at 0 is high at 1)."""
+        if value < self.q1:
+            return "low"
+        if value > self.q3:
+            return "high"
+        return "typical"
+
+
+def population_quartiles(profile: pl.DataFrame, features: Sequence[str]) -> dict[str, Quartiles]:
+    """Quartiles of the numeric ``features`` of ``profile`` (nulls ignored), in one pass.
+
+    Computed once per scoring run over the whole scored population, so every customer's value is
+    compared with the same reference. Text features, and columns absent or all null, get none.
+    """
+    cols = [
+        f
+        for f in dict.fromkeys(features)
+        if f in profile.schema
+        and (profile.schema[f].is_numeric() or profile.schema[f] == pl.Boolean)
+    ]
+    if not cols or profile.height == 0:
+        return {}
+    qs = (0.25, 0.5, 0.75)
+    row = profile.select(
+        pl.col(f).cast(pl.Float64).quantile(q).alias(f"{i}:{j}")
+        for i, f in enumerate(cols)
+        for j, q in enumerate(qs)
+    ).row(0)
+    out = {}
+    for i, f in enumerate(cols):
+        q1, med, q3 = row[3 * i : 3 * i + 3]
+        if q1 is not None and med is not None and q3 is not None:
+            out[f] = Quartiles(float(q1), float(med), float(q3))
+    return out
+
+
+def reason_text(
+    feature: str, value: object, contribution: float, quartiles: Quartiles | None = None
+) -> str:
+    """One churn driver in words: ``"5G coverage 12% (low), raises risk"``.
+
+    Parameters
+    ----------
+    feature
+        Profile column name.
+    value
+        The customer's value of it as the model saw it (a category unseen in training reads as
+        ``other`` or unknown).
+    contribution
+        Its signed contribution: > 0 raises risk, < 0 lowers it.
+    quartiles
+        The population's quartiles of a numeric feature: adds ``(low)``, ``(typical)`` or
+        ``(high)``.
+
+    Examples
+    --------
+    >>> reason_text("plan_type", "prepaid", 0.4)
+    'plan: prepaid, raises risk'
+    """
+    label = plain_label(feature)
+    direction = "raises risk" if contribution > 0 else "lowers risk"
+    text = format_value(feature, value)
+    if text == "unknown":
+        return f"{label} unknown, {direction}"
+    spec = feature_label(feature)
+    if isinstance(value, str | bool) or (spec is not None and spec.is_categorical):
+        return f"{label}: {text}, {direction}"
+    if quartiles is None:
+        return f"{label} {text}, {direction}"
+    return f"{label} {text} ({quartiles.level(float(value))}), {direction}"  # type: ignore[arg-type]
+
+
+def _as_model_saw(values: list[object], categories: Sequence[str]) -> list[object]:
+    known = frozenset(categories)
+    unseen = OTHER if OTHER in known else None
+    return [v if v is None or v in known else unseen for v in values]
+
+
+def driver_reasons(
+    drivers: pl.Series,
+    values: pl.DataFrame,
+    quartiles: Mapping[str, Quartiles],
+    categories: Mapping[str, Sequence[str]] | None = None,
+) -> pl.Series:
+    """Each row's drivers in words (:func:`reason_text`), in the drivers' order.
+
+    Parameters
+    ----------
+    drivers
+        :func:`top_drivers` of the rows of ``values``.
+    values
+        The explained customers' profile rows (same order), with every driver feature.
+    quartiles
+        :func:`population_quartiles` of the scored population.
+    categories
+        Categorical feature -> training categories (``ChurnModel.feature_spec_.categorical``):
+        a value the model did not know reads as the model saw it.
+
+    Returns
+    -------
+    polars.Series
+        ``List(String)`` of length ``len(drivers)``; an empty list where there is no driver.
+    """
+    m = len(drivers)
+    if values.height != m:
+        raise ValueError(f"values have {values.height} rows, drivers {m}")
+    categories = categories or {}
+    flat = (
+        pl.DataFrame({"row": np.arange(m), "d": drivers.cast(DRIVERS_DTYPE)})
+        .explode("d")
+        .filter(pl.col("d").is_not_null())
+        .unnest("d")
     )
+    texts = np.empty(flat.height, dtype=object)
+    features = flat.get_column("feature")
+    for feature in features.unique(maintain_order=True).to_list():
+        at = np.flatnonzero((features == feature).to_numpy())
+        rows = flat.get_column("row").gather(at)
+        column = values.get_column(feature)
+        if column.dtype.is_numeric():
+            column = column.cast(pl.Float64)
+        vals = column.gather(rows).to_list()
+        if feature in categories:
+            vals = _as_model_saw(vals, categories[feature])
+        q = quartiles.get(feature)
+        contrib = flat.get_column("contribution").gather(at).to_list()
+        texts[at] = [reason_text(feature, v, c, q) for v, c in zip(vals, contrib, strict=True)]
+    grouped = (
+        flat.select("row", pl.Series("churn_reasons", texts, dtype=pl.String))
+        .group_by("row", maintain_order=True)
+        .agg("churn_reasons")
+    )
+    return (
+        pl.DataFrame({"row": np.arange(m)})
+        .join(grouped, on="row", how="left", maintain_order="left")
+        .get_column("churn_reasons")
+        .fill_null(pl.lit([], dtype=REASONS_DTYPE))
+        .cast(REASONS_DTYPE)
+    )
+
+
+def reasons_in_words(
+    drivers: pl.Series,
+    explained_rows: pl.DataFrame,
+    population: pl.DataFrame,
+    categories: Mapping[str, Sequence[str]] | None = None,
+) -> pl.Series:
+    """:func:`driver_reasons` with the quartiles of ``population`` (the whole scored profile),
+    computed once and only for the features that are someone's driver."""
+    used = drivers.explode().struct.field("feature").drop_nulls().unique().sort().to_list()
+    quartiles = population_quartiles(population, used)
+    return driver_reasons(drivers, explained_rows, quartiles, categories)
 
 
 def global_importance(contributions: np.ndarray, feature_names: Sequence[str]) -> pl.DataFrame:

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from churn.drivers import DRIVERS_DTYPE, drivers_column, select_for_drivers, top_drivers
+from churn.drivers import (
+    DRIVERS_DTYPE,
+    drivers_column,
+    reasons_column,
+    reasons_in_words,
+    select_for_drivers,
+    top_drivers,
+)
 from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel, iter_batches
 from crm_engine.config import ChurnConfig, LoyaltyConfig
@@ -25,6 +32,7 @@ CHURN_OUTPUT_COLUMNS: tuple[str, ...] = (
     "churn_probability",
     "churn_risk_band",
     "churn_drivers",
+    "churn_reasons",
     "value_at_risk",
     "loyalty_score",
     "loyalty_class",
@@ -100,7 +108,8 @@ class ChurnScores:
     Attributes
     ----------
     frame
-        ``customer_id, churn_probability, churn_risk_band, churn_drivers, value_at_risk``.
+        ``customer_id, churn_probability, churn_risk_band, churn_drivers, churn_reasons,
+        value_at_risk``.
     importance
         ``feature, mean_abs_contribution`` sorted descending (empty when nobody explained).
     n_explained
@@ -156,7 +165,8 @@ def score_churn(
     Drivers (top ``cfg.n_drivers`` positive TreeSHAP contributions, largest first) are
     computed only for customers not lost with probability >= ``cfg.drivers_min_probability``
     or in the top ``cfg.drivers_top_n`` of them by value at risk (by probability without
-    ``clv``); the others get an empty list.
+    ``clv``); the others get an empty list. ``churn_reasons`` says the same drivers in words,
+    comparing each value with the quartiles of this ``profile`` (the scored population).
     """
     p = churn_model.predict_churn(profile)
     lost = np.zeros(p.size, dtype=bool)
@@ -182,10 +192,12 @@ def score_churn(
         abs_sum += np.abs(contrib[:, : len(names)]).sum(axis=0)
         reasons.append(top_drivers(contrib, names, cfg.n_drivers))
     n_explained = int(explained.sum())
-    drivers = drivers_column(
-        profile.height,
-        explained,
-        pl.concat(reasons) if reasons else pl.Series("churn_drivers", [], dtype=DRIVERS_DTYPE),
+    explained_drivers = (
+        pl.concat(reasons) if reasons else pl.Series("churn_drivers", [], dtype=DRIVERS_DTYPE)
+    )
+    drivers = drivers_column(profile.height, explained, explained_drivers)
+    words = reasons_in_words(
+        explained_drivers, subset, profile, churn_model.feature_spec_.categorical
     )
     band = risk_band(p, cfg.risk_thresholds)
     frame = pl.DataFrame(
@@ -194,6 +206,7 @@ def score_churn(
             pl.Series("churn_probability", p, dtype=pl.Float64),
             band.zip_with(pl.Series(~lost), pl.Series([LOST_BAND] * p.size, dtype=pl.String)),
             drivers,
+            reasons_column(profile.height, explained, words),
             pl.Series(
                 "value_at_risk",
                 var if var is not None else np.full(p.size, np.nan),
@@ -276,8 +289,8 @@ def score_customers(
     Returns
     -------
     polars.DataFrame
-        ``customer_id, churn_probability, churn_risk_band, churn_drivers, value_at_risk,
-        loyalty_score, loyalty_class`` with the ``crm.scores/v1`` dtypes.
+        ``customer_id, churn_probability, churn_risk_band, churn_drivers, churn_reasons,
+        value_at_risk, loyalty_score, loyalty_class`` with the ``crm.scores/v1`` dtypes.
     """
     if "customer_id" not in profile.schema:
         raise ValueError("the profile needs a customer_id column")

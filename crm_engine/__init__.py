@@ -1,7 +1,12 @@
 """crm-engine: who the operator's customers are, what each is worth, who is about to leave."""
 
 from crm_engine.config import ConfigError, PipelineConfig, load_config
-from crm_engine.contracts import INPUT_TABLES, INPUTS_CONTRACT, SCORES_CONTRACT
+from crm_engine.contracts import (
+    INPUT_TABLES,
+    INPUTS_CONTRACT,
+    SCORES_CONTRACT,
+    SCORES_CONTRACT_VERSION,
+)
 from crm_engine.io import DataError, load_tables
 
 __version__ = "0.1.0"
@@ -10,6 +15,7 @@ __all__ = [
     "INPUTS_CONTRACT",
     "INPUT_TABLES",
     "SCORES_CONTRACT",
+    "SCORES_CONTRACT_VERSION",
     "ConfigError",
     "DataError",
     "PipelineConfig",

@@ -8,6 +8,9 @@ import polars as pl
 
 INPUTS_CONTRACT = "crm.inputs/v1"
 SCORES_CONTRACT = "crm.scores/v1"
+SCORES_CONTRACT_VERSION = "1.1"
+"""Minor version of :data:`SCORES_CONTRACT`: a new column adds to it, a renamed or removed one
+changes the contract id. 1.1 added ``churn_reasons``."""
 
 DATETIME = pl.Datetime("us")
 
@@ -265,6 +268,13 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
     ScoreColumn("loyalty_score", pl.Float64(), "predicted promoter probability", stage="loyalty"),
     ScoreColumn("loyalty_class", pl.String(), "promoter / passive / detractor", stage="loyalty"),
     ScoreColumn("influence_score", pl.Float64(), "reach in the call graph (0-1)"),
+    ScoreColumn(
+        "churn_reasons",
+        pl.List(pl.String()),
+        "churn_drivers in words: value, low / typical / high vs the scored population's "
+        "quartiles, direction (e.g. '5G coverage 12% (low), raises risk'); since 1.1",
+        stage="churn",
+    ),
 )
 
 

@@ -11,7 +11,13 @@ import pyarrow.parquet as pq
 from crm_engine.contracts import SCORE_COLUMNS, SCORES_CONTRACT, scores_schema
 from crm_engine.io import DataError
 
-METADATA_KEYS = ("crm.contract", "crm.run_id", "crm.as_of", "crm.model_versions")
+METADATA_KEYS = (
+    "crm.contract",
+    "crm.contract_version",
+    "crm.run_id",
+    "crm.as_of",
+    "crm.model_versions",
+)
 
 
 def conform_scores(frame: pl.DataFrame) -> pl.DataFrame:

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from crm_engine.commit import STALE_SUFFIX, current_run
-from crm_engine.contracts import SCORES_CONTRACT
+from crm_engine.contracts import SCORES_CONTRACT, SCORES_CONTRACT_VERSION
 from crm_engine.io import file_sha256, write_json, write_parquet
 from crm_engine.report import ReportInputs, write_report
 from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
@@ -63,6 +63,7 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
     profile: pl.DataFrame = catalog["profile"]
     meta = {
         "crm.contract": SCORES_CONTRACT,
+        "crm.contract_version": SCORES_CONTRACT_VERSION,
         "crm.run_id": state.run_id,
         "crm.as_of": as_of.isoformat(),
         "crm.model_versions": json.dumps(state.model_versions, sort_keys=True),
@@ -95,6 +96,7 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
     rows = {t.name: t.rows for t in state.validation.tables} if state.validation else {}
     manifest: dict[str, Any] = {
         "contract": SCORES_CONTRACT,
+        "contract_version": SCORES_CONTRACT_VERSION,
         "run_id": state.run_id,
         "mlflow_run_id": state.mlflow_run_id,
         "tracking_uri": state.tracking_uri,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from crm_engine.feature_labels import plain_label
 from segmentation.align import (
     Alignment,
     align_segment_ids,
@@ -20,7 +21,7 @@ from segmentation.bands import (
     spend_level_expr,
 )
 from segmentation.cluster import MissingFeatureError, Segmenter, resolve_features
-from segmentation.naming import name_segments, plain_label
+from segmentation.naming import name_segments
 from segmentation.preprocess import DEFAULT_FEATURES, build_preprocessor
 from segmentation.profiles import PROFILE_SCHEMA, segment_profiles
 from segmentation.stage import (

@@ -304,7 +304,11 @@ class Segmenter(ClusterMixin, BaseEstimator):
         self.population_std_ = Z.std(axis=0)
         member_means = self._member_means(Z, sample_labels, best)
         self.deviations_ = self._deviations(member_means)
-        self.segment_names_ = name_segments(self.deviations_)
+        self.segment_names_ = name_segments(
+            self.deviations_,
+            medians=self._deviations(self._member_medians(Z, sample_labels, best)),
+            shares=self._category_shares(member_means),
+        )
         self.segment_ids_ = np.arange(best, dtype=np.int64)
         self.max_segment_id_ = best - 1
 
@@ -321,6 +325,26 @@ class Segmenter(ClusterMixin, BaseEstimator):
         np.add.at(sums, labels, Z)
         with np.errstate(invalid="ignore", divide="ignore"):
             return sums / counts[:, None]
+
+    @staticmethod
+    def _member_medians(Z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+        out = np.full((k, Z.shape[1]), np.nan)
+        for c in range(k):
+            members = Z[labels == c]
+            if len(members):
+                out[c] = np.median(members, axis=0)
+        return out
+
+    def _category_shares(self, member_means: np.ndarray) -> pd.DataFrame:
+        """Share of each cluster holding each ``"column=value"`` (its one-hot column's mean)."""
+        _, _, cat = split_features(self.features_)
+        shares = {}
+        for j, name in enumerate(self.feature_names_out_):
+            col, value = source_feature(name, cat)
+            if value is not None:
+                w = self.weights_[j]
+                shares[f"{col}={value}"] = member_means[:, j] / w if w > 0 else np.nan
+        return pd.DataFrame(shares, index=range(member_means.shape[0]))
 
     def _deviations(self, member_means: np.ndarray) -> pd.DataFrame:
         _, _, cat = split_features(self.features_)

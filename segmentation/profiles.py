@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from segmentation.naming import plain_label
+from crm_engine.feature_labels import feature_label, plain_label
 from segmentation.preprocess import CATEGORICAL_COLUMNS, is_heavy_tailed
 
 PROFILE_SCHEMA = pl.Schema(
@@ -56,10 +56,11 @@ def _top_values(frame: pl.DataFrame, column: str) -> pl.DataFrame:
 
 def _describe(feature: str, seg_mean: float, pop_mean: float) -> str:
     label = plain_label(feature)
+    spec = feature_label(feature)
     if pop_mean > 0 and seg_mean >= 0:
         ratio = seg_mean / pop_mean
-        if feature in ("age", "tenure_days"):
-            unit = "years" if feature == "age" else "days"
+        if spec is not None and spec.unit in ("years", "days"):
+            unit = spec.unit
             diff = seg_mean - pop_mean
             word = "above" if diff >= 0 else "below"
             return f"{label} {abs(diff):.0f} {unit} {word} average"

@@ -1,4 +1,4 @@
-"""Drivers: selection of the explained customers, sorting, signs, importance."""
+"""Drivers: selection of the explained customers, sorting, signs, aliases, words, importance."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ import pytest
 from churn import ChurnModel
 from churn.drivers import (
     DRIVERS_DTYPE,
+    REASONS_DTYPE,
+    Quartiles,
+    driver_reasons,
     drivers_column,
     global_importance,
+    population_quartiles,
+    reason_text,
+    reasons_column,
     select_for_drivers,
     top_drivers,
 )
@@ -78,3 +84,98 @@ def test_contributions_explain_raw_log_odds(
     top5 = imp["feature"].head(5).to_list()
     assert "spend_trend" in top5 and "plan_type" in top5
     assert imp["feature"][0] not in ("data_mb_3m", "gender", "occupation")
+
+
+def test_of_an_alias_group_only_the_stronger_is_a_driver() -> None:
+    names = ["T", "tenure_days", "plan_type", "data_mb_3m", "data_mb_12m"]
+    contrib = np.array(
+        [
+            [0.2, 0.5, 0.1, 0.3, 0.4],  # tenure_days beats T; data_mb_12m beats data_mb_3m
+            [0.6, 0.1, 0.0, -0.2, 0.05],  # T beats tenure_days; data_mb_12m alone is positive
+        ]
+    )
+    rows = top_drivers(contrib, names, n_drivers=3).to_list()
+    assert [d["feature"] for d in rows[0]] == ["tenure_days", "data_mb_12m", "plan_type"]
+    assert [d["feature"] for d in rows[1]] == ["T", "data_mb_12m"]
+    assert [d["contribution"] for d in rows[1]] == [0.6, 0.05]
+    # without the rule both of a pair can be drivers
+    plain = top_drivers(contrib, names, n_drivers=3, aliases=None).to_list()
+    assert [d["feature"] for d in plain[0]] == ["tenure_days", "data_mb_12m", "data_mb_3m"]
+
+
+def test_reasons_in_words() -> None:
+    population = pl.DataFrame(
+        {
+            "coverage_5g_share_mean_3m": [0.12, 0.5, 0.8, 0.9, 0.95],
+            "plan_type": ["prepaid", "postpaid", "prepaid", "postpaid", "business"],
+            "tenure_days": [30, 400, 800, 1200, 3000],
+            "complaints_90d": [2, 0, 0, 0, 0],
+            "last_nps": [None, 7, 8, 9, 10],
+            "has_purchase": [False, True, True, True, True],
+            "revenue_365d": [1256.05, 100.0, 400.0, 500.0, 900.0],
+        }
+    )
+    quartiles = population_quartiles(population, population.columns)
+    assert "plan_type" not in quartiles
+    assert quartiles["coverage_5g_share_mean_3m"] == Quartiles(0.5, 0.8, 0.9)
+    drivers = pl.Series(
+        [
+            [
+                {"feature": "coverage_5g_share_mean_3m", "contribution": 0.5},
+                {"feature": "plan_type", "contribution": 0.3},
+                {"feature": "complaints_90d", "contribution": 0.2},
+            ],
+            [
+                {"feature": "tenure_days", "contribution": 0.4},
+                {"feature": "revenue_365d", "contribution": 0.1},
+            ],
+            [],
+            [
+                {"feature": "last_nps", "contribution": 0.2},
+                {"feature": "has_purchase", "contribution": 0.1},
+            ],
+            [{"feature": "plan_type", "contribution": 0.3}],
+        ],
+        dtype=DRIVERS_DTYPE,
+    )
+    # the model was trained on prepaid/postpaid (rare values pooled into 'other')
+    categories = {"plan_type": ("other", "postpaid", "prepaid")}
+    words = driver_reasons(drivers, population, quartiles, categories)
+    assert words.dtype == REASONS_DTYPE
+    assert words.to_list() == [
+        [
+            "5G coverage 12% (low), raises risk",
+            "plan: prepaid, raises risk",
+            "90-day complaints 2 (high), raises risk",
+        ],
+        ["tenure 400 days (typical), raises risk", "12-month spend 100.00 (low), raises risk"],
+        [],
+        ["last NPS 9 (typical), raises risk", "has purchased: yes, raises risk"],
+        ["plan: other, raises risk"],
+    ]
+    assert reason_text("last_nps", None, 0.2) == "last NPS unknown, raises risk"
+    assert reason_text("spend_trend", -0.5, -0.1) == "spend trend -0.50, lowers risk"
+    with pytest.raises(ValueError, match="rows"):
+        driver_reasons(drivers, population.head(2), quartiles)
+    col = reasons_column(7, np.array([1, 0, 1, 1, 0, 1, 1], dtype=bool), words)
+    assert col.dtype == REASONS_DTYPE and col.to_list()[1] == [] and col.to_list()[4] == []
+
+
+def test_scored_reasons_say_the_drivers_in_words(
+    churn_model: ChurnModel, cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]
+) -> None:
+    from churn import score_churn
+    from crm_engine.config import ChurnConfig
+    from crm_engine.contracts import scores_schema
+    from crm_engine.feature_labels import plain_label
+
+    _, valid, _ = cuts
+    profile = valid.head(1_000).drop("churned_within_90d", "loyalty_class", "next_nps")
+    cfg = ChurnConfig(drivers_min_probability=0.3, drivers_top_n=50, n_drivers=3)
+    out = score_churn(profile, churn_model, cfg).frame
+    assert out.schema["churn_reasons"] == scores_schema()["churn_reasons"] == REASONS_DTYPE
+    assert out["churn_reasons"].list.len().to_list() == out["churn_drivers"].list.len().to_list()
+    assert (out["churn_reasons"].list.len() > 0).sum() >= 50
+    for drivers, reasons in out.select("churn_drivers", "churn_reasons").iter_rows():
+        for d, text in zip(drivers, reasons, strict=True):
+            assert text.startswith(plain_label(d["feature"])) and text.endswith(", raises risk")

@@ -7,6 +7,8 @@ import polars as pl
 from crm_engine.contracts import (
     INPUT_TABLES,
     SCORE_COLUMNS,
+    SCORES_CONTRACT,
+    SCORES_CONTRACT_VERSION,
     scores_contract_markdown,
     scores_schema,
 )
@@ -31,3 +33,12 @@ def test_every_input_table_is_dated_and_keyed() -> None:
         assert contract.time_column in contract.schema, name
         for key in contract.keys:
             assert key in contract.schema and key not in contract.nullable, name
+
+
+def test_churn_reasons_is_a_minor_addition() -> None:
+    names = [c.name for c in SCORE_COLUMNS]
+    assert names.index("churn_reasons") == names.index("churn_drivers") + 1
+    column = SCORE_COLUMNS[names.index("churn_reasons")]
+    assert column.dtype == pl.List(pl.String) and column.stage == "churn"
+    assert scores_schema()["churn_reasons"] == pl.List(pl.String)
+    assert SCORES_CONTRACT == "crm.scores/v1" and SCORES_CONTRACT_VERSION == "1.1"

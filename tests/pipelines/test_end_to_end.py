@@ -57,6 +57,7 @@ def test_outputs_present_and_valid(first_run: Path, generated_operator: Path) ->
     scores = pl.read_parquet(first_run / "scores.parquet")
     meta = read_scores_metadata(first_run / "scores.parquet")
     assert meta["crm.contract"] == "crm.scores/v1"
+    assert meta["crm.contract_version"] == "1.1"
     assert meta["crm.as_of"] == AS_OF
     customers = pl.read_parquet(generated_operator / "customers" / "*.parquet")
     as_of = dt.date.fromisoformat(AS_OF)
@@ -80,11 +81,15 @@ def test_outputs_present_and_valid(first_run: Path, generated_operator: Path) ->
         assert scores[col].null_count() == 0, col
     assert scores["churn_probability"].is_between(0, 1).all()
     assert (scores["clv"] >= 0).all()
+    n_reasons = scores["churn_reasons"].list.len()
+    assert n_reasons.to_list() == scores["churn_drivers"].list.len().to_list()
+    assert (n_reasons > 0).any()
 
 
 def test_manifest_consistent_with_files(first_run: Path, generated_operator: Path) -> None:
     manifest = json.loads((first_run / "manifest.json").read_text())
     assert manifest["contract"] == "crm.scores/v1"
+    assert manifest["contract_version"] == "1.1"
     assert manifest["as_of"] == AS_OF
     for name in ("scores.parquet", "profiles.parquet", "segment_profiles.parquet", "report.html"):
         entry = manifest["outputs"][name]
