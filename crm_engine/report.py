@@ -248,7 +248,9 @@ def save_first(scores: pl.DataFrame, n: int = SAVE_FIRST_ROWS) -> pl.DataFrame:
         words = pl.col(reasons)
         if reasons == "churn_drivers":
             words = words.list.eval(pl.element().struct.field("feature"))
-        exprs.append(words.list.join("; ").alias(reasons))
+        if isinstance(scores.schema[reasons], pl.List):
+            words = words.list.join("; ")
+        exprs.append(words.cast(pl.String).alias(reasons))
     return top.select(exprs)
 
 
