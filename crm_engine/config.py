@@ -61,6 +61,16 @@ class OutputConfig(_Section):
     keep_runs: Annotated[int, Field(ge=1)] = Field(
         3, description="committed runs kept in runs/ (the current one always stays)"
     )
+    currency: str | None = Field(
+        None,
+        description="currency of the money columns, shown in the report's titles (e.g. EUR); "
+        "none: 'units'",
+    )
+    save_first_rows: Annotated[int, Field(ge=0)] = Field(
+        100,
+        description="customers in save_first.csv: highest value at risk first, dormant and "
+        "lost customers left out",
+    )
 
 
 class MlflowConfig(_Section):

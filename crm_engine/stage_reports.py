@@ -15,6 +15,7 @@ __all__ = [
     "ChurnReport",
     "FeatureImportance",
     "KScore",
+    "PopulationReport",
     "SegmentSize",
     "SegmentationReport",
     "SpendReport",
@@ -41,6 +42,31 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
+
+
+@dataclass(frozen=True)
+class PopulationReport:
+    """Who the profile stage scores at as_of, and why the customers table holds more.
+
+    ``n_other`` counts rows in none of the groups (no signup date; only with ``--no-validate``).
+    """
+
+    n_customers: int
+    """Rows of the customers table."""
+    n_scored: int
+    """Customers still a customer at as_of (signed up before it, not churned before it)."""
+    n_churned_before_as_of: int
+    n_not_yet_signed_up: int
+    """Sign-up on or after as_of."""
+
+    @property
+    def n_other(self) -> int:
+        return (
+            self.n_customers
+            - self.n_scored
+            - self.n_churned_before_as_of
+            - self.n_not_yet_signed_up
+        )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,13 @@ from features.service import COMPLAINT_TOPICS, add_service
 from features.spend import SPEND_CATEGORIES, add_spend
 from features.surveys import add_surveys
 from features.usage import add_usage
-from features.who import DESCRIPTIVE_COLUMNS, age_band_labels, population, who_features
+from features.who import (
+    DESCRIPTIVE_COLUMNS,
+    age_band_labels,
+    population,
+    population_counts,
+    who_features,
+)
 from features.window import default_as_of, observed, to_date
 
 __all__ = [
@@ -59,6 +65,7 @@ __all__ = [
     "pagerank",
     "pool_rare",
     "population",
+    "population_counts",
     "profile_groups",
     "profile_roles",
     "profile_schema",

@@ -15,6 +15,7 @@ __all__ = [
     "age_band_expr",
     "age_band_labels",
     "population",
+    "population_counts",
     "who_columns",
     "who_features",
 ]
@@ -26,6 +27,14 @@ DESCRIPTIVE_COLUMNS = ("age_band", *CATEGORICAL_COLUMNS)
 """Who the customer is: the profile's descriptive dimensions (see ``features.ColumnRole``)."""
 
 
+def _signed_up(as_of: dt.date) -> pl.Expr:
+    return pl.col("signup_date") < pl.lit(as_of)
+
+
+def _not_churned(as_of: dt.date) -> pl.Expr:
+    return pl.col("churn_date").is_null() | (pl.col("churn_date") >= pl.lit(as_of))
+
+
 def population(customers: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
     """Customers still a customer at ``as_of``.
 
@@ -33,9 +42,22 @@ def population(customers: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
     (``churn_date`` is null or ``churn_date >= as_of``): a churn on ``as_of`` or later has not
     been observed yet.
     """
-    return customers.filter(
-        (pl.col("signup_date") < pl.lit(as_of))
-        & (pl.col("churn_date").is_null() | (pl.col("churn_date") >= pl.lit(as_of)))
+    return customers.filter(_signed_up(as_of) & _not_churned(as_of))
+
+
+def population_counts(customers: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
+    """Why the customers table and the population at ``as_of`` differ, as one row of counts.
+
+    ``customers`` (rows of the table), ``churned_before_as_of`` (signed up, but
+    ``churn_date < as_of``) and ``not_yet_signed_up`` (``signup_date >= as_of``), all Int64:
+    the rows :func:`population` leaves out, by the same predicates. Rows with no signup date
+    are in neither group.
+    """
+    signed = _signed_up(as_of)
+    return customers.select(
+        pl.len().cast(pl.Int64).alias("customers"),
+        (signed & ~_not_churned(as_of)).sum().cast(pl.Int64).alias("churned_before_as_of"),
+        (~signed).sum().cast(pl.Int64).alias("not_yet_signed_up"),
     )
 
 

@@ -17,7 +17,7 @@ import polars as pl
 from crm_engine.commit import STALE_SUFFIX, current_run
 from crm_engine.contracts import SCORES_CONTRACT, SCORES_CONTRACT_VERSION
 from crm_engine.io import file_sha256, write_json, write_parquet
-from crm_engine.report import ReportInputs, write_report
+from crm_engine.report import SAVE_FIRST_FILE, ReportInputs, save_first, write_report
 from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
 from pipelines.manifest import input_fingerprints, output_checksums, recorded_sha256
 from pipelines.runner import Output, RunState, Written
@@ -28,6 +28,7 @@ OUTPUT_FILES = [
     "segment_profiles.parquet",
     "manifest.json",
     "report.html",
+    SAVE_FIRST_FILE,
 ]
 """The files every committed run output holds."""
 
@@ -76,6 +77,9 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
     if seg_profiles is None:
         seg_profiles = pl.DataFrame(schema=SEGMENT_PROFILES_SCHEMA)
     write_parquet(seg_profiles, work / "segment_profiles.parquet")
+    # Customer rows for the retention team: columns of scores.parquet only, never logged to MLflow.
+    first = save_first(scores, state.cfg.output.save_first_rows)
+    first.write_csv(work / SAVE_FIRST_FILE)
     summary = _summary(scores)
     warnings = state.validation.summary()["warnings"] if state.validation else []
     report_inputs = ReportInputs(
@@ -90,6 +94,10 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
         images=state.artifacts,
         mlflow_run_id=state.mlflow_run_id,
         tracking_uri=state.tracking_uri,
+        population=state.reports.get("profile"),
+        currency=state.cfg.output.currency,
+        save_first_file=SAVE_FIRST_FILE,
+        save_first_rows=state.cfg.output.save_first_rows,
     )
     write_report(report_inputs, work / "report.html")
     _carry_segmenter(state, work)
@@ -108,6 +116,7 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
             "scores.parquet": {"rows": scores.height},
             "profiles.parquet": {"rows": profile.height},
             "segment_profiles.parquet": {"rows": seg_profiles.height},
+            SAVE_FIRST_FILE: {"rows": first.height},
         },
         "model_versions": state.model_versions,
         "timings_s": state.timings,
@@ -122,14 +131,15 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
             "profiles.parquet",
             "segment_profiles.parquet",
             "report.html",
+            SAVE_FIRST_FILE,
             MODEL_FILE,
         ],
     )
     for name, c in checks.items():
         manifest["outputs"].setdefault(name, {}).update(c)
     write_json(work / "manifest.json", manifest)
-    # The analyst's report lists top customers; MLflow gets aggregates only.
-    shared = dataclasses.replace(report_inputs, customer_rows=False)
+    # The analyst's report lists top customers and links save_first.csv; MLflow gets aggregates.
+    shared = dataclasses.replace(report_inputs, customer_rows=False, save_first_file=None)
     mlflow_report = write_report(shared, scratch / "report.html")
     return Written(
         summary=summary,

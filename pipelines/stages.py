@@ -17,7 +17,7 @@ import polars as pl
 
 from crm_engine.contracts import SCORE_COLUMNS, scores_schema
 from crm_engine.scores import conform_scores
-from crm_engine.stage_reports import ChurnReport, FeatureImportance
+from crm_engine.stage_reports import ChurnReport, FeatureImportance, PopulationReport
 from pipelines.runner import SchemaFn, Stage, StageContext, StageError, StageOutput
 
 STAGE_NAMES = ("profile", "segmentation", "valuation", "churn")
@@ -84,10 +84,24 @@ def profile_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOu
         if c.name in owned and c.name not in facts.columns  # influence without a calls table
     }
     facts = facts.with_columns(missing.values()).select(owned)
+    counts = features.population_counts(tables["customers"], ctx.as_of).collect().row(0, named=True)
+    report = PopulationReport(
+        n_customers=counts["customers"],
+        n_scored=profile.height,
+        n_churned_before_as_of=counts["churned_before_as_of"],
+        n_not_yet_signed_up=counts["not_yet_signed_up"],
+    )
     return StageOutput(
         outputs={"profile": profile, "profile_facts": facts},
-        metrics={"customers": profile.height, "columns": profile.width},
+        metrics={
+            "customers": profile.height,
+            "columns": profile.width,
+            "customers_input": report.n_customers,
+            "churned_before_as_of": report.n_churned_before_as_of,
+            "not_yet_signed_up": report.n_not_yet_signed_up,
+        },
         params={"tables": ",".join(sorted(tables))},
+        report=report,
     )
 
 

@@ -1,4 +1,8 @@
-"""The analyst report: sections for every stage, honest about skipped ones, renders in Chromium."""
+"""The analyst report: sections for every stage, honest about skipped ones, renders in Chromium.
+
+Also the views it is built from (value x risk matrix, lifecycle funnel, loyalty split) and the
+save-first list exported beside it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,24 @@ import numpy as np
 import polars as pl
 import pytest
 
-from crm_engine.report import ReportInputs, write_report
+from crm_engine.report import (
+    SAVE_FIRST_COLUMNS,
+    ReportInputs,
+    lifecycle_funnel,
+    loyalty_split,
+    save_first,
+    value_risk_matrix,
+    write_report,
+)
 from crm_engine.scores import conform_scores
-from crm_engine.stage_reports import ChurnReport, FeatureImportance, SpendReport, ValuationReport
-from tests.report_browser import SKIP_REASON, browser_available, check_page
+from crm_engine.stage_reports import (
+    ChurnReport,
+    FeatureImportance,
+    PopulationReport,
+    SpendReport,
+    ValuationReport,
+)
+from tests.report_browser import WIDTHS, check_page, require_browser
 
 AS_OF = dt.date(2025, 1, 1)
 
@@ -23,7 +41,7 @@ def _scores(n: int = 400, full: bool = True) -> pl.DataFrame:
         {
             "customer_id": np.arange(n),
             "as_of": [AS_OF] * n,
-            "age_band": rng.choice(["<25", "25-34", "35-49", "50-64", "65+"], n),
+            "age_band": rng.choice(["<25", "25-34", "35-49", "50-64", "65+", "unknown"], n),
             "region": rng.choice(["north", "south", "capital"], n),
             "area_type": rng.choice(["urban", "rural"], n),
             "plan_type": rng.choice(["prepaid", "postpaid"], n),
@@ -33,6 +51,14 @@ def _scores(n: int = 400, full: bool = True) -> pl.DataFrame:
     if full:
         clv = rng.gamma(2.0, 50.0, n)
         p = rng.beta(1, 8, n)
+        features = ["open_tickets", "tenure_days", "last_nps", "region"]
+        drivers = [
+            [
+                {"feature": features[(i + k) % 4], "contribution": 0.3 - 0.1 * k}
+                for k in range(i % 4)
+            ]
+            for i in range(n)
+        ]
         base = base.with_columns(
             spend_level=pl.Series(rng.choice(["low", "medium", "high"], n)),
             segment_id=pl.Series(rng.integers(0, 4, n)),
@@ -44,6 +70,9 @@ def _scores(n: int = 400, full: bool = True) -> pl.DataFrame:
                 np.where(p > 0.3, "high", np.where(p > 0.1, "medium", "low"))
             ),
             value_at_risk=pl.Series(p * clv),
+            churn_drivers=pl.Series(drivers),
+            loyalty_score=pl.Series(rng.random(n)),
+            loyalty_class=pl.Series(rng.choice(["promoter", "passive", "detractor"], n)),
         ).with_columns(segment_name=pl.format("Segment {}", pl.col("segment_id")))
     return conform_scores(base)
 
@@ -103,7 +132,22 @@ def _churn_images(directory: Path) -> dict[str, Path]:
 def _inputs(full: bool, directory: Path) -> ReportInputs:
     churn = (
         ChurnReport(
-            metrics={"churn.roc_auc": 0.81, "churn.brier": 0.07},
+            metrics={
+                "churn.roc_auc": 0.81,
+                "churn.brier": 0.07,
+                "churn.raw_log_loss": 0.21,
+                "churn.best_iteration": 205.0,
+                "churn.n": 1_000.0,
+                "churn.capture_top_decile": 0.29,
+                "churn.lift_top_decile": 2.9,
+                "churn.mean_prediction": 0.054,
+                "churn.base_rate": 0.052,
+                "churn.train_rows": 13_305.0,
+                "loyalty.train_rows": 1_084.0,
+                "loyalty.accuracy": 0.69,
+                "loyalty.n": 577.0,
+                "loyalty.log_loss": 0.69,
+            },
             features=["open_tickets", "tenure_days", "last_nps"],
             importance=[FeatureImportance("open_tickets", 0.4)],
             train_cut=dt.date(2024, 7, 5),
@@ -130,26 +174,45 @@ def _inputs(full: bool, directory: Path) -> ReportInputs:
             }
         ],
         images=_churn_images(directory) if full else {},
+        population=POPULATION,
+        currency="EUR" if full else None,
+        save_first_file="save_first.csv" if full else None,
     )
 
 
-def test_full_report_has_every_section_and_picture(tmp_path: Path) -> None:
-    path = write_report(_inputs(True, tmp_path), tmp_path / "report.html")
-    text = path.read_text()
+POPULATION = PopulationReport(
+    n_customers=520, n_scored=400, n_churned_before_as_of=90, n_not_yet_signed_up=30
+)
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of a run where every stage ran, rendered once for the tests that read it."""
+    directory = tmp_path_factory.mktemp("report")
+    return write_report(_inputs(True, directory), directory / "report.html")
+
+
+def test_full_report_has_every_section_and_picture(full_report: Path) -> None:
+    text = full_report.read_text()
     for part in (
+        "Where to act",
         "Who our customers are",
+        "Where they are in their life with us",
         "What they are worth",
         "Who is about to leave",
+        "How loyal they are",
         "Data quality",
+        "Appendix for data scientists",
         "refunds (negative amounts)",
         "Lift and capture by risk decile",
         "Reliability curve",
         "Top churn drivers overall",
         "Where retention money matters most",
         "Save first",
+        "href='save_first.csv'",
     ):
         assert part in text, part
-    assert text.count("data:image/png;base64,") >= 8
+    assert text.count("data:image/png;base64,") >= 10
     # The valuation model in an analyst's words, not a raw dict
     for part in ("r=3.383", "every 13 days", "0.52%", "66.85", "-0.02 (independent enough)"):
         assert part in text, part
@@ -157,19 +220,179 @@ def test_full_report_has_every_section_and_picture(tmp_path: Path) -> None:
     assert "not run" not in text
 
 
+def test_header_says_why_fewer_customers_are_scored(full_report: Path, tmp_path: Path) -> None:
+    text = full_report.read_text()
+    assert "<b>400 customers scored</b> of the 520 in the customers table" in text
+    assert "90 had already left before 2025-01-01 and 30 sign up on or after 2025-01-01" in text
+    inp = _inputs(True, tmp_path)
+    inp.population = PopulationReport(
+        n_customers=460, n_scored=400, n_churned_before_as_of=60, n_not_yet_signed_up=0
+    )
+    text = write_report(inp, tmp_path / "r.html").read_text()
+    assert "of the 460 in the customers table: 60 had already left before 2025-01-01; " in text
+
+
+def test_raw_model_metrics_only_in_the_appendix(full_report: Path) -> None:
+    text = full_report.read_text()
+    appendix = text.index("Appendix for data scientists")
+    for raw in ("raw_log_loss", "best_iteration", "roc_auc", "loyalty.log_loss"):
+        assert appendix < text.index(raw), raw
+    # ... and the body says the same in words
+    assert "Ranking quality (AUC: 0.5 is chance, 1 is perfect)" in text
+    assert "29% of all (2.9x chance)" in text
+
+
+def test_currency_from_config_in_money_titles(full_report: Path, tmp_path: Path) -> None:
+    text = full_report.read_text()
+    for title in ("total CLV (EUR)", "value at risk (EUR)", "CLV (EUR)", "Value at risk (EUR)"):
+        assert title in text, title
+    assert "(units)" not in text
+    plain = _inputs(True, tmp_path)
+    plain.currency = None
+    text = write_report(plain, tmp_path / "plain.html").read_text()
+    assert "total CLV (units)" in text and "Value at risk (units)" in text
+    assert "(EUR)" not in text
+
+
+def test_value_risk_matrix_adds_up_to_the_scores() -> None:
+    scores = _scores()
+    matrix = value_risk_matrix(scores)
+    assert matrix["customers"].sum() == scores.height
+    assert matrix["value_at_risk"].sum() == pytest.approx(scores["value_at_risk"].sum())
+    tiers = list(dict.fromkeys(matrix["value_tier"]))
+    bands = list(dict.fromkeys(matrix["churn_risk_band"]))
+    assert tiers == ["platinum", "gold", "silver", "bronze"]
+    assert bands == ["high", "medium", "low"]
+    assert matrix.height == len(tiers) * len(bands)  # empty cells are rows too
+    cell = matrix.filter(value_tier="gold", churn_risk_band="high")
+    expected = scores.filter(value_tier="gold", churn_risk_band="high")
+    assert cell["customers"].item() == expected.height
+    assert cell["value_at_risk"].item() == pytest.approx(expected["value_at_risk"].sum())
+
+
+def test_value_risk_matrix_takes_a_lost_band_and_missing_values() -> None:
+    scores = _scores(40).with_columns(
+        churn_risk_band=pl.when(pl.col("lifecycle_stage") == "dormant")
+        .then(pl.lit("lost"))
+        .otherwise(pl.col("churn_risk_band")),
+        value_tier=pl.when(pl.col("customer_id") == 0).then(None).otherwise(pl.col("value_tier")),
+    )
+    matrix = value_risk_matrix(scores)
+    assert list(dict.fromkeys(matrix["churn_risk_band"]))[-1] == "lost"
+    assert list(dict.fromkeys(matrix["value_tier"]))[-1] == "unknown"
+    assert matrix["customers"].sum() == 40
+
+
+def test_lifecycle_funnel_counts_in_stage_order() -> None:
+    scores = _scores()
+    funnel = lifecycle_funnel(scores)
+    assert funnel["lifecycle_stage"].to_list() == ["new", "active", "at_risk", "dormant"]
+    counts = dict(scores["lifecycle_stage"].value_counts().iter_rows())
+    assert dict(zip(funnel["lifecycle_stage"], funnel["customers"], strict=True)) == counts
+    assert funnel["share"].sum() == pytest.approx(1.0)
+    new = scores.filter(lifecycle_stage="new")
+    assert funnel["clv"][0] == pytest.approx(new["clv"].sum())
+    lost = scores.with_columns(lifecycle_stage=pl.lit("lost")).head(3)
+    assert lifecycle_funnel(pl.concat([scores, lost]))["lifecycle_stage"][-1] == "lost"
+
+
+def test_loyalty_split_overall_and_by_segment() -> None:
+    scores = _scores()
+    overall = loyalty_split(scores)
+    assert overall["group"].to_list() == ["All customers"]
+    assert overall["customers"].item() == scores.height
+    row = overall.row(0, named=True)
+    assert row["promoter"] + row["passive"] + row["detractor"] == pytest.approx(1.0)
+    assert row["promoter"] == pytest.approx((scores["loyalty_class"] == "promoter").mean())
+    by = loyalty_split(scores, "segment_name")
+    assert by["customers"].sum() == scores.height
+    assert by["customers"].is_sorted(descending=True)
+
+
+def test_loyalty_says_how_many_survey_answers_it_learned_from(full_report: Path) -> None:
+    text = full_report.read_text()
+    assert "trained on 1,084 survey answers" in text
+    assert "right class for 69% of 577 later answers" in text
+
+
+def test_segment_cards_replace_the_wide_table(full_report: Path) -> None:
+    text = full_report.read_text()
+    assert text.count("<div class='seg'>") == 4
+    assert "<th>segment_id</th>" not in text and "<th>Segment id</th>" not in text
+
+
+def test_save_first_is_the_top_by_value_at_risk_without_dormant() -> None:
+    scores = _scores()
+    first = save_first(scores, 25)
+    assert first.columns == [*SAVE_FIRST_COLUMNS, "churn_drivers"]
+    assert set(first.columns) <= set(scores.columns)  # nothing the scores do not already hold
+    assert first.height == 25
+    assert first["value_at_risk"].is_sorted(descending=True)
+    assert "dormant" not in first["lifecycle_stage"].to_list()
+    eligible = scores.filter(pl.col("lifecycle_stage") != "dormant")
+    top = eligible.sort("value_at_risk", descending=True).head(25)
+    assert first["customer_id"].to_list() == top["customer_id"].to_list()
+    one = top.row(0, named=True)
+    assert first["churn_drivers"][0] == "; ".join(d["feature"] for d in one["churn_drivers"])
+    assert save_first(scores, 10_000).height == eligible.height
+
+
+def test_save_first_uses_reasons_in_words_and_leaves_lost_out() -> None:
+    scores = _scores().with_columns(
+        churn_reasons=pl.concat_list(
+            pl.format("5G coverage {}% (low), raises risk", pl.col("customer_id")),
+            pl.lit("open complaint, raises risk"),
+        ),
+        churn_risk_band=pl.when(pl.col("customer_id") % 5 == 0)
+        .then(pl.lit("lost"))
+        .otherwise(pl.col("churn_risk_band")),
+    )
+    first = save_first(scores)
+    assert first.columns == [*SAVE_FIRST_COLUMNS, "churn_reasons"]
+    assert "lost" not in first.join(scores, on="customer_id")["churn_risk_band"].to_list()
+    cid = first["customer_id"][0]
+    assert first["churn_reasons"][0] == (
+        f"5G coverage {cid}% (low), raises risk; open complaint, raises risk"
+    )
+
+
+def test_save_first_without_churn_scores_is_empty() -> None:
+    first = save_first(_scores(full=False))
+    assert first.height == 0
+    assert "customer_id" in first.columns
+
+
+def test_mlflow_copy_leaves_customers_out(tmp_path: Path) -> None:
+    inp = _inputs(True, tmp_path)
+    inp.customer_rows, inp.save_first_file = False, None
+    text = write_report(inp, tmp_path / "report.html").read_text()
+    assert "Save first" not in text and "save_first.csv" not in text
+    assert "Where to act" in text  # the aggregate matrix stays
+
+
 def test_skipped_stages_are_said_not_hidden(tmp_path: Path) -> None:
     text = write_report(_inputs(False, tmp_path), tmp_path / "report.html").read_text()
     assert "Segmentation stage not run" in text
     assert "Valuation stage not run" in text
     assert "Churn stage not run" in text
+    assert "(units)" not in text or "CLV" not in text
 
 
-@pytest.mark.skipif(not browser_available(), reason=SKIP_REASON)
-def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    path = write_report(_inputs(True, tmp_path), tmp_path / "report.html")
-    page = check_page(path)
-    assert page.images >= 8
+def test_report_renders_in_headless_chromium(full_report: Path) -> None:
+    require_browser()
+    page = check_page(full_report)
+    assert page.images >= 10
     assert page.broken_images == []
     assert page.console_errors == []
+    assert page.uncaptioned_images == []
     assert "crm-engine report" in page.title
     assert "Data quality" in page.headings
+    assert "Appendix for data scientists" in page.headings
+    new_views = {"act", "value-risk-matrix", "save-first", "segment-cards", "lifecycle", "loyalty"}
+    assert new_views <= set(page.ids)
+    assert [layout.width for layout in page.layouts] == list(WIDTHS)
+    for layout in page.layouts:
+        assert layout.inner_width == layout.width
+        assert layout.scroll_width <= layout.inner_width, layout
+        assert layout.off_screen == [], layout
+        assert layout.scrolled_tables == [], layout

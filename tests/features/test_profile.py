@@ -31,6 +31,17 @@ def test_one_row_per_active_customer(tiny: dict[str, pl.DataFrame]) -> None:
     assert df["customer_id"].is_unique().all()
 
 
+def test_population_counts_say_who_is_left_out(tiny: dict[str, pl.DataFrame]) -> None:
+    counts = features.population_counts(lazy(tiny)["customers"], AS_OF).collect()
+    assert counts.row(0, named=True) == {
+        "customers": 6,
+        "churned_before_as_of": 1,  # 4
+        "not_yet_signed_up": 2,  # 3 after as_of, 6 on it
+    }
+    assert counts.schema == pl.Schema({k: pl.Int64 for k in counts.columns})
+    assert counts.item(0, "customers") - 1 - 2 == _profile(tiny).height
+
+
 def test_schema_matches_declaration(tiny: dict[str, pl.DataFrame]) -> None:
     lf = features.build_profile(lazy(tiny), AS_OF)
     assert lf.collect_schema() == features.profile_schema()

@@ -20,7 +20,7 @@ from crm_engine.scores import check_scores_file, read_scores_metadata
 from pipelines.outputs import OUTPUT_FILES
 from pipelines.runner import Stage, StageError, StageOutput, run_pipeline
 from pipelines.stages import default_stages
-from tests.report_browser import SKIP_REASON, browser_available, check_page
+from tests.report_browser import check_page, require_browser
 
 runner = CliRunner()
 AS_OF = "2024-10-01"
@@ -91,7 +91,13 @@ def test_manifest_consistent_with_files(first_run: Path, generated_operator: Pat
     assert manifest["contract"] == "crm.scores/v1"
     assert manifest["contract_version"] == "1.1"
     assert manifest["as_of"] == AS_OF
-    for name in ("scores.parquet", "profiles.parquet", "segment_profiles.parquet", "report.html"):
+    for name in (
+        "scores.parquet",
+        "profiles.parquet",
+        "segment_profiles.parquet",
+        "report.html",
+        "save_first.csv",
+    ):
         entry = manifest["outputs"][name]
         assert entry["sha256"] == file_sha256(first_run / name), name
     assert (
@@ -235,13 +241,34 @@ def test_score_only_from_registry_rebuilds_the_same_scores(
     )
 
 
-def test_report_of_a_real_run(first_run: Path) -> None:
+def test_report_of_a_real_run(first_run: Path, generated_operator: Path) -> None:
     text = (first_run / "report.html").read_text()
     assert "Save first" in text and "stage not run" not in text
-    if not browser_available():
-        pytest.skip(SKIP_REASON)
+    customers = pl.scan_parquet(generated_operator / "customers" / "*.parquet")
+    n_customers = customers.select(pl.len()).collect().item()
+    scored = pl.read_parquet(first_run / "scores.parquet").height
+    assert f"<b>{scored:,} customers scored</b> of the {n_customers:,} in the" in text
+    assert "href='save_first.csv'" in text
+    require_browser()
     page = check_page(first_run / "report.html")
     assert page.images >= 10 and page.broken_images == [] and page.console_errors == []
+    assert page.uncaptioned_images == []
+    for layout in page.layouts:
+        assert layout.scroll_width <= layout.inner_width, layout
+        assert layout.off_screen == [] and layout.scrolled_tables == [], layout
+
+
+def test_save_first_csv_is_the_top_of_the_scores(first_run: Path) -> None:
+    scores = pl.read_parquet(first_run / "scores.parquet")
+    first = pl.read_csv(first_run / "save_first.csv", schema_overrides={"customer_id": pl.Int64})
+    assert set(first.columns) <= set(scores.columns)  # no personal data the scores lack
+    assert first.columns[0] == "customer_id" and first.height == min(100, scores.height)
+    eligible = scores.filter(
+        ~pl.col("lifecycle_stage").is_in(["dormant", "lost"])
+        & (pl.col("churn_risk_band") != "lost")
+    )
+    top = eligible.sort(["value_at_risk", "customer_id"], descending=[True, False]).head(100)
+    assert first["customer_id"].to_list() == top["customer_id"].to_list()
 
 
 def test_mlflow_copy_of_the_report_has_no_customer_rows(first_run: Path) -> None:
