@@ -19,6 +19,7 @@ from churn.drivers import (
 from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel, iter_batches
 from crm_engine.config import ChurnConfig, LoyaltyConfig
+from crm_engine.contracts import SCORE_COLUMNS
 
 RISK_BANDS: tuple[str, str, str] = ("low", "medium", "high")
 LOST_BAND = "lost"
@@ -29,14 +30,10 @@ LOST_STAGE = "dormant"
 nothing left to save, so no save list, drivers or value at risk for them."""
 CHURN_OUTPUT_COLUMNS: tuple[str, ...] = (
     "customer_id",
-    "churn_probability",
-    "churn_risk_band",
-    "churn_drivers",
-    "churn_reasons",
-    "value_at_risk",
-    "loyalty_score",
-    "loyalty_class",
+    *(c.name for c in SCORE_COLUMNS if c.stage in ("churn", "loyalty")),
 )
+"""The key and the ``crm.scores/v1`` columns the churn and loyalty models own, in contract
+order (derived from the contract: one declaration)."""
 DRIVER_BATCH_ROWS = 50_000
 
 
@@ -289,8 +286,7 @@ def score_customers(
     Returns
     -------
     polars.DataFrame
-        ``customer_id, churn_probability, churn_risk_band, churn_drivers, churn_reasons,
-        value_at_risk, loyalty_score, loyalty_class`` with the ``crm.scores/v1`` dtypes.
+        :data:`CHURN_OUTPUT_COLUMNS` with the ``crm.scores/v1`` dtypes.
     """
     if "customer_id" not in profile.schema:
         raise ValueError("the profile needs a customer_id column")

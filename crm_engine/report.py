@@ -229,10 +229,8 @@ def save_first(scores: pl.DataFrame, n: int = SAVE_FIRST_ROWS) -> pl.DataFrame:
 
     Dormant and lost customers (lifecycle stage or churn risk band) are left out. Every column
     is a ``crm.scores/v1`` column: :data:`SAVE_FIRST_COLUMNS`, then ``churn_reasons`` joined
-    with ``"; "``, or, where the scores hold no ``churn_reasons``, ``churn_drivers`` as their
-    feature names joined the same way. Ties in value at risk go by ``customer_id``.
+    with ``"; "``. Ties in value at risk go by ``customer_id``.
     """
-    reasons = "churn_reasons" if "churn_reasons" in scores.columns else "churn_drivers"
     cols = [c for c in SAVE_FIRST_COLUMNS if c in scores.columns]
     keep = pl.col("value_at_risk").is_not_null()
     if "lifecycle_stage" in scores.columns:
@@ -244,13 +242,8 @@ def save_first(scores: pl.DataFrame, n: int = SAVE_FIRST_ROWS) -> pl.DataFrame:
     )
     digits = {"clv": 2, "value_at_risk": 2, "churn_probability": 4}
     exprs = [pl.col(c).round(digits[c]) if c in digits else pl.col(c) for c in cols]
-    if reasons in scores.columns:
-        words = pl.col(reasons)
-        if reasons == "churn_drivers":
-            words = words.list.eval(pl.element().struct.field("feature"))
-        if isinstance(scores.schema[reasons], pl.List):
-            words = words.list.join("; ")
-        exprs.append(words.cast(pl.String).alias(reasons))
+    if "churn_reasons" in scores.columns:
+        exprs.append(pl.col("churn_reasons").list.join("; ").alias("churn_reasons"))
     return top.select(exprs)
 
 

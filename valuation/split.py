@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from sklearn.base import clone
@@ -16,6 +17,9 @@ from valuation.base import (
     as_columns,
     check_btyd,
 )
+
+SPLIT_MODEL = "frequency0_split"
+"""The stored name of a :class:`FrequencyZeroSplit` (its ``model_name`` is its repeat model's)."""
 
 
 class FrequencyZeroSplit(PurchaseModel):
@@ -64,14 +68,36 @@ class FrequencyZeroSplit(PurchaseModel):
                 f"frequency0={self.frequency0.model_name!r} gives P(alive) = 1 without a "
                 "repeat purchase too; use mbgnbd or pareto"
             )
-        self.repeat_ = clone(self.repeat).fit(X, sample_weight=sample_weight)
-        self.frequency0_ = clone(self.frequency0).fit(X, sample_weight=sample_weight)
-        self.params_ = dict(self.repeat_.params_)
-        self.log_likelihood_ = self.repeat_.log_likelihood_
-        self.n_customers_ = self.repeat_.n_customers_
-        self.n_triples_ = self.repeat_.n_triples_
-        self.time_scale_ = self.repeat_.time_scale_
+        return self._adopt(
+            clone(self.repeat).fit(X, sample_weight=sample_weight),
+            clone(self.frequency0).fit(X, sample_weight=sample_weight),
+        )
+
+    def _adopt(self, repeat: PurchaseModel, frequency0: PurchaseModel) -> FrequencyZeroSplit:
+        self.repeat_ = repeat
+        self.frequency0_ = frequency0
+        self.params_ = dict(repeat.params_)
+        self.log_likelihood_ = repeat.log_likelihood_
+        self.n_customers_ = repeat.n_customers_
+        self.n_triples_ = repeat.n_triples_
+        self.time_scale_ = repeat.time_scale_
         return self
+
+    @classmethod
+    def from_fitted(cls, repeat: PurchaseModel, frequency0: PurchaseModel) -> FrequencyZeroSplit:
+        """The split of two fitted models (as :meth:`fit` would leave it)."""
+        check_is_fitted(repeat, "params_")
+        check_is_fitted(frequency0, "params_")
+        return cls(repeat, frequency0)._adopt(repeat, frequency0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Both fitted models as data (``valuation.store`` reads it back)."""
+        check_is_fitted(self, "repeat_")
+        return {
+            "model": SPLIT_MODEL,
+            "repeat": self.repeat_.to_dict(),
+            "frequency0": self.frequency0_.to_dict(),
+        }
 
     def _route(
         self, X: FrameLike, predict: Callable[[PurchaseModel, dict[str, np.ndarray]], np.ndarray]

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from crm_engine.config import ValuationConfig
 from crm_engine.io import DataError
+from valuation.base import PurchaseModel
 from valuation.gamma_gamma import GammaGammaModel
 from valuation.select import PURCHASE_MODELS
+from valuation.split import SPLIT_MODEL, FrequencyZeroSplit
 from valuation.stage import ValuationModels
 
 __all__ = ["FORMAT", "load_valuation_model", "save_valuation_model"]
@@ -56,17 +58,26 @@ def load_valuation_model(path: Path) -> tuple[ValuationModels, ValuationConfig]:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise DataError(f"{path} is not a {FORMAT} CLV model (got {got!r})")
     purchase = doc.get("purchase") if isinstance(doc.get("purchase"), dict) else {}
-    name = purchase.get("model")
-    if name not in PURCHASE_MODELS:
-        raise DataError(
-            f"{path}: purchase model {name!r} is not one of {sorted(PURCHASE_MODELS)}: not loaded"
-        )
     try:
-        models = ValuationModels(
-            PURCHASE_MODELS[name].from_dict(purchase),
-            GammaGammaModel.from_dict(doc.get("spend")),
-        )
+        if purchase.get("model") == SPLIT_MODEL:
+            purchase_model: PurchaseModel = FrequencyZeroSplit.from_fitted(
+                _registered(purchase.get("repeat"), path),
+                _registered(purchase.get("frequency0"), path),
+            )
+        else:
+            purchase_model = _registered(purchase, path)
+        models = ValuationModels(purchase_model, GammaGammaModel.from_dict(doc.get("spend")))
         cfg = ValuationConfig.model_validate(doc.get("config"))
     except ValueError as e:
         raise DataError(f"{path} is not a usable CLV model: {str(e).splitlines()[0]}") from None
     return models, cfg
+
+
+def _registered(d: object, path: Path) -> PurchaseModel:
+    """A purchase model of :data:`~valuation.select.PURCHASE_MODELS` rebuilt from its data."""
+    name = d.get("model") if isinstance(d, dict) else None
+    if name not in PURCHASE_MODELS:
+        raise DataError(
+            f"{path}: purchase model {name!r} is not one of {sorted(PURCHASE_MODELS)}: not loaded"
+        )
+    return PURCHASE_MODELS[name].from_dict(d)

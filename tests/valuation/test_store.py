@@ -27,7 +27,7 @@ def test_round_trip_scores_exactly_the_same(
     assert type(again.purchase) is type(models.purchase)
     assert again.purchase.params_ == models.purchase.params_
     assert again.spend.params_ == models.spend.params_
-    assert again.purchase.get_params() == models.purchase.get_params()
+    assert again.purchase.to_dict() == models.purchase.to_dict()  # init and fitted values
     before, _ = value_customers(profile, cfg, models)
     after, _ = value_customers(profile, cfg_again, again)
     assert_frame_equal(after, before, check_exact=True)
@@ -47,11 +47,18 @@ def _write(tmp_path: Path, doc: dict) -> Path:
     return path
 
 
+def _purchase(doc: dict) -> dict:
+    """The stored purchase model of repeat buyers (the default pairs it with MBG/NBD)."""
+    return doc["purchase"].get("repeat", doc["purchase"])
+
+
 def test_a_purchase_model_outside_the_registry_is_refused(saved: dict, tmp_path: Path) -> None:
-    doc = json.loads(json.dumps(saved))
-    doc["purchase"]["model"] = "os.system"
-    with pytest.raises(DataError, match=r"purchase model 'os\.system' is not one of"):
-        load_valuation_model(_write(tmp_path, doc))
+    assert saved["purchase"]["model"] == "frequency0_split"
+    for where in ("top", "repeat", "frequency0"):
+        doc = json.loads(json.dumps(saved))
+        (doc["purchase"] if where == "top" else doc["purchase"][where])["model"] = "os.system"
+        with pytest.raises(DataError, match=r"purchase model 'os\.system' is not one of"):
+            load_valuation_model(_write(tmp_path, doc))
 
 
 @pytest.mark.parametrize(
@@ -68,7 +75,7 @@ def test_anything_but_fitted_numbers_is_refused(
     saved: dict, tmp_path: Path, part: str, name: str, value: object, message: str
 ) -> None:
     doc = json.loads(json.dumps(saved))
-    doc[part][name] = value
+    (_purchase(doc) if part == "purchase" else doc[part])[name] = value
     with pytest.raises(DataError, match=message):
         load_valuation_model(_write(tmp_path, doc))
 
