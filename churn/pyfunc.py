@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from churn.loyalty import LoyaltyModel
 from churn.model import NOT_FITTED_MESSAGE, ChurnModel
+from crm_engine.tracking import model_artifact
 
 CHURN_REGISTERED_NAME = "crm-churn"
 LOYALTY_REGISTERED_NAME = "crm-loyalty"
@@ -174,16 +175,13 @@ def log_loyalty_model(
 
 
 def load_churn_model(model_uri: str) -> ChurnModel:
-    """The :class:`churn.ChurnModel` behind a logged churn pyfunc (e.g. ``models:/crm-churn/3``)."""
-    inner = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    if not isinstance(inner, ChurnPyfunc):
-        raise ValueError(f"{model_uri} is not a churn model (got {type(inner).__name__})")
-    return inner.model
+    """The :class:`churn.ChurnModel` of a logged churn pyfunc (e.g. ``models:/crm-churn/3``),
+    read from its stored files as data (no code of the store is run)."""
+    with tempfile.TemporaryDirectory(prefix="crm-model-") as tmp:
+        return ChurnModel.load(model_artifact(model_uri, "model", Path(tmp)))
 
 
 def load_loyalty_model(model_uri: str) -> LoyaltyModel:
-    """The :class:`churn.LoyaltyModel` behind a logged loyalty pyfunc."""
-    inner = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    if not isinstance(inner, LoyaltyPyfunc):
-        raise ValueError(f"{model_uri} is not a loyalty model (got {type(inner).__name__})")
-    return inner.model
+    """The :class:`churn.LoyaltyModel` of a logged loyalty pyfunc, read as data."""
+    with tempfile.TemporaryDirectory(prefix="crm-model-") as tmp:
+        return LoyaltyModel.load(model_artifact(model_uri, "model", Path(tmp)))

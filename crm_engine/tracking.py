@@ -330,6 +330,39 @@ def stage_run(stage: str) -> Iterator[Run]:
         yield run
 
 
+def model_artifact(model_uri: str, key: str, dst: Path) -> Path:
+    """The local copy of artifact ``key`` of a logged pyfunc model, to be read as data.
+
+    The model directory is downloaded into ``dst`` and only its ``MLmodel`` file is parsed
+    (``mlflow.models.Model.load``, YAML): the model's code, its pyfunc loader or
+    models-from-code entry file, is never imported or run, so a store that was written to
+    cannot make scoring run code.
+
+    Raises
+    ------
+    DataError
+        When the model has no such artifact (not a crm-engine model), or its path leads out of
+        the model directory.
+    """
+    from mlflow.artifacts import download_artifacts
+    from mlflow.models import Model
+
+    from crm_engine.io import DataError
+
+    local = Path(download_artifacts(artifact_uri=model_uri, dst_path=str(dst))).resolve()
+    try:
+        spec = Model.load(str(local)).flavors["python_function"]["artifacts"][key]
+        path = (local / spec["path"]).resolve()
+    except (KeyError, TypeError) as e:
+        raise DataError(
+            f"model {model_uri} holds no {key!r} artifact ({type(e).__name__}: {e}): not a "
+            "model this crm-engine logged"
+        ) from None
+    if not path.is_relative_to(local) or not path.exists():
+        raise DataError(f"model {model_uri}: artifact {key!r} is not inside the model: refused")
+    return path
+
+
 CHAMPION = "champion"
 """Registry alias of the models of the last committed run: what scoring from the registry uses."""
 

@@ -225,7 +225,9 @@ def _load(uri: str, loader: Callable[[str], T]) -> T:
 
     try:
         return loader(uri)
-    except (MlflowException, OSError) as e:
+    except DataError:
+        raise
+    except (MlflowException, OSError, ValueError, KeyError) as e:
         raise DataError(
             f"model {uri} could not be loaded from the tracking store "
             f"{mlflow.get_tracking_uri()} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
@@ -236,14 +238,13 @@ def _load(uri: str, loader: Callable[[str], T]) -> T:
 
 def segmentation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
     """Assign segments with the latest registered segmentation model (no refit)."""
-    import mlflow
 
     from segmentation.bands import profile_age_band, spend_cut_points, spend_level_expr
     from segmentation.profiles import segment_profiles
-    from segmentation.pyfunc import model_input_frame
+    from segmentation.pyfunc import load_segmentation_model, model_input_frame
 
     uri = _registered("segmentation")
-    segmenter = _load(uri, mlflow.pyfunc.load_model).unwrap_python_model().segmenter
+    segmenter = _load(uri, load_segmentation_model)
     assigned = segmenter.assign(model_input_frame(segmenter, profile))
     cuts = spend_cut_points(profile, ctx.cfg.segmentation.spend_cut_points)
     assignments = profile.select(
@@ -313,15 +314,12 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
 
 def valuation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
     """Values from the latest registered CLV model (no refit, no holdout)."""
-    import mlflow
 
-    from valuation import ValuationModels, value_customers
+    from valuation import value_customers
+    from valuation.pyfunc import load_clv_model
 
     uri = _registered("clv")
-    inner = _load(uri, mlflow.pyfunc.load_model).unwrap_python_model()
-    values, report = value_customers(
-        profile, ctx.cfg.valuation, model=ValuationModels(inner.purchase, inner.spend)
-    )
+    values, report = value_customers(profile, ctx.cfg.valuation, model=_load(uri, load_clv_model))
     return StageOutput(
         outputs={"values": values},
         params={"model_uri": uri},

@@ -174,3 +174,12 @@ def _requirements() -> list[str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+def load_segmentation_model(model_uri: str) -> Segmenter:
+    """The :class:`Segmenter` of a logged segmentation pyfunc (``models:/crm-segmentation/2``),
+    read from its skops file as data (no code of the store is run)."""
+    from crm_engine.tracking import model_artifact
+
+    with tempfile.TemporaryDirectory(prefix="crm-model-") as tmp:
+        return load_segmenter(model_artifact(model_uri, ARTIFACT_KEY, Path(tmp)))

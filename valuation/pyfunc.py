@@ -167,3 +167,12 @@ def _requirements() -> list[str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+def load_clv_model(model_uri: str) -> ValuationModels:
+    """The fitted purchase and spend models of a logged CLV pyfunc (``models:/crm-clv/2``),
+    read from its JSON as data (no code of the store is run)."""
+    from crm_engine.tracking import model_artifact
+
+    with tempfile.TemporaryDirectory(prefix="crm-model-") as tmp:
+        return load_valuation_model(model_artifact(model_uri, ARTIFACT_KEY, Path(tmp)))[0]

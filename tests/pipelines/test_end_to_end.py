@@ -220,8 +220,16 @@ def test_score_only_from_registry_rebuilds_the_same_scores(
     original = _files_digest(first_run / "mlartifacts") | {
         "db": file_sha256(first_run / "mlflow.db")
     }
+    # someone who can write the store plants code in the models' entry files: scoring reads
+    # the models' files as data and never runs it
+    planted = tmp_path / "planted-code-ran"
+    entries = list((out / "mlartifacts").rglob("*_entry.py"))
+    assert entries
+    for entry in entries:
+        entry.write_text(f"open({str(planted)!r}, 'w').close()\n" + entry.read_text())
     code, output = run_cli(generated_operator, out, "--score-only", "--registry")
     assert code == 0, output
+    assert not planted.exists()
     # the copy logs into, and loads its models from, its own artifacts: the original is untouched
     assert original == _files_digest(first_run / "mlartifacts") | {
         "db": file_sha256(first_run / "mlflow.db")
