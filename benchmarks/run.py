@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["generate", "features", "valuation", "segmentation", "churn"]
+ORDER = ["generate", "features", "valuation", "segmentation", "churn", "scale"]
 
 HEADER = """# Benchmarks
 
