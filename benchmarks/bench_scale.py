@@ -50,7 +50,7 @@ def _tree_rss(proc: psutil.Process) -> int:
 def run_pipeline_child(data: Path, out: Path, log: Path) -> dict[str, object]:
     """``crm-engine run`` on ``data`` in a child; wall time, peak tree RSS, its manifest."""
     cli = Path(sys.executable).parent / "crm-engine"
-    cmd = [str(cli), "run", "--data", str(data), "--out", str(out), "--quiet"]
+    cmd = [str(cli), "run", "--data", str(data), "--out", str(out)]
     peak = 0
     t0 = time.perf_counter()
     with open(log, "w") as fh:

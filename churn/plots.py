@@ -9,6 +9,7 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from churn.metrics import lift_curve, reliability_curve
+from crm_engine.feature_labels import plain_label
 
 
 def plot_reliability(y_true: np.ndarray, y_prob: np.ndarray, path: Path, n_bins: int = 10) -> Path:
@@ -51,8 +52,9 @@ def plot_importance(importance: pl.DataFrame, path: Path, top: int = 20) -> Path
     df = importance.sort("mean_abs_contribution", descending=True).head(top).reverse()
     fig = Figure(figsize=(6, max(2.5, 0.3 * df.height + 1)))
     ax = fig.subplots()
-    ax.barh(df["feature"].to_list(), df["mean_abs_contribution"].to_list())
+    ax.barh([plain_label(f) for f in df["feature"]], df["mean_abs_contribution"].to_list())
     ax.set_xlabel("mean |contribution| to log-odds")
+    ax.set_ylabel("feature")
     fig.suptitle("Global importance (explained customers)")  # centred on the figure, not the axes
     return _save(fig, path)
 
