@@ -130,15 +130,24 @@ def top_drivers(
             "contribution": vals.ravel()[keep.ravel()],
         }
     )
-    grouped = flat.group_by("row", maintain_order=True).agg(
-        pl.struct("feature", "contribution").alias("churn_drivers")
+    return _lists_per_row(
+        flat.select("row", pl.struct("feature", "contribution").alias("churn_drivers")),
+        m,
+        DRIVERS_DTYPE,
     )
+
+
+def _lists_per_row(flat: pl.DataFrame, m: int, dtype: pl.DataType) -> pl.Series:
+    """The values of ``flat``'s second column gathered into one list per ``row`` of ``0..m-1``
+    (in ``flat``'s order), an empty list for a row without any."""
+    name = flat.columns[1]
+    grouped = flat.group_by("row", maintain_order=True).agg(name)
     return (
         pl.DataFrame({"row": np.arange(m)})
         .join(grouped, on="row", how="left", maintain_order="left")
-        .get_column("churn_drivers")
-        .fill_null(pl.lit([], dtype=DRIVERS_DTYPE))
-        .cast(DRIVERS_DTYPE)
+        .get_column(name)
+        .fill_null(pl.lit([], dtype=dtype))
+        .cast(dtype)
     )
 
 
@@ -335,17 +344,8 @@ def driver_reasons(
         q = quartiles.get(feature)
         contrib = flat.get_column("contribution").gather(at).to_list()
         texts[at] = [reason_text(feature, v, c, q) for v, c in zip(vals, contrib, strict=True)]
-    grouped = (
-        flat.select("row", pl.Series("churn_reasons", texts, dtype=pl.String))
-        .group_by("row", maintain_order=True)
-        .agg("churn_reasons")
-    )
-    return (
-        pl.DataFrame({"row": np.arange(m)})
-        .join(grouped, on="row", how="left", maintain_order="left")
-        .get_column("churn_reasons")
-        .fill_null(pl.lit([], dtype=REASONS_DTYPE))
-        .cast(REASONS_DTYPE)
+    return _lists_per_row(
+        flat.select("row", pl.Series("churn_reasons", texts, dtype=pl.String)), m, REASONS_DTYPE
     )
 
 
