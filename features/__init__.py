@@ -18,6 +18,7 @@ from features.profile import (
     profile_roles,
     profile_schema,
 )
+from features.sample import CustomerSample
 from features.service import COMPLAINT_TOPICS, add_service
 from features.spend import SPEND_CATEGORIES, add_spend
 from features.surveys import add_surveys
@@ -42,6 +43,7 @@ __all__ = [
     "REQUIRED_TABLES",
     "SPEND_CATEGORIES",
     "ColumnRole",
+    "CustomerSample",
     "ProfileSchemaError",
     "add_btyd",
     "add_influence",

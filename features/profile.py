@@ -14,6 +14,7 @@ from features.btyd import add_btyd, btyd_columns
 from features.influence import add_influence, influence_columns
 from features.labels import is_label
 from features.network import add_network, network_columns
+from features.sample import CustomerSample
 from features.service import add_service, service_columns
 from features.spend import add_spend, spend_columns
 from features.surveys import add_surveys, surveys_columns
@@ -161,6 +162,7 @@ def build_profile(
     tables: dict[str, pl.LazyFrame],
     as_of: dt.date | str,
     cfg: FeaturesConfig | None = None,
+    sample: CustomerSample | None = None,
 ) -> pl.LazyFrame:
     """The point-in-time customer profile at ``as_of``, as a lazy plan (nothing is read).
 
@@ -179,6 +181,10 @@ def build_profile(
         First day not observed (a date or an ISO string).
     cfg
         Feature windows and options; the defaults work on the demo data.
+    sample
+        Only these customers' rows (None: everyone). Every customer-keyed table is filtered
+        before its group is computed; the call graph is not (a contact outside the sample
+        still counts), so a sampled customer's row equals their row in the full profile.
 
     Returns
     -------
@@ -201,21 +207,26 @@ def build_profile(
     cfg = cfg or FeaturesConfig()
     as_of = to_date(as_of)
     customers = tables["customers"]
-    transactions = tables["transactions"]
     id_dtype = customers.collect_schema()["customer_id"]
+    keyed = {
+        name: frame.filter(sample.expr()) if sample is not None else frame
+        for name, frame in tables.items()
+        if name != "calls"
+    }
 
-    profile = who_features(customers, as_of, cfg.age_bands)
-    profile = add_spend(profile, transactions, as_of, cfg)
-    profile = add_btyd(profile, transactions, as_of)
+    profile = who_features(keyed["customers"], as_of, cfg.age_bands)
+    profile = add_spend(profile, keyed["transactions"], as_of, cfg)
+    profile = add_btyd(profile, keyed["transactions"], as_of)
     if "usage" in tables:
-        profile = add_usage(profile, tables["usage"], as_of)
+        profile = add_usage(profile, keyed["usage"], as_of)
     if "network" in tables:
-        profile = add_network(profile, tables["network"], as_of, cfg)
+        profile = add_network(profile, keyed["network"], as_of, cfg)
     if "interactions" in tables:
-        profile = add_service(profile, tables["interactions"], as_of, cfg)
+        profile = add_service(profile, keyed["interactions"], as_of, cfg)
     if "surveys" in tables:
-        profile = add_surveys(profile, tables["surveys"], as_of)
+        profile = add_surveys(profile, keyed["surveys"], as_of)
     if "calls" in tables:
+        # The whole graph (and every customer's region and churn date) at every sample.
         profile = add_influence(profile, tables["calls"], customers, as_of, cfg)
 
     expected = profile_schema(cfg, frozenset(tables), id_dtype)

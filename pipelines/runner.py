@@ -24,10 +24,11 @@ from typing import Any, Literal
 import polars as pl
 
 from crm_engine.commit import atomic_directory, committed_run, fault_point, output_lock
-from crm_engine.config import PipelineConfig
+from crm_engine.config import FeaturesConfig, PipelineConfig
 from crm_engine.contracts import schema_difference
 from crm_engine.io import DataError, load_tables
 from crm_engine.validation import MIN_CUSTOMERS, ValidationReport, validate
+from features.sample import CustomerSample
 
 REQUIRED_TABLES = ("customers", "transactions")
 
@@ -54,7 +55,11 @@ class StageContext:
     tracking: bool
     tables: dict[str, pl.LazyFrame] = field(default_factory=dict)
     previous_output: Path | None = None
-    _profiles: dict[dt.date, pl.DataFrame] = field(default_factory=dict, repr=False)
+    build_profile: ProfileBuilder | None = None
+    """How profiles are computed (None: :func:`local_profile`; the Spark backend sets its own)."""
+    _profiles: dict[tuple[dt.date, CustomerSample | None], pl.DataFrame] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def id_dtype(self) -> pl.DataType:
@@ -63,20 +68,37 @@ class StageContext:
             return pl.Int64()
         return self.tables["customers"].collect_schema()["customer_id"]
 
-    def profile_at(self, cut: dt.date) -> pl.DataFrame:
-        """The point-in-time profile at ``cut``, built once per run and shared by the stages.
+    def profile_at(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
+        """The point-in-time profile at ``cut`` (of ``sample``'s customers), built once per run
+        and shared by the stages.
 
         The valuation holdout and the churn validation cut often ask for the same date.
         """
-        if cut not in self._profiles:
-            import features
-
+        key = (cut, sample)
+        if key not in self._profiles:
             if not self.tables:
                 raise StageError("StageContext.profile_at needs the run's tables")
-            self._profiles[cut] = features.build_profile(
-                self.tables, cut, self.cfg.features
-            ).collect(engine="streaming")
-        return self._profiles[cut]
+            build = self.build_profile or local_profile
+            self._profiles[key] = build(self.tables, cut, self.cfg.features, sample)
+        return self._profiles[key]
+
+
+ProfileBuilder = Callable[
+    [dict[str, pl.LazyFrame], dt.date, FeaturesConfig, CustomerSample | None], pl.DataFrame
+]
+"""Computes the collected profile at a cut: ``(tables, cut, features config, sample)``."""
+
+
+def local_profile(
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    cfg: FeaturesConfig,
+    sample: CustomerSample | None = None,
+) -> pl.DataFrame:
+    """The profile computed by Polars' streaming engine on this machine."""
+    import features
+
+    return features.build_profile(tables, cut, cfg, sample).collect(engine="streaming")
 
 
 StageFn = Callable[..., StageOutput]
