@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 
 import polars as pl
 
 from crm_engine.config import FeaturesConfig
 from crm_engine.io import DataError
-from features import build_labels, build_profile, churn_label
+from features import CustomerSample, ProfileAt, build_labels, build_profile, churn_label, restrict
 
 __all__ = ["build_training_frames", "labelled_profile", "training_cuts", "with_extras"]
-
-ProfileAt = Callable[[dt.date], pl.DataFrame]
-"""Builds (or fetches from a per-run cache) the collected profile at a cut."""
 
 
 def training_cuts(as_of: dt.date, horizon_days: int) -> tuple[dt.date, dt.date]:
@@ -66,16 +62,19 @@ def labelled_profile(
     extra_features: list[str],
     horizon_days: int,
     profile: pl.LazyFrame | None = None,
+    sample: CustomerSample | None = None,
 ) -> pl.LazyFrame:
     """Profile at ``cut`` (plus extra features) joined with the labels looking ``h`` ahead.
 
-    ``profile`` is the profile at ``cut`` when the caller already has it (built otherwise).
+    ``profile`` is the profile at ``cut`` (of ``sample``'s customers) when the caller already
+    has it (built otherwise). ``sample``: only these customers (None: everyone).
     """
-    base = profile if profile is not None else build_profile(tables, cut, features_cfg)
-    labels = build_labels(tables, cut, horizon_days).select(
+    base = profile if profile is not None else build_profile(tables, cut, features_cfg, sample)
+    keyed = restrict(tables, sample)
+    labels = build_labels(keyed, cut, horizon_days).select(
         "customer_id", churn_label(horizon_days), "loyalty_class"
     )
-    return with_extras(base, tables, extra_features).join(
+    return with_extras(base, keyed, extra_features).join(
         labels, on="customer_id", how="left", maintain_order="left"
     )
 
@@ -87,10 +86,13 @@ def build_training_frames(
     extra_features: list[str],
     horizon_days: int,
     profile_at: ProfileAt | None = None,
+    sample: CustomerSample | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Training and validation frames at ``as_of - 2h`` and ``as_of - h``, collected together.
 
-    ``profile_at`` supplies already-built profiles by cut (the pipeline's per-run cache).
+    ``profile_at`` supplies already-built profiles by cut (the pipeline's per-run cache);
+    ``sample`` bounds both frames to a hashed share of the customers (the same customers at
+    both cuts; None: everyone).
 
     Raises
     ------
@@ -100,11 +102,13 @@ def build_training_frames(
     train_cut, valid_cut = training_cuts(as_of, horizon_days)
 
     def at(cut: dt.date) -> pl.LazyFrame | None:
-        return profile_at(cut).lazy() if profile_at is not None else None
+        return profile_at(cut, sample).lazy() if profile_at is not None else None
 
     train, valid = pl.collect_all(
         [
-            labelled_profile(tables, cut, features_cfg, extra_features, horizon_days, at(cut))
+            labelled_profile(
+                tables, cut, features_cfg, extra_features, horizon_days, at(cut), sample
+            )
             for cut in (train_cut, valid_cut)
         ]
     )

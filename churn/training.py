@@ -10,13 +10,20 @@ from typing import Any
 import polars as pl
 
 from churn.drivers import global_importance
-from churn.frames import ProfileAt, build_training_frames, training_cuts
+from churn.frames import build_training_frames, training_cuts
 from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel
 from churn.plots import plot_importance, plot_lift, plot_reliability
 from churn.stage import train_churn, train_loyalty
 from crm_engine.config import FeaturesConfig, PipelineConfig
-from features import frequent_values, model_features, pool_rare, profile_schema
+from features import (
+    CustomerSample,
+    ProfileAt,
+    frequent_values,
+    model_features,
+    pool_rare,
+    profile_schema,
+)
 
 __all__ = [
     "IMPORTANCE_SAMPLE_ROWS",
@@ -71,6 +78,7 @@ def train_models(
     cfg: PipelineConfig,
     horizon_days: int | None = None,
     profile_at: ProfileAt | None = None,
+    sample: CustomerSample | None = None,
 ) -> ChurnTraining:
     """Build the two cuts and fit the churn (and, if enabled, loyalty) models.
 
@@ -86,11 +94,14 @@ def train_models(
         Overrides ``cfg.churn.horizon_days``.
     profile_at
         Already-built profiles by cut (the pipeline's per-run cache).
+    sample
+        Train and validate on these customers only (None: everyone); the pipeline bounds
+        it by ``churn.max_training_customers``.
     """
     h = horizon_days or cfg.churn.horizon_days
     churn_cfg = cfg.churn.model_copy(update={"horizon_days": h})
     train, valid = build_training_frames(
-        tables, as_of, cfg.features, churn_cfg.extra_features, h, profile_at
+        tables, as_of, cfg.features, churn_cfg.extra_features, h, profile_at, sample
     )
     declared = profile_features(tables, cfg.features)
     text = [c for c in (*declared, *churn_cfg.extra_features) if train.schema[c] == pl.String]

@@ -165,6 +165,11 @@ class ValuationConfig(_Section):
     cost_per_interaction: Annotated[float, Field(ge=0)] = 2.0
     penalizer: Annotated[float, Field(ge=0)] = 0.0
     holdout_days: Annotated[int, Field(ge=0)] = 90
+    max_holdout_customers: Annotated[int, Field(gt=0)] = Field(
+        500_000,
+        description="customers the holdout compares the models on, at most (a hashed share "
+        "when there are more); the fit at as_of always sees every customer",
+    )
     tier_quantiles: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
         [0.5, 0.8, 0.95], description="CLV quantiles separating bronze|silver|gold|platinum"
     )
@@ -257,6 +262,11 @@ class ChurnConfig(_Section):
     drivers_min_probability: Annotated[float, Field(ge=0, le=1)] = 0.11
     n_drivers: Annotated[int, Field(gt=0, le=20)] = 3
     extra_features: list[str] = []
+    max_training_customers: Annotated[int, Field(gt=0)] = Field(
+        500_000,
+        description="customers per training cut, at most (a hashed share of them, the same at "
+        "every cut, when there are more): bounds the memory of training at 10M customers",
+    )
     lightgbm: ChurnLightGBMConfig = ChurnLightGBMConfig()
     early_stopping_rounds: Annotated[int, Field(gt=0)] = 50
     seed: int = 0

@@ -10,6 +10,7 @@ from features.profile import (
     PROFILE_GROUPS,
     REQUIRED_TABLES,
     ColumnRole,
+    ProfileAt,
     ProfileSchemaError,
     build_profile,
     column_role,
@@ -18,7 +19,7 @@ from features.profile import (
     profile_roles,
     profile_schema,
 )
-from features.sample import CustomerSample
+from features.sample import CustomerSample, restrict
 from features.service import COMPLAINT_TOPICS, add_service
 from features.spend import SPEND_CATEGORIES, add_spend
 from features.surveys import add_surveys
@@ -44,6 +45,7 @@ __all__ = [
     "SPEND_CATEGORIES",
     "ColumnRole",
     "CustomerSample",
+    "ProfileAt",
     "ProfileSchemaError",
     "add_btyd",
     "add_influence",
@@ -71,6 +73,7 @@ __all__ = [
     "profile_groups",
     "profile_roles",
     "profile_schema",
+    "restrict",
     "rfm_facts",
     "to_date",
     "undirected_edges",

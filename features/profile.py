@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Literal
 
 import polars as pl
@@ -14,7 +15,7 @@ from features.btyd import add_btyd, btyd_columns
 from features.influence import add_influence, influence_columns
 from features.labels import is_label
 from features.network import add_network, network_columns
-from features.sample import CustomerSample
+from features.sample import CustomerSample, restrict
 from features.service import add_service, service_columns
 from features.spend import add_spend, spend_columns
 from features.surveys import add_surveys, surveys_columns
@@ -27,6 +28,7 @@ __all__ = [
     "PROFILE_GROUPS",
     "REQUIRED_TABLES",
     "ColumnRole",
+    "ProfileAt",
     "ProfileSchemaError",
     "build_profile",
     "column_role",
@@ -40,6 +42,10 @@ PROFILE_CONTRACT = "crm.profile/v1"
 REQUIRED_TABLES = ("customers", "transactions")
 
 GroupSpec = tuple[str, dict[str, pl.DataType]]
+
+ProfileAt = Callable[[dt.date, CustomerSample | None], pl.DataFrame]
+"""The collected profile at a cut, of a sample's customers (None: everyone): how stages ask
+for profiles (the pipeline's per-run cache, ``StageContext.profile_at``)."""
 
 
 class ProfileSchemaError(RuntimeError):
@@ -208,11 +214,7 @@ def build_profile(
     as_of = to_date(as_of)
     customers = tables["customers"]
     id_dtype = customers.collect_schema()["customer_id"]
-    keyed = {
-        name: frame.filter(sample.expr()) if sample is not None else frame
-        for name, frame in tables.items()
-        if name != "calls"
-    }
+    keyed = restrict(tables, sample)
 
     profile = who_features(keyed["customers"], as_of, cfg.age_bands)
     profile = add_spend(profile, keyed["transactions"], as_of, cfg)

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
-__all__ = ["SAMPLE_BUCKETS", "CustomerSample"]
+__all__ = ["SAMPLE_BUCKETS", "UNKEYED_TABLES", "CustomerSample", "restrict"]
+
+UNKEYED_TABLES = frozenset({"calls"})
+"""Tables not keyed by ``customer_id`` (the call graph joins two customers per row)."""
 
 SAMPLE_BUCKETS = 1_000_000
 """Resolution of :attr:`CustomerSample.share`: customers fall in one of this many buckets."""
@@ -47,3 +50,20 @@ class CustomerSample:
         """True for the rows of sampled customers."""
         keep = max(1, round(self.share * SAMPLE_BUCKETS))
         return pl.col(column).hash(seed=self.seed) % SAMPLE_BUCKETS < keep
+
+
+def restrict(
+    tables: dict[str, pl.LazyFrame], sample: CustomerSample | None
+) -> dict[str, pl.LazyFrame]:
+    """Every customer-keyed table filtered to ``sample``'s customers (None: unchanged).
+
+    The tables of :data:`UNKEYED_TABLES` are passed through whole: a contact outside the
+    sample is still somebody's contact.
+    """
+    if sample is None:
+        return dict(tables)
+    keep = sample.expr()
+    return {
+        name: frame if name in UNKEYED_TABLES else frame.filter(keep)
+        for name, frame in tables.items()
+    }

@@ -60,6 +60,7 @@ class StageContext:
     _profiles: dict[tuple[dt.date, CustomerSample | None], pl.DataFrame] = field(
         default_factory=dict, repr=False
     )
+    _n_customers: int | None = field(default=None, repr=False)
 
     @property
     def id_dtype(self) -> pl.DataType:
@@ -67,6 +68,14 @@ class StageContext:
         if "customers" not in self.tables:
             return pl.Int64()
         return self.tables["customers"].collect_schema()["customer_id"]
+
+    def bounded_sample(self, max_customers: int) -> CustomerSample | None:
+        """About ``max_customers`` of the run's customers, chosen by a hash of their id (None:
+        everyone, when they fit). Equal bounds give the same sample, so stages share profiles.
+        """
+        if self._n_customers is None:
+            self._n_customers = int(self.tables["customers"].select(pl.len()).collect().item())
+        return CustomerSample.bounded(self._n_customers, max_customers)
 
     def profile_at(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
         """The point-in-time profile at ``cut`` (of ``sample``'s customers), built once per run

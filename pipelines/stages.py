@@ -275,7 +275,9 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
     from valuation import run_valuation
     from valuation.holdout import plot_holdout
 
-    run = run_valuation(ctx.profile_at, tables["transactions"], ctx.as_of, ctx.cfg.valuation)
+    cfg = ctx.cfg.valuation
+    sample = ctx.bounded_sample(cfg.max_holdout_customers)
+    run = run_valuation(ctx.profile_at, tables["transactions"], ctx.as_of, cfg, sample)
     artifacts: dict[str, Path] = {}
     if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
         artifacts["valuation_holdout.png"] = plot_holdout(
@@ -288,7 +290,7 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
 
         reg = REGISTERED_MODELS["clv"] if ctx.cfg.mlflow.register_models else None
         info = log_valuation_model(
-            run.models.purchase, run.models.spend, ctx.cfg.valuation, registered_model_name=reg
+            run.models.purchase, run.models.spend, cfg, registered_model_name=reg
         )
         versions["clv"] = str(info.registered_model_version or info.model_uri)
     metrics: dict[str, Any] = {
@@ -365,7 +367,8 @@ def churn_stage(
     from churn.training import train_models, write_plots
 
     cfg = ctx.cfg
-    training = train_models(tables, ctx.as_of, cfg, profile_at=ctx.profile_at)
+    sample = ctx.bounded_sample(cfg.churn.max_training_customers)
+    training = train_models(tables, ctx.as_of, cfg, profile_at=ctx.profile_at, sample=sample)
     versions: dict[str, str] = {}
     if ctx.tracking:
         import mlflow

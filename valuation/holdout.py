@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from crm_engine.config import ValuationConfig
+from features import CustomerSample, ProfileAt
 from valuation.base import PurchaseModel, ValuationError
 from valuation.select import scoring_model, select_by_mae
 from valuation.stage import btyd_frame
@@ -20,14 +21,19 @@ FREQUENCY_BUCKETS: tuple[str, ...] = ("0", "1", "2", "3", "4", "5", "6", "7+")
 CURVE_POINTS = 30
 
 
-def purchase_days(transactions: pl.LazyFrame, start: dt.date, days: int) -> pl.LazyFrame:
+def purchase_days(
+    transactions: pl.LazyFrame, start: dt.date, days: int, sample: CustomerSample | None = None
+) -> pl.LazyFrame:
     """Distinct purchase days (``amount > 0``) of each customer in ``[start, start + days)``.
 
     The same purchase definition as the BTYD profile: several purchases on one day count
-    once. Returns ``customer_id`` and ``day`` (Int64 offset from ``start``, 0-based).
+    once. Returns ``customer_id`` and ``day`` (Int64 offset from ``start``, 0-based), of
+    ``sample``'s customers (None: everyone).
     """
     end = start + dt.timedelta(days=days)
     day = pl.col("ts").dt.date()
+    if sample is not None:
+        transactions = transactions.filter(sample.expr())
     return (
         transactions.filter((pl.col("amount") > 0) & (day >= start) & (day < end))
         .select("customer_id", (day - pl.lit(start)).dt.total_days().cast(pl.Int64).alias("day"))
@@ -92,22 +98,25 @@ def _bucket(freq: pl.Expr) -> pl.Expr:
 
 
 def holdout_validation(
-    profile_at: Callable[[dt.date], pl.DataFrame],
-    actual_purchases: Callable[[dt.date, int], pl.DataFrame],
+    profile_at: ProfileAt,
+    actual_purchases: Callable[[dt.date, int, CustomerSample | None], pl.DataFrame],
     as_of: dt.date,
     cfg: ValuationConfig,
     models: Sequence[str] = ("bgnbd",),
     holdout_days: int | None = None,
+    sample: CustomerSample | None = None,
 ) -> HoldoutResult:
     """Fit each model at ``as_of - H`` and compare with the purchases of the next H days.
 
     Parameters
     ----------
     profile_at
-        Returns the customer profile (``customer_id`` and the BTYD columns) at a cut date.
+        Returns the customer profile (``customer_id`` and the BTYD columns) at a cut date, of a
+        sample's customers.
     actual_purchases
-        ``(start, days) ->`` frame of ``customer_id``, ``day`` (offset): one row per distinct
-        purchase day in ``[start, start + days)``, e.g. :func:`purchase_days` collected.
+        ``(start, days, sample) ->`` frame of ``customer_id``, ``day`` (offset): one row per
+        distinct purchase day in ``[start, start + days)``, e.g. :func:`purchase_days`
+        collected.
     as_of
         The run's as-of date; the holdout window ends here.
     cfg
@@ -116,6 +125,9 @@ def holdout_validation(
         Purchase model names to compare.
     holdout_days
         Override of ``cfg.holdout_days``.
+    sample
+        Compare on these customers only (None: everyone): the models' ranking and their
+        per-customer errors need a few hundred thousand customers, not ten million.
 
     Returns
     -------
@@ -130,7 +142,7 @@ def holdout_validation(
     if h <= 0:
         raise ValuationError(f"holdout_days={h} should be > 0 for a holdout validation")
     cut = as_of - dt.timedelta(days=h)
-    profile = profile_at(cut)
+    profile = profile_at(cut, sample)
     X = btyd_frame(profile).with_columns(profile.get_column("customer_id"))
     X = X.filter(pl.col("fit"))
     if X.height < 10:
@@ -138,7 +150,7 @@ def holdout_validation(
             f"holdout: only {X.height} customer(s) purchased before the cut {cut}; use a "
             "shorter valuation.holdout_days"
         )
-    actual_days = actual_purchases(cut, h)
+    actual_days = actual_purchases(cut, h, sample)
     counts = actual_days.group_by("customer_id").agg(pl.len().cast(pl.Int64).alias("actual"))
     X = X.join(counts, on="customer_id", how="left", maintain_order="left").with_columns(
         pl.col("actual").fill_null(0)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
 
 from crm_engine.config import ValuationConfig
 from crm_engine.stage_reports import ValuationReport
+from features import CustomerSample, ProfileAt
 from valuation.base import ValuationError
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
 from valuation.select import AUTO_CANDIDATES
@@ -30,10 +30,11 @@ class ValuationRun:
 
 
 def run_valuation(
-    profile_at: Callable[[dt.date], pl.DataFrame],
+    profile_at: ProfileAt,
     transactions: pl.LazyFrame,
     as_of: dt.date,
     cfg: ValuationConfig,
+    holdout_sample: CustomerSample | None = None,
 ) -> ValuationRun:
     """Validate on a holdout (selecting the model when ``cfg.model = "auto"``), then fit on the
     profile at ``as_of`` and score every customer.
@@ -53,6 +54,9 @@ def run_valuation(
         First day not observed.
     cfg
         The ``[valuation]`` section.
+    holdout_sample
+        The customers the holdout compares on (None: everyone); the pipeline bounds it by
+        ``valuation.max_holdout_customers``. The fit at ``as_of`` sees everyone.
 
     Raises
     ------
@@ -67,10 +71,13 @@ def run_valuation(
         try:
             holdout = holdout_validation(
                 profile_at,
-                lambda start, days: purchase_days(transactions, start, days).collect(),
+                lambda start, days, sample: purchase_days(
+                    transactions, start, days, sample
+                ).collect(),
                 as_of,
                 cfg,
                 models=candidates,
+                sample=holdout_sample,
             )
         except ValuationError as e:
             if cfg.model == "auto":
@@ -82,7 +89,7 @@ def run_valuation(
         raise ValuationError(
             "valuation.model='auto' selects on a holdout: set valuation.holdout_days > 0"
         )
-    profile = profile_at(as_of)
+    profile = profile_at(as_of, None)
     models = fit_models(profile, cfg, model_name)
     values, report = value_customers(profile, cfg, models)
     report = dataclasses.replace(

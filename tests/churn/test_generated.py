@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from typer.testing import CliRunner
 
@@ -18,6 +19,7 @@ from churn.training import train_models
 from crm_engine.config import PipelineConfig
 from crm_engine.generator import generate, true_churn_probability
 from crm_engine.io import load_tables
+from features import CustomerSample
 
 AS_OF = dt.date(2025, 1, 1)
 H = 90
@@ -84,6 +86,25 @@ def test_training_cuts_are_earlier_snapshots(frames: tuple[pl.DataFrame, pl.Data
         valid.select("customer_id", "tenure_days"), on="customer_id", suffix="_valid"
     )
     assert (both["tenure_days_valid"] - both["tenure_days"] == H).all()
+
+
+def test_bounded_training_frames_are_the_sampled_rows(
+    world: Path, frames: tuple[pl.DataFrame, pl.DataFrame]
+) -> None:
+    # At 10M customers the frames are built on a hashed share: every sampled row (features
+    # and labels, call-graph columns included) must be the row the full frame holds.
+    sample = CustomerSample.bounded(100_000, 20_000, seed=3)
+    assert sample is not None
+    cfg = PipelineConfig()
+    bounded = build_training_frames(load_tables(world), AS_OF, cfg.features, [], H, sample=sample)
+    for full, part in zip(frames, bounded, strict=True):
+        assert 0.15 * full.height < part.height < 0.25 * full.height
+        expected = full.filter(sample.expr())
+        assert_frame_equal(part, expected)
+    # the same customers at both cuts (who is in depends on the id alone)
+    train, valid = bounded
+    kept = set(valid["customer_id"]) & set(frames[0]["customer_id"])
+    assert kept <= set(train["customer_id"])
 
 
 @pytest.mark.slow

@@ -135,3 +135,39 @@ def test_non_default_feature_windows_reach_every_model(
     assert {"dropped_call_rate_mean_6m", "avg_download_mbps_mean_6m", "latency_ms_mean_6m"} <= set(
         seg
     )
+
+
+def test_models_train_on_bounded_samples_and_score_everyone(
+    generated_operator: Path, tmp_path: Path
+) -> None:
+    """At 10M customers the earlier cuts are built for a hashed share only; scores still
+    cover every customer."""
+    import json
+
+    overrides = {
+        "data.dir": str(generated_operator),
+        "output.dir": str(tmp_path / "out"),
+        "data.as_of": "2024-10-01",
+        "loyalty.enabled": False,
+        "churn.max_training_customers": 800,
+        "valuation.max_holdout_customers": 800,
+    }
+    run_pipeline(
+        load_config(None, overrides), default_stages(["valuation", "churn"]), tracking=False
+    )
+    out = tmp_path / "out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    full = load_config(None, overrides | {"output.dir": str(tmp_path / "full")})
+    ctx = StageContext(cfg=full, as_of=dt.date(2024, 10, 1), workdir=tmp_path, tracking=False)
+    from crm_engine.io import load_tables
+
+    ctx.tables = load_tables(generated_operator)
+    sample = ctx.bounded_sample(800)
+    assert sample is not None and ctx.bounded_sample(10**9) is None
+    cut = dt.date(2024, 10, 1) - dt.timedelta(days=90)
+    everyone, part = ctx.profile_at(cut), ctx.profile_at(cut, sample)
+    assert 400 < part.height < 0.5 * everyone.height
+    assert manifest["valuation"]["holdout"]["n_customers"] <= part.height
+    scores = pl.read_parquet(out / "scores.parquet")
+    assert scores.height == ctx.profile_at(ctx.as_of).height
+    assert scores["churn_probability"].null_count() == 0

@@ -79,8 +79,8 @@ def test_holdout_validation_metrics_and_selection(
 ) -> None:
     cfg = ValuationConfig(holdout_days=H)
     result = holdout_validation(
-        lambda cut: _lifetimes_summary(transactions, cut),
-        lambda start, days: purchase_days(transactions.lazy(), start, days).collect(),
+        lambda cut, sample: _lifetimes_summary(transactions, cut),
+        lambda start, days, sample: purchase_days(transactions.lazy(), start, days).collect(),
         AS_OF,
         cfg,
         models=("bgnbd", "mbgnbd", "pareto"),
@@ -119,14 +119,18 @@ def test_holdout_needs_buyers_before_the_cut(transactions: pl.DataFrame) -> None
     empty = _lifetimes_summary(transactions, AS_OF).head(0)
     with pytest.raises(ValuationError, match="purchased before the cut"):
         holdout_validation(
-            lambda cut: empty,
-            lambda s, d: pl.DataFrame({"customer_id": [], "day": []}),
+            lambda cut, sample: empty,
+            lambda s, d, sample: pl.DataFrame({"customer_id": [], "day": []}),
             AS_OF,
             ValuationConfig(),
         )
     with pytest.raises(ValuationError, match="holdout_days=0"):
         holdout_validation(
-            lambda c: empty, lambda s, d: empty, AS_OF, ValuationConfig(), holdout_days=0
+            lambda c, sample: empty,
+            lambda s, d, sample: empty,
+            AS_OF,
+            ValuationConfig(),
+            holdout_days=0,
         )
 
 
