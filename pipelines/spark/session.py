@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,12 @@ __all__ = ["LazySession", "SparkUnavailable", "check_available", "use_session"]
 INSTALL_HINT = "pip install 'crm-engine[spark]'"
 
 _PROVIDED: SparkSession | None = None
+
+# PySpark warns on every Arrow UDF that it does not fully support pandas 3; the backend
+# exchanges Arrow only (no pandas), so the warning says nothing about this run.
+warnings.filterwarnings(
+    "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+)
 
 
 class SparkUnavailable(ConfigError):
