@@ -175,6 +175,8 @@ def read_source(spark: SparkSession, source: TableSource) -> DataFrame:
             .option("escape", '"')
             .csv(str(source.path))
         )
+    if source.kind == "parquet":
+        return spark.read.parquet(str(source.path))
     files = [str(p) for p in source.files()]
     if not files:
         raise DataError(f"table {source.name}: no Parquet files under {source.path}")
