@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -281,6 +282,38 @@ class LoyaltyConfig(_Section):
     seed: int = 0
 
 
+class SparkConfig(_Section):
+    """The Spark session of the Spark backend (``[engine.spark]``)."""
+
+    master: str = Field(
+        "local[*]",
+        description="Spark master URL: local[*] (this machine), yarn, spark://host:7077, "
+        "k8s://...; not used when a session is passed in (pipelines.spark.session.use_session)",
+    )
+    app_name: str = Field("crm-engine", description="Spark application name")
+    buckets: Annotated[int, Field(gt=0, le=100_000)] = Field(
+        8,
+        description="hash buckets of customer_id: each bucket's profile is one Polars task "
+        "(more buckets, smaller tasks; about rows / 1M is a good start)",
+    )
+    conf: dict[str, str] = Field(
+        {},
+        description='extra Spark settings, e.g. "spark.executor.memory" = "8g" (quote the '
+        "dotted keys)",
+    )
+
+
+class EngineConfig(_Section):
+    """Where the profiles are computed (``[engine]``)."""
+
+    backend: Literal["local", "spark"] = Field(
+        "local",
+        description="local: Polars streaming on this machine; spark: Apache Spark "
+        "(needs crm-engine[spark] and Java 17+), the other stages unchanged",
+    )
+    spark: SparkConfig = SparkConfig()
+
+
 class PipelineConfig(_Section):
     """The whole run, one section per package."""
 
@@ -292,6 +325,7 @@ class PipelineConfig(_Section):
     valuation: ValuationConfig = ValuationConfig()
     churn: ChurnConfig = ChurnConfig()
     loyalty: LoyaltyConfig = LoyaltyConfig()
+    engine: EngineConfig = EngineConfig()
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -382,6 +416,11 @@ def config_to_toml(cfg: PipelineConfig) -> str:
     data["data"]["dir"] = str(Path(cfg.data.dir).resolve())
     out: list[str] = []
 
+    def key(k: str) -> str:
+        # a dotted key ("spark.executor.memory" of engine.spark.conf) is quoted: bare, TOML
+        # would read it as nested tables
+        return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else fmt(k)
+
     def fmt(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -390,7 +429,7 @@ def config_to_toml(cfg: PipelineConfig) -> str:
         if isinstance(v, list):
             return "[" + ", ".join(fmt(x) for x in v) + "]"
         if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {fmt(x)}" for k, x in v.items()) + " }"
+            return "{ " + ", ".join(f"{key(k)} = {fmt(x)}" for k, x in v.items()) + " }"
         return repr(v)
 
     def section(name: str, body: dict[str, Any]) -> None:
@@ -402,7 +441,7 @@ def config_to_toml(cfg: PipelineConfig) -> str:
             elif isinstance(v, dict):
                 subs.append((f"{name}.{k}", v))
             else:
-                out.append(f"{k} = {fmt(v)}")
+                out.append(f"{key(k)} = {fmt(v)}")
         out.append("")
         for n, b in subs:
             section(n, b)

@@ -278,6 +278,13 @@ def run_pipeline(
         if tracking:  # entered before the commit: a run whose commit fails ends FAILED too
             stack.enter_context(_tracking(state, f"{run_name}-{as_of.isoformat()}"))
         work = Path(stack.enter_context(_commit(output, state)))
+        build_profile: ProfileBuilder | None = None  # local: Polars streaming
+        if cfg.engine.backend == "spark":
+            from pipelines.spark import spark_backend
+
+            # fails now when PySpark or Java is missing; the session opens at the first
+            # profile and is stopped when the run ends, committed or not
+            build_profile = spark_backend(cfg, stack)
         ctx = StageContext(
             cfg=cfg,
             as_of=as_of,
@@ -285,6 +292,7 @@ def run_pipeline(
             tracking=tracking,
             tables=tables,
             previous_output=output.previous,
+            build_profile=build_profile,
         )
         for stage in stages:
             _run_stage(stage, ctx, state, progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import time
 from pathlib import Path
@@ -15,6 +16,13 @@ from rich.table import Table
 
 from crm_engine.cli._app import app, console, user_errors
 from crm_engine.config import PipelineConfig, load_config
+
+
+class Backend(enum.StrEnum):
+    """``--backend``: where the profiles are computed (``engine.backend``)."""
+
+    local = "local"
+    spark = "spark"
 
 
 class _StageDisplay:
@@ -160,14 +168,27 @@ def run_command(
     no_tracking: Annotated[
         bool, typer.Option("--no-tracking", help="do not log to MLflow")
     ] = False,
+    backend: Annotated[
+        Backend | None,
+        typer.Option(
+            "--backend",
+            help="where profiles are computed: local (Polars) or spark (Apache Spark, "
+            "engine.spark settings); default engine.backend",
+        ),
+    ] = None,
 ) -> None:
     """Validate inputs, build profiles, segments, values and churn scores, write the outputs."""
     overrides = {
         "data.as_of": as_of.date() if as_of else None,
         "data.dir": str(data) if data else None,
         "output.dir": str(out) if out else None,
+        "engine.backend": backend.value if backend else None,
     }
     cfg = load_config(config, overrides)
+    if cfg.engine.backend == "spark":
+        from pipelines.spark.session import check_available
+
+        check_available(cfg.engine.spark)  # before anything is written, MLflow included
     execute(
         cfg, stages=stages, quiet=quiet, tracking=not no_tracking, registry=score_only or registry
     )

@@ -1,0 +1,359 @@
+"""Point-in-time profiles on Apache Spark, computed by our own Polars ``features.build_profile``.
+
+The plan (DESIGN §7):
+
+1. Every customer-keyed input table (all but ``calls``) is read by Spark from its files in
+   ``data.dir``, as :func:`crm_engine.io.find_tables` finds them. A ``mapInArrow`` casts each
+   batch to the contract exactly as the local backend does (:func:`crm_engine.io.cast_expr`,
+   Polars), puts each row in bucket ``hash(customer_id) % buckets`` and packs each bucket's
+   rows of the batch into one Arrow IPC blob: rows ``(bucket, table, blob)``.
+2. The blobs of all tables are unioned and grouped by bucket (``applyInArrow``): every row of a
+   customer meets in one task, which unpacks its tables and runs ``features.build_profile``
+   without the call graph (and with the run's :class:`~features.sample.CustomerSample`).
+3. The call-graph columns need the whole graph: they come from
+   ``pipelines.spark.influence.influence_frame`` (PageRank as Spark joins) and are joined like
+   the local profile joins them (0 for customers without calls).
+
+The result is collected on the driver, rounded, ordered and sorted as ``build_profile`` does:
+the same DataFrame as the local backend's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import re
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+import pyarrow as pa
+
+from crm_engine.commit import FAULT_ENV
+from crm_engine.config import FeaturesConfig
+from crm_engine.contracts import INPUT_TABLES
+from crm_engine.io import DataError, TableSource, cast_expr, find_tables
+from features.profile import FLOAT_SIG_FIGS
+from features.sample import CustomerSample
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["FAULT_POINT", "SparkJobError", "spark_profile"]
+
+FAULT_POINT = "spark_task"
+"""``CRM_ENGINE_FAULT=spark_task`` makes every per-bucket task raise (tests)."""
+
+BUCKET_SEED = 14
+"""Seed of the bucket hash (any fixed value: only rows of one customer must meet)."""
+
+_BLOB_DDL = "bucket long, table string, blob binary"
+
+
+class SparkJobError(RuntimeError):
+    """A Spark job of the backend failed; the message is one line naming the job and cause."""
+
+
+# --- on the executors ------------------------------------------------------------------------
+
+
+def _cast(frame: pl.DataFrame, name: str, target: pl.Schema, timezone: str) -> pl.DataFrame:
+    """Cast a batch of table ``name`` as read by Spark to ``target`` (the local scan's schema).
+
+    Contract columns are cast by :func:`crm_engine.io.cast_expr`, as the local scan casts them;
+    other columns to their type in the local scan.
+    """
+    contract = INPUT_TABLES[name].polars_schema(target.get("customer_id", pl.Int64()))
+    exprs = []
+    for column, dtype in target.items():
+        if column not in frame.columns:
+            exprs.append(pl.lit(None, dtype).alias(column))
+        elif column in contract:
+            exprs.append(cast_expr(column, frame.schema[column], contract[column], timezone))
+        else:
+            exprs.append(pl.col(column).cast(dtype, strict=False))
+    return frame.select(exprs).cast(dict(target.items()))  # type: ignore[arg-type]
+
+
+def _ipc(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_ipc(buffer, compression="lz4")
+    return buffer.getvalue()
+
+
+def pack_batches(
+    batches: Iterator[pa.RecordBatch],
+    name: str,
+    target: pl.Schema,
+    timezone: str,
+    buckets: int,
+) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` of one table: cast each batch, bucket its rows, one IPC blob per bucket."""
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        frame = _cast(pl.from_arrow(pa.Table.from_batches([batch])), name, target, timezone)
+        bucket = (pl.col("customer_id").hash(seed=BUCKET_SEED) % buckets).cast(pl.Int64)
+        parts = frame.with_columns(bucket.alias("_bucket")).partition_by(
+            "_bucket", as_dict=True, include_key=False
+        )
+        keys = [int(key[0]) for key in parts]  # type: ignore[arg-type]
+        yield pa.RecordBatch.from_arrays(
+            [
+                pa.array(keys, pa.int64()),
+                pa.array([name] * len(keys), pa.string()),
+                pa.array([_ipc(part) for part in parts.values()], pa.binary()),
+            ],
+            names=["bucket", "table", "blob"],
+        )
+
+
+def profile_task(
+    schemas: dict[str, pl.Schema],
+    as_of: dt.date,
+    cfg: FeaturesConfig,
+    sample: CustomerSample | None,
+    out_schema: pa.Schema,
+    fault: str,
+) -> Callable[[pa.Table], pa.Table]:
+    """The ``applyInArrow`` function of one profile: per bucket, unpack the bucket's tables and
+    run ``features.build_profile`` (without the call graph).
+
+    A closure, not a ``functools.partial`` or a callable object: PySpark reads the eval type
+    off the function's type hints and counts its arguments to decide whether to pass the key.
+    """
+
+    def run(group: pa.Table) -> pa.Table:
+        import features
+
+        if fault.partition("@")[0] == FAULT_POINT:
+            raise RuntimeError(f"injected fault {FAULT_ENV}={fault} in a profile task")
+        names = group.column("table").to_pylist()
+        blobs = group.column("blob").to_pylist()
+        tables: dict[str, pl.LazyFrame] = {}
+        for name, schema in schemas.items():
+            parts = [
+                pl.read_ipc(io.BytesIO(b)) for n, b in zip(names, blobs, strict=True) if n == name
+            ]
+            frame = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+            tables[name] = frame.lazy()
+        profile = features.build_profile(tables, as_of, cfg, sample).collect()
+        return profile.to_arrow().cast(out_schema)
+
+    return run
+
+
+# --- on the driver -----------------------------------------------------------------------------
+
+
+def _spark_type(dtype: pl.DataType) -> str:
+    """Spark DDL type of a profile column's dtype."""
+    types = {
+        pl.Int64: "long",
+        pl.Int32: "int",
+        pl.Float64: "double",
+        pl.Boolean: "boolean",
+        pl.String: "string",
+        pl.Date: "date",
+    }
+    base = dtype.base_type()
+    if base not in types:
+        raise SparkJobError(f"profile column type {dtype} has no Spark type in the Spark backend")
+    return types[base]
+
+
+def read_source(spark: SparkSession, source: TableSource) -> DataFrame:
+    """The table's files read by Spark as stored (CSV columns as text), like ``scan_raw``."""
+    if source.kind == "csv":
+        return (
+            spark.read.option("header", True)
+            .option("inferSchema", False)
+            .option("multiLine", True)
+            .option("escape", '"')
+            .csv(str(source.path))
+        )
+    if source.kind == "parquet":
+        return spark.read.parquet(str(source.path))
+    files = [str(p) for p in source.files()]
+    if not files:
+        raise DataError(f"table {source.name}: no Parquet files under {source.path}")
+    # the same files as the local scan (``**/*.parquet``), hive partitions kept from basePath
+    return spark.read.option("basePath", str(source.path)).parquet(*files)
+
+
+def _packed(
+    spark: SparkSession,
+    source: TableSource,
+    target: pl.Schema,
+    timezone: str,
+    buckets: int,
+) -> DataFrame:
+    pack = partial(
+        pack_batches, name=source.name, target=target, timezone=timezone, buckets=buckets
+    )
+    return read_source(spark, source).mapInArrow(pack, _BLOB_DDL)
+
+
+def _cause(error: BaseException) -> str:
+    """One line out of a Spark error: the Python exception a task raised, else the first line."""
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    raised = [
+        line
+        for line in lines
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(: |$)", line)
+    ]
+    if raised:
+        return raised[-1]
+    return lines[0] if lines else type(error).__name__
+
+
+def _collect(frame: DataFrame, what: str) -> pl.DataFrame:
+    """Run the Spark job of ``frame`` and bring its rows to the driver as Polars."""
+    try:
+        table = frame.toArrow()
+    except Exception as e:
+        raise SparkJobError(f"the Spark job computing {what} failed: {_cause(e)}") from None
+    out = pl.from_arrow(table)
+    assert isinstance(out, pl.DataFrame)
+    return out
+
+
+def _influence(
+    spark: SparkSession,
+    profile: pl.DataFrame,
+    tables: dict[str, pl.LazyFrame],
+    sources: dict[str, TableSource],
+    as_of: dt.date,
+    cfg: FeaturesConfig,
+    timezone: str,
+) -> pl.DataFrame:
+    """``profile`` with the call-graph columns, 0 for customers without calls (as local)."""
+    from features.influence import add_influence, influence_columns
+    from features.window import attach
+
+    try:
+        from pipelines.spark.influence import influence_frame  # type: ignore[import-not-found]
+    except ImportError:
+        # Fallback until the Spark PageRank lands: the local Polars computation over the
+        # full calls table on the driver (the graph is a few columns per customer pair).
+        return add_influence(
+            profile.lazy(), tables["calls"], tables["customers"], as_of, cfg
+        ).collect()
+    calls = _contract_frame(spark, sources["calls"], tables["calls"], timezone)
+    customers = _contract_frame(spark, sources["customers"], tables["customers"], timezone)
+    scores = _collect(influence_frame(spark, calls, customers, as_of, cfg), f"influence at {as_of}")
+    fill: dict[str, pl.Expr | float | int | bool] = {
+        name: 0 if dtype.is_integer() else 0.0 for name, dtype in influence_columns(cfg).items()
+    }
+    columns = ["customer_id", *influence_columns(cfg)]
+    return attach(profile.lazy(), scores.select(columns).lazy(), fill).collect()
+
+
+def _cast_batches(
+    batches: Iterator[pa.RecordBatch], name: str, target: pl.Schema, timezone: str
+) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        frame = _cast(pl.from_arrow(pa.Table.from_batches([batch])), name, target, timezone)
+        yield from frame.to_arrow().to_batches()
+
+
+def _contract_frame(
+    spark: SparkSession, source: TableSource, lazy: pl.LazyFrame, timezone: str
+) -> DataFrame:
+    """A table as a Spark DataFrame cast to the contract (the Spark influence's inputs)."""
+    target = lazy.collect_schema()
+    ddl = ", ".join(f"`{c}` {_input_type(t)}" for c, t in target.items())
+    cast = partial(_cast_batches, name=source.name, target=target, timezone=timezone)
+    return read_source(spark, source).mapInArrow(cast, ddl)
+
+
+def _input_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Datetime):
+        return "timestamp_ntz" if dtype.time_zone is None else "timestamp"
+    return _spark_type(dtype)
+
+
+def spark_profile(
+    spark: SparkSession,
+    data_dir: Path,
+    tables: dict[str, pl.LazyFrame],
+    as_of: dt.date,
+    cfg: FeaturesConfig,
+    sample: CustomerSample | None = None,
+    *,
+    buckets: int = 8,
+    timezone: str = "UTC",
+) -> pl.DataFrame:
+    """The profile at ``as_of`` computed on Spark; equal to ``features.build_profile``'s.
+
+    Parameters
+    ----------
+    spark
+        The session to run on.
+    data_dir
+        Where the input tables' files are (``data.dir``): Spark reads them itself.
+    tables
+        The run's tables as the local scan casts them (``crm_engine.io.load_tables``): their
+        names and schemas say which files to read and what to cast them to.
+    as_of, cfg, sample
+        As for ``features.build_profile``.
+    buckets
+        Hash buckets of ``customer_id``: one Polars task each.
+    timezone
+        ``data.timezone``: the wall clock timestamps are cast to.
+
+    Raises
+    ------
+    DataError
+        When a table of ``tables`` has no files under ``data_dir``.
+    SparkJobError
+        When a Spark job fails (a task raised, an executor died): one line.
+    """
+    import features
+
+    sources = find_tables(Path(data_dir))
+    absent = [name for name in tables if name not in sources]
+    if absent:
+        raise DataError(f"the Spark backend reads tables from {data_dir}: not found {absent}")
+    id_dtype = tables["customers"].collect_schema()["customer_id"]
+    keyed = [name for name in tables if name != "calls"]
+    schemas = {name: tables[name].collect_schema() for name in keyed}
+    local = frozenset(keyed)
+    bucket_schema = features.profile_schema(cfg, local, id_dtype)
+    out_ddl = ", ".join(f"`{c}` {_spark_type(t)}" for c, t in bucket_schema.items())
+    out_arrow = pl.DataFrame(schema=bucket_schema).to_arrow().schema
+    out_arrow = pa.schema(
+        [
+            pa.field(f.name, pa.string() if pa.types.is_large_string(f.type) else f.type)
+            for f in out_arrow
+        ]
+    )
+    packed = [_packed(spark, sources[n], schemas[n], timezone, buckets) for n in keyed]
+    blobs = packed[0]
+    for other in packed[1:]:
+        blobs = blobs.unionByName(other)
+    build = profile_task(
+        schemas=schemas,
+        as_of=as_of,
+        cfg=cfg,
+        sample=sample,
+        out_schema=out_arrow,
+        fault=os.environ.get(FAULT_ENV, ""),  # read here: the workers' env is not the driver's
+    )
+    what = f"the profile at {as_of}" + (f" (sample {sample.share:g})" if sample else "")
+    profile = _collect(blobs.groupBy("bucket").applyInArrow(build, out_ddl), what)
+    profile = profile.cast(dict(bucket_schema.items()))  # type: ignore[arg-type]
+    if "calls" in tables:
+        profile = _influence(spark, profile, tables, sources, as_of, cfg, timezone)
+
+    expected = features.profile_schema(cfg, frozenset(tables), id_dtype)
+    floats = [name for name, dtype in expected.items() if dtype == pl.Float64]
+    return (
+        profile.select(list(expected))
+        .with_columns(pl.col(n).round_sig_figs(FLOAT_SIG_FIGS) for n in floats)
+        .sort("customer_id")
+    )

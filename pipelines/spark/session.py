@@ -1,0 +1,151 @@
+"""The Spark session of a run: found, or opened when first needed, and stopped if ours.
+
+PySpark is imported here and in the other modules of :mod:`pipelines.spark` only, inside
+functions: the local backend never imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crm_engine.config import ConfigError, SparkConfig
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["LazySession", "SparkUnavailable", "check_available", "use_session"]
+
+INSTALL_HINT = "pip install 'crm-engine[spark]'"
+
+_PROVIDED: SparkSession | None = None
+
+# PySpark warns on every Arrow UDF that it does not fully support pandas 3; the backend
+# exchanges Arrow only (no pandas), so the warning says nothing about this run.
+warnings.filterwarnings(
+    "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+)
+
+
+class SparkUnavailable(ConfigError):
+    """``engine.backend = "spark"`` cannot run here: PySpark or Java is missing, or the session
+    did not start. The message names what failed."""
+
+
+def use_session(spark: SparkSession | None) -> None:
+    """Run the Spark backend on ``spark`` (a notebook's session, e.g. on Databricks).
+
+    ``engine.spark.master``, ``app_name`` and ``conf`` are then not used, and the session is
+    left running at the end of a run. ``None`` forgets it.
+    """
+    global _PROVIDED
+    _PROVIDED = spark
+
+
+def _java_problem() -> str | None:
+    """Why no Java can be launched, or None when one is there (``JAVA_HOME``, else ``PATH``)."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        if (Path(home) / "bin" / "java").is_file():
+            return None
+        return f"JAVA_HOME={home} has no bin/java"
+    if shutil.which("java") is None:
+        return "no java on PATH and JAVA_HOME is not set"
+    return None
+
+
+def check_available(cfg: SparkConfig) -> None:
+    """Fail fast, before a run writes anything, when the Spark backend cannot start.
+
+    Raises
+    ------
+    SparkUnavailable
+        When PySpark cannot be imported, or (without a session passed to :func:`use_session`
+        and for a classic, non-Connect master) when no Java can be found.
+    """
+    try:
+        import pyspark
+        import pyspark.sql  # noqa: F401
+    except ImportError as e:
+        raise SparkUnavailable(
+            f"engine.backend = 'spark' needs PySpark, which cannot be imported ({e}): "
+            f"{INSTALL_HINT}"
+        ) from None
+    if _PROVIDED is not None or cfg.master.startswith("sc://"):
+        return  # a running session, or Spark Connect: no local JVM is started
+    problem = _java_problem()
+    if problem is not None:
+        raise SparkUnavailable(
+            f"engine.backend = 'spark' needs Java 17+ to start Spark (master {cfg.master}): "
+            f"{problem}"
+        )
+
+
+class LazySession:
+    """The run's Spark session, opened on first :meth:`get` and stopped by :meth:`stop` only
+    when this object started it (a session passed to :func:`use_session`, or one already
+    active in the process, is left running)."""
+
+    def __init__(self, cfg: SparkConfig) -> None:
+        self.cfg = cfg
+        self._session: SparkSession | None = None
+        self._owned = False
+
+    def get(self) -> SparkSession:
+        """The session (opened now if needed).
+
+        Raises
+        ------
+        SparkUnavailable
+            When PySpark or Java is missing or the session does not start.
+        """
+        if self._session is not None:
+            return self._session
+        check_available(self.cfg)
+        if _PROVIDED is not None:
+            self._session = _PROVIDED
+            return self._session
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            self._session = active
+            return active
+        cfg = self.cfg
+        builder = SparkSession.builder.appName(cfg.app_name)
+        if cfg.master.startswith("sc://"):
+            builder = builder.remote(cfg.master)
+        else:
+            builder = builder.master(cfg.master)
+        # the profile's timestamps are naive wall-clock times: no session zone shifts them
+        builder = builder.config("spark.sql.session.timeZone", "UTC")
+        # a batch job's terminal: no progress bars over the stage display, only errors logged
+        # (a failed job is reported as one line by the backend); conf below may change both
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
+        builder = builder.config("spark.log.level", "ERROR")
+        if cfg.master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
+            # workers on this machine run this interpreter (its polars, its crm-engine), not
+            # whichever python3 is first on PATH (PySpark reads only the environment variable)
+            os.environ["PYSPARK_PYTHON"] = sys.executable
+        for key, value in cfg.conf.items():
+            builder = builder.config(key, value)
+        try:
+            self._session = builder.getOrCreate()
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SparkUnavailable(
+                f"the Spark session (master {cfg.master}) did not start: {first}"
+            ) from None
+        self._owned = True
+        return self._session
+
+    def stop(self) -> None:
+        """Stop the session if this object started it."""
+        if self._session is not None and self._owned:
+            self._session.stop()
+        self._session = None
+        self._owned = False
