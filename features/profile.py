@@ -232,14 +232,22 @@ def build_profile(
         profile = add_influence(profile, tables["calls"], customers, as_of, cfg)
 
     expected = profile_schema(cfg, frozenset(tables), id_dtype)
-    # Parallel float sums are not bit-reproducible (their order follows the engine's morsels,
-    # which follow the file layout and thread timing). Nine significant figures are far more
-    # than any feature means, and make the same data give the same profile, bit for bit.
+    profile = finish_profile(profile, expected)
+    _check_schema(profile, expected)
+    return profile
+
+
+def finish_profile(profile: pl.LazyFrame, expected: pl.Schema) -> pl.LazyFrame:
+    """The declared column order, floats to :data:`FLOAT_SIG_FIGS`, rows by ``customer_id``:
+    the last step of every backend's profile.
+
+    Parallel float sums are not bit-reproducible (their order follows the engine's morsels,
+    which follow the file layout and thread timing). Nine significant figures are far more
+    than any feature means, and make the same data give the same profile, bit for bit.
+    """
     floats = [name for name, dtype in expected.items() if dtype == pl.Float64]
-    profile = (
+    return (
         profile.select(list(expected))
         .with_columns(pl.col(name).round_sig_figs(FLOAT_SIG_FIGS) for name in floats)
         .sort("customer_id")
     )
-    _check_schema(profile, expected)
-    return profile

@@ -36,7 +36,7 @@ from crm_engine.commit import FAULT_ENV
 from crm_engine.config import FeaturesConfig
 from crm_engine.contracts import INPUT_TABLES
 from crm_engine.io import DataError, TableSource, cast_expr, find_tables
-from features.profile import FLOAT_SIG_FIGS
+from features.profile import finish_profile
 from features.sample import CustomerSample
 
 if TYPE_CHECKING:
@@ -351,9 +351,4 @@ def spark_profile(
         profile = _influence(spark, profile, tables, sources, as_of, cfg, timezone)
 
     expected = features.profile_schema(cfg, frozenset(tables), id_dtype)
-    floats = [name for name, dtype in expected.items() if dtype == pl.Float64]
-    return (
-        profile.select(list(expected))
-        .with_columns(pl.col(n).round_sig_figs(FLOAT_SIG_FIGS) for n in floats)
-        .sort("customer_id")
-    )
+    return finish_profile(profile.lazy(), expected).collect()
