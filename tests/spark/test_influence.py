@@ -1,0 +1,212 @@
+"""The Spark call-graph features against the local Polars ones, on a generated operator.
+
+The calls get a few hand-made rows on top of the generator's: contacts who are not
+customers, a self-call, zero- and negative-minute pairs (dangling PageRank nodes), a mid-month
+``month`` and a customer who calls before signing up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+pytest.importorskip("pyspark")
+
+from pyspark.sql import SparkSession
+
+from crm_engine.config import FeaturesConfig
+from crm_engine.generator import generate
+from crm_engine.io import load_tables
+from features.influence import add_influence, influence_columns
+from pipelines.spark.influence import influence_frame
+
+CUSTOMERS = 2_000
+SEED = 11
+AS_OF = dt.date(2025, 1, 1)  # the day after the generated data ends
+CUT = dt.date(2024, 7, 15)  # mid-month: July is not observed, June is the last month
+# The defaults at AS_OF; at CUT other settings, and 3 iterations (a Spark step takes a
+# second or two on 2 shared cores).
+CONFIGS = {AS_OF: FeaturesConfig(), CUT: FeaturesConfig(contagion_days=30, pagerank_iterations=3)}
+REL, ABS = 1e-9, 1e-12
+
+
+@pytest.fixture(scope="module")
+def influence_spark() -> Iterator[SparkSession]:
+    """A small local session (an existing one is reused, and then left running)."""
+    existing = SparkSession.getActiveSession()
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("test_influence")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    yield spark
+    if existing is None:
+        spark.stop()
+
+
+def _extra_calls(customers: pl.DataFrame) -> pl.DataFrame:
+    late = customers.sort("signup_date").get_column("customer_id")[-1]
+    rows = [
+        (900_001, 1, dt.date(2024, 5, 1), 3, 12.5),  # a contact who is no customer
+        (2, 900_001, dt.date(2024, 11, 1), 1, 4.0),
+        (3, 3, dt.date(2024, 5, 1), 2, 9.0),  # self-call: dropped
+        (4, 900_002, dt.date(2024, 2, 1), 1, 0.0),  # zero minutes: 900_002 is dangling
+        (900_003, 5, dt.date(2024, 3, 1), 1, -2.5),  # negative: weighs 0, 900_003 dangling
+        (6, 7, dt.date(2024, 3, 17), 2, 3.3),  # mid-month date, truncated to March
+        (900_004, 900_005, dt.date(2024, 4, 1), 5, 21.7),  # two non-customers
+        (late, 8, dt.date(2024, 1, 1), 1, 1.9),  # before the signup of the latest customer
+    ]
+    schema = ["caller_id", "callee_id", "month", "n_calls", "minutes"]
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The generated tables (Polars) plus the calls and customers as Parquet for Spark."""
+    root = tmp_path_factory.mktemp("influence")
+    generate(root / "data", customers=CUSTOMERS, months=24, seed=SEED)
+    tables = load_tables(root / "data")
+    customers = tables["customers"].collect()
+    calls = tables["calls"].collect()
+    calls = pl.concat([calls, _extra_calls(customers).select(calls.columns)]).cast(calls.schema)
+    paths = {"customers": root / "customers.parquet", "calls": root / "calls.parquet"}
+    customers.write_parquet(paths["customers"])
+    calls.write_parquet(paths["calls"])
+    return {"customers": customers, "calls": calls, "paths": paths}
+
+
+def _spark_result(
+    spark: SparkSession,
+    calls_path: Path,
+    customers_path: Path,
+    as_of: dt.date,
+    cfg: FeaturesConfig | None = None,
+) -> pl.DataFrame:
+    calls = spark.read.parquet(str(calls_path))
+    customers = spark.read.parquet(str(customers_path))
+    cfg = cfg or CONFIGS[as_of]
+    frame = influence_frame(spark, calls, customers, as_of, cfg)
+    assert frame.columns == ["customer_id", *influence_columns(cfg)]
+    types = {f.name: f.dataType.simpleString() for f in frame.schema.fields}
+    assert types == {
+        "customer_id": "bigint",
+        **{c: "bigint" if t == pl.Int64() else "double" for c, t in influence_columns(cfg).items()},
+    }
+    return pl.from_arrow(frame.toArrow()).sort("customer_id")  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def spark_results(
+    influence_spark: SparkSession, operator: dict[str, object]
+) -> dict[dt.date, pl.DataFrame]:
+    paths = operator["paths"]
+    assert isinstance(paths, dict)
+    return {
+        as_of: _spark_result(influence_spark, paths["calls"], paths["customers"], as_of)
+        for as_of in (AS_OF, CUT)
+    }
+
+
+def _local_result(calls: pl.DataFrame, customers: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
+    # Everyone who could be a node, non-customer contacts included, so that their rows
+    # (which add_influence computes but a customer profile drops) are compared too.
+    ids = pl.concat(
+        [
+            customers.get_column("customer_id"),
+            calls.get_column("caller_id"),
+            calls.get_column("callee_id"),
+        ]
+    )
+    cfg = CONFIGS[as_of]
+    profile = ids.unique().sort().to_frame("customer_id").lazy()
+    return add_influence(profile, calls.lazy(), customers.lazy(), as_of, cfg).collect()
+
+
+@pytest.mark.parametrize("as_of", [AS_OF, CUT], ids=["as_of", "earlier_cut"])
+def test_matches_local(
+    operator: dict[str, object], spark_results: dict[dt.date, pl.DataFrame], as_of: dt.date
+) -> None:
+    calls, customers = operator["calls"], operator["customers"]
+    assert isinstance(calls, pl.DataFrame) and isinstance(customers, pl.DataFrame)
+    cfg = CONFIGS[as_of]
+    local = _local_result(calls, customers, as_of)
+    remote = spark_results[as_of]
+    assert remote.get_column("customer_id").is_unique().all()
+
+    # One Spark row per node of the graph; everyone else gets add_influence's 0 fill.
+    in_graph = local.filter(pl.col("n_contacts") > 0).sort("customer_id")
+    assert (
+        remote.get_column("customer_id").to_list() == in_graph.get_column("customer_id").to_list()
+    )
+    columns = list(influence_columns(cfg))
+    assert all(v == 0 for v in local.filter(pl.col("n_contacts") == 0).select(columns).sum().row(0))
+    # The hand-made rows are there: non-customers are nodes, 900_002/900_003 dangle.
+    nodes = set(remote.get_column("customer_id"))
+    assert {900_001, 900_002, 900_003, 900_004, 900_005} <= nodes
+    assert (remote.get_column("influence_score").max(), remote.height) == (1.0, in_graph.height)
+    # Every column says something (a column of zeros would match trivially).
+    assert all(remote.get_column(c).max() > 0 for c in columns), remote.describe()
+
+    joined = in_graph.join(remote, on="customer_id", suffix="_spark")
+    assert joined.height == in_graph.height
+    for name, dtype in influence_columns(cfg).items():
+        ours, theirs = joined.get_column(f"{name}_spark"), joined.get_column(name)
+        if dtype == pl.Int64():
+            assert (ours == theirs).all(), name
+            continue
+        error = (ours - theirs).abs()
+        bound = (theirs.abs() * REL).clip(lower_bound=ABS)
+        worst = (error / bound).max()
+        assert (error <= bound).all(), f"{name}: worst error {worst} of the allowed"
+
+
+def test_rows_after_the_cut_change_nothing(
+    influence_spark: SparkSession,
+    operator: dict[str, object],
+    spark_results: dict[dt.date, pl.DataFrame],
+    tmp_path: Path,
+) -> None:
+    calls = operator["calls"]
+    paths = operator["paths"]
+    assert isinstance(calls, pl.DataFrame) and isinstance(paths, dict)
+    # Months that end after CUT (July included): other minutes, swapped directions, rows
+    # dropped, and new rows mid-July between existing and new ids.
+    unseen = pl.col("month") >= dt.date(2024, 7, 1)
+    changed = calls.with_columns(
+        pl.when(unseen).then(pl.col("minutes") * 3 + 1).otherwise("minutes").alias("minutes"),
+        pl.when(unseen).then(pl.col("callee_id")).otherwise("caller_id").alias("caller_id"),
+        pl.when(unseen).then(pl.col("caller_id")).otherwise("callee_id").alias("callee_id"),
+    ).filter(~unseen | (pl.int_range(pl.len()) % 5 != 0))
+    extra = pl.DataFrame(
+        {
+            "caller_id": [1, 950_000, 10],
+            "callee_id": [2, 1, 10],
+            "month": [dt.date(2024, 7, 20), dt.date(2024, 7, 1), dt.date(2024, 9, 1)],
+            "n_calls": [4, 1, 2],
+            "minutes": [100.0, 50.0, 7.0],
+        }
+    )
+    changed = pl.concat([extra.select(calls.columns).cast(calls.schema), changed])
+    assert not changed.equals(calls)
+    changed.write_parquet(tmp_path / "calls.parquet")
+    again = _spark_result(influence_spark, tmp_path / "calls.parquet", paths["customers"], CUT)
+    assert again.equals(spark_results[CUT])
+
+
+def test_no_complete_month_gives_no_rows(
+    influence_spark: SparkSession, operator: dict[str, object]
+) -> None:
+    paths = operator["paths"]
+    assert isinstance(paths, dict)
+    # The data starts on 2023-01-01: on 2023-01-20 no month has ended (the schema is
+    # checked all the same).
+    early = dt.date(2023, 1, 20)
+    cfg = FeaturesConfig()
+    result = _spark_result(influence_spark, paths["calls"], paths["customers"], early, cfg)
+    assert result.height == 0
