@@ -1,14 +1,17 @@
 """The whole pipeline end to end at scale: ``crm-engine run`` on generated operators.
 
-Run ``python -m benchmarks.bench_scale --customers 1000000 10000000``. Each size runs the real
-CLI (every stage, tracking to an embedded store in the output directory) in a child process on
-``benchmarks/data/gen_<N>`` (generated first when missing: ``benchmarks.bench_generate``); a
-sampler sums the RSS of the child's whole process tree every 0.25 s. The wall time of each stage
-comes from the run's manifest. Rows go to ``benchmarks/results/scale.md``, one per
-(customers, backend); a run that fails is recorded with the stage it reached and why.
+Run ``python -m benchmarks.bench_scale --customers 1000000 10000000 --backend local spark``.
+Each (size, backend) runs the real CLI (every stage, tracking to an embedded store in the output
+directory) in a child process on ``benchmarks/data/gen_<N>`` (generated first when missing:
+``benchmarks.bench_generate``); a sampler sums the RSS of the child's whole process tree every
+0.25 s. The wall time of each stage comes from the run's manifest. Rows go to
+``benchmarks/results/scale.md``, one per (customers, backend); a run that fails is recorded with
+the stage it reached and why. The Spark backend runs in ``local[2]`` with the driver (which also
+runs the tasks in local mode) given ``SPARK_DRIVER_MEMORY``; the sampled tree includes its JVM
+and Python workers.
 
-Targets (local backend, this machine): 1M end to end < 3 min and < 4 GB; 10M < 15 min and
-< 8 GB. The Spark backend column stays empty until that backend exists.
+Targets (this machine): local backend 1M end to end < 3 min and < 4 GB, 10M < 15 min and
+< 8 GB; Spark ``local[2]`` at 1M within 3x of the local backend's time.
 """
 
 from __future__ import annotations
@@ -35,6 +38,20 @@ HEADER = (
 )
 TARGETS = {1_000_000: (180.0, 4.0), 10_000_000: (900.0, 8.0)}
 """customers -> (seconds, GB) the issue sets for the local backend."""
+SPARK_DRIVER_MEMORY = "8g"
+SPARK_CONFIG = f"""[engine]
+backend = "spark"
+
+[engine.spark]
+master = "local[2]"
+app_name = "crm-engine-bench"
+buckets = {{buckets}}
+
+[engine.spark.conf]
+"spark.driver.memory" = "{SPARK_DRIVER_MEMORY}"
+"spark.sql.shuffle.partitions" = "8"
+"""
+"""The Spark run's config: a bucket per about 250,000 customers (at least 4)."""
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -47,10 +64,14 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_pipeline_child(data: Path, out: Path, log: Path) -> dict[str, object]:
-    """``crm-engine run`` on ``data`` in a child; wall time, peak tree RSS, its manifest."""
+def run_pipeline_child(
+    data: Path, out: Path, log: Path, config: Path | None = None
+) -> dict[str, object]:
+    """``crm-engine run`` on ``data`` (with ``config``) in a child; wall time, peak tree RSS,
+    its manifest."""
     cli = Path(sys.executable).parent / "crm-engine"
-    cmd = [str(cli), "run", "--data", str(data), "--out", str(out)]
+    cmd = [str(cli), "run", *([str(config)] if config else []), "--data", str(data)]
+    cmd += ["--out", str(out)]
     peak = 0
     t0 = time.perf_counter()
     with open(log, "w") as fh:
@@ -133,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--backend", nargs="+", choices=["local", "spark"], default=["local"])
     parser.add_argument(
         "--recorded",
         nargs=3,
@@ -152,39 +174,68 @@ def main(argv: list[str] | None = None) -> None:
                 [sys.executable, "-m", "benchmarks.bench_generate", "--customers", str(n)],
                 check=True,
             )
-        out = ROOT / "data" / f"scale_{n}"
-        if args.recorded:  # rebuild the row of a run measured before from its output
-            code_text, seconds_text, peak_text = args.recorded
-            result = {"code": int(code_text), "seconds": float(seconds_text),
-                      "peak_gb": float(peak_text), "timings": {}, "error": ""}  # fmt: skip
-        else:
-            result = run_pipeline_child(data, out, ROOT / "data" / f"scale_{n}.log")
-        timings: dict[str, float] = result["timings"]  # type: ignore[assignment]
-        seconds = float(result["seconds"])  # type: ignore[arg-type]
-        peak = float(result["peak_gb"])  # type: ignore[arg-type]
-        if result["code"] == 0:
-            limit_s, limit_gb = TARGETS.get(n, (float("inf"), float("inf")))
+        local_seconds = None
+        for backend in args.backend:
+            seconds = _measure(n, backend, data, args.recorded, machine, local_seconds)
+            local_seconds = seconds if backend == "local" else local_seconds
+
+
+def _measure(
+    n: int,
+    backend: str,
+    data: Path,
+    recorded: list[str] | None,
+    machine: str,
+    local_seconds: float | None,
+) -> float | None:
+    """Run (or rebuild from ``recorded``) one (size, backend) and write its row; the wall
+    seconds of a finished run. A Spark row says its ratio to ``local_seconds`` (the local run
+    of the same size in this invocation)."""
+    name = f"scale_{n}" if backend == "local" else f"scale_{n}_{backend}"
+    out = ROOT / "data" / name
+    config = None
+    if backend == "spark":
+        config = ROOT / "data" / f"{name}.toml"
+        config.write_text(SPARK_CONFIG.format(buckets=max(4, n // 250_000)))
+    if recorded:  # rebuild the row of a run measured before from its output
+        code_text, seconds_text, peak_text = recorded
+        result = {"code": int(code_text), "seconds": float(seconds_text),
+                  "peak_gb": float(peak_text), "timings": {}, "error": ""}  # fmt: skip
+    else:
+        result = run_pipeline_child(data, out, ROOT / "data" / f"{name}.log", config)
+    timings: dict[str, float] = result["timings"]  # type: ignore[assignment]
+    seconds = float(result["seconds"])  # type: ignore[arg-type]
+    peak = float(result["peak_gb"])  # type: ignore[arg-type]
+    if result["code"] == 0:
+        limit_s, limit_gb = TARGETS.get(n, (float("inf"), float("inf")))
+        if backend == "local":
             verdict = "ok" if seconds < limit_s and peak < limit_gb else "over target"
+        elif local_seconds:
+            verdict = f"{seconds / local_seconds:.1f}x the local backend"
         else:
-            timings, running = stage_times_from_store(out)
-            how = "killed (out of memory?)" if result["code"] == -9 else "failed"
-            verdict = f"{how}, exit {result['code']}, in stage {running or '?'}"
-            verdict += f": {result['error']}" if result["error"] else ""
-            verdict = verdict.replace("|", "/")
-        row = [
-            f"{n:,}",
-            "local",
-            f"{transactions_rows(data):,}",
-            *(f"{timings[s]:.1f}" if s in timings else "-" for s in STAGES),
-            f"{seconds:.0f}",
-            f"{peak:.1f}",
-            f"{n / seconds:,.0f}",
-            verdict,
-            machine,
-            date.today().isoformat(),
-        ]
-        update_table(row, f"| {n:,} | local |")
-        sys.stdout.write(f"{n:,} customers: {seconds:.0f} s, peak {peak:.1f} GB, {verdict}\n")
+            verdict = "ok (no local run to compare)"
+    else:
+        timings, running = stage_times_from_store(out)
+        how = "killed (out of memory?)" if result["code"] == -9 else "failed"
+        verdict = f"{how}, exit {result['code']}, in stage {running or '?'}"
+        verdict += f": {result['error']}" if result["error"] else ""
+        verdict = verdict.replace("|", "/")
+    row = [
+        f"{n:,}",
+        backend if backend == "local" else f"{backend} local[2]",
+        f"{transactions_rows(data):,}",
+        *(f"{timings[s]:.1f}" if s in timings else "-" for s in STAGES),
+        f"{seconds:.0f}",
+        f"{peak:.1f}",
+        f"{n / seconds:,.0f}",
+        verdict,
+        machine,
+        date.today().isoformat(),
+    ]
+    update_table(row, f"| {n:,} | {row[1]} |")
+    sys.stdout.write(
+        f"{n:,} customers, {backend}: {seconds:.0f} s, peak {peak:.1f} GB, {verdict}\n"
+    )
 
 
 if __name__ == "__main__":

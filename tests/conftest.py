@@ -10,6 +10,19 @@ E2E_CUSTOMERS = 2_500
 E2E_SEED = 11
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """One ``xdist_group`` per test file, and one for every Spark test.
+
+    ``make test`` runs ``pytest -n 2 --dist loadgroup``: a file's tests stay on one worker in
+    order, so its module fixtures (fitted models, pipeline runs) are built once, and the Spark
+    tests share one worker and its one ``local[2]`` session. (Marked as each item is collected:
+    xdist reads the groups in its own ``pytest_collection_modifyitems``.)
+    """
+    path = item.path.relative_to(Path(__file__).parent)
+    group = "spark" if path.parts[0] == "spark" else path.as_posix()
+    item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def generated_operator(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2,500-customer, 24-month synthetic operator (tables + ``_truth``); read-only."""

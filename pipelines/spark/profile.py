@@ -232,20 +232,18 @@ def _influence(
     timezone: str,
 ) -> pl.DataFrame:
     """``profile`` with the call-graph columns, 0 for customers without calls (as local)."""
-    from features.influence import add_influence, influence_columns
+    from features.influence import influence_columns
     from features.window import attach
+    from pipelines.spark.influence import influence_frame
 
-    try:
-        from pipelines.spark.influence import influence_frame  # type: ignore[import-not-found]
-    except ImportError:
-        # Fallback until the Spark PageRank lands: the local Polars computation over the
-        # full calls table on the driver (the graph is a few columns per customer pair).
-        return add_influence(
-            profile.lazy(), tables["calls"], tables["customers"], as_of, cfg
-        ).collect()
     calls = _contract_frame(spark, sources["calls"], tables["calls"], timezone)
     customers = _contract_frame(spark, sources["customers"], tables["customers"], timezone)
-    scores = _collect(influence_frame(spark, calls, customers, as_of, cfg), f"influence at {as_of}")
+    what = f"influence at {as_of}"
+    try:  # PageRank runs a job per iteration (its checkpoints) before the frame is collected
+        frame = influence_frame(spark, calls, customers, as_of, cfg)
+    except Exception as e:
+        raise SparkJobError(f"the Spark job computing {what} failed: {_cause(e)}") from None
+    scores = _collect(frame, what)
     fill: dict[str, pl.Expr | float | int | bool] = {
         name: 0 if dtype.is_integer() else 0.0 for name, dtype in influence_columns(cfg).items()
     }

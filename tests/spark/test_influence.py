@@ -8,7 +8,6 @@ customers, a self-call, zero- and negative-minute pairs (dangling PageRank nodes
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -19,35 +18,19 @@ pytest.importorskip("pyspark")
 from pyspark.sql import SparkSession
 
 from crm_engine.config import FeaturesConfig
-from crm_engine.generator import generate
 from crm_engine.io import load_tables
 from features.influence import add_influence, influence_columns
 from pipelines.spark.influence import influence_frame
 
-CUSTOMERS = 2_000
-SEED = 11
 AS_OF = dt.date(2025, 1, 1)  # the day after the generated data ends
 CUT = dt.date(2024, 7, 15)  # mid-month: July is not observed, June is the last month
-# The defaults at AS_OF; at CUT other settings, and 3 iterations (a Spark step takes a
-# second or two on 2 shared cores).
-CONFIGS = {AS_OF: FeaturesConfig(), CUT: FeaturesConfig(contagion_days=30, pagerank_iterations=3)}
+# The defaults at AS_OF but for 4 iterations, at CUT other settings and 3 (a Spark step takes
+# a second or two on 2 shared cores).
+CONFIGS = {
+    AS_OF: FeaturesConfig(pagerank_iterations=4),
+    CUT: FeaturesConfig(contagion_days=30, pagerank_iterations=3),
+}
 REL, ABS = 1e-9, 1e-12
-
-
-@pytest.fixture(scope="module")
-def influence_spark() -> Iterator[SparkSession]:
-    """A small local session (an existing one is reused, and then left running)."""
-    existing = SparkSession.getActiveSession()
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("test_influence")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
-    yield spark
-    if existing is None:
-        spark.stop()
 
 
 def _extra_calls(customers: pl.DataFrame) -> pl.DataFrame:
@@ -67,11 +50,12 @@ def _extra_calls(customers: pl.DataFrame) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def operator(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+def operator(
+    generated_operator: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, object]:
     """The generated tables (Polars) plus the calls and customers as Parquet for Spark."""
     root = tmp_path_factory.mktemp("influence")
-    generate(root / "data", customers=CUSTOMERS, months=24, seed=SEED)
-    tables = load_tables(root / "data")
+    tables = load_tables(generated_operator)
     customers = tables["customers"].collect()
     calls = tables["calls"].collect()
     calls = pl.concat([calls, _extra_calls(customers).select(calls.columns)]).cast(calls.schema)
@@ -102,13 +86,11 @@ def _spark_result(
 
 
 @pytest.fixture(scope="module")
-def spark_results(
-    influence_spark: SparkSession, operator: dict[str, object]
-) -> dict[dt.date, pl.DataFrame]:
+def spark_results(spark: SparkSession, operator: dict[str, object]) -> dict[dt.date, pl.DataFrame]:
     paths = operator["paths"]
     assert isinstance(paths, dict)
     return {
-        as_of: _spark_result(influence_spark, paths["calls"], paths["customers"], as_of)
+        as_of: _spark_result(spark, paths["calls"], paths["customers"], as_of)
         for as_of in (AS_OF, CUT)
     }
 
@@ -167,7 +149,7 @@ def test_matches_local(
 
 
 def test_rows_after_the_cut_change_nothing(
-    influence_spark: SparkSession,
+    spark: SparkSession,
     operator: dict[str, object],
     spark_results: dict[dt.date, pl.DataFrame],
     tmp_path: Path,
@@ -195,18 +177,16 @@ def test_rows_after_the_cut_change_nothing(
     changed = pl.concat([extra.select(calls.columns).cast(calls.schema), changed])
     assert not changed.equals(calls)
     changed.write_parquet(tmp_path / "calls.parquet")
-    again = _spark_result(influence_spark, tmp_path / "calls.parquet", paths["customers"], CUT)
+    again = _spark_result(spark, tmp_path / "calls.parquet", paths["customers"], CUT)
     assert again.equals(spark_results[CUT])
 
 
-def test_no_complete_month_gives_no_rows(
-    influence_spark: SparkSession, operator: dict[str, object]
-) -> None:
+def test_no_complete_month_gives_no_rows(spark: SparkSession, operator: dict[str, object]) -> None:
     paths = operator["paths"]
     assert isinstance(paths, dict)
     # The data starts on 2023-01-01: on 2023-01-20 no month has ended (the schema is
     # checked all the same).
     early = dt.date(2023, 1, 20)
     cfg = FeaturesConfig()
-    result = _spark_result(influence_spark, paths["calls"], paths["customers"], early, cfg)
+    result = _spark_result(spark, paths["calls"], paths["customers"], early, cfg)
     assert result.height == 0

@@ -9,13 +9,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from crm_engine.config import PipelineConfig
+from crm_engine.config import FeaturesConfig, PipelineConfig
 from crm_engine.io import load_tables
 from features.sample import CustomerSample
 from pipelines.runner import local_profile, run_pipeline
 from pipelines.spark.profile import spark_profile
 from pipelines.stages import default_stages
-from tests.spark.conftest import AS_OF, BUCKETS
+from tests.spark.conftest import AS_OF, BUCKETS, PAGERANK_ITERATIONS
+
+FEATURES = FeaturesConfig(pagerank_iterations=PAGERANK_ITERATIONS)
 
 
 def assert_same_profile(spark_frame: pl.DataFrame, local_frame: pl.DataFrame) -> None:
@@ -37,27 +39,28 @@ def tables(generated_operator: Path) -> dict[str, pl.LazyFrame]:
     return load_tables(generated_operator)
 
 
-@pytest.mark.parametrize("cut", [AS_OF, "2024-01-01"], ids=["as_of", "earlier_cut"])
+@pytest.mark.parametrize(
+    ("cut", "share"), [(AS_OF, None), ("2024-01-01", 0.3)], ids=["as_of", "earlier_cut_sampled"]
+)
 def test_profile_equals_the_local_profile(
-    spark: object, generated_operator: Path, tables: dict[str, pl.LazyFrame], cut: str
+    spark: object,
+    generated_operator: Path,
+    tables: dict[str, pl.LazyFrame],
+    cut: str,
+    share: float | None,
 ) -> None:
+    """At as_of for everyone, and at an earlier cut for a hashed sample of customers (what the
+    churn stage's bounded training cuts ask for)."""
     as_of = dt.date.fromisoformat(cut)
-    cfg = PipelineConfig().features
-    on_spark = spark_profile(spark, generated_operator, tables, as_of, cfg, buckets=BUCKETS)  # type: ignore[arg-type]
-    assert_same_profile(on_spark, local_profile(tables, as_of, cfg))
-
-
-def test_sampled_profile_equals_the_local_sampled_profile(
-    spark: object, generated_operator: Path, tables: dict[str, pl.LazyFrame]
-) -> None:
-    as_of = dt.date.fromisoformat(AS_OF)
-    cfg = PipelineConfig().features
-    sample = CustomerSample(share=0.3, seed=5)
-    on_spark = spark_profile(spark, generated_operator, tables, as_of, cfg, sample, buckets=BUCKETS)  # type: ignore[arg-type]
-    local = local_profile(tables, as_of, cfg, sample)
+    sample = None if share is None else CustomerSample(share=share, seed=5)
+    on_spark = spark_profile(
+        spark, generated_operator, tables, as_of, FEATURES, sample, buckets=BUCKETS
+    )  # type: ignore[arg-type]
+    local = local_profile(tables, as_of, FEATURES, sample)
     assert_same_profile(on_spark, local)
-    everyone = local_profile(tables, as_of, cfg)
-    assert 0.2 * everyone.height < local.height < 0.4 * everyone.height
+    if sample is not None:
+        everyone = local_profile(tables, as_of, FEATURES)
+        assert 0.2 * everyone.height < local.height < 0.4 * everyone.height
 
 
 def test_single_files_and_csv_tables_give_the_same_profile(
@@ -75,7 +78,7 @@ def test_single_files_and_csv_tables_give_the_same_profile(
             frame.write_parquet(data / f"{name}.parquet")
     tables = load_tables(data)
     as_of = dt.date.fromisoformat(AS_OF)
-    cfg = PipelineConfig().features
+    cfg = FEATURES
     on_spark = spark_profile(spark, data, tables, as_of, cfg, buckets=BUCKETS)  # type: ignore[arg-type]
     assert_same_profile(on_spark, local_profile(tables, as_of, cfg))
 
