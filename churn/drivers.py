@@ -21,8 +21,10 @@ def select_for_drivers(
     min_probability: float,
     top_n: int,
     value_at_risk: np.ndarray | None = None,
+    max_rows: int | None = None,
 ) -> np.ndarray:
-    """Which customers get reasons: probability at or above a threshold, or top by value.
+    """Which customers get reasons: probability at or above a threshold, or top by value,
+    at most ``max_rows`` of them.
 
     Parameters
     ----------
@@ -35,6 +37,10 @@ def select_for_drivers(
         highest probability when ``value_at_risk`` is None). Missing values rank last.
     value_at_risk
         ``probability x clv`` per customer, NaN where unknown.
+    max_rows
+        When more customers qualify, keep the ``max_rows`` of them with the highest
+        ``value_at_risk`` (or probability): TreeSHAP costs grow with the rows explained, and
+        at 10M customers the threshold alone would select half a million.
 
     Returns
     -------
@@ -51,6 +57,13 @@ def select_for_drivers(
         k = min(top_n, p.size)
         top = np.argpartition(-key, k - 1)[:k] if k < p.size else np.arange(p.size)
         mask[top] = True
+    if max_rows is not None and mask.sum() > max_rows:
+        key = p if value_at_risk is None else np.asarray(value_at_risk, dtype=np.float64)
+        # the selected without a value at risk rank below every value, above the unselected
+        key = np.where(mask, np.nan_to_num(key, nan=np.finfo(np.float64).min), -np.inf)
+        keep = np.argpartition(-key, max_rows - 1)[:max_rows] if max_rows > 0 else []
+        mask = np.zeros_like(mask)
+        mask[keep] = True
     return mask
 
 

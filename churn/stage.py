@@ -162,7 +162,8 @@ def score_churn(
     Drivers (top ``cfg.n_drivers`` positive TreeSHAP contributions, largest first) are
     computed only for customers not lost with probability >= ``cfg.drivers_min_probability``
     or in the top ``cfg.drivers_top_n`` of them by value at risk (by probability without
-    ``clv``); the others get an empty list. ``churn_reasons`` says the same drivers in words,
+    ``clv``), at most ``cfg.drivers_max`` of them (the highest value at risk); the others
+    get an empty list. ``churn_reasons`` says the same drivers in words,
     comparing each value with the quartiles of this ``profile`` (the scored population).
     """
     p = churn_model.predict_churn(profile)
@@ -177,6 +178,7 @@ def score_churn(
         cfg.drivers_min_probability,
         cfg.drivers_top_n,
         None if var is None else var[~lost],
+        cfg.drivers_max,
     )
     names = churn_model.feature_names_in_
     subset = profile.filter(pl.Series(explained))

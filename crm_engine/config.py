@@ -167,7 +167,7 @@ class ValuationConfig(_Section):
     penalizer: Annotated[float, Field(ge=0)] = 0.0
     holdout_days: Annotated[int, Field(ge=0)] = 90
     max_holdout_customers: Annotated[int, Field(gt=0)] = Field(
-        500_000,
+        250_000,
         description="customers the holdout compares the models on, at most (a hashed share "
         "when there are more); the fit at as_of always sees every customer",
     )
@@ -261,10 +261,15 @@ class ChurnConfig(_Section):
     )
     drivers_top_n: Annotated[int, Field(ge=0)] = 5_000
     drivers_min_probability: Annotated[float, Field(ge=0, le=1)] = 0.11
+    drivers_max: Annotated[int, Field(ge=0)] = Field(
+        50_000,
+        description="customers explained at most (the highest value at risk among those the "
+        "two rules above select): bounds the TreeSHAP time at any number of customers",
+    )
     n_drivers: Annotated[int, Field(gt=0, le=20)] = 3
     extra_features: list[str] = []
     max_training_customers: Annotated[int, Field(gt=0)] = Field(
-        500_000,
+        250_000,
         description="customers per training cut, at most (a hashed share of them, the same at "
         "every cut, when there are more): bounds the memory of training at 10M customers",
     )

@@ -34,6 +34,22 @@ def test_select_by_threshold_or_top_value() -> None:
     assert not select_for_drivers(p, min_probability=1.0, top_n=0).any()
 
 
+def test_at_most_max_rows_are_explained_the_highest_value_at_risk_first() -> None:
+    p = np.array([0.05, 0.5, 0.2, 0.1, 0.31, 0.4])
+    var = p * np.array([1000.0, 1.0, 10.0, np.nan, 1.0, 2.0])  # 50, 0.5, 2, nan, 0.31, 0.8
+    # the threshold selects 1, 4, 5 and the top value customer 0; two are kept: 0 and 5
+    mask = select_for_drivers(p, 0.3, top_n=1, value_at_risk=var, max_rows=2)
+    assert mask.tolist() == [True, False, False, False, False, True]
+    # by probability without values; a customer with no value at risk only when room is left
+    assert select_for_drivers(p, 0.3, 0, max_rows=1).tolist() == [0, 1, 0, 0, 0, 0]
+    assert select_for_drivers(p, 0.0, 0, var, max_rows=5).tolist() == [1, 1, 1, 0, 1, 1]
+    no_values = np.full(p.size, np.nan)  # selected without a value beat the unselected
+    assert select_for_drivers(p, 0.3, 0, no_values, max_rows=2).sum() == 2
+    assert not select_for_drivers(p, 0.3, 0, no_values, max_rows=2)[[0, 2, 3]].any()
+    assert select_for_drivers(p, 0.3, 1, var, max_rows=10).sum() == 4  # under the cap: all
+    assert not select_for_drivers(p, 0.0, 3, var, max_rows=0).any()
+
+
 def test_top_drivers_sorted_positive_only() -> None:
     contrib = np.array(
         [
