@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -10,18 +11,58 @@ from crm_engine.config import FeaturesConfig
 from crm_engine.io import DataError
 from features import CustomerSample, ProfileAt, build_labels, build_profile, churn_label, restrict
 
-__all__ = ["build_training_frames", "labelled_profile", "training_cuts", "with_extras"]
+__all__ = [
+    "CUT_COLUMN",
+    "TrainingCuts",
+    "build_training_frames",
+    "labelled_profile",
+    "training_cuts",
+    "with_extras",
+]
+
+CUT_COLUMN = "as_of"
+"""The cut of each row of a training or validation frame (never a feature: see
+``features.column_role``); stacked snapshots tell their rows apart by it."""
 
 
-def training_cuts(as_of: dt.date, horizon_days: int) -> tuple[dt.date, dt.date]:
-    """``(training cut, validation cut)`` = ``(as_of - 2h, as_of - h)``.
+@dataclass(frozen=True)
+class TrainingCuts:
+    """The snapshots the churn models learn from, all labelled before ``as_of``.
 
-    Labels of the validation cut cover ``[as_of - h, as_of)`` and those of the training cut
-    ``[as_of - 2h, as_of - h)``: both are known at ``as_of``, and the validation customers are
-    a later snapshot, never a random split of the training one.
+    Attributes
+    ----------
+    train
+        Training cuts, latest first: ``valid - h - (k - 1) * step`` for ``k = 1..n``. Each is
+        labelled by its own window ``[cut, cut + h)``, and every window ends on or before the
+        validation cut, so no training row knows anything that happens after it.
+    valid
+        The validation cut ``as_of - h``, labelled by ``[as_of - h, as_of)``: a later snapshot
+        than every training one, never a random split of them.
     """
+
+    train: tuple[dt.date, ...]
+    valid: dt.date
+
+    @property
+    def latest_train(self) -> dt.date:
+        return self.train[0]
+
+
+def training_cuts(
+    as_of: dt.date, horizon_days: int, snapshots: int = 1, step_days: int = 30
+) -> TrainingCuts:
+    """The validation cut ``as_of - h`` and ``snapshots`` training cuts before it.
+
+    The latest training cut is ``as_of - 2h``; each further one is ``step_days`` earlier.
+    """
+    if snapshots < 1:
+        raise ValueError(f"snapshots={snapshots} should be at least 1")
+    if step_days < 1:
+        raise ValueError(f"step_days={step_days} should be at least 1")
     h = dt.timedelta(days=horizon_days)
-    return as_of - 2 * h, as_of - h
+    valid = as_of - h
+    step = dt.timedelta(days=step_days)
+    return TrainingCuts(train=tuple(valid - h - k * step for k in range(snapshots)), valid=valid)
 
 
 def with_extras(
@@ -67,15 +108,18 @@ def labelled_profile(
     """Profile at ``cut`` (plus extra features) joined with the labels looking ``h`` ahead.
 
     ``profile`` is the profile at ``cut`` (of ``sample``'s customers) when the caller already
-    has it (built otherwise). ``sample``: only these customers (None: everyone).
+    has it (built otherwise). ``sample``: only these customers (None: everyone). The frame
+    ends with :data:`CUT_COLUMN`, the cut.
     """
     base = profile if profile is not None else build_profile(tables, cut, features_cfg, sample)
     keyed = restrict(tables, sample)
     labels = build_labels(keyed, cut, horizon_days).select(
         "customer_id", churn_label(horizon_days), "loyalty_class"
     )
-    return with_extras(base, keyed, extra_features).join(
-        labels, on="customer_id", how="left", maintain_order="left"
+    return (
+        with_extras(base, keyed, extra_features)
+        .join(labels, on="customer_id", how="left", maintain_order="left")
+        .with_columns(pl.lit(cut, dtype=pl.Date).alias(CUT_COLUMN))
     )
 
 
@@ -87,35 +131,41 @@ def build_training_frames(
     horizon_days: int,
     profile_at: ProfileAt | None = None,
     sample: CustomerSample | None = None,
+    snapshots: int = 1,
+    step_days: int = 30,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Training and validation frames at ``as_of - 2h`` and ``as_of - h``, collected together.
+    """Stacked training snapshots and the validation frame (:func:`training_cuts`).
 
-    ``profile_at`` supplies already-built profiles by cut (the pipeline's per-run cache);
-    ``sample`` bounds both frames to a hashed share of the customers (the same customers at
-    both cuts; None: everyone).
+    The training frame holds one row per customer and training cut (latest cut first, each
+    row's cut in :data:`CUT_COLUMN`): a customer present at several cuts appears once per cut,
+    each row labelled by its own window. ``profile_at`` supplies already-built profiles by cut
+    (the pipeline's per-run cache); ``sample`` bounds every frame to a hashed share of the
+    customers (the same customers at every cut; None: everyone).
 
     Raises
     ------
     DataError
-        When a cut has no customers (the data must cover two horizons before ``as_of``).
+        When a cut has no customers (the data must cover the snapshots before ``as_of``).
     """
-    train_cut, valid_cut = training_cuts(as_of, horizon_days)
+    cuts = training_cuts(as_of, horizon_days, snapshots, step_days)
 
     def at(cut: dt.date) -> pl.LazyFrame | None:
         return profile_at(cut, sample).lazy() if profile_at is not None else None
 
-    train, valid = pl.collect_all(
+    *trains, valid = pl.collect_all(
         [
             labelled_profile(
                 tables, cut, features_cfg, extra_features, horizon_days, at(cut), sample
             )
-            for cut in (train_cut, valid_cut)
+            for cut in (*cuts.train, cuts.valid)
         ]
     )
-    for name, frame, cut in (("training", train, train_cut), ("validation", valid, valid_cut)):
+    named = [(f"training cut {cut}", f) for cut, f in zip(cuts.train, trains, strict=True)]
+    for name, frame in (*named, (f"validation cut {cuts.valid}", valid)):
         if frame.height == 0:
             raise DataError(
-                f"no customers at the {name} cut {cut} (as_of={as_of}, horizon="
-                f"{horizon_days}d): the data must cover two horizons before as_of"
+                f"no customers at the {name} (as_of={as_of}, horizon={horizon_days}d, "
+                f"{snapshots} training snapshot(s) {step_days}d apart): the data must cover "
+                f"every cut"
             )
-    return train, valid
+    return pl.concat(trains, how="vertical"), valid

@@ -65,3 +65,21 @@ def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
     return path
+
+
+def plot_learning_curve(curve: list[dict[str, float]], path: Path) -> Path:
+    """Out-of-time ROC-AUC and Brier score against the number of stacked training snapshots."""
+    k = [int(r["snapshots"]) for r in curve]
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.plot(k, [r["roc_auc"] for r in curve], marker="o", label="ROC-AUC")
+    ax.set_xlabel("training snapshots stacked (latest first)")
+    ax.set_ylabel("out-of-time ROC-AUC")
+    ax.set_xticks(k)
+    ax2 = ax.twinx()
+    ax2.plot(k, [r["brier"] for r in curve], color="C1", marker="s", label="Brier score")
+    ax2.set_ylabel("Brier score (lower is better)")
+    ax.legend(loc="upper left")
+    ax2.legend(loc="upper right")
+    ax.set_title("Learning curve over training snapshots")
+    return _save(fig, path)

@@ -10,10 +10,10 @@ from typing import Any
 import polars as pl
 
 from churn.drivers import global_importance
-from churn.frames import build_training_frames, training_cuts
+from churn.frames import CUT_COLUMN, TrainingCuts, build_training_frames, training_cuts
 from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel
-from churn.plots import plot_importance, plot_lift, plot_reliability
+from churn.plots import plot_importance, plot_learning_curve, plot_lift, plot_reliability
 from churn.stage import train_churn, train_loyalty
 from crm_engine.config import FeaturesConfig, PipelineConfig
 from features import (
@@ -27,6 +27,7 @@ from features import (
 
 __all__ = [
     "IMPORTANCE_SAMPLE_ROWS",
+    "LEARNING_CURVE_METRICS",
     "ChurnTraining",
     "profile_features",
     "train_models",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 IMPORTANCE_SAMPLE_ROWS = 5_000
+LEARNING_CURVE_METRICS = ("roc_auc", "brier", "log_loss", "lift_top_decile")
+"""Out-of-time metrics kept per number of stacked snapshots (the learning curve)."""
 
 
 @dataclass
@@ -42,12 +45,24 @@ class ChurnTraining:
 
     churn: ChurnModel
     loyalty: LoyaltyModel | None
-    train_cut: dt.date
-    valid_cut: dt.date
+    cuts: TrainingCuts
     horizon_days: int
     importance: pl.DataFrame
     metrics: dict[str, float] = field(default_factory=dict)
     loyalty_skipped: str | None = None
+    learning_curve: list[dict[str, float]] = field(default_factory=list)
+    """One row per number of stacked snapshots ``k`` (the latest ``k`` training cuts):
+    ``snapshots``, ``train_rows`` and :data:`LEARNING_CURVE_METRICS` on the validation cut's
+    report half; the last row is the kept model."""
+
+    @property
+    def train_cut(self) -> dt.date:
+        """The latest training cut (``as_of - 2h``)."""
+        return self.cuts.latest_train
+
+    @property
+    def valid_cut(self) -> dt.date:
+        return self.cuts.valid
 
     def params(self) -> dict[str, Any]:
         """Flat parameters for MLflow (no customer data)."""
@@ -55,6 +70,8 @@ class ChurnTraining:
         return {
             "horizon_days": self.horizon_days,
             "train_cut": self.train_cut.isoformat(),
+            "train_cuts": ",".join(c.isoformat() for c in self.cuts.train),
+            "training_snapshots": len(self.cuts.train),
             "valid_cut": self.valid_cut.isoformat(),
             "calibration": c.calibration,
             "validation_split": "hash(customer_id) halves: early stopping + calibration | report",
@@ -87,7 +104,9 @@ def train_models(
     tables
         The run's input tables.
     as_of
-        First day not observed; training cut ``as_of - 2h``, validation cut ``as_of - h``.
+        First day not observed; training cuts from ``as_of - 2h`` back by
+        ``churn.snapshot_step_days`` (``churn.training_snapshots`` of them, stacked),
+        validation cut ``as_of - h`` (see :func:`churn.frames.training_cuts`).
     cfg
         The pipeline config (``features``, ``churn`` and ``loyalty`` sections).
     horizon_days
@@ -96,18 +115,27 @@ def train_models(
         Already-built profiles by cut (the pipeline's per-run cache).
     sample
         Train and validate on these customers only (None: everyone); the pipeline bounds
-        it by ``churn.max_training_customers``.
+        it by ``churn.max_training_customers`` (per cut: the training frame holds up to
+        ``training_snapshots`` rows per sampled customer).
     """
     h = horizon_days or cfg.churn.horizon_days
     churn_cfg = cfg.churn.model_copy(update={"horizon_days": h})
+    n, step = churn_cfg.training_snapshots, churn_cfg.snapshot_step_days
+    cuts = training_cuts(as_of, h, n, step)
     train, valid = build_training_frames(
-        tables, as_of, cfg.features, churn_cfg.extra_features, h, profile_at, sample
+        tables, as_of, cfg.features, churn_cfg.extra_features, h, profile_at, sample, n, step
     )
     declared = profile_features(tables, cfg.features)
     text = [c for c in (*declared, *churn_cfg.extra_features) if train.schema[c] == pl.String]
     keep = frequent_values(train, dict.fromkeys(text), cfg.features.min_category_customers)
     train, valid = pool_rare(train, keep), pool_rare(valid, keep)
+    curve: list[dict[str, float]] = []
+    if churn_cfg.learning_curve:
+        for k in range(1, n):
+            fewer = train.filter(pl.col(CUT_COLUMN).is_in(cuts.train[:k]))
+            curve.append(_curve_point(k, train_churn(fewer, valid, churn_cfg, declared)))
     churn = train_churn(train, valid, churn_cfg, declared)
+    curve.append(_curve_point(n, churn))
     metrics = {f"churn.{k}": v for k, v in churn.metrics_.items()}
     loyalty: LoyaltyModel | None = None
     skipped: str | None = None
@@ -119,19 +147,27 @@ def train_models(
             skipped = str(e)
     else:
         skipped = "disabled in config"
-    sample = valid.sample(n=min(IMPORTANCE_SAMPLE_ROWS, valid.height), seed=churn_cfg.seed)
-    importance = global_importance(churn.contributions(sample), churn.feature_names_in_)
-    train_cut, valid_cut = training_cuts(as_of, h)
+    sample_rows = valid.sample(n=min(IMPORTANCE_SAMPLE_ROWS, valid.height), seed=churn_cfg.seed)
+    importance = global_importance(churn.contributions(sample_rows), churn.feature_names_in_)
     return ChurnTraining(
         churn=churn,
         loyalty=loyalty,
-        train_cut=train_cut,
-        valid_cut=valid_cut,
+        cuts=cuts,
         horizon_days=h,
         importance=importance,
         metrics=metrics,
         loyalty_skipped=skipped,
+        learning_curve=curve,
     )
+
+
+def _curve_point(snapshots: int, model: ChurnModel) -> dict[str, float]:
+    m = model.metrics_
+    return {
+        "snapshots": float(snapshots),
+        "train_rows": m["train_rows"],
+        **{k: m[k] for k in LEARNING_CURVE_METRICS},
+    }
 
 
 def write_plots(training: ChurnTraining, directory: Path) -> dict[str, Path]:
@@ -148,6 +184,10 @@ def write_plots(training: ChurnTraining, directory: Path) -> dict[str, Path]:
             training.importance, directory / "churn_importance.png"
         ),
     }
+    if len(training.learning_curve) > 1:
+        out["churn_learning_curve"] = plot_learning_curve(
+            training.learning_curve, directory / "churn_learning_curve.png"
+        )
     path = directory / "churn_importance.csv"
     training.importance.write_csv(path)
     out["churn_importance_table"] = path

@@ -273,6 +273,19 @@ class ChurnConfig(_Section):
         description="customers per training cut, at most (a hashed share of them, the same at "
         "every cut, when there are more): bounds the memory of training at 10M customers",
     )
+    training_snapshots: Annotated[int, Field(ge=1, le=24)] = Field(
+        3,
+        description="training cuts stacked (as_of - 2h, then snapshot_step_days earlier each), "
+        "each labelled by its own window, all windows ending by the validation cut as_of - h",
+    )
+    snapshot_step_days: Annotated[int, Field(gt=0)] = Field(
+        30, description="days between two stacked training cuts (monthly by default)"
+    )
+    learning_curve: bool = Field(
+        True,
+        description="also fit on the latest 1..n-1 snapshots and report the out-of-time AUC and "
+        "Brier of each (the report's learning curve); the kept model uses all n",
+    )
     lightgbm: ChurnLightGBMConfig = ChurnLightGBMConfig()
     early_stopping_rounds: Annotated[int, Field(gt=0)] = 50
     seed: int = 0

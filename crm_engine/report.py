@@ -955,14 +955,20 @@ def _model_quality(churn: ChurnReport) -> list[tuple[str, str]]:
                 f"{m['mean_prediction']:.1%} vs {m['base_rate']:.1%}",
             )
         )
-    trained = f"{m['train_rows']:,.0f} customers on " if "train_rows" in m else ""
+    trained = f"{m['train_rows']:,.0f} customer snapshots at " if "train_rows" in m else ""
+    cuts = churn.train_cuts or [churn.train_cut]
     facts.append(
         (
             "Trained on",
-            f"{trained}{churn.train_cut.isoformat()}, checked on {churn.valid_cut.isoformat()}; "
-            f"churn within {churn.horizon_days} days",
+            f"{trained}{', '.join(c.isoformat() for c in cuts)}, checked on "
+            f"{churn.valid_cut.isoformat()}; churn within {churn.horizon_days} days",
         )
     )
+    if len(churn.learning_curve) > 1:
+        steps = ", ".join(
+            f"{int(r['snapshots'])}: {r['roc_auc']:.3f}" for r in churn.learning_curve
+        )
+        facts.append(("AUC by snapshots stacked (learning curve)", steps))
     return facts
 
 
@@ -981,6 +987,7 @@ def _churn(inp: ReportInputs) -> str:
         ("churn_lift", "Lift and capture by risk decile, out of time"),
         ("churn_reliability", "Reliability curve: predicted vs observed churn, out of time"),
         ("churn_importance", "Top churn drivers overall (mean |contribution|)"),
+        ("churn_learning_curve", "Out-of-time quality by training snapshots stacked"),
     ):
         path = inp.images.get(key)
         if path is not None and Path(path).is_file():

@@ -155,6 +155,11 @@ class ChurnReport:
     valid_cut: dt.date
     horizon_days: int
     loyalty_skipped: str | None = None
+    train_cuts: list[dt.date] = field(default_factory=list)
+    """Every stacked training cut, latest first (``train_cut`` is the first)."""
+    learning_curve: list[dict[str, float]] = field(default_factory=list)
+    """Out-of-time metrics by number of stacked snapshots (``snapshots``, ``train_rows``,
+    ``roc_auc``, ``brier``, ...); the last row is the kept model."""
     lifecycle_by_band: dict[str, dict[str, int]] | None = None
     """Scored customers by lifecycle stage x churn risk band (``{stage: {band: n}}``, summing
     to the scored count); None when valuation did not run or nothing was scored. Dormant

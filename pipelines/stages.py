@@ -355,7 +355,8 @@ def churn_stage(
     *,
     score: bool = True,
 ) -> StageOutput:
-    """Train on the two earlier cuts, then (with ``score``) score ``profile`` at as_of.
+    """Train on the earlier cuts (stacked snapshots, validated on ``as_of - h``), then (with
+    ``score``) score ``profile`` at as_of.
 
     With the valuation stage's ``values``, ``clv`` gives value at risk and dormant customers
     are lost (band ``lost``, see ``churn.score_churn``); the report then holds the
@@ -413,6 +414,8 @@ def churn_stage(
         valid_cut=training.valid_cut,
         horizon_days=training.horizon_days,
         loyalty_skipped=training.loyalty_skipped,
+        train_cuts=list(training.cuts.train),
+        learning_curve=training.learning_curve,
         lifecycle_by_band=crosstab,
     )
     return StageOutput(

@@ -1,0 +1,80 @@
+"""Stacked training snapshots: the cuts, the rows, and nothing learnt after the validation cut."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from polars.testing import assert_frame_equal
+
+import features
+from churn.frames import CUT_COLUMN, build_training_frames, training_cuts
+from crm_engine.config import FeaturesConfig
+from tests.features._tiny import lazy
+from tests.features.test_point_in_time import BASE, mutated
+
+H = 30
+STEP = 30
+
+
+def test_training_cuts_step_back_from_two_horizons() -> None:
+    cuts = training_cuts(dt.date(2025, 1, 1), 90, snapshots=3, step_days=30)
+    assert cuts.valid == dt.date(2024, 10, 3)
+    assert cuts.train == (dt.date(2024, 7, 5), dt.date(2024, 6, 5), dt.date(2024, 5, 6))
+    # every training label window [cut, cut + h) ends on or before the validation cut
+    assert all(c + dt.timedelta(days=90) <= cuts.valid for c in cuts.train)
+    assert training_cuts(dt.date(2025, 1, 1), 90).train == (dt.date(2024, 7, 5),)
+    with pytest.raises(ValueError, match="snapshots=0"):
+        training_cuts(dt.date(2025, 1, 1), 90, snapshots=0)
+
+
+def _frames(tables: dict[str, pl.DataFrame], valid_cut: dt.date) -> pl.DataFrame:
+    """The stacked training frame of a run whose validation cut is ``valid_cut``."""
+    as_of = valid_cut + dt.timedelta(days=H)
+    train, _ = build_training_frames(
+        lazy(tables), as_of, FeaturesConfig(), [], H, snapshots=3, step_days=STEP
+    )
+    return train
+
+
+def test_each_snapshot_is_the_profile_and_labels_at_its_cut() -> None:
+    as_of = dt.date(2024, 1, 31)
+    cuts = training_cuts(as_of, H, 3, STEP)
+    train = _frames(BASE, cuts.valid)
+    assert train[CUT_COLUMN].unique(maintain_order=True).to_list() == list(cuts.train)
+    for cut in cuts.train:
+        rows = train.filter(pl.col(CUT_COLUMN) == cut).drop(CUT_COLUMN)
+        profile = features.build_profile(lazy(BASE), cut).collect()
+        labels = features.build_labels(lazy(BASE), cut, H).collect()
+        assert_frame_equal(rows.select(profile.columns), profile)
+        expected = profile.select("customer_id").join(labels, on="customer_id", how="left")
+        assert_frame_equal(
+            rows.select("customer_id", f"churned_within_{H}d"),
+            expected.select("customer_id", f"churned_within_{H}d"),
+        )
+    # a customer present at several cuts has one row per cut
+    assert train.group_by("customer_id").len()["len"].max() == len(cuts.train)
+
+
+_BASELINES: dict[dt.date, pl.DataFrame] = {}
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(case=mutated())
+def test_rows_on_or_after_the_validation_cut_never_change_the_training_data(
+    case: tuple[dt.date, dict[str, pl.DataFrame]],
+) -> None:
+    # Every row dated on or after the latest training label window's end (the validation
+    # cut) is deleted, changed or added: the stacked training frame, labels included, must
+    # not move, so no snapshot learns anything the validation cut is judged on.
+    valid_cut, tables = case
+    if valid_cut not in _BASELINES:
+        _BASELINES[valid_cut] = _frames(BASE, valid_cut)
+    assert_frame_equal(_frames(tables, valid_cut), _BASELINES[valid_cut])
