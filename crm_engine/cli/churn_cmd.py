@@ -81,7 +81,8 @@ def train_command(
     if rep.loyalty_skipped:
         console.print(f"loyalty model skipped: {rep.loyalty_skipped}", markup=False)
     console.print(
-        f"trained on {int(m['churn.train_rows'])} customers at {rep.train_cut}, validated on "
+        f"trained on {int(m['churn.train_rows'])} customer snapshots at "
+        f"{', '.join(str(c) for c in rep.train_cuts or [rep.train_cut])}, validated on "
         f"{int(m['churn.valid_rows'])} at {rep.valid_cut}; horizon {rep.horizon_days} days",
         highlight=False,
     )
