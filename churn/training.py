@@ -137,6 +137,11 @@ def train_models(
     churn = train_churn(train, valid, churn_cfg, declared)
     curve.append(_curve_point(n, churn))
     metrics = {f"churn.{k}": v for k, v in churn.metrics_.items()}
+    metrics |= {
+        f"churn.snapshots_{int(r['snapshots'])}.{k}": r[k]
+        for r in curve[:-1]
+        for k in LEARNING_CURVE_METRICS
+    }
     loyalty: LoyaltyModel | None = None
     skipped: str | None = None
     if cfg.loyalty.enabled:
