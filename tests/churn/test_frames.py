@@ -78,3 +78,22 @@ def test_rows_on_or_after_the_validation_cut_never_change_the_training_data(
     if valid_cut not in _BASELINES:
         _BASELINES[valid_cut] = _frames(BASE, valid_cut)
     assert_frame_equal(_frames(tables, valid_cut), _BASELINES[valid_cut])
+
+
+def test_rare_values_count_customers_not_snapshot_rows() -> None:
+    # 4 customers with a rare occupation, each in 3 stacked snapshots: 12 rows but 4 people,
+    # below a threshold of 10 customers, so the value must be pooled (no model names it).
+    from features import OTHER, frequent_values, pool_rare
+
+    ids = list(range(1, 31))
+    occupation = ["rare"] * 4 + ["common"] * 26
+    one_cut = pl.DataFrame({"customer_id": ids, "occupation": occupation})
+    stacked = pl.concat([one_cut] * 3)
+    keep = frequent_values(stacked, ["occupation"], 10)
+    assert keep == {"occupation": frozenset({"common"})}
+    pooled = pool_rare(stacked, keep)
+    assert pooled.filter(pl.col("customer_id") <= 4)["occupation"].unique().to_list() == [OTHER]
+    # without a key, rows are what there is to count
+    assert frequent_values(stacked.drop("customer_id"), ["occupation"], 10) == {
+        "occupation": frozenset({"common", "rare"})
+    }
