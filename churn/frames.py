@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from crm_engine.config import FeaturesConfig
+from crm_engine.contracts import INPUT_TABLES
 from crm_engine.io import DataError
 from features import CustomerSample, ProfileAt, build_labels, build_profile, churn_label, restrict
 
@@ -148,6 +149,7 @@ def build_training_frames(
         When a cut has no customers (the data must cover the snapshots before ``as_of``).
     """
     cuts = training_cuts(as_of, horizon_days, snapshots, step_days)
+    _check_history(tables, cuts.train[-1], snapshots, step_days)
 
     def at(cut: dt.date) -> pl.LazyFrame | None:
         return profile_at(cut, sample).lazy() if profile_at is not None else None
@@ -169,3 +171,25 @@ def build_training_frames(
                 f"every cut"
             )
     return pl.concat(trains, how="vertical"), valid
+
+
+def _check_history(
+    tables: dict[str, pl.LazyFrame], earliest: dt.date, snapshots: int, step_days: int
+) -> None:
+    """Raise when the earliest training cut is not after the first purchase in the data.
+
+    Before it, a snapshot has no history at all: its customers would be learnt from as if
+    they never spent, and the model would be trained on an operator that never existed.
+    """
+    column = INPUT_TABLES["transactions"].time_column
+    first, rows = tables["transactions"].select(pl.col(column).min(), pl.len()).collect().row(0)
+    if first is None:
+        return
+    first_day = first.date() if isinstance(first, dt.datetime) else first
+    if earliest <= first_day:
+        raise DataError(
+            f"the earliest churn training cut {earliest} ({snapshots} snapshots "
+            f"{step_days}d apart) is not after the first row of table transactions "
+            f"(column {column}: {first_day}, {rows:,} rows): lower churn.training_snapshots "
+            f"or churn.snapshot_step_days, or give more history"
+        )

@@ -97,3 +97,27 @@ def test_rare_values_count_customers_not_snapshot_rows() -> None:
     assert frequent_values(stacked.drop("customer_id"), ["occupation"], 10) == {
         "occupation": frozenset({"common", "rare"})
     }
+
+
+def test_snapshots_before_the_first_purchase_are_a_data_error() -> None:
+    # enough cuts a month apart reach back before the first transaction: those snapshots
+    # would have no history, so the run stops and names the table, column, first date, rows.
+    from crm_engine.io import DataError
+
+    first = BASE["transactions"]["ts"].min().date()
+    n_rows = BASE["transactions"].height
+    as_of = dt.date(2024, 1, 31)
+    too_many = (as_of - first).days // STEP  # the earliest cut falls before ``first``
+    assert training_cuts(as_of, H, too_many, STEP).train[-1] <= first
+    with pytest.raises(DataError) as err:
+        build_training_frames(lazy(BASE), as_of, FeaturesConfig(), [], H, snapshots=too_many)
+    msg = str(err.value)
+    assert "table transactions" in msg and "column ts" in msg
+    assert str(first) in msg and f"{n_rows:,} rows" in msg
+    assert "churn.training_snapshots" in msg
+    # as many cuts as the history allows are fine
+    earliest_ok = too_many - 2
+    train, _ = build_training_frames(
+        lazy(BASE), as_of, FeaturesConfig(), [], H, snapshots=earliest_ok
+    )
+    assert train[CUT_COLUMN].n_unique() == earliest_ok
