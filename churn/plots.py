@@ -83,3 +83,50 @@ def plot_learning_curve(curve: list[dict[str, float]], path: Path) -> Path:
     ax2.legend(loc="upper right")
     ax.set_title("Learning curve over training snapshots")
     return _save(fig, path)
+
+
+def plot_profit_curve(checked: pl.DataFrame, planned: pl.DataFrame, path: Path) -> Path:
+    """Profit of a retention campaign by share of customers contacted, riskiest first.
+
+    ``checked``: ``share, profit_per_customer`` out of time on known outcomes
+    (:func:`churn.profit.profit_curve`); ``planned``: ``share, expected_profit`` (total,
+    currency) of this run's customers ranked by their expected profit. The best point of each
+    is marked.
+    """
+    fig = Figure(figsize=(10, 4))
+    left, right = fig.subplots(1, 2)
+    for ax, frame, column, title, ylabel, order in (
+        (
+            left,
+            checked,
+            "profit_per_customer",
+            "Checked out of time (known outcomes)",
+            "profit per customer",
+            "riskiest first",
+        ),
+        (
+            right,
+            planned,
+            "expected_profit",
+            "This run: expected profit",
+            "total expected profit",
+            "most profitable first",
+        ),
+    ):
+        if frame.height == 0:
+            ax.set_axis_off()
+            continue
+        x = frame["share"].to_numpy() * 100
+        y = frame[column].to_numpy()
+        best = int(np.argmax(y))
+        ax.plot(x, y, color="C2")
+        ax.axhline(0.0, color="grey", linestyle="--")
+        ax.axvline(x[best], color="C3", linestyle=":")
+        ax.plot(
+            [x[best]], [y[best]], marker="o", color="C3", label=f"best: {x[best]:.1f}% contacted"
+        )
+        ax.set_xlabel(f"customers contacted, {order} (%)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(loc="lower left")
+    return _save(fig, path)

@@ -18,7 +18,8 @@ from churn.drivers import (
 )
 from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel, iter_batches
-from crm_engine.config import ChurnConfig, LoyaltyConfig
+from churn.profit import expected_profit
+from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
 from crm_engine.contracts import SCORE_COLUMNS
 
 RISK_BANDS: tuple[str, str, str] = ("low", "medium", "high")
@@ -98,6 +99,15 @@ def risk_band(probability: np.ndarray, thresholds: Sequence[float]) -> pl.Series
     return pl.Series("churn_risk_band", np.asarray(RISK_BANDS, dtype=object)[idx], dtype=pl.String)
 
 
+def profit_band(probability: np.ndarray, profit: np.ndarray, medium_from: float) -> pl.Series:
+    """``high`` where contacting pays (``profit > 0``: the profit-optimal contact set), else
+    ``medium`` at or above probability ``medium_from`` and ``low`` below it."""
+    p = np.asarray(probability, dtype=np.float64)
+    gain = np.nan_to_num(np.asarray(profit, dtype=np.float64), nan=-np.inf)
+    labels = np.where(gain > 0, RISK_BANDS[2], np.where(p >= medium_from, *RISK_BANDS[1::-1]))
+    return pl.Series("churn_risk_band", labels.astype(object), dtype=pl.String)
+
+
 @dataclass(frozen=True)
 class ChurnScores:
     """Churn scores and the global importance over the explained customers.
@@ -106,7 +116,7 @@ class ChurnScores:
     ----------
     frame
         ``customer_id, churn_probability, churn_risk_band, churn_drivers, churn_reasons,
-        value_at_risk``.
+        value_at_risk, retention_profit``.
     importance
         ``feature, mean_abs_contribution`` sorted descending (empty when nobody explained).
     n_explained
@@ -151,13 +161,21 @@ def score_churn(
     churn_model: ChurnModel,
     cfg: ChurnConfig,
     clv: pl.DataFrame | None = None,
+    retention: RetentionConfig | None = None,
 ) -> ChurnScores:
     """Calibrated churn probability, risk band, value at risk and drivers for every customer.
 
     ``clv`` is the valuation's ``customer_id, clv`` and optionally ``lifecycle_stage``. A
     customer whose stage is :data:`LOST_STAGE` is already lost: band ``lost``,
-    ``value_at_risk`` 0 and no drivers; ``churn_probability`` stays the model's. Without
-    ``clv`` (or its ``lifecycle_stage``) nobody is lost and ``value_at_risk`` is null.
+    ``value_at_risk`` 0, ``retention_profit`` null and no drivers; ``churn_probability``
+    stays the model's. Without ``clv`` (or its ``lifecycle_stage``) nobody is lost and
+    ``value_at_risk`` and ``retention_profit`` are null.
+
+    Bands: with ``clv`` and ``retention.bands == "profit"`` (the default terms when
+    ``retention`` is None), ``high`` is the profit-optimal contact set (positive
+    ``retention_profit``, see :func:`churn.profit.expected_profit`) and the rest are
+    ``medium`` / ``low`` by ``cfg.risk_thresholds[0]``; otherwise ``cfg.risk_thresholds``
+    alone (:func:`risk_band`).
 
     Drivers (top ``cfg.n_drivers`` positive TreeSHAP contributions, largest first) are
     computed only for customers not lost with probability >= ``cfg.drivers_min_probability``
@@ -166,12 +184,15 @@ def score_churn(
     get an empty list. ``churn_reasons`` says the same drivers in words,
     comparing each value with the quartiles of this ``profile`` (the scored population).
     """
+    terms = retention or RetentionConfig()
     p = churn_model.predict_churn(profile)
     lost = np.zeros(p.size, dtype=bool)
     var = None
+    gain = np.full(p.size, np.nan)
     if clv is not None:
         clv_values, lost = _values_columns(profile, clv)
         var = np.where(lost, 0.0, p * clv_values)
+        gain = np.where(lost, np.nan, expected_profit(p, clv_values, terms))
     explained = np.zeros(p.size, dtype=bool)
     explained[~lost] = select_for_drivers(
         p[~lost],
@@ -198,7 +219,11 @@ def score_churn(
     words = reasons_in_words(
         explained_drivers, subset, profile, churn_model.feature_spec_.categorical
     )
-    band = risk_band(p, cfg.risk_thresholds)
+    band = (
+        profit_band(p, gain, cfg.risk_thresholds[0])
+        if clv is not None and terms.bands == "profit"
+        else risk_band(p, cfg.risk_thresholds)
+    )
     frame = pl.DataFrame(
         [
             profile.get_column("customer_id"),
@@ -211,6 +236,7 @@ def score_churn(
                 var if var is not None else np.full(p.size, np.nan),
                 dtype=pl.Float64,
             ).fill_nan(None),
+            pl.Series("retention_profit", gain, dtype=pl.Float64).fill_nan(None),
         ]
     )
     importance = pl.DataFrame(
@@ -268,6 +294,7 @@ def score_customers(
     loyalty_model: LoyaltyModel | None,
     cfg: ChurnConfig,
     clv: pl.DataFrame | None = None,
+    retention: RetentionConfig | None = None,
 ) -> pl.DataFrame:
     """Churn and loyalty columns of the scores contract, one row per profile row.
 
@@ -283,7 +310,10 @@ def score_customers(
         Churn section of the config (risk thresholds, driver selection).
     clv
         Optional ``customer_id, clv`` frame, with ``lifecycle_stage`` when known: gives
-        ``value_at_risk``, ranks drivers and marks lost customers (see :func:`score_churn`).
+        ``value_at_risk`` and ``retention_profit``, ranks drivers and marks lost customers
+        (see :func:`score_churn`).
+    retention
+        Offer terms (``[retention]``) of ``retention_profit`` and the profit bands.
 
     Returns
     -------
@@ -292,7 +322,8 @@ def score_customers(
     """
     if "customer_id" not in profile.schema:
         raise ValueError("the profile needs a customer_id column")
-    return add_loyalty(score_churn(profile, churn_model, cfg, clv).frame, profile, loyalty_model)
+    scored = score_churn(profile, churn_model, cfg, clv, retention)
+    return add_loyalty(scored.frame, profile, loyalty_model)
 
 
 def add_loyalty(

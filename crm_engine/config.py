@@ -257,7 +257,9 @@ class ChurnConfig(_Section):
     risk_thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
         [0.06, 0.11],
         description="probabilities (over horizon_days) separating low|medium|high "
-        "risk; with a ~5% quarterly churn rate these put about the top decile in high",
+        "risk; with a ~5% quarterly churn rate these put about the top decile in high. Under "
+        "[retention] bands = 'profit' (the default) high is who is worth an offer and only "
+        "the first splits medium from low",
     )
     drivers_top_n: Annotated[int, Field(ge=0)] = 5_000
     drivers_min_probability: Annotated[float, Field(ge=0, le=1)] = 0.11
@@ -289,6 +291,39 @@ class ChurnConfig(_Section):
     lightgbm: ChurnLightGBMConfig = ChurnLightGBMConfig()
     early_stopping_rounds: Annotated[int, Field(gt=0)] = 50
     seed: int = 0
+
+
+class RetentionConfig(_Section):
+    """What a retention offer costs and how often it works (``[retention]``): the money behind
+    ``churn_risk_band = "high"`` and ``retention_profit`` (Verbraken, Verbeke & Baesens 2013).
+
+    Contacting a customer costs ``contact_cost``; a churner accepts the offer with probability
+    ``accept_rate`` and then stays (their CLV kept, the offer paid); every non-churner accepts
+    (the offer is paid for nothing). The profit-optimal contact set is everyone whose expected
+    profit is positive; the report's EMPC integrates over an acceptance rate drawn from a Beta
+    distribution with mean ``accept_rate`` and concentration ``accept_concentration``.
+    """
+
+    bands: Literal["profit", "probability"] = Field(
+        "profit",
+        description="profit: churn_risk_band high = in the profit-optimal contact set (needs "
+        "the valuation stage's CLV), medium / low by churn.risk_thresholds[0]; probability: "
+        "low | medium | high by churn.risk_thresholds alone",
+    )
+    offer_cost: Annotated[float, Field(ge=0)] = Field(
+        10.0, description="cost of the incentive to a customer who accepts it (currency)"
+    )
+    contact_cost: Annotated[float, Field(ge=0)] = Field(
+        1.0, description="cost of contacting one customer (currency)"
+    )
+    accept_rate: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.3, description="share of would-be churners who accept the offer and stay"
+    )
+    accept_concentration: Annotated[float, Field(gt=0)] = Field(
+        20.0,
+        description="alpha + beta of the Beta distribution of the acceptance rate (EMPC); "
+        "larger is surer of accept_rate (Verbraken et al.: Beta(6, 14), i.e. 0.3 and 20)",
+    )
 
 
 class LoyaltyConfig(_Section):
@@ -342,6 +377,7 @@ class PipelineConfig(_Section):
     segmentation: SegmentationConfig = SegmentationConfig()
     valuation: ValuationConfig = ValuationConfig()
     churn: ChurnConfig = ChurnConfig()
+    retention: RetentionConfig = RetentionConfig()
     loyalty: LoyaltyConfig = LoyaltyConfig()
     engine: EngineConfig = EngineConfig()
 

@@ -8,9 +8,9 @@ import polars as pl
 
 INPUTS_CONTRACT = "crm.inputs/v1"
 SCORES_CONTRACT = "crm.scores/v1"
-SCORES_CONTRACT_VERSION = "1.1"
+SCORES_CONTRACT_VERSION = "1.2"
 """Minor version of :data:`SCORES_CONTRACT`: a new column adds to it, a renamed or removed one
-changes the contract id. 1.1 added ``churn_reasons``."""
+changes the contract id. 1.1 added ``churn_reasons``, 1.2 ``retention_profit``."""
 
 DATETIME = pl.Datetime("us")
 
@@ -250,7 +250,9 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
     ScoreColumn(
         "churn_risk_band",
         pl.String(),
-        "high / medium / low / lost (lost: lifecycle_stage dormant, already gone)",
+        "high / medium / low / lost: high = worth contacting (retention_profit > 0; by "
+        "probability alone when [retention] bands = 'probability' or without clv), "
+        "medium / low by churn probability; lost: lifecycle_stage dormant, already gone",
         stage="churn",
     ),
     ScoreColumn(
@@ -273,6 +275,15 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
         pl.List(pl.String()),
         "churn_drivers in words: value, low / typical / high vs the scored population's "
         "quartiles, direction (e.g. '5G coverage 12% (low), raises risk'); since 1.1",
+        stage="churn",
+    ),
+    ScoreColumn(
+        "retention_profit",
+        pl.Float64(),
+        "expected profit of a retention offer to this customer ([retention] terms): "
+        "accept_rate x churn_probability x (clv - offer_cost) - (1 - churn_probability) x "
+        "offer_cost - contact_cost; positive = worth contacting (churn_risk_band high); null "
+        "for a lost customer or without clv; since 1.2",
         stage="churn",
     ),
 )

@@ -42,6 +42,7 @@ SAVE_FIRST_COLUMNS = (
     "clv",
     "churn_probability",
     "value_at_risk",
+    "retention_profit",
 )
 """Columns of ``save_first.csv`` before the reasons (all ``crm.scores/v1`` columns)."""
 NOT_TO_SAVE_STAGES = ("dormant", "lost")
@@ -225,26 +226,39 @@ def loyalty_split(scores: pl.DataFrame, by: str | None = None) -> pl.DataFrame:
 
 
 def save_first(scores: pl.DataFrame, n: int = SAVE_FIRST_ROWS) -> pl.DataFrame:
-    """The customers to call first: the ``n`` highest values at risk, with their reasons.
+    """The customers to call first, with their reasons.
 
-    Dormant and lost customers (lifecycle stage or churn risk band) are left out. Every column
-    is a ``crm.scores/v1`` column: :data:`SAVE_FIRST_COLUMNS`, then ``churn_reasons`` joined
-    with ``"; "``. Ties in value at risk go by ``customer_id``.
+    With ``retention_profit`` (the churn stage's expected profit of an offer): the ``n`` most
+    profitable to contact among those worth it (profit > 0, ``churn_risk_band`` high under
+    the profit bands); without it, the ``n`` highest values at risk. Dormant and lost customers
+    (lifecycle stage or churn risk band) are left out. Every column is a ``crm.scores/v1``
+    column: :data:`SAVE_FIRST_COLUMNS`, then ``churn_reasons`` joined with ``"; "``. Ties go
+    by ``customer_id``.
     """
     cols = [c for c in SAVE_FIRST_COLUMNS if c in scores.columns]
-    keep = pl.col("value_at_risk").is_not_null()
+    by = save_first_rank(scores)
+    keep = pl.col(by).is_not_null()
+    if by == "retention_profit":
+        keep &= pl.col(by) > 0
     if "lifecycle_stage" in scores.columns:
         keep &= ~pl.col("lifecycle_stage").is_in(NOT_TO_SAVE_STAGES).fill_null(False)
     if "churn_risk_band" in scores.columns:
         keep &= ~pl.col("churn_risk_band").is_in(NOT_TO_SAVE_BANDS).fill_null(False)
-    top = (
-        scores.filter(keep).sort(["value_at_risk", "customer_id"], descending=[True, False]).head(n)
-    )
-    digits = {"clv": 2, "value_at_risk": 2, "churn_probability": 4}
+    top = scores.filter(keep).sort([by, "customer_id"], descending=[True, False]).head(n)
+    digits = {"clv": 2, "value_at_risk": 2, "retention_profit": 2, "churn_probability": 4}
     exprs = [pl.col(c).round(digits[c]) if c in digits else pl.col(c) for c in cols]
     if "churn_reasons" in scores.columns:
         exprs.append(pl.col("churn_reasons").list.join("; ").alias("churn_reasons"))
     return top.select(exprs)
+
+
+def save_first_rank(scores: pl.DataFrame) -> str:
+    """The column the save-first list ranks by: ``retention_profit`` when the run has it."""
+    if "retention_profit" in scores.columns and scores["retention_profit"].null_count() < (
+        scores.height
+    ):
+        return "retention_profit"
+    return "value_at_risk"
 
 
 # --- formatting ------------------------------------------------------------------------------
@@ -609,9 +623,9 @@ def _headline(inp: ReportInputs) -> str:
         cards.append((f"total CLV ({cur})", f"{s['clv'].sum():,.0f}"))
         cards.append((f"median CLV ({cur})", f"{s['clv'].median():,.1f}"))
     if _has(s, "churn_risk_band"):
-        cards.append(
-            ("customers at high churn risk", f"{(s['churn_risk_band'] == 'high').sum():,}")
-        )
+        profit = inp.churn is not None and inp.churn.retention is not None
+        label = "worth a retention offer (band high)" if profit else "customers at high churn risk"
+        cards.append((label, f"{(s['churn_risk_band'] == 'high').sum():,}"))
     if _has(s, "churn_probability"):
         cards.append(("expected to leave in the horizon", f"{s['churn_probability'].sum():,.0f}"))
     if _has(s, "value_at_risk"):
@@ -684,6 +698,7 @@ def _act(inp: ReportInputs) -> str:
         "first where a valuable customer is likely to leave: the top left.</p>"
     )
     parts.append(_matrix_html(value_risk_matrix(s), cur))
+    parts.append(_worth_a_call(inp))
     if not inp.customer_rows:
         parts.append(
             "<p class='muted'>The list of customers to contact first is written beside the "
@@ -699,8 +714,15 @@ def _act(inp: ReportInputs) -> str:
         )
         if c in s.columns and s[c].is_in(values).any()
     ]
-    parts.append("<h3 id='save-first'>Save first: highest value at risk</h3>")
-    note = "Customers ranked by value at risk (churn probability x CLV)"
+    if save_first_rank(s) == "retention_profit":
+        parts.append("<h3 id='save-first'>Save first: most profitable to contact</h3>")
+        note = (
+            "Customers worth a retention offer (band high), ranked by its expected profit "
+            "(see above)"
+        )
+    else:
+        parts.append("<h3 id='save-first'>Save first: highest value at risk</h3>")
+        note = "Customers ranked by value at risk (churn probability x CLV)"
     if dropped:
         note += "; dormant and lost customers are left out (win them back, not keep them)"
     if inp.save_first_file:
@@ -720,6 +742,7 @@ def _act(inp: ReportInputs) -> str:
             "clv",
             "churn_probability",
             "value_at_risk",
+            "retention_profit",
             "churn_reasons",
             "churn_drivers",
         )
@@ -729,6 +752,51 @@ def _act(inp: ReportInputs) -> str:
     if inp.save_first_file:
         more += f"; all of them, with plan and region, are in {html.escape(inp.save_first_file)}"
     parts.append(_table(first.select(shown), cur, max_rows=15, more=more + "."))
+    return "".join(parts)
+
+
+def _worth_a_call(inp: ReportInputs) -> str:
+    """The retention campaign in money: who is worth an offer, and what the model earns."""
+    r = inp.churn.retention if inp.churn is not None else None
+    if r is None:
+        return ""
+    cur = html.escape(_cur(inp))
+    parts = [
+        "<h3 id='worth-a-call'>Who is worth a retention offer</h3>",
+        f"<p>An offer costs {_money(r.offer_cost)} {cur} to whoever accepts it and "
+        f"{_money(r.contact_cost)} {cur} to make; {r.accept_rate:.0%} of the customers who "
+        "would leave accept it and stay, and those who would stay take it anyway "
+        "(<code>[retention]</code> in the config). Contacting a customer pays when "
+        "accept rate x churn probability x (CLV - offer) exceeds what the offer costs on "
+        "the customers who would have stayed: those are band <b>high</b>.</p>",
+    ]
+    img = inp.images.get("churn_profit")
+    if img is not None and Path(img).is_file():
+        parts.append(
+            _figure(
+                _png_file_to_img(Path(img), "churn_profit"),
+                "Profit by share contacted: checked on known outcomes (left), this run (right)",
+            )
+        )
+    parts.append(
+        _facts(
+            [
+                (
+                    "Worth an offer now (band high)",
+                    f"{r.contacts:,} of {r.candidates:,} customers ({r.contact_share:.1%})",
+                ),
+                (
+                    f"Expected profit of offering it to them ({_cur(inp)})",
+                    _money(r.expected_profit),
+                ),
+                (
+                    "Checked out of time: expected maximum profit (EMPC)",
+                    f"{r.empc:,.2f} {_cur(inp)} per customer, contacting {r.empc_share:.1%} "
+                    f"(every customer valued at the mean CLV, {_money(r.customer_value)})",
+                ),
+            ]
+        )
+    )
     return "".join(parts)
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "FeatureImportance",
     "KScore",
     "PopulationReport",
+    "RetentionReport",
     "SegmentSize",
     "SegmentationReport",
     "SpendReport",
@@ -141,6 +142,35 @@ class FeatureImportance:
 
 
 @dataclass(frozen=True)
+class RetentionReport:
+    """What a retention campaign on this run's scores is worth (``[retention]`` terms).
+
+    ``empc`` and ``empc_share`` are out of time on the validation cut's report half, every
+    customer valued at ``customer_value`` (the mean CLV of the scored customers not lost);
+    ``contacts`` and ``expected_profit`` are this run's profit-optimal contact set
+    (``churn_risk_band = "high"``) and its expected profit, from each customer's own CLV.
+    """
+
+    offer_cost: float
+    contact_cost: float
+    accept_rate: float
+    accept_concentration: float
+    customer_value: float
+    empc: float
+    empc_share: float
+    profit_at_mean: float
+    share_at_mean: float
+    contacts: int
+    candidates: int
+    expected_profit: float
+
+    @property
+    def contact_share(self) -> float:
+        """Share of the scored customers not lost in the contact set."""
+        return self.contacts / self.candidates if self.candidates else 0.0
+
+
+@dataclass(frozen=True)
 class ChurnReport:
     """The churn (and loyalty) models of one run, out of time.
 
@@ -164,6 +194,8 @@ class ChurnReport:
     """Scored customers by lifecycle stage x churn risk band (``{stage: {band: n}}``, summing
     to the scored count); None when valuation did not run or nothing was scored. Dormant
     customers are all in band ``lost``."""
+    retention: RetentionReport | None = None
+    """The profit of acting on the scores; None without valuation or scoring."""
 
     def churn_metrics(self) -> dict[str, float]:
         """The churn model's metrics without their ``churn.`` prefix."""

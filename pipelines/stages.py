@@ -17,7 +17,12 @@ import polars as pl
 
 from crm_engine.contracts import SCORE_COLUMNS, scores_schema
 from crm_engine.scores import conform_scores
-from crm_engine.stage_reports import ChurnReport, FeatureImportance, PopulationReport
+from crm_engine.stage_reports import (
+    ChurnReport,
+    FeatureImportance,
+    PopulationReport,
+    RetentionReport,
+)
 from pipelines.runner import SchemaFn, Stage, StageContext, StageError, StageOutput
 
 STAGE_NAMES = ("profile", "segmentation", "valuation", "churn")
@@ -347,6 +352,49 @@ def _clv(values: pl.DataFrame | None) -> pl.DataFrame | None:
     return values.select("customer_id", "clv", "lifecycle_stage")
 
 
+def _retention(
+    ctx: StageContext, model: Any, scored: pl.DataFrame, values: pl.DataFrame
+) -> tuple[RetentionReport, Path] | None:
+    """What acting on the scores is worth: EMPC out of time and this run's contact set.
+
+    The validation cut's report half has known outcomes but no CLV of its own: every customer
+    there is valued at the mean CLV of this run's customers who could be contacted. None when
+    nobody could be (everyone lost, or no CLV).
+    """
+    from churn import LOST_STAGE
+    from churn.plots import plot_profit_curve
+    from churn.profit import empc, planned_curve, profit_curve
+
+    terms = ctx.cfg.retention
+    gain = scored.get_column("retention_profit").drop_nulls().to_numpy()
+    worth = values.filter(pl.col("lifecycle_stage").fill_null("") != LOST_STAGE)
+    value = worth.get_column("clv").mean()
+    if gain.size == 0 or value is None:
+        return None
+    y, p = model.report_y_, model.report_p_
+    checked = empc(y, p, float(value), terms)  # type: ignore[arg-type]
+    path = plot_profit_curve(
+        profit_curve(y, p, float(value), terms),  # type: ignore[arg-type]
+        planned_curve(gain),
+        ctx.workdir / "churn" / "churn_profit.png",
+    )
+    report = RetentionReport(
+        offer_cost=terms.offer_cost,
+        contact_cost=terms.contact_cost,
+        accept_rate=terms.accept_rate,
+        accept_concentration=terms.accept_concentration,
+        customer_value=checked.customer_value,
+        empc=checked.empc,
+        empc_share=checked.share,
+        profit_at_mean=checked.profit_at_mean,
+        share_at_mean=checked.share_at_mean,
+        contacts=int((gain > 0).sum()),
+        candidates=int(gain.size),
+        expected_profit=float(gain[gain > 0].sum()),
+    )
+    return report, path
+
+
 def churn_stage(
     ctx: StageContext,
     tables: dict[str, pl.LazyFrame],
@@ -394,18 +442,29 @@ def churn_stage(
     metrics = dict(training.metrics)
     importance = training.importance
     crosstab = None
+    retention: RetentionReport | None = None
+    artifacts = write_plots(training, ctx.workdir / "churn")
     if score:
         from churn import lifecycle_by_band
         from valuation import STAGES
 
         scoring = _scoring_frame(ctx, profile)
-        scored = score_churn(scoring, training.churn, cfg.churn, _clv(values))
+        scored = score_churn(scoring, training.churn, cfg.churn, _clv(values), cfg.retention)
         outputs["churn_scores"] = add_loyalty(scored.frame, scoring, training.loyalty)
         metrics["churn.n_explained"] = scored.n_explained
         importance = scored.importance
         if values is not None:
             metrics["churn.n_lost"] = scored.n_lost
             crosstab = lifecycle_by_band(scored.frame, values, STAGES)
+            worth = _retention(ctx, training.churn, scored.frame, values)
+            if worth is not None:
+                retention, artifacts["churn_profit"] = worth
+                metrics |= {
+                    "churn.empc": retention.empc,
+                    "churn.empc_share": retention.empc_share,
+                    "retention.contacts": retention.contacts,
+                    "retention.expected_profit": retention.expected_profit,
+                }
     report = ChurnReport(
         metrics=dict(training.metrics),
         features=list(training.churn.feature_names_in_),
@@ -417,13 +476,14 @@ def churn_stage(
         train_cuts=list(training.cuts.train),
         learning_curve=training.learning_curve,
         lifecycle_by_band=crosstab,
+        retention=retention,
     )
     return StageOutput(
         outputs=outputs,
         metrics=metrics,
         params=training.params(),
         report=report,
-        artifacts=write_plots(training, ctx.workdir / "churn"),
+        artifacts=artifacts,
         model_versions=versions,
     )
 
@@ -450,7 +510,7 @@ def churn_registry_stage(
     loyalty_uri = loyalty_uri or registered_model_uri("loyalty")
     loyalty_model = _load(loyalty_uri, load_loyalty_model) if loyalty_uri else None
     scoring = _scoring_frame(ctx, profile)
-    scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values))
+    scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values), ctx.cfg.retention)
     out = add_loyalty(scored.frame, scoring, loyalty_model)
     versions = {"churn": churn_uri} | ({"loyalty": loyalty_uri} if loyalty_uri else {})
     metrics = {"churn.n_explained": scored.n_explained}

@@ -76,7 +76,7 @@ def _summary_table(result: Any) -> Table:
     t.add_row("customers scored", f"{s['customers_scored']:,}")
     t.add_row("segments", num(s["segments"], "{}"))
     t.add_row("total CLV", num(s["total_clv"]))
-    t.add_row("customers at high churn risk", num(s["high_churn_risk"]))
+    t.add_row("churn risk band high", num(s["high_churn_risk"]))
     t.add_row("value at risk", num(s["value_at_risk"]))
     t.add_row("lost customers (dormant)", num(s.get("lost_customers")))
     t.add_row("MLflow run", result.mlflow_run_id or "[dim]tracking off[/]")

@@ -22,7 +22,7 @@ from churn import (
     train_loyalty,
 )
 from churn.drivers import drivers_column, select_for_drivers, top_drivers
-from crm_engine.config import ChurnConfig, LoyaltyConfig
+from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
 from crm_engine.contracts import scores_schema
 
 
@@ -97,6 +97,23 @@ def test_value_at_risk_ranks_drivers(
     assert scores.importance.height == churn_model.n_features_in_
     without_loyalty = score_customers(profile, churn_model, None, cfg, clv)
     assert without_loyalty["loyalty_score"].null_count() == profile.height
+    # the unknown clv has no offer profit and is never "worth a call"
+    assert out["retention_profit"].null_count() == 1 and out["churn_risk_band"][0] != "high"
+    # dearer offers make fewer customers worth one; probability bands ignore the money
+    cheap, dear = RetentionConfig(offer_cost=2.0), RetentionConfig(offer_cost=50.0)
+    high = [
+        (score_churn(profile, churn_model, cfg, clv, t).frame["churn_risk_band"] == "high").sum()
+        for t in (cheap, dear)
+    ]
+    assert high[0] > high[1]
+    by_p = score_churn(profile, churn_model, cfg, clv, RetentionConfig(bands="probability"))
+    p = by_p.frame["churn_probability"].to_numpy()
+    assert by_p.frame["churn_risk_band"].equals(
+        risk_band(p, cfg.risk_thresholds), check_names=False
+    )
+    no_clv = score_churn(profile, churn_model, cfg).frame
+    assert no_clv["churn_risk_band"].equals(risk_band(p, cfg.risk_thresholds), check_names=False)
+    assert no_clv["retention_profit"].null_count() == profile.height
 
 
 def test_train_passes_the_typed_lightgbm_section(
@@ -166,12 +183,18 @@ def test_dormant_customers_are_lost_on_generated_data(
     assert (dormant["churn_drivers"].list.len() == 0).all()
     assert (dormant["value_at_risk"] == 0.0).all()
     assert "lost" not in set(others["churn_risk_band"])
-    # churn_probability stays the model's; the bands of the others are its bands.
-    p = others["churn_probability"].to_numpy()
-    assert others["churn_risk_band"].equals(
-        risk_band(p, cfg.churn.risk_thresholds), check_names=False
+    assert dormant["retention_profit"].null_count() == dormant.height
+    # churn_probability stays the model's; high = an offer pays (Verbraken's expected profit
+    # at the default terms: accept 0.3, offer 10, contact 1), the rest by the first threshold.
+    p, clv = others["churn_probability"].to_numpy(), others["clv"].to_numpy()
+    gain = 0.3 * p * (clv - 10.0) - (1 - p) * 10.0 - 1.0
+    np.testing.assert_allclose(others["retention_profit"].to_numpy(), gain, rtol=1e-12)
+    expected = np.where(
+        gain > 0, "high", np.where(p >= cfg.churn.risk_thresholds[0], "medium", "low")
     )
-    np.testing.assert_allclose(others["value_at_risk"], p * others["clv"].to_numpy())
+    assert others["churn_risk_band"].to_list() == expected.tolist()
+    assert 0 < (gain > 0).sum() < others.height
+    np.testing.assert_allclose(others["value_at_risk"], p * clv)
     assert dormant["churn_probability"].is_between(0, 1).all()
     # drivers_top_n (5,000) exceeds the 2,500 customers: every slot goes to the not-lost.
     assert (others["churn_drivers"].list.len() > 0).mean() > 0.95

@@ -35,10 +35,13 @@ def test_every_input_table_is_dated_and_keyed() -> None:
             assert key in contract.schema and key not in contract.nullable, name
 
 
-def test_churn_reasons_is_a_minor_addition() -> None:
+def test_minor_versions_only_append() -> None:
+    # 1.1 appended churn_reasons, 1.2 retention_profit: positions of older columns never move
     names = [c.name for c in SCORE_COLUMNS]
-    assert names[-1] == "churn_reasons"  # a minor version only appends: positions never move
+    assert names[-2:] == ["churn_reasons", "retention_profit"]
     column = SCORE_COLUMNS[names.index("churn_reasons")]
     assert column.dtype == pl.List(pl.String) and column.stage == "churn"
     assert scores_schema()["churn_reasons"] == pl.List(pl.String)
-    assert SCORES_CONTRACT == "crm.scores/v1" and SCORES_CONTRACT_VERSION == "1.1"
+    assert scores_schema()["retention_profit"] == pl.Float64
+    assert SCORE_COLUMNS[-1].stage == "churn" and "since 1.2" in SCORE_COLUMNS[-1].meaning
+    assert SCORES_CONTRACT == "crm.scores/v1" and SCORES_CONTRACT_VERSION == "1.2"

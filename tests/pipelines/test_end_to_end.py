@@ -57,7 +57,7 @@ def test_outputs_present_and_valid(first_run: Path, generated_operator: Path) ->
     scores = pl.read_parquet(first_run / "scores.parquet")
     meta = read_scores_metadata(first_run / "scores.parquet")
     assert meta["crm.contract"] == "crm.scores/v1"
-    assert meta["crm.contract_version"] == "1.1"
+    assert meta["crm.contract_version"] == "1.2"
     assert meta["crm.as_of"] == AS_OF
     customers = pl.read_parquet(generated_operator / "customers" / "*.parquet")
     as_of = dt.date.fromisoformat(AS_OF)
@@ -89,7 +89,7 @@ def test_outputs_present_and_valid(first_run: Path, generated_operator: Path) ->
 def test_manifest_consistent_with_files(first_run: Path, generated_operator: Path) -> None:
     manifest = json.loads((first_run / "manifest.json").read_text())
     assert manifest["contract"] == "crm.scores/v1"
-    assert manifest["contract_version"] == "1.1"
+    assert manifest["contract_version"] == "1.2"
     assert manifest["as_of"] == AS_OF
     for name in (
         "scores.parquet",
@@ -257,6 +257,16 @@ def test_report_of_a_real_run(first_run: Path, generated_operator: Path) -> None
     scored = pl.read_parquet(first_run / "scores.parquet").height
     assert f"<b>{scored:,} customers scored</b> of the {n_customers:,} in the" in text
     assert "href='save_first.csv'" in text
+    # the money of a retention campaign: its contact set is band high, the curve is drawn
+    retention = json.loads((first_run / "manifest.json").read_text())["churn"]["retention"]
+    scores = pl.read_parquet(first_run / "scores.parquet")
+    assert retention["contacts"] == (scores["churn_risk_band"] == "high").sum() > 0
+    assert retention["expected_profit"] == pytest.approx(
+        scores.filter(pl.col("retention_profit") > 0)["retention_profit"].sum()
+    )
+    assert retention["empc"] > 0 and 0 < retention["empc_share"] < 1
+    assert "Who is worth a retention offer" in text and 'alt="churn_profit"' in text
+    assert f"{retention['contacts']:,} of {retention['candidates']:,} customers" in text
     require_browser()
     page = check_page(first_run / "report.html")
     assert page.images >= 10 and page.broken_images == [] and page.console_errors == []
@@ -270,12 +280,12 @@ def test_save_first_csv_is_the_top_of_the_scores(first_run: Path) -> None:
     scores = pl.read_parquet(first_run / "scores.parquet")
     first = pl.read_csv(first_run / "save_first.csv", schema_overrides={"customer_id": pl.Int64})
     assert set(first.columns) <= set(scores.columns)  # no personal data the scores lack
-    assert first.columns[0] == "customer_id" and first.height == min(100, scores.height)
-    eligible = scores.filter(
-        ~pl.col("lifecycle_stage").is_in(["dormant", "lost"])
-        & (pl.col("churn_risk_band") != "lost")
-    )
-    top = eligible.sort(["value_at_risk", "customer_id"], descending=[True, False]).head(100)
+    # the customers worth an offer (band high), most profitable first
+    worth = scores.filter(pl.col("retention_profit") > 0)
+    assert worth.height > 0 and set(worth["churn_risk_band"]) == {"high"}
+    assert first.columns[0] == "customer_id" and first.height == min(100, worth.height)
+    assert "dormant" not in worth["lifecycle_stage"].to_list()
+    top = worth.sort(["retention_profit", "customer_id"], descending=[True, False]).head(100)
     assert first["customer_id"].to_list() == top["customer_id"].to_list()
 
 
