@@ -1,4 +1,5 @@
-"""ChurnModel: LightGBM chosen out of time, then calibrated (Platt by default, or isotonic)."""
+"""ChurnModel: LightGBM (or a logistic regression) chosen out of time, then calibrated (Platt
+by default, or isotonic)."""
 
 from __future__ import annotations
 
@@ -239,6 +240,13 @@ class LGBMFrameModel(BaseEstimator):
         ]
         return np.concatenate(parts, axis=0) if parts else np.empty(0)
 
+    def _save_estimator(self, directory: Path) -> None:
+        self.booster_.save_model(directory / "booster.txt", num_iteration=self.best_iteration_)
+
+    def _load_estimator(self, directory: Path) -> None:
+        self.booster_ = lgb.Booster(model_file=str(directory / "booster.txt"))
+        self.best_iteration_ = int(self.booster_.current_iteration())
+
     def _extra_state(self) -> dict[str, Any]:
         return {}
 
@@ -254,7 +262,7 @@ class LGBMFrameModel(BaseEstimator):
         check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.booster_.save_model(directory / "booster.txt", num_iteration=self.best_iteration_)
+        self._save_estimator(directory)
         (directory / "features.json").write_text(self.feature_spec_.to_json())
         init = self.get_params(deep=False)
         init["lgbm_params"] = None if self.lgbm_params is None else dict(self.lgbm_params)
@@ -282,11 +290,14 @@ class LGBMFrameModel(BaseEstimator):
         init["extra_features"] = tuple(init.get("extra_features", ()))
         model = cls(**init)
         model.feature_spec_ = FeatureSpec.from_json((directory / "features.json").read_text())
-        model.booster_ = lgb.Booster(model_file=str(directory / "booster.txt"))
-        model.best_iteration_ = int(model.booster_.current_iteration())
+        model._load_estimator(directory)
         model.metrics_ = state.get("metrics", {})
         model._set_extra_state(state)
         return model
+
+
+LEARNERS = ("lightgbm", "logistic")
+"""What a :class:`ChurnModel` can be: gradient-boosted trees or a logistic regression."""
 
 
 class ChurnModel(LGBMFrameModel):
@@ -317,18 +328,29 @@ class ChurnModel(LGBMFrameModel):
         The profile's feature columns (``features.model_features`` of its declared schema);
         every one must be in the training frame. None: the default profile's features the
         frame has.
+    learner
+        ``"lightgbm"`` (trees, ``lgbm_params``) or ``"logistic"`` (an L2 logistic regression,
+        :mod:`churn.linear`, whose ``C`` the early-stopping half chooses; ``lgbm_params``
+        unused).
 
     Attributes
     ----------
     feature_spec_ : FeatureSpec
     params_ : dict[str, Any]
-        The parameters passed to LightGBM (``lgbm_params`` with the depth capped and the seed).
+        The parameters passed to LightGBM (``lgbm_params`` with the depth capped and the seed),
+        or the logistic regression's ``C`` and training rows.
     booster_ : lightgbm.Booster
+        (``learner="lightgbm"``)
+    linear_ : churn.linear.LinearChurn
+        (``learner="logistic"``)
     best_iteration_ : int
+        Trees kept (0 for the logistic regression).
     calibrator_ : Calibrator
     metrics_ : dict[str, float]
         Out-of-time metrics on the report half (calibrated probabilities; ``raw_`` prefixed
-        ones for the uncalibrated model), plus ``train_rows``, ``valid_rows``.
+        ones for the uncalibrated model), plus ``train_rows``, ``valid_rows`` and
+        ``selection_roc_auc`` (the early-stopping half's, on which ``churn.model = "auto"``
+        chooses: the report half stays unseen).
     report_y_, report_p_ : numpy.ndarray
         Report-half outcomes and calibrated predictions (for plots).
     """
@@ -344,6 +366,7 @@ class ChurnModel(LGBMFrameModel):
         extra_features: Sequence[str] = (),
         seed: int = 0,
         features: Sequence[str] | None = None,
+        learner: Literal["lightgbm", "logistic"] = "lightgbm",
     ) -> None:
         super().__init__(
             lgbm_params=lgbm_params,
@@ -354,9 +377,11 @@ class ChurnModel(LGBMFrameModel):
         )
         self.horizon_days = horizon_days
         self.calibration = calibration
+        self.learner = learner
 
     def __sklearn_is_fitted__(self) -> bool:
-        return super().__sklearn_is_fitted__() and hasattr(self, "calibrator_")
+        fitted = hasattr(self, "linear_" if self.learner == "logistic" else "booster_")
+        return hasattr(self, "feature_spec_") and fitted and hasattr(self, "calibrator_")
 
     @property
     def label_(self) -> str:
@@ -381,6 +406,8 @@ class ChurnModel(LGBMFrameModel):
         """
         if self.calibration not in ("isotonic", "platt"):
             raise ValueError(f"calibration={self.calibration!r} should be 'isotonic' or 'platt'")
+        if self.learner not in LEARNERS:
+            raise ValueError(f"learner={self.learner!r} should be one of {LEARNERS}")
         y_train = self._labels(train, "training")
         y_valid = self._labels(valid, "validation")
         if np.unique(y_train).size < 2:
@@ -394,15 +421,21 @@ class ChurnModel(LGBMFrameModel):
         self.feature_spec_ = FeatureSpec.from_frame(train, self.extra_features, self.features)
         x_train = self.feature_spec_.to_pandas(train)
         v_fit, v_rep = valid.filter(pl.Series(fit_mask)), valid.filter(pl.Series(report_mask))
-        self._fit_booster(
-            x_train,
-            y_train,
-            self.feature_spec_.to_pandas(v_fit),
-            y_valid[fit_mask],
-            {"objective": "binary"},
-        )
+        x_stop = self.feature_spec_.to_pandas(v_fit)
+        if self.learner == "logistic":
+            from churn.linear import fit_linear
+
+            self.linear_ = fit_linear(
+                x_train, y_train, x_stop, y_valid[fit_mask], self.feature_spec_, self.seed
+            )
+            self.params_ = {"C": self.linear_.C, "train_rows": self.linear_.train_rows}
+            self.best_iteration_ = 0
+        else:
+            self._fit_booster(x_train, y_train, x_stop, y_valid[fit_mask], {"objective": "binary"})
+        del x_train, x_stop
         raw_fit = self._raw_predict(v_fit)
         self.calibrator_ = Calibrator.fit(self.calibration, raw_fit, y_valid[fit_mask])
+        selection = binary_metrics(y_valid[fit_mask], raw_fit)["roc_auc"]
         raw_rep = self._raw_predict(v_rep)
         p_rep = self.calibrator_.transform(raw_rep)
         y_rep = y_valid[report_mask]
@@ -418,11 +451,40 @@ class ChurnModel(LGBMFrameModel):
             "valid_rows": float(valid.height),
             "calibration_rows": float(fit_mask.sum()),
             "best_iteration": float(self.best_iteration_),
+            "selection_roc_auc": float(selection),
         }
         self.metrics_: dict[str, float] = metrics
         self.report_y_ = y_rep
         self.report_p_ = p_rep
         return self
+
+    def _raw_predict(self, frame: pl.DataFrame, **kwargs: Any) -> np.ndarray:
+        if self.learner != "logistic":
+            return super()._raw_predict(frame, **kwargs)
+        check_is_fitted(self, ("feature_spec_", "linear_"), msg=NOT_FITTED_MESSAGE)
+        n = len(self.feature_spec_.feature_names)
+        parts = [
+            self.linear_.contributions(x, n)
+            if kwargs.get("pred_contrib")
+            else self.linear_.predict(x)
+            for x in map(self.feature_spec_.to_pandas, iter_batches(frame))
+        ]
+        return np.concatenate(parts, axis=0) if parts else np.empty(0)
+
+    def _save_estimator(self, directory: Path) -> None:
+        if self.learner == "logistic":
+            self.linear_.save(directory)
+        else:
+            super()._save_estimator(directory)
+
+    def _load_estimator(self, directory: Path) -> None:
+        if self.learner == "logistic":
+            from churn.linear import LinearChurn
+
+            self.linear_ = LinearChurn.load(directory)
+            self.best_iteration_ = 0
+        else:
+            super()._load_estimator(directory)
 
     def predict_raw(self, frame: pl.DataFrame) -> np.ndarray:
         """Uncalibrated booster probabilities, shape ``(n,)``."""
@@ -440,7 +502,8 @@ class ChurnModel(LGBMFrameModel):
         return np.column_stack([1.0 - p, p])
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
-        """TreeSHAP contributions to the raw log-odds, ``(n, n_features + 1)`` (last = bias)."""
+        """Contributions to the raw log-odds, ``(n, n_features + 1)`` (last = bias): TreeSHAP
+        for trees, weight x (value - training mean) for the logistic regression."""
         check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         return self._raw_predict(frame, pred_contrib=True)
 

@@ -17,7 +17,7 @@ from churn.drivers import (
     top_drivers,
 )
 from churn.loyalty import LoyaltyModel
-from churn.model import ChurnModel, iter_batches
+from churn.model import LEARNERS, ChurnModel, iter_batches
 from churn.profit import expected_profit
 from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
 from crm_engine.contracts import SCORE_COLUMNS
@@ -44,7 +44,7 @@ def train_churn(
     cfg: ChurnConfig,
     features: Sequence[str] | None = None,
 ) -> ChurnModel:
-    """Fit a :class:`ChurnModel` on an earlier cut, validated out of time on a later one.
+    """Fit the churn model on earlier cuts, validated out of time on a later one.
 
     Parameters
     ----------
@@ -56,16 +56,33 @@ def train_churn(
         Churn section of the pipeline config.
     features
         The profile's declared feature columns (see :class:`ChurnModel`).
+
+    With ``cfg.model = "auto"`` both learners are fitted and the one with the higher
+    ``selection_roc_auc`` (the validation cut's early-stopping half; LightGBM on a tie) is
+    kept; its ``metrics_`` then also hold ``<learner>.roc_auc`` and ``<learner>.brier`` of
+    both on the report half, and ``model_auto`` = 1.
     """
-    return ChurnModel(
-        horizon_days=cfg.horizon_days,
-        lgbm_params=cfg.lightgbm.model_dump(),
-        early_stopping_rounds=cfg.early_stopping_rounds,
-        calibration=cfg.calibration,
-        extra_features=tuple(cfg.extra_features),
-        seed=cfg.seed,
-        features=features,
-    ).fit(train, valid)
+    learners = LEARNERS if cfg.model == "auto" else (cfg.model,)
+    fitted = [
+        ChurnModel(
+            horizon_days=cfg.horizon_days,
+            lgbm_params=cfg.lightgbm.model_dump(),
+            early_stopping_rounds=cfg.early_stopping_rounds,
+            calibration=cfg.calibration,
+            extra_features=tuple(cfg.extra_features),
+            seed=cfg.seed,
+            features=features,
+            learner=learner,
+        ).fit(train, valid)
+        for learner in learners
+    ]
+    best = max(fitted, key=lambda m: m.metrics_["selection_roc_auc"])
+    if len(fitted) > 1:
+        best.metrics_["model_auto"] = 1.0
+        for m in fitted:
+            for k in ("roc_auc", "brier", "selection_roc_auc"):
+                best.metrics_[f"{m.learner}.{k}"] = m.metrics_[k]
+    return best
 
 
 def train_loyalty(

@@ -74,11 +74,15 @@ class ChurnTraining:
             "training_snapshots": len(self.cuts.train),
             "valid_cut": self.valid_cut.isoformat(),
             "calibration": c.calibration,
+            "model": c.learner,
             "validation_split": "hash(customer_id) halves: early stopping + calibration | report",
             "best_iteration": c.best_iteration_,
             "n_features": c.n_features_in_,
             "categorical_features": ",".join(c.feature_spec_.categorical),
-            **{f"lgbm.{k}": v for k, v in c.params_.items()},
+            **{
+                f"{'lgbm' if c.learner == 'lightgbm' else c.learner}.{k}": v
+                for k, v in c.params_.items()
+            },
         }
 
 
@@ -129,12 +133,13 @@ def train_models(
     text = [c for c in (*declared, *churn_cfg.extra_features) if train.schema[c] == pl.String]
     keep = frequent_values(train, dict.fromkeys(text), cfg.features.min_category_customers)
     train, valid = pool_rare(train, keep), pool_rare(valid, keep)
+    churn = train_churn(train, valid, churn_cfg, declared)
     curve: list[dict[str, float]] = []
     if churn_cfg.learning_curve:
+        same = churn_cfg.model_copy(update={"model": churn.learner})  # the kept learner
         for k in range(1, n):
             fewer = train.filter(pl.col(CUT_COLUMN).is_in(cuts.train[:k]))
-            curve.append(_curve_point(k, train_churn(fewer, valid, churn_cfg, declared)))
-    churn = train_churn(train, valid, churn_cfg, declared)
+            curve.append(_curve_point(k, train_churn(fewer, valid, same, declared)))
     curve.append(_curve_point(n, churn))
     metrics = {f"churn.{k}": v for k, v in churn.metrics_.items()}
     metrics |= {

@@ -250,8 +250,14 @@ class LoyaltyLightGBMConfig(LightGBMConfig):
 
 
 class ChurnConfig(_Section):
-    """LightGBM churn model."""
+    """Churn model: LightGBM or a logistic regression, whichever validates better."""
 
+    model: Literal["auto", "lightgbm", "logistic"] = Field(
+        "auto",
+        description="auto: fit both LightGBM and an L2 logistic regression (one-hot, scaled, "
+        "signed-log numerics) and keep the higher ROC-AUC on the validation cut's "
+        "early-stopping half; lightgbm or logistic: that one only",
+    )
     horizon_days: Annotated[int, Field(gt=0)] = 90
     calibration: Literal["isotonic", "platt"] = "platt"
     risk_thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(

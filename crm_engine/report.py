@@ -1006,7 +1006,7 @@ def _valuation_facts(v: ValuationReport, cur: str) -> list[tuple[str, str]]:
 def _model_quality(churn: ChurnReport) -> list[tuple[str, str]]:
     """The churn model's out-of-time checks in words (the raw metrics go to the appendix)."""
     m = churn.churn_metrics()
-    facts: list[tuple[str, str]] = []
+    facts: list[tuple[str, str]] = [("Model", churn.model_choice())]
     if "n" in m:
         facts.append(("Checked on", f"{m['n']:,.0f} customers, out of time"))
     if "roc_auc" in m:

@@ -141,6 +141,10 @@ class FeatureImportance:
     mean_abs_contribution: float
 
 
+LEARNER_NAMES = {"lightgbm": "LightGBM", "logistic": "logistic regression"}
+"""The churn learners (``churn.model``) in words."""
+
+
 @dataclass(frozen=True)
 class RetentionReport:
     """What a retention campaign on this run's scores is worth (``[retention]`` terms).
@@ -196,6 +200,21 @@ class ChurnReport:
     customers are all in band ``lost``."""
     retention: RetentionReport | None = None
     """The profit of acting on the scores; None without valuation or scoring."""
+    model: str = "lightgbm"
+    """The learner kept (``lightgbm`` or ``logistic``; ``churn.model``)."""
+
+    def model_choice(self) -> str:
+        """Which learner scores, and, under ``churn.model = "auto"``, what it beat, in words."""
+        m = self.churn_metrics()
+        kept = LEARNER_NAMES.get(self.model, self.model)
+        if not m.get("model_auto"):
+            return kept
+        scores = [
+            f"{LEARNER_NAMES[k]} {m[f'{k}.selection_roc_auc']:.3f}"
+            for k in LEARNER_NAMES
+            if f"{k}.selection_roc_auc" in m
+        ]
+        return f"{kept} (chosen by validation AUC: {' vs '.join(scores)})"
 
     def churn_metrics(self) -> dict[str, float]:
         """The churn model's metrics without their ``churn.`` prefix."""

@@ -477,6 +477,7 @@ def churn_stage(
         learning_curve=training.learning_curve,
         lifecycle_by_band=crosstab,
         retention=retention,
+        model=training.churn.learner,
     )
     return StageOutput(
         outputs=outputs,

@@ -78,6 +78,7 @@ def train_command(
         if f"loyalty.{key}" in m:
             table.add_row(f"loyalty {key}", f"{m[f'loyalty.{key}']:.4f}")
     console.print(table)
+    console.print(f"model: {rep.model_choice()}", highlight=False, markup=False)
     if rep.loyalty_skipped:
         console.print(f"loyalty model skipped: {rep.loyalty_skipped}", markup=False)
     console.print(

@@ -165,6 +165,7 @@ def test_init_stores_hyperparameters_only_and_set_params_works() -> None:
         "extra_features",
         "seed",
         "features",
+        "learner",
     }
     assert set(vars(model)) == set(model.get_params()) == init_args
     assert model.calibration == "bogus" and model.lgbm_params == {"max_depth": 99}

@@ -106,3 +106,21 @@ def test_loyalty_pyfunc_round_trip(
 def test_log_needs_active_run(tracking: str, churn_model: ChurnModel) -> None:
     with pytest.raises(RuntimeError, match="active MLflow run"):
         log_churn_model(churn_model)
+
+
+def test_logistic_churn_model_round_trips_through_the_registry(
+    tracking: str, cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]
+) -> None:
+    train, valid, _ = cuts
+    model = ChurnModel(seed=0, learner="logistic").fit(train, valid)
+    sample = valid.head(1_000)
+    with mlflow.start_run():
+        log_churn_model(model, registered_model_name="crm-churn-logistic")
+    loaded = mlflow.pyfunc.load_model("models:/crm-churn-logistic/1")
+    out = loaded.predict(pyfunc_input(model, sample))
+    np.testing.assert_array_equal(out["churn_probability"].to_numpy(), model.predict_churn(sample))
+    restored = load_churn_model("models:/crm-churn-logistic/1")
+    assert restored.learner == "logistic"
+    np.testing.assert_array_equal(
+        restored.contributions(sample.head(50)), model.contributions(sample.head(50))
+    )

@@ -120,7 +120,9 @@ def test_train_passes_the_typed_lightgbm_section(
     cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
 ) -> None:
     train, valid, _ = cuts
-    cfg = ChurnConfig.model_validate({"lightgbm": {"n_estimators": 20, "reg_lambda": 1.0}})
+    cfg = ChurnConfig.model_validate(
+        {"model": "lightgbm", "lightgbm": {"n_estimators": 20, "reg_lambda": 1.0}}
+    )
     churn = train_churn(train, valid, cfg)
     assert churn.lgbm_params == cfg.lightgbm.model_dump()
     assert churn.params_["reg_lambda"] == 1.0 and churn.params_["min_child_samples"] == 300
