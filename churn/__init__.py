@@ -44,6 +44,7 @@ from churn.stage import (
     score_churn,
     score_customers,
     train_churn,
+    train_churn_learners,
     train_loyalty,
 )
 
@@ -117,5 +118,6 @@ __all__ = [
     "select_for_drivers",
     "top_drivers",
     "train_churn",
+    "train_churn_learners",
     "train_loyalty",
 ]

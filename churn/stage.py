@@ -44,12 +44,23 @@ def train_churn(
     cfg: ChurnConfig,
     features: Sequence[str] | None = None,
 ) -> ChurnModel:
-    """Fit the churn model on earlier cuts, validated out of time on a later one.
+    """Fit the churn model on earlier cuts, validated out of time on a later one: the kept
+    model of :func:`train_churn_learners`."""
+    return train_churn_learners(train, valid, cfg, features)[0]
+
+
+def train_churn_learners(
+    train: pl.DataFrame,
+    valid: pl.DataFrame,
+    cfg: ChurnConfig,
+    features: Sequence[str] | None = None,
+) -> list[ChurnModel]:
+    """Fit :class:`ChurnModel` s of every learner ``cfg.model`` asks for, the kept one first.
 
     Parameters
     ----------
     train
-        Profile at the training cut joined with ``churned_within_<h>d``.
+        Profiles at the training cuts joined with ``churned_within_<h>d``.
     valid
         Profile at the validation cut (a later date) joined with the same label.
     cfg
@@ -58,9 +69,10 @@ def train_churn(
         The profile's declared feature columns (see :class:`ChurnModel`).
 
     With ``cfg.model = "auto"`` both learners are fitted and the one with the higher
-    ``selection_roc_auc`` (the validation cut's early-stopping half; LightGBM on a tie) is
-    kept; its ``metrics_`` then also hold ``<learner>.roc_auc`` and ``<learner>.brier`` of
-    both on the report half, and ``model_auto`` = 1.
+    ``selection_roc_auc`` (the validation cut's early-stopping half; LightGBM on a tie) comes
+    first; its ``metrics_`` then also hold ``<learner>.roc_auc``, ``<learner>.brier`` and
+    ``<learner>.selection_roc_auc`` of both (report half, and early-stopping half), and
+    ``model_auto`` = 1. Otherwise the one learner asked for.
     """
     learners = LEARNERS if cfg.model == "auto" else (cfg.model,)
     fitted = [
@@ -82,7 +94,7 @@ def train_churn(
         for m in fitted:
             for k in ("roc_auc", "brier", "selection_roc_auc"):
                 best.metrics_[f"{m.learner}.{k}"] = m.metrics_[k]
-    return best
+    return [best, *(m for m in fitted if m is not best)]
 
 
 def train_loyalty(

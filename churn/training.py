@@ -14,7 +14,7 @@ from churn.frames import CUT_COLUMN, TrainingCuts, build_training_frames, traini
 from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel
 from churn.plots import plot_importance, plot_learning_curve, plot_lift, plot_reliability
-from churn.stage import train_churn, train_loyalty
+from churn.stage import train_churn, train_churn_learners, train_loyalty
 from crm_engine.config import FeaturesConfig, PipelineConfig
 from features import (
     CustomerSample,
@@ -50,6 +50,9 @@ class ChurnTraining:
     importance: pl.DataFrame
     metrics: dict[str, float] = field(default_factory=dict)
     loyalty_skipped: str | None = None
+    challenger: ChurnModel | None = None
+    """The learner ``churn.model = "auto"`` did not keep (logged to MLflow beside the kept
+    one, not registered)."""
     learning_curve: list[dict[str, float]] = field(default_factory=list)
     """One row per number of stacked snapshots ``k`` (the latest ``k`` training cuts):
     ``snapshots``, ``train_rows`` and :data:`LEARNING_CURVE_METRICS` on the validation cut's
@@ -133,7 +136,7 @@ def train_models(
     text = [c for c in (*declared, *churn_cfg.extra_features) if train.schema[c] == pl.String]
     keep = frequent_values(train, dict.fromkeys(text), cfg.features.min_category_customers)
     train, valid = pool_rare(train, keep), pool_rare(valid, keep)
-    churn = train_churn(train, valid, churn_cfg, declared)
+    churn, *challengers = train_churn_learners(train, valid, churn_cfg, declared)
     curve: list[dict[str, float]] = []
     if churn_cfg.learning_curve:
         same = churn_cfg.model_copy(update={"model": churn.learner})  # the kept learner
@@ -167,6 +170,7 @@ def train_models(
         importance=importance,
         metrics=metrics,
         loyalty_skipped=skipped,
+        challenger=challengers[0] if challengers else None,
         learning_curve=curve,
     )
 

@@ -430,6 +430,11 @@ def churn_stage(
             training.churn, registered_model_name=REGISTERED_MODELS["churn"] if reg else None
         )
         versions["churn"] = str(info.registered_model_version or info.model_uri)
+        if training.challenger is not None:  # the learner auto did not keep: compare it
+            info = log_churn_model(training.challenger, name="churn_model_challenger")
+            mlflow.set_tag(
+                "crm.churn_challenger", f"{training.challenger.learner} {info.model_uri}"
+            )
         if training.loyalty is not None:
             info = log_loyalty_model(
                 training.loyalty,

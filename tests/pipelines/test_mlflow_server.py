@@ -75,6 +75,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_pipeline_logs_run_tree_and_registers_models(
     mlflow_server: str, generated_operator: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import mlflow.pyfunc
     from mlflow import MlflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
@@ -100,7 +101,17 @@ def test_pipeline_logs_run_tree_and_registers_models(
         if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
     }
     assert {"profile", "segmentation", "valuation", "churn"} <= set(children)
-    assert children["churn"].data.metrics["churn.roc_auc"] > 0.6
+    churn = children["churn"].data
+    assert churn.metrics["churn.roc_auc"] > 0.6
+    # auto fits both learners: the kept one is registered, the other logged beside it
+    kept = churn.params["model"]
+    other = {"lightgbm": "logistic", "logistic": "lightgbm"}[kept]
+    assert churn.metrics[f"churn.{kept}.roc_auc"] == churn.metrics["churn.roc_auc"]
+    assert f"churn.{other}.roc_auc" in churn.metrics
+    assert churn.tags["crm.churn_challenger"].startswith(f"{other} models:/")
+    challenger = mlflow.pyfunc.load_model(churn.tags["crm.churn_challenger"].split()[1])
+    assert challenger.metadata.get_input_schema() is not None
+    assert {"churn.empc", "churn.empc_share", "retention.contacts"} <= set(churn.metrics)
     assert "customers" in children["profile"].data.metrics
     assert parent.data.metrics["scores_rows"] > 0
     registered = {m.name for m in client.search_registered_models()}
