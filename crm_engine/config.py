@@ -159,7 +159,17 @@ class LifecycleRules(_Section):
 class ValuationConfig(_Section):
     """CLV, P(alive), lifecycle and profit."""
 
-    model: Literal["bgnbd", "mbgnbd", "pareto", "auto"] = "bgnbd"
+    model: Literal["bgnbd", "mbgnbd", "pareto", "auto"] = Field(
+        "bgnbd",
+        description="purchase model of the non-contractual (prepaid) customers; auto: the "
+        "lowest holdout error",
+    )
+    postpaid_model: Literal["contract", "btyd"] = Field(
+        "contract",
+        description="contract: postpaid customers valued by a shifted-beta-geometric "
+        "retention curve fitted on observed churn times their trailing monthly bill; btyd: "
+        "like prepaid, by the purchase model",
+    )
     horizon_days: Annotated[int, Field(gt=0)] = 365
     annual_discount_rate: Annotated[float, Field(ge=0, lt=1)] = 0.10
     margin: Annotated[float, Field(gt=0, le=1)] = 0.30

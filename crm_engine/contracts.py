@@ -10,7 +10,8 @@ INPUTS_CONTRACT = "crm.inputs/v1"
 SCORES_CONTRACT = "crm.scores/v1"
 SCORES_CONTRACT_VERSION = "1.2"
 """Minor version of :data:`SCORES_CONTRACT`: a new column adds to it, a renamed or removed one
-changes the contract id. 1.1 added ``churn_reasons``, 1.2 ``retention_profit``."""
+changes the contract id. 1.1 added ``churn_reasons``, 1.2 ``retention_profit`` and
+``value_model``."""
 
 DATETIME = pl.Datetime("us")
 
@@ -285,6 +286,13 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
         "offer_cost - contact_cost; positive = worth contacting (churn_risk_band high); null "
         "for a lost customer or without clv; since 1.2",
         stage="churn",
+    ),
+    ScoreColumn(
+        "value_model",
+        pl.String(),
+        "the model that valued the row: sbg (postpaid, contract retention x monthly bill) or "
+        "the purchase model (bgnbd, mbgnbd, pareto, ...); since 1.2",
+        stage="valuation",
     ),
 )
 

@@ -989,6 +989,18 @@ def _valuation_facts(v: ValuationReport, cur: str) -> list[tuple[str, str]]:
         )
     if "dropout" in rates:
         facts.append(("Chance of leaving after a purchase", f"{rates['dropout']:.2%}"))
+    if v.retention is not None:
+        r = v.retention
+        facts.append(
+            (
+                "Postpaid customers: contract retention (shifted-beta-geometric)",
+                f"{v.n_customers_contract:,} valued by their monthly bill x the retention "
+                f"curve fitted on {int(r['n_customers']):,} postpaid customers "
+                f"({int(r['n_churned']):,} churned): mean monthly churn "
+                f"{r['alpha'] / (r['alpha'] + r['beta']):.1%}, a new customer's 12-month "
+                f"retention {r['retention_12m']:.0%}",
+            )
+        )
     facts.append(("Mean P(alive) at as_of", f"{v.mean_p_alive:.1%}"))
     facts.append((f"Mean spend per purchase ({cur})", _sig(v.spend.population_mean)))
     corr = v.spend.frequency_monetary_corr

@@ -127,6 +127,12 @@ class ValuationReport:
     """The model that valued them: ``model`` itself unless it gives them P(alive) = 1 (BG/NBD),
     then ``mbgnbd`` fitted on the same customers (``frequency0_params``, per day)."""
     frequency0_params: dict[str, float] = field(default_factory=dict)
+    retention: dict[str, float] | None = None
+    """The postpaid customers' contract retention model (``alpha``, ``beta``, ``n_customers``,
+    ``n_churned``, ``log_likelihood``, and ``retention_12m``: a new customer's 12-month
+    retention); None when they were valued by the purchase model."""
+    n_customers_contract: int = 0
+    """Customers valued by the contract retention model (``value_model = "sbg"``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``valuation.json``, the manifest)."""

@@ -282,7 +282,9 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
 
     cfg = ctx.cfg.valuation
     sample = ctx.bounded_sample(cfg.max_holdout_customers)
-    run = run_valuation(ctx.profile_at, tables["transactions"], ctx.as_of, cfg, sample)
+    run = run_valuation(
+        ctx.profile_at, tables["transactions"], ctx.as_of, cfg, sample, tables["customers"]
+    )
     artifacts: dict[str, Path] = {}
     if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
         artifacts["valuation_holdout.png"] = plot_holdout(
@@ -295,7 +297,11 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
 
         reg = REGISTERED_MODELS["clv"] if ctx.cfg.mlflow.register_models else None
         info = log_valuation_model(
-            run.models.purchase, run.models.spend, cfg, registered_model_name=reg
+            run.models.purchase,
+            run.models.spend,
+            cfg,
+            registered_model_name=reg,
+            retention=run.models.retention,
         )
         versions["clv"] = str(info.registered_model_version or info.model_uri)
     metrics: dict[str, Any] = {
@@ -309,6 +315,11 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
                 metrics[f"valuation.holdout.{name}.mae"] = m["mae"]
     params = {f"valuation.{k}": v for k, v in run.report.params.items()}
     params["valuation.model"] = run.report.model
+    if run.models.retention is not None:
+        params["valuation.sbg.alpha"] = run.models.retention.alpha
+        params["valuation.sbg.beta"] = run.models.retention.beta
+        metrics["valuation.sbg.retention_12m"] = float(run.models.retention.survival(12.0))
+        metrics["valuation.n_contract"] = run.report.n_customers_contract
     return StageOutput(
         outputs={"values": run.values},
         metrics=metrics,

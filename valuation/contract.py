@@ -15,24 +15,30 @@ months is in the data because they survived that long, so the likelihood conditi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
+import autograd.numpy as anp
 import numpy as np
 import polars as pl
-from scipy.optimize import minimize
+from autograd.scipy.special import betaln as abetaln
 from scipy.special import betaln
 
-from valuation.base import ValuationError
+from valuation.base import ValuationError, autograd_objective, minimize_nll
+from valuation.clv import DAYS_PER_MONTH, discounted_clv, month_ends, monthly_discount_rate
 
 __all__ = [
-    "DAYS_PER_MONTH",
+    "SBG",
     "ContractRetention",
     "contract_lifetimes",
+    "contract_scores",
     "fit_sbg",
 ]
 
-DAYS_PER_MONTH = 365.25 / 12
+SBG = "sbg"
+"""``value_model`` of a customer valued by the contract retention model."""
 MIN_CUSTOMERS = 50
 """Postpaid customers needed to fit the retention model, at least (and some who churned)."""
 
@@ -60,6 +66,19 @@ class ContractRetention:
     n_customers: int
     n_churned: int
     log_likelihood: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: object) -> ContractRetention:
+        """Rebuild from :meth:`to_dict`; ``ValueError`` unless it holds positive parameters."""
+        if not isinstance(d, dict) or set(d) != {f.name for f in dataclasses.fields(cls)}:
+            raise ValueError(f"not a contract retention model: {d!r}"[:200])
+        out = cls(**d)
+        if not (out.alpha > 0 and out.beta > 0):
+            raise ValueError(f"contract retention parameters must be positive: {d!r}")
+        return out
 
     def survival(self, months: np.ndarray | float) -> np.ndarray:
         """``S(t)``: share of a new cohort still a customer after ``t`` months."""
@@ -109,8 +128,25 @@ def contract_lifetimes(
     )
 
 
+def _negative_log_likelihood(
+    log_params: np.ndarray,
+    entry: np.ndarray,
+    months: np.ndarray,
+    churned: np.ndarray,
+    w: np.ndarray,
+) -> Any:
+    """Mean negative log-likelihood per customer (autograd-differentiable; ``w`` sums to 1)."""
+    a, b = anp.exp(log_params[0]), anp.exp(log_params[1])
+    base = abetaln(a, b)
+    died = abetaln(a + 1.0, b + months) - base  # P(T = months + 1)
+    alive = abetaln(a, b + months) - base  # S(months)
+    ll = anp.where(churned, died, alive) - (abetaln(a, b + entry) - base)
+    return -anp.sum(w * ll)
+
+
 def fit_sbg(lifetimes: pl.DataFrame) -> ContractRetention:
-    """Maximum-likelihood sBG on :func:`contract_lifetimes` rows (scipy L-BFGS-B on log params).
+    """Maximum-likelihood sBG on :func:`contract_lifetimes` rows (the BTYD models' optimiser,
+    :func:`valuation.base.minimize_nll`, on log-parameters with autograd's gradient).
 
     A churn in month ``months + 1`` contributes ``P(T = months + 1) / S(entry)``, a customer
     still there ``S(months) / S(entry)``.
@@ -133,22 +169,49 @@ def fit_sbg(lifetimes: pl.DataFrame) -> ContractRetention:
         )
     entry = lifetimes["entry"].to_numpy().astype(np.float64)
     months = np.maximum(lifetimes["months"].to_numpy().astype(np.float64), entry)
-
-    def nll(x: np.ndarray) -> float:
-        a, b = np.exp(x)
-        died = betaln(a + 1, b + months) - betaln(a, b)  # P(T = months + 1)
-        alive = _log_survival(a, b, months)
-        ll = np.where(churned, died, alive) - _log_survival(a, b, entry)
-        return float(-(w * ll).sum())
-
-    res = minimize(nll, x0=np.log([1.0, 10.0]), method="L-BFGS-B", bounds=[(-9.0, 9.0)] * 2)
-    if not res.success or not np.isfinite(res.fun):
-        raise ValuationError(f"the sBG retention fit did not converge: {res.message}")
-    a, b = np.exp(res.x)
+    fun = autograd_objective(_negative_log_likelihood, (entry, months, churned, w / w.sum()))
+    try:
+        x, _ = minimize_nll(fun, 2, "sBG")
+    except Exception as e:  # lifetimes' ConvergenceError
+        raise ValuationError(f"the sBG retention fit did not converge: {e}") from None
+    a, b = np.exp(x)
+    ll = -fun(x)[0] * w.sum()
     return ContractRetention(
         alpha=float(a),
         beta=float(b),
         n_customers=n,
         n_churned=n_churned,
-        log_likelihood=float(-res.fun),
+        log_likelihood=float(ll),
     )
+
+
+def contract_scores(
+    retention: ContractRetention,
+    tenure_days: np.ndarray,
+    revenue_365d: np.ndarray,
+    horizon_days: int,
+    annual_discount_rate: float,
+    margin: float,
+) -> dict[str, np.ndarray]:
+    """Values of postpaid customers still there: retention ahead x their monthly bill.
+
+    ``expected_avg_value`` is the trailing monthly bill (``revenue_365d`` over the months of
+    the last year the customer was there, at least one); ``expected_purchases`` the bills
+    expected over the horizon, ``sum_k S(t0 + k) / S(t0)`` (the last month pro rata);
+    ``clv = margin x sum_k bill x S(t0 + k) / S(t0) / (1 + d)^k``; ``p_alive`` the
+    probability of still being a customer next month, ``S(t0 + 1) / S(t0)``.
+    """
+    tenure = np.maximum(np.asarray(tenure_days, dtype=np.float64), 0.0)
+    bill = np.asarray(revenue_365d, dtype=np.float64) / np.clip(tenure / DAYS_PER_MONTH, 1, 12)
+    bill = np.maximum(np.nan_to_num(bill, nan=0.0), 0.0)
+    ends = month_ends(horizon_days)
+    share = np.diff(ends, prepend=0.0) / DAYS_PER_MONTH
+    ahead = retention.retention_ahead(np.floor(tenure / DAYS_PER_MONTH), ends.size)
+    bills = np.cumsum(ahead * share, axis=1)
+    rate = monthly_discount_rate(annual_discount_rate)
+    return {
+        "p_alive": ahead[:, 0],
+        "expected_purchases": bills[:, -1],
+        "expected_avg_value": bill,
+        "clv": np.maximum(discounted_clv(bills, bill, margin, rate), 0.0),
+    }

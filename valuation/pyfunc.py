@@ -13,8 +13,9 @@ import polars as pl
 
 from crm_engine.config import ValuationConfig
 from valuation.base import PurchaseModel
+from valuation.contract import ContractRetention
 from valuation.gamma_gamma import GammaGammaModel
-from valuation.stage import ValuationModels, btyd_frame, score_arrays
+from valuation.stage import ValuationModels, btyd_frame, score_profile
 from valuation.store import load_valuation_model, save_valuation_model
 
 ARTIFACT_KEY = "clv_model"
@@ -45,15 +46,18 @@ class ValuationPyfunc(mlflow.pyfunc.PythonModel):
         purchase: PurchaseModel | None = None,
         spend: GammaGammaModel | None = None,
         cfg: ValuationConfig | None = None,
+        retention: ContractRetention | None = None,
     ) -> None:
         self.purchase = purchase
         self.spend = spend
+        self.retention = retention
         self.config = None if cfg is None else cfg.model_dump(mode="json")
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         """Rebuild the models and config from the ``clv_model`` JSON artifact."""
         models, cfg = load_valuation_model(Path(context.artifacts[ARTIFACT_KEY]))
         self.purchase, self.spend = models.purchase, models.spend
+        self.retention = models.retention
         self.config = cfg.model_dump(mode="json")
 
     def predict(
@@ -74,7 +78,8 @@ class ValuationPyfunc(mlflow.pyfunc.PythonModel):
         X = btyd_frame(frame)
         if self.purchase is None or self.spend is None:
             raise RuntimeError("ValuationPyfunc has no models: load it with mlflow.pyfunc")
-        scores = score_arrays(X, ValuationModels(self.purchase, self.spend), cfg)
+        models = ValuationModels(self.purchase, self.spend, self.retention)
+        scores, _ = score_profile(frame, X, models, cfg)
         return pd.DataFrame({k: np.asarray(scores[k], dtype=np.float64) for k in OUTPUT_COLUMNS})
 
 
@@ -88,9 +93,10 @@ set_model(ValuationPyfunc())
 """
 
 
-def synthetic_input_example() -> pd.DataFrame:
-    """Two made-up customers (never real rows: customer data is personal data)."""
-    return pd.DataFrame(
+def synthetic_input_example(contract: bool = False) -> pd.DataFrame:
+    """Two made-up customers (never real rows: customer data is personal data); with
+    ``contract`` also what the contract retention model reads (one of them postpaid)."""
+    example = pd.DataFrame(
         {
             "frequency": [0.0, 12.0],
             "recency": [0.0, 300.0],
@@ -98,6 +104,11 @@ def synthetic_input_example() -> pd.DataFrame:
             "monetary_value": [0.0, 25.5],
         }
     )
+    if contract:
+        example["plan_type"] = ["prepaid", "postpaid"]
+        example["tenure_days"] = [45.0, 400.0]
+        example["revenue_365d"] = [0.0, 306.0]
+    return example
 
 
 def log_valuation_model(
@@ -106,6 +117,7 @@ def log_valuation_model(
     cfg: ValuationConfig,
     name: str = "clv_model",
     registered_model_name: str | None = None,
+    retention: ContractRetention | None = None,
 ) -> Any:
     """Log the CLV model to the active MLflow run as a pyfunc model.
 
@@ -119,6 +131,9 @@ def log_valuation_model(
         Model name within the run.
     registered_model_name
         Also register it under this name when given.
+    retention
+        The postpaid contract retention model, if any: the input then takes ``plan_type``,
+        ``tenure_days`` and ``revenue_365d``, and postpaid rows are valued by it.
 
     Returns
     -------
@@ -126,12 +141,14 @@ def log_valuation_model(
     """
     from mlflow.models import infer_signature
 
-    wrapper = ValuationPyfunc(purchase_model, spend_model, cfg)
-    example = synthetic_input_example()
+    wrapper = ValuationPyfunc(purchase_model, spend_model, cfg, retention)
+    example = synthetic_input_example(contract=retention is not None)
     signature = infer_signature(example, wrapper.predict(None, example))
     with tempfile.TemporaryDirectory() as tmp:
         path = save_valuation_model(
-            ValuationModels(purchase_model, spend_model), cfg, Path(tmp) / "clv_model.json"
+            ValuationModels(purchase_model, spend_model, retention),
+            cfg,
+            Path(tmp) / "clv_model.json",
         )
         code = Path(tmp) / "valuation_entry.py"
         code.write_text(_MODEL_CODE)

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import polars as pl
 
 from crm_engine.config import ValuationConfig
+from crm_engine.contracts import INPUT_TABLES
 from crm_engine.stage_reports import ValuationReport
 from features import CustomerSample, ProfileAt
 from valuation.base import ValuationError
+from valuation.contract import contract_lifetimes, fit_sbg
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
 from valuation.select import AUTO_CANDIDATES
 from valuation.stage import ValuationModels, fit_models, value_customers
@@ -35,6 +37,7 @@ def run_valuation(
     as_of: dt.date,
     cfg: ValuationConfig,
     holdout_sample: CustomerSample | None = None,
+    customers: pl.LazyFrame | None = None,
 ) -> ValuationRun:
     """Validate on a holdout (selecting the model when ``cfg.model = "auto"``), then fit on the
     profile at ``as_of`` and score every customer.
@@ -57,6 +60,11 @@ def run_valuation(
     holdout_sample
         The customers the holdout compares on (None: everyone); the pipeline bounds it by
         ``valuation.max_holdout_customers``. The fit at ``as_of`` sees everyone.
+    customers
+        The customers table: with ``cfg.postpaid_model = "contract"`` the retention of its
+        postpaid customers is fitted on their observed churn since the first transaction
+        (:mod:`valuation.contract`) and values them; too few of them to fit leaves them to
+        the purchase model, with a note in the report. None: everyone by the purchase model.
 
     Raises
     ------
@@ -91,6 +99,19 @@ def run_valuation(
         )
     profile = profile_at(as_of, None)
     models = fit_models(profile, cfg, model_name)
+    notes: list[str] = []
+    if customers is not None and cfg.postpaid_model == "contract":
+        ts = INPUT_TABLES["transactions"].time_column
+        first = transactions.select(pl.col(ts).min()).collect().item()
+        try:
+            if first is None:
+                raise ValuationError("no transactions: the data's first day is unknown")
+            since = first.date() if isinstance(first, dt.datetime) else first
+            models = dataclasses.replace(
+                models, retention=fit_sbg(contract_lifetimes(customers, as_of, since))
+            )
+        except ValuationError as e:
+            notes.append(f"postpaid customers valued by {models.purchase.model_name}: {e}")
     values, report = value_customers(profile, cfg, models)
     report = dataclasses.replace(
         report,
@@ -98,5 +119,6 @@ def run_valuation(
         model_requested=cfg.model,
         holdout=holdout,
         holdout_error=holdout_error,
+        notes=[*report.notes, *notes],
     )
     return ValuationRun(values=values, report=report, models=models, holdout=holdout)

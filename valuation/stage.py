@@ -14,6 +14,7 @@ from crm_engine.stage_reports import SpendReport, ValuationReport
 from features import rfm_facts
 from valuation.base import PurchaseModel, ValuationError
 from valuation.clv import customer_lifetime_value, monthly_discount_rate
+from valuation.contract import SBG, ContractRetention, contract_scores
 from valuation.gamma_gamma import GammaGammaModel
 from valuation.lifecycle import STAGES, lifecycle_stage_expr
 from valuation.profit import profit_contribution_expr
@@ -41,6 +42,7 @@ VALUES_SCHEMA = pl.Schema(
         "profit_contribution": pl.Float64(),
         "value_tier": pl.String(),
         "lifecycle_stage": pl.String(),
+        "value_model": pl.String(),
     }
 )
 """Output of :func:`value_customers` (``customer_id`` keeps the profile's id type): the
@@ -52,10 +54,12 @@ CORRELATION_WARN = 0.3
 
 @dataclass(frozen=True)
 class ValuationModels:
-    """A fitted purchase model and spend model: what scoring needs besides the config."""
+    """A fitted purchase model and spend model: what scoring needs besides the config; with a
+    contract ``retention`` model, postpaid customers are valued by it instead."""
 
     purchase: PurchaseModel
     spend: GammaGammaModel
+    retention: ContractRetention | None = None
 
 
 def _require(profile: pl.DataFrame, columns: tuple[str, ...]) -> None:
@@ -157,6 +161,42 @@ def score_arrays(
     }
 
 
+def score_profile(
+    profile: pl.DataFrame, X: pl.DataFrame, models: ValuationModels, cfg: ValuationConfig
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`score_arrays` for everyone, then the contract values for the postpaid rows when
+    ``models.retention`` is set (``profile`` needs ``plan_type``, ``tenure_days`` and
+    ``revenue_365d`` for them; ``X`` is its :func:`btyd_frame`).
+
+    Returns
+    -------
+    scores, contract_rows
+        The four value arrays, and which rows the contract model valued.
+    """
+    scores = score_arrays(X, models, cfg)
+    rows = _contract_rows(profile, models)
+    if rows.any():
+        contract = contract_scores(
+            models.retention,  # type: ignore[arg-type]
+            profile.get_column("tenure_days").cast(pl.Float64).fill_null(0.0).to_numpy()[rows],
+            profile.get_column("revenue_365d").cast(pl.Float64).fill_null(0.0).to_numpy()[rows],
+            cfg.horizon_days,
+            cfg.annual_discount_rate,
+            cfg.margin,
+        )
+        for k, v in contract.items():
+            scores[k] = np.asarray(scores[k], dtype=np.float64).copy()
+            scores[k][rows] = v
+    return scores, rows
+
+
+def _contract_rows(profile: pl.DataFrame, models: ValuationModels) -> np.ndarray:
+    """The rows the contract retention model values: postpaid, when there is one."""
+    if models.retention is None or "plan_type" not in profile.columns:
+        return np.zeros(profile.height, dtype=bool)
+    return (profile.get_column("plan_type") == "postpaid").fill_null(False).to_numpy()
+
+
 def _round(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
@@ -198,7 +238,12 @@ def value_customers(
     _require(profile, PROFILE_COLUMNS)
     models = model if isinstance(model, ValuationModels) else fit_models(profile, cfg, model)
     X = btyd_frame(profile)
-    scores = score_arrays(X, models, cfg)
+    scores, postpaid = score_profile(profile, X, models, cfg)
+    f0_rows = (X.get_column("frequency") == 0).to_numpy()
+    btyd_name = np.where(
+        f0_rows, frequency0_model(models.purchase).model_name, models.purchase.model_name
+    )
+    value_model = np.where(postpaid, SBG, btyd_name).astype(object)
     cuts = tier_cut_points(scores["clv"], cfg.tier_quantiles)
     has = X.get_column("fit")
     # lifecycle reads the days since the last purchase (the profile's, see features.rfm_facts)
@@ -214,6 +259,7 @@ def value_customers(
         .with_columns(
             *(pl.Series(k, v, dtype=pl.Float64) for k, v in scores.items()),
             assign_tiers(scores["clv"], cuts),
+            pl.Series("value_model", value_model, dtype=pl.String),
         )
         .with_columns(lifecycle_stage_expr(cfg.lifecycle))
         .select(VALUES_SCHEMA.names())
@@ -269,6 +315,13 @@ def value_customers(
         n_customers_frequency0=n_f0,
         frequency0_model=f0.model_name,
         frequency0_params=dict(f0.params_),
+        retention=None
+        if models.retention is None
+        else {
+            **models.retention.to_dict(),
+            "retention_12m": float(models.retention.survival(12.0)),
+        },
+        n_customers_contract=int(postpaid.sum()),
         total_clv=float(values.get_column("clv").sum()),
         mean_p_alive=float(values.get_column("p_alive").mean() or 0.0),
         tier_cut_points=dict(zip(TIERS[1:], cuts, strict=True)),

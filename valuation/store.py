@@ -13,6 +13,7 @@ from pathlib import Path
 from crm_engine.config import ValuationConfig
 from crm_engine.io import DataError
 from valuation.base import PurchaseModel
+from valuation.contract import ContractRetention
 from valuation.gamma_gamma import GammaGammaModel
 from valuation.select import PURCHASE_MODELS
 from valuation.split import SPLIT_MODEL, FrequencyZeroSplit
@@ -31,6 +32,7 @@ def save_valuation_model(models: ValuationModels, cfg: ValuationConfig, path: Pa
         "format": FORMAT,
         "purchase": models.purchase.to_dict(),
         "spend": models.spend.to_dict(),
+        "retention": None if models.retention is None else models.retention.to_dict(),
         "config": cfg.model_dump(mode="json"),
     }
     # Floats are written with repr: they read back bit for bit.
@@ -66,7 +68,12 @@ def load_valuation_model(path: Path) -> tuple[ValuationModels, ValuationConfig]:
             )
         else:
             purchase_model = _registered(purchase, path)
-        models = ValuationModels(purchase_model, GammaGammaModel.from_dict(doc.get("spend")))
+        retention = doc.get("retention")
+        models = ValuationModels(
+            purchase_model,
+            GammaGammaModel.from_dict(doc.get("spend")),
+            None if retention is None else ContractRetention.from_dict(retention),
+        )
         cfg = ValuationConfig.model_validate(doc.get("config"))
     except ValueError as e:
         raise DataError(f"{path} is not a usable CLV model: {str(e).splitlines()[0]}") from None
