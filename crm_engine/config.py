@@ -165,10 +165,11 @@ class ValuationConfig(_Section):
         "lowest holdout error",
     )
     postpaid_model: Literal["contract", "btyd"] = Field(
-        "contract",
-        description="contract: postpaid customers valued by a shifted-beta-geometric "
-        "retention curve fitted on observed churn times their trailing monthly bill; btyd: "
-        "like prepaid, by the purchase model",
+        "btyd",
+        description="btyd: postpaid customers valued like prepaid, by the purchase model; "
+        "contract: by a shifted-beta-geometric retention curve fitted on observed churn "
+        "times their trailing monthly bill (opt-in: on the generator its CLV ranks "
+        "postpaid customers' next-year spend worse than BG/NBD, see benchmarks/README.md)",
     )
     horizon_days: Annotated[int, Field(gt=0)] = 365
     annual_discount_rate: Annotated[float, Field(ge=0, lt=1)] = 0.10

@@ -59,6 +59,9 @@ def test_outputs_present_and_valid(first_run: Path, generated_operator: Path) ->
     assert meta["crm.contract"] == "crm.scores/v1"
     assert meta["crm.contract_version"] == "1.2"
     assert meta["crm.as_of"] == AS_OF
+    # every row says which model valued it (the default: the purchase models for everyone)
+    assert scores["value_model"].null_count() == 0
+    assert set(scores["value_model"]) <= {"bgnbd", "mbgnbd", "pareto"}
     customers = pl.read_parquet(generated_operator / "customers" / "*.parquet")
     as_of = dt.date.fromisoformat(AS_OF)
     active = customers.filter(

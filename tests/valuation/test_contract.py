@@ -115,9 +115,8 @@ def valued(generated_operator: Path) -> tuple[pl.DataFrame, object, pl.DataFrame
             cache[cut] = build_profile(tables, cut).collect()
         return cache[cut]
 
-    run = run_valuation(
-        profile_at, tables["transactions"], as_of, ValuationConfig(), None, tables["customers"]
-    )
+    cfg = ValuationConfig(postpaid_model="contract")
+    run = run_valuation(profile_at, tables["transactions"], as_of, cfg, None, tables["customers"])
     return profile_at(as_of), run, run.values
 
 
@@ -128,7 +127,7 @@ def test_postpaid_customers_are_valued_by_their_contract(
     from valuation.clv import monthly_discount_rate
 
     profile, run, values = valued
-    cfg = ValuationConfig()
+    cfg = ValuationConfig(postpaid_model="contract")
     joined = profile.select("customer_id", "plan_type", "tenure_days", "revenue_365d").join(
         values, on="customer_id"
     )
@@ -165,7 +164,7 @@ def test_the_retention_model_is_stored_and_rebuilds_the_values(
     from valuation.store import load_valuation_model, save_valuation_model
 
     profile, run, values = valued
-    cfg = ValuationConfig()
+    cfg = ValuationConfig(postpaid_model="contract")
     path = save_valuation_model(run.models, cfg, tmp_path / "clv.json")  # type: ignore[attr-defined]
     again, _ = load_valuation_model(path)
     assert again.retention == run.models.retention  # type: ignore[attr-defined]
