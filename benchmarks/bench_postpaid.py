@@ -165,13 +165,7 @@ def write_results(r: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument(
-        "--penalizer",
-        type=float,
-        default=1e-4,
-        help="valuation.penalizer: at 100,000 customers and the 2024-01-01 cut the "
-        "unpenalised Modified BG/NBD of the frequency-0 customers stops on a ridge",
-    )
+    parser.add_argument("--penalizer", type=float, default=0.0, help="valuation.penalizer")
     args = parser.parse_args()
     r = bench(args.customers, args.penalizer)
     print(json.dumps(r, indent=2), flush=True)

@@ -226,6 +226,11 @@ def autograd_objective(nll: Callable[..., Any], args: tuple[Any, ...]) -> Object
     return lambda x: fun(x, *args)
 
 
+RIDGE_GRADIENT = 1e-3
+"""Largest gradient (of the mean log-likelihood per customer, per log-parameter) accepted at a
+point no line search can improve: a ridge towards an optimum at infinity."""
+
+
 def minimize_nll(
     fun: Objective,
     n_params: int,
@@ -263,10 +268,14 @@ def minimize_nll(
     if not out.success and np.all(np.isfinite(out.x)):
         # BFGS often stops on "precision loss" at the optimum of a flat likelihood (which
         # side of the tolerance it lands on depends on the numpy/scipy build): polish with
-        # L-BFGS-B and accept a point where the gradient vanishes.
+        # L-BFGS-B and accept a point where the gradient vanishes, or a ridge: the optimum
+        # lies at infinity along a direction (e.g. Beta parameters growing together as the
+        # mixing distribution becomes a point mass), the gradient there is small but not
+        # zero, and no step lowers the objective any more.
         polish = minimize(fun, x0=out.x, jac=True, tol=tol, method="L-BFGS-B")
-        grad = fun(polish.x)[1]
-        if polish.success or float(np.max(np.abs(grad))) < 1e-5:
+        grad = float(np.max(np.abs(fun(polish.x)[1])))
+        stuck = polish.fun >= out.fun - 1e-12 * max(1.0, abs(out.fun))
+        if polish.success or grad < 1e-5 or (stuck and grad < RIDGE_GRADIENT):
             out = polish
             out.success = True
     if not out.success or not np.all(np.isfinite(out.x)):
