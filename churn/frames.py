@@ -8,9 +8,17 @@ from dataclasses import dataclass
 import polars as pl
 
 from crm_engine.config import FeaturesConfig
-from crm_engine.contracts import INPUT_TABLES
 from crm_engine.io import DataError
-from features import CustomerSample, ProfileAt, build_labels, build_profile, churn_label, restrict
+from features import (
+    CustomerSample,
+    DataStart,
+    ProfileAt,
+    build_labels,
+    build_profile,
+    churn_label,
+    data_start,
+    restrict,
+)
 
 __all__ = [
     "CUT_COLUMN",
@@ -134,6 +142,7 @@ def build_training_frames(
     sample: CustomerSample | None = None,
     snapshots: int = 1,
     step_days: int = 30,
+    start: DataStart | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stacked training snapshots and the validation frame (:func:`training_cuts`).
 
@@ -141,15 +150,19 @@ def build_training_frames(
     row's cut in :data:`CUT_COLUMN`): a customer present at several cuts appears once per cut,
     each row labelled by its own window. ``profile_at`` supplies already-built profiles by cut
     (the pipeline's per-run cache); ``sample`` bounds every frame to a hashed share of the
-    customers (the same customers at every cut; None: everyone).
+    customers (the same customers at every cut; None: everyone). ``start`` is when the
+    transactions begin (:func:`features.data_start`, the run computes it once; None: read
+    here).
 
     Raises
     ------
     DataError
-        When a cut has no customers (the data must cover the snapshots before ``as_of``).
+        When a cut has no customers (the data must cover the snapshots before ``as_of``), or
+        the earliest training cut is not after the first transaction.
     """
     cuts = training_cuts(as_of, horizon_days, snapshots, step_days)
-    _check_history(tables, cuts.train[-1], snapshots, step_days)
+    start = start or data_start(tables["transactions"])
+    _check_history(start, cuts.train[-1], snapshots, step_days)
 
     def at(cut: dt.date) -> pl.LazyFrame | None:
         return profile_at(cut, sample).lazy() if profile_at is not None else None
@@ -173,23 +186,16 @@ def build_training_frames(
     return pl.concat(trains, how="vertical"), valid
 
 
-def _check_history(
-    tables: dict[str, pl.LazyFrame], earliest: dt.date, snapshots: int, step_days: int
-) -> None:
-    """Raise when the earliest training cut is not after the first purchase in the data.
+def _check_history(start: DataStart, earliest: dt.date, snapshots: int, step_days: int) -> None:
+    """Raise when the earliest training cut is not after the first transaction.
 
     Before it, a snapshot has no history at all: its customers would be learnt from as if
     they never spent, and the model would be trained on an operator that never existed.
     """
-    column = INPUT_TABLES["transactions"].time_column
-    first, rows = tables["transactions"].select(pl.col(column).min(), pl.len()).collect().row(0)
-    if first is None:
-        return
-    first_day = first.date() if isinstance(first, dt.datetime) else first
-    if earliest <= first_day:
+    if start.first_day is not None and earliest <= start.first_day:
         raise DataError(
             f"the earliest churn training cut {earliest} ({snapshots} snapshots "
             f"{step_days}d apart) is not after the first row of table transactions "
-            f"(column {column}: {first_day}, {rows:,} rows): lower churn.training_snapshots "
-            f"or churn.snapshot_step_days, or give more history"
+            f"(column ts: {start.first_day}, {start.rows:,} rows): lower "
+            "churn.training_snapshots or churn.snapshot_step_days, or give more history"
         )

@@ -18,6 +18,7 @@ from churn.stage import train_churn, train_churn_learners, train_loyalty
 from crm_engine.config import FeaturesConfig, PipelineConfig
 from features import (
     CustomerSample,
+    DataStart,
     ProfileAt,
     frequent_values,
     model_features,
@@ -103,6 +104,7 @@ def train_models(
     horizon_days: int | None = None,
     profile_at: ProfileAt | None = None,
     sample: CustomerSample | None = None,
+    start: DataStart | None = None,
 ) -> ChurnTraining:
     """Build the two cuts and fit the churn (and, if enabled, loyalty) models.
 
@@ -124,13 +126,24 @@ def train_models(
         Train and validate on these customers only (None: everyone); the pipeline bounds
         it by ``churn.max_training_customers`` (per cut: the training frame holds up to
         ``training_snapshots`` rows per sampled customer).
+    start
+        When the transactions begin (see :func:`churn.frames.build_training_frames`).
     """
     h = horizon_days or cfg.churn.horizon_days
     churn_cfg = cfg.churn.model_copy(update={"horizon_days": h})
     n, step = churn_cfg.training_snapshots, churn_cfg.snapshot_step_days
     cuts = training_cuts(as_of, h, n, step)
     train, valid = build_training_frames(
-        tables, as_of, cfg.features, churn_cfg.extra_features, h, profile_at, sample, n, step
+        tables,
+        as_of,
+        cfg.features,
+        churn_cfg.extra_features,
+        h,
+        profile_at,
+        sample,
+        n,
+        step,
+        start,
     )
     declared = profile_features(tables, cfg.features)
     text = [c for c in (*declared, *churn_cfg.extra_features) if train.schema[c] == pl.String]

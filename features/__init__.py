@@ -31,7 +31,7 @@ from features.who import (
     population_counts,
     who_features,
 )
-from features.window import default_as_of, observed, to_date
+from features.window import DataStart, data_start, default_as_of, observed, to_date
 
 __all__ = [
     "COMPLAINT_TOPICS",
@@ -45,6 +45,7 @@ __all__ = [
     "SPEND_CATEGORIES",
     "ColumnRole",
     "CustomerSample",
+    "DataStart",
     "ProfileAt",
     "ProfileSchemaError",
     "add_btyd",
@@ -60,6 +61,7 @@ __all__ = [
     "build_profile",
     "churn_label",
     "column_role",
+    "data_start",
     "default_as_of",
     "frequent_values",
     "is_label",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -104,6 +105,26 @@ def default_as_of(transactions: pl.LazyFrame) -> dt.date:
         raise ValueError("transactions is empty: give as_of explicitly")
     last_day = last.date() if isinstance(last, dt.datetime) else last
     return month_offset(last_day.replace(day=1), 1)
+
+
+@dataclass(frozen=True)
+class DataStart:
+    """When the transactions start: ``first_day`` (None without rows) and their ``rows``."""
+
+    first_day: dt.date | None
+    rows: int
+
+
+def data_start(transactions: pl.LazyFrame) -> DataStart:
+    """The first day of the ``transactions`` and their row count (one single-column pass).
+
+    What came before cannot be seen: churn training cuts must fall after it, and postpaid
+    customers who signed up earlier are only in the data because they survived to it.
+    """
+    first, rows = (
+        transactions.select(pl.col("ts").min(), pl.len()).collect(engine="streaming").row(0)
+    )
+    return DataStart(None if first is None else to_date(first), int(rows))
 
 
 def attach(

@@ -29,6 +29,7 @@ from crm_engine.contracts import schema_difference
 from crm_engine.io import DataError, load_tables
 from crm_engine.validation import MIN_CUSTOMERS, ValidationReport, validate
 from features.sample import CustomerSample
+from features.window import DataStart, data_start
 
 REQUIRED_TABLES = ("customers", "transactions")
 
@@ -61,6 +62,7 @@ class StageContext:
         default_factory=dict, repr=False
     )
     _n_customers: int | None = field(default=None, repr=False)
+    _data_start: DataStart | None = field(default=None, repr=False)
 
     @property
     def id_dtype(self) -> pl.DataType:
@@ -76,6 +78,12 @@ class StageContext:
         if self._n_customers is None:
             self._n_customers = int(self.tables["customers"].select(pl.len()).collect().item())
         return CustomerSample.bounded(self._n_customers, max_customers)
+
+    def data_start(self) -> DataStart:
+        """When the run's transactions begin (:func:`features.data_start`), read once a run."""
+        if self._data_start is None:
+            self._data_start = data_start(self.tables["transactions"])
+        return self._data_start
 
     def profile_at(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
         """The point-in-time profile at ``cut`` (of ``sample``'s customers), built once per run

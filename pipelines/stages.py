@@ -283,7 +283,13 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
     cfg = ctx.cfg.valuation
     sample = ctx.bounded_sample(cfg.max_holdout_customers)
     run = run_valuation(
-        ctx.profile_at, tables["transactions"], ctx.as_of, cfg, sample, tables["customers"]
+        ctx.profile_at,
+        tables["transactions"],
+        ctx.as_of,
+        cfg,
+        sample,
+        tables["customers"],
+        ctx.data_start() if cfg.postpaid_model == "contract" else None,
     )
     artifacts: dict[str, Path] = {}
     if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
@@ -428,7 +434,9 @@ def churn_stage(
 
     cfg = ctx.cfg
     sample = ctx.bounded_sample(cfg.churn.max_training_customers)
-    training = train_models(tables, ctx.as_of, cfg, profile_at=ctx.profile_at, sample=sample)
+    training = train_models(
+        tables, ctx.as_of, cfg, profile_at=ctx.profile_at, sample=sample, start=ctx.data_start()
+    )
     versions: dict[str, str] = {}
     if ctx.tracking:
         import mlflow

@@ -165,7 +165,8 @@ def fit_sbg(lifetimes: pl.DataFrame) -> ContractRetention:
         raise ValuationError(
             f"the contract retention model needs at least {MIN_CUSTOMERS} postpaid customers "
             f"and some churn among them; table customers has {n:,} postpaid customers "
-            f"observed, {n_churned:,} churned"
+            f"(column plan_type) observed before as_of, {n_churned:,} churned (column "
+            "churn_date)"
         )
     entry = lifetimes["entry"].to_numpy().astype(np.float64)
     months = np.maximum(lifetimes["months"].to_numpy().astype(np.float64), entry)

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from crm_engine.config import ValuationConfig
-from crm_engine.contracts import INPUT_TABLES
 from crm_engine.stage_reports import ValuationReport
-from features import CustomerSample, ProfileAt
+from features import CustomerSample, DataStart, ProfileAt, data_start
 from valuation.base import ValuationError
 from valuation.contract import contract_lifetimes, fit_sbg
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
@@ -38,6 +37,7 @@ def run_valuation(
     cfg: ValuationConfig,
     holdout_sample: CustomerSample | None = None,
     customers: pl.LazyFrame | None = None,
+    start: DataStart | None = None,
 ) -> ValuationRun:
     """Validate on a holdout (selecting the model when ``cfg.model = "auto"``), then fit on the
     profile at ``as_of`` and score every customer.
@@ -65,6 +65,8 @@ def run_valuation(
         postpaid customers is fitted on their observed churn since the first transaction
         (:mod:`valuation.contract`) and values them; too few of them to fit leaves them to
         the purchase model, with a note in the report. None: everyone by the purchase model.
+    start
+        When the transactions begin (:func:`features.data_start`; None: read here when needed).
 
     Raises
     ------
@@ -101,12 +103,10 @@ def run_valuation(
     models = fit_models(profile, cfg, model_name)
     notes: list[str] = []
     if customers is not None and cfg.postpaid_model == "contract":
-        ts = INPUT_TABLES["transactions"].time_column
-        first = transactions.select(pl.col(ts).min()).collect().item()
+        since = (start or data_start(transactions)).first_day
         try:
-            if first is None:
-                raise ValuationError("no transactions: the data's first day is unknown")
-            since = first.date() if isinstance(first, dt.datetime) else first
+            if since is None:
+                raise ValuationError("table transactions has no rows: the data's start is unknown")
             models = dataclasses.replace(
                 models, retention=fit_sbg(contract_lifetimes(customers, as_of, since))
             )

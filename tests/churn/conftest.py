@@ -34,6 +34,13 @@ def churn_model(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> ChurnMod
 
 
 @pytest.fixture(scope="session")
+def logistic_model(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> ChurnModel:
+    """The logistic-regression learner on the same cuts (``churn.model = "logistic"``)."""
+    train, valid, _ = cuts
+    return ChurnModel(seed=0, learner="logistic").fit(train, valid)
+
+
+@pytest.fixture(scope="session")
 def loyalty_model(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> LoyaltyModel:
     train, valid, _ = cuts
     cfg = LoyaltyConfig()

@@ -86,14 +86,22 @@ def test_drivers_column_empty_outside_mask() -> None:
     assert drivers_column(3, np.zeros(3, dtype=bool), reasons.head(0)).to_list() == [[], [], []]
 
 
+@pytest.mark.parametrize(("learner", "atol"), [("churn_model", 1e-6), ("logistic_model", 1e-9)])
 def test_contributions_explain_raw_log_odds(
-    churn_model: ChurnModel, cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]
+    learner: str,
+    atol: float,
+    request: pytest.FixtureRequest,
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
 ) -> None:
+    # TreeSHAP for the trees, weight x (value - training mean) for the logistic regression:
+    # either way the contributions add up to the raw log-odds
+    churn_model: ChurnModel = request.getfixturevalue(learner)
     _, valid, _ = cuts
-    sample = valid.head(200)
+    sample = valid.head(300)
     contrib = churn_model.contributions(sample)
+    assert contrib.shape == (300, churn_model.n_features_in_ + 1)
     raw = churn_model.predict_raw(sample)
-    np.testing.assert_allclose(contrib.sum(axis=1), np.log(raw / (1 - raw)), atol=1e-6)
+    np.testing.assert_allclose(contrib.sum(axis=1), np.log(raw / (1 - raw)), atol=atol)
     imp = global_importance(contrib, churn_model.feature_names_in_)
     assert imp["mean_abs_contribution"].is_sorted(descending=True)
     # the truth's strongest drivers rank high; a pure-noise column does not lead

@@ -109,10 +109,12 @@ def test_log_needs_active_run(tracking: str, churn_model: ChurnModel) -> None:
 
 
 def test_logistic_churn_model_round_trips_through_the_registry(
-    tracking: str, cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]
+    tracking: str,
+    logistic_model: ChurnModel,
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
 ) -> None:
-    train, valid, _ = cuts
-    model = ChurnModel(seed=0, learner="logistic").fit(train, valid)
+    _, valid, _ = cuts
+    model = logistic_model
     sample = valid.head(1_000)
     with mlflow.start_run():
         log_churn_model(model, registered_model_name="crm-churn-logistic")
