@@ -11,7 +11,7 @@ import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import polars as pl
 
@@ -24,6 +24,9 @@ from crm_engine.stage_reports import (
     RetentionReport,
 )
 from pipelines.runner import SchemaFn, Stage, StageContext, StageError, StageOutput
+
+if TYPE_CHECKING:
+    from churn.model import ChurnModel
 
 STAGE_NAMES = ("profile", "segmentation", "valuation", "churn")
 T = TypeVar("T")
@@ -324,7 +327,7 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
     if run.models.retention is not None:
         params["valuation.sbg.alpha"] = run.models.retention.alpha
         params["valuation.sbg.beta"] = run.models.retention.beta
-        metrics["valuation.sbg.retention_12m"] = float(run.models.retention.survival(12.0))
+        metrics["valuation.sbg.retention_12m"] = run.report.retention["retention_12m"]  # type: ignore[index]
         metrics["valuation.n_contract"] = run.report.n_customers_contract
     return StageOutput(
         outputs={"values": run.values},
@@ -370,7 +373,7 @@ def _clv(values: pl.DataFrame | None) -> pl.DataFrame | None:
 
 
 def _retention(
-    ctx: StageContext, model: Any, scored: pl.DataFrame, values: pl.DataFrame
+    ctx: StageContext, model: ChurnModel, scored: pl.DataFrame, values: pl.DataFrame
 ) -> tuple[RetentionReport, Path] | None:
     """What acting on the scores is worth: EMPC out of time and this run's contact set.
 
@@ -385,13 +388,14 @@ def _retention(
     terms = ctx.cfg.retention
     gain = scored.get_column("retention_profit").drop_nulls().to_numpy()
     worth = values.filter(pl.col("lifecycle_stage").fill_null("") != LOST_STAGE)
-    value = worth.get_column("clv").mean()
-    if gain.size == 0 or value is None:
+    mean_clv = worth.get_column("clv").mean()
+    if gain.size == 0 or mean_clv is None:
         return None
+    value = float(mean_clv)  # type: ignore[arg-type]
     y, p = model.report_y_, model.report_p_
-    checked = empc(y, p, float(value), terms)  # type: ignore[arg-type]
+    checked = empc(y, p, value, terms)
     path = plot_profit_curve(
-        profit_curve(y, p, float(value), terms),  # type: ignore[arg-type]
+        profit_curve(y, p, value, terms),
         planned_curve(gain),
         ctx.workdir / "churn" / "churn_profit.png",
     )
