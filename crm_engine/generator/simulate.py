@@ -387,7 +387,6 @@ def _simulate_months(w: World, seed: int) -> None:
     )
     churn_month = np.full(n, -1, dtype=np.int64)
     cum_unres = np.zeros(n, dtype=np.int64)
-    deg = np.maximum(w.degree, 1)
     contagion = np.zeros(n)
     recent = np.zeros(n, dtype=np.int64)
     for m in range(months + FUTURE_MONTHS):
@@ -398,7 +397,13 @@ def _simulate_months(w: World, seed: int) -> None:
             hits = np.bincount(w.edges_u, recent_churn[w.edges_v], minlength=n) + np.bincount(
                 w.edges_v, recent_churn[w.edges_u], minlength=n
             )
-            contagion = hits / deg
+            # Share of the contacts who are (or were) customers by the month's start: a
+            # contact who has not signed up yet is nobody whose leaving could be seen.
+            signed = (w.signup_day < t).astype(np.float64)
+            known = np.bincount(w.edges_u, signed[w.edges_v], minlength=n) + np.bincount(
+                w.edges_v, signed[w.edges_u], minlength=n
+            )
+            contagion = hits / np.maximum(known, 1.0)
             recent = w.complaints[:, max(0, m - 3) : min(m, months)].sum(axis=1, dtype=np.int64)
         at_risk = w.signup_day < t
         logit = (
@@ -749,6 +754,7 @@ def generate(
     start: date = date(2023, 1, 1),
     chunk_size: int = 100_000,
     progress: Callable[[int, int], None] | None = None,
+    params: WorldParams | None = None,
 ) -> GenerationSummary:
     """Generate a synthetic operator's seven input tables and the ground truth behind them.
 
@@ -772,6 +778,10 @@ def generate(
     progress
         Called as ``progress(done, total)`` after the global simulation (``done=0``) and
         after each chunk.
+    params
+        The operator-wide knobs and the planted churn effects (default
+        :class:`~crm_engine.generator.personas.WorldParams`), recorded in ``params.json``:
+        e.g. ``WorldParams(churn=ChurnEffects(contagion=0.0))`` plants no contagion.
 
     Returns
     -------
@@ -796,7 +806,7 @@ def generate(
         raise ValueError(f"start={start.isoformat()} should be the first day of a month")
     t_start = time.perf_counter()
     cal = Calendar.build(start, months)
-    params = WorldParams()
+    params = params or WorldParams()
     world = build_world(customers, cal, seed, params)
     edges = DirectedEdges.build(world, seed)
     n_chunks = -(-customers // chunk_size)
