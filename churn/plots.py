@@ -130,3 +130,39 @@ def plot_profit_curve(checked: pl.DataFrame, planned: pl.DataFrame, path: Path) 
         ax.set_title(title)
         ax.legend(loc="lower left")
     return _save(fig, path)
+
+
+def plot_network_value(scores: pl.DataFrame, path: Path, max_points: int = 5_000) -> Path:
+    """Each customer's own value at risk against the value at risk through their contacts
+    (log axes, at most ``max_points`` customers: the largest total first, then an even
+    spread). Above the diagonal, a customer's leaving costs more through the people they
+    call than in their own CLV.
+    """
+    total = pl.col("value_at_risk") + pl.col("value_at_risk_network")
+    valued = scores.filter(
+        (pl.col("value_at_risk") > 0) & (pl.col("value_at_risk_network") > 0)
+    ).sort(total, descending=True)
+    if valued.height > max_points:
+        top = valued.head(max_points // 5)
+        rest = valued.slice(top.height).gather_every(
+            max(1, (valued.height - top.height) // (max_points - top.height))
+        )
+        valued = pl.concat([top, rest])
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
+    if valued.height:
+        x = valued["value_at_risk"].to_numpy()
+        y = valued["value_at_risk_network"].to_numpy()
+        above = y > x
+        ax.scatter(x[~above], y[~above], s=6, alpha=0.4, color="C0", label="own value larger")
+        ax.scatter(x[above], y[above], s=8, alpha=0.7, color="C3", label="network value larger")
+        lo = float(max(min(x.min(), y.min()), 1e-3))
+        hi = float(max(x.max(), y.max()))
+        ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(loc="upper left")
+    ax.set_xlabel("own value at risk (churn probability x CLV)")
+    ax.set_ylabel("value at risk through contacts")
+    ax.set_title("What a departure costs: own vs through the call graph")
+    return _save(fig, path)

@@ -145,7 +145,8 @@ class ChurnScores:
     ----------
     frame
         ``customer_id, churn_probability, churn_risk_band, churn_drivers, churn_reasons,
-        value_at_risk, retention_profit``.
+        value_at_risk, retention_profit`` and ``network_value, value_at_risk_network`` (null
+        here, see :func:`churn.contagion.with_network_value`).
     importance
         ``feature, mean_abs_contribution`` sorted descending (empty when nobody explained).
     n_explained
@@ -266,6 +267,9 @@ def score_churn(
                 dtype=pl.Float64,
             ).fill_nan(None),
             pl.Series("retention_profit", gain, dtype=pl.Float64).fill_nan(None),
+            # Filled by churn.contagion.with_network_value when the run values contacts.
+            pl.Series("network_value", [None] * p.size, dtype=pl.Float64),
+            pl.Series("value_at_risk_network", [None] * p.size, dtype=pl.Float64),
         ]
     )
     importance = pl.DataFrame(

@@ -343,6 +343,30 @@ class RetentionConfig(_Section):
     )
 
 
+class ContagionConfig(_Section):
+    """Churn contagion over the call graph (``[contagion]``): the ``network_value`` and
+    ``value_at_risk_network`` columns.
+
+    The effect of a contact's leaving on a customer's monthly churn hazard is estimated from
+    the ``months`` complete months before ``as_of`` (see :mod:`churn.contagion`); the window a
+    departure counts in is ``features.contagion_days``.
+    """
+
+    enabled: bool = Field(
+        True,
+        description="estimate contagion and value what each customer takes with them (needs "
+        "the calls table and the valuation stage)",
+    )
+    months: Annotated[int, Field(ge=2, le=60)] = Field(
+        12, description="months of history the contagion effect is estimated on"
+    )
+    max_customers: Annotated[int, Field(gt=0)] = Field(
+        250_000,
+        description="customers in the estimate, at most (a hashed share of them); network "
+        "values are computed for everyone",
+    )
+
+
 class LoyaltyConfig(_Section):
     """LightGBM loyalty (promoter / passive / detractor) model."""
 
@@ -395,6 +419,7 @@ class PipelineConfig(_Section):
     valuation: ValuationConfig = ValuationConfig()
     churn: ChurnConfig = ChurnConfig()
     retention: RetentionConfig = RetentionConfig()
+    contagion: ContagionConfig = ContagionConfig()
     loyalty: LoyaltyConfig = LoyaltyConfig()
     engine: EngineConfig = EngineConfig()
 

@@ -8,10 +8,10 @@ import polars as pl
 
 INPUTS_CONTRACT = "crm.inputs/v1"
 SCORES_CONTRACT = "crm.scores/v1"
-SCORES_CONTRACT_VERSION = "1.2"
+SCORES_CONTRACT_VERSION = "1.3"
 """Minor version of :data:`SCORES_CONTRACT`: a new column adds to it, a renamed or removed one
 changes the contract id. 1.1 added ``churn_reasons``, 1.2 ``retention_profit`` and
-``value_model``."""
+``value_model``, 1.3 ``network_value`` and ``value_at_risk_network``."""
 
 DATETIME = pl.Datetime("us")
 
@@ -293,6 +293,20 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
         "the model that valued the row: sbg (postpaid, contract retention x monthly bill) or "
         "the purchase model (bgnbd, mbgnbd, pareto, ...); since 1.2",
         stage="valuation",
+    ),
+    ScoreColumn(
+        "network_value",
+        pl.Float64(),
+        "what this customer's leaving is expected to cost through the call graph: the extra "
+        "churn it induces among their contacts (the run's contagion estimate) x those "
+        "contacts' clv; 0 without contacts or without evidence of contagion; since 1.3",
+        stage="churn",
+    ),
+    ScoreColumn(
+        "value_at_risk_network",
+        pl.Float64(),
+        "churn_probability x network_value; 0 for a lost customer; since 1.3",
+        stage="churn",
     ),
 )
 

@@ -297,6 +297,9 @@ _COLUMNS: dict[str, tuple[str, str]] = {
     "clv": ("CLV ({cur})", "money"),
     "churn_probability": ("Churn probability", "pct"),
     "value_at_risk": ("Value at risk ({cur})", "money"),
+    "network_value": ("Network value ({cur})", "money"),
+    "value_at_risk_network": ("Value at risk through contacts ({cur})", "money"),
+    "total_at_risk": ("Own + through contacts ({cur})", "money"),
     "churn_reasons": ("Why they may leave", "text"),
     "churn_drivers": ("Top churn drivers (model features)", "text"),
     "customers": ("Customers", "count"),
@@ -699,6 +702,7 @@ def _act(inp: ReportInputs) -> str:
     )
     parts.append(_matrix_html(value_risk_matrix(s), cur))
     parts.append(_worth_a_call(inp))
+    parts.append(_network(inp))
     if not inp.customer_rows:
         parts.append(
             "<p class='muted'>The list of customers to contact first is written beside the "
@@ -752,6 +756,84 @@ def _act(inp: ReportInputs) -> str:
     if inp.save_first_file:
         more += f"; all of them, with plan and region, are in {html.escape(inp.save_first_file)}"
     parts.append(_table(first.select(shown), cur, max_rows=15, more=more + "."))
+    return "".join(parts)
+
+
+def _network(inp: ReportInputs) -> str:
+    """Churn contagion: how much a contact's leaving raises churn, and who takes others with
+    them (their value at risk through the call graph), ranked with their own."""
+    c = inp.churn.contagion if inp.churn is not None else None
+    s = inp.scores
+    if c is None or not _has(s, "value_at_risk_network"):
+        return ""
+    cur = html.escape(_cur(inp))
+    parts = ["<h3 id='network'>Who takes others with them</h3>"]
+    interval = f"{c.coefficient:.2f}, 95% interval {c.ci_low:.2f} to {c.ci_high:.2f}"
+    if c.significant:
+        parts.append(
+            f"<p>Customers whose contacts leave, leave more. Over the last {c.months} months "
+            f"({c.rows:,} customer months, {c.events:,} departures), each contact gone in the "
+            f"{c.contagion_days} days before a month multiplied a typical customer's odds of "
+            f"leaving that month by <b>{c.odds_factor:.2f}</b> (one of their "
+            f"{c.median_contacts} contacts; effect {interval}, compared with customers alike "
+            "in plan, tenure, complaints, region and contact count). So a departure costs "
+            "more than the customer's own CLV: the <b>value at risk through contacts</b> is "
+            "the churn probability x the CLV their contacts are expected to take with them "
+            "when they go.</p>"
+        )
+    else:
+        parts.append(
+            f"<p>No evidence that a contact's leaving raises churn here (effect {interval}, "
+            f"over {c.rows:,} customer months of the last {c.months} months): network values "
+            "are 0.</p>"
+        )
+    parts.append(
+        _facts(
+            [
+                (f"Own value at risk ({_cur(inp)})", _money(c.value_at_risk)),
+                (f"Value at risk through contacts ({_cur(inp)})", _money(c.value_at_risk_network)),
+                (
+                    "Customers whose leaving would cost through contacts",
+                    f"{c.customers_with_network_value:,}",
+                ),
+            ]
+        )
+    )
+    img = inp.images.get("churn_network")
+    if c.significant and img is not None and Path(img).is_file():
+        parts.append(
+            _figure(
+                _png_file_to_img(Path(img), "churn_network"),
+                "Own value at risk vs through contacts: above the line, a departure costs "
+                "more through the people the customer calls",
+            )
+        )
+    if c.significant and inp.customer_rows and _has(s, "value_at_risk"):
+        ranked = (
+            s.filter(~pl.col("lifecycle_stage").fill_null("").is_in(list(NOT_TO_SAVE_STAGES)))
+            .with_columns(
+                (pl.col("value_at_risk") + pl.col("value_at_risk_network")).alias("total_at_risk")
+            )
+            .sort("total_at_risk", descending=True, nulls_last=True)
+        )
+        shown = [
+            col
+            for col in (
+                "customer_id",
+                "segment_name",
+                "clv",
+                "churn_probability",
+                "value_at_risk",
+                "value_at_risk_network",
+                "total_at_risk",
+            )
+            if col in ranked.columns
+        ]
+        parts.append(
+            "<p>Ranked by both: what each customer's leaving would cost in their own CLV and "
+            f"through their contacts ({cur}).</p>"
+        )
+        parts.append(_table(ranked.select(shown), cur, max_rows=10, more="The first 10."))
     return "".join(parts)
 
 

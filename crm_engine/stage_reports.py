@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "ChurnReport",
+    "ContagionReport",
     "FeatureImportance",
     "KScore",
     "PopulationReport",
@@ -181,6 +182,36 @@ class RetentionReport:
 
 
 @dataclass(frozen=True)
+class ContagionReport:
+    """How much a contact's leaving raises churn, and what customers take with them.
+
+    ``coefficient`` (95% interval ``ci_low`` .. ``ci_high``) is the change in the log-odds of
+    the monthly churn hazard per unit share of contacts gone in the ``contagion_days`` before
+    the month, from ``rows`` customer months (``events`` churns, ``exposed`` with a contact
+    gone) over ``months`` months (:mod:`churn.contagion`). Not ``significant``: network values
+    are 0. ``odds_factor`` is one departure's effect on a customer with ``median_contacts``.
+    """
+
+    coefficient: float
+    std_error: float
+    ci_low: float
+    ci_high: float
+    significant: bool
+    rows: int
+    events: int
+    exposed: int
+    months: int
+    contagion_days: int
+    median_contacts: int
+    odds_factor: float
+    value_at_risk_network: float
+    """Sum of ``value_at_risk_network`` over the scored customers."""
+    value_at_risk: float
+    """Sum of the customers' own ``value_at_risk``, to compare."""
+    customers_with_network_value: int
+
+
+@dataclass(frozen=True)
 class ChurnReport:
     """The churn (and loyalty) models of one run, out of time.
 
@@ -206,6 +237,8 @@ class ChurnReport:
     customers are all in band ``lost``."""
     retention: RetentionReport | None = None
     """The profit of acting on the scores; None without valuation or scoring."""
+    contagion: ContagionReport | None = None
+    """Churn contagion and network value; None without valuation, calls or scoring."""
     model: str = "lightgbm"
     """The learner kept (``lightgbm`` or ``logistic``; ``churn.model``)."""
 

@@ -28,18 +28,21 @@ def influence_columns(cfg: FeaturesConfig) -> dict[str, pl.DataType]:
     }
 
 
-def undirected_edges(calls: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
-    """Undirected call graph of the trailing 12 complete months, one row per (a, b) and (b, a).
+def undirected_edges(
+    calls: pl.LazyFrame, as_of: dt.date, months: int | None = _MONTHS
+) -> pl.LazyFrame:
+    """Undirected call graph of the trailing ``months`` complete months (the profile's 12;
+    None: every month before ``as_of``), one row per (a, b) and (b, a).
 
     Self-calls are dropped. Columns: ``customer_id`` (a), ``contact_id`` (b), ``minutes``,
-    ``n_calls`` summed over both directions and all months.
+    ``n_calls`` summed over both directions and all months, ``first_month`` of a call
+    between the two.
     """
-    start, _ = trailing_months(as_of, _MONTHS)
-    recent = (
-        observed(calls, "calls", as_of)
-        .filter((pl.col("month") >= pl.lit(start)) & (pl.col("caller_id") != pl.col("callee_id")))
-        .select("caller_id", "callee_id", "minutes", "n_calls")
-    )
+    recent = observed(calls, "calls", as_of).filter(pl.col("caller_id") != pl.col("callee_id"))
+    if months is not None:
+        start, _ = trailing_months(as_of, months)
+        recent = recent.filter(pl.col("month") >= pl.lit(start))
+    recent = recent.select("caller_id", "callee_id", "month", "minutes", "n_calls")
     # Each unordered pair once (smaller id first), summed over both directions and all
     # months, then written out in both directions: half the rows to group of the
     # direction-by-direction way.
@@ -51,11 +54,16 @@ def undirected_edges(calls: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
         # with file layout; scores must not (see the rows-after-as_of end-to-end test).
         pl.col("minutes").cast(pl.Float64).sum().round(6),
         pl.col("n_calls").cast(pl.Int64).sum(),
+        pl.col("month").min().alias("first_month"),
     )
     return pl.concat(
         [
             pairs.select(
-                pl.col(a).alias("customer_id"), pl.col(b).alias("contact_id"), "minutes", "n_calls"
+                pl.col(a).alias("customer_id"),
+                pl.col(b).alias("contact_id"),
+                "minutes",
+                "n_calls",
+                "first_month",
             )
             for a, b in (("_low", "_high"), ("_high", "_low"))
         ]

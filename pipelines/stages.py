@@ -19,6 +19,7 @@ from crm_engine.contracts import SCORE_COLUMNS, scores_schema
 from crm_engine.scores import conform_scores
 from crm_engine.stage_reports import (
     ChurnReport,
+    ContagionReport,
     FeatureImportance,
     PopulationReport,
     RetentionReport,
@@ -416,6 +417,69 @@ def _retention(
     return report, path
 
 
+def _contagion(
+    ctx: StageContext, scores: pl.DataFrame, profile: pl.DataFrame, values: pl.DataFrame
+) -> tuple[pl.DataFrame, ContagionReport | None, dict[str, Path]]:
+    """``scores`` with the network columns (``[contagion]``, :mod:`churn.contagion`), what
+    the estimate found and its picture; ``scores`` unchanged and None when disabled, without
+    a call graph or when the history holds nothing to estimate from (a warning says so)."""
+    from churn.contagion import estimate_contagion, with_network_value
+    from churn.plots import plot_network_value
+    from features.influence import undirected_edges
+
+    cfg = ctx.cfg
+    if not cfg.contagion.enabled or "calls" not in ctx.tables:
+        return scores, None, {}
+    try:
+        found = estimate_contagion(
+            ctx.tables,
+            ctx.as_of,
+            months=cfg.contagion.months,
+            contagion_days=cfg.features.contagion_days,
+            sample=ctx.bounded_sample(cfg.contagion.max_customers),
+        )
+    except ValueError as e:
+        import warnings
+
+        warnings.warn(f"no network value: {e}", stacklevel=2)
+        return scores, None, {}
+    edges = undirected_edges(ctx.tables["calls"], ctx.as_of)
+    out = with_network_value(scores, values, edges, found, horizon_days=cfg.churn.horizon_days)
+    contacts = profile.get_column("n_contacts").filter(profile.get_column("n_contacts") > 0)
+    median = int(contacts.median() or 1) if contacts.len() else 1  # type: ignore[arg-type]
+    lo, hi = found.interval
+    report = ContagionReport(
+        coefficient=found.coefficient,
+        std_error=found.std_error,
+        ci_low=lo,
+        ci_high=hi,
+        significant=found.significant,
+        rows=found.rows,
+        events=found.events,
+        exposed=found.exposed,
+        months=found.months,
+        contagion_days=found.contagion_days,
+        median_contacts=median,
+        odds_factor=found.odds_factor(median),
+        value_at_risk_network=float(out.get_column("value_at_risk_network").sum()),
+        value_at_risk=float(out.get_column("value_at_risk").fill_null(0.0).sum()),
+        customers_with_network_value=int((out.get_column("network_value") > 0).sum()),
+    )
+    picture = plot_network_value(out, ctx.workdir / "churn" / "churn_network.png")
+    return out, report, {"churn_network": picture}
+
+
+def _contagion_metrics(report: ContagionReport | None) -> dict[str, float]:
+    if report is None:
+        return {}
+    return {
+        "contagion.coefficient": report.coefficient,
+        "contagion.std_error": report.std_error,
+        "contagion.significant": float(report.significant),
+        "network.value_at_risk": report.value_at_risk_network,
+    }
+
+
 def churn_stage(
     ctx: StageContext,
     tables: dict[str, pl.LazyFrame],
@@ -471,6 +535,7 @@ def churn_stage(
     importance = training.importance
     crosstab = None
     retention: RetentionReport | None = None
+    contagion: ContagionReport | None = None
     artifacts = write_plots(training, ctx.workdir / "churn")
     if score:
         from churn import lifecycle_by_band
@@ -478,10 +543,13 @@ def churn_stage(
 
         scoring = _scoring_frame(ctx, profile)
         scored = score_churn(scoring, training.churn, cfg.churn, _clv(values), cfg.retention)
-        outputs["churn_scores"] = add_loyalty(scored.frame, scoring, training.loyalty)
+        frame = scored.frame
         metrics["churn.n_explained"] = scored.n_explained
         importance = scored.importance
         if values is not None:
+            frame, contagion, pictures = _contagion(ctx, frame, profile, values)
+            artifacts |= pictures
+            metrics |= _contagion_metrics(contagion)
             metrics["churn.n_lost"] = scored.n_lost
             crosstab = lifecycle_by_band(scored.frame, values, STAGES)
             worth = _retention(ctx, training.churn, scored.frame, values)
@@ -493,6 +561,7 @@ def churn_stage(
                     "retention.contacts": retention.contacts,
                     "retention.expected_profit": retention.expected_profit,
                 }
+        outputs["churn_scores"] = add_loyalty(frame, scoring, training.loyalty)
     report = ChurnReport(
         metrics=dict(training.metrics),
         features=list(training.churn.feature_names_in_),
@@ -505,6 +574,7 @@ def churn_stage(
         learning_curve=training.learning_curve,
         lifecycle_by_band=crosstab,
         retention=retention,
+        contagion=contagion,
         model=training.churn.learner,
     )
     return StageOutput(
@@ -540,15 +610,20 @@ def churn_registry_stage(
     loyalty_model = _load(loyalty_uri, load_loyalty_model) if loyalty_uri else None
     scoring = _scoring_frame(ctx, profile)
     scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values), ctx.cfg.retention)
-    out = add_loyalty(scored.frame, scoring, loyalty_model)
-    versions = {"churn": churn_uri} | ({"loyalty": loyalty_uri} if loyalty_uri else {})
-    metrics = {"churn.n_explained": scored.n_explained}
+    frame = scored.frame
+    metrics: dict[str, float] = {"churn.n_explained": scored.n_explained}
+    artifacts: dict[str, Path] = {}
     if values is not None:
+        frame, contagion, artifacts = _contagion(ctx, frame, profile, values)
+        metrics |= _contagion_metrics(contagion)
         metrics["churn.n_lost"] = scored.n_lost
+    out = add_loyalty(frame, scoring, loyalty_model)
+    versions = {"churn": churn_uri} | ({"loyalty": loyalty_uri} if loyalty_uri else {})
     return StageOutput(
         outputs={"churn_scores": out},
         metrics=metrics,
         params={"churn_model_uri": churn_uri, "loyalty_model_uri": loyalty_uri or ""},
+        artifacts=artifacts,
         model_versions=versions,
     )
 

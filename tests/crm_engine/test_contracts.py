@@ -36,14 +36,21 @@ def test_every_input_table_is_dated_and_keyed() -> None:
 
 
 def test_minor_versions_only_append() -> None:
-    # 1.1 appended churn_reasons, 1.2 retention_profit and value_model: positions of older
-    # columns never move
+    # 1.1 appended churn_reasons, 1.2 retention_profit and value_model, 1.3 network_value and
+    # value_at_risk_network: positions of older columns never move
     names = [c.name for c in SCORE_COLUMNS]
-    assert names[-3:] == ["churn_reasons", "retention_profit", "value_model"]
+    assert names[-5:] == [
+        "churn_reasons",
+        "retention_profit",
+        "value_model",
+        "network_value",
+        "value_at_risk_network",
+    ]
     column = SCORE_COLUMNS[names.index("churn_reasons")]
     assert column.dtype == pl.List(pl.String) and column.stage == "churn"
     assert scores_schema()["churn_reasons"] == pl.List(pl.String)
     assert scores_schema()["retention_profit"] == pl.Float64
-    assert [c.stage for c in SCORE_COLUMNS[-2:]] == ["churn", "valuation"]
-    assert all("since 1.2" in c.meaning for c in SCORE_COLUMNS[-2:])
-    assert SCORES_CONTRACT == "crm.scores/v1" and SCORES_CONTRACT_VERSION == "1.2"
+    assert [c.stage for c in SCORE_COLUMNS[-4:]] == ["churn", "valuation", "churn", "churn"]
+    assert all("since 1.2" in c.meaning for c in SCORE_COLUMNS[-4:-2])
+    assert all("since 1.3" in c.meaning for c in SCORE_COLUMNS[-2:])
+    assert SCORES_CONTRACT == "crm.scores/v1" and SCORES_CONTRACT_VERSION == "1.3"

@@ -57,7 +57,7 @@ def test_outputs_present_and_valid(first_run: Path, generated_operator: Path) ->
     scores = pl.read_parquet(first_run / "scores.parquet")
     meta = read_scores_metadata(first_run / "scores.parquet")
     assert meta["crm.contract"] == "crm.scores/v1"
-    assert meta["crm.contract_version"] == "1.2"
+    assert meta["crm.contract_version"] == "1.3"
     assert meta["crm.as_of"] == AS_OF
     # every row says which model valued it (the default: the purchase models for everyone)
     assert scores["value_model"].null_count() == 0
@@ -92,7 +92,7 @@ def test_outputs_present_and_valid(first_run: Path, generated_operator: Path) ->
 def test_manifest_consistent_with_files(first_run: Path, generated_operator: Path) -> None:
     manifest = json.loads((first_run / "manifest.json").read_text())
     assert manifest["contract"] == "crm.scores/v1"
-    assert manifest["contract_version"] == "1.2"
+    assert manifest["contract_version"] == "1.3"
     assert manifest["as_of"] == AS_OF
     for name in (
         "scores.parquet",
@@ -270,6 +270,17 @@ def test_report_of_a_real_run(first_run: Path, generated_operator: Path) -> None
     assert retention["empc"] > 0 and 0 < retention["empc_share"] < 1
     assert "Who is worth a retention offer" in text and 'alt="churn_profit"' in text
     assert f"{retention['contacts']:,} of {retention['candidates']:,} customers" in text
+    # who takes others with them: the contagion estimate and the network columns agree
+    contagion = json.loads((first_run / "manifest.json").read_text())["churn"]["contagion"]
+    assert contagion["significant"] and contagion["ci_low"] > 0  # the generator plants it
+    assert scores["network_value"].null_count() == 0 and (scores["network_value"] >= 0).all()
+    assert contagion["value_at_risk_network"] == pytest.approx(
+        scores["value_at_risk_network"].sum()
+    )
+    assert (scores.filter(pl.col("churn_risk_band") == "lost")["value_at_risk_network"] == 0).all()
+    assert contagion["customers_with_network_value"] == (scores["network_value"] > 0).sum() > 0
+    assert "Who takes others with them" in text and 'alt="churn_network"' in text
+    assert f"by <b>{contagion['odds_factor']:.2f}</b>" in text
     require_browser()
     page = check_page(first_run / "report.html")
     assert page.images >= 10 and page.broken_images == [] and page.console_errors == []

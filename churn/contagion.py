@@ -1,0 +1,382 @@
+"""Churn contagion over the call graph, and what a customer's leaving costs through it.
+
+Customers whose contacts leave tend to leave too (Dasgupta et al. 2008). The effect is
+estimated from the history before ``as_of`` as a discrete-time hazard: one row per customer
+and month at risk over the trailing ``months`` complete months, the outcome "churned in that
+month", the exposure the share of the customer's call contacts whose ``churn_date`` lies in
+the ``contagion_days`` before the month starts. A logistic regression of the outcome on the
+exposure, with the observed drivers of churn as controls (plan type, short tenure, recent and
+never-resolved complaints, region x area, contact count, calendar month), gives the
+contagion ``coefficient``: the change in the log-odds of a customer's monthly churn hazard
+per unit share of contacts gone, with its standard error from the Fisher information.
+Contacts are matched to non-contacts through the controls: the comparison is between
+customers alike in everything the data records but whether a contact just left.
+
+:func:`network_values` turns it into money: if customer ``i`` leaves, each contact ``j``
+(``n_j`` contacts) sees its share rise by ``1 / n_j`` for the contagion window, so the extra
+probability that ``j`` leaves is ``(1 - h_j)^w - (1 - h'_j)^w`` with ``h_j`` the monthly
+hazard implied by ``j``'s churn probability, ``h'_j = sigmoid(logit(h_j) + coefficient /
+n_j)`` and ``w`` the window in months. ``network_value_i`` sums that times ``clv_j`` over
+``i``'s contacts. Without evidence of contagion (the 95% interval reaches 0) the effect used
+is 0 and every network value is 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.linear_model import LogisticRegression
+
+from churn.stage import LOST_BAND
+from features.influence import undirected_edges
+from features.sample import CustomerSample
+from features.window import month_offset, observed, trailing_months
+
+__all__ = [
+    "DAYS_PER_MONTH",
+    "Contagion",
+    "contagion_panel",
+    "estimate_contagion",
+    "fit_contagion",
+    "network_values",
+    "with_network_value",
+]
+
+DAYS_PER_MONTH = 365.25 / 12
+_Z95 = 1.959963984540054
+_CONTROLS = ("prepaid", "short_tenure", "recent_complaints", "open_unresolved", "log_contacts")
+_RECENT_COMPLAINTS_MONTHS = 3
+_RECENT_COMPLAINTS_CAP = 3
+_OPEN_UNRESOLVED_CAP = 2
+
+
+@dataclass(frozen=True)
+class Contagion:
+    """The fitted contagion effect (see the module docstring).
+
+    ``coefficient`` and ``std_error`` are on the log-odds of the monthly churn hazard per unit
+    share of contacts who left in the ``contagion_days`` before the month; ``rows`` customer
+    months at risk, ``events`` churns among them, ``exposed`` rows with a contact gone.
+    """
+
+    coefficient: float
+    std_error: float
+    rows: int
+    events: int
+    exposed: int
+    months: int
+    contagion_days: int
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% confidence interval of the coefficient."""
+        half = _Z95 * self.std_error
+        return self.coefficient - half, self.coefficient + half
+
+    @property
+    def significant(self) -> bool:
+        """True when the 95% interval lies above 0 (contacts' leaving raises churn)."""
+        return math.isfinite(self.std_error) and self.interval[0] > 0.0
+
+    @property
+    def effect(self) -> float:
+        """The coefficient network values use: the estimate when significant, else 0."""
+        return self.coefficient if self.significant else 0.0
+
+    @property
+    def window_months(self) -> float:
+        """The contagion window in months."""
+        return self.contagion_days / DAYS_PER_MONTH
+
+    def odds_factor(self, contacts: int) -> float:
+        """How much one contact's leaving multiplies the churn odds of a customer with
+        ``contacts`` contacts (for the contagion window)."""
+        return math.exp(self.effect / max(contacts, 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (the report, MLflow)."""
+        lo, hi = self.interval
+        return asdict(self) | {"ci_low": lo, "ci_high": hi, "significant": self.significant}
+
+
+def contagion_panel(
+    tables: dict[str, pl.LazyFrame],
+    as_of: dt.date,
+    *,
+    months: int = 12,
+    contagion_days: int = 90,
+    sample: CustomerSample | None = None,
+) -> pl.DataFrame:
+    """One row per customer and month at risk over the ``months`` complete months before
+    ``as_of`` (see the module docstring); only rows before ``as_of`` are read.
+
+    Columns: ``customer_id``, ``month``, ``churned`` (0/1), ``exposure`` (share of contacts
+    gone in the window before the month), ``n_contacts`` and the controls ``prepaid``,
+    ``short_tenure``, ``recent_complaints``, ``open_unresolved``, ``log_contacts``,
+    ``place`` (region x area type). ``sample`` restricts the customers at risk (their
+    contacts are everyone).
+    """
+    first, _ = trailing_months(as_of, months)
+    starts = pl.DataFrame({"month": [month_offset(first, k) for k in range(months)]}).lazy()
+    as_of_lit = pl.lit(as_of)
+    known = observed(tables["customers"], "customers", as_of).with_columns(
+        pl.when(pl.col("churn_date") < as_of_lit).then(pl.col("churn_date")).alias("churn_date")
+    )
+    gone = known.filter(pl.col("churn_date").is_not_null()).select(
+        pl.col("customer_id").alias("contact_id"), pl.col("churn_date").alias("_gone")
+    )
+    calls = tables["calls"]
+    population = known
+    if sample is not None:
+        calls = calls.filter(sample.expr("caller_id") | sample.expr("callee_id"))
+        population = known.filter(sample.expr())
+    # A contact counts from the month of the pair's first call on (point-in-time inside the
+    # panel: a customer who leaves in a month makes no new contacts after it, so counting
+    # later contacts would inflate the share of churners and bias the estimate up).
+    edges = undirected_edges(calls, as_of, months=None).select(
+        "customer_id", "contact_id", pl.col("first_month").alias("_first")
+    )
+    if sample is not None:
+        edges = edges.filter(sample.expr())
+    contacts = (
+        edges.join(starts, how="cross")
+        .filter(pl.col("_first") < pl.col("month"))
+        .group_by("customer_id", "month")
+        .agg(pl.len().cast(pl.Int64).alias("n_contacts"))
+    )
+    window = dt.timedelta(days=contagion_days)
+    hits = (
+        edges.join(gone, on="contact_id", how="inner")
+        .join(starts, how="cross")
+        .filter((pl.col("_gone") < pl.col("month")) & (pl.col("_gone") >= pl.col("month") - window))
+        .group_by("customer_id", "month")
+        .agg(pl.len().cast(pl.Int64).alias("_hits"))
+    )
+    complaints = (
+        observed(tables["interactions"], "interactions", as_of)
+        .filter(pl.col("kind") == "complaint")
+        .select(
+            "customer_id",
+            pl.col("opened_at").dt.date().alias("_opened"),
+            # Never resolved as far as as_of can tell (closed later is not seen either).
+            (pl.col("closed_at").is_null() | (pl.col("closed_at").dt.date() >= as_of_lit)).alias(
+                "_open"
+            ),
+        )
+    )
+    if sample is not None:
+        complaints = complaints.filter(sample.expr())
+    complaint_counts = (
+        complaints.join(starts, how="cross")
+        .filter(pl.col("_opened") < pl.col("month"))
+        .group_by("customer_id", "month")
+        .agg(
+            (pl.col("_opened") >= pl.col("month").dt.offset_by(f"-{_RECENT_COMPLAINTS_MONTHS}mo"))
+            .sum()
+            .cast(pl.Int64)
+            .alias("recent_complaints"),
+            pl.col("_open").sum().cast(pl.Int64).alias("open_unresolved"),
+        )
+    )
+    at_risk = (
+        population.select(
+            "customer_id", "signup_date", "churn_date", "plan_type", "region", "area_type"
+        )
+        .join(starts, how="cross")
+        .filter(
+            (pl.col("signup_date") < pl.col("month"))
+            & (pl.col("churn_date").is_null() | (pl.col("churn_date") >= pl.col("month")))
+        )
+    )
+    panel = (
+        at_risk.join(contacts, on=["customer_id", "month"], how="left")
+        .join(hits, on=["customer_id", "month"], how="left")
+        .join(complaint_counts, on=["customer_id", "month"], how="left")
+        .with_columns(
+            pl.col("n_contacts", "_hits", "recent_complaints", "open_unresolved").fill_null(0)
+        )
+        .select(
+            "customer_id",
+            "month",
+            (pl.col("churn_date") < pl.col("month").dt.offset_by("1mo"))
+            .fill_null(False)
+            .cast(pl.Int8)
+            .alias("churned"),
+            pl.when(pl.col("n_contacts") > 0)
+            .then(pl.col("_hits") / pl.col("n_contacts"))
+            .otherwise(0.0)
+            .alias("exposure"),
+            "n_contacts",
+            (pl.col("plan_type") == "prepaid").cast(pl.Float64).alias("prepaid"),
+            ((pl.col("month") - pl.col("signup_date")).dt.total_days() < 365)
+            .cast(pl.Float64)
+            .alias("short_tenure"),
+            pl.col("recent_complaints").clip(upper_bound=_RECENT_COMPLAINTS_CAP).cast(pl.Float64),
+            pl.col("open_unresolved").clip(upper_bound=_OPEN_UNRESOLVED_CAP).cast(pl.Float64),
+            pl.col("n_contacts").log1p().alias("log_contacts"),
+            pl.concat_str(
+                pl.col("region").fill_null("?"), pl.col("area_type").fill_null("?"), separator="/"
+            ).alias("place"),
+        )
+        .sort("customer_id", "month")
+    )
+    return panel.collect()
+
+
+def fit_contagion(panel: pl.DataFrame, *, months: int, contagion_days: int) -> Contagion:
+    """The contagion coefficient of a :func:`contagion_panel` (unpenalised logistic
+    regression; standard error from the inverse Fisher information).
+
+    Raises
+    ------
+    ValueError
+        When the panel has no churn, no exposure or nothing but churn to learn from.
+    """
+    rows = panel.height
+    y = panel.get_column("churned").to_numpy().astype(np.float64)
+    events = int(y.sum())
+    exposure = panel.get_column("exposure").to_numpy()
+    exposed = int((exposure > 0).sum())
+    if events == 0 or events == rows or exposed == 0:
+        raise ValueError(
+            f"contagion: {rows} customer months, {events} churns, {exposed} exposed: nothing "
+            "to estimate the effect of a contact's churn from"
+        )
+    dummies = panel.select(
+        pl.col("place").cast(pl.Categorical), pl.col("month").cast(pl.String).cast(pl.Categorical)
+    ).to_dummies(drop_first=True)
+    x = np.column_stack(
+        [exposure, panel.select(_CONTROLS).to_numpy(), dummies.to_numpy().astype(np.float64)]
+    )
+    lr = LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=200).fit(x, y)
+    p = lr.predict_proba(x)[:, 1]
+    design = np.column_stack([np.ones(rows), x])
+    fisher = design.T @ (design * (p * (1.0 - p))[:, None])
+    try:
+        variance = float(np.linalg.inv(fisher)[1, 1])
+    except np.linalg.LinAlgError:
+        variance = float("nan")
+    return Contagion(
+        coefficient=float(lr.coef_[0, 0]),
+        std_error=math.sqrt(variance) if variance > 0 else float("nan"),
+        rows=rows,
+        events=events,
+        exposed=exposed,
+        months=months,
+        contagion_days=contagion_days,
+    )
+
+
+def estimate_contagion(
+    tables: dict[str, pl.LazyFrame],
+    as_of: dt.date,
+    *,
+    months: int = 12,
+    contagion_days: int = 90,
+    sample: CustomerSample | None = None,
+) -> Contagion:
+    """:func:`fit_contagion` of the :func:`contagion_panel` at ``as_of``."""
+    panel = contagion_panel(
+        tables, as_of, months=months, contagion_days=contagion_days, sample=sample
+    )
+    return fit_contagion(panel, months=months, contagion_days=contagion_days)
+
+
+def network_values(
+    edges: pl.LazyFrame,
+    scored: pl.DataFrame,
+    contagion: Contagion,
+    horizon_days: int,
+) -> pl.DataFrame:
+    """``network_value`` per customer of ``scored`` (see the module docstring).
+
+    Parameters
+    ----------
+    edges
+        The undirected call graph at ``as_of`` (:func:`features.influence.undirected_edges`).
+    scored
+        ``customer_id``, ``churn_probability`` over ``horizon_days``, ``clv``; customers with a
+        null clv or probability (lost, not valued) are nobody's loss.
+    contagion
+        The fitted effect (:attr:`Contagion.effect` is used).
+    horizon_days
+        The window ``churn_probability`` covers.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``customer_id``, ``network_value`` (>= 0; 0 without contacts or contagion).
+    """
+    id_dtype = scored.schema["customer_id"]
+    beta = contagion.effect
+    window = contagion.window_months
+    p = pl.col("churn_probability").clip(0.0, 1.0 - 1e-12)
+    hazard = 1.0 - (1.0 - p).pow(DAYS_PER_MONTH / horizon_days)
+    logit = (hazard / (1.0 - hazard)).log()
+    lifted = 1.0 / (1.0 + (-(logit + beta / pl.col("n_contacts"))).exp())
+    degree = edges.group_by("customer_id").agg(pl.len().cast(pl.Float64).alias("n_contacts"))
+    loss = (
+        scored.lazy()
+        .filter(pl.col("clv").is_not_null() & pl.col("churn_probability").is_not_null())
+        .join(degree, on="customer_id", how="inner")
+        .select(
+            pl.col("customer_id").alias("contact_id"),
+            (((1.0 - hazard).pow(window) - (1.0 - lifted).pow(window)) * pl.col("clv"))
+            .clip(lower_bound=0.0)
+            .alias("_loss"),
+        )
+    )
+    per_customer = (
+        edges.select("customer_id", pl.col("contact_id").cast(id_dtype))
+        .join(loss, on="contact_id", how="inner")
+        .group_by("customer_id")
+        .agg(pl.col("_loss").sum().alias("network_value"))
+    )
+    return (
+        scored.lazy()
+        .select("customer_id")
+        .join(per_customer, on="customer_id", how="left")
+        .select("customer_id", pl.col("network_value").fill_null(0.0))
+        .collect()
+    )
+
+
+def with_network_value(
+    scores: pl.DataFrame,
+    clv: pl.DataFrame,
+    edges: pl.LazyFrame,
+    contagion: Contagion,
+    horizon_days: int,
+) -> pl.DataFrame:
+    """``scores`` (the churn stage's ``customer_id, churn_probability, churn_risk_band, ...``)
+    with ``network_value`` and ``value_at_risk_network`` (``churn_probability x network_value``,
+    0 for a lost customer) filled in, or added when absent.
+
+    ``clv`` is the valuation's ``customer_id, clv``; lost contacts (band ``lost``) have nothing
+    left to lose.
+    """
+    lost = pl.col("churn_risk_band") == LOST_BAND
+    valued = (
+        scores.select("customer_id", "churn_probability", "churn_risk_band")
+        .join(clv.select("customer_id", "clv"), on="customer_id", how="left")
+        .select(
+            "customer_id",
+            "churn_probability",
+            pl.when(lost).then(None).otherwise(pl.col("clv")).alias("clv"),
+        )
+    )
+    values = network_values(edges, valued, contagion, horizon_days)
+    columns = scores.columns
+    scores = scores.drop("network_value", "value_at_risk_network", strict=False)
+    out = scores.join(values, on="customer_id", how="left", maintain_order="left").with_columns(
+        pl.when(lost)
+        .then(0.0)
+        .otherwise(pl.col("churn_probability") * pl.col("network_value"))
+        .alias("value_at_risk_network")
+    )
+    return out.select(list(dict.fromkeys([*columns, *out.columns])))
