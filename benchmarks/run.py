@@ -12,7 +12,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["generate", "features", "valuation", "segmentation", "churn", "scale"]
+ORDER = [
+    "generate",
+    "features",
+    "valuation",
+    "postpaid",
+    "segmentation",
+    "churn",
+    "contagion",
+    "scale",
+]
 
 HEADER = """# Benchmarks
 
