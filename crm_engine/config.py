@@ -164,19 +164,24 @@ class ValuationConfig(_Section):
         description="purchase model of the non-contractual (prepaid) customers; auto: the "
         "lowest holdout error",
     )
-    postpaid_model: Literal["contract", "btyd"] = Field(
-        "btyd",
+    postpaid_model: Literal["auto", "contract", "btyd"] = Field(
+        "auto",
         description="btyd: postpaid customers valued like prepaid, by the purchase model; "
         "contract: by a shifted-beta-geometric retention curve fitted on observed churn "
-        "times their trailing monthly bill (opt-in: on the generator its CLV ranks "
-        "postpaid customers' next-year spend worse than BG/NBD, see benchmarks/README.md)",
+        "times their trailing monthly bill; auto: whichever predicted postpaid revenue better "
+        "on the revenue holdout (the purchase model without one; on the generator: btyd, see "
+        "benchmarks/README.md)",
     )
     horizon_days: Annotated[int, Field(gt=0)] = 365
     annual_discount_rate: Annotated[float, Field(ge=0, lt=1)] = 0.10
     margin: Annotated[float, Field(gt=0, le=1)] = 0.30
     cost_per_interaction: Annotated[float, Field(ge=0)] = 2.0
     penalizer: Annotated[float, Field(ge=0)] = 0.0
-    holdout_days: Annotated[int, Field(ge=0)] = 90
+    holdout_days: Annotated[int, Field(ge=0)] = Field(
+        90,
+        description="the purchase holdout's window (repeat purchases); 0 skips it and the "
+        "revenue holdout (revenue by plan type over horizon_days before as_of)",
+    )
     max_holdout_customers: Annotated[int, Field(gt=0)] = Field(
         250_000,
         description="customers the holdout compares the models on, at most (a hashed share "

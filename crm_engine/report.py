@@ -300,6 +300,11 @@ _COLUMNS: dict[str, tuple[str, str]] = {
     "network_value": ("Network value ({cur})", "money"),
     "value_at_risk_network": ("Value at risk through contacts ({cur})", "money"),
     "total_at_risk": ("Own + through contacts ({cur})", "money"),
+    "model": ("Model", "text"),
+    "mean_predicted": ("Predicted revenue per customer ({cur})", "money"),
+    "mean_actual": ("Real revenue per customer ({cur})", "money"),
+    "mae": ("Mean absolute error per customer ({cur})", "money"),
+    "relative": ("Error / real revenue", "pct"),
     "churn_reasons": ("Why they may leave", "text"),
     "churn_drivers": ("Top churn drivers (model features)", "text"),
     "customers": ("Customers", "count"),
@@ -1047,7 +1052,42 @@ def _value(inp: ReportInputs) -> str:
         parts.append(
             "<h3>How the value is modelled</h3>" + _facts(_valuation_facts(inp.valuation, cur))
         )
+        parts.append(_revenue_holdout(inp.valuation, cur))
     return "".join(parts)
+
+
+def _revenue_holdout(v: ValuationReport, cur: str) -> str:
+    """What the value models said a year ago against the revenue that came in, per plan."""
+    r = v.revenue_holdout
+    if r is None:
+        if v.revenue_holdout_error:
+            return (
+                f"<p class='muted'>No revenue holdout: {html.escape(v.revenue_holdout_error)}</p>"
+            )
+        return ""
+    rows = pl.DataFrame(
+        r.rows,
+        schema={
+            "plan_type": pl.String,
+            "model": pl.String,
+            "customers": pl.Int64,
+            "mae": pl.Float64,
+            "mean_predicted": pl.Float64,
+            "mean_actual": pl.Float64,
+        },
+    ).with_columns(
+        pl.col("model").replace({"sbg": "contract (sbg)"}),
+        (pl.col("mae") / pl.col("mean_actual")).alias("relative"),
+    )
+    kept = "the contract model (sbg)" if v.retention is not None else v.model
+    text = (
+        f"<h3>Does the value hold up?</h3><p>Every model refitted {r.days} days earlier (at "
+        f"{r.cut}) and its revenue forecast for the customers there compared with what they "
+        f"really paid up to as_of (no discount or margin). Postpaid customers are valued by "
+        f"<b>{html.escape(kept)}</b>.</p>"
+    )
+    shown = ["plan_type", "model", "customers", "mean_predicted", "mean_actual", "mae", "relative"]
+    return text + _table(rows.select(shown), cur)
 
 
 def _sig(v: Any, digits: int = 4) -> str:

@@ -122,6 +122,10 @@ class ValuationReport:
     """The registered model that scored (``--score-only``), None when fitted in this run."""
     holdout_plot: str | None = None
     """File name of the holdout plot written beside the values (``crm-engine value``)."""
+    revenue_holdout: Any = None
+    """Revenue over the horizon predicted at ``as_of - horizon_days`` against the real one, by
+    plan type and model (``valuation.revenue.RevenueHoldout``), when it ran."""
+    revenue_holdout_error: str | None = None
     n_customers_frequency0: int = 0
     """Customers without a repeat purchase (one purchase day, or none)."""
     frequency0_model: str | None = None

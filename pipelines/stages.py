@@ -293,7 +293,7 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
         cfg,
         sample,
         tables["customers"],
-        ctx.data_start() if cfg.postpaid_model == "contract" else None,
+        ctx.data_start(),
     )
     artifacts: dict[str, Path] = {}
     if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
@@ -323,6 +323,9 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
         for name, m in run.holdout.metrics.items():
             if m is not None:
                 metrics[f"valuation.holdout.{name}.mae"] = m["mae"]
+    if run.report.revenue_holdout is not None:
+        for row in run.report.revenue_holdout.rows:
+            metrics[f"valuation.revenue_holdout.{row['plan_type']}.{row['model']}.mae"] = row["mae"]
     params = {f"valuation.{k}": v for k, v in run.report.params.items()}
     params["valuation.model"] = run.report.model
     if run.models.retention is not None:

@@ -12,8 +12,9 @@ from crm_engine.config import ValuationConfig
 from crm_engine.stage_reports import ValuationReport
 from features import CustomerSample, DataStart, ProfileAt, data_start
 from valuation.base import ValuationError
-from valuation.contract import contract_lifetimes, fit_sbg
+from valuation.contract import SBG, contract_lifetimes, fit_sbg
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
+from valuation.revenue import RevenueHoldout, revenue_holdout
 from valuation.select import AUTO_CANDIDATES
 from valuation.stage import ValuationModels, fit_models, value_customers
 
@@ -28,6 +29,27 @@ class ValuationRun:
     report: ValuationReport
     models: ValuationModels
     holdout: HoldoutResult | None
+
+
+def _postpaid_note(revenue: RevenueHoldout | None, choice: str, error: str | None) -> str | None:
+    """Why ``postpaid_model = "auto"`` valued postpaid customers the way it did (None: there
+    were none at the revenue holdout's cut)."""
+    if revenue is None:
+        return f"postpaid customers valued by {choice}: no revenue holdout ({error})"
+    contract = revenue.mae("postpaid", SBG)
+    purchase = revenue.mae("postpaid", revenue.purchase_model)
+    if purchase is None:
+        return None
+    if contract is None:
+        why = revenue.errors.get(SBG, "not fitted")
+        return f"postpaid customers valued by {choice}: no contract model ({why})"
+    better, worse = (contract, purchase) if choice == SBG else (purchase, contract)
+    other = revenue.purchase_model if choice == SBG else "the contract model (sbg)"
+    return (
+        f"postpaid customers valued by {choice}: over the {revenue.days} days from "
+        f"{revenue.cut}, its revenue error per postpaid customer was {better:,.2f} against "
+        f"{worse:,.2f} for {other}"
+    )
 
 
 def run_valuation(
@@ -102,8 +124,32 @@ def run_valuation(
     profile = profile_at(as_of, None)
     models = fit_models(profile, cfg, model_name)
     notes: list[str] = []
-    if customers is not None and cfg.postpaid_model == "contract":
-        since = (start or data_start(transactions)).first_day
+    since = None if customers is None else (start or data_start(transactions)).first_day
+    revenue: RevenueHoldout | None = None
+    revenue_error: str | None = None
+    if customers is not None and cfg.holdout_days == 0:
+        revenue_error = "valuation.holdout_days = 0 skips it"
+    elif customers is not None:
+        try:
+            revenue = revenue_holdout(
+                profile_at,
+                transactions,
+                customers,
+                as_of,
+                cfg,
+                models.purchase.model_name,
+                since,
+                holdout_sample,
+            )
+        except ValuationError as e:
+            revenue_error = str(e)
+    contract = cfg.postpaid_model == "contract"
+    if cfg.postpaid_model == "auto" and customers is not None:
+        choice = models.purchase.model_name if revenue is None else revenue.postpaid_choice()
+        contract = choice == SBG
+        note = _postpaid_note(revenue, choice, revenue_error)
+        notes += [note] if note else []
+    if customers is not None and contract:
         try:
             if since is None:
                 raise ValuationError("table transactions has no rows: the data's start is unknown")
@@ -119,6 +165,8 @@ def run_valuation(
         model_requested=cfg.model,
         holdout=holdout,
         holdout_error=holdout_error,
+        revenue_holdout=revenue,
+        revenue_holdout_error=revenue_error,
         notes=[*report.notes, *notes],
     )
     return ValuationRun(values=values, report=report, models=models, holdout=holdout)

@@ -1,0 +1,179 @@
+"""The revenue holdout: each value model's forecast of a year's revenue against the real one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from crm_engine.config import ValuationConfig
+from crm_engine.io import load_tables
+from features import CustomerSample, build_profile, data_start
+from valuation import run_valuation
+from valuation.base import ValuationError
+from valuation.revenue import RevenueHoldout, revenue_holdout
+
+AS_OF = dt.date(2025, 1, 1)
+CUT = dt.date(2024, 1, 2)  # as_of - 365 days
+
+
+def _profiles(tables: dict[str, pl.LazyFrame]) -> Callable[..., pl.DataFrame]:
+    cache: dict[tuple[dt.date, object], pl.DataFrame] = {}
+
+    def profile_at(cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
+        if (cut, sample) not in cache:
+            cache[cut, sample] = build_profile(tables, cut, sample=sample).collect()
+        return cache[cut, sample]
+
+    return profile_at
+
+
+@pytest.fixture(scope="module")
+def tables(generated_operator: Path) -> dict[str, pl.LazyFrame]:
+    return load_tables(generated_operator)
+
+
+@pytest.fixture(scope="module")
+def holdout(tables: dict[str, pl.LazyFrame]) -> RevenueHoldout:
+    since = data_start(tables["transactions"]).first_day
+    return revenue_holdout(
+        _profiles(tables),
+        tables["transactions"],
+        tables["customers"],
+        AS_OF,
+        ValuationConfig(),
+        "bgnbd",
+        since,
+    )
+
+
+def test_every_plan_and_model_against_the_real_revenue(
+    holdout: RevenueHoldout, tables: dict[str, pl.LazyFrame]
+) -> None:
+    assert holdout.cut == CUT and holdout.days == 365
+    got = {(r["plan_type"], r["model"]): r for r in holdout.rows}
+    assert set(got) == {("prepaid", "bgnbd"), ("postpaid", "bgnbd"), ("postpaid", "sbg")}
+    # the real revenue, computed here from the tables: customers there at the cut, what they
+    # paid in [cut, as_of)
+    there = build_profile(tables, CUT).select("customer_id", "plan_type").collect()
+    paid = (
+        tables["transactions"]
+        .filter((pl.col("ts").dt.date() >= CUT) & (pl.col("ts").dt.date() < AS_OF))
+        .group_by("customer_id")
+        .agg(pl.col("amount").sum())
+        .collect()
+    )
+    real = there.join(paid, on="customer_id", how="left").with_columns(
+        pl.col("amount").fill_null(0.0)
+    )
+    for (plan, _), row in got.items():
+        part = real.filter(pl.col("plan_type") == plan)
+        assert row["customers"] == part.height > 300
+        assert row["mean_actual"] == pytest.approx(part["amount"].mean(), rel=1e-9)
+        assert row["mae"] > 0 and row["mean_predicted"] > 0
+    # a forecast of the right size: within a third of the real mean revenue
+    for row in got.values():
+        assert abs(row["mean_predicted"] / row["mean_actual"] - 1) < 0.35, row
+    assert holdout.postpaid_choice() in {"bgnbd", "sbg"}
+    assert holdout.postpaid_choice() == min(
+        ("bgnbd", "sbg"), key=lambda m: got["postpaid", m]["mae"]
+    )
+
+
+def test_sees_nothing_from_as_of_on(
+    holdout: RevenueHoldout, tables: dict[str, pl.LazyFrame]
+) -> None:
+    """Transactions on or after as_of doubled, churn dates after it moved: the same result."""
+    later = dict(tables)
+    tx = tables["transactions"]
+    later["transactions"] = pl.concat(
+        [
+            tx,
+            tx.filter(pl.col("ts").dt.date() >= AS_OF - dt.timedelta(days=30)).with_columns(
+                pl.col("ts") + pl.duration(days=40)
+            ),
+        ]
+    )
+    later["customers"] = tables["customers"].with_columns(
+        pl.when(pl.col("churn_date") >= pl.lit(AS_OF))
+        .then(pl.lit(AS_OF) + pl.duration(days=3))
+        .otherwise(pl.col("churn_date"))
+        .alias("churn_date")
+    )
+    again = revenue_holdout(
+        _profiles(later),
+        later["transactions"],
+        later["customers"],
+        AS_OF,
+        ValuationConfig(),
+        "bgnbd",
+        data_start(tables["transactions"]).first_day,
+    )
+    assert again.to_dict() == holdout.to_dict()
+
+
+def test_too_little_history_is_a_clear_error(tables: dict[str, pl.LazyFrame]) -> None:
+    with pytest.raises(ValuationError, match="needs 365 days of history before as_of"):
+        revenue_holdout(
+            _profiles(tables),
+            tables["transactions"],
+            tables["customers"],
+            dt.date(2023, 9, 1),
+            ValuationConfig(),
+            "bgnbd",
+            dt.date(2023, 1, 1),
+        )
+
+
+def _holdout(contract_mae: float | None) -> RevenueHoldout:
+    rows = [{"plan_type": "postpaid", "model": "bgnbd", "mae": 50.0}]
+    if contract_mae is not None:
+        rows.append({"plan_type": "postpaid", "model": "sbg", "mae": contract_mae})
+    return RevenueHoldout(CUT, 365, "bgnbd", rows, {})
+
+
+def test_auto_keeps_the_lower_postpaid_error() -> None:
+    assert _holdout(40.0).postpaid_choice() == "sbg"
+    assert _holdout(60.0).postpaid_choice() == "bgnbd"
+    assert _holdout(None).postpaid_choice() == "bgnbd"
+
+
+def test_run_valuation_values_postpaid_as_the_holdout_says(
+    tables: dict[str, pl.LazyFrame], holdout: RevenueHoldout
+) -> None:
+    run = run_valuation(
+        _profiles(tables),
+        tables["transactions"],
+        AS_OF,
+        ValuationConfig(postpaid_model="auto"),
+        None,
+        tables["customers"],
+    )
+    report = run.report
+    assert report.revenue_holdout is not None
+    assert report.revenue_holdout.to_dict() == holdout.to_dict()
+    choice = holdout.postpaid_choice()
+    assert (run.models.retention is not None) == (choice == "sbg")
+    postpaid_models = set(
+        run.values.join(
+            build_profile(tables, AS_OF).select("customer_id", "plan_type").collect(),
+            on="customer_id",
+        )
+        .filter(pl.col("plan_type") == "postpaid")
+        .get_column("value_model")
+    )
+    assert (postpaid_models == {"sbg"}) == (choice == "sbg")
+    assert any(n.startswith(f"postpaid customers valued by {choice}") for n in report.notes)
+    # no holdout, no revenue holdout: auto keeps the purchase model and says why
+    run = run_valuation(
+        _profiles(tables),
+        tables["transactions"],
+        AS_OF,
+        ValuationConfig(postpaid_model="auto", holdout_days=0),
+        None,
+        tables["customers"],
+    )
+    assert run.report.revenue_holdout is None and run.models.retention is None

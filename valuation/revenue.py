@@ -1,0 +1,166 @@
+"""Revenue holdout: what each value model said a customer would pay, against what they paid.
+
+The models are refitted with the cut moved back by the CLV horizon (``as_of -
+horizon_days``), every customer still there at the cut is valued by them without discounting
+or margin (so the "CLV" is the revenue expected over the horizon), and that is compared with
+the revenue each really brought in ``[cut, as_of)``: the mean absolute error per customer, by
+plan type (prepaid, postpaid) and by model (the purchase model for both, the contract
+retention model ``sbg`` for postpaid). ``valuation.postpaid_model = "auto"`` values postpaid
+customers by whichever has the lower postpaid error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from crm_engine.config import ValuationConfig
+from features import CustomerSample, ProfileAt
+from valuation.base import ValuationError
+from valuation.contract import SBG, contract_lifetimes, fit_sbg
+from valuation.stage import fit_models, value_customers
+
+__all__ = ["PLAN_TYPES", "RevenueHoldout", "revenue_holdout"]
+
+PLAN_TYPES = ("prepaid", "postpaid")
+
+
+@dataclass(frozen=True)
+class RevenueHoldout:
+    """Per plan type and model: ``customers``, ``mae`` (per customer), ``mean_predicted``,
+    ``mean_actual`` of the revenue over ``days`` from ``cut``; ``purchase_model`` names the
+    purchase model, ``sbg`` the contract model (postpaid only, absent when it could not be
+    fitted: ``errors``)."""
+
+    cut: dt.date
+    days: int
+    purchase_model: str
+    rows: list[dict[str, Any]]
+    errors: dict[str, str]
+
+    def mae(self, plan_type: str, model: str) -> float | None:
+        """The error of ``model`` on ``plan_type`` customers (None: not measured)."""
+        for row in self.rows:
+            if row["plan_type"] == plan_type and row["model"] == model:
+                return float(row["mae"])
+        return None
+
+    def postpaid_choice(self) -> str:
+        """``sbg`` when the contract model predicts postpaid revenue better, else the
+        purchase model."""
+        contract, purchase = self.mae("postpaid", SBG), self.mae("postpaid", self.purchase_model)
+        if contract is not None and (purchase is None or contract < purchase):
+            return SBG
+        return self.purchase_model
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (aggregates only)."""
+        return {
+            "cut": self.cut.isoformat(),
+            "days": self.days,
+            "purchase_model": self.purchase_model,
+            "rows": self.rows,
+            "errors": self.errors,
+            "postpaid_choice": self.postpaid_choice(),
+        }
+
+
+def _actual_revenue(
+    transactions: pl.LazyFrame, cut: dt.date, end: dt.date, sample: CustomerSample | None
+) -> pl.LazyFrame:
+    day = pl.col("ts").dt.date()
+    if sample is not None:
+        transactions = transactions.filter(sample.expr())
+    return (
+        transactions.filter((day >= pl.lit(cut)) & (day < pl.lit(end)))
+        .group_by("customer_id")
+        .agg(pl.col("amount").cast(pl.Float64).sum().alias("actual"))
+    )
+
+
+def revenue_holdout(
+    profile_at: ProfileAt,
+    transactions: pl.LazyFrame,
+    customers: pl.LazyFrame,
+    as_of: dt.date,
+    cfg: ValuationConfig,
+    purchase_model: str,
+    since: dt.date | None,
+    sample: CustomerSample | None = None,
+) -> RevenueHoldout:
+    """Refit at ``as_of - cfg.horizon_days`` and compare the predicted revenue of the next
+    horizon with the real one, per plan type and model (see the module docstring).
+
+    Parameters
+    ----------
+    profile_at, transactions, customers
+        The run's profile builder and tables.
+    purchase_model
+        The purchase model to refit (the run's, after its own holdout selection).
+    since
+        The data's first day (the contract model's left truncation).
+    sample
+        Compare on these customers only (the pipeline bounds it as the purchase holdout).
+
+    Raises
+    ------
+    ValuationError
+        When the cut falls before the data starts, or the purchase model cannot be fitted
+        there.
+    """
+    days = cfg.horizon_days
+    cut = as_of - dt.timedelta(days=days)
+    if since is None or cut <= since:
+        raise ValuationError(
+            f"revenue holdout: the cut {cut} (as_of - valuation.horizon_days) is not after the "
+            f"first transaction ({since}); it needs {days} days of history before as_of"
+        )
+    plain = cfg.model_copy(update={"annual_discount_rate": 0.0, "margin": 1.0})
+    profile = profile_at(cut, sample)  # the customers still there at the cut
+    models = fit_models(profile, plain, purchase_model)
+    predicted = {purchase_model: value_customers(profile, plain, models)[0]}
+    errors: dict[str, str] = {}
+    try:
+        retention = fit_sbg(contract_lifetimes(customers, cut, since))
+        contract = dataclasses.replace(models, retention=retention)
+        predicted[SBG] = value_customers(profile, plain, contract)[0]
+    except ValuationError as e:
+        errors[SBG] = str(e)
+    actual = (
+        profile.select("customer_id", "plan_type")
+        .join(
+            _actual_revenue(transactions, cut, as_of, sample).collect(),
+            on="customer_id",
+            how="left",
+        )
+        .with_columns(pl.col("actual").fill_null(0.0))
+    )
+    rows: list[dict[str, Any]] = []
+    for model, values in predicted.items():
+        joined = actual.join(
+            values.select("customer_id", pl.col("clv").alias("predicted")),
+            on="customer_id",
+            how="left",
+        )
+        kinds = ("postpaid",) if model == SBG else PLAN_TYPES
+        for kind in kinds:
+            part = joined.filter(pl.col("plan_type") == kind)
+            if part.height == 0:
+                continue
+            rows.append(
+                {
+                    "plan_type": kind,
+                    "model": model,
+                    "customers": part.height,
+                    "mae": float((part["predicted"] - part["actual"]).abs().mean()),  # type: ignore[arg-type]
+                    "mean_predicted": float(part["predicted"].mean()),  # type: ignore[arg-type]
+                    "mean_actual": float(part["actual"].mean()),  # type: ignore[arg-type]
+                }
+            )
+    return RevenueHoldout(
+        cut=cut, days=days, purchase_model=purchase_model, rows=rows, errors=errors
+    )
