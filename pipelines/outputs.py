@@ -175,6 +175,9 @@ def _summary(scores: pl.DataFrame) -> dict[str, Any]:
             int((scores["churn_risk_band"] == "high").sum()) if ran("churn_risk_band") else None
         ),
         "value_at_risk": float(scores["value_at_risk"].sum()) if ran("value_at_risk") else None,
+        "value_at_risk_network": (
+            float(scores["value_at_risk_network"].sum()) if ran("value_at_risk_network") else None
+        ),
         "lost_customers": (
             int((scores["churn_risk_band"] == "lost").sum()) if ran("churn_risk_band") else None
         ),

@@ -78,6 +78,7 @@ def _summary_table(result: Any) -> Table:
     t.add_row("total CLV", num(s["total_clv"]))
     t.add_row("churn risk band high", num(s["high_churn_risk"]))
     t.add_row("value at risk", num(s["value_at_risk"]))
+    t.add_row("value at risk through contacts", num(s.get("value_at_risk_network")))
     t.add_row("lost customers (dormant)", num(s.get("lost_customers")))
     t.add_row("MLflow run", result.mlflow_run_id or "[dim]tracking off[/]")
     t.add_row("tracking URI", escape(result.tracking_uri or "-"))

@@ -281,6 +281,13 @@ def test_report_of_a_real_run(first_run: Path, generated_operator: Path) -> None
     assert contagion["customers_with_network_value"] == (scores["network_value"] > 0).sum() > 0
     assert "Who takes others with them" in text and 'alt="churn_network"' in text
     assert f"by <b>{contagion['odds_factor']:.2f}</b>" in text
+    # does the value hold up: a year's revenue forecast per plan and model, in the report
+    revenue = json.loads((first_run / "manifest.json").read_text())["valuation"]["revenue_holdout"]
+    models = {(r["plan_type"], r["model"]) for r in revenue["rows"]}
+    assert models == {("prepaid", "bgnbd"), ("postpaid", "bgnbd"), ("postpaid", "sbg")}
+    assert "Does the value hold up?" in text and "contract (sbg)" in text
+    kept = set(scores.filter(pl.col("plan_type") == "postpaid")["value_model"]) - {"mbgnbd"}
+    assert kept == {revenue["postpaid_choice"]}
     require_browser()
     page = check_page(first_run / "report.html")
     assert page.images >= 10 and page.broken_images == [] and page.console_errors == []
