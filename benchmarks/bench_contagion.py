@@ -4,10 +4,9 @@ Run ``python -m benchmarks.bench_contagion`` (default 20,000 and 100,000 generat
 24 months, seed 7, as_of the end of the data). Each size is generated twice, with the planted
 contagion (2.5 on the logit of the monthly hazard per unit share of contacts gone in the
 previous 3 months) and with none; ``churn.contagion.estimate_contagion`` runs as the churn
-stage runs it (12 months, 90-day window, at most 250,000 customers). Then the network values of
-every customer of the planted operator are timed as the stage computes them (churn
-probabilities and CLV taken from the generator's truth, which this bench only needs for their
-shape). Results go to ``benchmarks/results/contagion.md`` (and ``contagion.json``).
+stage runs it (12 months, 90-day window, at most 250,000 customers), then the network values of
+every customer are timed as the stage computes them. Results go to
+``benchmarks/results/contagion.md`` (and ``contagion.json``).
 """
 
 from __future__ import annotations
@@ -30,82 +29,18 @@ RESULTS_JSON = ROOT / "results" / "contagion.json"
 SEED = 7
 
 
-def one(customers: int, planted: float, root: Path) -> dict[str, Any]:
+def stage_work(
+    tables: dict[str, pl.LazyFrame], as_of: dt.date, customers: int
+) -> tuple[Any, float, float, int]:
+    """The churn stage's contagion work, timed: the bounded estimate, then the network values
+    of every customer (churn probability and CLV constant: only the cost is measured).
+    Returns the estimate, both times in seconds and the customers with a network value."""
     from churn.contagion import estimate_contagion, network_values
     from crm_engine.config import PipelineConfig
-    from crm_engine.generator import generate
-    from crm_engine.generator.personas import ChurnEffects, WorldParams
-    from crm_engine.io import load_tables
     from features import CustomerSample
     from features.influence import undirected_edges
 
     cfg = PipelineConfig()
-    data = root / f"g{customers}_{planted:g}"
-    summary = generate(
-        data,
-        customers=customers,
-        months=24,
-        seed=SEED,
-        params=WorldParams(churn=ChurnEffects(contagion=planted)),
-    )
-    as_of = summary.end
-    tables = load_tables(data)
-    t0 = time.perf_counter()
-    found = estimate_contagion(
-        tables,
-        as_of,
-        months=cfg.contagion.months,
-        contagion_days=cfg.features.contagion_days,
-        sample=CustomerSample.bounded(customers, cfg.contagion.max_customers),
-    )
-    seconds = time.perf_counter() - t0
-    lo, hi = found.interval
-    row: dict[str, Any] = {
-        "customers": customers,
-        "planted": planted,
-        "coefficient": found.coefficient,
-        "std_error": found.std_error,
-        "ci_low": lo,
-        "ci_high": hi,
-        "significant": found.significant,
-        "rows": found.rows,
-        "events": found.events,
-        "exposed": found.exposed,
-        "estimate_seconds": seconds,
-        "relative_error": (found.coefficient / planted - 1) if planted else None,
-    }
-    if planted:
-        truth = pl.read_parquet(data / "_truth" / "customers.parquet")
-        scored = truth.select(
-            "customer_id",
-            pl.lit(0.05).alias("churn_probability"),
-            (pl.col("lambda_per_day") * 365 * 30.0).alias("clv"),
-        )
-        t0 = time.perf_counter()
-        values = network_values(
-            undirected_edges(tables["calls"], as_of), scored, found, cfg.churn.horizon_days
-        )
-        row["network_seconds"] = time.perf_counter() - t0
-        row["with_network_value"] = int((values["network_value"] > 0).sum())
-    return row
-
-
-def timing(data: Path) -> dict[str, Any]:
-    """The churn stage's contagion work on an existing generated operator (e.g.
-    ``benchmarks/data/gen_1000000`` of bench_scale): the bounded estimate and the network
-    values of every customer (probability and CLV constant: only the cost is measured)."""
-    import resource
-
-    from churn.contagion import estimate_contagion, network_values
-    from crm_engine.config import PipelineConfig
-    from crm_engine.io import load_tables
-    from features import CustomerSample, default_as_of
-    from features.influence import undirected_edges
-
-    cfg = PipelineConfig()
-    tables = load_tables(data)
-    as_of = default_as_of(tables["transactions"])
-    customers = int(tables["customers"].select(pl.len()).collect().item())
     t0 = time.perf_counter()
     found = estimate_contagion(
         tables,
@@ -121,13 +56,58 @@ def timing(data: Path) -> dict[str, Any]:
         .collect()
     )
     t0 = time.perf_counter()
-    network_values(undirected_edges(tables["calls"], as_of), scored, found, cfg.churn.horizon_days)
+    values = network_values(
+        undirected_edges(tables["calls"], as_of), scored, found, cfg.churn.horizon_days
+    )
+    with_value = int((values["network_value"] > 0).sum())
+    return found, estimate_seconds, time.perf_counter() - t0, with_value
+
+
+def one(customers: int, planted: float, root: Path) -> dict[str, Any]:
+    from crm_engine.generator import generate
+    from crm_engine.generator.personas import ChurnEffects, WorldParams
+    from crm_engine.io import load_tables
+
+    data = root / f"g{customers}_{planted:g}"
+    summary = generate(
+        data,
+        customers=customers,
+        months=24,
+        seed=SEED,
+        params=WorldParams(churn=ChurnEffects(contagion=planted)),
+    )
+    found, estimate_seconds, network_seconds, with_value = stage_work(
+        load_tables(data), summary.end, customers
+    )
+    return found.to_dict() | {
+        "customers": customers,
+        "planted": planted,
+        "estimate_seconds": estimate_seconds,
+        "network_seconds": network_seconds,
+        "with_network_value": with_value,
+        "relative_error": (found.coefficient / planted - 1) if planted else None,
+    }
+
+
+def timing(data: Path) -> dict[str, Any]:
+    """:func:`stage_work` on an existing generated operator (e.g.
+    ``benchmarks/data/gen_1000000`` of bench_scale)."""
+    import resource
+
+    from crm_engine.io import load_tables
+    from features import default_as_of
+
+    tables = load_tables(data)
+    customers = int(tables["customers"].select(pl.len()).collect().item())
+    found, estimate_seconds, network_seconds, _ = stage_work(
+        tables, default_as_of(tables["transactions"]), customers
+    )
     return {
         "data": str(data),
         "customers": customers,
         "rows": found.rows,
         "estimate_seconds": estimate_seconds,
-        "network_seconds": time.perf_counter() - t0,
+        "network_seconds": network_seconds,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
@@ -164,7 +144,7 @@ def write_results(r: dict[str, Any]) -> None:
     ]
     for row in r["rows"]:
         err = "-" if row["relative_error"] is None else f"{row['relative_error']:+.1%}"
-        net = f"{row['network_seconds']:.1f}" if "network_seconds" in row else "-"
+        net = f"{row['network_seconds']:.1f}"
         lines.append(
             f"| {row['customers']:,} | {row['planted']:g} | {row['coefficient']:.3f} | "
             f"{row['ci_low']:.3f} to {row['ci_high']:.3f} | {err} | {row['rows']:,} | "

@@ -450,18 +450,8 @@ def _contagion(
     out = with_network_value(scores, values, edges, found, horizon_days=cfg.churn.horizon_days)
     contacts = profile.get_column("n_contacts").filter(profile.get_column("n_contacts") > 0)
     median = int(contacts.median() or 1) if contacts.len() else 1  # type: ignore[arg-type]
-    lo, hi = found.interval
     report = ContagionReport(
-        coefficient=found.coefficient,
-        std_error=found.std_error,
-        ci_low=lo,
-        ci_high=hi,
-        significant=found.significant,
-        rows=found.rows,
-        events=found.events,
-        exposed=found.exposed,
-        months=found.months,
-        contagion_days=found.contagion_days,
+        **found.to_dict(),
         median_contacts=median,
         odds_factor=found.odds_factor(median),
         value_at_risk_network=float(out.get_column("value_at_risk_network").sum()),

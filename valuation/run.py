@@ -35,7 +35,7 @@ def _postpaid_note(revenue: RevenueHoldout | None, choice: str, error: str | Non
     """Why ``postpaid_model = "auto"`` valued postpaid customers the way it did (None: there
     were none at the revenue holdout's cut)."""
     if revenue is None:
-        return f"postpaid customers valued by {choice}: no revenue holdout ({error})"
+        return f"postpaid customers valued by {choice}: {error}"
     contract = revenue.mae("postpaid", SBG)
     purchase = revenue.mae("postpaid", revenue.purchase_model)
     if purchase is None:

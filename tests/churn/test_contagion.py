@@ -165,15 +165,19 @@ def _contagion(coefficient: float, std_error: float = 0.1) -> Contagion:
     return Contagion(coefficient, std_error, 1_000, 50, 100, 12, 90)
 
 
-def test_network_value_by_hand() -> None:
-    """Customer 1 calls 2 and 3; 2 also calls 3. If 1 leaves, 2's and 3's shares rise by one
-    over their two contacts each, for the 90-day window."""
-    pairs = [(1, 2), (1, 3), (2, 3)]
-    edges = pl.DataFrame(
-        [(a, b) for a, b in pairs] + [(b, a) for a, b in pairs],
+def _undirected(pairs: list[tuple[int, int]]) -> pl.LazyFrame:
+    """An edge list as ``undirected_edges`` gives it: each pair in both directions."""
+    return pl.DataFrame(
+        pairs + [(b, a) for a, b in pairs],
         schema={"customer_id": pl.Int64, "contact_id": pl.Int64},
         orient="row",
     ).lazy()
+
+
+def test_network_value_by_hand() -> None:
+    """Customer 1 calls 2 and 3; 2 also calls 3. If 1 leaves, 2's and 3's shares rise by one
+    over their two contacts each, for the 90-day window."""
+    edges = _undirected([(1, 2), (1, 3), (2, 3)])
     scored = pl.DataFrame(
         {
             "customer_id": [1, 2, 3, 4],
@@ -201,12 +205,7 @@ def test_network_value_by_hand() -> None:
 
 
 def test_lost_customers_take_nobody_and_risk_nothing() -> None:
-    pairs = [(1, 2), (2, 3)]
-    edges = pl.DataFrame(
-        [(a, b) for a, b in pairs] + [(b, a) for a, b in pairs],
-        schema={"customer_id": pl.Int64, "contact_id": pl.Int64},
-        orient="row",
-    ).lazy()
+    edges = _undirected([(1, 2), (2, 3)])
     scores = pl.DataFrame(
         {
             "customer_id": [1, 2, 3],
