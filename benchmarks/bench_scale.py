@@ -11,14 +11,21 @@ runs the tasks in local mode) given ``SPARK_DRIVER_MEMORY``; the sampled tree in
 and Python workers.
 
 Targets (this machine): local backend 1M end to end < 3 min and < 4 GB, 10M < 15 min and
-< 8 GB; Spark ``local[2]`` at 1M within 3x of the local backend's time.
+< 8 GB; Spark ``local[2]`` at 1M within 3x of the local backend's time; ``--busy``: the local
+run beside one competing CPU-bound process within 2.5x of the quiet run's time.
+
+``--max-rss-gb`` (default 16) stops the child's whole process group once its tree passes the
+cap and records the stage it was in: a run that exhausts the machine ends everything on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
+import signal
 import subprocess
 import sys
 import threading
@@ -64,25 +71,38 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
+BUSY_LOOP = "while True: pass"
+"""The competing process of ``--busy``: one core's worth of pure CPU."""
+
+
 def run_pipeline_child(
-    data: Path, out: Path, log: Path, config: Path | None = None
+    data: Path,
+    out: Path,
+    log: Path,
+    config: Path | None = None,
+    max_rss_gb: float = 16.0,
 ) -> dict[str, object]:
     """``crm-engine run`` on ``data`` (with ``config``) in a child; wall time, peak tree RSS,
-    its manifest."""
+    its manifest. Past ``max_rss_gb`` the child's process group is killed (``capped``)."""
     cli = Path(sys.executable).parent / "crm-engine"
     cmd = [str(cli), "run", *([str(config)] if config else []), "--data", str(data)]
     cmd += ["--out", str(out)]
     peak = 0
+    capped = False
     t0 = time.perf_counter()
     with open(log, "w") as fh:
-        child = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         proc = psutil.Process(child.pid)
         done = threading.Event()
 
         def sample() -> None:
-            nonlocal peak
+            nonlocal peak, capped
             while not done.is_set():
                 peak = max(peak, _tree_rss(proc))
+                if peak > max_rss_gb * 1e9 and not capped:
+                    capped = True
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child.pid, signal.SIGKILL)
                 done.wait(0.25)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -96,6 +116,7 @@ def run_pipeline_child(
     tail = log.read_text().strip().splitlines()[-1:] if code else []
     return {
         "code": code,
+        "capped": capped,
         "seconds": seconds,
         "peak_gb": peak / 1e9,
         "timings": manifest.get("timings_s", {}),
@@ -156,7 +177,20 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--backend", nargs="+", choices=["local", "spark"], default=["local"])
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        choices=["local", "spark", "busy"],
+        default=["local"],
+        help="busy: the local backend beside one competing CPU-bound process (compared with "
+        "a local run of the same size in this invocation)",
+    )
+    parser.add_argument(
+        "--max-rss-gb",
+        type=float,
+        default=16.0,
+        help="stop a run whose process tree passes this resident memory (its row says so)",
+    )
     parser.add_argument(
         "--recorded",
         nargs=3,
@@ -178,7 +212,9 @@ def main(argv: list[str] | None = None) -> None:
             )
         local_seconds = None
         for backend in args.backend:
-            seconds = _measure(n, backend, data, args.recorded, machine, local_seconds)
+            seconds = _measure(
+                n, backend, data, args.recorded, machine, local_seconds, args.max_rss_gb
+            )
             local_seconds = seconds if backend == "local" else local_seconds
 
 
@@ -189,10 +225,11 @@ def _measure(
     recorded: list[str] | None,
     machine: str,
     local_seconds: float | None,
+    max_rss_gb: float = 16.0,
 ) -> float | None:
     """Run (or rebuild from ``recorded``) one (size, backend) and write its row; the wall
-    seconds of a finished run. A Spark row says its ratio to ``local_seconds`` (the local run
-    of the same size in this invocation)."""
+    seconds of a finished run. A Spark or busy row says its ratio to ``local_seconds`` (the
+    quiet local run of the same size in this invocation)."""
     name = f"scale_{n}" if backend == "local" else f"scale_{n}_{backend}"
     out = ROOT / "data" / name
     config = None
@@ -204,7 +241,15 @@ def _measure(
         result = {"code": int(code_text), "seconds": float(seconds_text),
                   "peak_gb": float(peak_text), "timings": {}, "error": ""}  # fmt: skip
     else:
-        result = run_pipeline_child(data, out, ROOT / "data" / f"{name}.log", config)
+        busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if backend == "busy" else None
+        try:
+            result = run_pipeline_child(
+                data, out, ROOT / "data" / f"{name}.log", config, max_rss_gb
+            )
+        finally:
+            if busy is not None:
+                busy.kill()
+                busy.wait()
     timings: dict[str, float] = result["timings"]  # type: ignore[assignment]
     seconds = float(result["seconds"])  # type: ignore[arg-type]
     peak = float(result["peak_gb"])  # type: ignore[arg-type]
@@ -212,19 +257,27 @@ def _measure(
         limit_s, limit_gb = TARGETS.get(n, (float("inf"), float("inf")))
         if backend == "local":
             verdict = "ok" if seconds < limit_s and peak < limit_gb else "over target"
+        elif backend == "busy" and local_seconds:
+            ratio = seconds / local_seconds
+            verdict = f"{ratio:.2f}x the quiet run ({'ok' if ratio <= 2.5 else 'over'}: 2.5x)"
         elif local_seconds:
             verdict = f"{seconds / local_seconds:.1f}x the local backend"
         else:
             verdict = "ok (no local run to compare)"
     else:
         timings, running = stage_times_from_store(out)
-        how = "killed (out of memory?)" if result["code"] == -9 else "failed"
+        if result.get("capped"):
+            how = f"stopped at the {max_rss_gb:g} GB memory cap"
+        elif result["code"] == -9:
+            how = "killed (out of memory?)"
+        else:
+            how = "failed"
         verdict = f"{how}, exit {result['code']}, in stage {running or '?'}"
         verdict += f": {result['error']}" if result["error"] else ""
         verdict = verdict.replace("|", "/")
     row = [
         f"{n:,}",
-        backend if backend == "local" else f"{backend} local[2]",
+        {"local": "local", "busy": "local + 1 busy process"}.get(backend, f"{backend} local[2]"),
         f"{transactions_rows(data):,}",
         *(f"{timings[s]:.1f}" if s in timings else "-" for s in STAGES),
         f"{seconds:.0f}",

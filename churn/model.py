@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from churn.dataset import FeatureSpec
 from churn.metrics import binary_metrics
+from crm_engine.threads import thread_count
 from features.labels import churn_label
 
 MAX_TREE_DEPTH = 8
@@ -37,7 +38,8 @@ NOT_FITTED_MESSAGE = "this %(name)s is not fitted yet; call fit(train, valid) fi
 
 
 def lgbm_params(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """LightGBM parameters with the tree depth capped, a seed and LightGBM's chatter off.
+    """LightGBM parameters with the tree depth capped, a seed, the engine's thread count
+    (:func:`crm_engine.threads.thread_count`) and LightGBM's chatter off.
 
     A missing, non-positive or too large ``max_depth`` is replaced (``pred_contrib`` runs in
     time proportional to tree depth), with a ``UserWarning`` when the user asked otherwise.
@@ -55,6 +57,7 @@ def lgbm_params(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
         )
         out["max_depth"] = MAX_TREE_DEPTH
     out["random_state"] = seed
+    out["n_jobs"] = thread_count()
     out.setdefault("verbose", -1)
     out.setdefault("n_estimators", 500)
     return out
@@ -233,6 +236,7 @@ class LGBMFrameModel(BaseEstimator):
                 self.booster_.predict(
                     self.feature_spec_.to_pandas(batch),
                     num_iteration=self.best_iteration_,
+                    num_threads=thread_count(),
                     **kwargs,
                 )
             )

@@ -403,12 +403,17 @@ class SparkConfig(_Section):
 
 
 class EngineConfig(_Section):
-    """Where the profiles are computed (``[engine]``)."""
+    """Where the profiles are computed and on how many threads (``[engine]``)."""
 
     backend: Literal["local", "spark"] = Field(
         "local",
         description="local: Polars streaming on this machine; spark: Apache Spark "
         "(needs crm-engine[spark] and Java 17+), the other stages unchanged",
+    )
+    threads: Annotated[int, Field(gt=0)] | None = Field(
+        None,
+        description="threads LightGBM, scikit-learn and BLAS may use (never more than the "
+        "cores this process may use, the default); OpenMP waits passively",
     )
     spark: SparkConfig = SparkConfig()
 

@@ -27,6 +27,7 @@ from crm_engine.commit import atomic_directory, committed_run, fault_point, outp
 from crm_engine.config import FeaturesConfig, PipelineConfig
 from crm_engine.contracts import schema_difference
 from crm_engine.io import DataError, load_tables
+from crm_engine.threads import thread_budget
 from crm_engine.validation import MIN_CUSTOMERS, ValidationReport, validate
 from features.sample import CustomerSample
 from features.window import DataStart, data_start
@@ -280,6 +281,7 @@ def run_pipeline(
     progress("validate", "done", state.timings["validate"])
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(thread_budget(cfg.engine.threads))
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crm-run-")))
         if output.directory is not None:
             stack.enter_context(output_lock(output.directory))

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from crm_engine.threads import available_cores, quiet_openmp, thread_budget
+
+quiet_openmp()  # before any test module loads LightGBM or scikit-learn
 
 E2E_CUSTOMERS = 2_500
 E2E_SEED = 11
@@ -21,6 +27,15 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     path = item.path.relative_to(Path(__file__).parent)
     group = "spark" if path.parts[0] == "spark" else path.as_posix()
     item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _thread_share() -> Iterator[int]:
+    """Each xdist worker's share of the cores (``make test``: two workers, one thread each),
+    so the workers' LightGBM, scikit-learn and BLAS pools never outnumber the cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    with thread_budget(max(1, available_cores() // workers)) as n:
+        yield n
 
 
 @pytest.fixture(scope="session")

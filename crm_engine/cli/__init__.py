@@ -11,6 +11,7 @@ import pkgutil
 import signal
 
 from crm_engine.cli._app import app, on_sigterm
+from crm_engine.threads import quiet_openmp
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name.endswith("_cmd"):
@@ -19,6 +20,7 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
 
 def main() -> None:
     """Console-script entry point."""
+    quiet_openmp()  # before any command loads LightGBM or scikit-learn
     signal.signal(signal.SIGTERM, on_sigterm)
     app()
 
