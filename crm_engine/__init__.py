@@ -4,6 +4,7 @@ from crm_engine.config import ConfigError, PipelineConfig, load_config
 from crm_engine.contracts import (
     INPUT_TABLES,
     INPUTS_CONTRACT,
+    INPUTS_CONTRACT_VERSION,
     SCORES_CONTRACT,
     SCORES_CONTRACT_VERSION,
 )
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "INPUTS_CONTRACT",
+    "INPUTS_CONTRACT_VERSION",
     "INPUT_TABLES",
     "SCORES_CONTRACT",
     "SCORES_CONTRACT_VERSION",

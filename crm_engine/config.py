@@ -154,6 +154,14 @@ class LifecycleRules(_Section):
     dormant_recency_days: Annotated[int, Field(ge=0)] = 90
     dormant_p_alive: Annotated[float, Field(ge=0, le=1)] = 0.3
     at_risk_p_alive: Annotated[float, Field(ge=0, le=1)] = 0.7
+    at_risk_contract_days: Annotated[int, Field(ge=0)] = Field(
+        90, description="postpaid: at_risk when the minimum term ends within this many days"
+    )
+    at_risk_bill_trend: Annotated[float, Field(ge=-1, le=0)] = Field(
+        -0.2,
+        description="postpaid: at_risk when the bill falls this much (spend_trend: last 90 "
+        "days against the 90 before, in [-1, 1])",
+    )
 
 
 class ValuationConfig(_Section):

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 import polars as pl
 
 INPUTS_CONTRACT = "crm.inputs/v1"
+INPUTS_CONTRACT_VERSION = "1.1"
+"""Minor version of :data:`INPUTS_CONTRACT`: a new optional column adds to it. 1.1 added
+``customers.contract_end_date``."""
 SCORES_CONTRACT = "crm.scores/v1"
 SCORES_CONTRACT_VERSION = "1.3"
 """Minor version of :data:`SCORES_CONTRACT`: a new column adds to it, a renamed or removed one
@@ -31,6 +34,10 @@ class TableContract:
         Whether a run can go on without this table.
     nullable
         Columns that may hold nulls; every other column must be non-null.
+    optional
+        Columns a file may leave out (a minor version added them); the reader adds one that
+        is absent as all null, so every stage sees the whole schema. Optional columns are
+        nullable.
     keys
         Customer key columns (``customer_id``, or ``caller_id``/``callee_id`` for calls).
     time_column
@@ -44,6 +51,7 @@ class TableContract:
     schema: dict[str, pl.DataType]
     required: bool = False
     nullable: frozenset[str] = field(default_factory=frozenset)
+    optional: frozenset[str] = field(default_factory=frozenset)
     keys: tuple[str, ...] = ("customer_id",)
     time_column: str | None = None
     monthly: bool = False
@@ -69,9 +77,13 @@ CUSTOMERS = TableContract(
         "area_type": pl.String(),
         "plan_type": pl.String(),
         "churn_date": pl.Date(),
+        "contract_end_date": pl.Date(),
     },
     required=True,
-    nullable=frozenset({"birth_date", "gender", "occupation", "area_type", "churn_date"}),
+    nullable=frozenset(
+        {"birth_date", "gender", "occupation", "area_type", "churn_date", "contract_end_date"}
+    ),
+    optional=frozenset({"contract_end_date"}),
     time_column="signup_date",
 )
 

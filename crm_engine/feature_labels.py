@@ -89,6 +89,7 @@ _FIXED: dict[str, FeatureLabel] = {
     "plan_type": FeatureLabel("plan", "category"),
     "spend_level": FeatureLabel("spend level", "category"),
     "tenure_days": FeatureLabel("tenure", "days"),
+    "contract_days_left": FeatureLabel("time to contract end", "days"),
     # spend
     "avg_monthly_spend": FeatureLabel("monthly spend", "amount", 2),
     "spend_trend": FeatureLabel("spend trend", "index", 2),

@@ -206,11 +206,16 @@ def scan_table(
     id_dtype: pl.DataType = pl.Int64,
     timezone: str = DEFAULT_TIMEZONE,
 ) -> pl.LazyFrame:
-    """Scan a table cast to its contract (extra columns kept with their stored type)."""
+    """Scan a table cast to its contract (extra columns kept with their stored type; an
+    optional contract column the file leaves out comes as all null)."""
     lf = scan_raw(source)
     schema = lf.collect_schema()
     target = contract.polars_schema(id_dtype)
-    exprs = [cast_expr(c, schema[c], t, timezone) for c, t in target.items() if c in schema]
+    exprs = [
+        cast_expr(c, schema[c], t, timezone) if c in schema else pl.lit(None, t).alias(c)
+        for c, t in target.items()
+        if c in schema or c in contract.optional
+    ]
     extras = [pl.col(c) for c in schema if c not in target]
     return lf.select(*exprs, *extras)
 

@@ -227,6 +227,24 @@ def _checks(
                 pl.col("churn_date") < pl.col("signup_date"),
             )
         )
+    if t == "customers" and {"contract_end_date", "signup_date"} <= present:
+        checks.append(
+            _Check(
+                "warning",
+                "contract_end_date",
+                "contract_end_date before signup_date",
+                pl.col("contract_end_date") < pl.col("signup_date"),
+            )
+        )
+    if t == "customers" and {"contract_end_date", "plan_type"} <= present:
+        checks.append(
+            _Check(
+                "warning",
+                "contract_end_date",
+                "contract_end_date on a prepaid customer (ignored)",
+                pl.col("contract_end_date").is_not_null() & (pl.col("plan_type") == "prepaid"),
+            )
+        )
     tc = contract.time_column
     if as_of is not None and tc and tc in present:
         checks.append(
@@ -287,7 +305,7 @@ def _validate_table(
         return None
     present = {c for c in contract.columns if c in schema}
     for col in contract.columns:
-        if col not in schema:
+        if col not in schema and col not in contract.optional:
             report.problems.append(
                 Problem(
                     "error",

@@ -113,6 +113,7 @@ def who_columns(id_dtype: pl.DataType = pl.Int64) -> dict[str, pl.DataType]:
         "area_type": pl.String(),
         "plan_type": pl.String(),
         "tenure_days": pl.Int64(),
+        "contract_days_left": pl.Int64(),
     }
 
 
@@ -134,13 +135,25 @@ def who_features(
     -------
     pl.LazyFrame
         One row per customer of :func:`population`, columns of :func:`who_columns`.
+        ``contract_days_left`` is the days from ``as_of`` to the end of a postpaid customer's
+        minimum term (``contract_end_date``, optional in the customers table; negative once
+        it has ended), null for prepaid customers and without a date.
     """
     age = _age_at(pl.col("birth_date"), as_of)
     tenure = (pl.lit(as_of) - pl.col("signup_date")).dt.total_days().cast(pl.Int64)
+    # the minimum term is agreed at signup, so its end is known at as_of (prepaid: none)
+    contract_left = pl.lit(None, pl.Int64)
+    if "contract_end_date" in customers.collect_schema():
+        contract_left = (
+            pl.when(pl.col("plan_type") == "postpaid")
+            .then((pl.col("contract_end_date") - pl.lit(as_of)).dt.total_days())
+            .cast(pl.Int64)
+        )
     return population(customers, as_of).select(
         pl.col("customer_id"),
         age.alias("age"),
         age_band_expr(age, age_bands).alias("age_band"),
         *[_category(c) for c in CATEGORICAL_COLUMNS],
         tenure.alias("tenure_days"),
+        contract_left.alias("contract_days_left"),
     )

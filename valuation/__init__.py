@@ -19,7 +19,7 @@ from valuation.clv import (
     monthly_discount_rate,
 )
 from valuation.gamma_gamma import GammaGammaModel
-from valuation.lifecycle import STAGES, lifecycle_stage_expr
+from valuation.lifecycle import STAGES, lifecycle_stage_expr, with_lifecycle_inputs
 from valuation.pareto import ParetoNBDModel
 from valuation.profit import profit_contribution_expr
 from valuation.run import ValuationRun, run_valuation
@@ -92,4 +92,5 @@ __all__ = [
     "simulate_bgnbd",
     "tier_cut_points",
     "value_customers",
+    "with_lifecycle_inputs",
 ]

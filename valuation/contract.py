@@ -190,20 +190,25 @@ def contract_scores(
     retention: ContractRetention,
     tenure_days: np.ndarray,
     revenue_365d: np.ndarray,
+    paying_days: np.ndarray,
     horizon_days: int,
     annual_discount_rate: float,
     margin: float,
 ) -> dict[str, np.ndarray]:
     """Values of postpaid customers still there: retention ahead x their monthly bill.
 
-    ``expected_avg_value`` is the trailing monthly bill (``revenue_365d`` over the months of
-    the last year the customer was there, at least one); ``expected_purchases`` the bills
-    expected over the horizon, ``sum_k S(t0 + k) / S(t0)`` (the last month pro rata);
-    ``clv = margin x sum_k bill x S(t0 + k) / S(t0) / (1 + d)^k``; ``p_alive`` the
-    probability of still being a customer next month, ``S(t0 + 1) / S(t0)``.
+    ``expected_avg_value`` is the trailing monthly bill: ``revenue_365d`` over the bills it
+    holds, one a month from the first payment in the data ``paying_days`` before the cut
+    (BTYD's ``T``), at most 12 and at least one (so a history shorter than a year, or a
+    customer who signed up before the data starts, is not read as a smaller bill);
+    ``expected_purchases`` the bills expected over the horizon, ``sum_k S(t0 + k) / S(t0)``
+    (the last month pro rata); ``clv = margin x sum_k bill x S(t0 + k) / S(t0) / (1 + d)^k``;
+    ``p_alive`` the probability of still being a customer next month, ``S(t0 + 1) / S(t0)``.
     """
     tenure = np.maximum(np.asarray(tenure_days, dtype=np.float64), 0.0)
-    bill = np.asarray(revenue_365d, dtype=np.float64) / np.clip(tenure / DAYS_PER_MONTH, 1, 12)
+    paying = np.nan_to_num(np.asarray(paying_days, dtype=np.float64), nan=0.0)
+    bills_held = np.clip(np.floor(np.maximum(paying, 0.0) / DAYS_PER_MONTH) + 1, 1, 12)
+    bill = np.asarray(revenue_365d, dtype=np.float64) / bills_held
     bill = np.maximum(np.nan_to_num(bill, nan=0.0), 0.0)
     ends = month_ends(horizon_days)
     share = np.diff(ends, prepend=0.0) / DAYS_PER_MONTH

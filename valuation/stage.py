@@ -16,7 +16,12 @@ from valuation.base import PurchaseModel, ValuationError
 from valuation.clv import customer_lifetime_value, monthly_discount_rate
 from valuation.contract import SBG, ContractRetention, contract_scores
 from valuation.gamma_gamma import GammaGammaModel
-from valuation.lifecycle import STAGES, lifecycle_stage_expr
+from valuation.lifecycle import (
+    OPTIONAL_INPUTS,
+    STAGES,
+    lifecycle_stage_expr,
+    with_lifecycle_inputs,
+)
 from valuation.profit import profit_contribution_expr
 from valuation.select import AUTO_CANDIDATES, frequency0_model, scoring_model
 from valuation.tiers import TIERS, assign_tiers, tier_cut_points
@@ -50,6 +55,8 @@ valuation-owned columns of ``crm.scores/v1``; the RFM facts (``recency_days``, `
 ``monetary_avg``) belong to the profile (``features.rfm_facts``)."""
 
 CORRELATION_WARN = 0.3
+MIN_FIT_CUSTOMERS = 10
+"""Fewest customers with a purchase a purchase model is fitted on."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,10 @@ def btyd_frame(profile: pl.DataFrame) -> pl.DataFrame:
 
     Customers without a purchase (``has_purchase`` false, or null frequency) get
     frequency=0, recency=0, monetary_value=0 and keep their ``T`` (clipped at 0); ``fit``
-    marks the customers the models are fitted on (those with a purchase).
+    marks the customers the models are fitted on: those with a purchase, and of them only
+    the prepaid ones when the profile has ``plan_type`` and at least
+    :data:`MIN_FIT_CUSTOMERS` of them (a postpaid customer's monthly bills are not the
+    purchases BG/NBD and Gamma-Gamma describe: mixed in, they skew both fits).
     """
     _require(profile, ("frequency", "recency", "T"))
     if "monetary_value" not in profile.columns:
@@ -87,6 +97,14 @@ def btyd_frame(profile: pl.DataFrame) -> pl.DataFrame:
         has = pl.col("has_purchase").fill_null(False) & pl.col("frequency").is_not_null()
     else:
         has = pl.col("frequency").is_not_null()
+    if "plan_type" in profile.columns:
+        prepaid = has & ~_postpaid_expr()
+        if profile.select(prepaid.sum()).item() >= MIN_FIT_CUSTOMERS:
+            has_fit = prepaid
+        else:
+            has_fit = has
+    else:
+        has_fit = has
     t = pl.col("T").cast(pl.Float64).fill_null(0.0).clip(lower_bound=0.0)
     return profile.select(
         pl.when(has).then(pl.col("frequency").cast(pl.Float64)).otherwise(0.0).alias("frequency"),
@@ -99,7 +117,7 @@ def btyd_frame(profile: pl.DataFrame) -> pl.DataFrame:
         .then(pl.col("monetary_value").cast(pl.Float64).fill_null(0.0))
         .otherwise(0.0)
         .alias("monetary_value"),
-        has.alias("fit"),
+        has_fit.alias("fit"),
     )
 
 
@@ -114,10 +132,10 @@ def fit_models(
     name = model or cfg.model
     X = btyd_frame(profile)
     fit_rows = X.filter(pl.col("fit"))
-    if fit_rows.height < 10:
+    if fit_rows.height < MIN_FIT_CUSTOMERS:
         raise ValuationError(
-            f"valuation stage: only {fit_rows.height} customer(s) with a purchase; at least 10 "
-            "are needed to fit a purchase model"
+            f"valuation stage: only {fit_rows.height} customer(s) with a purchase; at least "
+            f"{MIN_FIT_CUSTOMERS} are needed to fit a purchase model"
         )
     if name == "auto":
         warnings.warn(
@@ -166,7 +184,8 @@ def score_profile(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """:func:`score_arrays` for everyone, then the contract values for the postpaid rows when
     ``models.retention`` is set (``profile`` needs ``plan_type``, ``tenure_days`` and
-    ``revenue_365d`` for them; ``X`` is its :func:`btyd_frame`).
+    ``revenue_365d`` for them; ``X`` is its :func:`btyd_frame`, whose ``T`` dates their
+    first payment).
 
     Returns
     -------
@@ -180,6 +199,7 @@ def score_profile(
             models.retention,  # type: ignore[arg-type]
             profile.get_column("tenure_days").cast(pl.Float64).fill_null(0.0).to_numpy()[rows],
             profile.get_column("revenue_365d").cast(pl.Float64).fill_null(0.0).to_numpy()[rows],
+            X.get_column("T").to_numpy()[rows],
             cfg.horizon_days,
             cfg.annual_discount_rate,
             cfg.margin,
@@ -190,11 +210,15 @@ def score_profile(
     return scores, rows
 
 
+def _postpaid_expr() -> pl.Expr:
+    return (pl.col("plan_type") == "postpaid").fill_null(False)
+
+
 def _contract_rows(profile: pl.DataFrame, models: ValuationModels) -> np.ndarray:
     """The rows the contract retention model values: postpaid, when there is one."""
     if models.retention is None or "plan_type" not in profile.columns:
         return np.zeros(profile.height, dtype=bool)
-    return (profile.get_column("plan_type") == "postpaid").fill_null(False).to_numpy()
+    return profile.select(_postpaid_expr()).to_series().to_numpy()
 
 
 def _round(x: float) -> float | None:
@@ -255,7 +279,9 @@ def value_customers(
             recency_days,
             X.get_column("frequency"),
             profit_contribution_expr(profile.columns, cfg.margin, cfg.cost_per_interaction),
+            *(pl.col(c) for c in OPTIONAL_INPUTS if c in profile.columns),
         )
+        .pipe(with_lifecycle_inputs)
         .with_columns(
             *(pl.Series(k, v, dtype=pl.Float64) for k, v in scores.items()),
             assign_tiers(scores["clv"], cuts),

@@ -3,6 +3,7 @@
 from crm_engine.generator.personas import PERSONAS, ChurnEffects, Persona, WorldParams
 from crm_engine.generator.simulate import GenerationSummary, generate
 from crm_engine.generator.truth import true_churn_probability
+from crm_engine.generator.value import true_value
 
 __all__ = [
     "PERSONAS",
@@ -12,4 +13,5 @@ __all__ = [
     "WorldParams",
     "generate",
     "true_churn_probability",
+    "true_value",
 ]

@@ -268,9 +268,12 @@ class ChurnEffects:
     prepaid: float = 0.40  # prepaid plan
     contagion: float = 2.5  # share of call contacts who churned in the previous 3 months
     satisfaction: float = -0.45  # per unit of the latent satisfaction
+    in_contract: float = -1.0  # postpaid, months before the month the minimum term ends
+    contract_end: float = 1.2  # postpaid, the month the minimum term ends and the next one
     recent_complaints_cap: int = 3
     open_unresolved_cap: int = 2
     contagion_months: int = 3
+    contract_end_months: int = 2
 
     def to_json(self) -> dict[str, Any]:
         """The effects as plain JSON values."""
@@ -301,6 +304,9 @@ class WorldParams:
     reciprocal_edges: float = 0.5
     edge_use_a: float = 3.0  # Beta(a, b) share of months an edge is used (mean 0.3)
     edge_use_b: float = 7.0
+    contract_terms: tuple[int, ...] = (12, 24)  # postpaid minimum terms, months
+    contract_term_p: tuple[float, ...] = (0.4, 0.6)
+    bill_noise: float = 0.08  # month-to-month spread (log scale) of a postpaid bill
     churn: ChurnEffects = field(default_factory=ChurnEffects)
 
     def to_json(self) -> dict[str, Any]:

@@ -37,10 +37,12 @@ from crm_engine.generator.personas import (
 )
 
 FUTURE_MONTHS = 12
+BILL_DAYS = 365.25 / 12
+"""Days between two bills of a postpaid customer (the first comes one period after signup)."""
 """Months past the end of the data for which the churn hazard is recorded."""
 
 # Independent random streams: (seed, stream, chunk) -> numpy Generator.
-_S_POPULATION, _S_GRAPH, _S_PURCHASE, _S_MONTHLY = 1, 2, 3, 4
+_S_POPULATION, _S_GRAPH, _S_PURCHASE, _S_MONTHLY, _S_CONTRACT = 1, 2, 3, 4, 5
 _S_TX, _S_USAGE, _S_NETWORK, _S_INTERACTIONS, _S_SURVEYS, _S_CALLS = 10, 11, 12, 13, 14, 15
 
 _US_PER_DAY = 86_400 * 1_000_000
@@ -69,7 +71,8 @@ _OTHER_TOPIC_P = np.array([0.10, 0.35, 0.30, 0.20, 0.05])  # inquiries and reque
 _COMPLAINT_REST_P = np.array([0.5, 0.3, 0.2])  # service / device / other
 _KINDS = ("complaint", "inquiry", "request")
 _CATEGORIES = ("topup", "bill", "addon", "device")
-_CATEGORY_P = np.array([[0.78, 0.0, 0.22, 0.0], [0.0, 0.72, 0.25, 0.03]])  # prepaid, postpaid
+_CATEGORY_P = np.array([0.78, 0.0, 0.22, 0.0])  # prepaid purchases; postpaid pay "bill"s
+_BILL = _CATEGORIES.index("bill")
 _PLANS = ("postpaid", "prepaid")
 _AREAS = ("urban", "rural")
 
@@ -193,6 +196,9 @@ class World:
     rural: np.ndarray
     area_null: np.ndarray
     prepaid: np.ndarray
+    contract_months: np.ndarray  # int64, postpaid minimum term (0 for prepaid)
+    contract_end_day: np.ndarray  # int64, end of the minimum term (days from start)
+    monthly_bill: np.ndarray  # postpaid plan fee (0 for prepaid)
     age_group: np.ndarray  # 0: <30, 1: 30-54, 2: 55+, 3: unknown (for channel mixes)
     price: np.ndarray
     net_bad: np.ndarray
@@ -202,9 +208,9 @@ class World:
     lam: np.ndarray
     p_drop: np.ndarray
     nu: np.ndarray
-    t0: np.ndarray  # first purchase, float days
-    n_repeat: np.ndarray  # repeat purchases within the window (before censoring by churn)
-    dead: np.ndarray
+    t0: np.ndarray  # first purchase (postpaid: first bill in the window), float days
+    n_repeat: np.ndarray  # prepaid repeat purchases within the window (before churn)
+    dead: np.ndarray  # prepaid purchase process died within the window (never postpaid)
     tau: np.ndarray  # dropout time (last purchase) for dead customers, nan otherwise
     complaints: np.ndarray  # (n, months) uint8, counterfactual (also after churn)
     unresolved: np.ndarray  # (n, months) uint8
@@ -222,6 +228,26 @@ class World:
 
 def _persona_array(attr: str) -> np.ndarray:
     return np.array([float(getattr(p, attr)) for p in PERSONAS])
+
+
+def _add_months(cal: Calendar, days: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """``days`` (from the start) plus whole calendar months, the day of the month kept (or
+    the month's last day when it is shorter)."""
+    d = cal.dates(days)
+    first = d.astype("datetime64[M]")
+    offset = (d - first.astype("datetime64[D]")).astype(np.int64)
+    target = first + months.astype("timedelta64[M]")
+    length = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(
+        np.int64
+    )
+    end = target.astype("datetime64[D]") + np.minimum(offset, length - 1).astype("timedelta64[D]")
+    return (end - np.datetime64(cal.start, "D")).astype(np.int64)
+
+
+def _month_index(cal: Calendar, days: np.ndarray) -> np.ndarray:
+    """Calendar month of each day, counted from the start month (negative before it)."""
+    months = cal.dates(days).astype("datetime64[M]") - np.datetime64(cal.start, "M")
+    return months.astype(np.int64)
 
 
 def build_world(n: int, cal: Calendar, seed: int, params: WorldParams) -> World:
@@ -299,6 +325,22 @@ def build_world(n: int, cal: Calendar, seed: int, params: WorldParams) -> World:
     tau[di] = t0[di] + span[di] * prng.beta(d[di], k[di] - d[di] + 1)
     n_repeat = np.where(dead, d, k)
 
+    # Postpaid: a minimum term from signup, then a monthly bill until the churn. The plan fee
+    # is the customer's expected monthly spend under the same purchase and spend rates, and
+    # the bill never "dies" the way a prepaid purchase process does: only a churn stops it.
+    crng = _rng(seed, _S_CONTRACT)
+    terms = np.asarray(params.contract_terms, dtype=np.int64)
+    term_p = np.asarray(params.contract_term_p, dtype=np.float64)
+    term = terms[_choice_rows(crng, np.broadcast_to(term_p / term_p.sum(), (n, terms.size)))]
+    term = np.where(prepaid, 0, term)
+    contract_end = _add_months(cal, signup, term)
+    postpaid = ~prepaid
+    monthly_bill = np.where(postpaid, BILL_DAYS * lam * _persona_array("gg_p")[persona] / nu, 0.0)
+    first_bill = np.maximum(1.0, np.ceil((-0.5 - signup) / BILL_DAYS))
+    t0 = np.where(postpaid, signup + first_bill * BILL_DAYS + 0.5, t0)
+    dead &= prepaid
+    tau[postpaid] = np.nan
+
     eu, ev = _call_graph(n, region, persona, seed, params)
     degree = np.bincount(eu, minlength=n) + np.bincount(ev, minlength=n)
 
@@ -318,6 +360,9 @@ def build_world(n: int, cal: Calendar, seed: int, params: WorldParams) -> World:
         rural=rural,
         area_null=area_null,
         prepaid=prepaid,
+        contract_months=term,
+        contract_end_day=contract_end,
+        monthly_bill=monthly_bill,
         age_group=age_group,
         price=price,
         net_bad=net_bad,
@@ -385,6 +430,9 @@ def _simulate_months(w: World, seed: int) -> None:
         + eff.prepaid * w.prepaid
         + eff.satisfaction * w.satisfaction
     )
+    # Postpaid customers rarely leave inside their minimum term and most often when it ends.
+    end_month = _month_index(cal, w.contract_end_day)
+    postpaid = ~w.prepaid
     churn_month = np.full(n, -1, dtype=np.int64)
     cum_unres = np.zeros(n, dtype=np.int64)
     contagion = np.zeros(n)
@@ -412,6 +460,9 @@ def _simulate_months(w: World, seed: int) -> None:
             + eff.open_unresolved * np.minimum(cum_unres, eff.open_unresolved_cap)
             + eff.short_tenure * ((t - w.signup_day) < 365)
             + eff.contagion * contagion
+            + eff.in_contract * (postpaid & (m < end_month))
+            + eff.contract_end
+            * (postpaid & (m >= end_month) & (m < end_month + eff.contract_end_months))
         )
         h = _sigmoid(logit)
         w.hazard[at_risk, m] = h[at_risk]
@@ -460,6 +511,9 @@ def customers_chunk(w: World, lo: int, hi: int) -> pl.DataFrame:
             "region": _labels(REGIONS, w.region[sl]),
             "area_type": _labels(_AREAS, w.rural[sl].astype(np.int8), w.area_null[sl]),
             "plan_type": _labels(_PLANS, w.prepaid[sl].astype(np.int8)),
+            "contract_end_date": pl.Series(cal.dates(w.contract_end_day[sl])).scatter(
+                np.flatnonzero(w.prepaid[sl]), None
+            ),
             "churn_date": pl.Series(cal.dates(np.maximum(churn, 0))).scatter(
                 np.flatnonzero(churn < 0), None
             ),
@@ -468,10 +522,12 @@ def customers_chunk(w: World, lo: int, hi: int) -> pl.DataFrame:
 
 
 def transactions_chunk(w: World, lo: int, hi: int, seed: int, chunk: int) -> pl.DataFrame:
-    """Purchases (BG/NBD times, Gamma-Gamma amounts) and a few refunds."""
+    """Prepaid purchases (BG/NBD times, Gamma-Gamma amounts), postpaid monthly bills (the
+    plan fee with a little month-to-month noise, until the churn) and a few refunds."""
     rng = _rng(seed, _S_TX, chunk)
     cal, sl = w.cal, slice(lo, hi)
-    n_rep = w.n_repeat[sl]
+    prepaid = w.prepaid[sl]
+    n_rep = np.where(prepaid, w.n_repeat[sl], -1)
     owner, pos = _repeat_index(n_rep + 1)
     t0, tau, dead = w.t0[sl][owner], w.tau[sl][owner], w.dead[sl][owner]
     upper = np.where(dead, tau, float(cal.end_day))
@@ -483,7 +539,20 @@ def transactions_chunk(w: World, lo: int, hi: int, seed: int, chunk: int) -> pl.
     persona = w.persona[sl][owner]
     amount = rng.gamma(_persona_array("gg_p")[persona], 1.0 / w.nu[sl][owner])
     amount = np.maximum(np.round(amount, 2), 0.01)
-    cat = _choice_rows(rng, _CATEGORY_P[1 - w.prepaid[sl][owner].astype(np.int64)])
+    cat = _choice_rows(rng, np.broadcast_to(_CATEGORY_P, (owner.size, _CATEGORY_P.size)))
+    # postpaid bills at t0, t0 + BILL_DAYS, ... before the churn (or the end of the data)
+    signup = w.signup_day[sl].astype(np.float64)
+    first = np.round((w.t0[sl] - 0.5 - signup) / BILL_DAYS)
+    past = np.ceil((w.stop_day[sl] - 0.5 - signup) / BILL_DAYS) - 1  # last k with t_k < stop
+    n_bills = np.where(prepaid, 0, np.maximum(past - first + 1, 0)).astype(np.int64)
+    b_owner, b_pos = _repeat_index(n_bills)
+    b_t = w.t0[sl][b_owner] + b_pos * BILL_DAYS
+    noise = np.exp(rng.normal(0.0, w.params.bill_noise, b_owner.size))
+    b_amount = np.maximum(np.round(w.monthly_bill[sl][b_owner] * noise, 2), 0.01)
+    owner = np.concatenate([owner, b_owner])
+    t = np.concatenate([t, b_t])
+    amount = np.concatenate([amount, b_amount])
+    cat = np.concatenate([cat, np.full(b_owner.size, _BILL)])
     chan = _choice_rows(rng, _TX_CHANNEL_P[w.age_group[sl][owner]])
     # Refunds: the negative amount of an earlier purchase, a few days later.
     r = np.flatnonzero(rng.random(owner.size) < w.params.refund_rate)

@@ -6,9 +6,14 @@
   ``p_dropout``, the persona's Gamma-Gamma ``gg_p``/``gg_q``/``gg_gamma``, the customer's
   spend rate ``nu`` (mean spend per purchase ``gg_p / nu``), the latent ``satisfaction``,
   ``dropout_date`` (date of the last purchase of a purchase process that died within the
-  window, null if alive at the end), plus ``signup_date``, ``churn_date``,
-  ``first_purchase_at`` (start of the observed purchase process), ``network_badness``,
-  ``price_sensitivity`` and ``call_degree``.
+  window, null if alive at the end; never for postpaid), plus ``signup_date``,
+  ``churn_date``, ``first_purchase_at`` (start of the observed purchase process; postpaid:
+  the first bill in the window), ``network_badness``, ``price_sensitivity``,
+  ``call_degree``, and for postpaid customers ``contract_months`` (the minimum term),
+  ``contract_end_date`` and ``monthly_bill`` (the plan fee: ``lambda_per_day x gg_p / nu``
+  over a 365.25 / 12-day month; each bill is it times a little noise). Prepaid customers
+  buy by the BG/NBD and Gamma-Gamma processes; postpaid customers pay a bill every month
+  until their churn (null for prepaid in the three contract columns).
 - ``churn_hazard.parquet``: ``customer_id, month, hazard`` for every month in which the
   customer is at risk (signed up before the month starts), over the data and 12 months
   past its end. After a churn the row holds the counterfactual hazard (what it would have
@@ -111,6 +116,15 @@ def write_truth_customers(world: World, path: Path) -> None:
             "network_badness": world.net_bad,
             "price_sensitivity": world.price,
             "call_degree": world.degree.astype(np.int64),
+            "contract_months": pl.Series(world.contract_months, dtype=pl.Int64).scatter(
+                np.flatnonzero(world.prepaid), None
+            ),
+            "contract_end_date": pl.Series(cal.dates(world.contract_end_day)).scatter(
+                np.flatnonzero(world.prepaid), None
+            ),
+            "monthly_bill": pl.Series(world.monthly_bill).scatter(
+                np.flatnonzero(world.prepaid), None
+            ),
         }
     )
     df.write_parquet(path, compression="zstd")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +177,8 @@ def test_bgnbd_truth_matches_purchases(
     tables: dict[str, pl.DataFrame], truth: pl.DataFrame
 ) -> None:
     tx = tables["transactions"]
+    prepaid = tables["customers"].filter(pl.col("plan_type") == "prepaid").select("customer_id")
+    truth = truth.join(prepaid, on="customer_id", how="semi")  # postpaid: bills, below
     purchases = tx.filter(pl.col("amount") > 0)
     per = purchases.group_by("customer_id").agg(
         pl.len().cast(pl.Int64).alias("n"),
@@ -190,7 +192,7 @@ def test_bgnbd_truth_matches_purchases(
     assert (seen["first"] == seen["first_purchase_at"]).all()
     # no purchase after the dropout (the dropout happens right after the last purchase)
     dead = seen.filter(pl.col("dropout_date").is_not_null())
-    assert dead.height > 0.05 * N
+    assert dead.height > 0.05 * truth.height
     assert (dead["last"].dt.date() <= dead["dropout_date"]).all()
     # repeat purchases vs E[X(t) | lambda, p] = (1 - exp(-lambda p t)) / p over the observed span
     stop = t["churn_date"].cast(pl.Datetime("us")).fill_null(end).to_numpy()
@@ -200,10 +202,65 @@ def test_bgnbd_truth_matches_purchases(
     expected = ((1 - np.exp(-lam * p * span)) / p).sum()
     observed = float(np.maximum(t["n"].to_numpy() - 1, 0).sum())
     assert observed / expected == pytest.approx(1.0, abs=0.04)
-    assert 25 < tx.height / N < 55
+    assert 15 < tx.height / N < 55  # prepaid top-ups, postpaid monthly bills
+
+
+def test_postpaid_customers_pay_a_bill_every_month_until_they_leave(
+    tables: dict[str, pl.DataFrame], truth: pl.DataFrame
+) -> None:
+    """No postpaid customer without a churn_date goes a month without a bill; each bill is
+    the plan fee with a little noise; none comes on or after the churn date; and the
+    minimum term ends 12 or 24 months after signup."""
+    post = tables["customers"].filter(pl.col("plan_type") == "postpaid")
+    assert post.height > 0.2 * N
+    assert post["contract_end_date"].null_count() == 0
+    months = post.select(
+        (pl.col("contract_end_date").dt.year() - pl.col("signup_date").dt.year()) * 12
+        + pl.col("contract_end_date").dt.month()
+        - pl.col("signup_date").dt.month()
+    ).to_series()
+    assert set(months) == {12, 24}
+    prepaid = tables["customers"].filter(pl.col("plan_type") == "prepaid")
+    assert prepaid["contract_end_date"].null_count() == prepaid.height
+    bills = tables["transactions"].filter(
+        (pl.col("category") == "bill") & (pl.col("amount") > 0)
+    )
+    assert bills.join(prepaid, on="customer_id", how="semi").height == 0
+    end = datetime(END.year, END.month, END.day)
+    start = datetime(START.year, START.month, START.day)
+    gaps = (
+        bills.join(post, on="customer_id")
+        .sort("customer_id", "ts")
+        .group_by("customer_id", maintain_order=True)
+        .agg(
+            pl.col("ts").diff().dt.total_days().max().alias("longest_gap"),
+            pl.col("ts").min().alias("first"),
+            pl.col("ts").max().alias("last"),
+            pl.col("churn_date").first(),
+            pl.col("signup_date").first(),
+        )
+    )
+    stayed = gaps.filter(pl.col("churn_date").is_null())
+    # everyone a month past signup has been billed (the first bill comes a month in)
+    due = post.filter(
+        pl.col("churn_date").is_null() & (pl.col("signup_date") < END - timedelta(days=31))
+    )
+    assert due.join(stayed, on="customer_id", how="anti").height == 0
+    assert (stayed["longest_gap"].fill_null(0) <= 31).all()
+    assert ((end - stayed["last"]).dt.total_days() <= 31).all()
+    first_due = pl.max_horizontal(pl.col("signup_date").cast(pl.Datetime("us")), pl.lit(start))
+    assert (stayed.select((pl.col("first") - first_due).dt.total_days() <= 31)).to_series().all()
+    left = gaps.filter(pl.col("churn_date").is_not_null())
+    assert (left["last"].dt.date() < left["churn_date"]).all()
+    fee = bills.join(truth.select("customer_id", "monthly_bill"), on="customer_id")
+    ratio = fee["amount"] / fee["monthly_bill"]
+    assert ratio.median() == pytest.approx(1.0, abs=0.02)
+    assert 0.03 < ratio.std() < 0.15  # the month-to-month noise (8% planted)
 
 
 def test_spend_follows_gamma_gamma(tables: dict[str, pl.DataFrame], truth: pl.DataFrame) -> None:
+    prepaid = tables["customers"].filter(pl.col("plan_type") == "prepaid")
+    truth = truth.join(prepaid, on="customer_id", how="semi")
     purchases = tables["transactions"].filter(pl.col("amount") > 0)
     per = purchases.group_by("customer_id").agg(pl.col("amount").mean().alias("avg"), pl.len())
     j = per.join(truth, on="customer_id").filter(pl.col("len") >= 10)
@@ -388,3 +445,35 @@ def test_cli_generate_writes_the_tables(tmp_path: Path) -> None:
     )
     assert bad.exit_code == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_true_value_is_what_customers_go_on_to_pay(data: Path) -> None:
+    """Over a window the data covers, the expected revenue of the truth adds up to what the
+    customers then really paid, per plan type; a postpaid customer's value ranks their
+    payments; a prepaid purchase process already dead is worth nothing; with no discount and
+    a margin of 1 the value is the expected revenue."""
+    from crm_engine.generator import true_value
+
+    as_of = date(2024, 1, 1)
+    plain = true_value(data / "_truth", as_of, 366, margin=1.0, discount=0.0)
+    customers = pl.read_parquet(data / "customers")
+    active = customers.filter(
+        (pl.col("signup_date") < as_of)
+        & (pl.col("churn_date").is_null() | (pl.col("churn_date") >= as_of))
+    )
+    assert plain["customer_id"].to_list() == sorted(active["customer_id"])
+    np.testing.assert_allclose(plain["true_value"], plain["expected_revenue"], rtol=1e-12)
+    sums = plain.group_by("plan_type").agg(pl.col("expected_revenue").sum(), pl.col("paid").sum())
+    for plan, expected, paid in sums.iter_rows():
+        assert expected == pytest.approx(paid, rel=0.05), plan
+    post = plain.filter(pl.col("plan_type") == "postpaid")
+    assert post.select(pl.corr("true_value", "paid", method="spearman")).item() > 0.9
+    dead = plain.filter(~pl.col("alive"))
+    assert dead.height > 0 and (dead["plan_type"] == "prepaid").all()
+    assert (dead["true_value"] == 0).all()
+    assert dead["paid"].sum() <= 0.01 * plain["paid"].sum()  # refunds of earlier purchases
+    worth = true_value(data / "_truth", as_of, 366, margin=0.3, discount=0.1)
+    ratio = (worth["true_value"] / plain["true_value"]).drop_nans()
+    assert ratio.is_between(0.3 / 1.1, 0.3).all()  # a year's discount at most
+    with pytest.raises(ValueError, match="past the 12 months recorded"):
+        true_value(data / "_truth", END, 400, margin=1.0, discount=0.0)

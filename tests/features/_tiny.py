@@ -15,9 +15,13 @@ AS_OF = D(2024, 1, 1)
 
 
 def frame(table: str, rows: list[tuple]) -> pl.DataFrame:
-    """Rows in contract column order, typed by the table's contract."""
+    """Rows in contract column order, typed by the table's contract; optional trailing
+    columns a row leaves out are null (a file written before they were added)."""
     schema = INPUT_TABLES[table].polars_schema()
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    width = len(schema)
+    return pl.DataFrame(
+        [(*r, *[None] * (width - len(r))) for r in rows], schema=schema, orient="row"
+    )
 
 
 def tiny_frames() -> dict[str, pl.DataFrame]:
@@ -172,6 +176,13 @@ def random_frames(seed: int, n: int = 30, first_id: int = 1000) -> dict[str, pl.
             "plan_type": rng.choice(["prepaid", "postpaid"], n),
             "churn_date": churn,
         }
+    ).with_columns(
+        # A one- or two-year term for postpaid customers; prepaid have none.
+        contract_end_date=pl.when(pl.col("plan_type") == "postpaid").then(
+            pl.col("signup_date").dt.offset_by(
+                pl.when(pl.col("customer_id") % 2 == 0).then(pl.lit("1y")).otherwise(pl.lit("2y"))
+            )
+        )
     )
     k = 20 * n
     transactions = pl.DataFrame(

@@ -59,10 +59,14 @@ def test_outputs_present_and_valid(first_run: Path, generated_operator: Path) ->
     assert meta["crm.contract"] == "crm.scores/v1"
     assert meta["crm.contract_version"] == "1.3"
     assert meta["crm.as_of"] == AS_OF
-    # every row says which model valued it (the default: the purchase models for everyone)
+    # every row says which model valued it: on the generated operator, whose postpaid
+    # customers pay a bill every month, postpaid_model = "auto" keeps the contract model
     assert scores["value_model"].null_count() == 0
-    assert set(scores["value_model"]) <= {"bgnbd", "mbgnbd", "pareto"}
     customers = pl.read_parquet(generated_operator / "customers" / "*.parquet")
+    models = scores.join(customers.select("customer_id", "plan_type"), on="customer_id")
+    by_plan = dict(models.group_by("plan_type").agg(pl.col("value_model").unique()).iter_rows())
+    assert set(by_plan["prepaid"]) <= {"bgnbd", "mbgnbd", "pareto"}
+    assert set(by_plan["postpaid"]) == {"sbg"}
     as_of = dt.date.fromisoformat(AS_OF)
     active = customers.filter(
         (pl.col("signup_date") < as_of)

@@ -16,6 +16,7 @@ from valuation import (
     monthly_discount_rate,
     profit_contribution_expr,
     tier_cut_points,
+    with_lifecycle_inputs,
 )
 
 
@@ -76,7 +77,7 @@ def test_lifecycle_rules_in_order() -> None:
             "p_alive": [0.1, 0.1, 0.1, 0.5, 0.29, 0.29, 0.1, 0.95, 0.95, 0.95, 0.95, 0.95],
         }
     )
-    got = frame.select(lifecycle_stage_expr(rules)).to_series()
+    got = frame.pipe(with_lifecycle_inputs).select(lifecycle_stage_expr(rules)).to_series()
     want = pl.Series(
         "lifecycle_stage",
         # new wins; dormant needs both; recency boundary is inclusive; no purchase counts
@@ -88,6 +89,35 @@ def test_lifecycle_rules_in_order() -> None:
         ],
     )
     assert_series_equal(got, want)
+
+
+def test_postpaid_customers_by_their_own_signals() -> None:
+    """A postpaid customer's term end, falling bill or unpaid silence says at_risk, whatever
+    P(alive) says (never dormant: they are still billed); prepaid keep the purchase rules."""
+    rules = LifecycleRules(at_risk_contract_days=90, at_risk_bill_trend=-0.2)
+    frame = pl.DataFrame(
+        {
+            "tenure_days": [30, 400, 400, 400, 400, 400, 400, 400, 400, 400],
+            "recency_days": [5, 5, 5, 5, 5, 5, 120, 5, 120, 120],
+            "frequency": [1, 12, 12, 12, 12, 12, 12, 12, 12, 12],
+            "p_alive": [0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.1, 0.1, 0.1],
+            "plan_type": [
+                *("postpaid",) * 8,
+                "prepaid",
+                None,
+            ],
+            "contract_days_left": [10, 10, 90, 91, -1, None, None, None, 10, 10],
+            "spend_trend": [-0.5, 0.0, 0.0, 0.0, -0.2, -0.19, 0.0, 0.0, -0.9, 0.0],
+        }
+    )
+    got = frame.select(lifecycle_stage_expr(rules)).to_series().to_list()
+    # new wins; the term's end within 90 days (inclusive, not after it ended); the bill
+    # trend boundary; an unpaid silence; a low P(alive) alone is no postpaid signal; the
+    # prepaid and the plan-less rows by their purchases (contract and bill ignored)
+    assert got == [
+        *("new", "at_risk", "at_risk", "active", "at_risk", "active", "at_risk", "active"),
+        *("dormant", "dormant"),
+    ]
 
 
 def test_profit_contribution_with_and_without_interaction_columns() -> None:

@@ -128,20 +128,23 @@ def test_postpaid_customers_are_valued_by_their_contract(
 
     profile, run, values = valued
     cfg = ValuationConfig(postpaid_model="contract")
-    joined = profile.select("customer_id", "plan_type", "tenure_days", "revenue_365d").join(
-        values, on="customer_id"
-    )
+    joined = profile.select(
+        "customer_id", "plan_type", "tenure_days", "revenue_365d", "T"
+    ).join(values, on="customer_id")
     post = joined.filter(pl.col("plan_type") == "postpaid")
     pre = joined.filter(pl.col("plan_type") != "postpaid")
     assert post.height > 300 and pre.height > 300
     assert set(post["value_model"]) == {"sbg"}
     assert "sbg" not in set(pre["value_model"])
     assert run.report.n_customers_contract == post.height  # type: ignore[attr-defined]
-    # one postpaid customer by hand: bill x retention ahead, discounted, times the margin
-    row = post.sort("customer_id").row(0, named=True)
+    # one postpaid customer by hand: bill x retention ahead, discounted, times the margin;
+    # the bill is the last year's revenue over the monthly bills it holds since the first
+    # payment in the data (T days ago), not over the tenure (which may start before the data)
+    row = post.filter(pl.col("T") < 300).sort("customer_id").row(0, named=True)
+    assert row["tenure_days"] > row["T"] + DAYS_PER_MONTH  # signed up before the data began
     retention = run.models.retention  # type: ignore[attr-defined]
     t0 = np.floor(row["tenure_days"] / DAYS_PER_MONTH)
-    bill = row["revenue_365d"] / np.clip(row["tenure_days"] / DAYS_PER_MONTH, 1, 12)
+    bill = row["revenue_365d"] / (np.floor(row["T"] / DAYS_PER_MONTH) + 1)
     s = retention.survival(t0 + np.arange(0, 14))
     ahead = s[1:] / s[0]
     share = np.array([1.0] * 12 + [5 / 30])  # 365 days: twelve 30-day months and 5 days

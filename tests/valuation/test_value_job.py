@@ -54,7 +54,8 @@ def test_value_command_errors_are_one_line(generated_operator: Path, tmp_path: P
 
 
 def test_fitted_population_matches_generator_truth(tmp_path: Path) -> None:
-    """BG/NBD on 20,000 generated customers recovers the true rates behind the data.
+    """BG/NBD on 20,000 generated customers recovers the true rates behind the prepaid
+    customers' purchases (postpaid customers pay a bill every month: not a BTYD process).
 
     Tolerances: the generator draws each persona's rates from its own distribution, so
     the population is a mixture, not one Gamma/Beta; on 20k customers (~15k buyers) the
@@ -77,7 +78,13 @@ def test_fitted_population_matches_generator_truth(tmp_path: Path) -> None:
     profile = features.build_profile(load_tables(data), as_of).collect()
     values, report = value_customers(profile, ValuationConfig(model="bgnbd"))
     truth = pl.read_parquet(data / "_truth" / "customers.parquet")
-    fitted = profile.filter("has_purchase").select("customer_id").join(truth, on="customer_id")
+    # the purchase models learn from prepaid customers: postpaid ones pay a monthly bill
+    prepaid = pl.col("plan_type") == "prepaid"
+    fitted = (
+        profile.filter(pl.col("has_purchase") & prepaid)
+        .select("customer_id")
+        .join(truth, on="customer_id")
+    )
     rates = report.population_rates_per_day
     assert rates["purchase_rate"] == pytest.approx(fitted["lambda_per_day"].mean(), rel=0.15)
     assert rates["dropout"] == pytest.approx(fitted["p_dropout"].mean(), rel=0.15)
@@ -98,8 +105,13 @@ def test_fitted_population_matches_generator_truth(tmp_path: Path) -> None:
     # them all P(alive) = 1, and 20 of them were active at 20k customers, some silent 2 years).
     rules = ValuationConfig().lifecycle
     one_time = values.join(
-        profile.select("customer_id", "frequency", *features.rfm_facts()), on="customer_id"
-    ).filter((pl.col("frequency") == 0) & (pl.col("recency_days") >= rules.dormant_recency_days))
+        profile.select("customer_id", "plan_type", "frequency", *features.rfm_facts()),
+        on="customer_id",
+    ).filter(
+        prepaid
+        & (pl.col("frequency") == 0)
+        & (pl.col("recency_days") >= rules.dormant_recency_days)
+    )
     assert one_time.height > 0
     assert (one_time["p_alive"] < 1.0).all()
     assert "active" not in set(one_time["lifecycle_stage"])
