@@ -17,6 +17,48 @@ DATETIME = pl.Datetime("us")
 
 
 @dataclass(frozen=True)
+class Range:
+    """The physical range of a numeric column, bounds included (None: unbounded that side).
+
+    Parameters
+    ----------
+    low, high
+        The smallest and largest value that can be true.
+    policy
+        None: a value outside is an error. Otherwise the value is possible but special (a
+        refund is a negative amount): rows outside are counted and warned with this text.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    policy: str | None = None
+
+    def label(self) -> str:
+        """``0-10``, ``>= 0`` or ``<= 1``, as messages and ``validate --contract`` show it."""
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g}-{self.high:g}"
+        if self.low is not None:
+            return f">= {self.low:g}"
+        return f"<= {self.high:g}"
+
+    def outside(self, value: pl.Expr) -> pl.Expr:
+        """True where ``value`` lies outside the range (null stays null)."""
+        below = value < self.low if self.low is not None else pl.lit(False)
+        above = value > self.high if self.high is not None else pl.lit(False)
+        return below | above
+
+    def message(self, column: str) -> str:
+        """What a row outside the range is called in a validation problem."""
+        if self.policy is not None:
+            return self.policy
+        if self.low is not None and self.high is not None:
+            return f"{column} outside {self.label()}"
+        if self.low is not None:
+            return f"{column} below {self.low:g}"
+        return f"{column} above {self.high:g}"
+
+
+@dataclass(frozen=True)
 class TableContract:
     """One input table: its columns, which of them may be null, and how it is dated.
 
@@ -38,6 +80,11 @@ class TableContract:
     monthly
         True when ``time_column`` is the first day of a month that the row summarises: such a
         row is only observed at ``as_of`` once its whole month lies before ``as_of``.
+    ranges
+        Column -> its physical :class:`Range`, checked by validation and printed by
+        ``crm-engine validate --contract``.
+    distinct
+        Pairs of key columns that cannot hold the same value in one row (a call to oneself).
     """
 
     name: str
@@ -47,6 +94,8 @@ class TableContract:
     keys: tuple[str, ...] = ("customer_id",)
     time_column: str | None = None
     monthly: bool = False
+    ranges: dict[str, Range] = field(default_factory=dict)
+    distinct: tuple[tuple[str, str], ...] = ()
 
     @property
     def columns(self) -> list[str]:
@@ -87,6 +136,7 @@ TRANSACTIONS = TableContract(
     required=True,
     nullable=frozenset({"category", "channel"}),
     time_column="ts",
+    ranges={"amount": Range(low=0, policy="refunds (negative amounts)")},
 )
 
 USAGE = TableContract(
@@ -100,6 +150,7 @@ USAGE = TableContract(
     },
     time_column="month",
     monthly=True,
+    ranges={c: Range(low=0) for c in ("data_mb", "voice_min", "sms")},
 )
 
 NETWORK = TableContract(
@@ -126,6 +177,14 @@ NETWORK = TableContract(
     ),
     time_column="month",
     monthly=True,
+    ranges={
+        "dropped_call_rate": Range(0, 1),
+        "call_setup_success_rate": Range(0, 1),
+        "avg_download_mbps": Range(low=0),
+        "latency_ms": Range(low=0),
+        "packet_loss_pct": Range(0, 100),
+        "coverage_5g_share": Range(0, 1),
+    },
 )
 
 INTERACTIONS = TableContract(
@@ -141,6 +200,7 @@ INTERACTIONS = TableContract(
     },
     nullable=frozenset({"closed_at", "channel", "topic", "satisfaction"}),
     time_column="opened_at",
+    ranges={"satisfaction": Range(1, 5)},
 )
 
 SURVEYS = TableContract(
@@ -153,6 +213,7 @@ SURVEYS = TableContract(
     },
     nullable=frozenset({"csat"}),
     time_column="answered_at",
+    ranges={"nps": Range(0, 10), "csat": Range(1, 5)},
 )
 
 CALLS = TableContract(
@@ -167,6 +228,8 @@ CALLS = TableContract(
     keys=("caller_id", "callee_id"),
     time_column="month",
     monthly=True,
+    ranges={"n_calls": Range(low=0), "minutes": Range(low=0)},
+    distinct=(("caller_id", "callee_id"),),
 )
 
 INPUT_TABLES: dict[str, TableContract] = {
@@ -180,6 +243,32 @@ ALLOWED_VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("customers", "plan_type"): frozenset({"prepaid", "postpaid"}),
     ("interactions", "kind"): frozenset({"complaint", "inquiry", "request"}),
 }
+
+
+def inputs_contract_rows() -> list[tuple[str, str, str, str, str]]:
+    """The input contract, one row per column: table, column, type, null?, and what the
+    validation holds it to (its range, closed set of values, or a key rule).
+
+    ``crm-engine validate --contract`` prints these rows; validation reads the same
+    declarations (:attr:`TableContract.ranges`, :data:`ALLOWED_VALUES`).
+    """
+    rows = []
+    for t in INPUT_TABLES.values():
+        for col, dtype in t.schema.items():
+            rules = []
+            if col in t.keys:
+                rules.append("customer key" + (", unique" if t.name == "customers" else ""))
+            rules += [f"differs from {b}" for a, b in t.distinct if a == col]
+            rng = t.ranges.get(col)
+            if rng is not None:
+                warned = f" (outside: warned as {rng.policy})" if rng.policy else ""
+                rules.append(rng.label() + warned)
+            allowed = ALLOWED_VALUES.get((t.name, col))
+            if allowed:
+                rules.append(" / ".join(sorted(allowed)))
+            null = "yes" if col in t.nullable else "no"
+            rows.append((t.name, col, dtype_label(dtype), null, "; ".join(rules)))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -349,6 +438,7 @@ def dtype_label(dtype: pl.DataType) -> str:
         pl.Float64: "float64",
         pl.String: "string",
         pl.Date: "date",
+        pl.Datetime: "datetime",
         pl.Boolean: "bool",
     }.get(dtype.base_type(), str(dtype))
 

@@ -183,10 +183,10 @@ def _checks(
                     cast.is_not_null() & ~cast.is_in(sorted(allowed)),
                 )
             )
-    if t == "usage":
-        for col in ("data_mb", "voice_min", "sms"):
-            if col in present:
-                checks.append(_Check("error", col, "negative values", pl.col(col) < 0))
+        rng = contract.ranges.get(col)
+        if rng is not None:
+            severity: Severity = "error" if rng.policy is None else "warning"
+            checks.append(_Check(severity, col, rng.message(col), rng.outside(cast)))
     if t == "interactions" and {"opened_at", "closed_at"} <= present:
         checks.append(
             _Check(
@@ -196,28 +196,9 @@ def _checks(
                 pl.col("closed_at") < pl.col("opened_at"),
             )
         )
-    if t == "surveys":
-        if "nps" in present:
-            checks.append(
-                _Check("error", "nps", "nps outside 0-10", ~pl.col("nps").is_between(0, 10))
-            )
-        if "csat" in present:
-            checks.append(
-                _Check("error", "csat", "csat outside 1-5", ~pl.col("csat").is_between(1, 5))
-            )
-    if t == "interactions" and "satisfaction" in present:
-        checks.append(
-            _Check(
-                "error",
-                "satisfaction",
-                "satisfaction outside 1-5",
-                ~pl.col("satisfaction").is_between(1, 5),
-            )
-        )
-    if t == "transactions" and "amount" in present:
-        checks.append(
-            _Check("warning", "amount", "refunds (negative amounts)", pl.col("amount") < 0)
-        )
+    for a, b in contract.distinct:
+        if {a, b} <= present:
+            checks.append(_Check("error", b, f"{b} equals {a}", pl.col(a) == pl.col(b)))
     if t == "customers" and {"churn_date", "signup_date"} <= present:
         checks.append(
             _Check(

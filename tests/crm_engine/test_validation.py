@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crm_engine.cli import app
+from crm_engine.contracts import INPUT_TABLES
 from crm_engine.validation import validate
 
 runner = CliRunner()
@@ -212,6 +213,22 @@ ERRORS: dict[str, tuple[Callable[[dict[str, pl.DataFrame]], None], list[str]]] =
         lambda t: t.__setitem__("surveys", t["surveys"].with_columns(pl.Series("nps", [11, -1]))),
         ["surveys", "nps", "nps outside 0-10", "2 rows"],
     ),
+    "coverage_share_of_3.5": (
+        lambda t: t.__setitem__(
+            "network", t["network"].with_columns(pl.Series("coverage_5g_share", [3.5]))
+        ),
+        [
+            "network",
+            "coverage_5g_share",
+            "coverage_5g_share outside 0-1",
+            "1 rows",
+            "customer_id=1",
+        ],
+    ),
+    "self_call": (
+        lambda t: t.__setitem__("calls", t["calls"].with_columns(pl.Series("callee_id", [1, 3]))),
+        ["calls", "column callee_id", "callee_id equals caller_id", "1 rows", "caller_id=1"],
+    ),
     "empty_required_table": (
         lambda t: t.__setitem__("transactions", t["transactions"].clear()),
         ["transactions", "required table is empty"],
@@ -236,6 +253,51 @@ def test_error_classes(tmp_path: Path, case: str) -> None:
     flat = " ".join(out.split())
     for part in parts:
         assert part in flat, f"{part!r} not in output:\n{out}"
+
+
+RANGED = [(t.name, c) for t in INPUT_TABLES.values() for c in t.ranges]
+
+
+@pytest.mark.parametrize(("table", "column"), RANGED, ids=[f"{t}.{c}" for t, c in RANGED])
+def test_values_outside_their_declared_range(tmp_path: Path, table: str, column: str) -> None:
+    """Every declared range is checked: one value past it is refused (or, for a policy such as
+    refunds, warned) by table, column, count and example key."""
+    rng = INPUT_TABLES[table].ranges[column]
+    bad = rng.high + 1 if rng.high is not None else rng.low - 1  # type: ignore[operator]
+
+    def edit(t: dict[str, pl.DataFrame]) -> None:
+        frame = t[table]
+        first = pl.int_range(pl.len()) == 0
+        value = pl.lit(bad).cast(frame.schema[column])
+        t[table] = frame.with_columns(
+            pl.when(first).then(value).otherwise(pl.col(column)).alias(column)
+        )
+
+    data = write(tmp_path, edit)
+    [problem] = [p for p in validate(data).problems if p.column == column]
+    assert problem.severity == ("error" if rng.policy is None else "warning")
+    assert (problem.table, problem.file, problem.rows) == (table, f"{table}.parquet", 1)
+    assert problem.message == rng.message(column)
+    assert problem.examples[0].startswith(INPUT_TABLES[table].keys[0] + "=")
+    code, out = run_validate(data)
+    assert code == (1 if rng.policy is None else 0), out
+    assert f"{table} [{table}.parquet] column {column}: {rng.message(column)}: 1 rows" in " ".join(
+        out.split()
+    )
+
+
+def test_validate_prints_the_declared_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crm_engine.cli._app import console
+
+    monkeypatch.setattr(console, "width", 200)  # one line per column
+    result = runner.invoke(app, ["validate", "--contract"])
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.replace("│", " ").split()) for line in result.output.splitlines()]
+    for table, column in RANGED:
+        rng = INPUT_TABLES[table].ranges[column]
+        assert any(line.startswith(f"{table} {column} ") and rng.label() in line
+                   for line in lines), (table, column)  # fmt: skip
+    assert "calls caller_id int64 no customer key; differs from callee_id" in lines
 
 
 def test_truncated_file_is_an_error(tmp_path: Path) -> None:
