@@ -162,8 +162,7 @@ def cast_expr(
             )
             return pl.coalesce(instant, wall).alias(column)
         if target == pl.Int64:
-            # "3.0" in CSVs written by pandas is still an integer; "3.7" is not (null: refused).
-            return _integral(col.str.strip_chars().cast(pl.Float64, strict=False)).alias(column)
+            return _integer_text(col).alias(column)
         return col.str.strip_chars().cast(target, strict=False).alias(column)
     if source.is_float() and target.is_integer():
         return _integral(col).cast(target, strict=False).alias(column)
@@ -172,6 +171,23 @@ def cast_expr(
             col = col.dt.convert_time_zone(timezone)
         return col.dt.replace_time_zone(None).dt.cast_time_unit(target.time_unit).alias(column)
     return col.cast(target, strict=False).alias(column)
+
+
+_INTEGER = r"^[+-]?\d+$"
+_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+
+
+def _integer_text(text: pl.Expr) -> pl.Expr:
+    """Integer text read exactly as Int64, digit for digit (never through a float, which
+    rounds ids above 2**53 onto their neighbours). ``3.0`` (pandas writes integer columns with
+    nulls so) is still 3; ``3.7``, ``1e3`` or a number beyond Int64 is null: refused."""
+    digits = text.str.strip_chars().str.replace(r"^([+-]?\d+)\.0*$", "${1}")
+    return (
+        pl.when(digits.str.contains(_INTEGER))
+        .then(digits)
+        .otherwise(None)
+        .cast(pl.Int64, strict=False)
+    )
 
 
 def _integral(value: pl.Expr) -> pl.Expr:
@@ -193,9 +209,10 @@ def id_dtype_of(data_dir: Path) -> pl.DataType:
         return pl.Int64()
     if src.kind == "csv" and dtype is not None:
         # numbers are integer ids: a "3.7" among them is then refused, not read as text
+        # (a pattern, not a float cast: only which type, never a value, comes from it)
         probe = scan_raw(src).select(pl.col("customer_id").str.strip_chars()).head(1000).collect()
-        cast = probe["customer_id"].cast(pl.Float64, strict=False)
-        if cast.null_count() == probe["customer_id"].null_count():
+        ids = probe["customer_id"].drop_nulls()
+        if ids.str.contains(_NUMBER).all():
             return pl.Int64()
     return pl.String()
 

@@ -78,6 +78,13 @@ def _id_not_integral(data: Path) -> None:
     frame.with_columns(_first_row("3.7", "customer_id")).write_csv(path)
 
 
+def _id_beyond_int64(data: Path) -> None:
+    _as_csv("customers")(data)
+    path = data / "customers.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    frame.with_columns(_first_row("99999999999999999999", "customer_id")).write_csv(path)
+
+
 def _hive_clash(data: Path) -> None:
     part = _part(data, "transactions")
     (part.parent / "category=topup").mkdir()
@@ -103,6 +110,9 @@ REFUSED: list[tuple[str, Mutate, tuple[str, ...]]] = [
      ("customers [customers/part-00000.parquet] column occupation", "longer than 256 bytes")),
     ("id 3.7", _id_not_integral, ("customers [customers.csv] column customer_id",
                                    "cannot be read as Int64", "1 rows")),
+    ("id beyond int64", _id_beyond_int64,
+     ("customers [customers.csv] column customer_id", "cannot be read as Int64", "1 rows",
+      "row 0")),
     ("ids do not match", _ids_do_not_match,
      ("transactions", "column customer_id", "100% of the rows match no customer_id")),
     ("both forms", _both_forms, ("table usage", "usage/ and usage.csv", "ambiguous")),
@@ -224,6 +234,38 @@ def test_csv_offsets_are_instants(tmp_path: Path) -> None:
         TableSource("transactions", path, "csv"), INPUT_TABLES["transactions"]
     ).collect()
     assert frame["ts"].to_list() == [dt.datetime(2024, 1, 1, 8), dt.datetime(2024, 1, 1, 10)]
+
+
+LONG_ID = 12_345_678_901_234_567  # 17 digits: beyond 2**53, where floats skip odd integers
+
+KEYS = {"customers": ["customer_id"], "transactions": ["customer_id"], "usage": ["customer_id"],
+        "network": ["customer_id"], "interactions": ["customer_id"], "surveys": ["customer_id"],
+        "calls": ["caller_id", "callee_id"]}  # fmt: skip
+
+
+def test_17_digit_csv_ids_are_read_exactly(data: Path) -> None:
+    """Ids past 2**53 in CSV are read digit for digit: no customer takes a neighbour's rows."""
+    from crm_engine.validation import validate
+
+    for table, keys in KEYS.items():
+        _edit(table, *[(pl.col(k) + LONG_ID).alias(k) for k in keys])(data)
+    for table in ("customers", "transactions"):
+        _as_csv(table)(data)
+    expected = pl.read_parquet(data / "usage" / "*.parquet")["customer_id"].unique().sort()
+    assert (expected % 2 == 1).any()  # odd ids: the ones a float rounds onto a neighbour
+
+    report = validate(data)
+    assert report.ok, [str(p) for p in report.errors]
+    assert not [p for p in report.warnings if "not in customers" in p.message]
+    tables = load_tables(data)
+    customers = tables["customers"].collect()["customer_id"]
+    assert customers.n_unique() == customers.len()
+    assert expected.is_in(customers.implode()).all()
+    paid = tables["transactions"].collect()
+    assert paid["customer_id"].is_in(customers.implode()).all()
+    assert paid["customer_id"].to_list() == [
+        int(v) for v in pl.read_csv(data / "transactions.csv", infer_schema=False)["customer_id"]
+    ]
 
 
 def test_string_ids_with_a_call_graph(data: Path, tmp_path: Path) -> None:
