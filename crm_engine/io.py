@@ -127,7 +127,8 @@ def scan_raw(source: TableSource, file_column: str | None = None) -> pl.LazyFram
 DEFAULT_TIMEZONE = "UTC"
 """The wall clock of the input tables unless ``data.timezone`` says otherwise."""
 
-_OFFSET = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+UTC_OFFSET = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+"""A timestamp text that ends in a UTC offset (``+02:00``, ``Z``): an instant, converted."""
 
 
 def cast_expr(
@@ -147,7 +148,7 @@ def cast_expr(
             return col.str.strip_chars().str.to_date(strict=False).alias(column)
         if isinstance(target, pl.Datetime):
             text = col.str.strip_chars()
-            has_offset = text.str.contains(_OFFSET)
+            has_offset = text.str.contains(UTC_OFFSET)
             instant = (
                 pl.when(has_offset)
                 .then(text)

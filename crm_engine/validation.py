@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from crm_engine.contracts import ALLOWED_VALUES, INPUT_TABLES, TableContract
 from crm_engine.io import (
     DEFAULT_TIMEZONE,
+    UTC_OFFSET,
     DataError,
     TableSource,
     cast_expr,
@@ -293,6 +294,10 @@ def _validate_table(
             report.problems.append(
                 Problem("warning", name, file, col, 0, f"time zone {zone}: converted to {timezone}")
             )
+        elif schema[col] == pl.String and isinstance(target[col], pl.Datetime):
+            offset = pl.col(f"__raw_{col}").str.strip_chars().str.contains(UTC_OFFSET)
+            message = f"timestamps with a UTC offset: converted to {timezone}"
+            checks.append(_Check("warning", col, message, offset))
     aggs = [pl.len().cast(pl.Int64).alias("__rows")]
     aggs += [
         c.predicate.fill_null(False).sum().cast(pl.Int64).alias(f"c{i}")

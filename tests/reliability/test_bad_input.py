@@ -268,6 +268,26 @@ def test_17_digit_csv_ids_are_read_exactly(data: Path) -> None:
     ]
 
 
+def test_csv_offsets_are_converted_and_said(data: Path) -> None:
+    """The warning the README promises for time-zone-aware timestamps, for CSV text too."""
+    from crm_engine.validation import validate
+
+    _as_csv("transactions")(data)
+    path = data / "transactions.csv"
+    frame = pl.read_csv(path, infer_schema=False)
+    shifted = pl.int_range(pl.len()) % 10 == 0
+    frame.with_columns(
+        pl.when(shifted).then(pl.col("ts") + "+02:00").otherwise(pl.col("ts")).alias("ts")
+    ).write_csv(path)
+    n = (frame.height + 9) // 10
+    [warning] = [p for p in validate(data).warnings if p.column == "ts"]
+    assert (warning.table, warning.file, warning.rows) == ("transactions", "transactions.csv", n)
+    assert warning.message == "timestamps with a UTC offset: converted to UTC"
+    result = CliRunner().invoke(app, ["validate", str(data)])
+    assert result.exit_code == 0, result.output
+    assert f"converted to UTC: {n} rows" in " ".join(result.output.split())
+
+
 def test_string_ids_with_a_call_graph(data: Path, tmp_path: Path) -> None:
     """Text customer ids everywhere, calls included: profiles are built (was an int() crash)."""
     for table, keys in (
