@@ -19,6 +19,17 @@ class DataError(ValueError):
     """Bad input data; the message names the table, file, column and row count."""
 
 
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicException)
+"""What a reader may raise on corrupt input: any error of Polars or Arrow, and a Polars panic
+(``PanicException`` derives from ``BaseException``, so ``except Exception`` lets it through)."""
+
+
+def failure(error: BaseException) -> str:
+    """One line for a dependency's failure: its type and the first line of its message."""
+    first = (str(error).strip().splitlines() or [""])[0][:160]
+    return f"{type(error).__name__}: {first}"
+
+
 @dataclass(frozen=True)
 class TableSource:
     """Where one input table was found."""
@@ -203,7 +214,7 @@ def id_dtype_of(data_dir: Path) -> pl.DataType:
         return pl.Int64()
     try:
         schema = scan_raw(src).collect_schema()
-    except Exception:  # unreadable: validation says so
+    except DEPENDENCY_ERRORS:  # unreadable: validation says so
         return pl.Int64()
     dtype = schema.get("customer_id")
     if dtype is not None and dtype.is_integer():
@@ -211,8 +222,11 @@ def id_dtype_of(data_dir: Path) -> pl.DataType:
     if src.kind == "csv" and dtype is not None:
         # numbers are integer ids: a "3.7" among them is then refused, not read as text
         # (a pattern, not a float cast: only which type, never a value, comes from it)
-        probe = scan_raw(src).select(pl.col("customer_id").str.strip_chars()).head(1000).collect()
-        ids = probe["customer_id"].drop_nulls()
+        ids = scan_raw(src).select(pl.col("customer_id").str.strip_chars()).head(1000)
+        try:
+            ids = ids.collect()["customer_id"].drop_nulls()
+        except DEPENDENCY_ERRORS:  # a malformed file: validation says so
+            return pl.Int64()
         if ids.str.contains(_NUMBER).all():
             return pl.Int64()
     return pl.String()
@@ -238,10 +252,13 @@ def load_tables(data_dir: Path, timezone: str = DEFAULT_TIMEZONE) -> dict[str, p
     timestamps on the wall clock of ``timezone`` (see :func:`cast_expr`)."""
     data_dir = Path(data_dir)
     id_dtype = id_dtype_of(data_dir)
-    return {
-        name: scan_table(src, INPUT_TABLES[name], id_dtype, timezone)
-        for name, src in find_tables(data_dir).items()
-    }
+    tables = {}
+    for name, src in find_tables(data_dir).items():
+        try:
+            tables[name] = scan_table(src, INPUT_TABLES[name], id_dtype, timezone)
+        except DEPENDENCY_ERRORS as e:
+            raise DataError(f"{name} [{src.path.name}]: unreadable ({failure(e)})") from e
+    return tables
 
 
 # --- writing -----------------------------------------------------------------------------

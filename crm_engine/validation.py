@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -13,13 +15,16 @@ import pyarrow.parquet as pq
 from crm_engine.contracts import ALLOWED_VALUES, INPUT_TABLES, TableContract
 from crm_engine.io import (
     DEFAULT_TIMEZONE,
+    DEPENDENCY_ERRORS,
     UTC_OFFSET,
     DataError,
     TableSource,
     cast_expr,
+    failure,
     find_tables,
     id_dtype_of,
     scan_raw,
+    scan_table,
 )
 
 Severity = Literal["error", "warning"]
@@ -126,10 +131,27 @@ def _unreadable(source: TableSource) -> tuple[str, str] | None:
                 pq.read_metadata(path)
             else:
                 pl.scan_csv(path, infer_schema=False).head(1).collect()
-        except Exception as e:
-            return path.name, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+        except DEPENDENCY_ERRORS as e:
+            return path.name, failure(e)
     if source.kind == "parquet_dir" and not source.files():
         return source.path.name, "directory holds no .parquet files"
+    return None
+
+
+def _failing_part(
+    source: TableSource, contract: TableContract, id_dtype: pl.DataType, timezone: str
+) -> Path | None:
+    """The first part file of a directory table that fails on its own to be read and cast (to
+    name it when the whole table failed), else None."""
+    if source.kind != "parquet_dir":
+        return None
+    for path in source.files():
+        try:
+            scan_table(
+                TableSource(source.name, path, "parquet"), contract, id_dtype, timezone
+            ).collect()
+        except DEPENDENCY_ERRORS:
+            return path
     return None
 
 
@@ -263,9 +285,11 @@ def _validate_table(
     raw = scan_raw(source, file_column=_FILE)  # which part file each row is in, for messages
     try:
         schema = raw.collect_schema()
-    except Exception as e:
+    except DEPENDENCY_ERRORS as e:
         report.tables.append(TableReport(name, file, None, contract.required))
-        report.problems.append(Problem("error", name, file, None, 0, f"unreadable: {e}"))
+        report.problems.append(
+            Problem("error", name, file, None, 0, f"unreadable or corrupt ({failure(e)})")
+        )
         return None
     present = {c for c in contract.columns if c in schema}
     for col in contract.columns:
@@ -305,9 +329,13 @@ def _validate_table(
     ]
     try:
         counts = lf.select(aggs).collect().row(0, named=True)
-    except Exception as e:
+    except DEPENDENCY_ERRORS as e:
         report.tables.append(TableReport(name, file, None, contract.required))
-        report.problems.append(Problem("error", name, file, None, 0, f"unreadable: {e}"))
+        part = _failing_part(source, contract, id_dtype, timezone)
+        where = f"{file}/{part.relative_to(source.path)}" if part is not None else file
+        report.problems.append(
+            Problem("error", name, where, None, 0, f"unreadable or corrupt ({failure(e)})")
+        )
         return None
     n_rows = int(counts["__rows"])
     report.tables.append(TableReport(name, file, n_rows, contract.required))
@@ -402,6 +430,7 @@ def validate(
     min_customers: int = 0,
     *,
     timezone: str = DEFAULT_TIMEZONE,
+    default_as_of: Callable[[pl.LazyFrame], dt.date] | None = None,
 ) -> ValidationReport:
     """Validate every contract table found under ``data_dir``.
 
@@ -420,11 +449,18 @@ def validate(
     timezone
         The wall clock timestamps are read on (``data.timezone``): time-zone aware columns
         are converted to it, with a warning.
+    default_as_of
+        Without ``as_of``: how a run dates itself from the transactions table (e.g.
+        ``features.default_as_of``). It is applied to transactions only once they are
+        validated without error (a corrupt timestamp is refused by name, never read by it);
+        the other tables are then checked against the result, ``report.as_of``.
 
     Returns
     -------
     ValidationReport
         Tables found with their row counts, and every error and warning. Nothing is written.
+        A failure of Polars or Arrow while reading a table (a panic included) is an error
+        naming that table and file.
     """
     data_dir = Path(data_dir)
     report = ValidationReport(data_dir=data_dir, as_of=as_of)
@@ -439,8 +475,13 @@ def validate(
     except DataError as e:  # an ambiguous table, a link out of the directory
         report.problems.append(Problem("error", "-", str(data_dir), None, 0, str(e)))
         return report
+    order = list(INPUT_TABLES)
+    if as_of is None and default_as_of is not None:  # date the run first, from what is valid
+        order.remove("transactions")
+        order.insert(0, "transactions")
     frames: dict[str, tuple[pl.LazyFrame, str]] = {}
-    for name, contract in INPUT_TABLES.items():
+    for name in order:
+        contract = INPUT_TABLES[name]
         source = found.get(name)
         if source is None:
             if contract.required:
@@ -456,21 +497,31 @@ def validate(
                     )
                 )
             continue
-        lf = _validate_table(
-            source, contract, data_dir, id_dtype, as_of, report, max_text_bytes, timezone
-        )
-        if lf is not None:
-            frames[name] = (lf, _display(source, data_dir))
+        file = _display(source, data_dir)
+        errors = len(report.errors)
+        with _guard(report, name, file):
+            lf = _validate_table(
+                source, contract, data_dir, id_dtype, report.as_of, report, max_text_bytes, timezone
+            )
+            if lf is not None:
+                frames[name] = (lf, file)
+            if name == "transactions" and report.as_of is None and default_as_of is not None:
+                if lf is not None and len(report.errors) == errors:
+                    report.as_of = default_as_of(lf)
+    report.tables.sort(key=lambda t: list(INPUT_TABLES).index(t.name))
+    as_of = report.as_of
     if "customers" in frames and "customer_id" in frames["customers"][0].collect_schema():
         cust_lf, cust_file = frames["customers"]
-        _duplicates(cust_lf, cust_file, report)
+        with _guard(report, "customers", cust_file):
+            _duplicates(cust_lf, cust_file, report)
         known = cust_lf.select(pl.col("customer_id").drop_nulls().unique())
         for name, (lf, file) in frames.items():
             if name == "customers":
                 continue
             present = set(lf.collect_schema().names())
             keys = tuple(k for k in INPUT_TABLES[name].keys if k in present)
-            _unknown_customers(name, lf, keys, known, file, report)
+            with _guard(report, name, file):
+                _unknown_customers(name, lf, keys, known, file, report)
         tx = frames.get("transactions")
         needed = {"customer_id", "signup_date", "churn_date"}
         if (
@@ -480,8 +531,20 @@ def validate(
             and needed <= set(cust_lf.collect_schema().names())
             and {"customer_id", "ts", "amount"} <= set(tx[0].collect_schema().names())
         ):
-            _enough_to_model(cust_lf, cust_file, tx[0], as_of, min_customers, report)
+            with _guard(report, "customers", cust_file):
+                _enough_to_model(cust_lf, cust_file, tx[0], as_of, min_customers, report)
     return report
+
+
+@contextlib.contextmanager
+def _guard(report: ValidationReport, table: str, file: str) -> Iterator[None]:
+    """Turn a failure of Polars or Arrow (a panic included) into an error naming the table."""
+    try:
+        yield
+    except DEPENDENCY_ERRORS as e:
+        report.problems.append(
+            Problem("error", table, file, None, 0, f"unreadable or corrupt ({failure(e)})")
+        )
 
 
 def _enough_to_model(

@@ -85,6 +85,14 @@ def _id_beyond_int64(data: Path) -> None:
     frame.with_columns(_first_row("99999999999999999999", "customer_id")).write_csv(path)
 
 
+def _ms_at_the_edge(data: Path) -> None:
+    """Millisecond timestamps near the int64 limit: Polars panics converting them to us."""
+    _edit("transactions", pl.col("ts").dt.cast_time_unit("ms"))(data)
+    _edit("transactions", _first_row(None, "ts").fill_null(pl.lit(2**62).cast(pl.Datetime("ms"))))(
+        data
+    )
+
+
 def _hive_clash(data: Path) -> None:
     part = _part(data, "transactions")
     (part.parent / "category=topup").mkdir()
@@ -113,6 +121,8 @@ REFUSED: list[tuple[str, Mutate, tuple[str, ...]]] = [
     ("id beyond int64", _id_beyond_int64,
      ("customers [customers.csv] column customer_id", "cannot be read as Int64", "1 rows",
       "row 0")),
+    ("ms timestamp at the edge", _ms_at_the_edge,
+     ("transactions [transactions/part-00000.parquet]", "unreadable or corrupt (PanicException")),
     ("ids do not match", _ids_do_not_match,
      ("transactions", "column customer_id", "100% of the rows match no customer_id")),
     ("both forms", _both_forms, ("table usage", "usage/ and usage.csv", "ambiguous")),
@@ -148,20 +158,10 @@ def data(generated_operator: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def _run(data: Path, out: Path) -> tuple[int, list[str]]:
+def _run(data: Path, out: Path, as_of: str | None = AS_OF) -> tuple[int, list[str]]:
+    dated = ["--as-of", as_of] if as_of else []
     result = CliRunner().invoke(
-        app,
-        [
-            "run",
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            "--as-of",
-            AS_OF,
-            "--quiet",
-            "--no-tracking",
-        ],
+        app, ["run", "--data", str(data), "--out", str(out), *dated, "--quiet", "--no-tracking"]
     )
     assert "Traceback" not in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
@@ -182,6 +182,44 @@ def test_refused_by_name_and_nothing_written(
     for part in says:
         assert part in text, (part, lines)
     assert "hunter2" not in text  # nothing of a linked file's content is echoed
+    assert not out.exists()
+
+
+def _flip_a_timestamp(data: Path) -> None:
+    """Flip the top bits of one timestamp inside an uncompressed Parquet data page, as a bad
+    disk or a corrupt export would: it decodes near the int64 limit."""
+    import pyarrow.parquet as pq
+
+    path = _part(data, "transactions")
+    table = pq.read_table(path)
+    pq.write_table(table, path, compression="none", use_dictionary=False, write_statistics=False)
+    value = table.column("ts").cast("int64")[7].as_py()
+    blob = bytearray(path.read_bytes())
+    at = blob.index(value.to_bytes(8, "little", signed=True))
+    blob[at + 7] ^= 0x7F
+    path.write_bytes(bytes(blob))
+
+
+EDGE = pl.lit(2**63 - 1).cast(pl.Datetime("us"))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [_edit("transactions", _first_row(None, "ts").fill_null(EDGE)), _flip_a_timestamp],
+    ids=["int64 edge", "bit-flipped page"],
+)
+def test_a_timestamp_polars_cannot_hold_is_refused_before_as_of_is_guessed(
+    data: Path, tmp_path: Path, mutate: Mutate
+) -> None:
+    """Without --as-of the run dates itself from the transactions: only once they are valid
+    (it was a Rust panic and a traceback: `NaiveDateTime + TimeDelta overflowed`)."""
+    mutate(data)
+    out = tmp_path / "out"
+    code, lines = _run(data, out, as_of=None)
+    assert code == 1, lines
+    text = " ".join(lines)
+    assert "transactions [transactions/part-00000.parquet] column ts: dated after today" in text
+    assert "1 rows" in text and "Panic" not in text
     assert not out.exists()
 
 
