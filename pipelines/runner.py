@@ -176,7 +176,8 @@ class Output:
 
     ``write(state, work, scratch)`` writes into ``work``, a staging directory that
     :mod:`crm_engine.commit` commits when the run succeeds (and removes when it fails);
-    ``scratch`` is a private temporary directory for files that are only logged to MLflow.
+    ``scratch`` is a private temporary directory inside ``work`` for files that are only
+    logged to MLflow; it is removed before the commit.
 
     ``layout="run"``: ``directory`` is a run output (``runs/<run_id>/`` made ``current`` by one
     rename, ``links`` exposed under stable names). ``layout="files"``: the staged files replace
@@ -280,12 +281,16 @@ def run_pipeline(
     progress("validate", "done", state.timings["validate"])
 
     with contextlib.ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crm-run-")))
         if output.directory is not None:
             stack.enter_context(output_lock(output.directory))
         if tracking:  # entered before the commit: a run whose commit fails ends FAILED too
             stack.enter_context(_tracking(state, f"{run_name}-{as_of.isoformat()}"))
         work = Path(stack.enter_context(_commit(output, state)))
+        # inside the staging directory, removed before the commit (the stack unwinds in
+        # reverse): a kill leaves it where the next run removes the dead run's staging
+        scratch = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix=".crm-run-", dir=work))
+        )
         build_profile: ProfileBuilder | None = None  # local: Polars streaming
         if cfg.engine.backend == "spark":
             from pipelines.spark import spark_backend
@@ -338,7 +343,7 @@ def _commit(output: Output, state: RunState) -> contextlib.AbstractContextManage
     if output.layout == "run":
         keep = state.cfg.output.keep_runs
         return committed_run(output.directory, state.run_id, keep=keep, links=output.links)
-    return atomic_directory(output.directory, merge=True)
+    return atomic_directory(output.directory, merge=True, leftovers=True)  # we hold its lock
 
 
 def _guess_as_of(tables: dict[str, pl.LazyFrame], data_dir: Path) -> dt.date | None:
