@@ -85,6 +85,9 @@ class TableContract:
         ``crm-engine validate --contract``.
     distinct
         Pairs of key columns that cannot hold the same value in one row (a call to oneself).
+    may_be_future
+        Date columns that may lie after today (a churn date known in advance); every other
+        date or timestamp lies between 1900 and today.
     """
 
     name: str
@@ -96,6 +99,7 @@ class TableContract:
     monthly: bool = False
     ranges: dict[str, Range] = field(default_factory=dict)
     distinct: tuple[tuple[str, str], ...] = ()
+    may_be_future: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def columns(self) -> list[str]:
@@ -122,6 +126,7 @@ CUSTOMERS = TableContract(
     required=True,
     nullable=frozenset({"birth_date", "gender", "occupation", "area_type", "churn_date"}),
     time_column="signup_date",
+    may_be_future=frozenset({"churn_date"}),
 )
 
 TRANSACTIONS = TableContract(
@@ -263,6 +268,8 @@ def inputs_contract_rows() -> list[tuple[str, str, str, str, str]]:
             if rng is not None:
                 warned = f" (outside: warned as {rng.policy})" if rng.policy else ""
                 rules.append(rng.label() + warned)
+            if dtype.is_temporal():
+                rules.append("from 1900" if col in t.may_be_future else "1900 .. today")
             allowed = ALLOWED_VALUES.get((t.name, col))
             if allowed:
                 rules.append(" / ".join(sorted(allowed)))

@@ -182,7 +182,7 @@ def _checks(
         if dtype.is_temporal():
             day = cast.cast(pl.Date)
             checks.append(_Check("error", col, f"dated before {EARLIEST}", day < pl.lit(EARLIEST)))
-            if col == contract.time_column:
+            if col not in contract.may_be_future:
                 checks.append(
                     _Check("error", col, f"dated after today ({today})", day > pl.lit(today))
                 )

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from crm_engine.cli import app
-from crm_engine.contracts import INPUT_TABLES
+from crm_engine.contracts import ALLOWED_VALUES, INPUT_TABLES
 from crm_engine.validation import validate
 
 runner = CliRunner()
@@ -384,3 +386,112 @@ def test_missing_directory(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert not (tmp_path / "nope").exists()
     assert os.listdir(tmp_path) == []
+
+
+# --- property: any single bad cell is refused by name or warned with a count ---------------
+
+
+class Text(str):
+    """A cell written as text: its table is written as CSV, every column as text."""
+
+
+EDGE = "int64 edge"
+"""A timestamp at the int64 limit (year 294247), as a corrupt export decodes."""
+PARTNER = "the row's other key"
+"""The value of the row's other key column: a call to oneself."""
+SIBLING = "another customer's id"
+"""The id of another row of customers: a duplicate."""
+
+
+def _bad_values(table: str, column: str) -> list[object]:
+    """Values that break the contract of ``table.column``: out of range or malformed."""
+    contract = INPUT_TABLES[table]
+    dtype = contract.schema[column]
+    bad: list[object] = [] if column in contract.nullable else [None]
+    if column in contract.keys:
+        bad += [Text("1.5"), Text("99999999999999999999")]
+        # text ids in customers are string ids (legitimate): only elsewhere is "12 345" bad
+        bad += [SIBLING] if table == "customers" else [987_654, Text("12 345")]
+        bad += [PARTNER for pair in contract.distinct if column in pair]
+        return bad
+    if dtype.is_float():
+        bad += [float("nan"), float("inf"), float("-inf"), Text("1,5"), Text("x"), Text("1e400")]
+    elif dtype.is_integer():
+        bad += [Text("x"), Text("2.5"), Text("99999999999999999999")]
+    elif dtype.is_temporal():
+        bad += [D(1850, 1, 1), Text("2023-02-30"), Text("yesterday")]
+        if column not in contract.may_be_future:
+            bad.append(D(2999, 1, 1))
+        if isinstance(dtype, pl.Datetime):
+            bad.append(EDGE)
+    elif dtype == pl.String:
+        bad.append("x" * 300)
+        if (table, column) in ALLOWED_VALUES:
+            bad.append("gold")
+    rng = contract.ranges.get(column)
+    if rng is not None:
+        step = 1 if dtype.is_integer() else 0.5
+        if rng.low is not None:
+            bad += [rng.low - step, -(2**62) if dtype.is_integer() else -1e300]
+        if rng.high is not None:
+            bad += [rng.high + step, 2**62 if dtype.is_integer() else 1e300]
+    return bad
+
+
+CELLS = [
+    (t, c, v) for t, contract in INPUT_TABLES.items() for c in contract.schema
+    for v in _bad_values(t, c)
+]  # fmt: skip
+
+
+def _put(tables: dict[str, pl.DataFrame], table: str, column: str, row: int, value: object) -> bool:
+    """Write ``value`` into one cell; True when the table is to be written as CSV."""
+    frame = tables[table]
+    dtype = frame.schema[column]
+    if value == PARTNER:
+        other = next(b if a == column else a for a, b in INPUT_TABLES[table].distinct)
+        cell = pl.col(other)
+    elif value == SIBLING:
+        cell = pl.lit(frame[column][(row + 1) % frame.height])
+    elif value == EDGE:
+        cell = pl.lit(2**63 - 1).cast(pl.Datetime("us"))
+    elif isinstance(value, Text):
+        frame, dtype = frame.with_columns(pl.all().cast(pl.String)), pl.String()
+        cell = pl.lit(str(value))
+    else:
+        cell = pl.lit(value, allow_object=False).cast(dtype, strict=False)
+    at = pl.int_range(pl.len()) == row
+    tables[table] = frame.with_columns(
+        pl.when(at).then(cell).otherwise(pl.col(column)).cast(dtype).alias(column)
+    )
+    return isinstance(value, Text)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cell=st.sampled_from(CELLS), row=st.integers(0, 3))
+def test_any_bad_cell_is_refused_by_name_or_warned_with_a_count(
+    tmp_path_factory: pytest.TempPathFactory, cell: tuple[str, str, object], row: int
+) -> None:
+    """One cell of one table replaced by an out-of-range or malformed value: validation names
+    it (table, file, column, count), as an error or a counted warning, never a traceback."""
+    table, column, value = cell
+    tables = _tables()
+    row %= tables[table].height
+    as_csv = _put(tables, table, column, row, value)
+    data = tmp_path_factory.mktemp("cell") / "data"
+    data.mkdir()
+    for name, frame in tables.items():
+        if as_csv and name == table:
+            frame.write_csv(data / f"{name}.csv")
+        else:
+            frame.write_parquet(data / f"{name}.parquet")
+
+    report = validate(data)
+    named = {column} | {b if a == column else a for a, b in INPUT_TABLES[table].distinct
+                        if column in (a, b)}  # fmt: skip
+    hits = [p for p in report.problems if p.table == table and p.column in named and p.rows >= 1]
+    assert hits, (cell, row, [str(p) for p in report.problems])
+    file = f"{table}.csv" if as_csv else f"{table}.parquet"
+    assert all(p.file == file for p in hits), [str(p) for p in hits]
