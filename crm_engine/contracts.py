@@ -83,8 +83,10 @@ class TableContract:
     ranges
         Column -> its physical :class:`Range`, checked by validation and printed by
         ``crm-engine validate --contract``.
-    distinct
-        Pairs of key columns that cannot hold the same value in one row (a call to oneself).
+    self_pairs
+        Pairs of key columns that may name one customer twice in a row (a call to one's own
+        voicemail) -> the policy: such rows are counted and warned with this text (the
+        features leave them out).
     may_be_future
         Date columns that may lie after today (a churn date known in advance); every other
         date or timestamp lies between 1900 and today.
@@ -98,7 +100,7 @@ class TableContract:
     time_column: str | None = None
     monthly: bool = False
     ranges: dict[str, Range] = field(default_factory=dict)
-    distinct: tuple[tuple[str, str], ...] = ()
+    self_pairs: dict[tuple[str, str], str] = field(default_factory=dict)
     may_be_future: frozenset[str] = field(default_factory=frozenset)
 
     @property
@@ -234,7 +236,10 @@ CALLS = TableContract(
     time_column="month",
     monthly=True,
     ranges={"n_calls": Range(low=0), "minutes": Range(low=0)},
-    distinct=(("caller_id", "callee_id"),),
+    self_pairs={
+        ("caller_id", "callee_id"): "self-calls (callee_id equals caller_id): left out of the "
+        "call graph"
+    },
 )
 
 INPUT_TABLES: dict[str, TableContract] = {
@@ -263,7 +268,11 @@ def inputs_contract_rows() -> list[tuple[str, str, str, str, str]]:
             rules = []
             if col in t.keys:
                 rules.append("customer key" + (", unique" if t.name == "customers" else ""))
-            rules += [f"differs from {b}" for a, b in t.distinct if a == col]
+            rules += [
+                f"equal to {b}: warned as {policy}"
+                for (a, b), policy in t.self_pairs.items()
+                if a == col
+            ]
             rng = t.ranges.get(col)
             if rng is not None:
                 warned = f" (outside: warned as {rng.policy})" if rng.policy else ""

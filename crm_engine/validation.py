@@ -219,9 +219,9 @@ def _checks(
                 pl.col("closed_at") < pl.col("opened_at"),
             )
         )
-    for a, b in contract.distinct:
+    for (a, b), policy in contract.self_pairs.items():
         if {a, b} <= present:
-            checks.append(_Check("error", b, f"{b} equals {a}", pl.col(a) == pl.col(b)))
+            checks.append(_Check("warning", b, policy, pl.col(a) == pl.col(b)))
     if t == "customers" and {"churn_date", "signup_date"} <= present:
         checks.append(
             _Check(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from crm_engine.cli import app
@@ -142,9 +143,6 @@ REFUSED: list[tuple[str, Mutate, tuple[str, ...]]] = [
      ("column coverage_5g_share", "coverage_5g_share outside 0-1", "1 rows")),
     ("negative minutes", _edit("calls", _first_row(-3.0, "minutes")),
      ("calls [calls/part-00000.parquet] column minutes", "minutes below 0", "caller_id=")),
-    ("self-call", _edit("calls", _first_row(None, "callee_id").fill_null(pl.col("caller_id"))),
-     ("calls [calls/part-00000.parquet] column callee_id", "callee_id equals caller_id",
-      "1 rows")),
     ("hive key clash", _hive_clash,
      ("table transactions: partition key 'category' of category=topup/part-00000.parquet",
       "also a column of the file")),
@@ -221,6 +219,29 @@ def test_a_timestamp_polars_cannot_hold_is_refused_before_as_of_is_guessed(
     assert "transactions [transactions/part-00000.parquet] column ts: dated after today" in text
     assert "1 rows" in text and "Panic" not in text
     assert not out.exists()
+
+
+def test_self_calls_are_counted_and_left_out_of_the_call_graph(data: Path) -> None:
+    """A call to oneself (one's own voicemail) is a policy: warned with its count, and the
+    features leave it out, so the profile (and every score built on it) does not move."""
+    import features
+    from crm_engine.validation import validate
+
+    as_of = dt.date.fromisoformat(AS_OF)
+    before = features.build_profile(load_tables(data), as_of).collect()
+    calls = pl.read_parquet(_part(data, "calls"))
+    self_calls = calls.gather_every(500).with_columns(pl.col("caller_id").alias("callee_id"))
+    pl.concat([calls, self_calls]).write_parquet(_part(data, "calls"))
+    n = self_calls.height
+    [warning] = [p for p in validate(data).problems if p.column == "callee_id"]
+    assert (warning.severity, warning.file, warning.rows) == (
+        "warning",
+        "calls/part-00000.parquet",
+        n,
+    )
+    assert warning.message.startswith("self-calls (callee_id equals caller_id)")
+    after = features.build_profile(load_tables(data), as_of).collect()
+    assert_frame_equal(after, before)
 
 
 def test_too_little_to_model_is_said_before_any_stage(data: Path, tmp_path: Path) -> None:
