@@ -181,7 +181,9 @@ def cast_expr(
     if isinstance(target, pl.Datetime) and isinstance(source, pl.Datetime):
         if source.time_zone is not None:  # the instant on the configured wall clock
             col = col.dt.convert_time_zone(timezone)
-        return col.dt.replace_time_zone(None).dt.cast_time_unit(target.time_unit).alias(column)
+        # non-strict: a millisecond or second timestamp beyond the microsecond range (year
+        # 294247) is null, refused by name, where cast_time_unit panics
+        return col.dt.replace_time_zone(None).cast(target, strict=False).alias(column)
     return col.cast(target, strict=False).alias(column)
 
 

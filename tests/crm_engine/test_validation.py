@@ -401,6 +401,8 @@ class Text(str):
 
 EDGE = "int64 edge"
 """A timestamp at the int64 limit (year 294247), as a corrupt export decodes."""
+MS_EDGE = "ms past the us range"
+"""A millisecond timestamp no microsecond timestamp can hold (the column stored in ms)."""
 PARTNER = "the row's other key"
 """The value of the row's other key column: a call to oneself."""
 SIBLING = "another customer's id"
@@ -427,7 +429,7 @@ def _bad_values(table: str, column: str) -> list[object]:
         if column not in contract.may_be_future:
             bad.append(D(2999, 1, 1))
         if isinstance(dtype, pl.Datetime):
-            bad.append(EDGE)
+            bad += [EDGE, MS_EDGE]
     elif dtype == pl.String:
         bad.append("x" * 300)
         if (table, column) in ALLOWED_VALUES:
@@ -459,6 +461,10 @@ def _put(tables: dict[str, pl.DataFrame], table: str, column: str, row: int, val
         cell = pl.lit(frame[column][(row + 1) % frame.height])
     elif value == EDGE:
         cell = pl.lit(2**63 - 1).cast(pl.Datetime("us"))
+    elif value == MS_EDGE:
+        dtype = pl.Datetime("ms")
+        frame = frame.with_columns(pl.col(column).cast(dtype))
+        cell = pl.lit(2**62).cast(dtype)
     elif isinstance(value, Text):
         frame, dtype = frame.with_columns(pl.all().cast(pl.String)), pl.String()
         cell = pl.lit(str(value))

@@ -87,7 +87,8 @@ def _id_beyond_int64(data: Path) -> None:
 
 
 def _ms_at_the_edge(data: Path) -> None:
-    """Millisecond timestamps near the int64 limit: Polars panics converting them to us."""
+    """Millisecond timestamps near the int64 limit: beyond microseconds (cast_time_unit panicked
+    on them inside validation, a traceback even with --as-of)."""
     _edit("transactions", pl.col("ts").dt.cast_time_unit("ms"))(data)
     _edit("transactions", _first_row(None, "ts").fill_null(pl.lit(2**62).cast(pl.Datetime("ms"))))(
         data
@@ -123,7 +124,8 @@ REFUSED: list[tuple[str, Mutate, tuple[str, ...]]] = [
      ("customers [customers.csv] column customer_id", "cannot be read as Int64", "1 rows",
       "row 0")),
     ("ms timestamp at the edge", _ms_at_the_edge,
-     ("transactions [transactions/part-00000.parquet]", "unreadable or corrupt (PanicException")),
+     ("transactions [transactions/part-00000.parquet] column ts", "cannot be read as Datetime",
+      "1 rows", "customer_id=")),
     ("ids do not match", _ids_do_not_match,
      ("transactions", "column customer_id", "100% of the rows match no customer_id")),
     ("both forms", _both_forms, ("table usage", "usage/ and usage.csv", "ambiguous")),
@@ -219,6 +221,23 @@ def test_a_timestamp_polars_cannot_hold_is_refused_before_as_of_is_guessed(
     assert "transactions [transactions/part-00000.parquet] column ts: dated after today" in text
     assert "1 rows" in text and "Panic" not in text
     assert not out.exists()
+
+
+def test_a_panic_without_validation_is_one_line(data: Path, tmp_path: Path) -> None:
+    """--no-validate dates the run from unvalidated transactions: Polars panics on the int64-edge
+    timestamp, and that is one line naming the table, exit 1, nothing written."""
+    _edit("transactions", _first_row(None, "ts").fill_null(EDGE))(data)
+    out = tmp_path / "out" / "profiles.parquet"
+    result = CliRunner().invoke(
+        app, ["features", "--data", str(data), "--out", str(out), "--no-validate"]
+    )
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: transactions in {data}: cannot be read to date the run")
+    assert "PanicException" in lines[0] and "Traceback" not in result.output
+    assert not out.parent.exists()
 
 
 def test_self_calls_are_counted_and_left_out_of_the_call_graph(data: Path) -> None:
