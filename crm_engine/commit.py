@@ -222,7 +222,9 @@ def committed_run(
 
 
 @contextlib.contextmanager
-def atomic_directory(target: Path, *, merge: bool = False) -> Iterator[Path]:
+def atomic_directory(
+    target: Path, *, merge: bool = False, leftovers: bool = False
+) -> Iterator[Path]:
     """Yield a fresh staging directory; on success its files replace ``target``'s.
 
     On any exception the staging directory is removed and ``target`` is left untouched.
@@ -237,10 +239,19 @@ def atomic_directory(target: Path, *, merge: bool = False) -> Iterator[Path]:
         namesakes in ``target`` (each by one rename), everything else in ``target`` stays; an
         empty staged file ``<name>.stale`` removes ``<name>``. For a command that writes a few
         files beside the user's others.
+    leftovers
+        Remove the staging directories of earlier writes of ``target`` that died (killed)
+        before committing. Only for a caller holding :func:`output_lock` on ``target``: no
+        other writer of it can be alive.
     """
     target = Path(target)
     parent = target if merge else target.parent
     parent.mkdir(parents=True, exist_ok=True)
+    if leftovers:
+        for dead in parent.iterdir():
+            mine = dead.name.startswith(f".{target.name}.") and dead.name.endswith(".tmp")
+            if mine and dead.is_dir() and not dead.is_symlink():
+                shutil.rmtree(dead, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
     try:
         yield tmp

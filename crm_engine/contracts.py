@@ -20,6 +20,48 @@ DATETIME = pl.Datetime("us")
 
 
 @dataclass(frozen=True)
+class Range:
+    """The physical range of a numeric column, bounds included (None: unbounded that side).
+
+    Parameters
+    ----------
+    low, high
+        The smallest and largest value that can be true.
+    policy
+        None: a value outside is an error. Otherwise the value is possible but special (a
+        refund is a negative amount): rows outside are counted and warned with this text.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    policy: str | None = None
+
+    def label(self) -> str:
+        """``0-10``, ``>= 0`` or ``<= 1``, as messages and ``validate --contract`` show it."""
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g}-{self.high:g}"
+        if self.low is not None:
+            return f">= {self.low:g}"
+        return f"<= {self.high:g}"
+
+    def outside(self, value: pl.Expr) -> pl.Expr:
+        """True where ``value`` lies outside the range (null stays null)."""
+        below = value < self.low if self.low is not None else pl.lit(False)
+        above = value > self.high if self.high is not None else pl.lit(False)
+        return below | above
+
+    def message(self, column: str) -> str:
+        """What a row outside the range is called in a validation problem."""
+        if self.policy is not None:
+            return self.policy
+        if self.low is not None and self.high is not None:
+            return f"{column} outside {self.label()}"
+        if self.low is not None:
+            return f"{column} below {self.low:g}"
+        return f"{column} above {self.high:g}"
+
+
+@dataclass(frozen=True)
 class TableContract:
     """One input table: its columns, which of them may be null, and how it is dated.
 
@@ -45,6 +87,16 @@ class TableContract:
     monthly
         True when ``time_column`` is the first day of a month that the row summarises: such a
         row is only observed at ``as_of`` once its whole month lies before ``as_of``.
+    ranges
+        Column -> its physical :class:`Range`, checked by validation and printed by
+        ``crm-engine validate --contract``.
+    self_pairs
+        Pairs of key columns that may name one customer twice in a row (a call to one's own
+        voicemail) -> the policy: such rows are counted and warned with this text (the
+        features leave them out).
+    may_be_future
+        Date columns that may lie after today (a churn date known in advance); every other
+        date or timestamp lies between 1900 and today.
     """
 
     name: str
@@ -55,6 +107,9 @@ class TableContract:
     keys: tuple[str, ...] = ("customer_id",)
     time_column: str | None = None
     monthly: bool = False
+    ranges: dict[str, Range] = field(default_factory=dict)
+    self_pairs: dict[tuple[str, str], str] = field(default_factory=dict)
+    may_be_future: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def columns(self) -> list[str]:
@@ -85,6 +140,7 @@ CUSTOMERS = TableContract(
     ),
     optional=frozenset({"contract_end_date"}),
     time_column="signup_date",
+    may_be_future=frozenset({"churn_date", "contract_end_date"}),
 )
 
 TRANSACTIONS = TableContract(
@@ -99,6 +155,7 @@ TRANSACTIONS = TableContract(
     required=True,
     nullable=frozenset({"category", "channel"}),
     time_column="ts",
+    ranges={"amount": Range(low=0, policy="refunds (negative amounts)")},
 )
 
 USAGE = TableContract(
@@ -112,6 +169,7 @@ USAGE = TableContract(
     },
     time_column="month",
     monthly=True,
+    ranges={c: Range(low=0) for c in ("data_mb", "voice_min", "sms")},
 )
 
 NETWORK = TableContract(
@@ -138,6 +196,14 @@ NETWORK = TableContract(
     ),
     time_column="month",
     monthly=True,
+    ranges={
+        "dropped_call_rate": Range(0, 1),
+        "call_setup_success_rate": Range(0, 1),
+        "avg_download_mbps": Range(low=0),
+        "latency_ms": Range(low=0),
+        "packet_loss_pct": Range(0, 100),
+        "coverage_5g_share": Range(0, 1),
+    },
 )
 
 INTERACTIONS = TableContract(
@@ -153,6 +219,7 @@ INTERACTIONS = TableContract(
     },
     nullable=frozenset({"closed_at", "channel", "topic", "satisfaction"}),
     time_column="opened_at",
+    ranges={"satisfaction": Range(1, 5)},
 )
 
 SURVEYS = TableContract(
@@ -165,6 +232,7 @@ SURVEYS = TableContract(
     },
     nullable=frozenset({"csat"}),
     time_column="answered_at",
+    ranges={"nps": Range(0, 10), "csat": Range(1, 5)},
 )
 
 CALLS = TableContract(
@@ -179,6 +247,11 @@ CALLS = TableContract(
     keys=("caller_id", "callee_id"),
     time_column="month",
     monthly=True,
+    ranges={"n_calls": Range(low=0), "minutes": Range(low=0)},
+    self_pairs={
+        ("caller_id", "callee_id"): "self-calls (callee_id equals caller_id): left out of the "
+        "call graph"
+    },
 )
 
 INPUT_TABLES: dict[str, TableContract] = {
@@ -192,6 +265,38 @@ ALLOWED_VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("customers", "plan_type"): frozenset({"prepaid", "postpaid"}),
     ("interactions", "kind"): frozenset({"complaint", "inquiry", "request"}),
 }
+
+
+def inputs_contract_rows() -> list[tuple[str, str, str, str, str]]:
+    """The input contract, one row per column: table, column, type, null?, and what the
+    validation holds it to (its range, closed set of values, or a key rule).
+
+    ``crm-engine validate --contract`` prints these rows; validation reads the same
+    declarations (:attr:`TableContract.ranges`, :data:`ALLOWED_VALUES`).
+    """
+    rows = []
+    for t in INPUT_TABLES.values():
+        for col, dtype in t.schema.items():
+            rules = []
+            if col in t.keys:
+                rules.append("customer key" + (", unique" if t.name == "customers" else ""))
+            rules += [
+                f"equal to {b}: warned as {policy}"
+                for (a, b), policy in t.self_pairs.items()
+                if a == col
+            ]
+            rng = t.ranges.get(col)
+            if rng is not None:
+                warned = f" (outside: warned as {rng.policy})" if rng.policy else ""
+                rules.append(rng.label() + warned)
+            if dtype.is_temporal():
+                rules.append("from 1900" if col in t.may_be_future else "1900 .. today")
+            allowed = ALLOWED_VALUES.get((t.name, col))
+            if allowed:
+                rules.append(" / ".join(sorted(allowed)))
+            null = "yes" if col in t.nullable else "no"
+            rows.append((t.name, col, dtype_label(dtype), null, "; ".join(rules)))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -361,6 +466,7 @@ def dtype_label(dtype: pl.DataType) -> str:
         pl.Float64: "float64",
         pl.String: "string",
         pl.Date: "date",
+        pl.Datetime: "datetime",
         pl.Boolean: "bool",
     }.get(dtype.base_type(), str(dtype))
 

@@ -19,6 +19,17 @@ class DataError(ValueError):
     """Bad input data; the message names the table, file, column and row count."""
 
 
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicException)
+"""What a reader may raise on corrupt input: any error of Polars or Arrow, and a Polars panic
+(``PanicException`` derives from ``BaseException``, so ``except Exception`` lets it through)."""
+
+
+def failure(error: BaseException) -> str:
+    """One line for a dependency's failure: its type and the first line of its message."""
+    first = (str(error).strip().splitlines() or [""])[0][:160]
+    return f"{type(error).__name__}: {first}"
+
+
 @dataclass(frozen=True)
 class TableSource:
     """Where one input table was found."""
@@ -127,7 +138,8 @@ def scan_raw(source: TableSource, file_column: str | None = None) -> pl.LazyFram
 DEFAULT_TIMEZONE = "UTC"
 """The wall clock of the input tables unless ``data.timezone`` says otherwise."""
 
-_OFFSET = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+UTC_OFFSET = r"(?:[zZ]|[+-]\d{2}:?\d{2})$"
+"""A timestamp text that ends in a UTC offset (``+02:00``, ``Z``): an instant, converted."""
 
 
 def cast_expr(
@@ -147,7 +159,7 @@ def cast_expr(
             return col.str.strip_chars().str.to_date(strict=False).alias(column)
         if isinstance(target, pl.Datetime):
             text = col.str.strip_chars()
-            has_offset = text.str.contains(_OFFSET)
+            has_offset = text.str.contains(UTC_OFFSET)
             instant = (
                 pl.when(has_offset)
                 .then(text)
@@ -162,16 +174,34 @@ def cast_expr(
             )
             return pl.coalesce(instant, wall).alias(column)
         if target == pl.Int64:
-            # "3.0" in CSVs written by pandas is still an integer; "3.7" is not (null: refused).
-            return _integral(col.str.strip_chars().cast(pl.Float64, strict=False)).alias(column)
+            return _integer_text(col).alias(column)
         return col.str.strip_chars().cast(target, strict=False).alias(column)
     if source.is_float() and target.is_integer():
         return _integral(col).cast(target, strict=False).alias(column)
     if isinstance(target, pl.Datetime) and isinstance(source, pl.Datetime):
         if source.time_zone is not None:  # the instant on the configured wall clock
             col = col.dt.convert_time_zone(timezone)
-        return col.dt.replace_time_zone(None).dt.cast_time_unit(target.time_unit).alias(column)
+        # non-strict: a millisecond or second timestamp beyond the microsecond range (year
+        # 294247) is null, refused by name, where cast_time_unit panics
+        return col.dt.replace_time_zone(None).cast(target, strict=False).alias(column)
     return col.cast(target, strict=False).alias(column)
+
+
+_INTEGER = r"^[+-]?\d+$"
+_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+
+
+def _integer_text(text: pl.Expr) -> pl.Expr:
+    """Integer text read exactly as Int64, digit for digit (never through a float, which
+    rounds ids above 2**53 onto their neighbours). ``3.0`` (pandas writes integer columns with
+    nulls so) is still 3; ``3.7``, ``1e3`` or a number beyond Int64 is null: refused."""
+    digits = text.str.strip_chars().str.replace(r"^([+-]?\d+)\.0*$", "${1}")
+    return (
+        pl.when(digits.str.contains(_INTEGER))
+        .then(digits)
+        .otherwise(None)
+        .cast(pl.Int64, strict=False)
+    )
 
 
 def _integral(value: pl.Expr) -> pl.Expr:
@@ -186,16 +216,20 @@ def id_dtype_of(data_dir: Path) -> pl.DataType:
         return pl.Int64()
     try:
         schema = scan_raw(src).collect_schema()
-    except Exception:  # unreadable: validation says so
+    except DEPENDENCY_ERRORS:  # unreadable: validation says so
         return pl.Int64()
     dtype = schema.get("customer_id")
     if dtype is not None and dtype.is_integer():
         return pl.Int64()
     if src.kind == "csv" and dtype is not None:
         # numbers are integer ids: a "3.7" among them is then refused, not read as text
-        probe = scan_raw(src).select(pl.col("customer_id").str.strip_chars()).head(1000).collect()
-        cast = probe["customer_id"].cast(pl.Float64, strict=False)
-        if cast.null_count() == probe["customer_id"].null_count():
+        # (a pattern, not a float cast: only which type, never a value, comes from it)
+        ids = scan_raw(src).select(pl.col("customer_id").str.strip_chars()).head(1000)
+        try:
+            ids = ids.collect()["customer_id"].drop_nulls()
+        except DEPENDENCY_ERRORS:  # a malformed file: validation says so
+            return pl.Int64()
+        if ids.str.contains(_NUMBER).all():
             return pl.Int64()
     return pl.String()
 
@@ -225,10 +259,13 @@ def load_tables(data_dir: Path, timezone: str = DEFAULT_TIMEZONE) -> dict[str, p
     timestamps on the wall clock of ``timezone`` (see :func:`cast_expr`)."""
     data_dir = Path(data_dir)
     id_dtype = id_dtype_of(data_dir)
-    return {
-        name: scan_table(src, INPUT_TABLES[name], id_dtype, timezone)
-        for name, src in find_tables(data_dir).items()
-    }
+    tables = {}
+    for name, src in find_tables(data_dir).items():
+        try:
+            tables[name] = scan_table(src, INPUT_TABLES[name], id_dtype, timezone)
+        except DEPENDENCY_ERRORS as e:
+            raise DataError(f"{name} [{src.path.name}]: unreadable ({failure(e)})") from e
+    return tables
 
 
 # --- writing -----------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -13,12 +15,16 @@ import pyarrow.parquet as pq
 from crm_engine.contracts import ALLOWED_VALUES, INPUT_TABLES, TableContract
 from crm_engine.io import (
     DEFAULT_TIMEZONE,
+    DEPENDENCY_ERRORS,
+    UTC_OFFSET,
     DataError,
     TableSource,
     cast_expr,
+    failure,
     find_tables,
     id_dtype_of,
     scan_raw,
+    scan_table,
 )
 
 Severity = Literal["error", "warning"]
@@ -125,10 +131,27 @@ def _unreadable(source: TableSource) -> tuple[str, str] | None:
                 pq.read_metadata(path)
             else:
                 pl.scan_csv(path, infer_schema=False).head(1).collect()
-        except Exception as e:
-            return path.name, f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+        except DEPENDENCY_ERRORS as e:
+            return path.name, failure(e)
     if source.kind == "parquet_dir" and not source.files():
         return source.path.name, "directory holds no .parquet files"
+    return None
+
+
+def _failing_part(
+    source: TableSource, contract: TableContract, id_dtype: pl.DataType, timezone: str
+) -> Path | None:
+    """The first part file of a directory table that fails on its own to be read and cast (to
+    name it when the whole table failed), else None."""
+    if source.kind != "parquet_dir":
+        return None
+    for path in source.files():
+        try:
+            scan_table(
+                TableSource(source.name, path, "parquet"), contract, id_dtype, timezone
+            ).collect()
+        except DEPENDENCY_ERRORS:
+            return path
     return None
 
 
@@ -159,7 +182,7 @@ def _checks(
         if dtype.is_temporal():
             day = cast.cast(pl.Date)
             checks.append(_Check("error", col, f"dated before {EARLIEST}", day < pl.lit(EARLIEST)))
-            if col == contract.time_column:
+            if col not in contract.may_be_future:
                 checks.append(
                     _Check("error", col, f"dated after today ({today})", day > pl.lit(today))
                 )
@@ -183,10 +206,10 @@ def _checks(
                     cast.is_not_null() & ~cast.is_in(sorted(allowed)),
                 )
             )
-    if t == "usage":
-        for col in ("data_mb", "voice_min", "sms"):
-            if col in present:
-                checks.append(_Check("error", col, "negative values", pl.col(col) < 0))
+        rng = contract.ranges.get(col)
+        if rng is not None:
+            severity: Severity = "error" if rng.policy is None else "warning"
+            checks.append(_Check(severity, col, rng.message(col), rng.outside(cast)))
     if t == "interactions" and {"opened_at", "closed_at"} <= present:
         checks.append(
             _Check(
@@ -196,28 +219,9 @@ def _checks(
                 pl.col("closed_at") < pl.col("opened_at"),
             )
         )
-    if t == "surveys":
-        if "nps" in present:
-            checks.append(
-                _Check("error", "nps", "nps outside 0-10", ~pl.col("nps").is_between(0, 10))
-            )
-        if "csat" in present:
-            checks.append(
-                _Check("error", "csat", "csat outside 1-5", ~pl.col("csat").is_between(1, 5))
-            )
-    if t == "interactions" and "satisfaction" in present:
-        checks.append(
-            _Check(
-                "error",
-                "satisfaction",
-                "satisfaction outside 1-5",
-                ~pl.col("satisfaction").is_between(1, 5),
-            )
-        )
-    if t == "transactions" and "amount" in present:
-        checks.append(
-            _Check("warning", "amount", "refunds (negative amounts)", pl.col("amount") < 0)
-        )
+    for (a, b), policy in contract.self_pairs.items():
+        if {a, b} <= present:
+            checks.append(_Check("warning", b, policy, pl.col(a) == pl.col(b)))
     if t == "customers" and {"churn_date", "signup_date"} <= present:
         checks.append(
             _Check(
@@ -299,9 +303,11 @@ def _validate_table(
     raw = scan_raw(source, file_column=_FILE)  # which part file each row is in, for messages
     try:
         schema = raw.collect_schema()
-    except Exception as e:
+    except DEPENDENCY_ERRORS as e:
         report.tables.append(TableReport(name, file, None, contract.required))
-        report.problems.append(Problem("error", name, file, None, 0, f"unreadable: {e}"))
+        report.problems.append(
+            Problem("error", name, file, None, 0, f"unreadable or corrupt ({failure(e)})")
+        )
         return None
     present = {c for c in contract.columns if c in schema}
     for col in contract.columns:
@@ -330,6 +336,10 @@ def _validate_table(
             report.problems.append(
                 Problem("warning", name, file, col, 0, f"time zone {zone}: converted to {timezone}")
             )
+        elif schema[col] == pl.String and isinstance(target[col], pl.Datetime):
+            offset = pl.col(f"__raw_{col}").str.strip_chars().str.contains(UTC_OFFSET)
+            message = f"timestamps with a UTC offset: converted to {timezone}"
+            checks.append(_Check("warning", col, message, offset))
     aggs = [pl.len().cast(pl.Int64).alias("__rows")]
     aggs += [
         c.predicate.fill_null(False).sum().cast(pl.Int64).alias(f"c{i}")
@@ -337,9 +347,13 @@ def _validate_table(
     ]
     try:
         counts = lf.select(aggs).collect().row(0, named=True)
-    except Exception as e:
+    except DEPENDENCY_ERRORS as e:
         report.tables.append(TableReport(name, file, None, contract.required))
-        report.problems.append(Problem("error", name, file, None, 0, f"unreadable: {e}"))
+        part = _failing_part(source, contract, id_dtype, timezone)
+        where = f"{file}/{part.relative_to(source.path)}" if part is not None else file
+        report.problems.append(
+            Problem("error", name, where, None, 0, f"unreadable or corrupt ({failure(e)})")
+        )
         return None
     n_rows = int(counts["__rows"])
     report.tables.append(TableReport(name, file, n_rows, contract.required))
@@ -434,6 +448,7 @@ def validate(
     min_customers: int = 0,
     *,
     timezone: str = DEFAULT_TIMEZONE,
+    default_as_of: Callable[[pl.LazyFrame], dt.date] | None = None,
 ) -> ValidationReport:
     """Validate every contract table found under ``data_dir``.
 
@@ -452,11 +467,18 @@ def validate(
     timezone
         The wall clock timestamps are read on (``data.timezone``): time-zone aware columns
         are converted to it, with a warning.
+    default_as_of
+        Without ``as_of``: how a run dates itself from the transactions table (e.g.
+        ``features.default_as_of``). It is applied to transactions only once they are
+        validated without error (a corrupt timestamp is refused by name, never read by it);
+        the other tables are then checked against the result, ``report.as_of``.
 
     Returns
     -------
     ValidationReport
         Tables found with their row counts, and every error and warning. Nothing is written.
+        A failure of Polars or Arrow while reading a table (a panic included) is an error
+        naming that table and file.
     """
     data_dir = Path(data_dir)
     report = ValidationReport(data_dir=data_dir, as_of=as_of)
@@ -471,8 +493,13 @@ def validate(
     except DataError as e:  # an ambiguous table, a link out of the directory
         report.problems.append(Problem("error", "-", str(data_dir), None, 0, str(e)))
         return report
+    order = list(INPUT_TABLES)
+    if as_of is None and default_as_of is not None:  # date the run first, from what is valid
+        order.remove("transactions")
+        order.insert(0, "transactions")
     frames: dict[str, tuple[pl.LazyFrame, str]] = {}
-    for name, contract in INPUT_TABLES.items():
+    for name in order:
+        contract = INPUT_TABLES[name]
         source = found.get(name)
         if source is None:
             if contract.required:
@@ -488,21 +515,31 @@ def validate(
                     )
                 )
             continue
-        lf = _validate_table(
-            source, contract, data_dir, id_dtype, as_of, report, max_text_bytes, timezone
-        )
-        if lf is not None:
-            frames[name] = (lf, _display(source, data_dir))
+        file = _display(source, data_dir)
+        errors = len(report.errors)
+        with _guard(report, name, file):
+            lf = _validate_table(
+                source, contract, data_dir, id_dtype, report.as_of, report, max_text_bytes, timezone
+            )
+            if lf is not None:
+                frames[name] = (lf, file)
+            if name == "transactions" and report.as_of is None and default_as_of is not None:
+                if lf is not None and len(report.errors) == errors:
+                    report.as_of = default_as_of(lf)
+    report.tables.sort(key=lambda t: list(INPUT_TABLES).index(t.name))
+    as_of = report.as_of
     if "customers" in frames and "customer_id" in frames["customers"][0].collect_schema():
         cust_lf, cust_file = frames["customers"]
-        _duplicates(cust_lf, cust_file, report)
+        with _guard(report, "customers", cust_file):
+            _duplicates(cust_lf, cust_file, report)
         known = cust_lf.select(pl.col("customer_id").drop_nulls().unique())
         for name, (lf, file) in frames.items():
             if name == "customers":
                 continue
             present = set(lf.collect_schema().names())
             keys = tuple(k for k in INPUT_TABLES[name].keys if k in present)
-            _unknown_customers(name, lf, keys, known, file, report)
+            with _guard(report, name, file):
+                _unknown_customers(name, lf, keys, known, file, report)
         tx = frames.get("transactions")
         needed = {"customer_id", "signup_date", "churn_date"}
         if (
@@ -512,8 +549,20 @@ def validate(
             and needed <= set(cust_lf.collect_schema().names())
             and {"customer_id", "ts", "amount"} <= set(tx[0].collect_schema().names())
         ):
-            _enough_to_model(cust_lf, cust_file, tx[0], as_of, min_customers, report)
+            with _guard(report, "customers", cust_file):
+                _enough_to_model(cust_lf, cust_file, tx[0], as_of, min_customers, report)
     return report
+
+
+@contextlib.contextmanager
+def _guard(report: ValidationReport, table: str, file: str) -> Iterator[None]:
+    """Turn a failure of Polars or Arrow (a panic included) into an error naming the table."""
+    try:
+        yield
+    except DEPENDENCY_ERRORS as e:
+        report.problems.append(
+            Problem("error", table, file, None, 0, f"unreadable or corrupt ({failure(e)})")
+        )
 
 
 def _enough_to_model(

@@ -26,7 +26,7 @@ import polars as pl
 from crm_engine.commit import atomic_directory, committed_run, fault_point, output_lock
 from crm_engine.config import FeaturesConfig, PipelineConfig
 from crm_engine.contracts import schema_difference
-from crm_engine.io import DataError, load_tables
+from crm_engine.io import DEPENDENCY_ERRORS, DataError, failure, load_tables
 from crm_engine.threads import thread_budget
 from crm_engine.validation import MIN_CUSTOMERS, ValidationReport, validate
 from features.sample import CustomerSample
@@ -177,7 +177,8 @@ class Output:
 
     ``write(state, work, scratch)`` writes into ``work``, a staging directory that
     :mod:`crm_engine.commit` commits when the run succeeds (and removes when it fails);
-    ``scratch`` is a private temporary directory for files that are only logged to MLflow.
+    ``scratch`` is a private temporary directory inside ``work`` for files that are only
+    logged to MLflow; it is removed before the commit.
 
     ``layout="run"``: ``directory`` is a run output (``runs/<run_id>/`` made ``current`` by one
     rename, ``links`` exposed under stable names). ``layout="files"``: the staged files replace
@@ -282,12 +283,16 @@ def run_pipeline(
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(thread_budget(cfg.engine.threads))
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crm-run-")))
         if output.directory is not None:
             stack.enter_context(output_lock(output.directory))
         if tracking:  # entered before the commit: a run whose commit fails ends FAILED too
             stack.enter_context(_tracking(state, f"{run_name}-{as_of.isoformat()}"))
         work = Path(stack.enter_context(_commit(output, state)))
+        # inside the staging directory, removed before the commit (the stack unwinds in
+        # reverse): a kill leaves it where the next run removes the dead run's staging
+        scratch = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix=".crm-run-", dir=work))
+        )
         build_profile: ProfileBuilder | None = None  # local: Polars streaming
         if cfg.engine.backend == "spark":
             from pipelines.spark import spark_backend
@@ -340,18 +345,32 @@ def _commit(output: Output, state: RunState) -> contextlib.AbstractContextManage
     if output.layout == "run":
         keep = state.cfg.output.keep_runs
         return committed_run(output.directory, state.run_id, keep=keep, links=output.links)
-    return atomic_directory(output.directory, merge=True)
+    return atomic_directory(output.directory, merge=True, leftovers=True)  # we hold its lock
 
 
-def _guess_as_of(data_dir: Path, timezone: str) -> dt.date | None:
-    """The default as_of (month after the last transaction), or None when it cannot be read:
-    validation then reports why."""
+def _guess_as_of(tables: dict[str, pl.LazyFrame], data_dir: Path) -> dt.date | None:
+    """The default as_of (month after the last transaction) of unvalidated tables (only with
+    ``--no-validate``; a validated run takes it from validation), or None without
+    transactions.
+
+    Raises
+    ------
+    DataError
+        When the transactions cannot be read (a corrupt file, a timestamp Polars cannot hold).
+    """
     from features import default_as_of
 
-    try:
-        return default_as_of(load_tables(data_dir, timezone)["transactions"])
-    except Exception:
+    if "transactions" not in tables:
         return None
+    try:
+        return default_as_of(tables["transactions"])
+    except ValueError:  # no transactions
+        return None
+    except DEPENDENCY_ERRORS as e:
+        raise DataError(
+            f"transactions in {data_dir}: cannot be read to date the run ({failure(e)}); "
+            "validate the data or pass --as-of"
+        ) from e
 
 
 def _prepare_inputs(
@@ -365,16 +384,28 @@ def _prepare_inputs(
     if not data_dir.is_dir():
         raise DataError(f"data directory {data_dir} does not exist or is not a directory")
     zone = cfg.data.timezone
-    as_of = cfg.data.as_of or _guess_as_of(data_dir, zone)
+    as_of = cfg.data.as_of
     report = None
     if validate_inputs:
+        from features import default_as_of
+
         need = MIN_CUSTOMERS if models else 0
-        report = validate(data_dir, as_of, cfg.data.max_text_bytes, need, timezone=zone)
+        report = validate(
+            data_dir,
+            as_of,
+            cfg.data.max_text_bytes,
+            need,
+            timezone=zone,
+            default_as_of=default_as_of,  # from the validated transactions only
+        )
         report.raise_for_errors()
+        as_of = report.as_of
     tables = load_tables(data_dir, zone)
     missing = [t for t in REQUIRED_TABLES if t not in tables]
     if missing:
         raise DataError(f"{data_dir}: required table(s) not found: {', '.join(missing)}")
+    if as_of is None and not validate_inputs:
+        as_of = _guess_as_of(tables, data_dir)
     if as_of is None:
         raise DataError(f"transactions in {data_dir}: no timestamps to date the run; pass --as-of")
     return as_of, report, tables
@@ -475,5 +506,5 @@ def _call(stage: Stage, ctx: StageContext, kwargs: dict[str, Any]) -> StageOutpu
             return result
     except (DataError, StageError):
         raise
-    except Exception as e:
+    except DEPENDENCY_ERRORS as e:  # a Polars panic too: one line, not a traceback
         raise StageError(f"stage {stage.name} failed: {type(e).__name__}: {e}") from e

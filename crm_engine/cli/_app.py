@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
+from polars.exceptions import PanicException
 from rich.console import Console
 from rich.markup import escape
 
 from crm_engine.config import ConfigError
-from crm_engine.io import DataError
+from crm_engine.io import DataError, failure
 
 app = typer.Typer(
     name="crm-engine",
@@ -104,6 +105,13 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
             )
             if isinstance(e, StageError | TrackingError | OSError):
                 err_console.print("nothing was written; the previous output is untouched")
+            sys.exit(1)
+        except PanicException as e:  # a BaseException: it would end in a Rust+Python traceback
+            err_console.print(
+                f"[bold red]error:[/] Polars failed ({escape(failure(e))}); nothing was written",
+                highlight=False,
+                soft_wrap=True,
+            )
             sys.exit(1)
         except (KeyboardInterrupt, Terminated) as e:
             what = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from crm_engine.cli._app import ConfigOpt, app, console, err_console, user_errors
 from crm_engine.config import load_config
+from crm_engine.contracts import INPUTS_CONTRACT, inputs_contract_rows
 from crm_engine.validation import ValidationReport, validate
 
 
@@ -45,20 +46,39 @@ def print_problems(report: ValidationReport) -> None:
         console.print(line, highlight=False, soft_wrap=True)
 
 
+def render_contract() -> Table:
+    """The input contract: every table's columns, types, nulls and declared ranges."""
+    table = Table(title=f"Input contract {INPUTS_CONTRACT}")
+    for name in ("table", "column", "type", "null?", "holds"):
+        table.add_column(name)
+    for row in inputs_contract_rows():
+        table.add_row(*(escape(cell) for cell in row))
+    return table
+
+
 @app.command("validate")
 @user_errors
 def validate_command(
-    data_dir: Annotated[Path, typer.Argument(help="directory with the input tables")],
+    data_dir: Annotated[Path | None, typer.Argument(help="directory with the input tables")] = None,
     as_of: Annotated[
         dt.datetime | None,
         typer.Option("--as-of", formats=["%Y-%m-%d"], help="count rows dated on/after this day"),
     ] = None,
     config: ConfigOpt = None,
+    contract: Annotated[
+        bool,
+        typer.Option("--contract", help="print the input contract (columns, ranges) and stop"),
+    ] = False,
 ) -> None:
     """Validate the input tables: every table, its rows and every problem (exit 1 on errors).
 
     With ``--config``, its ``[data]`` limits apply (``max_text_bytes``, ``timezone``).
     """
+    if contract:
+        console.print(render_contract())
+        return
+    if data_dir is None:
+        raise typer.BadParameter("give DATA_DIR (or --contract)", param_hint="DATA_DIR")
     data = load_config(config).data
     report = validate(
         data_dir,

@@ -61,6 +61,17 @@ def test_contract_end_before_signup_and_on_prepaid_are_counted_warnings(
     }
 
 
+def test_a_term_that_ends_after_today_is_valid(tmp_path: Path) -> None:
+    """Unlike other dates, a minimum term may end in the future (a 24-month contract)."""
+    c = _customers().with_columns(
+        pl.when(pl.col("plan_type") == "postpaid")
+        .then(pl.lit(dt.date.today() + dt.timedelta(days=700)))
+        .alias("contract_end_date")
+    )
+    report = validate(_write(tmp_path, c))
+    assert [p for p in report.problems if p.column == "contract_end_date"] == []
+
+
 def test_a_contract_end_that_is_not_a_date_is_refused_by_name(tmp_path: Path) -> None:
     c = _customers().with_columns(
         pl.when(pl.int_range(pl.len()) == 0)

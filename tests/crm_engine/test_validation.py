@@ -9,9 +9,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from crm_engine.cli import app
+from crm_engine.contracts import ALLOWED_VALUES, INPUT_TABLES
 from crm_engine.validation import validate
 
 runner = CliRunner()
@@ -212,6 +215,18 @@ ERRORS: dict[str, tuple[Callable[[dict[str, pl.DataFrame]], None], list[str]]] =
         lambda t: t.__setitem__("surveys", t["surveys"].with_columns(pl.Series("nps", [11, -1]))),
         ["surveys", "nps", "nps outside 0-10", "2 rows"],
     ),
+    "coverage_share_of_3.5": (
+        lambda t: t.__setitem__(
+            "network", t["network"].with_columns(pl.Series("coverage_5g_share", [3.5]))
+        ),
+        [
+            "network",
+            "coverage_5g_share",
+            "coverage_5g_share outside 0-1",
+            "1 rows",
+            "customer_id=1",
+        ],
+    ),
     "empty_required_table": (
         lambda t: t.__setitem__("transactions", t["transactions"].clear()),
         ["transactions", "required table is empty"],
@@ -236,6 +251,54 @@ def test_error_classes(tmp_path: Path, case: str) -> None:
     flat = " ".join(out.split())
     for part in parts:
         assert part in flat, f"{part!r} not in output:\n{out}"
+
+
+RANGED = [(t.name, c) for t in INPUT_TABLES.values() for c in t.ranges]
+
+
+@pytest.mark.parametrize(("table", "column"), RANGED, ids=[f"{t}.{c}" for t, c in RANGED])
+def test_values_outside_their_declared_range(tmp_path: Path, table: str, column: str) -> None:
+    """Every declared range is checked: one value past it is refused (or, for a policy such as
+    refunds, warned) by table, column, count and example key."""
+    rng = INPUT_TABLES[table].ranges[column]
+    bad = rng.high + 1 if rng.high is not None else rng.low - 1  # type: ignore[operator]
+
+    def edit(t: dict[str, pl.DataFrame]) -> None:
+        frame = t[table]
+        first = pl.int_range(pl.len()) == 0
+        value = pl.lit(bad).cast(frame.schema[column])
+        t[table] = frame.with_columns(
+            pl.when(first).then(value).otherwise(pl.col(column)).alias(column)
+        )
+
+    data = write(tmp_path, edit)
+    [problem] = [p for p in validate(data).problems if p.column == column]
+    assert problem.severity == ("error" if rng.policy is None else "warning")
+    assert (problem.table, problem.file, problem.rows) == (table, f"{table}.parquet", 1)
+    assert problem.message == rng.message(column)
+    assert problem.examples[0].startswith(INPUT_TABLES[table].keys[0] + "=")
+    code, out = run_validate(data)
+    assert code == (1 if rng.policy is None else 0), out
+    assert f"{table} [{table}.parquet] column {column}: {rng.message(column)}: 1 rows" in " ".join(
+        out.split()
+    )
+
+
+def test_validate_prints_the_declared_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crm_engine.cli._app import console
+
+    monkeypatch.setattr(console, "width", 200)  # one line per column
+    result = runner.invoke(app, ["validate", "--contract"])
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.replace("│", " ").split()) for line in result.output.splitlines()]
+    for table, column in RANGED:
+        rng = INPUT_TABLES[table].ranges[column]
+        assert any(line.startswith(f"{table} {column} ") and rng.label() in line
+                   for line in lines), (table, column)  # fmt: skip
+    assert (
+        "calls caller_id int64 no customer key; equal to callee_id: warned as self-calls "
+        "(callee_id equals caller_id): left out of the call graph" in lines
+    )
 
 
 def test_truncated_file_is_an_error(tmp_path: Path) -> None:
@@ -282,6 +345,11 @@ WARNINGS: dict[str, tuple[Callable[[dict[str, pl.DataFrame]], None], str, int]] 
         "rows for customers not in customers (2 ids)",
         2,
     ),
+    "self_call": (
+        lambda t: t.__setitem__("calls", t["calls"].with_columns(pl.Series("callee_id", [1, 3]))),
+        "self-calls (callee_id equals caller_id): left out of the call graph",
+        1,
+    ),
     "churn_before_signup": (
         lambda t: t.__setitem__(
             "customers",
@@ -322,3 +390,120 @@ def test_missing_directory(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert not (tmp_path / "nope").exists()
     assert os.listdir(tmp_path) == []
+
+
+# --- property: any single bad cell is refused by name or warned with a count ---------------
+
+
+class Text(str):
+    """A cell written as text: its table is written as CSV, every column as text."""
+
+
+EDGE = "int64 edge"
+"""A timestamp at the int64 limit (year 294247), as a corrupt export decodes."""
+MS_EDGE = "ms past the us range"
+"""A millisecond timestamp no microsecond timestamp can hold (the column stored in ms)."""
+PARTNER = "the row's other key"
+"""The value of the row's other key column: a call to oneself."""
+SIBLING = "another customer's id"
+"""The id of another row of customers: a duplicate."""
+
+
+def _bad_values(table: str, column: str) -> list[object]:
+    """Values that break the contract of ``table.column``: out of range or malformed."""
+    contract = INPUT_TABLES[table]
+    dtype = contract.schema[column]
+    bad: list[object] = [] if column in contract.nullable else [None]
+    if column in contract.keys:
+        bad += [Text("1.5"), Text("99999999999999999999")]
+        # text ids in customers are string ids (legitimate): only elsewhere is "12 345" bad
+        bad += [SIBLING] if table == "customers" else [987_654, Text("12 345")]
+        bad += [PARTNER for pair in contract.self_pairs if column in pair]
+        return bad
+    if dtype.is_float():
+        bad += [float("nan"), float("inf"), float("-inf"), Text("1,5"), Text("x"), Text("1e400")]
+    elif dtype.is_integer():
+        bad += [Text("x"), Text("2.5"), Text("99999999999999999999")]
+    elif dtype.is_temporal():
+        bad += [D(1850, 1, 1), Text("2023-02-30"), Text("yesterday")]
+        if column not in contract.may_be_future:
+            bad.append(D(2999, 1, 1))
+        if isinstance(dtype, pl.Datetime):
+            bad += [EDGE, MS_EDGE]
+    elif dtype == pl.String:
+        bad.append("x" * 300)
+        if (table, column) in ALLOWED_VALUES:
+            bad.append("gold")
+    rng = contract.ranges.get(column)
+    if rng is not None:
+        step = 1 if dtype.is_integer() else 0.5
+        if rng.low is not None:
+            bad += [rng.low - step, -(2**62) if dtype.is_integer() else -1e300]
+        if rng.high is not None:
+            bad += [rng.high + step, 2**62 if dtype.is_integer() else 1e300]
+    return bad
+
+
+CELLS = [
+    (t, c, v) for t, contract in INPUT_TABLES.items() for c in contract.schema
+    for v in _bad_values(t, c)
+]  # fmt: skip
+
+
+def _put(tables: dict[str, pl.DataFrame], table: str, column: str, row: int, value: object) -> bool:
+    """Write ``value`` into one cell; True when the table is to be written as CSV."""
+    frame = tables[table]
+    if column not in frame.columns:  # an optional column the tiny operator leaves out
+        frame = frame.with_columns(pl.lit(None, INPUT_TABLES[table].schema[column]).alias(column))
+    dtype = frame.schema[column]
+    if value == PARTNER:
+        other = next(b if a == column else a for a, b in INPUT_TABLES[table].self_pairs)
+        cell = pl.col(other)
+    elif value == SIBLING:
+        cell = pl.lit(frame[column][(row + 1) % frame.height])
+    elif value == EDGE:
+        cell = pl.lit(2**63 - 1).cast(pl.Datetime("us"))
+    elif value == MS_EDGE:
+        dtype = pl.Datetime("ms")
+        frame = frame.with_columns(pl.col(column).cast(dtype))
+        cell = pl.lit(2**62).cast(dtype)
+    elif isinstance(value, Text):
+        frame, dtype = frame.with_columns(pl.all().cast(pl.String)), pl.String()
+        cell = pl.lit(str(value))
+    else:
+        cell = pl.lit(value, allow_object=False).cast(dtype, strict=False)
+    at = pl.int_range(pl.len()) == row
+    tables[table] = frame.with_columns(
+        pl.when(at).then(cell).otherwise(pl.col(column)).cast(dtype).alias(column)
+    )
+    return isinstance(value, Text)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cell=st.sampled_from(CELLS), row=st.integers(0, 3))
+def test_any_bad_cell_is_refused_by_name_or_warned_with_a_count(
+    tmp_path_factory: pytest.TempPathFactory, cell: tuple[str, str, object], row: int
+) -> None:
+    """One cell of one table replaced by an out-of-range or malformed value: validation names
+    it (table, file, column, count), as an error or a counted warning, never a traceback."""
+    table, column, value = cell
+    tables = _tables()
+    row %= tables[table].height
+    as_csv = _put(tables, table, column, row, value)
+    data = tmp_path_factory.mktemp("cell") / "data"
+    data.mkdir()
+    for name, frame in tables.items():
+        if as_csv and name == table:
+            frame.write_csv(data / f"{name}.csv")
+        else:
+            frame.write_parquet(data / f"{name}.parquet")
+
+    report = validate(data)
+    named = {column} | {b if a == column else a for a, b in INPUT_TABLES[table].self_pairs
+                        if column in (a, b)}  # fmt: skip
+    hits = [p for p in report.problems if p.table == table and p.column in named and p.rows >= 1]
+    assert hits, (cell, row, [str(p) for p in report.problems])
+    file = f"{table}.csv" if as_csv else f"{table}.parquet"
+    assert all(p.file == file for p in hits), [str(p) for p in hits]

@@ -98,6 +98,32 @@ def test_a_kill_before_the_commit_leaves_the_previous_output(
     assert "valuation" in manifest["timings_s"]
 
 
+@pytest.mark.parametrize("command", ["run", "features"])
+def test_a_kill_leaves_no_temporary_directory_behind(
+    committed: Path, generated_operator: Path, tmp_path: Path, command: str
+) -> None:
+    """A killed run's temporary directories are in its staging area, which the next run
+    removes: nothing piles up in $TMPDIR (a `crm-run-*` was left there by every kill)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = tmp_path / "out"
+    if command == "run":
+        shutil.copytree(committed, out, symlinks=True)
+        args = _run_args(generated_operator, out)
+    else:
+        args = ["features", "--data", str(generated_operator), "--as-of", AS_OF,
+                "--out", str(out / "profiles.parquet")]  # fmt: skip
+    killed = _child(args, env={FAULT_ENV: "stage:profile", "TMPDIR": str(tmp)})
+    assert killed.returncode == -signal.SIGKILL
+    assert not [p.name for p in tmp.iterdir() if p.name.startswith("crm-")]
+
+    again = _child(args, env={"TMPDIR": str(tmp)})
+    assert again.returncode == 0, again.stderr
+    assert not [p.name for p in tmp.iterdir() if p.name.startswith("crm-")]
+    staged = [p for p in out.rglob(".*") if p.name != LOCK_FILE]
+    assert not staged, staged
+
+
 def test_a_kill_after_the_commit_leaves_a_whole_new_run(
     committed: Path, generated_operator: Path, tmp_path: Path
 ) -> None:
