@@ -6,7 +6,9 @@ and month at risk over the trailing ``months`` complete months, the outcome "chu
 month", the exposure the share of the customer's call contacts whose ``churn_date`` lies in
 the ``contagion_days`` before the month starts. A logistic regression of the outcome on the
 exposure, with the observed drivers of churn as controls (plan type, short tenure, recent and
-never-resolved complaints, region x area, contact count, calendar month), gives the
+never-resolved complaints, region x area, contact count, calendar month, and for a postpaid
+customer with a ``contract_end_date`` whether the month lies inside the minimum term or in the
+month it ends and the next), gives the
 contagion ``coefficient``: the change in the log-odds of a customer's monthly churn hazard
 per unit share of contacts gone, with its standard error from the Fisher information.
 Contacts are matched to non-contacts through the controls: the comparison is between
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,7 +51,17 @@ __all__ = [
 
 DAYS_PER_MONTH = 365.25 / 12
 _Z95 = 1.959963984540054
-_CONTROLS = ("prepaid", "short_tenure", "recent_complaints", "open_unresolved", "log_contacts")
+_CONTROLS = (
+    "prepaid",
+    "short_tenure",
+    "recent_complaints",
+    "open_unresolved",
+    "log_contacts",
+    "in_contract",
+    "contract_end",
+)
+_CONTRACT_END_MONTHS = 2
+"""Months from the one a postpaid customer's minimum term ends in that ``contract_end`` marks."""
 _RECENT_COMPLAINTS_MONTHS = 3
 _RECENT_COMPLAINTS_CAP = 3
 _OPEN_UNRESOLVED_CAP = 2
@@ -71,6 +83,11 @@ class Contagion:
     exposed: int
     months: int
     contagion_days: int
+    controls: dict[str, list[float]] = field(default_factory=dict)
+    """Each control's ``[coefficient, std_error]`` on the same log-odds scale (the dummies of
+    place and month left out): ``contract_end`` is how much more likely a postpaid customer
+    leaves in the month their term ends and the next than after it, ``in_contract`` inside it.
+    A control constant in the panel (no contract ends in the data) is left out of the fit."""
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -185,7 +202,13 @@ def contagion_panel(
     )
     at_risk = (
         population.select(
-            "customer_id", "signup_date", "churn_date", "plan_type", "region", "area_type"
+            "customer_id",
+            "signup_date",
+            "churn_date",
+            "plan_type",
+            "region",
+            "area_type",
+            "contract_end_date",
         )
         .join(starts, how="cross")
         .filter(
@@ -193,6 +216,9 @@ def contagion_panel(
             & (pl.col("churn_date").is_null() | (pl.col("churn_date") >= pl.col("month")))
         )
     )
+    # the minimum term is agreed at signup: its end is known in every month of the panel
+    term = (pl.col("plan_type") == "postpaid") & pl.col("contract_end_date").is_not_null()
+    end_month = pl.col("contract_end_date").dt.truncate("1mo")
     panel = (
         at_risk.join(contacts, on=["customer_id", "month"], how="left")
         .join(hits, on=["customer_id", "month"], how="left")
@@ -219,6 +245,14 @@ def contagion_panel(
             pl.col("recent_complaints").clip(upper_bound=_RECENT_COMPLAINTS_CAP).cast(pl.Float64),
             pl.col("open_unresolved").clip(upper_bound=_OPEN_UNRESOLVED_CAP).cast(pl.Float64),
             pl.col("n_contacts").log1p().alias("log_contacts"),
+            (term & (pl.col("month") < end_month)).cast(pl.Float64).alias("in_contract"),
+            (
+                term
+                & (pl.col("month") >= end_month)
+                & (pl.col("month") < end_month.dt.offset_by(f"{_CONTRACT_END_MONTHS}mo"))
+            )
+            .cast(pl.Float64)
+            .alias("contract_end"),
             pl.concat_str(
                 pl.col("region").fill_null("?"), pl.col("area_type").fill_null("?"), separator="/"
             ).alias("place"),
@@ -250,20 +284,24 @@ def fit_contagion(panel: pl.DataFrame, *, months: int, contagion_days: int) -> C
     dummies = panel.select(
         pl.col("place").cast(pl.Categorical), pl.col("month").cast(pl.String).cast(pl.Categorical)
     ).to_dummies(drop_first=True)
+    # a control that never varies (no contract ends in the data) has nothing to estimate
+    controls = [c for c in _CONTROLS if c in panel.columns and panel.get_column(c).n_unique() > 1]
     x = np.column_stack(
-        [exposure, panel.select(_CONTROLS).to_numpy(), dummies.to_numpy().astype(np.float64)]
+        [exposure, panel.select(controls).to_numpy(), dummies.to_numpy().astype(np.float64)]
     )
     lr = LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=200).fit(x, y)
     p = lr.predict_proba(x)[:, 1]
     design = np.column_stack([np.ones(rows), x])
     fisher = design.T @ (design * (p * (1.0 - p))[:, None])
     try:
-        variance = float(np.linalg.inv(fisher)[1, 1])
+        variances = np.diag(np.linalg.inv(fisher))
     except np.linalg.LinAlgError:
-        variance = float("nan")
+        variances = np.full(design.shape[1], np.nan)
+    se = np.sqrt(np.where(variances > 0, variances, np.nan))
     return Contagion(
         coefficient=float(lr.coef_[0, 0]),
-        std_error=math.sqrt(variance) if variance > 0 else float("nan"),
+        std_error=float(se[1]),
+        controls={c: [float(lr.coef_[0, 1 + i]), float(se[2 + i])] for i, c in enumerate(controls)},
         rows=rows,
         events=events,
         exposed=exposed,

@@ -138,6 +138,9 @@ class ValuationReport:
     retention); None when they were valued by the purchase model."""
     n_customers_contract: int = 0
     """Customers valued by the contract retention model (``value_model = "sbg"``)."""
+    n_postpaid_unbilled: int = 0
+    """Postpaid customers the contract model would value but who have paid no bill yet: the
+    purchase model values them."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``valuation.json``, the manifest)."""
@@ -213,6 +216,9 @@ class ContagionReport:
     value_at_risk: float
     """Sum of the customers' own ``value_at_risk``, to compare."""
     customers_with_network_value: int
+    controls: dict[str, list[float]] = field(default_factory=dict)
+    """Each control's ``[coefficient, std_error]`` in the same hazard model: ``contract_end``
+    (the month a postpaid term ends and the next), ``in_contract``, ``prepaid``, ..."""
 
 
 @dataclass(frozen=True)

@@ -333,6 +333,7 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
         params["valuation.sbg.beta"] = run.models.retention.beta
         metrics["valuation.sbg.retention_12m"] = run.report.retention["retention_12m"]  # type: ignore[index]
         metrics["valuation.n_contract"] = run.report.n_customers_contract
+        metrics["valuation.n_postpaid_unbilled"] = run.report.n_postpaid_unbilled
     return StageOutput(
         outputs={"values": run.values},
         metrics=metrics,
@@ -470,6 +471,7 @@ def _contagion_metrics(report: ContagionReport | None) -> dict[str, float]:
         "contagion.std_error": report.std_error,
         "contagion.significant": float(report.significant),
         "network.value_at_risk": report.value_at_risk_network,
+        **{f"churn_hazard.{name}": coef for name, (coef, _) in report.controls.items()},
     }
 
 

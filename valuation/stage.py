@@ -78,15 +78,16 @@ def _require(profile: pl.DataFrame, columns: tuple[str, ...]) -> None:
 
 
 def btyd_frame(profile: pl.DataFrame) -> pl.DataFrame:
-    """The model inputs: ``frequency``, ``recency``, ``T``, ``monetary_value`` and ``fit``.
+    """The model inputs: ``frequency``, ``recency``, ``T``, ``monetary_value``, ``fit`` and
+    ``purchased``.
 
     Needs ``frequency``, ``recency``, ``T``; ``monetary_value`` (0 when absent) and
     ``has_purchase`` are optional.
 
     Customers without a purchase (``has_purchase`` false, or null frequency) get
-    frequency=0, recency=0, monetary_value=0 and keep their ``T`` (clipped at 0); ``fit``
-    marks the customers the models are fitted on: those with a purchase, and of them only
-    the prepaid ones when the profile has ``plan_type`` and at least
+    frequency=0, recency=0, monetary_value=0 and keep their ``T`` (clipped at 0);
+    ``purchased`` marks those with a purchase, and ``fit`` the ones the models are fitted on:
+    of them only the prepaid ones when the profile has ``plan_type`` and at least
     :data:`MIN_FIT_CUSTOMERS` of them (a postpaid customer's monthly bills are not the
     purchases BG/NBD and Gamma-Gamma describe: mixed in, they skew both fits).
     """
@@ -118,6 +119,7 @@ def btyd_frame(profile: pl.DataFrame) -> pl.DataFrame:
         .otherwise(0.0)
         .alias("monetary_value"),
         has_fit.alias("fit"),
+        has.alias("purchased"),
     )
 
 
@@ -193,7 +195,7 @@ def score_profile(
         The four value arrays, and which rows the contract model valued.
     """
     scores = score_arrays(X, models, cfg)
-    rows = _contract_rows(profile, models)
+    rows = _contract_rows(profile, X, models)
     if rows.any():
         contract = contract_scores(
             models.retention,  # type: ignore[arg-type]
@@ -214,11 +216,16 @@ def _postpaid_expr() -> pl.Expr:
     return (pl.col("plan_type") == "postpaid").fill_null(False)
 
 
-def _contract_rows(profile: pl.DataFrame, models: ValuationModels) -> np.ndarray:
-    """The rows the contract retention model values: postpaid, when there is one."""
+def _contract_rows(
+    profile: pl.DataFrame, X: pl.DataFrame, models: ValuationModels
+) -> np.ndarray:
+    """The rows the contract retention model values, when there is one: postpaid customers
+    who have paid a bill (without one there is no bill to carry forward: the purchase model
+    values them)."""
     if models.retention is None or "plan_type" not in profile.columns:
         return np.zeros(profile.height, dtype=bool)
-    return profile.select(_postpaid_expr()).to_series().to_numpy()
+    postpaid = profile.select(_postpaid_expr()).to_series().to_numpy()
+    return postpaid & X.get_column("purchased").to_numpy()
 
 
 def _round(x: float) -> float | None:
@@ -269,9 +276,9 @@ def value_customers(
     )
     value_model = np.where(postpaid, SBG, btyd_name).astype(object)
     cuts = tier_cut_points(scores["clv"], cfg.tier_quantiles)
-    has = X.get_column("fit")
+    has = X.get_column("purchased")
     # lifecycle reads the days since the last purchase (the profile's, see features.rfm_facts)
-    recency_days = X.select(rfm_facts(pl.col("fit"))[0]).get_column("recency_days")
+    recency_days = X.select(rfm_facts(pl.col("purchased"))[0]).get_column("recency_days")
     values = (
         profile.select(
             pl.col("customer_id"),
@@ -306,6 +313,14 @@ def value_customers(
             f"{p.model_name} gives P(alive) = 1 to the {n_f0:,} customers without a repeat "
             "purchase (a model fitted before frequency-0 customers got their own model): refit "
             "to value them; lifecycle still places the long silent ones at_risk or dormant"
+        )
+    unbilled = int(
+        (_contract_rows(profile, X.with_columns(purchased=True), models) & ~postpaid).sum()
+    )
+    if unbilled:
+        notes.append(
+            f"{unbilled:,} postpaid customers have paid no bill yet: valued by "
+            f"{frequency0_model(p).model_name}, the purchase model (value_model says so)"
         )
     if math.isfinite(corr) and abs(corr) > CORRELATION_WARN:
         notes.append(
@@ -348,6 +363,7 @@ def value_customers(
             "retention_12m": float(models.retention.survival(12.0)),
         },
         n_customers_contract=int(postpaid.sum()),
+        n_postpaid_unbilled=unbilled,
         total_clv=float(values.get_column("clv").sum()),
         mean_p_alive=float(values.get_column("p_alive").mean() or 0.0),
         tier_cut_points=dict(zip(TIERS[1:], cuts, strict=True)),

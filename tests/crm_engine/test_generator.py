@@ -222,9 +222,7 @@ def test_postpaid_customers_pay_a_bill_every_month_until_they_leave(
     assert set(months) == {12, 24}
     prepaid = tables["customers"].filter(pl.col("plan_type") == "prepaid")
     assert prepaid["contract_end_date"].null_count() == prepaid.height
-    bills = tables["transactions"].filter(
-        (pl.col("category") == "bill") & (pl.col("amount") > 0)
-    )
+    bills = tables["transactions"].filter((pl.col("category") == "bill") & (pl.col("amount") > 0))
     assert bills.join(prepaid, on="customer_id", how="semi").height == 0
     end = datetime(END.year, END.month, END.day)
     start = datetime(START.year, START.month, START.day)
