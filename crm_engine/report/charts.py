@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +41,17 @@ def _new_figure(width: float = 6.2, height: float = 3.4) -> Any:
     return Figure(figsize=(width, height))
 
 
-_ORDER = {
-    "spend_level": ["high", "medium", "low"],
-    "age_band": ["<25", "25-34", "35-49", "50-64", "65+", "unknown"],
-    "area_type": ["urban", "rural", "unknown"],
-}
+def heatmap(
+    scores: pl.DataFrame,
+    rows: str,
+    cols: str,
+    title: str,
+    orders: Mapping[str, Sequence[str]],
+) -> str | None:
+    """Customer counts of ``rows`` x ``cols`` as a heatmap; None when either is empty.
 
-
-def heatmap(scores: pl.DataFrame, rows: str, cols: str, title: str) -> str | None:
-    """Customer counts of ``rows`` x ``cols`` as a heatmap; None when either is empty."""
+    ``orders`` gives the order of a dimension's values (:func:`views.dimension_orders`).
+    """
     if scores[rows].null_count() == scores.height or scores[cols].null_count() == scores.height:
         return None
     counts = (
@@ -57,13 +60,13 @@ def heatmap(scores: pl.DataFrame, rows: str, cols: str, title: str) -> str | Non
         .pivot(on=cols, index=rows, values="n")
         .fill_null(0)
     )
-    row_names = ordered([str(v) for v in counts[rows]], _ORDER.get(rows, []))
+    row_names = ordered([str(v) for v in counts[rows]], orders.get(rows, ()))
     counts = (
         counts.with_columns(pl.col(rows).cast(pl.String))
         .join(pl.DataFrame({rows: row_names}), on=rows, how="right")
         .select(rows, pl.exclude(rows))
     )
-    col_names = ordered([c for c in counts.columns if c != rows], _ORDER.get(cols, []))
+    col_names = ordered([c for c in counts.columns if c != rows], orders.get(cols, ()))
     mat = counts.select(col_names).fill_null(0).to_numpy().astype(float)
     lo, hi = float(mat.min()), float(mat.max())
     fig = _new_figure(6.2, max(3.0, 0.36 * counts.height + 1.2))

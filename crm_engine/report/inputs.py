@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ class ReportInputs:
     """Name of the save-first CSV written beside the report (linked when ``customer_rows``)."""
     save_first_rows: int = SAVE_FIRST_ROWS
     """How many customers that CSV lists."""
+    age_bands: Sequence[int] | None = None
+    """``features.age_bands``: the cut points the age axis is ordered by (None: the default)."""
 
 
 def has_values(scores: pl.DataFrame, col: str) -> bool:

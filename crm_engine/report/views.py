@@ -6,13 +6,12 @@ from collections.abc import Iterable, Sequence
 
 import polars as pl
 
+from crm_engine.config import FeaturesConfig, age_band_labels
+from crm_engine.contracts import score_values
+
 SAVE_FIRST_FILE = "save_first.csv"
-
-
 SAVE_FIRST_ROWS = 100
 """Default length of the save-first list (``output.save_first_rows``)."""
-
-
 SAVE_FIRST_COLUMNS = (
     "customer_id",
     "segment_name",
@@ -26,32 +25,35 @@ SAVE_FIRST_COLUMNS = (
     "retention_profit",
 )
 """Columns of ``save_first.csv`` before the reasons (all ``crm.scores/v1`` columns)."""
-
-
 NOT_TO_SAVE_STAGES = ("dormant", "lost")
 """Lifecycle stages left out of the save-first list: a win-back campaign, not a retention call."""
-
-
 NOT_TO_SAVE_BANDS = ("lost",)
 """Churn risk bands left out of the save-first list."""
 
-
-TIER_ORDER = ("platinum", "gold", "silver", "bronze")
-
-
-RISK_ORDER = ("high", "medium", "low", "lost")
-
-
-STAGE_ORDER = ("new", "active", "at_risk", "dormant", "lost")
-
-
-LOYALTY_ORDER = ("promoter", "passive", "detractor")
-
-
+TIER_ORDER = score_values("value_tier")
+RISK_ORDER = score_values("churn_risk_band")
+STAGE_ORDER = score_values("lifecycle_stage")
+LOYALTY_ORDER = score_values("loyalty_class")
+"""The orders of the label columns: as ``crm.scores/v1`` declares their values."""
 UNKNOWN = "unknown"
-
-
 ALL_CUSTOMERS = "All customers"
+
+
+def dimension_orders(age_bands: Sequence[int] | None = None) -> dict[str, tuple[str, ...]]:
+    """The order of each descriptive dimension's values on the report's axes.
+
+    Parameters
+    ----------
+    age_bands
+        The run's ``features.age_bands`` cut points (None: the default configuration's): the
+        age bands in their order, then ``unknown``.
+    """
+    cuts = FeaturesConfig().age_bands if age_bands is None else age_bands
+    return {
+        "spend_level": score_values("spend_level"),
+        "age_band": (*age_band_labels(cuts), UNKNOWN),
+        "area_type": ("urban", "rural", UNKNOWN),
+    }
 
 
 def ordered(values: Iterable[str], order: Sequence[str]) -> list[str]:

@@ -10,6 +10,7 @@ import polars as pl
 from crm_engine.report.charts import figure, heatmap
 from crm_engine.report.formatting import html_table, money
 from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.views import dimension_orders
 
 
 def _segment_cards(inp: ReportInputs) -> str:
@@ -72,12 +73,13 @@ def segments_section(inp: ReportInputs) -> str:
     else:
         parts.append("<p class='muted'>Segmentation stage not run.</p>")
     grid = []
+    orders = dimension_orders(inp.age_bands)
     if has_values(s, "spend_level") and has_values(s, "age_band"):
-        img = heatmap(s, "spend_level", "age_band", "Customers by spend level and age band")
+        img = heatmap(s, "spend_level", "age_band", "Customers by spend level and age band", orders)
         if img:
             grid.append(figure(img, "Spend level x age band (customer counts)"))
     if has_values(s, "region") and has_values(s, "area_type"):
-        img = heatmap(s, "region", "area_type", "Customers by region and area")
+        img = heatmap(s, "region", "area_type", "Customers by region and area", orders)
         if img:
             grid.append(figure(img, "Region x area (customer counts)"))
     if grid:
