@@ -6,16 +6,31 @@ import html
 from pathlib import Path
 
 from crm_engine.report.inputs import ReportInputs
-from crm_engine.report.sections.act import act_section
-from crm_engine.report.sections.appendix import appendix_section
-from crm_engine.report.sections.churn import churn_section
+from crm_engine.report.section import Section
+from crm_engine.report.sections import (
+    act,
+    appendix,
+    churn,
+    lifecycle,
+    loyalty,
+    quality,
+    segments,
+    value,
+)
 from crm_engine.report.sections.headline import headline_section
-from crm_engine.report.sections.lifecycle import lifecycle_section
-from crm_engine.report.sections.loyalty import loyalty_section
 from crm_engine.report.sections.population import population_section
-from crm_engine.report.sections.quality import quality_section
-from crm_engine.report.sections.segments import segments_section
-from crm_engine.report.sections.value import value_section
+
+SECTIONS: tuple[Section, ...] = (
+    act.SECTION,
+    segments.SECTION,
+    lifecycle.SECTION,
+    value.SECTION,
+    churn.SECTION,
+    loyalty.SECTION,
+    quality.SECTION,
+    appendix.SECTION,
+)
+"""The page's sections in reading order, after the population line and the headline cards."""
 
 CSS = """
 *{box-sizing:border-box}
@@ -66,14 +81,7 @@ def render_report(inp: ReportInputs) -> str:
             f"</code>{tracking}</p>",
             population_section(inp),
             headline_section(inp),
-            act_section(inp),
-            segments_section(inp),
-            lifecycle_section(inp),
-            value_section(inp),
-            churn_section(inp),
-            loyalty_section(inp),
-            quality_section(inp),
-            appendix_section(inp),
+            *(section.render(inp) for section in SECTIONS),
         ]
     )
     return (

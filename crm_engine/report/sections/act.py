@@ -7,7 +7,8 @@ import html
 import polars as pl
 
 from crm_engine.report.formatting import html_table, label_of, money, title_case
-from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.inputs import ReportInputs, currency_label
+from crm_engine.report.section import Section
 from crm_engine.report.sections.network import network_section
 from crm_engine.report.sections.worth_a_call import worth_a_call_section
 from crm_engine.report.views import (
@@ -64,24 +65,13 @@ def _matrix_html(matrix: pl.DataFrame, cur: str) -> str:
     )
 
 
-def act_section(inp: ReportInputs) -> str:
+def body(inp: ReportInputs) -> str:
     """Where to act: the value x risk matrix, then the customers to call first."""
     s, cur = inp.scores, currency_label(inp)
-    parts = ["<h2 id='act'>Where to act</h2>"]
-    if not (
-        has_values(s, "value_at_risk")
-        and has_values(s, "value_tier")
-        and has_values(s, "churn_risk_band")
-    ):
-        return (
-            parts[0]
-            + "<p class='muted'>Needs the valuation and churn stages: valuation or churn stage "
-            "not run.</p>"
-        )
-    parts.append(
+    parts = [
         "<p>Value tier (by CLV) against churn risk over the horizon. Retention budget goes "
         "first where a valuable customer is likely to leave: the top left.</p>"
-    )
+    ]
     parts.append(_matrix_html(value_risk_matrix(s), cur))
     parts.append(worth_a_call_section(inp))
     parts.append(network_section(inp))
@@ -139,3 +129,12 @@ def act_section(inp: ReportInputs) -> str:
         more += f"; all of them, with plan and region, are in {html.escape(inp.save_first_file)}"
     parts.append(html_table(first.select(shown), cur, max_rows=15, more=more + "."))
     return "".join(parts)
+
+
+SECTION = Section(
+    "act",
+    "Where to act",
+    body,
+    needs=("value_at_risk", "value_tier", "churn_risk_band"),
+    not_run="Needs the valuation and churn stages: valuation or churn stage not run.",
+)

@@ -7,16 +7,12 @@ from typing import Any
 
 from crm_engine.report.formatting import raw_table
 from crm_engine.report.inputs import ReportInputs
+from crm_engine.report.section import Section
 
 
-def appendix_section(inp: ReportInputs) -> str:
+def body(inp: ReportInputs) -> str:
     """Raw model metrics for data scientists, as logged to MLflow."""
-    parts = ["<h2 id='appendix'>Appendix for data scientists</h2>"]
-    if inp.churn is None and inp.valuation is None:
-        return parts[0] + "<p class='muted'>No model was fitted in this run.</p>"
-    parts.append(
-        "<p>Raw metrics as logged to MLflow (out of time: the later cut's report half).</p>"
-    )
+    parts = ["<p>Raw metrics as logged to MLflow (out of time: the later cut's report half).</p>"]
     if inp.churn is not None:
         metrics = [
             (k, v)
@@ -74,3 +70,12 @@ def appendix_section(inp: ReportInputs) -> str:
         if v.notes:
             parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in v.notes) + "</ul>")
     return "".join(parts)
+
+
+SECTION = Section(
+    "appendix",
+    "Appendix for data scientists",
+    body,
+    not_run="No model was fitted in this run.",
+    ran=lambda inp: inp.churn is not None or inp.valuation is not None,
+)

@@ -9,6 +9,7 @@ import polars as pl
 from crm_engine.report.charts import bar_chart, figure, histogram, png_file_to_img
 from crm_engine.report.formatting import facts_table
 from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.section import Section
 from crm_engine.stage_reports import ChurnReport
 
 
@@ -49,12 +50,10 @@ def _model_quality(churn: ChurnReport) -> list[tuple[str, str]]:
     return facts
 
 
-def churn_section(inp: ReportInputs) -> str:
+def body(inp: ReportInputs) -> str:
     """Who is about to leave, and why: churn scores and their quality."""
     s, cur = inp.scores, currency_label(inp)
-    parts = ["<h2 id='churn'>Who is about to leave, and why</h2>"]
-    if not has_values(s, "churn_probability"):
-        return parts[0] + "<p class='muted'>Churn stage not run.</p>"
+    parts: list[str] = []
     grid = [
         figure(
             histogram(
@@ -97,3 +96,6 @@ def churn_section(inp: ReportInputs) -> str:
             "<h3>How far to trust the churn scores</h3>" + facts_table(_model_quality(inp.churn))
         )
     return "".join(parts)
+
+
+SECTION = Section("churn", "Who is about to leave, and why", body, needs=("churn_probability",))

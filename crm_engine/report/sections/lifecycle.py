@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from crm_engine.report.charts import figure, funnel_chart
 from crm_engine.report.formatting import html_table
-from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.inputs import ReportInputs, currency_label
+from crm_engine.report.section import Section
 from crm_engine.report.views import lifecycle_funnel
 
 
-def lifecycle_section(inp: ReportInputs) -> str:
+def body(inp: ReportInputs) -> str:
     """Where they are in their life with us: the lifecycle funnel."""
     s, cur = inp.scores, currency_label(inp)
-    parts = ["<h2 id='lifecycle'>Where they are in their life with us</h2>"]
-    if not has_values(s, "lifecycle_stage"):
-        return parts[0] + "<p class='muted'>Valuation stage not run.</p>"
+    parts: list[str] = []
     funnel = lifecycle_funnel(s)
     parts.append(
         "<div class='grid'>"
@@ -27,3 +26,8 @@ def lifecycle_section(inp: ReportInputs) -> str:
         "buying less than usual; dormant: stopped buying (P(alive) low).</p></div></div>"
     )
     return "".join(parts)
+
+
+SECTION = Section(
+    "lifecycle", "Where they are in their life with us", body, needs=("lifecycle_stage",)
+)

@@ -9,17 +9,14 @@ import polars as pl
 from crm_engine.report.charts import figure, loyalty_chart
 from crm_engine.report.formatting import html_table
 from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.section import Section
 from crm_engine.report.views import loyalty_split
 
 
-def loyalty_section(inp: ReportInputs) -> str:
+def body(inp: ReportInputs) -> str:
     """How loyal they are: predicted loyalty classes overall and by segment."""
     s, cur = inp.scores, currency_label(inp)
-    parts = ["<h2 id='loyalty'>How loyal they are</h2>"]
-    if not has_values(s, "loyalty_class"):
-        why = inp.churn.loyalty_skipped if inp.churn is not None else None
-        reason = f" ({html.escape(why)})" if why else ""
-        return parts[0] + f"<p class='muted'>No loyalty scores in this run{reason}.</p>"
+    parts: list[str] = []
     m = inp.churn.metrics if inp.churn is not None else {}
     trained = m.get("loyalty.train_rows")
     source = (
@@ -49,3 +46,13 @@ def loyalty_section(inp: ReportInputs) -> str:
     )
     parts.append(html_table(split, cur))
     return "".join(parts)
+
+
+def _not_run(inp: ReportInputs) -> str:
+    """No loyalty scores, and the churn stage's reason when it gives one."""
+    why = inp.churn.loyalty_skipped if inp.churn is not None else None
+    reason = f" ({html.escape(why)})" if why else ""
+    return f"No loyalty scores in this run{reason}."
+
+
+SECTION = Section("loyalty", "How loyal they are", body, needs=("loyalty_class",), not_run=_not_run)

@@ -6,13 +6,14 @@ import polars as pl
 
 from crm_engine.report.formatting import html_table
 from crm_engine.report.inputs import ReportInputs, currency_label
+from crm_engine.report.section import Section
 
 
-def quality_section(inp: ReportInputs) -> str:
+def body(inp: ReportInputs) -> str:
     """Data quality: the run's validation warnings."""
-    parts = ["<h2 id='quality'>Data quality</h2>"]
+    parts: list[str] = []
     if not inp.warnings:
-        return parts[0] + "<p>No validation warnings.</p>"
+        return "<p>No validation warnings.</p>"
     parts.append(
         html_table(
             pl.DataFrame(
@@ -27,3 +28,6 @@ def quality_section(inp: ReportInputs) -> str:
         )
     )
     return "".join(parts)
+
+
+SECTION = Section("quality", "Data quality", body)

@@ -10,6 +10,7 @@ import polars as pl
 from crm_engine.report.charts import figure, heatmap
 from crm_engine.report.formatting import html_table, money
 from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.section import Section
 from crm_engine.report.views import dimension_orders
 
 
@@ -63,10 +64,10 @@ def _segment_cards(inp: ReportInputs) -> str:
     return f"<div class='segcards' id='segment-cards'>{''.join(cards)}</div>"
 
 
-def segments_section(inp: ReportInputs) -> str:
+def body(inp: ReportInputs) -> str:
     """Who our customers are: segments, dimension heatmaps, migration."""
     s, cur = inp.scores, currency_label(inp)
-    parts = ["<h2 id='segments'>Who our customers are</h2>"]
+    parts: list[str] = []
     if has_values(s, "segment_id"):
         parts.append("<h3>Behavioural segments</h3>")
         parts.append(_segment_cards(inp))
@@ -112,3 +113,6 @@ def _migration(migration: pl.DataFrame, cur: str) -> str:
         "segment; the largest moves:</p>"
         + html_table(moves.select(keep), cur, max_rows=12, titles={"segment_name": "New segment"})
     )
+
+
+SECTION = Section("segments", "Who our customers are", body)

@@ -10,16 +10,15 @@ import polars as pl
 from crm_engine.report.charts import bar_chart, figure, histogram, png_file_to_img
 from crm_engine.report.formatting import facts_table, html_table, sig
 from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.section import Section
 from crm_engine.report.views import TIER_ORDER, rank
 from crm_engine.stage_reports import ValuationReport
 
 
-def value_section(inp: ReportInputs) -> str:
+def body(inp: ReportInputs) -> str:
     """What they are worth: CLV, tiers, the value models and their holdout."""
     s, cur = inp.scores, currency_label(inp)
-    parts = ["<h2 id='value'>What they are worth</h2>"]
-    if not has_values(s, "clv"):
-        return parts[0] + "<p class='muted'>Valuation stage not run.</p>"
+    parts: list[str] = []
     caption = "Customer lifetime value over the horizon (discounted margin), log scale"
     zero = int((s["clv"] <= 0.01).sum())
     if zero:
@@ -144,3 +143,6 @@ def _valuation_facts(v: ValuationReport, cur: str) -> list[tuple[str, str]]:
         ("Annual discount rate", f"{v.annual_discount_rate:.0%}"),
     ]
     return facts
+
+
+SECTION = Section("value", "What they are worth", body, needs=("clv",))
