@@ -20,10 +20,12 @@ from churn.loyalty import LoyaltyModel
 from churn.model import LEARNERS, ChurnModel, iter_batches
 from churn.profit import expected_profit
 from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
-from crm_engine.contracts import SCORE_COLUMNS
+from crm_engine.contracts import SCORE_COLUMNS, score_values
 
-RISK_BANDS: tuple[str, str, str] = ("low", "medium", "high")
-LOST_BAND = "lost"
+*_MODEL_BANDS, LOST_BAND = score_values("churn_risk_band")
+RISK_BANDS: tuple[str, ...] = tuple(reversed(_MODEL_BANDS))
+"""The ``crm.scores/v1`` risk bands the model assigns, lowest risk first (``low, medium, high``):
+the declared bands, most urgent first, with the last one (``lost``) left out."""
 """``churn_risk_band`` of a customer already lost: lifecycle stage ``LOST_STAGE``."""
 LOST_STAGE = "dormant"
 """The valuation's lifecycle stage of a customer who has already left in all but name

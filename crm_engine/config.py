@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -84,6 +85,21 @@ class MlflowConfig(_Section):
     )
     experiment: str = "crm-engine"
     register_models: bool = True
+
+
+def age_band_labels(cut_points: Sequence[int]) -> list[str]:
+    """Band names for upper-exclusive cut points: ``[25, 35]`` -> ``<25, 25-34, 35+``.
+
+    The names of ``features.age_bands``: the profile labels ages with them, the report orders
+    its age axis by them.
+    """
+    cuts = list(cut_points)
+    if not cuts:
+        return ["all"]
+    labels = [f"<{cuts[0]}"]
+    labels += [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(cuts)]
+    labels.append(f"{cuts[-1]}+")
+    return labels
 
 
 class FeaturesConfig(_Section):

@@ -301,13 +301,33 @@ def inputs_contract_rows() -> list[tuple[str, str, str, str, str]]:
 
 @dataclass(frozen=True)
 class ScoreColumn:
-    """One column of the scores contract."""
+    """One column of the scores contract.
+
+    Parameters
+    ----------
+    name, dtype, meaning
+        The column, its type and what it means; ``{values}`` in ``meaning`` reads as the
+        ``values`` joined with ``" / "``.
+    nullable
+        Whether the column may hold nulls.
+    stage
+        The stage that owns (writes) the column.
+    values
+        The closed set of values of a label column, in reading order (the most valuable or
+        urgent first): the one declaration the stages that write the column, the report and
+        any schema derive theirs from (:func:`score_values`). Empty: an open column.
+    """
 
     name: str
     dtype: pl.DataType
     meaning: str
     nullable: bool = True
     stage: str = "features"
+    values: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.values:
+            object.__setattr__(self, "meaning", self.meaning.format(values=" / ".join(self.values)))
 
 
 DRIVER_STRUCT = pl.Struct({"feature": pl.String(), "contribution": pl.Float64()})
@@ -320,8 +340,9 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
     ScoreColumn(
         "spend_level",
         pl.String(),
-        "high / medium / low trailing-12-month spend",
+        "{values} trailing-12-month spend",
         stage="segmentation",
+        values=("high", "medium", "low"),
     ),
     ScoreColumn("age_band", pl.String(), "age band at as_of, 'unknown' when no birth date"),
     ScoreColumn("occupation", pl.String(), "occupation, 'unknown' when missing"),
@@ -333,7 +354,11 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
     ),
     ScoreColumn("segment_name", pl.String(), "readable segment name", stage="segmentation"),
     ScoreColumn(
-        "lifecycle_stage", pl.String(), "new / active / at_risk / dormant", stage="valuation"
+        "lifecycle_stage",
+        pl.String(),
+        "{values}",
+        stage="valuation",
+        values=("new", "active", "at_risk", "dormant"),
     ),
     ScoreColumn("tenure_days", pl.Int64(), "days from signup to as_of"),
     ScoreColumn("recency_days", pl.Int64(), "days from last purchase to as_of"),
@@ -357,7 +382,11 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
         stage="valuation",
     ),
     ScoreColumn(
-        "value_tier", pl.String(), "platinum / gold / silver / bronze by CLV", stage="valuation"
+        "value_tier",
+        pl.String(),
+        "{values} by CLV",
+        stage="valuation",
+        values=("platinum", "gold", "silver", "bronze"),
     ),
     ScoreColumn(
         "churn_probability",
@@ -368,10 +397,11 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
     ScoreColumn(
         "churn_risk_band",
         pl.String(),
-        "high / medium / low / lost: high = worth contacting (retention_profit > 0; by "
+        "{values}: high = worth contacting (retention_profit > 0; by "
         "probability alone when [retention] bands = 'probability' or without clv), "
         "medium / low by churn probability; lost: lifecycle_stage dormant, already gone",
         stage="churn",
+        values=("high", "medium", "low", "lost"),
     ),
     ScoreColumn(
         "churn_drivers",
@@ -386,7 +416,13 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
         stage="churn",
     ),
     ScoreColumn("loyalty_score", pl.Float64(), "predicted promoter probability", stage="loyalty"),
-    ScoreColumn("loyalty_class", pl.String(), "promoter / passive / detractor", stage="loyalty"),
+    ScoreColumn(
+        "loyalty_class",
+        pl.String(),
+        "{values}",
+        stage="loyalty",
+        values=("promoter", "passive", "detractor"),
+    ),
     ScoreColumn("influence_score", pl.Float64(), "reach in the call graph (0-1)"),
     ScoreColumn(
         "churn_reasons",
@@ -426,6 +462,21 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
         stage="churn",
     ),
 )
+
+
+def score_values(name: str) -> tuple[str, ...]:
+    """The declared values of the scores column ``name``, in reading order.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a scores column with a closed set of values.
+    """
+    for c in SCORE_COLUMNS:
+        if c.name == name and c.values:
+            return c.values
+    closed = [c.name for c in SCORE_COLUMNS if c.values]
+    raise ValueError(f"{name!r} is not a scores column with declared values; those are {closed}")
 
 
 def schema_difference(actual: pl.Schema, expected: pl.Schema) -> str | None:

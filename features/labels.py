@@ -6,6 +6,7 @@ import datetime as dt
 
 import polars as pl
 
+from crm_engine.contracts import score_values
 from features.surveys import latest_survey
 from features.who import population
 from features.window import to_date
@@ -20,7 +21,8 @@ __all__ = [
     "loyalty_class",
 ]
 
-LOYALTY_CLASSES = ("promoter", "passive", "detractor")
+LOYALTY_CLASSES = score_values("loyalty_class")
+"""The ``crm.scores/v1`` loyalty classes: promoter, passive, detractor."""
 
 
 def churn_label(horizon_days: int) -> str:

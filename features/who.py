@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from collections.abc import Sequence
 
 import polars as pl
+
+from crm_engine.config import age_band_labels
 
 __all__ = [
     "CATEGORICAL_COLUMNS",
@@ -59,17 +60,6 @@ def population_counts(customers: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
         (signed & ~_not_churned(as_of)).sum().cast(pl.Int64).alias("churned_before_as_of"),
         (~signed).sum().cast(pl.Int64).alias("not_yet_signed_up"),
     )
-
-
-def age_band_labels(cut_points: Sequence[int]) -> list[str]:
-    """Band names for upper-exclusive cut points: ``[25, 35]`` -> ``<25, 25-34, 35+``."""
-    cuts = list(cut_points)
-    if not cuts:
-        return ["all"]
-    labels = [f"<{cuts[0]}"]
-    labels += [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(cuts)]
-    labels.append(f"{cuts[-1]}+")
-    return labels
 
 
 def age_band_expr(age: pl.Expr, cut_points: Sequence[int]) -> pl.Expr:

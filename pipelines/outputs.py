@@ -98,6 +98,7 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
         currency=state.cfg.output.currency,
         save_first_file=SAVE_FIRST_FILE,
         save_first_rows=state.cfg.output.save_first_rows,
+        age_bands=state.cfg.features.age_bands,
     )
     write_report(report_inputs, work / "report.html")
     _carry_segmenter(state, work)

@@ -6,8 +6,13 @@ from collections.abc import Collection
 
 import polars as pl
 
-SPEND_LEVELS: tuple[str, str, str] = ("low", "medium", "high")
-AGE_BANDS: tuple[str, ...] = ("<25", "25-34", "35-49", "50-64", "65+", "unknown")
+from crm_engine.config import FeaturesConfig, age_band_labels
+from crm_engine.contracts import score_values
+
+SPEND_LEVELS: tuple[str, ...] = tuple(reversed(score_values("spend_level")))
+"""The ``crm.scores/v1`` spend levels, lowest first."""
+AGE_BANDS: tuple[str, ...] = (*age_band_labels(FeaturesConfig().age_bands), "unknown")
+"""The age bands of the default ``features.age_bands``, then ``unknown`` (no birth date)."""
 
 
 def spend_cut_points(

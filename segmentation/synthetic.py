@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from crm_engine.config import FeaturesConfig, age_band_labels
+
 #: Planted personas: log-scale means of the heavy-tailed features, plain means elsewhere,
 #: and the categorical mix. Deliberately separated so recovery can be checked.
 PERSONAS: dict[str, dict[str, object]] = {
@@ -110,9 +112,9 @@ def synthetic_profile(
     age_missing = rng.random(n) < 0.05
     occ_missing = rng.random(n) < 0.03
     occupation[occ_missing] = None
-    age_band = np.select(
-        [age < 25, age < 35, age < 50, age < 65], ["<25", "25-34", "35-49", "50-64"], "65+"
-    ).astype(object)
+    cuts = FeaturesConfig().age_bands
+    bands = age_band_labels(cuts)
+    age_band = np.select([age < c for c in cuts], bands[:-1], bands[-1]).astype(object)
     age_band[age_missing] = "unknown"
 
     return pl.DataFrame(

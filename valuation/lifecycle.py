@@ -5,8 +5,10 @@ from __future__ import annotations
 import polars as pl
 
 from crm_engine.config import LifecycleRules
+from crm_engine.contracts import score_values
 
-STAGES: tuple[str, ...] = ("new", "active", "at_risk", "dormant")
+STAGES: tuple[str, ...] = score_values("lifecycle_stage")
+"""The ``crm.scores/v1`` lifecycle stages, in the order a customer goes through them."""
 
 OPTIONAL_INPUTS: dict[str, pl.DataType] = {
     "plan_type": pl.String(),

@@ -8,7 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
+from crm_engine.contracts import score_values
+
+TIERS: tuple[str, ...] = tuple(reversed(score_values("value_tier")))
+"""The ``crm.scores/v1`` value tiers, lowest first: a CLV above ``k`` cut points is ``TIERS[k]``."""
 
 
 def tier_cut_points(clv: np.ndarray, quantiles: Sequence[float]) -> list[float]:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from crm_engine.cli._app import ConfigOpt, DataOpt, app, console, parse_as_of, user_errors
 from crm_engine.config import load_config
+from crm_engine.contracts import score_values
 from crm_engine.stage_reports import ChurnReport
 from crm_engine.tracking import require_store
 
@@ -130,7 +131,8 @@ def score_command(
     table = Table(title=f"churn scores at {result.as_of}", show_edge=False)
     table.add_column("risk band")
     table.add_column("customers", justify="right")
-    for band in ("high", "medium", "low"):
+    # the bands the model assigns: the declared ones but the last (lost needs a valuation)
+    for band in score_values("churn_risk_band")[:-1]:
         table.add_row(band, str(result.summary["band_counts"].get(band, 0)))
     console.print(table)
     used = " and ".join(result.model_versions.values())

@@ -1,0 +1,184 @@
+"""Charts as inline PNG images, drawn without touching matplotlib's global state."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from crm_engine.report.formatting import compact, label_of
+from crm_engine.report.views import LOYALTY_ORDER, ordered
+
+
+def _fig_to_img(fig: Any, alt: str) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def png_file_to_img(path: Path, alt: str) -> str:
+    """A PNG file as an inline ``<img>``."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def figure(img: str, caption: str) -> str:
+    """An image in a ``<figure>`` with its caption."""
+    return f"<figure>{img}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def _new_figure(width: float = 6.2, height: float = 3.4) -> Any:
+    """A matplotlib figure that touches no global state (no pyplot, no backend switch)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def heatmap(
+    scores: pl.DataFrame,
+    rows: str,
+    cols: str,
+    title: str,
+    orders: Mapping[str, Sequence[str]],
+) -> str | None:
+    """Customer counts of ``rows`` x ``cols`` as a heatmap; None when either is empty.
+
+    ``orders`` gives the order of a dimension's values (:func:`views.dimension_orders`).
+    """
+    if scores[rows].null_count() == scores.height or scores[cols].null_count() == scores.height:
+        return None
+    counts = (
+        scores.group_by(rows, cols)
+        .agg(pl.len().alias("n"))
+        .pivot(on=cols, index=rows, values="n")
+        .fill_null(0)
+    )
+    row_names = ordered([str(v) for v in counts[rows]], orders.get(rows, ()))
+    counts = (
+        counts.with_columns(pl.col(rows).cast(pl.String))
+        .join(pl.DataFrame({rows: row_names}), on=rows, how="right")
+        .select(rows, pl.exclude(rows))
+    )
+    col_names = ordered([c for c in counts.columns if c != rows], orders.get(cols, ()))
+    mat = counts.select(col_names).fill_null(0).to_numpy().astype(float)
+    lo, hi = float(mat.min()), float(mat.max())
+    fig = _new_figure(6.2, max(3.0, 0.36 * counts.height + 1.2))
+    ax = fig.subplots()
+    im = ax.imshow(mat, cmap="Blues", aspect="auto")
+    ax.set_xticks(range(len(col_names)), col_names, rotation=30, ha="right")
+    ax.set_yticks(range(counts.height), [str(x) for x in counts[rows]])
+    for i in range(mat.shape[0]):
+        for j in range(mat.shape[1]):
+            ax.text(
+                j,
+                i,
+                f"{int(mat[i, j]):,}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if mat[i, j] > lo + 0.6 * (hi - lo) else "black",
+            )
+    ax.set_xlabel(label_of(cols))
+    ax.set_ylabel(label_of(rows))
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="customers")
+    return _fig_to_img(fig, title)
+
+
+def bar_chart(
+    labels: list[str], values: list[float], title: str, xlabel: str, ylabel: str, color: str
+) -> str:
+    """Horizontal bars of ``values``, the first label on top."""
+    fig = _new_figure(6.2, max(2.8, 0.34 * len(labels) + 1.4))
+    ax = fig.subplots()
+    ax.barh(labels[::-1], values[::-1], color=color)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_formatter(_thousands())
+    return _fig_to_img(fig, title)
+
+
+def _thousands() -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda x, _pos: compact(x))
+
+
+def histogram(values: np.ndarray, title: str, xlabel: str, log: bool = False) -> str:
+    """Histogram of the finite ``values``, optionally on a log10 axis."""
+    fig = _new_figure()
+    ax = fig.subplots()
+    v = values[np.isfinite(values)]
+    if log:
+        v = np.log10(np.clip(v, 1e-2, None))
+        xlabel = f"{xlabel}, log10 scale"
+    ax.hist(v, bins=50, color="#4c78a8")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("customers")
+    if log:
+        ticks = [t for t in ax.get_xticks() if v.size and v.min() - 1 <= t <= v.max() + 1]
+        ax.set_xticks(ticks, [f"{10**t:,.0f}" if t >= 0 else f"{10**t:.2g}" for t in ticks])
+    return _fig_to_img(fig, title)
+
+
+def funnel_chart(funnel: pl.DataFrame, cur: str) -> str:
+    """The lifecycle funnel: customers, share and CLV per stage."""
+    title = "Lifecycle funnel"
+    stages = [label_of(s) for s in funnel["lifecycle_stage"]]
+    n = funnel["customers"].to_list()
+    fig = _new_figure(6.2, max(2.8, 0.5 * len(stages) + 1.2))
+    ax = fig.subplots()
+    y = np.arange(len(stages))[::-1]
+    ax.barh(y, n, color="#72b7b2")
+    ax.set_yticks(y, stages)
+    top = max(n) if n else 1
+    for yi, count, share, clv in zip(
+        y, n, funnel["share"], funnel["clv"].fill_null(0.0), strict=True
+    ):
+        ax.text(
+            count + top * 0.01,
+            yi,
+            f"{count:,} ({share:.0%}) · CLV {compact(clv)}",
+            va="center",
+            fontsize=8,
+        )
+    ax.set_xlim(0, top * 1.55)
+    ax.set_title(title)
+    ax.set_xlabel("customers")
+    ax.set_ylabel("lifecycle stage")
+    ax.xaxis.set_major_formatter(_thousands())
+    return _fig_to_img(fig, f"{title} (CLV in {cur})")
+
+
+def loyalty_chart(split: pl.DataFrame) -> str:
+    """Stacked promoter / passive / detractor shares per group."""
+    title = "Predicted loyalty, overall and by segment"
+    labels = split["group"].to_list()
+    fig = _new_figure(6.6, max(2.8, 0.38 * len(labels) + 1.6))
+    ax = fig.subplots()
+    y = np.arange(len(labels))[::-1]
+    left = np.zeros(len(labels))
+    colors = {"promoter": "#54a24b", "passive": "#bab0ac", "detractor": "#e45756"}
+    for c in LOYALTY_ORDER:
+        share = split[c].fill_null(0.0).to_numpy() * 100
+        ax.barh(y, share, left=left, color=colors[c], label=f"{c}s")
+        for yi, x0, w in zip(y, left, share, strict=True):
+            if w >= 8:
+                ax.text(x0 + w / 2, yi, f"{w:.0f}%", ha="center", va="center", fontsize=7)
+        left += share
+    ax.set_yticks(y, labels)
+    ax.set_xlim(0, 100)
+    ax.set_title(title)
+    ax.set_xlabel("share of customers (%)")
+    ax.set_ylabel("segment")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
+    return _fig_to_img(fig, title)

@@ -1,0 +1,53 @@
+"""What the report is rendered from, and the checks every section shares."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from crm_engine.report.views import SAVE_FIRST_ROWS
+from crm_engine.stage_reports import ChurnReport, PopulationReport, ValuationReport
+
+
+@dataclass
+class ReportInputs:
+    """Everything the report shows; stage reports are optional (a skipped stage says so)."""
+
+    scores: pl.DataFrame
+    as_of: dt.date
+    run_id: str
+    segment_profiles: pl.DataFrame | None = None
+    migration: pl.DataFrame | None = None
+    valuation: ValuationReport | None = None
+    churn: ChurnReport | None = None
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    images: dict[str, Path] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    tracking_uri: str | None = None
+    customer_rows: bool = True
+    """False leaves out the per-customer "save first" table (the copy logged to MLflow)."""
+    population: PopulationReport | None = None
+    """Customers in the input and why some are not scored (the profile stage's report)."""
+    currency: str | None = None
+    """``output.currency``: shown in every money title; None shows "units"."""
+    save_first_file: str | None = None
+    """Name of the save-first CSV written beside the report (linked when ``customer_rows``)."""
+    save_first_rows: int = SAVE_FIRST_ROWS
+    """How many customers that CSV lists."""
+    age_bands: Sequence[int] | None = None
+    """``features.age_bands``: the cut points the age axis is ordered by (None: the default)."""
+
+
+def has_values(scores: pl.DataFrame, col: str) -> bool:
+    """Whether ``scores`` has ``col`` with at least one value (a stage that ran fills it)."""
+    return col in scores.columns and scores[col].null_count() < scores.height
+
+
+def currency_label(inp: ReportInputs) -> str:
+    """The currency money titles show: ``output.currency``, or "units" when unset."""
+    return inp.currency or "units"

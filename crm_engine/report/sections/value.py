@@ -1,0 +1,148 @@
+"""What they are worth: CLV, value tiers, how value is modelled and whether it holds up."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import polars as pl
+
+from crm_engine.report.charts import bar_chart, figure, histogram, png_file_to_img
+from crm_engine.report.formatting import facts_table, html_table, sig
+from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.section import Section
+from crm_engine.report.views import TIER_ORDER, rank
+from crm_engine.stage_reports import ValuationReport
+
+
+def body(inp: ReportInputs) -> str:
+    """What they are worth: CLV, tiers, the value models and their holdout."""
+    s, cur = inp.scores, currency_label(inp)
+    parts: list[str] = []
+    caption = "Customer lifetime value over the horizon (discounted margin), log scale"
+    zero = int((s["clv"] <= 0.01).sum())
+    if zero:
+        caption += f"; the {zero:,} customers worth 0.01 or less are the bar at the left edge"
+    grid = [
+        figure(
+            histogram(s["clv"].to_numpy(), "CLV distribution", f"CLV ({cur})", log=True), caption
+        )
+    ]
+    if has_values(s, "value_tier"):
+        tiers = (
+            s.group_by("value_tier")
+            .agg(pl.len().alias("n"), pl.col("clv").sum().alias("clv"))
+            .sort(rank("value_tier", TIER_ORDER))
+        )
+        grid.append(
+            figure(
+                bar_chart(
+                    tiers["value_tier"].to_list(),
+                    tiers["clv"].to_list(),
+                    "Total CLV by value tier",
+                    f"total CLV ({cur})",
+                    "value tier",
+                    "#b279a2",
+                ),
+                "Value tiers: "
+                + ", ".join(
+                    f"{t} {n:,}" for t, n in zip(tiers["value_tier"], tiers["n"], strict=True)
+                )
+                + " customers",
+            )
+        )
+    holdout = inp.images.get("valuation_holdout.png")
+    if holdout is not None and Path(holdout).is_file():
+        grid.append(
+            figure(
+                png_file_to_img(holdout, "CLV holdout"),
+                "Holdout: predicted vs actual cumulative repeat purchases",
+            )
+        )
+    parts.append(f"<div class='grid'>{''.join(grid)}</div>")
+    if inp.valuation:
+        parts.append(
+            "<h3>How the value is modelled</h3>" + facts_table(_valuation_facts(inp.valuation, cur))
+        )
+        parts.append(_revenue_holdout(inp.valuation, cur))
+    return "".join(parts)
+
+
+def _revenue_holdout(v: ValuationReport, cur: str) -> str:
+    """What the value models said a year ago against the revenue that came in, per plan."""
+    r = v.revenue_holdout
+    if r is None:
+        if v.revenue_holdout_error:
+            return (
+                f"<p class='muted'>No revenue holdout: {html.escape(v.revenue_holdout_error)}</p>"
+            )
+        return ""
+    rows = pl.DataFrame(
+        r.rows,
+        schema={
+            "plan_type": pl.String,
+            "model": pl.String,
+            "customers": pl.Int64,
+            "mae": pl.Float64,
+            "mean_predicted": pl.Float64,
+            "mean_actual": pl.Float64,
+        },
+    ).with_columns(
+        pl.col("model").replace({"sbg": "contract (sbg)"}),
+        (pl.col("mae") / pl.col("mean_actual")).alias("relative"),
+    )
+    kept = "the contract model (sbg)" if v.retention is not None else v.model
+    text = (
+        f"<h3>Does the value hold up?</h3><p>Every model refitted {r.days} days earlier (at "
+        f"{r.cut}) and its revenue forecast for the customers there compared with what they "
+        f"really paid up to as_of (no discount or margin). Postpaid customers are valued by "
+        f"<b>{html.escape(kept)}</b>.</p>"
+    )
+    shown = ["plan_type", "model", "customers", "mean_predicted", "mean_actual", "mae", "relative"]
+    return text + html_table(rows.select(shown), cur)
+
+
+def _valuation_facts(v: ValuationReport, cur: str) -> list[tuple[str, str]]:
+    """The valuation summary in an analyst's words: model, what its parameters mean, spend."""
+    facts: list[tuple[str, str]] = [
+        (
+            "Purchase model",
+            f"{v.model} ("
+            + ", ".join(f"{k}={sig(x)}" for k, x in v.params.items())
+            + "; time in days)",
+        )
+    ]
+    rates = v.population_rates_per_day
+    if rates.get("purchase_rate"):
+        facts.append(
+            ("A typical active customer buys", f"every {1 / rates['purchase_rate']:.0f} days")
+        )
+    if "dropout" in rates:
+        facts.append(("Chance of leaving after a purchase", f"{rates['dropout']:.2%}"))
+    if v.retention is not None:
+        r = v.retention
+        facts.append(
+            (
+                "Postpaid customers: contract retention (shifted-beta-geometric)",
+                f"{v.n_customers_contract:,} valued by their monthly bill x the retention "
+                f"curve fitted on {int(r['n_customers']):,} postpaid customers "
+                f"({int(r['n_churned']):,} churned): mean monthly churn "
+                f"{r['alpha'] / (r['alpha'] + r['beta']):.1%}, a new customer's 12-month "
+                f"retention {r['retention_12m']:.0%}",
+            )
+        )
+    facts.append(("Mean P(alive) at as_of", f"{v.mean_p_alive:.1%}"))
+    facts.append((f"Mean spend per purchase ({cur})", sig(v.spend.population_mean)))
+    corr = v.spend.frequency_monetary_corr
+    if corr is not None:
+        verdict = "independent enough" if abs(corr) <= 0.3 else "check the spend model"
+        facts.append(("Frequency-spend correlation", f"{corr:+.2f} ({verdict})"))
+    facts += [
+        ("CLV horizon", f"{v.horizon_days:,} days"),
+        ("Margin on revenue", f"{v.margin:.0%}"),
+        ("Annual discount rate", f"{v.annual_discount_rate:.0%}"),
+    ]
+    return facts
+
+
+SECTION = Section("value", "What they are worth", body, needs=("clv",))
