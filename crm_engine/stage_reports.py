@@ -141,6 +141,9 @@ class ValuationReport:
     n_postpaid_unbilled: int = 0
     """Postpaid customers the contract model would value but who have paid no bill yet: the
     purchase model values them."""
+    contract_ends: list[dict[str, Any]] = field(default_factory=list)
+    """Postpaid minimum terms ending in each of the next 12 calendar months: ``month``
+    (``YYYY-MM``), ``customers`` and their ``clv``; empty without contract ends."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``valuation.json``, the manifest)."""

@@ -32,6 +32,7 @@ from valuation.clv import DAYS_PER_MONTH, discounted_clv, month_ends, monthly_di
 __all__ = [
     "SBG",
     "ContractRetention",
+    "contract_ends",
     "contract_lifetimes",
     "contract_scores",
     "fit_sbg",
@@ -184,6 +185,31 @@ def fit_sbg(lifetimes: pl.DataFrame) -> ContractRetention:
         n_churned=n_churned,
         log_likelihood=float(ll),
     )
+
+
+def contract_ends(
+    profile: pl.DataFrame, values: pl.DataFrame, as_of: dt.date, months: int = 12
+) -> list[dict[str, Any]]:
+    """Postpaid minimum terms ending in each of the ``months`` calendar months from ``as_of``'s:
+    ``month`` (``YYYY-MM``), ``customers`` and the sum of their ``clv`` (what the renewal
+    puts in play). Reads ``profile.contract_days_left`` (days from ``as_of`` to the term's
+    end; null for prepaid and without a date); empty when no term ends in that time."""
+    if "contract_days_left" not in profile.columns:
+        return []
+    first = as_of.replace(day=1)
+    last = (pl.Series([first]).dt.offset_by(f"{months}mo")).item()
+    ends = (
+        profile.select(
+            "customer_id",
+            (pl.lit(as_of) + pl.duration(days=pl.col("contract_days_left"))).alias("end"),
+        )
+        .filter(pl.col("end").is_between(pl.lit(as_of), pl.lit(last), closed="left"))
+        .join(values.select("customer_id", "clv"), on="customer_id")
+        .group_by(pl.col("end").dt.strftime("%Y-%m").alias("month"))
+        .agg(pl.len().cast(pl.Int64).alias("customers"), pl.col("clv").sum())
+        .sort("month")
+    )
+    return ends.to_dicts()
 
 
 def contract_scores(

@@ -12,7 +12,7 @@ from crm_engine.config import ValuationConfig
 from crm_engine.stage_reports import ValuationReport
 from features import CustomerSample, DataStart, ProfileAt, data_start
 from valuation.base import ValuationError
-from valuation.contract import SBG, contract_lifetimes, fit_sbg
+from valuation.contract import SBG, contract_ends, contract_lifetimes, fit_sbg
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
 from valuation.revenue import RevenueHoldout, revenue_holdout
 from valuation.select import AUTO_CANDIDATES
@@ -168,5 +168,6 @@ def run_valuation(
         revenue_holdout=revenue,
         revenue_holdout_error=revenue_error,
         notes=[*report.notes, *notes],
+        contract_ends=contract_ends(profile, values, as_of),
     )
     return ValuationRun(values=values, report=report, models=models, holdout=holdout)

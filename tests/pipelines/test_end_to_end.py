@@ -300,6 +300,10 @@ def test_report_of_a_real_run(first_run: Path, generated_operator: Path) -> None
     assert "Does the value hold up?" in text and "contract (sbg)" in text
     kept = set(scores.filter(pl.col("plan_type") == "postpaid")["value_model"]) - {"mbgnbd"}
     assert kept == {revenue["postpaid_choice"]}
+    # the renewals ahead: postpaid terms ending month by month, drawn in the value section
+    ends = json.loads((first_run / "manifest.json").read_text())["valuation"]["contract_ends"]
+    assert len(ends) == 12 and all(e["customers"] > 0 for e in ends)
+    assert "Contract ends coming up" in text and 'alt="Contract ends coming up"' in text
     require_browser()
     page = check_page(first_run / "report.html")
     assert page.images >= 10 and page.broken_images == [] and page.console_errors == []

@@ -262,3 +262,27 @@ def test_postpaid_value_ranks_like_the_truth_and_auto_keeps_the_contract_model(
     assert rho["contract"] >= 0.85
     assert rho["contract"] > rho["btyd"]
     assert rho["auto"] == rho["contract"]
+
+
+def test_contract_ends_are_counted_month_by_month(
+    generated_operator: Path, valued: tuple[pl.DataFrame, object, pl.DataFrame]
+) -> None:
+    """The report's renewals ahead: postpaid terms ending in each of the next 12 calendar
+    months, counted from the customers table, with their CLV."""
+    _, run, values = valued
+    as_of = dt.date(2025, 1, 1)
+    customers = pl.read_parquet(generated_operator / "customers" / "*.parquet")
+    want = (
+        customers.join(values.select("customer_id", "clv"), on="customer_id")
+        .filter(
+            (pl.col("plan_type") == "postpaid")
+            & pl.col("contract_end_date").is_between(as_of, dt.date(2026, 1, 1), closed="left")
+        )
+        .group_by(pl.col("contract_end_date").dt.strftime("%Y-%m").alias("month"))
+        .agg(pl.len().cast(pl.Int64).alias("customers"), pl.col("clv").sum())
+        .sort("month")
+    )
+    got = pl.DataFrame(run.report.contract_ends)  # type: ignore[attr-defined]
+    assert got.height == 12
+    assert got.select("month", "customers").equals(want.select("month", "customers"))
+    np.testing.assert_allclose(got["clv"], want["clv"], rtol=1e-12)

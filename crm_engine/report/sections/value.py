@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from crm_engine.report.charts import bar_chart, figure, histogram, png_file_to_img
-from crm_engine.report.formatting import facts_table, html_table, sig
+from crm_engine.report.formatting import compact, facts_table, html_table, sig
 from crm_engine.report.inputs import ReportInputs, currency_label, has_values
 from crm_engine.report.section import Section
 from crm_engine.report.views import TIER_ORDER, rank
@@ -65,7 +65,33 @@ def body(inp: ReportInputs) -> str:
             "<h3>How the value is modelled</h3>" + facts_table(_valuation_facts(inp.valuation, cur))
         )
         parts.append(_revenue_holdout(inp.valuation, cur))
+        parts.append(_contract_ends(inp.valuation, cur))
     return "".join(parts)
+
+
+def _contract_ends(v: ValuationReport, cur: str) -> str:
+    """Postpaid minimum terms ending month by month: when the renewals come, and the value
+    they put in play (the churn hazard rises as a term ends)."""
+    if not v.contract_ends:
+        return ""
+    months = [str(r["month"]) for r in v.contract_ends]
+    customers = [int(r["customers"]) for r in v.contract_ends]
+    clv = sum(float(r["clv"]) for r in v.contract_ends)
+    first = sum(customers[:3])
+    chart = bar_chart(
+        months,
+        [float(c) for c in customers],
+        "Contract ends coming up",
+        "postpaid customers whose minimum term ends",
+        "month",
+        "#4c78a8",
+    )
+    caption = (
+        f"{sum(customers):,} postpaid customers' minimum terms end in the next "
+        f"{len(months)} months ({first:,} in the first three), holding a CLV of "
+        f"{compact(clv)} {cur}: postpaid customers leave most often as their term ends"
+    )
+    return f"<h3>Contract ends coming up</h3><div class='grid'>{figure(chart, caption)}</div>"
 
 
 def _revenue_holdout(v: ValuationReport, cur: str) -> str:
