@@ -34,6 +34,7 @@ __all__ = [
     "FAULT_ENV",
     "LOCK_FILE",
     "RUNS_DIR",
+    "SCRATCH_PREFIX",
     "STALE_SUFFIX",
     "LockedError",
     "atomic_directory",
@@ -41,6 +42,7 @@ __all__ = [
     "current_run",
     "fault_point",
     "output_lock",
+    "scratch_directory",
 ]
 
 RUNS_DIR = "runs"
@@ -63,6 +65,39 @@ def fault_point(name: str) -> None:
 
 class LockedError(DataError):
     """Another run holds the output directory."""
+
+
+# --- scratch for runs that write nowhere --------------------------------------------------------
+
+SCRATCH_PREFIX = "crm-work-"
+
+
+@contextlib.contextmanager
+def scratch_directory() -> Iterator[str]:
+    """A temporary directory for a run with no output directory (``churn train``: its models
+    go to MLflow), removed when the run ends.
+
+    Its name carries the process id and start time, and the ones a killed process left in
+    ``$TMPDIR`` are removed first, so kills do not pile them up.
+    """
+    import psutil
+
+    root = Path(tempfile.gettempdir())
+    for path in root.glob(f"{SCRATCH_PREFIX}*-*-*"):
+        try:
+            pid, started = path.name[len(SCRATCH_PREFIX) :].split("-")[:2]
+            if path.stat().st_uid != os.getuid() or _holder_alive(
+                {"pid": pid, "create_time": float(started)}
+            ):
+                continue
+        except (ValueError, OSError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+    me = psutil.Process(os.getpid())
+    with tempfile.TemporaryDirectory(
+        prefix=f"{SCRATCH_PREFIX}{me.pid}-{me.create_time():.3f}-"
+    ) as tmp:
+        yield tmp
 
 
 # --- one run at a time -----------------------------------------------------------------------

@@ -23,7 +23,13 @@ from typing import Any, Literal
 
 import polars as pl
 
-from crm_engine.commit import atomic_directory, committed_run, fault_point, output_lock
+from crm_engine.commit import (
+    atomic_directory,
+    committed_run,
+    fault_point,
+    output_lock,
+    scratch_directory,
+)
 from crm_engine.config import FeaturesConfig, PipelineConfig
 from crm_engine.contracts import schema_difference
 from crm_engine.io import DEPENDENCY_ERRORS, DataError, failure, load_tables
@@ -341,7 +347,7 @@ def run_pipeline(
 def _commit(output: Output, state: RunState) -> contextlib.AbstractContextManager[Any]:
     """The staging directory of ``output``, committed when the run succeeds."""
     if output.directory is None:
-        return tempfile.TemporaryDirectory(prefix="crm-work-")
+        return scratch_directory()
     if output.layout == "run":
         keep = state.cfg.output.keep_runs
         return committed_run(output.directory, state.run_id, keep=keep, links=output.links)

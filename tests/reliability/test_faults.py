@@ -98,24 +98,31 @@ def test_a_kill_before_the_commit_leaves_the_previous_output(
     assert "valuation" in manifest["timings_s"]
 
 
-@pytest.mark.parametrize("command", ["run", "features"])
+@pytest.mark.parametrize("command", ["run", "features", "churn"])
 def test_a_kill_leaves_no_temporary_directory_behind(
     committed: Path, generated_operator: Path, tmp_path: Path, command: str
 ) -> None:
     """A killed run's temporary directories are in its staging area, which the next run
-    removes: nothing piles up in $TMPDIR (a `crm-run-*` was left there by every kill)."""
+    removes: nothing piles up in $TMPDIR (a `crm-run-*` was left there by every kill). A run
+    that writes nowhere (`churn train`) keeps its scratch in $TMPDIR under its pid, and the
+    next one removes a dead process's."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     out = tmp_path / "out"
     if command == "run":
         shutil.copytree(committed, out, symlinks=True)
         args = _run_args(generated_operator, out)
-    else:
+    elif command == "features":
         args = ["features", "--data", str(generated_operator), "--as-of", AS_OF,
                 "--out", str(out / "profiles.parquet")]  # fmt: skip
+    else:
+        out.mkdir()
+        args = ["churn", "train", "--data", str(generated_operator), "--as-of", AS_OF,
+                "--tracking-uri", f"sqlite:///{out / 'mlflow.db'}"]  # fmt: skip
     killed = _child(args, env={FAULT_ENV: "stage:profile", "TMPDIR": str(tmp)})
     assert killed.returncode == -signal.SIGKILL
-    assert not [p.name for p in tmp.iterdir() if p.name.startswith("crm-")]
+    left = [p.name for p in tmp.iterdir() if p.name.startswith("crm-")]
+    assert left == ([] if command != "churn" else [left[0]]), left
 
     again = _child(args, env={"TMPDIR": str(tmp)})
     assert again.returncode == 0, again.stderr
