@@ -291,6 +291,7 @@ def _measure(
     sys.stdout.write(
         f"{n:,} customers, {backend}: {seconds:.0f} s, peak {peak:.1f} GB, {verdict}\n"
     )
+    return seconds if result["code"] == 0 else None
 
 
 if __name__ == "__main__":
