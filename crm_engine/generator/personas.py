@@ -307,6 +307,12 @@ class WorldParams:
     contract_terms: tuple[int, ...] = (12, 24)  # postpaid minimum terms, months
     contract_term_p: tuple[float, ...] = (0.4, 0.6)
     bill_noise: float = 0.08  # month-to-month spread (log scale) of a postpaid bill
+    involuntary_share: float = 0.25  # postpaid departures that are cut-offs after unpaid bills
+    unpaid_months: int = 2  # bills left unpaid before an involuntary cut-off
+    device_plan_share: float = 0.0  # postpaid customers paying a device by instalments (0.3)
+    device_instalment: tuple[float, float] = (15.0, 45.0)  # uniform monthly instalment range
+    addon_rate: float = 0.0  # postpaid add-on purchases per month while billed (0.25)
+    addon_mean: float = 10.0  # mean add-on amount (Gamma with shape 2)
     churn: ChurnEffects = field(default_factory=ChurnEffects)
 
     def to_json(self) -> dict[str, Any]:

@@ -199,6 +199,7 @@ class World:
     contract_months: np.ndarray  # int64, postpaid minimum term (0 for prepaid)
     contract_end_day: np.ndarray  # int64, end of the minimum term (days from start)
     monthly_bill: np.ndarray  # postpaid plan fee (0 for prepaid)
+    device_instalment: np.ndarray  # monthly device instalment during the term (0: none)
     age_group: np.ndarray  # 0: <30, 1: 30-54, 2: 55+, 3: unknown (for channel mixes)
     price: np.ndarray
     net_bad: np.ndarray
@@ -216,6 +217,7 @@ class World:
     unresolved: np.ndarray  # (n, months) uint8
     hazard: np.ndarray  # (n, months + FUTURE_MONTHS) float32, nan where not at risk
     churn_day: np.ndarray  # int64, -1 if still a customer at the end
+    involuntary: np.ndarray  # bool, a postpaid churn that was a cut-off after unpaid bills
     edges_u: np.ndarray  # undirected call graph (u < v)
     edges_v: np.ndarray
     degree: np.ndarray
@@ -340,6 +342,9 @@ def build_world(n: int, cal: Calendar, seed: int, params: WorldParams) -> World:
     t0 = np.where(postpaid, signup + first_bill * BILL_DAYS + 0.5, t0)
     dead &= prepaid
     tau[postpaid] = np.nan
+    lo_i, hi_i = params.device_instalment
+    device = postpaid & (crng.random(n) < params.device_plan_share)
+    instalment = np.where(device, np.round(crng.uniform(lo_i, hi_i, n), 2), 0.0)
 
     eu, ev = _call_graph(n, region, persona, seed, params)
     degree = np.bincount(eu, minlength=n) + np.bincount(ev, minlength=n)
@@ -363,6 +368,7 @@ def build_world(n: int, cal: Calendar, seed: int, params: WorldParams) -> World:
         contract_months=term,
         contract_end_day=contract_end,
         monthly_bill=monthly_bill,
+        device_instalment=instalment,
         age_group=age_group,
         price=price,
         net_bad=net_bad,
@@ -380,11 +386,15 @@ def build_world(n: int, cal: Calendar, seed: int, params: WorldParams) -> World:
         unresolved=np.zeros((n, cal.months), dtype=np.uint8),
         hazard=np.full((n, cal.months + FUTURE_MONTHS), np.nan, dtype=np.float32),
         churn_day=np.full(n, -1, dtype=np.int64),
+        involuntary=np.zeros(n, dtype=bool),
         edges_u=eu,
         edges_v=ev,
         degree=degree,
     )
     _simulate_months(world, seed)
+    # A known share of postpaid departures are cut-offs: the last bills went unpaid first.
+    churned = postpaid & (world.churn_day >= 0)
+    world.involuntary = churned & (_rng(seed, _S_CONTRACT, 1).random(n) < params.involuntary_share)
     return world
 
 
@@ -522,8 +532,10 @@ def customers_chunk(w: World, lo: int, hi: int) -> pl.DataFrame:
 
 
 def transactions_chunk(w: World, lo: int, hi: int, seed: int, chunk: int) -> pl.DataFrame:
-    """Prepaid purchases (BG/NBD times, Gamma-Gamma amounts), postpaid monthly bills (the
-    plan fee with a little month-to-month noise, until the churn) and a few refunds."""
+    """Prepaid purchases (BG/NBD times, Gamma-Gamma amounts); postpaid monthly bills (the
+    plan fee with a little month-to-month noise), device instalments with the bills of the
+    minimum term and add-ons, all until the customer stops paying (the churn, or
+    ``unpaid_months`` bills before an involuntary cut-off); and a few refunds."""
     rng = _rng(seed, _S_TX, chunk)
     cal, sl = w.cal, slice(lo, hi)
     prepaid = w.prepaid[sl]
@@ -543,16 +555,36 @@ def transactions_chunk(w: World, lo: int, hi: int, seed: int, chunk: int) -> pl.
     # postpaid bills at t0, t0 + BILL_DAYS, ... before the churn (or the end of the data)
     signup = w.signup_day[sl].astype(np.float64)
     first = np.round((w.t0[sl] - 0.5 - signup) / BILL_DAYS)
-    past = np.ceil((w.stop_day[sl] - 0.5 - signup) / BILL_DAYS) - 1  # last k with t_k < stop
+    paying = w.stop_day[sl] - w.involuntary[sl] * w.params.unpaid_months * BILL_DAYS
+    past = np.ceil((paying - 0.5 - signup) / BILL_DAYS) - 1  # last k with t_k < paying
     n_bills = np.where(prepaid, 0, np.maximum(past - first + 1, 0)).astype(np.int64)
     b_owner, b_pos = _repeat_index(n_bills)
     b_t = w.t0[sl][b_owner] + b_pos * BILL_DAYS
     noise = np.exp(rng.normal(0.0, w.params.bill_noise, b_owner.size))
     b_amount = np.maximum(np.round(w.monthly_bill[sl][b_owner] * noise, 2), 0.01)
-    owner = np.concatenate([owner, b_owner])
-    t = np.concatenate([t, b_t])
-    amount = np.concatenate([amount, b_amount])
-    cat = np.concatenate([cat, np.full(b_owner.size, _BILL)])
+    # device instalments with the bills of the minimum term
+    d = np.flatnonzero(
+        (w.device_instalment[sl][b_owner] > 0) & (b_t < w.contract_end_day[sl][b_owner])
+    )
+    # add-ons: a Poisson process while the customer pays
+    start = np.where(prepaid, 0.0, np.maximum(signup, 0.0))
+    span = np.where(prepaid, 0.0, np.maximum(paying - start, 0.0))
+    a_owner, _ = _repeat_index(rng.poisson(w.params.addon_rate * span / BILL_DAYS))
+    a_t = start[a_owner] + rng.random(a_owner.size) * span[a_owner]
+    a_amount = np.maximum(
+        np.round(rng.gamma(2.0, w.params.addon_mean / 2.0, a_owner.size), 2), 0.01
+    )
+    owner = np.concatenate([owner, b_owner, b_owner[d], a_owner])
+    t = np.concatenate([t, b_t, b_t[d], a_t])
+    amount = np.concatenate([amount, b_amount, w.device_instalment[sl][b_owner[d]], a_amount])
+    cat = np.concatenate(
+        [
+            cat,
+            np.full(b_owner.size, _BILL),
+            np.full(d.size, _CATEGORIES.index("device")),
+            np.full(a_owner.size, _CATEGORIES.index("addon")),
+        ]
+    )
     chan = _choice_rows(rng, _TX_CHANNEL_P[w.age_group[sl][owner]])
     # Refunds: the negative amount of an earlier purchase, a few days later.
     r = np.flatnonzero(rng.random(owner.size) < w.params.refund_rate)

@@ -11,9 +11,12 @@
   the first bill in the window), ``network_badness``, ``price_sensitivity``,
   ``call_degree``, and for postpaid customers ``contract_months`` (the minimum term),
   ``contract_end_date`` and ``monthly_bill`` (the plan fee: ``lambda_per_day x gg_p / nu``
-  over a 365.25 / 12-day month; each bill is it times a little noise). Prepaid customers
-  buy by the BG/NBD and Gamma-Gamma processes; postpaid customers pay a bill every month
-  until their churn (null for prepaid in the three contract columns).
+  over a 365.25 / 12-day month; each bill is it times a little noise), ``device_instalment``
+  (paid with each bill of the minimum term; 0 without a device plan) and ``involuntary``
+  (for a postpaid customer who left: cut off after ``unpaid_months`` unpaid bills). Prepaid
+  customers buy by the BG/NBD and Gamma-Gamma processes; postpaid customers pay a bill
+  every month, and buy add-ons (``addon_rate`` a month, ``addon_mean`` each), until they
+  stop paying (null for prepaid in the contract columns).
 - ``churn_hazard.parquet``: ``customer_id, month, hazard`` for every month in which the
   customer is at risk (signed up before the month starts), over the data and 12 months
   past its end. After a churn the row holds the counterfactual hazard (what it would have
@@ -124,6 +127,12 @@ def write_truth_customers(world: World, path: Path) -> None:
             ),
             "monthly_bill": pl.Series(world.monthly_bill).scatter(
                 np.flatnonzero(world.prepaid), None
+            ),
+            "device_instalment": pl.Series(world.device_instalment).scatter(
+                np.flatnonzero(world.prepaid), None
+            ),
+            "involuntary": pl.Series(world.involuntary).scatter(
+                np.flatnonzero(world.prepaid | (world.churn_day < 0)), None
             ),
         }
     )

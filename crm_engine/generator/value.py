@@ -47,7 +47,10 @@ def true_value(
       ``lambda`` decaying as ``exp(-lambda p s)`` (each purchase ends the process with
       probability ``p``), from the first purchase on, each worth ``gg_p / nu`` on average;
     - **postpaid**: the monthly bill (``monthly_bill`` times the mean of its log-normal noise)
-      on each bill day in the window, paid when the customer is still there;
+      plus the ``device_instalment`` while the minimum term lasts, on each bill day in the
+      window, and add-ons (``addon_rate`` a month of ``addon_mean`` each), paid while the
+      customer pays: still there, and for the ``involuntary_share`` of departures that are
+      cut-offs, not within ``unpaid_months`` bills of leaving;
 
     times ``1 - refund_rate`` (refunds), ``margin``, and the discount
     ``(1 + discount) ** (-s / 365.25)`` for a payment ``s`` days after ``as_of``.
@@ -87,6 +90,9 @@ def true_value(
     world = params["world"]
     refund_keep = 1.0 - float(world["refund_rate"])
     bill_mean = float(np.exp(float(world["bill_noise"]) ** 2 / 2))
+    cut_off = float(world["involuntary_share"])
+    unpaid = round(float(world["unpaid_months"]) * BILL_DAYS)  # days unpaid before a cut-off
+    addon_per_day = float(world["addon_rate"]) * float(world["addon_mean"]) / BILL_DAYS
     start = dt_from(as_of)
     customers = (
         pl.read_parquet(truth_dir / "customers.parquet")
@@ -96,7 +102,9 @@ def true_value(
         )
         .sort("customer_id")
     )
-    survival = _survival(truth_dir, customers.get_column("customer_id"), as_of, horizon_days)
+    survival = _survival(
+        truth_dir, customers.get_column("customer_id"), as_of, horizon_days + unpaid
+    )
     s = np.arange(horizon_days, dtype=np.float64) + 0.5  # day midpoints after as_of
     disc = (1.0 + discount) ** (-s / 365.25)
     prepaid = customers.get_column("monthly_bill").is_null().to_numpy()
@@ -129,13 +137,17 @@ def true_value(
         day = np.clip(np.floor(first[rows]).astype(np.int64), 0, horizon_days - 1)
         inside = later & (first[rows] < horizon_days)
         point[np.flatnonzero(inside), day[inside]] = 1.0
-        expected = (rate + point) * survival[rows]
+        expected = (rate + point) * survival[rows, :horizon_days]
         payments[rows] = expected.sum(axis=1)
         revenue[rows] = payments[rows] * spend[rows] * refund_keep
         value[rows] = (expected * disc).sum(axis=1) * spend[rows] * refund_keep * margin
 
     post = np.flatnonzero(~prepaid)
     bill = customers.get_column("monthly_bill").fill_null(0.0).to_numpy() * bill_mean
+    device = customers.get_column("device_instalment").fill_null(0.0).to_numpy()
+    term_end = (
+        customers.get_column("contract_end_date").cast(pl.Datetime("us")) - start
+    ).dt.total_microseconds().fill_null(0).to_numpy() / 86_400e6  # days after as_of
     for lo in range(0, post.size, _CHUNK):
         rows = post[lo : lo + _CHUNK]
         # bill days first + k BILL_DAYS that fall in the window
@@ -144,10 +156,17 @@ def true_value(
         t = first[rows, None] + k * BILL_DAYS
         due = (t >= 0) & (t < horizon_days)
         day = np.clip(np.floor(t).astype(np.int64), 0, horizon_days - 1)
-        surv = np.take_along_axis(survival[rows], day, axis=1) * due
+        # pays on day s: still there, or (a cut-off to come) not within `unpaid` of leaving
+        pays = (1.0 - cut_off) * survival[rows, :horizon_days] + cut_off * survival[
+            rows, unpaid : unpaid + horizon_days
+        ]
+        surv = np.take_along_axis(pays, day, axis=1) * due
+        amount = bill[rows, None] + device[rows, None] * (t < term_end[rows, None])
         payments[rows] = surv.sum(axis=1)
-        revenue[rows] = payments[rows] * bill[rows] * refund_keep
-        value[rows] = (surv * disc[day]).sum(axis=1) * bill[rows] * refund_keep * margin
+        addons = pays.sum(axis=1) * addon_per_day
+        addons_now = (pays * disc).sum(axis=1) * addon_per_day
+        revenue[rows] = ((surv * amount).sum(axis=1) + addons) * refund_keep
+        value[rows] = ((surv * amount * disc[day]).sum(axis=1) + addons_now) * refund_keep * margin
 
     paid = _paid(truth_dir.parent, start, start + timedelta(days=horizon_days))
     return (
@@ -172,7 +191,7 @@ def dt_from(day: date) -> datetime:
 
 def _survival(truth_dir: Path, ids: pl.Series, as_of: date, horizon_days: int) -> np.ndarray:
     """``(customers, horizon_days)``: the chance of still being a customer at the middle of
-    each day of the window, given a customer at ``as_of``."""
+    each of the ``horizon_days`` days from ``as_of``, given a customer at ``as_of``."""
     end = as_of + timedelta(days=horizon_days)
     first_month = as_of.replace(day=1)
     months = pl.date_range(first_month, end, "1mo", eager=True)

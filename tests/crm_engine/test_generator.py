@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crm_engine.contracts import INPUT_TABLES
-from crm_engine.generator import PERSONAS, generate, true_churn_probability
+from crm_engine.generator import PERSONAS, WorldParams, generate, true_churn_probability
 from crm_engine.io import load_tables
 
 N = 4_000
@@ -206,7 +206,7 @@ def test_bgnbd_truth_matches_purchases(
 
 
 def test_postpaid_customers_pay_a_bill_every_month_until_they_leave(
-    tables: dict[str, pl.DataFrame], truth: pl.DataFrame
+    data: Path, tables: dict[str, pl.DataFrame], truth: pl.DataFrame
 ) -> None:
     """No postpaid customer without a churn_date goes a month without a bill; each bill is
     the plan fee with a little noise; none comes on or after the churn date; and the
@@ -254,6 +254,54 @@ def test_postpaid_customers_pay_a_bill_every_month_until_they_leave(
     ratio = fee["amount"] / fee["monthly_bill"]
     assert ratio.median() == pytest.approx(1.0, abs=0.02)
     assert 0.03 < ratio.std() < 0.15  # the month-to-month noise (8% planted)
+    # a quarter of the departures are cut-offs: two bills unpaid before the churn date,
+    # the others paid their last bill in the month before they left
+    params = json.loads((data / "_truth" / "params.json").read_text())["world"]
+    why = left.join(truth.select("customer_id", "involuntary"), on="customer_id").with_columns(
+        (pl.col("churn_date").cast(pl.Datetime("us")) - pl.col("last"))
+        .dt.total_days()
+        .alias("unpaid_days")
+    )
+    cut = why.filter(pl.col("involuntary"))
+    assert cut.height / why.height == pytest.approx(params["involuntary_share"], abs=0.06)
+    assert (cut["unpaid_days"] >= params["unpaid_months"] * 30).all()
+    assert (why.filter(~pl.col("involuntary"))["unpaid_days"] <= 31).all()
+
+
+def test_postpaid_device_instalments_and_add_ons(tmp_path: Path) -> None:
+    """Planted (off by default: a device plan is a segment of its own, and the persona
+    tests expect six), a device plan's instalment comes with each bill of the minimum term
+    and stops at its end, postpaid customers buy add-ons now and then, prepaid customers
+    have neither; and the truth of value still adds up to what customers then paid."""
+    from crm_engine.generator import true_value
+
+    world = WorldParams(device_plan_share=0.3, addon_rate=0.25)
+    generate(tmp_path / "d", customers=N, months=24, seed=SEED, start=START, params=world)
+    tables = {t: pl.read_parquet(tmp_path / "d" / t) for t in ("customers", "transactions")}
+    truth = pl.read_parquet(tmp_path / "d" / "_truth" / "customers.parquet")
+    tx = tables["transactions"].filter(pl.col("amount") > 0)
+    post = truth.filter(pl.col("monthly_bill").is_not_null())
+    device = tx.filter(pl.col("category") == "device").join(truth, on="customer_id")
+    assert (device["monthly_bill"].is_not_null()).all()
+    assert (device["amount"] == device["device_instalment"]).all()
+    assert (device["ts"].dt.date() < device["contract_end_date"]).all()
+    with_plan = post.filter(pl.col("device_instalment") > 0)
+    assert with_plan.height / post.height == pytest.approx(0.3, abs=0.04)
+    per_bill = (
+        tx.filter(pl.col("category") == "bill")
+        .join(with_plan, on="customer_id")
+        .filter(pl.col("ts").dt.date() < pl.col("contract_end_date"))
+        .height
+    )
+    assert device.height == per_bill  # one instalment with every bill of the term
+    addons = tx.filter(pl.col("category") == "addon").join(post, on="customer_id")
+    billed = tx.filter(pl.col("category") == "bill").join(post, on="customer_id").height
+    assert addons.height / billed == pytest.approx(0.25, rel=0.15)
+    assert addons["amount"].mean() == pytest.approx(10.0, rel=0.1)
+    worth = true_value(tmp_path / "d" / "_truth", date(2024, 1, 1), 366, 1.0, 0.0)
+    sums = worth.group_by("plan_type").agg(pl.col("expected_revenue").sum(), pl.col("paid").sum())
+    for plan, expected, paid in sums.iter_rows():
+        assert expected == pytest.approx(paid, rel=0.05), plan
 
 
 def test_spend_follows_gamma_gamma(tables: dict[str, pl.DataFrame], truth: pl.DataFrame) -> None:
