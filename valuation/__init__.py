@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from valuation.base import (
-    BTYD_COLUMNS,
-    PurchaseModel,
-    ValuationError,
-    compress,
-    import_lifetimes,
-)
+from valuation.base import BTYD_COLUMNS, PurchaseModel, ValuationError, import_lifetimes
 from valuation.bgnbd import BetaGeoModel, ModifiedBetaGeoModel, simulate_bgnbd
 from valuation.clv import (
     customer_lifetime_value,
@@ -20,6 +14,7 @@ from valuation.clv import (
 )
 from valuation.gamma_gamma import GammaGammaModel
 from valuation.lifecycle import STAGES, lifecycle_stage_expr, with_lifecycle_inputs
+from valuation.optimize import compress
 from valuation.pareto import ParetoNBDModel
 from valuation.profit import profit_contribution_expr
 from valuation.run import ValuationRun, run_valuation

@@ -8,15 +8,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from valuation.base import (
-    Objective,
-    PurchaseModel,
-    autograd_objective,
-    import_lifetimes,
-    minimize_nll,
-    warm_started,
-)
+from valuation.base import PurchaseModel, import_lifetimes
 from valuation.likelihood import BetaGeoLikelihood
+from valuation.optimize import Objective, autograd_objective, minimize_nll, warm_started
 
 
 class BetaGeoModel(PurchaseModel):

@@ -26,8 +26,9 @@ import polars as pl
 from autograd.scipy.special import betaln as abetaln
 from scipy.special import betaln
 
-from valuation.base import ValuationError, autograd_objective, minimize_nll
+from valuation.base import ValuationError
 from valuation.clv import DAYS_PER_MONTH, discounted_clv, month_ends, monthly_discount_rate
+from valuation.optimize import autograd_objective, minimize_nll
 
 __all__ = [
     "SBG",
@@ -147,7 +148,7 @@ def _negative_log_likelihood(
 
 def fit_sbg(lifetimes: pl.DataFrame) -> ContractRetention:
     """Maximum-likelihood sBG on :func:`contract_lifetimes` rows (the BTYD models' optimiser,
-    :func:`valuation.base.minimize_nll`, on log-parameters with autograd's gradient).
+    :func:`valuation.optimize.minimize_nll`, on log-parameters with autograd's gradient).
 
     A churn in month ``months + 1`` contributes ``P(T = months + 1) / S(entry)``, a customer
     still there ``S(months) / S(entry)``.

@@ -16,12 +16,10 @@ from valuation.base import (
     as_columns,
     check_finite_output,
     check_finite_params,
-    compress,
-    minimize_nll,
     quiet_lifetimes,
-    warm_started,
 )
 from valuation.likelihood import GammaGammaLikelihood
+from valuation.optimize import compress, minimize_nll, warm_started
 
 
 class GammaGammaModel(LifetimesWrapper):

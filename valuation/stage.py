@@ -216,9 +216,7 @@ def _postpaid_expr() -> pl.Expr:
     return (pl.col("plan_type") == "postpaid").fill_null(False)
 
 
-def _contract_rows(
-    profile: pl.DataFrame, X: pl.DataFrame, models: ValuationModels
-) -> np.ndarray:
+def _contract_rows(profile: pl.DataFrame, X: pl.DataFrame, models: ValuationModels) -> np.ndarray:
     """The rows the contract retention model values, when there is one: postpaid customers
     who have paid a bill (without one there is no bill to carry forward: the purchase model
     values them)."""

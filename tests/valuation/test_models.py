@@ -160,13 +160,13 @@ def test_gamma_gamma_weighted_fit_equals_plain_fit() -> None:
 def test_warm_start_reaches_the_cold_optimum(cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
     # Large inputs are fitted from a sample's optimum and curvature; lower the threshold so
     # that a small input takes that path, and compare with the plain fit from 0.1.
-    import valuation.base
+    import valuation.optimize
 
     sim = simulate_bgnbd(
         30_000, r=0.8, alpha=20.0, a=0.9, b=3.0, max_T=400, seed=9, spend=(6.0, 4.0, 15.0)
     )
     cold = cls().fit(sim)
-    monkeypatch.setattr(valuation.base, "WARM_START_ROWS", 4_000)
+    monkeypatch.setattr(valuation.optimize, "WARM_START_ROWS", 4_000)
     warm = cls().fit(sim)
     assert cold.n_customers_ == warm.n_customers_
     for k, v in cold.params_.items():
