@@ -265,6 +265,10 @@ def run_pipeline(
     StageError
         When a stage fails: nothing is written, the previous output is left untouched.
     """
+    if cfg.engine.backend == "spark":
+        from pipelines.spark.session import check_available
+
+        check_available(cfg.engine.spark)  # before anything is read or written, MLflow included
     if output is None:
         from pipelines.outputs import run_directory
 
@@ -303,8 +307,8 @@ def run_pipeline(
         if cfg.engine.backend == "spark":
             from pipelines.spark import spark_backend
 
-            # fails now when PySpark or Java is missing; the session opens at the first
-            # profile and is stopped when the run ends, committed or not
+            # the session opens at the first profile and is stopped when the run ends,
+            # committed or not
             build_profile = spark_backend(cfg, stack)
         ctx = StageContext(
             cfg=cfg,

@@ -186,10 +186,6 @@ def run_command(
         "engine.backend": backend.value if backend else None,
     }
     cfg = load_config(config, overrides)
-    if cfg.engine.backend == "spark":
-        from pipelines.spark.session import check_available
-
-        check_available(cfg.engine.spark)  # before anything is written, MLflow included
     execute(
         cfg, stages=stages, quiet=quiet, tracking=not no_tracking, registry=score_only or registry
     )

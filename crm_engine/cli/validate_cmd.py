@@ -59,7 +59,12 @@ def render_contract() -> Table:
 @app.command("validate")
 @user_errors
 def validate_command(
-    data_dir: Annotated[Path | None, typer.Argument(help="directory with the input tables")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            help="directory with the input tables", exists=True, file_okay=False, dir_okay=True
+        ),
+    ] = None,
     as_of: Annotated[
         dt.datetime | None,
         typer.Option("--as-of", formats=["%Y-%m-%d"], help="count rows dated on/after this day"),

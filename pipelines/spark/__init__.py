@@ -15,7 +15,7 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig, PipelineConfig
 from features.sample import CustomerSample
-from pipelines.spark.session import LazySession, SparkUnavailable, check_available, use_session
+from pipelines.spark.session import LazySession, SparkUnavailable, use_session
 
 if TYPE_CHECKING:
     from pipelines.runner import ProfileBuilder
@@ -24,15 +24,9 @@ __all__ = ["SparkUnavailable", "spark_backend", "use_session"]
 
 
 def spark_backend(cfg: PipelineConfig, stack: contextlib.ExitStack) -> ProfileBuilder:
-    """The run's profile builder on Spark; the session is stopped when ``stack`` closes.
-
-    Raises
-    ------
-    SparkUnavailable
-        Now, before any stage runs, when PySpark or Java is missing.
-    """
+    """The run's profile builder on Spark; the session is stopped when ``stack`` closes (the
+    runner has checked that PySpark and Java are there: ``session.check_available``)."""
     spark_cfg = cfg.engine.spark
-    check_available(spark_cfg)
     session = LazySession(spark_cfg)
     stack.callback(session.stop)
     data_dir = Path(cfg.data.dir)
