@@ -1,13 +1,15 @@
-"""Input validation against `crm.inputs/v1`: every problem named by table, file, column and rows."""
+"""Input validation against `crm.inputs/v1`: every problem named by table, file, column and rows.
+
+The findings are :mod:`crm_engine.validation_report`'s types, re-exported here.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -26,8 +28,18 @@ from crm_engine.io import (
     scan_raw,
     scan_table,
 )
+from crm_engine.validation_report import Problem, Severity, TableReport, ValidationReport
 
-Severity = Literal["error", "warning"]
+__all__ = [
+    "MAX_TEXT_BYTES",
+    "MIN_CUSTOMERS",
+    "Problem",
+    "Severity",
+    "TableReport",
+    "ValidationReport",
+    "validate",
+]
+
 MAX_EXAMPLES = 5
 _ROW = "__row"
 _FILE = "__file"
@@ -38,74 +50,6 @@ MIN_CUSTOMERS = 10
 """Customers (with a purchase before as_of) a run needs at least: fewer cannot be modelled."""
 ORPHAN_ERROR_SHARE = 0.5
 """Above this share of rows for unknown customers, ids of two tables do not match: an error."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One validation finding."""
-
-    severity: Severity
-    table: str
-    file: str
-    column: str | None
-    rows: int
-    message: str
-    examples: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        col = f" column {self.column}" if self.column else ""
-        ex = f" (e.g. {', '.join(self.examples)})" if self.examples else ""
-        return f"{self.table} [{self.file}]{col}: {self.message}: {self.rows} rows{ex}"
-
-
-@dataclass
-class TableReport:
-    """What was found for one contract table."""
-
-    name: str
-    file: str | None
-    rows: int | None
-    required: bool
-
-
-@dataclass
-class ValidationReport:
-    """The result of validating a data directory."""
-
-    data_dir: Path
-    as_of: dt.date | None
-    tables: list[TableReport] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def raise_for_errors(self) -> None:
-        """Raise `DataError` listing every error (nothing should be written after this)."""
-        if self.errors:
-            lines = [f"{len(self.errors)} data error(s) in {self.data_dir}:"]
-            lines += [f"  - {p}" for p in self.errors]
-            raise DataError("\n".join(lines))
-
-    def summary(self) -> dict[str, object]:
-        """A JSON-friendly summary (counts only, never customer rows) for manifests and MLflow."""
-        return {
-            "tables": {t.name: {"file": t.file, "rows": t.rows} for t in self.tables},
-            "errors": [str(p) for p in self.errors],
-            "warnings": [
-                {"table": p.table, "column": p.column, "rows": p.rows, "message": p.message}
-                for p in self.warnings
-            ],
-        }
 
 
 @dataclass(frozen=True)
