@@ -259,3 +259,33 @@ def test_a_run_that_was_never_committed_is_never_read(two_runs: Path, tmp_path: 
         run, skipped = select_run(out, SECOND, pl.Int64())
     assert run is not None and run.run_id == first.name and skipped == []
 
+
+def test_backtest_command(two_runs: Path, generated_operator: Path) -> None:
+    """The command checks a committed run against later data without running the pipeline,
+    and finds what the second run found."""
+    result = runner.invoke(
+        app,
+        ["backtest", str(two_runs), "--data", str(generated_operator),
+         "--as-of", SECOND.isoformat(), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    recorded = _manifest(two_runs / "current")["backtest"]
+    assert doc["run_id"] == recorded["run_id"]
+    assert doc["churn"]["roc_auc"] == recorded["churn"]["roc_auc"]
+    assert doc["value"]["by_plan"] == recorded["value"]["by_plan"]
+    table = runner.invoke(
+        app,
+        ["backtest", str(two_runs), "--data", str(generated_operator),
+         "--as-of", SECOND.isoformat()],
+    )  # fmt: skip
+    assert table.exit_code == 0, table.output
+    assert "churn ROC-AUC" in table.output
+    assert f"{recorded['churn']['roc_auc']:.3f}" in table.output
+    wrong = runner.invoke(
+        app,
+        ["backtest", str(two_runs), "--data", str(generated_operator), "--run", "nope"],
+    )
+    assert wrong.exit_code == 1
+    assert "run nope is not a committed run of" in wrong.output
+    assert "Traceback" not in wrong.output
