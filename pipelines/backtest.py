@@ -6,9 +6,9 @@ committed (``previous_run_id``), so ``out/current`` and the chain of runs it nam
 the committed runs still kept: a run directory a killed run left behind (renamed into
 ``runs/`` but never made current) is named by no manifest, and staging directories
 (``runs/.<id>.tmp``) are never looked at. A run is read only when its contract is this
-engine's major version, its customer ids have the data's type and its ``scores.parquet`` (and
-save-first list) still have the sha256 its manifest recorded; otherwise it is skipped with one
-warning naming it, and the run before it is tried.
+engine's major version, its customer ids have the data's type, its ``scores.parquet`` (and
+save-first list) still have the sha256 its manifest recorded and hold the columns compared;
+otherwise it is skipped with one warning naming it, and the run before it is tried.
 
 The comparisons themselves are pure functions over frames: :func:`churn.backtest.churn_backtest`
 and :func:`valuation.backtest.value_backtest`, on the outcomes of
@@ -142,7 +142,18 @@ def _unreadable(run: CommittedRun, id_dtype: pl.DataType) -> str | None:
         return f"{SCORES_FILE} has no customer_id"
     if ids != id_dtype:
         return f"its customer ids are {ids}, the data's are {id_dtype}"
+    missing = [c for c in _score_columns() if c not in stored]
+    if missing:
+        return f"{SCORES_FILE} has no {', '.join(missing)}"
     return None
+
+
+def _score_columns() -> list[str]:
+    """The ``crm.scores/v1`` columns the churn and value backtests read."""
+    from churn.backtest import PREDICTED_COLUMNS as CHURN_COLUMNS
+    from valuation.backtest import PREDICTED_COLUMNS as VALUE_COLUMNS
+
+    return list(dict.fromkeys([*CHURN_COLUMNS, *VALUE_COLUMNS]))
 
 
 def select_run(
@@ -207,10 +218,8 @@ def backtest_run(
     The churn window is ``[run.as_of, min(run.as_of + churn horizon, as_of))``, the revenue
     window the same with the CLV horizon; each says the share of its horizon that passed.
     """
-    from churn.backtest import PREDICTED_COLUMNS as CHURN_COLUMNS
     from churn.backtest import churn_backtest
     from features import realised_outcomes
-    from valuation.backtest import PREDICTED_COLUMNS as VALUE_COLUMNS
     from valuation.backtest import value_backtest
 
     if run.as_of >= as_of:
@@ -219,8 +228,7 @@ def backtest_run(
     value_days = run.horizon_days("valuation")
     churn_end = min(run.as_of + dt.timedelta(days=churn_days), as_of)
     value_end = min(run.as_of + dt.timedelta(days=value_days), as_of)
-    columns = list(dict.fromkeys([*CHURN_COLUMNS, *VALUE_COLUMNS]))
-    scores = pl.read_parquet(run.path / SCORES_FILE, columns=columns)
+    scores = pl.read_parquet(run.path / SCORES_FILE, columns=_score_columns())
     realised = realised_outcomes(
         tables["customers"], tables["transactions"], run.as_of, churn_end, value_end
     ).collect()

@@ -223,6 +223,19 @@ def test_another_customer_id_type_is_skipped_with_one_warning(
     assert skipped[0]["run_id"] == first.name
 
 
+def test_a_run_without_the_compared_columns_is_skipped(two_runs: Path, tmp_path: Path) -> None:
+    """A consistent run whose scores lack a column compared is passed over, not a failed run."""
+    out, first = _copy(two_runs, tmp_path)
+    scores = first / "scores.parquet"
+    pl.read_parquet(scores).drop("expected_avg_value").write_parquet(scores)
+    outputs = _manifest(first)["outputs"]
+    outputs["scores.parquet"]["sha256"] = file_sha256(scores)
+    _edit_manifest(first, outputs=outputs)
+    with pytest.warns(BacktestWarning, match="scores.parquet has no expected_avg_value"):
+        run, _ = select_run(out, SECOND, pl.Int64())
+    assert run is None
+
+
 def test_a_run_whose_files_changed_is_skipped_and_named(two_runs: Path, tmp_path: Path) -> None:
     out, first = _copy(two_runs, tmp_path)
     scores = first / "scores.parquet"
