@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -203,6 +205,26 @@ def test_another_contract_major_is_skipped_with_one_warning(two_runs: Path, tmp_
     assert f"run {first.name}" in str(caught[0].message)
     assert "crm.scores/v2" in str(caught[0].message)
     assert skipped == [{"run_id": first.name, "reason": skipped[0]["reason"]}]
+
+
+def test_the_command_line_says_a_skipped_run_in_one_line(
+    two_runs: Path, generated_operator: Path, tmp_path: Path
+) -> None:
+    """The real console script: one warning line naming the run, then the one-line error."""
+    out, first = _copy(two_runs, tmp_path)
+    _edit_manifest(first, contract="crm.scores/v2")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "crm-engine"), "backtest", str(out),
+         "--data", str(generated_operator), "--as-of", SECOND.isoformat()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"BacktestWarning: backtest: run {first.name} (")
+    assert lines[0].endswith("skipped: its scores contract is 'crm.scores/v2', this engine "
+                             "reads crm.scores/v1")  # fmt: skip
+    assert lines[1].startswith("error: ") and "1 skipped, see the warnings" in lines[1]
 
 
 def test_another_customer_id_type_is_skipped_with_one_warning(
