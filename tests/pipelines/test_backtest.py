@@ -227,6 +227,36 @@ def test_the_command_line_says_a_skipped_run_in_one_line(
     assert lines[1].startswith("error: ") and "1 skipped, see the warnings" in lines[1]
 
 
+def test_a_run_whose_only_earlier_run_is_skipped_says_so(
+    two_runs: Path, generated_operator: Path, tmp_path: Path
+) -> None:
+    """The stage of a run: nothing checked, the skipped run in its report, metrics and page."""
+    from crm_engine.config import load_config
+    from crm_engine.report import ReportInputs, render_report
+    from pipelines.backtest import backtest_stage
+    from pipelines.runner import StageContext
+
+    out, first = _copy(two_runs, tmp_path)
+    _edit_manifest(first, contract="crm.scores/v2")
+    cfg = load_config(None, {"data.dir": str(generated_operator), "output.dir": str(out)})
+    tables = load_tables(generated_operator)
+    ctx = StageContext(cfg, SECOND, tmp_path, tracking=False, tables=tables, output_dir=out)
+    with pytest.warns(BacktestWarning):
+        result = backtest_stage(ctx, tables)
+    report = result.report
+    assert report.run_id is None and report.churn is None and report.value is None
+    assert [s["run_id"] for s in report.skipped] == [first.name]
+    assert result.metrics == {"backtest.skipped_runs": 1.0}
+    assert report.to_dict()["skipped"][0]["reason"].startswith("its scores contract is")
+    scores = pl.read_parquet(out / "scores.parquet")
+    page = render_report(ReportInputs(scores=scores, as_of=SECOND, run_id="r", backtest=report))
+    since = page[page.index("id='since'") : page.index("id='quality'")]
+    assert "Earlier runs passed over" in since and first.name in since
+    assert "No earlier committed run could be checked." in since
+    # without a run output directory (a stage command's files) there is nothing to check
+    assert backtest_stage(StageContext(cfg, SECOND, tmp_path, False, tables), tables).report is None
+
+
 def test_another_customer_id_type_is_skipped_with_one_warning(
     two_runs: Path, tmp_path: Path
 ) -> None:
