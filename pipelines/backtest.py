@@ -77,9 +77,11 @@ class CommittedRun:
 
 
 def _read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run's manifest, or None when it cannot be read or has no as_of date."""
     try:
         doc = json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
+        dt.date.fromisoformat(doc["as_of"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -99,7 +101,7 @@ def committed_runs(out_dir: Path) -> Iterator[CommittedRun]:
     seen: set[str] = set()
     while path is not None:
         manifest = _read_manifest(path)
-        if manifest is None or "as_of" not in manifest:
+        if manifest is None:
             warnings.warn(
                 f"backtest: {path / 'manifest.json'} cannot be read; earlier runs not checked",
                 BacktestWarning,
@@ -120,10 +122,16 @@ def committed_runs(out_dir: Path) -> Iterator[CommittedRun]:
 
 
 def _unreadable(run: CommittedRun, id_dtype: pl.DataType) -> str | None:
-    """Why ``run`` cannot be backtested (contract, checksums, id type), or None."""
+    """Why ``run`` cannot be backtested (contract, horizons, checksums, id type, columns), or
+    None."""
     contract = run.manifest.get("contract")
     if contract != SCORES_CONTRACT:
         return f"its scores contract is {contract!r}, this engine reads {SCORES_CONTRACT}"
+    for section in ("churn", "valuation"):
+        try:
+            run.horizon_days(section)
+        except (KeyError, TypeError, ValueError):
+            return f"its manifest has no {section}.horizon_days"
     outputs = run.manifest.get("outputs", {})
     for name in (SCORES_FILE, SAVE_FIRST_FILE):
         path = run.path / name

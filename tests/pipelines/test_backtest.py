@@ -288,6 +288,20 @@ def test_a_run_without_the_compared_columns_is_skipped(two_runs: Path, tmp_path:
     assert run is None
 
 
+def test_a_manifest_without_horizons_or_date_is_not_a_failed_run(
+    two_runs: Path, tmp_path: Path
+) -> None:
+    out, first = _copy(two_runs, tmp_path)
+    config = _manifest(first)["config"]
+    del config["churn"]
+    _edit_manifest(first, config=config)
+    with pytest.warns(BacktestWarning, match="its manifest has no churn.horizon_days"):
+        assert select_run(out, SECOND, pl.Int64())[0] is None
+    _edit_manifest(first, as_of="July")
+    with pytest.warns(BacktestWarning, match="cannot be read; earlier runs not checked"):
+        assert select_run(out, SECOND, pl.Int64()) == (None, [])
+
+
 def test_a_run_whose_files_changed_is_skipped_and_named(two_runs: Path, tmp_path: Path) -> None:
     out, first = _copy(two_runs, tmp_path)
     scores = first / "scores.parquet"
