@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "BacktestReport",
+    "ChurnBacktest",
     "ChurnReport",
     "ContagionReport",
     "FeatureImportance",
@@ -22,6 +24,7 @@ __all__ = [
     "SegmentationReport",
     "SpendReport",
     "ValuationReport",
+    "ValueBacktest",
     "to_jsonable",
 ]
 
@@ -32,7 +35,7 @@ def to_jsonable(value: Any) -> Any:
     Our reports are serialised field by field; anything else with a ``to_dict`` (the holdout
     result) by that.
     """
-    own = isinstance(value, ValuationReport | ChurnReport | SegmentationReport)
+    own = isinstance(value, ValuationReport | ChurnReport | SegmentationReport | BacktestReport)
     if own or (dataclasses.is_dataclass(value) and not hasattr(value, "to_dict")):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if hasattr(value, "to_dict"):
@@ -331,4 +334,115 @@ class SegmentationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``segmentation.json``, the manifest)."""
+        return to_jsonable(self)  # type: ignore[no-any-return]
+
+
+# --- the backtest: what an earlier run said against what happened -------------------------
+
+
+@dataclass(frozen=True)
+class ChurnBacktest:
+    """An earlier run's churn probabilities against who really left.
+
+    ``churned`` counts ``churn_date`` in ``[as_of, as_of + elapsed_days)`` of the earlier run;
+    ``elapsed_share`` = ``elapsed_days / horizon_days`` (1 when the horizon has passed: below
+    it the realised rates are a lower bound of the horizon's). ``by_band`` rows:
+    ``churn_risk_band``, ``customers``, ``churned``, ``mean_predicted``, ``realised_rate``;
+    ``by_decile`` rows: ``decile`` (1 = the lowest predicted tenth), ``customers``,
+    ``mean_predicted``, ``realised_rate``; ``save_list``: ``customers``, ``churned``,
+    ``realised_rate`` of the earlier run's save-first list (None when it had none).
+    """
+
+    horizon_days: int
+    elapsed_days: int
+    elapsed_share: float
+    customers: int
+    churned: int
+    roc_auc: float
+    lift_top_decile: float
+    capture_top_decile: float
+    brier: float
+    mean_predicted: float
+    realised_rate: float
+    by_band: list[dict[str, Any]] = field(default_factory=list)
+    by_decile: list[dict[str, Any]] = field(default_factory=list)
+    save_list: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ValueBacktest:
+    """An earlier run's expected revenue against the revenue that came in since.
+
+    The expected revenue over the elapsed window is ``expected_purchases x
+    expected_avg_value`` (the horizon's revenue, undiscounted and before margin) x
+    ``elapsed_share``, spread evenly over the horizon; the realised revenue is the sum of the
+    customer's transactions in ``[as_of, as_of + elapsed_days)``. ``mae`` is the mean absolute
+    error per customer; ``by_plan`` and ``by_tier`` rows: ``plan_type`` / ``value_tier``,
+    ``customers``, ``mean_predicted``, ``mean_realised``, ``mae``. ``p_alive_auc`` is the ROC-AUC
+    of ``p_alive`` against who bought again in the window (``bought_rate`` of them did).
+    """
+
+    horizon_days: int
+    elapsed_days: int
+    elapsed_share: float
+    basis: str
+    customers: int
+    mae: float
+    mean_predicted: float
+    mean_realised: float
+    p_alive_auc: float
+    bought_rate: float
+    by_plan: list[dict[str, Any]] = field(default_factory=list)
+    by_tier: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BacktestReport:
+    """The backtest of one earlier committed run (``run_id``, ``as_of``) with the data before
+    ``checked_to`` (this run's as_of); aggregates only, never customer rows.
+
+    ``churn`` / ``value`` are None when the earlier run had no such scores; ``not_found``
+    counts its scored customers missing from today's customers table (left out). ``skipped``
+    lists the later runs that were passed over and why (``run_id``, ``reason``); when every
+    candidate was skipped, ``run_id`` is None.
+    """
+
+    run_id: str | None
+    as_of: dt.date | None
+    checked_to: dt.date
+    model_versions: dict[str, str] = field(default_factory=dict)
+    churn: ChurnBacktest | None = None
+    value: ValueBacktest | None = None
+    not_found: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        """The aggregates as flat MLflow metrics: ``backtest.churn.roc_auc``, ..."""
+        out: dict[str, float] = {}
+        if self.churn is not None:
+            c = self.churn
+            out |= {
+                "backtest.churn.roc_auc": c.roc_auc,
+                "backtest.churn.lift_top_decile": c.lift_top_decile,
+                "backtest.churn.brier": c.brier,
+                "backtest.churn.realised_rate": c.realised_rate,
+                "backtest.churn.mean_predicted": c.mean_predicted,
+                "backtest.churn.elapsed_share": c.elapsed_share,
+            }
+            for row in c.by_band:
+                out[f"backtest.churn.{row['churn_risk_band']}.realised_rate"] = row["realised_rate"]
+        if self.value is not None:
+            v = self.value
+            out |= {
+                "backtest.value.mae": v.mae,
+                "backtest.value.p_alive_auc": v.p_alive_auc,
+                "backtest.value.elapsed_share": v.elapsed_share,
+            }
+            for row in v.by_plan:
+                out[f"backtest.value.{row['plan_type']}.mae"] = row["mae"]
+        out["backtest.skipped_runs"] = float(len(self.skipped))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the manifest's ``backtest``)."""
         return to_jsonable(self)  # type: ignore[no-any-return]

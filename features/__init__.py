@@ -2,7 +2,15 @@
 
 from features.btyd import add_btyd, btyd_summary, rfm_facts
 from features.influence import add_influence, pagerank, undirected_edges
-from features.labels import LOYALTY_CLASSES, build_labels, churn_label, is_label, labels_columns
+from features.labels import (
+    LOYALTY_CLASSES,
+    build_labels,
+    churn_label,
+    is_label,
+    labels_columns,
+    realised_outcomes,
+    revenue_between,
+)
 from features.network import NETWORK_KPIS, add_network
 from features.privacy import OTHER, frequent_values, pool_rare
 from features.profile import (
@@ -75,7 +83,9 @@ __all__ = [
     "profile_groups",
     "profile_roles",
     "profile_schema",
+    "realised_outcomes",
     "restrict",
+    "revenue_between",
     "rfm_facts",
     "to_date",
     "undirected_edges",

@@ -7,6 +7,7 @@ import datetime as dt
 import polars as pl
 
 from crm_engine.contracts import score_values
+from features.sample import CustomerSample
 from features.surveys import latest_survey
 from features.who import population
 from features.window import to_date
@@ -19,6 +20,8 @@ __all__ = [
     "is_label",
     "labels_columns",
     "loyalty_class",
+    "realised_outcomes",
+    "revenue_between",
 ]
 
 LOYALTY_CLASSES = score_values("loyalty_class")
@@ -127,3 +130,75 @@ def build_labels(
             "next_nps",
         )
     return labels.sort("customer_id")
+
+
+def revenue_between(
+    transactions: pl.LazyFrame,
+    start: dt.date,
+    end: dt.date,
+    sample: CustomerSample | None = None,
+) -> pl.LazyFrame:
+    """Each customer's revenue (the sum of ``amount``, refunds included) over ``[start, end)``.
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``customer_id``, ``actual`` (Float64): customers with a transaction in the window only.
+    """
+    day = pl.col("ts").dt.date()
+    if sample is not None:
+        transactions = transactions.filter(sample.expr())
+    return (
+        transactions.filter((day >= pl.lit(start)) & (day < pl.lit(end)))
+        .group_by("customer_id")
+        .agg(pl.col("amount").cast(pl.Float64).sum().alias("actual"))
+    )
+
+
+def realised_outcomes(
+    customers: pl.LazyFrame,
+    transactions: pl.LazyFrame,
+    start: dt.date,
+    churn_end: dt.date,
+    revenue_end: dt.date,
+) -> pl.LazyFrame:
+    """What became of every customer of the table after ``start``: the outcomes a forecast
+    made at ``start`` is checked against (the backtest).
+
+    - ``churned``: ``churn_date`` in ``[start, churn_end)``, the label of :func:`build_labels`
+      over a window that may be shorter than the horizon (one that has only partly passed);
+    - ``revenue``: the sum of ``amount`` over ``[start, revenue_end)`` (refunds included, 0.0
+      without a transaction), as :func:`revenue_between`;
+    - ``bought``: at least one transaction with a positive amount in that window.
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``customer_id``, ``churned`` (Boolean), ``revenue`` (Float64), ``bought`` (Boolean).
+    """
+    churn = pl.col("churn_date")
+    day = pl.col("ts").dt.date()
+    bought = (
+        transactions.filter(
+            (day >= pl.lit(start)) & (day < pl.lit(revenue_end)) & (pl.col("amount") > 0)
+        )
+        .select("customer_id")
+        .unique()
+        .with_columns(pl.lit(True).alias("bought"))
+    )
+    return (
+        customers.select(
+            "customer_id",
+            (churn.is_not_null() & (churn >= pl.lit(start)) & (churn < pl.lit(churn_end))).alias(
+                "churned"
+            ),
+        )
+        .join(revenue_between(transactions, start, revenue_end), on="customer_id", how="left")
+        .join(bought, on="customer_id", how="left")
+        .select(
+            "customer_id",
+            "churned",
+            pl.col("actual").fill_null(0.0).alias("revenue"),
+            pl.col("bought").fill_null(False),
+        )
+    )

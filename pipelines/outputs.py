@@ -19,6 +19,7 @@ from crm_engine.contracts import SCORES_CONTRACT, SCORES_CONTRACT_VERSION
 from crm_engine.io import file_sha256, write_json, write_parquet
 from crm_engine.report import SAVE_FIRST_FILE, ReportInputs, save_first, write_report
 from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
+from pipelines.backtest import PREVIOUS_RUN_KEY
 from pipelines.manifest import input_fingerprints, output_checksums, recorded_sha256
 from pipelines.runner import Output, RunState, Written
 
@@ -46,16 +47,35 @@ def run_directory(out_dir: Path) -> Output:
     """The whole run: scores, profiles, segment profiles, report and manifest, committed as
     ``out_dir/runs/<run_id>`` and exposed as ``out_dir/current`` and ``out_dir/<file>``."""
     out_dir = Path(out_dir)
+
+    def write(state: RunState, work: Path, scratch: Path) -> Written:
+        return _write_run(state, work, scratch, _current_run_id(out_dir))
+
     return Output(
         directory=out_dir,
-        write=_write_run,
+        write=write,
         layout="run",
         links=tuple(OUTPUT_FILES),
         previous=current_run(out_dir),
     )
 
 
-def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
+def _current_run_id(out_dir: Path) -> str | None:
+    """The id of the run ``out_dir/current`` is now (read under the run's lock, just before the
+    commit): the run this one follows, recorded as its manifest's ``previous_run_id``."""
+    current = current_run(out_dir)
+    if current is None:
+        return None
+    try:
+        run_id = json.loads((current / "manifest.json").read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) else None
+
+
+def _write_run(
+    state: RunState, work: Path, scratch: Path, previous_run_id: str | None = None
+) -> Written:
     from segmentation.store import MODEL_FILE
 
     catalog = state.catalog
@@ -99,6 +119,7 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
         save_first_file=SAVE_FIRST_FILE,
         save_first_rows=state.cfg.output.save_first_rows,
         age_bands=state.cfg.features.age_bands,
+        backtest=state.reports.get("backtest"),
     )
     write_report(report_inputs, work / "report.html")
     _carry_segmenter(state, work)
@@ -107,6 +128,7 @@ def _write_run(state: RunState, work: Path, scratch: Path) -> Written:
         "contract": SCORES_CONTRACT,
         "contract_version": SCORES_CONTRACT_VERSION,
         "run_id": state.run_id,
+        PREVIOUS_RUN_KEY: previous_run_id,
         "mlflow_run_id": state.mlflow_run_id,
         "tracking_uri": state.tracking_uri,
         "as_of": as_of.isoformat(),

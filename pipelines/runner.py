@@ -63,6 +63,9 @@ class StageContext:
     tracking: bool
     tables: dict[str, pl.LazyFrame] = field(default_factory=dict)
     previous_output: Path | None = None
+    output_dir: Path | None = None
+    """The run output directory (``out/`` of ``runs/`` and ``current``); None for a stage
+    command's files. The backtest reads its earlier committed runs."""
     build_profile: ProfileBuilder | None = None
     """How profiles are computed (None: :func:`local_profile`; the Spark backend sets its own)."""
     _profiles: dict[tuple[dt.date, CustomerSample | None], pl.DataFrame] = field(
@@ -276,7 +279,7 @@ def run_pipeline(
     progress("validate", "start", None)
     t0 = time.perf_counter()
     models = any(s.name in ("segmentation", "valuation", "churn") for s in stages)
-    as_of, report, tables = _prepare_inputs(cfg, validate_inputs, models)
+    as_of, report, tables = prepare_inputs(cfg, validate_inputs, models)
     state = RunState(
         cfg=cfg,
         as_of=as_of,
@@ -317,6 +320,7 @@ def run_pipeline(
             tracking=tracking,
             tables=tables,
             previous_output=output.previous,
+            output_dir=output.directory if output.layout == "run" else None,
             build_profile=build_profile,
         )
         for stage in stages:
@@ -383,12 +387,18 @@ def _guess_as_of(tables: dict[str, pl.LazyFrame], data_dir: Path) -> dt.date | N
         ) from e
 
 
-def _prepare_inputs(
-    cfg: PipelineConfig, validate_inputs: bool, models: bool
+def prepare_inputs(
+    cfg: PipelineConfig, validate_inputs: bool = True, models: bool = False
 ) -> tuple[dt.date, ValidationReport | None, dict[str, pl.LazyFrame]]:
     """as_of, the validation report and the tables: everything checked before any stage runs.
 
-    With ``models`` (a model stage will run), too few customers to fit is an error too.
+    With ``models`` (a model stage will run), too few customers to fit is an error too. The
+    ``crm-engine backtest`` command reads its inputs the same way.
+
+    Raises
+    ------
+    DataError
+        A missing data directory or required table, validation errors, no date to run at.
     """
     data_dir = Path(cfg.data.dir)
     if not data_dir.is_dir():

@@ -685,6 +685,7 @@ def default_stages(
     churn_score: bool = True,
     churn_uri: str | None = None,
     loyalty_uri: str | None = None,
+    backtest: bool | None = None,
 ) -> list[Stage]:
     """The stage list in execution order; ``selected`` keeps a subset (profile always runs).
 
@@ -703,6 +704,9 @@ def default_stages(
         False: the churn stage trains only (``crm-engine churn train``).
     churn_uri, loyalty_uri
         Registered model URIs for the churn registry stage (default: latest versions).
+    backtest
+        End with the backtest of the last committed run before as_of
+        (:mod:`pipelines.backtest`); default: with ``assemble`` (a run output).
 
     Raises
     ------
@@ -786,4 +790,10 @@ def default_stages(
                 schemas={"scores": _scores_schema},
             )
         )
+    if backtest is None:
+        backtest = assemble
+    if backtest:
+        from pipelines.backtest import backtest_stage
+
+        stages.append(Stage("backtest", backtest_stage, ("tables",), ()))
     return stages

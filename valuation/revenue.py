@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from crm_engine.config import ValuationConfig
-from features import CustomerSample, ProfileAt
+from features import CustomerSample, ProfileAt, revenue_between
 from valuation.base import ValuationError
 from valuation.contract import SBG, contract_lifetimes, fit_sbg
 from valuation.stage import fit_models, value_customers
@@ -67,19 +67,6 @@ class RevenueHoldout:
             "errors": self.errors,
             "postpaid_choice": self.postpaid_choice(),
         }
-
-
-def _actual_revenue(
-    transactions: pl.LazyFrame, cut: dt.date, end: dt.date, sample: CustomerSample | None
-) -> pl.LazyFrame:
-    day = pl.col("ts").dt.date()
-    if sample is not None:
-        transactions = transactions.filter(sample.expr())
-    return (
-        transactions.filter((day >= pl.lit(cut)) & (day < pl.lit(end)))
-        .group_by("customer_id")
-        .agg(pl.col("amount").cast(pl.Float64).sum().alias("actual"))
-    )
 
 
 def revenue_holdout(
@@ -133,7 +120,7 @@ def revenue_holdout(
     actual = (
         profile.select("customer_id", "plan_type")
         .join(
-            _actual_revenue(transactions, cut, as_of, sample).collect(),
+            revenue_between(transactions, cut, as_of, sample).collect(),
             on="customer_id",
             how="left",
         )

@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import signal
+import warnings
 
-from crm_engine.cli._app import app, on_sigterm
+from crm_engine.cli._app import app, on_sigterm, one_line_warning
 from crm_engine.threads import quiet_openmp
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
@@ -22,6 +23,7 @@ def main() -> None:
     """Console-script entry point."""
     quiet_openmp()  # before any command loads LightGBM or scikit-learn
     signal.signal(signal.SIGTERM, on_sigterm)
+    warnings.formatwarning = one_line_warning  # type: ignore[assignment]
     app()
 
 

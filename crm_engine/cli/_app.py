@@ -83,6 +83,20 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind like Ctrl-C, so staging is removed and tracked runs end FAILED."""
 
 
+def one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """A warning as the command line shows it: one line, ``<Category>: <message>`` (the
+    ``warnings.formatwarning`` that :func:`crm_engine.cli.main` installs; Python's default adds
+    the file, line number and source line, which say nothing to the analyst running a job)."""
+    text = " ".join(str(message).split())
+    return f"{category.__name__}: {text}\n"
+
+
 def on_sigterm(signum: int, frame: object) -> None:
     """The SIGTERM handler the console script installs (``crm_engine.cli.main``)."""
     raise Terminated

@@ -182,3 +182,24 @@ def loyalty_chart(split: pl.DataFrame) -> str:
     ax.set_ylabel("segment")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
     return _fig_to_img(fig, title)
+
+
+def predicted_vs_realised_chart(
+    rows: Sequence[Mapping[str, Any]], key: str, title: str, xlabel: str
+) -> str:
+    """Bars of the mean predicted probability beside the realised rate, one pair per ``key``
+    value (a decile or a risk band), in the order given."""
+    labels = [str(r[key]) for r in rows]
+    predicted = np.array([float(r["mean_predicted"]) for r in rows]) * 100
+    realised = np.array([float(r["realised_rate"]) for r in rows]) * 100
+    fig = _new_figure(6.2, 3.4)
+    ax = fig.subplots()
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, predicted, width=0.4, color="#4c78a8", label="predicted")
+    ax.bar(x + 0.2, realised, width=0.4, color="#f58518", label="realised")
+    ax.set_xticks(x, labels)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("churn (%)")
+    ax.legend(frameon=False)
+    return _fig_to_img(fig, title)

@@ -11,7 +11,12 @@ from typing import Any
 import polars as pl
 
 from crm_engine.report.views import SAVE_FIRST_ROWS
-from crm_engine.stage_reports import ChurnReport, PopulationReport, ValuationReport
+from crm_engine.stage_reports import (
+    BacktestReport,
+    ChurnReport,
+    PopulationReport,
+    ValuationReport,
+)
 
 
 @dataclass
@@ -41,6 +46,8 @@ class ReportInputs:
     """How many customers that CSV lists."""
     age_bands: Sequence[int] | None = None
     """``features.age_bands``: the cut points the age axis is ordered by (None: the default)."""
+    backtest: BacktestReport | None = None
+    """The last committed run's forecasts against what happened since (None: no earlier run)."""
 
 
 def has_values(scores: pl.DataFrame, col: str) -> bool:

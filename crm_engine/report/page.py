@@ -15,6 +15,7 @@ from crm_engine.report.sections import (
     loyalty,
     quality,
     segments,
+    since,
     value,
 )
 from crm_engine.report.sections.headline import headline_section
@@ -27,6 +28,7 @@ SECTIONS: tuple[Section, ...] = (
     value.SECTION,
     churn.SECTION,
     loyalty.SECTION,
+    since.SECTION,
     quality.SECTION,
     appendix.SECTION,
 )

@@ -36,6 +36,7 @@ def test_expected_commands_exist() -> None:
         "churn score",
         "run",
         "demo",
+        "backtest",
     } <= names
 
 

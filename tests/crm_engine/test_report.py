@@ -24,11 +24,14 @@ from crm_engine.report import (
 )
 from crm_engine.scores import conform_scores
 from crm_engine.stage_reports import (
+    BacktestReport,
+    ChurnBacktest,
     ChurnReport,
     FeatureImportance,
     PopulationReport,
     SpendReport,
     ValuationReport,
+    ValueBacktest,
 )
 from tests.report_browser import WIDTHS, check_page, require_browser
 
@@ -177,7 +180,94 @@ def _inputs(full: bool, directory: Path) -> ReportInputs:
         population=POPULATION,
         currency="EUR" if full else None,
         save_first_file="save_first.csv" if full else None,
+        backtest=BACKTEST if full else None,
     )
+
+
+BACKTEST = BacktestReport(
+    run_id="20241001T000000Z-earlier0",
+    as_of=dt.date(2024, 10, 1),
+    checked_to=AS_OF,
+    churn=ChurnBacktest(
+        horizon_days=90,
+        elapsed_days=90,
+        elapsed_share=1.0,
+        customers=380,
+        churned=19,
+        roc_auc=0.7312,
+        lift_top_decile=2.6,
+        capture_top_decile=0.26,
+        brier=0.046,
+        mean_predicted=0.055,
+        realised_rate=0.05,
+        by_band=[
+            {
+                "churn_risk_band": "high",
+                "customers": 30,
+                "churned": 6,
+                "mean_predicted": 0.2,
+                "realised_rate": 0.2,
+            },
+            {
+                "churn_risk_band": "low",
+                "customers": 350,
+                "churned": 13,
+                "mean_predicted": 0.04,
+                "realised_rate": 13 / 350,
+            },
+        ],
+        by_decile=[
+            {"decile": d, "customers": 38, "mean_predicted": 0.01 * d, "realised_rate": 0.009 * d}
+            for d in range(1, 11)
+        ],
+        save_list={"customers": 25, "churned": 5, "realised_rate": 0.2},
+    ),
+    value=ValueBacktest(
+        horizon_days=365,
+        elapsed_days=92,
+        elapsed_share=92 / 365,
+        basis="expected_purchases x expected_avg_value x the elapsed share",
+        customers=380,
+        mae=21.5,
+        mean_predicted=40.0,
+        mean_realised=38.0,
+        p_alive_auc=0.8123,
+        bought_rate=0.7,
+        by_plan=[
+            {
+                "plan_type": "postpaid",
+                "customers": 150,
+                "mean_predicted": 80.0,
+                "mean_realised": 79.0,
+                "mae": 9.75,
+            },
+            {
+                "plan_type": "prepaid",
+                "customers": 230,
+                "mean_predicted": 14.0,
+                "mean_realised": 12.0,
+                "mae": 29.25,
+            },
+        ],
+        by_tier=[
+            {
+                "value_tier": "bronze",
+                "customers": 95,
+                "mean_predicted": 5.0,
+                "mean_realised": 4.0,
+                "mae": 4.5,
+            },
+            {
+                "value_tier": "platinum",
+                "customers": 95,
+                "mean_predicted": 120.0,
+                "mean_realised": 118.0,
+                "mae": 30.0,
+            },
+        ],
+    ),
+    skipped=[{"run_id": "20240901T000000Z-older000", "reason": "its scores contract is 'x'"}],
+)
 
 
 POPULATION = PopulationReport(
@@ -204,6 +294,8 @@ def test_full_report_has_every_section_and_picture(full_report: Path) -> None:
         "Data quality",
         "Appendix for data scientists",
         "refunds (negative amounts)",
+        "Since the last run",
+        "Did the churn scores come true?",
         "Lift and capture by risk decile",
         "Reliability curve",
         "Top churn drivers overall",
@@ -394,3 +486,30 @@ def test_report_renders_in_headless_chromium(full_report: Path) -> None:
         assert layout.scroll_width <= layout.inner_width, layout
         assert layout.off_screen == [], layout
         assert layout.scrolled_tables == [], layout
+
+
+def test_since_the_last_run_says_what_came_true(full_report: Path, tmp_path: Path) -> None:
+    text = full_report.read_text()
+    section = text[text.index("id='since'") : text.index("id='quality'")]
+    for part in (
+        "20241001T000000Z-earlier0",
+        "0.731",  # churn AUC on what happened
+        "2.60 (26% of the leavers)",
+        "6 of 30 left (20.0%; predicted 20.0%)",  # the high band
+        "5 of 25 left",  # the save-first list
+        "all of its 90-day horizon has passed",
+        "25% of its horizon has passed (92 days so far)",
+        "ROC-AUC 0.812 (70% bought again)",
+        "plan: postpaid",
+        "tier: platinum",
+        "29.2",  # the prepaid MAE (EUR)
+        "20240901T000000Z-older000",  # a run passed over, and why
+    ):
+        assert part in section, part
+    # tiers in the contract's order, not alphabetical
+    assert section.index("tier: platinum") < section.index("tier: bronze")
+    assert section.count("data:image/png;base64,") == 1
+    inp = _inputs(True, tmp_path)
+    inp.backtest = None
+    first = write_report(inp, tmp_path / "first.html").read_text()
+    assert "No earlier committed run in this output directory to check yet." in first

@@ -56,3 +56,37 @@ def test_labels_without_surveys_and_bad_horizon(tiny: dict[str, pl.DataFrame]) -
     assert labels.schema == pl.Schema(features.labels_columns(90))
     with pytest.raises(ValueError, match="horizon_days=0"):
         features.build_labels(lazy(tiny), AS_OF, 0)
+
+
+def test_realised_outcomes_windows_are_closed_on_the_left() -> None:
+    """What the backtest compares with: churn in [start, churn_end), revenue (refunds too) and
+    a positive purchase in [start, revenue_end); nothing outside counts."""
+    start, churn_end, revenue_end = dt.date(2024, 7, 1), dt.date(2024, 9, 29), dt.date(2024, 10, 1)
+    customers = pl.LazyFrame(
+        {
+            "customer_id": [1, 2, 3, 4],
+            "churn_date": [start, churn_end, None, dt.date(2024, 9, 28)],
+        }
+    )
+    at = dt.datetime
+    transactions = pl.LazyFrame(
+        {
+            "customer_id": [1, 1, 2, 2, 3, 3],
+            "ts": [
+                at(2024, 6, 30, 23, 59),  # before start: not counted
+                at(2024, 7, 1, 0, 0),
+                at(2024, 9, 30, 12),
+                at(2024, 10, 1, 0, 0),  # on revenue_end: not counted
+                at(2024, 8, 1),
+                at(2024, 8, 2),
+            ],
+            "amount": [100.0, 10.0, 5.0, 1000.0, 8.0, -8.0],
+        }
+    )
+    out = features.realised_outcomes(customers, transactions, start, churn_end, revenue_end)
+    assert out.sort("customer_id").collect().to_dicts() == [
+        {"customer_id": 1, "churned": True, "revenue": 10.0, "bought": True},
+        {"customer_id": 2, "churned": False, "revenue": 5.0, "bought": True},
+        {"customer_id": 3, "churned": False, "revenue": 0.0, "bought": True},  # bought, refunded
+        {"customer_id": 4, "churned": True, "revenue": 0.0, "bought": False},
+    ]

@@ -1,0 +1,106 @@
+"""`crm-engine backtest`: did a committed run's forecasts come true, in data that came later."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from crm_engine.cli._app import (
+    ConfigOpt,
+    DataOpt,
+    OptionalAsOfOpt,
+    app,
+    console,
+    parse_as_of,
+    user_errors,
+)
+from crm_engine.config import load_config
+from crm_engine.io import DataError
+from crm_engine.stage_reports import BacktestReport
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render(report: BacktestReport) -> Table:
+    """The backtest's headline aggregates as a table."""
+    t = Table(title=escape(f"Backtest of run {report.run_id} (as of {report.as_of})"))
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("data before", report.checked_to.isoformat())
+    c = report.churn
+    if c is not None:
+        t.add_row("churn horizon passed", f"{c.elapsed_days} of {c.horizon_days} days")
+        t.add_row("churned / scored", f"{c.churned:,} / {c.customers:,}")
+        t.add_row("churn ROC-AUC", _fmt(c.roc_auc, ".3f"))
+        t.add_row("top-decile lift", _fmt(c.lift_top_decile, ".2f"))
+        t.add_row("predicted / realised churn", f"{c.mean_predicted:.1%} / {c.realised_rate:.1%}")
+        for row in c.by_band:
+            t.add_row(
+                f"band {row['churn_risk_band']}: predicted / realised",
+                f"{row['mean_predicted']:.1%} / {row['realised_rate']:.1%}",
+            )
+    v = report.value
+    if v is not None:
+        t.add_row("CLV horizon passed", f"{v.elapsed_days} of {v.horizon_days} days")
+        t.add_row("revenue MAE per customer", _fmt(v.mae, ",.2f"))
+        for row in v.by_plan:
+            t.add_row(f"revenue MAE, {row['plan_type']}", _fmt(row["mae"], ",.2f"))
+        t.add_row("P(alive) ROC-AUC (bought again)", _fmt(v.p_alive_auc, ".3f"))
+    for s in report.skipped:
+        t.add_row(escape(f"skipped {s['run_id']}"), escape(s["reason"]))
+    return t
+
+
+@app.command("backtest")
+@user_errors
+def backtest_command(
+    out_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="a run output directory (runs/, current)", exists=True, file_okay=False
+        ),
+    ],
+    data: DataOpt,
+    as_of: OptionalAsOfOpt = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            help="the committed run to check (default: the last one before --as-of)",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the whole backtest as JSON (aggregates only)")
+    ] = False,
+) -> None:
+    """Check a committed run's churn and value forecasts against data that came later.
+
+    Reads the data as a run would (validated, rows from --as-of on ignored) and the committed
+    runs of OUT_DIR; runs no pipeline and writes nothing.
+    """
+    from pipelines.backtest import backtest_run, select_run
+    from pipelines.runner import prepare_inputs
+
+    overrides = {"data.dir": str(data), "data.as_of": parse_as_of(as_of)}
+    cfg = load_config(config, overrides)
+    when, _, tables = prepare_inputs(cfg)
+    id_dtype = tables["customers"].collect_schema()["customer_id"]
+    chosen, skipped = select_run(out_dir, when, id_dtype, run_id=run)
+    if chosen is None:
+        raise DataError(
+            f"{out_dir}: no committed run before {when} that can be checked"
+            + (f" ({len(skipped)} skipped, see the warnings)" if skipped else "")
+        )
+    report = backtest_run(chosen, tables, when, skipped)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        console.print(render(report))

@@ -1,0 +1,145 @@
+"""Since the last run: did the last committed run's churn and value forecasts come true."""
+
+from __future__ import annotations
+
+import html
+
+import polars as pl
+
+from crm_engine.report.charts import figure, predicted_vs_realised_chart
+from crm_engine.report.formatting import facts_table, html_table, money
+from crm_engine.report.inputs import ReportInputs, currency_label
+from crm_engine.report.section import Section
+from crm_engine.report.views import TIER_ORDER
+from crm_engine.stage_reports import BacktestReport, ChurnBacktest, ValueBacktest
+
+
+def _passed(days: int, share: float) -> str:
+    if share >= 1.0:
+        return f"all of its {days:,}-day horizon has passed"
+    return f"{share:.0%} of its horizon has passed ({days:,} days so far)"
+
+
+def _churn_facts(c: ChurnBacktest) -> list[tuple[str, str]]:
+    facts = [
+        ("Churn: how much has passed", _passed(c.elapsed_days, c.elapsed_share)),
+        (
+            "Who left of the customers scored",
+            f"{c.churned:,} of {c.customers:,} ({c.realised_rate:.1%}); predicted "
+            f"{c.mean_predicted:.1%}",
+        ),
+        ("ROC-AUC on what happened", f"{c.roc_auc:.3f}"),
+        (
+            "Lift of the top decile",
+            f"{c.lift_top_decile:.2f} ({c.capture_top_decile:.0%} of the leavers)",
+        ),
+    ]
+    high = next((r for r in c.by_band if r["churn_risk_band"] == "high"), None)
+    if high is not None:
+        facts.append(
+            (
+                "The high-risk band",
+                f"{high['churned']:,} of {high['customers']:,} left ({high['realised_rate']:.1%};"
+                f" predicted {high['mean_predicted']:.1%})",
+            )
+        )
+    if c.save_list is not None and c.save_list["customers"]:
+        s = c.save_list
+        facts.append(("The save-first list", f"{s['churned']:,} of {s['customers']:,} left"))
+    return facts
+
+
+def _value_facts(v: ValueBacktest, cur: str) -> list[tuple[str, str]]:
+    return [
+        ("Value: how much has passed", _passed(v.elapsed_days, v.elapsed_share)),
+        (
+            f"Revenue per customer ({cur})",
+            f"expected {money(v.mean_predicted)}, realised {money(v.mean_realised)}, mean "
+            f"absolute error {money(v.mae)}",
+        ),
+        (
+            "P(alive) against who bought again",
+            f"ROC-AUC {v.p_alive_auc:.3f} ({v.bought_rate:.0%} bought again)",
+        ),
+    ]
+
+
+def _errors_table(v: ValueBacktest, cur: str) -> str:
+    schema = {
+        "group": pl.String,
+        "customers": pl.Int64,
+        "mean_predicted": pl.Float64,
+        "mean_realised": pl.Float64,
+        "mae": pl.Float64,
+    }
+    order = {t: i for i, t in enumerate(TIER_ORDER)}
+    tiers = sorted(v.by_tier, key=lambda r: order.get(r["value_tier"], len(order)))
+    rows = [{"group": f"plan: {r['plan_type']}", **r} for r in v.by_plan]
+    rows += [{"group": f"tier: {r['value_tier']}", **r} for r in tiers]
+    frame = pl.DataFrame([{k: r[k] for k in schema} for r in rows], schema=schema)
+    return html_table(
+        frame,
+        cur,
+        titles={
+            "group": "Customers",
+            "customers": "Count",
+            "mean_predicted": f"Expected revenue per customer ({cur})",
+            "mean_realised": f"Realised revenue per customer ({cur})",
+        },
+    )
+
+
+def body(inp: ReportInputs) -> str:
+    """The last committed run before this one, its forecasts against what happened."""
+    b: BacktestReport = inp.backtest  # type: ignore[assignment]
+    cur = currency_label(inp)
+    skipped = "".join(
+        f"<li>run <code>{html.escape(s['run_id'])}</code>: {html.escape(s['reason'])}</li>"
+        for s in b.skipped
+    )
+    note = f"<p class='warn'>Earlier runs passed over:</p><ul>{skipped}</ul>" if skipped else ""
+    if b.run_id is None or b.as_of is None:
+        return note + "<p class='muted'>No earlier committed run could be checked.</p>"
+    parts = [
+        f"<p>What the run of <b>{b.as_of.isoformat()}</b> (<code>{html.escape(b.run_id)}"
+        f"</code>) said, against the data before {b.checked_to.isoformat()}.</p>",
+        note,
+    ]
+    facts: list[tuple[str, str]] = []
+    if b.churn is not None:
+        facts += _churn_facts(b.churn)
+    if b.value is not None:
+        facts += _value_facts(b.value, cur)
+    if b.not_found:
+        facts.append(("Scored then, missing from the customers table now", f"{b.not_found:,}"))
+    parts.append(facts_table(facts))
+    if b.churn is not None and b.churn.by_decile:
+        caption = (
+            "Predicted churn against realised churn by decile of the earlier run's churn "
+            "probability (1 = the lowest tenth)"
+        )
+        if b.churn.elapsed_share < 1.0:
+            caption += "; the horizon has only partly passed, so realised rates are still low"
+        parts.append(
+            figure(
+                predicted_vs_realised_chart(
+                    b.churn.by_decile, "decile", "Did the churn scores come true?", "decile"
+                ),
+                caption,
+            )
+        )
+    if b.value is not None:
+        parts.append(
+            "<h3>Revenue against the forecast</h3><p>Expected revenue over the elapsed part of "
+            f"the horizon: {html.escape(b.value.basis)}.</p>" + _errors_table(b.value, cur)
+        )
+    return "".join(parts)
+
+
+SECTION = Section(
+    "since",
+    "Since the last run",
+    body,
+    ran=lambda inp: inp.backtest is not None,
+    not_run="No earlier committed run in this output directory to check yet.",
+)

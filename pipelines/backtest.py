@@ -1,0 +1,281 @@
+"""Month over month: find the earlier committed runs of an output directory and check what they
+said against what happened since (the backtest).
+
+Only committed runs are read. A run's manifest names the run that was current when it was
+committed (``previous_run_id``), so ``out/current`` and the chain of runs it names are exactly
+the committed runs still kept: a run directory a killed run left behind (renamed into
+``runs/`` but never made current) is named by no manifest, and staging directories
+(``runs/.<id>.tmp``) are never looked at. A run is read only when its contract is this
+engine's major version, its customer ids have the data's type, its ``scores.parquet`` (and
+save-first list) still have the sha256 its manifest recorded and hold the columns compared;
+otherwise it is skipped with one warning naming it, and the run before it is tried.
+
+The comparisons themselves are pure functions over frames: :func:`churn.backtest.churn_backtest`
+and :func:`valuation.backtest.value_backtest`, on the outcomes of
+:func:`features.realised_outcomes`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from crm_engine.commit import RUNS_DIR, current_run
+from crm_engine.contracts import SCORES_CONTRACT
+from crm_engine.io import DataError, file_sha256
+from crm_engine.stage_reports import BacktestReport
+from pipelines.runner import StageContext, StageOutput
+
+__all__ = [
+    "PREVIOUS_RUN_KEY",
+    "BacktestWarning",
+    "CommittedRun",
+    "backtest_run",
+    "backtest_stage",
+    "committed_runs",
+    "select_run",
+]
+
+PREVIOUS_RUN_KEY = "previous_run_id"
+"""The manifest key naming the run that was current when a run was committed."""
+
+SCORES_FILE = "scores.parquet"
+SAVE_FIRST_FILE = "save_first.csv"
+
+
+class BacktestWarning(UserWarning):
+    """An earlier run was skipped by the backtest (the message names it and says why)."""
+
+
+@dataclass(frozen=True)
+class CommittedRun:
+    """One committed run of an output directory: its directory and manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (``runs/<run_id>``)."""
+        return str(self.manifest.get("run_id") or self.path.name)
+
+    @property
+    def as_of(self) -> dt.date:
+        """The run's as_of."""
+        return dt.date.fromisoformat(self.manifest["as_of"])
+
+    def horizon_days(self, section: str) -> int:
+        """``<section>.horizon_days`` of the run's resolved config (``churn``, ``valuation``)."""
+        return int(self.manifest["config"][section]["horizon_days"])
+
+
+def _read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run's manifest, or None when it cannot be read or has no as_of date."""
+    try:
+        doc = json.loads((run_dir / "manifest.json").read_text())
+        dt.date.fromisoformat(doc["as_of"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def committed_runs(out_dir: Path) -> Iterator[CommittedRun]:
+    """The committed runs of ``out_dir``, latest first: ``out/current``, then the run its
+    manifest names as ``previous_run_id``, and so on while that run's directory is kept.
+
+    A manifest that cannot be read ends the chain with a :class:`BacktestWarning`; a run
+    written before runs named their predecessor ends it quietly.
+    """
+    out_dir = Path(out_dir)
+    head = current_run(out_dir)
+    if head is None:
+        return
+    path: Path | None = head
+    seen: set[str] = set()
+    while path is not None:
+        manifest = _read_manifest(path)
+        if manifest is None:
+            warnings.warn(
+                f"backtest: {path / 'manifest.json'} cannot be read; earlier runs not checked",
+                BacktestWarning,
+                stacklevel=2,
+            )
+            return
+        run = CommittedRun(path, manifest)
+        if run.run_id in seen:  # a hand-edited manifest naming itself
+            return
+        seen.add(run.run_id)
+        yield run
+        previous = manifest.get(PREVIOUS_RUN_KEY)
+        path = None
+        if isinstance(previous, str) and previous and "/" not in previous:
+            candidate = out_dir / RUNS_DIR / previous
+            if candidate.is_dir() and not previous.startswith("."):
+                path = candidate
+
+
+def _unreadable(run: CommittedRun, id_dtype: pl.DataType) -> str | None:
+    """Why ``run`` cannot be backtested (contract, horizons, checksums, id type, columns), or
+    None."""
+    contract = run.manifest.get("contract")
+    if contract != SCORES_CONTRACT:
+        return f"its scores contract is {contract!r}, this engine reads {SCORES_CONTRACT}"
+    for section in ("churn", "valuation"):
+        try:
+            run.horizon_days(section)
+        except (KeyError, TypeError, ValueError):
+            return f"its manifest has no {section}.horizon_days"
+    outputs = run.manifest.get("outputs", {})
+    for name in (SCORES_FILE, SAVE_FIRST_FILE):
+        path = run.path / name
+        if name != SCORES_FILE and not path.is_file():
+            continue
+        recorded = outputs.get(name, {}).get("sha256")
+        if not path.is_file():
+            return f"{name} is missing"
+        if recorded is None:
+            return f"{name} has no recorded sha256"
+        if file_sha256(path) != recorded:
+            return f"{name} does not match the sha256 its run recorded"
+    stored = pl.scan_parquet(run.path / SCORES_FILE).collect_schema()
+    ids = stored.get("customer_id")
+    if ids is None:
+        return f"{SCORES_FILE} has no customer_id"
+    if ids != id_dtype:
+        return f"its customer ids are {ids}, the data's are {id_dtype}"
+    missing = [c for c in _score_columns() if c not in stored]
+    if missing:
+        return f"{SCORES_FILE} has no {', '.join(missing)}"
+    return None
+
+
+def _score_columns() -> list[str]:
+    """The ``crm.scores/v1`` columns the churn and value backtests read."""
+    from churn.backtest import PREDICTED_COLUMNS as CHURN_COLUMNS
+    from valuation.backtest import PREDICTED_COLUMNS as VALUE_COLUMNS
+
+    return list(dict.fromkeys([*CHURN_COLUMNS, *VALUE_COLUMNS]))
+
+
+def select_run(
+    out_dir: Path,
+    as_of: dt.date,
+    id_dtype: pl.DataType,
+    run_id: str | None = None,
+) -> tuple[CommittedRun | None, list[dict[str, str]]]:
+    """The most recent committed run of ``out_dir`` with an as_of before ``as_of`` that can be
+    read (or the committed run ``run_id``), and the runs skipped on the way.
+
+    Each skipped run gets one :class:`BacktestWarning` naming it and the reason.
+
+    Raises
+    ------
+    DataError
+        When ``run_id`` is not a committed run of ``out_dir``, or its as_of is not before
+        ``as_of`` (nothing has happened since).
+    """
+    skipped: list[dict[str, str]] = []
+    seen: list[str] = []
+    for run in committed_runs(out_dir):
+        seen.append(run.run_id)
+        if run_id is not None and run.run_id != run_id:
+            continue
+        if run.as_of >= as_of:
+            if run_id is not None:
+                raise DataError(
+                    f"run {run_id} is as of {run.as_of}: nothing to check before {as_of} "
+                    "(pass a later --as-of)"
+                )
+            continue
+        reason = _unreadable(run, id_dtype)
+        if reason is not None:
+            warnings.warn(
+                f"backtest: run {run.run_id} ({run.path}) skipped: {reason}",
+                BacktestWarning,
+                stacklevel=2,
+            )
+            skipped.append({"run_id": run.run_id, "reason": reason})
+            if run_id is not None:
+                return None, skipped
+            continue
+        return run, skipped
+    if run_id is not None:
+        raise DataError(
+            f"run {run_id} is not a committed run of {out_dir} (committed and kept: "
+            f"{', '.join(seen) or 'none'})"
+        )
+    return None, skipped
+
+
+def backtest_run(
+    run: CommittedRun,
+    tables: dict[str, pl.LazyFrame],
+    as_of: dt.date,
+    skipped: list[dict[str, str]] | None = None,
+) -> BacktestReport:
+    """Check ``run``'s churn and value forecasts against the tables, which are known up to
+    ``as_of`` (nothing on or after it is read).
+
+    The churn window is ``[run.as_of, min(run.as_of + churn horizon, as_of))``, the revenue
+    window the same with the CLV horizon; each says the share of its horizon that passed.
+    """
+    from churn.backtest import churn_backtest
+    from features import realised_outcomes
+    from valuation.backtest import value_backtest
+
+    if run.as_of >= as_of:
+        raise ValueError(f"run {run.run_id} is as of {run.as_of}, not before {as_of}")
+    churn_days = run.horizon_days("churn")
+    value_days = run.horizon_days("valuation")
+    churn_end = min(run.as_of + dt.timedelta(days=churn_days), as_of)
+    value_end = min(run.as_of + dt.timedelta(days=value_days), as_of)
+    scores = pl.read_parquet(run.path / SCORES_FILE, columns=_score_columns())
+    realised = realised_outcomes(
+        tables["customers"], tables["transactions"], run.as_of, churn_end, value_end
+    ).collect()
+    not_found = scores.join(realised, on="customer_id", how="anti").height
+    save_ids = None
+    if (run.path / SAVE_FIRST_FILE).is_file():
+        id_dtype = scores.schema["customer_id"]
+        save_ids = pl.read_csv(
+            run.path / SAVE_FIRST_FILE,
+            columns=["customer_id"],
+            schema_overrides={"customer_id": id_dtype},
+        )["customer_id"]
+    churn = churn_backtest(
+        scores, realised, churn_days, (churn_end - run.as_of).days, save_list=save_ids
+    )
+    value = value_backtest(scores, realised, value_days, (value_end - run.as_of).days)
+    return BacktestReport(
+        run_id=run.run_id,
+        as_of=run.as_of,
+        checked_to=as_of,
+        model_versions={str(k): str(v) for k, v in run.manifest.get("model_versions", {}).items()},
+        churn=churn,
+        value=value,
+        not_found=not_found,
+        skipped=list(skipped or []),
+    )
+
+
+def backtest_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOutput:
+    """The run's backtest of the last committed run before its as_of (nothing without a run
+    output directory or an earlier run); metrics ``backtest.churn.roc_auc``, ..."""
+    if ctx.output_dir is None:
+        return StageOutput(outputs={})
+    run, skipped = select_run(ctx.output_dir, ctx.as_of, ctx.id_dtype)
+    if run is None:
+        if not skipped:
+            return StageOutput(outputs={})
+        report = BacktestReport(run_id=None, as_of=None, checked_to=ctx.as_of, skipped=skipped)
+    else:
+        report = backtest_run(run, tables, ctx.as_of, skipped)
+    params = {"backtest.run_id": report.run_id or "", "backtest.as_of": str(report.as_of or "")}
+    return StageOutput(outputs={}, metrics=report.metrics(), params=params, report=report)
