@@ -138,16 +138,23 @@ def write_results(r: dict[str, Any]) -> None:
         "90-day window). Targets (issue 15): within 25% of the planted effect at 100,000; with "
         "none planted, an interval covering 0.",
         "",
-        "| customers | planted | estimate | 95% interval | error | customer months | "
-        "churns | exposed | estimate s | network values s |",
-        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| customers | planted | estimate | 95% interval | error | contract end (planted "
+        "+1.2) | inside the term (planted -1.0) | customer months | churns | exposed | "
+        "estimate s | network values s |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in r["rows"]:
         err = "-" if row["relative_error"] is None else f"{row['relative_error']:+.1%}"
         net = f"{row['network_seconds']:.1f}"
+        controls = row.get("controls", {})
+        end, term = (
+            f"{controls[c][0]:+.3f} (s.e. {controls[c][1]:.3f})" if c in controls else "-"
+            for c in ("contract_end", "in_contract")
+        )
         lines.append(
             f"| {row['customers']:,} | {row['planted']:g} | {row['coefficient']:.3f} | "
-            f"{row['ci_low']:.3f} to {row['ci_high']:.3f} | {err} | {row['rows']:,} | "
+            f"{row['ci_low']:.3f} to {row['ci_high']:.3f} | {err} | {end} | {term} | "
+            f"{row['rows']:,} | "
             f"{row['events']:,} | {row['exposed']:,} | {row['estimate_seconds']:.1f} | {net} |"
         )
     lines += [
