@@ -160,11 +160,15 @@ def contagion_panel(
     )
     if sample is not None:
         edges = edges.filter(sample.expr())
+    # contacts by month without a contacts x months cross join: the running count of a
+    # customer's contacts by the month of their first call, taken as of each month at risk
     contacts = (
-        edges.join(starts, how="cross")
-        .filter(pl.col("_first") < pl.col("month"))
-        .group_by("customer_id", "month")
-        .agg(pl.len().cast(pl.Int64).alias("n_contacts"))
+        edges.group_by("customer_id", "_first")
+        .agg(pl.len().cast(pl.Int64).alias("_new"))
+        .sort("customer_id", "_first")
+        .with_columns(pl.col("_new").cum_sum().over("customer_id").alias("n_contacts"))
+        .select("customer_id", "_first", "n_contacts")
+        .sort("_first")
     )
     window = dt.timedelta(days=contagion_days)
     hits = (
@@ -220,7 +224,16 @@ def contagion_panel(
     term = (pl.col("plan_type") == "postpaid") & pl.col("contract_end_date").is_not_null()
     end_month = pl.col("contract_end_date").dt.truncate("1mo")
     panel = (
-        at_risk.join(contacts, on=["customer_id", "month"], how="left")
+        at_risk.sort("month")
+        .join_asof(
+            contacts,
+            left_on="month",
+            right_on="_first",
+            by="customer_id",
+            strategy="backward",
+            allow_exact_matches=False,  # a contact counts from the month after their first call
+            check_sortedness=False,  # both sides sorted above; Polars cannot check within `by`
+        )
         .join(hits, on=["customer_id", "month"], how="left")
         .join(complaint_counts, on=["customer_id", "month"], how="left")
         .with_columns(
@@ -286,17 +299,18 @@ def fit_contagion(panel: pl.DataFrame, *, months: int, contagion_days: int) -> C
     ).to_dummies(drop_first=True)
     # a control that never varies (no contract ends in the data) has nothing to estimate
     controls = [c for c in _CONTROLS if c in panel.columns and panel.get_column(c).n_unique() > 1]
-    x = np.column_stack(
-        [exposure, panel.select(controls).to_numpy(), dummies.to_numpy().astype(np.float64)]
-    )
+    # filled in place: stacking float copies of the dummies doubled the peak (2M rows at 1M)
+    x = np.empty((rows, 1 + len(controls) + dummies.width))
+    x[:, 0] = exposure
+    x[:, 1 : 1 + len(controls)] = panel.select(controls).to_numpy()
+    x[:, 1 + len(controls) :] = dummies.to_numpy()
     lr = LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=200).fit(x, y)
     p = lr.predict_proba(x)[:, 1]
-    design = np.column_stack([np.ones(rows), x])
-    fisher = design.T @ (design * (p * (1.0 - p))[:, None])
+    fisher = _fisher_information(x, p)
     try:
         variances = np.diag(np.linalg.inv(fisher))
     except np.linalg.LinAlgError:
-        variances = np.full(design.shape[1], np.nan)
+        variances = np.full(fisher.shape[0], np.nan)
     se = np.sqrt(np.where(variances > 0, variances, np.nan))
     return Contagion(
         coefficient=float(lr.coef_[0, 0]),
@@ -308,6 +322,18 @@ def fit_contagion(panel: pl.DataFrame, *, months: int, contagion_days: int) -> C
         months=months,
         contagion_days=contagion_days,
     )
+
+
+def _fisher_information(x: np.ndarray, p: np.ndarray, block: int = 100_000) -> np.ndarray:
+    """``D' W D`` of the design ``D = [1, x]`` with ``W = p (1 - p)``, a block of rows at a
+    time: the whole weighted design of 2M customer months is about a gigabyte twice over."""
+    k = x.shape[1] + 1
+    out = np.zeros((k, k))
+    for lo in range(0, x.shape[0], block):
+        d = np.column_stack([np.ones(min(block, x.shape[0] - lo)), x[lo : lo + block]])
+        w = p[lo : lo + block] * (1.0 - p[lo : lo + block])
+        out += d.T @ (d * w[:, None])
+    return out
 
 
 def estimate_contagion(
