@@ -125,13 +125,18 @@ def test_moved_share_counts_customers_in_both_runs() -> None:
 # --- the pipeline, month over month ---------------------------------------------------------
 
 
-def _run(data: Path, out: Path, as_of: dt.date, *extra: str) -> dict:
+def _run(data: Path, out: Path, as_of: dt.date, *extra: str, quiet: bool = True) -> dict:
+    """One ``crm-engine run``: its ``--quiet`` JSON, or (``quiet=False``) the lines after the
+    run summary table under ``drift_alerts``."""
     result = runner.invoke(
         app,
-        ["run", "--data", str(data), "--out", str(out), "--as-of", as_of.isoformat(), "--quiet",
-         "--stages", "valuation,churn", *extra],
+        ["run", "--data", str(data), "--out", str(out), "--as-of", as_of.isoformat(),
+         "--stages", "valuation,churn", *(["--quiet"] if quiet else []), *extra],
     )  # fmt: skip
     assert result.exit_code == 0, result.output + str(result.exception)
+    if not quiet:
+        lines = result.stdout.splitlines()
+        return {"drift_alerts": [line for line in lines if line.startswith("drift ")]}
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -173,7 +178,7 @@ def runs(generated_operator: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     ]
     planted = root / "planted"
     _plant(generated_operator, planted)
-    alarmed = _run(planted, planted_out, PLANTED_AT, "--no-tracking")
+    alarmed = _run(planted, planted_out, PLANTED_AT, "--no-tracking", quiet=False)
     return {"out": out, "quiet": quiet, "planted_out": planted_out, "alarmed": alarmed}
 
 
@@ -214,7 +219,8 @@ def test_unchanged_months_raise_nothing(runs: dict) -> None:
 def test_planted_drift_names_the_features_the_region_and_the_values(runs: dict) -> None:
     out: Path = runs["planted_out"]
     drift = _manifest(out / "current")["drift"]
-    lines = runs["alarmed"]["drift_alerts"]
+    lines = runs["alarmed"]["drift_alerts"]  # printed after the run summary, one line each
+    assert len(lines) == len(drift["alerts"])
     latency = [a for a in drift["alerts"] if a["column"].startswith("latency_ms")]
     assert {a["column"] for a in latency} >= {"latency_ms_mean_3m", "latency_ms_worst_3m"}
     assert all(a["regions"] == [REGION] for a in latency), latency
