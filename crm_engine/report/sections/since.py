@@ -108,7 +108,16 @@ def _drift(d: DriftReport) -> str:
                 f"; {', '.join(d.not_alerted)} grow with every month a customer stays and are "
                 "recorded, not shown"
             )
-        parts.append(figure(psi_chart(charted, d.psi_warn, d.psi_alert), caption))
+        flagged = {
+            a.column: "region "
+            + ", ".join(f"{r} {d.psi_by_region[a.column][r]:.2f}" for r in a.regions)
+            for a in d.alerts
+            if a.regions and a.column in charted
+        }
+        if flagged:
+            caption += "; red with a region: that region's own PSI passed the alert threshold"
+        chart = psi_chart(charted, d.psi_warn, d.psi_alert, flagged=flagged)
+        parts.append(figure(chart, caption))
     if d.alerts:
         items = "".join(
             f"<li><b>{a.level}</b>: {html.escape(a.message)}</li>"
