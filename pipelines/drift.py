@@ -199,10 +199,14 @@ def fingerprint(
 
 
 def chance_psi(bins: int, n_expected: int, n_actual: int) -> float:
-    """A PSI two samples of these sizes from one distribution exceed only by chance (about one
-    time in a thousand): the null mean ``(bins - 1) x c`` plus three standard deviations
-    ``3 x sqrt(2 (bins - 1)) x c``, with ``c = 1 / n_expected + 1 / n_actual`` (PSI is about a
-    chi-square over the sample sizes)."""
+    """A PSI two samples of these sizes from one distribution seldom reach by chance: the null
+    mean ``(bins - 1) x c`` plus three standard deviations ``3 x sqrt(2 (bins - 1)) x c``, with
+    ``c = 1 / n_expected + 1 / n_actual`` (PSI is about a chi-square over the sample sizes).
+
+    Measured on two independent samples of one distribution on 10 decile bins of the first:
+    exceeded 2.0% of the time with 120 customers each (1.2% with 400); ``psi_alert`` (0.25) plus
+    it 0.35% of the time with 120 (never in 4,000 draws with 400).
+    """
     c = 1.0 / max(n_expected, 1) + 1.0 / max(n_actual, 1)
     return ((bins - 1) + 3.0 * math.sqrt(2.0 * (bins - 1))) * c
 

@@ -21,7 +21,15 @@ from typer.testing import CliRunner
 
 from crm_engine.cli import app
 from crm_engine.config import MonitoringConfig
-from pipelines.drift import bin_counts, compare, decile_edges, fingerprint, moved_share, psi
+from pipelines.drift import (
+    bin_counts,
+    chance_psi,
+    compare,
+    decile_edges,
+    fingerprint,
+    moved_share,
+    psi,
+)
 
 runner = CliRunner()
 MONTHS = [dt.date(2024, 7, 1), dt.date(2024, 8, 1), dt.date(2024, 9, 1)]
@@ -59,6 +67,20 @@ def test_bins_are_deciles_right_closed_with_nulls_apart() -> None:
     zeros = pl.Series([0] * 80 + list(range(1, 21)))
     assert decile_edges(zeros) == [0.0, 10.0]
     assert bin_counts(zeros, [0.0, 10.0]) == ([80, 10, 10], 0)
+
+
+def test_chance_psi_is_seldom_reached_by_two_samples_of_one_distribution() -> None:
+    rng = np.random.default_rng(1)
+    n = 120
+    floor = chance_psi(10, n, n)
+    assert floor == pytest.approx((9 + 3 * math.sqrt(18)) * 2 / n)
+    draws = []
+    for _ in range(400):
+        a, b = pl.Series(rng.gamma(4, 10, n)), pl.Series(rng.gamma(4, 10, n))
+        edges = decile_edges(a)
+        draws.append(psi(bin_counts(a, edges)[0], bin_counts(b, edges)[0]))
+    assert np.mean(np.array(draws) > floor) < 0.05
+    assert np.mean(np.array(draws) > MonitoringConfig().psi_alert + floor) < 0.02
 
 
 def _frames(rng: np.random.Generator, n: int, shift_region: str | None) -> tuple[pl.DataFrame, ...]:
