@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -421,13 +422,16 @@ def drift_stage(
 ) -> StageOutput:
     """This run's fingerprint and its drift since the last committed run before as_of (the
     fingerprint only without one); metrics ``drift.psi.<column>``, ..."""
-    from pipelines.backtest import committed_runs
+    from pipelines.backtest import BacktestWarning, committed_runs
 
     cfg = ctx.cfg.monitoring
     rows = {name: int(lf.select(pl.len()).collect().item()) for name, lf in sorted(tables.items())}
     previous = None
     if ctx.output_dir is not None:
-        previous = next((r for r in committed_runs(ctx.output_dir) if r.as_of < ctx.as_of), None)
+        with warnings.catch_warnings():  # an unreadable manifest: the backtest has said so
+            warnings.simplefilter("ignore", BacktestWarning)
+            runs = committed_runs(ctx.output_dir)
+            previous = next((r for r in runs if r.as_of < ctx.as_of), None)
     recorded = (previous.manifest.get("drift") or {}) if previous is not None else {}
     base = recorded.get("fingerprint") if isinstance(recorded, dict) else None
     if previous is None or not isinstance(base, dict):

@@ -303,3 +303,41 @@ def test_drift_reaches_mlflow_and_the_report_as_aggregates(runs: dict) -> None:
     assert "grow with every month a customer stays" in since
     planted = (runs["planted_out"] / "report.html").read_text()
     assert "agricultural_worker" in planted and f"region {REGION} alone" in planted
+
+
+def test_a_previous_run_without_fingerprint_or_with_changed_scores_is_said(
+    runs: dict, generated_operator: Path, tmp_path: Path
+) -> None:
+    """A run of an engine before drift records no fingerprint: this run records its own and says
+    so; a previous scores.parquet that changed since its run: no moves counted, the rest is."""
+    from crm_engine.config import load_config
+    from crm_engine.io import load_tables
+    from pipelines.drift import drift_stage
+    from pipelines.runner import StageContext
+
+    out = tmp_path / "out"
+    shutil.copytree(runs["out"], out, symlinks=True)
+    current = out / "current"
+    doc = _manifest(current)
+    cfg = load_config(None, {"data.dir": str(generated_operator), "output.dir": str(out)})
+    tables = load_tables(generated_operator)
+    ctx = StageContext(cfg, PLANTED_AT, tmp_path, tracking=False, tables=tables, output_dir=out)
+    profile = pl.read_parquet(current / "profiles.parquet")
+    scores = pl.read_parquet(current / "scores.parquet")
+    (current / "manifest.json").write_text(json.dumps({**doc, "drift": None}))
+    result = drift_stage(ctx, tables, profile, scores)
+    assert result.report.previous_run_id == doc["run_id"] and not result.report.compared
+    assert result.report.notes == [
+        f"run {doc['run_id']} recorded no distributions: nothing to compare"
+    ]
+    assert result.metrics == {} and "latency_ms_mean_3m" in result.report.fingerprint["numeric"]
+    (current / "manifest.json").write_text(json.dumps(doc))
+    scores.with_columns(pl.lit("gold").alias("value_tier")).write_parquet(
+        current / "scores.parquet"
+    )
+    result = drift_stage(ctx, tables, profile, scores)
+    assert result.report.compared and result.report.moved == {}
+    assert result.report.notes == [
+        f"run {doc['run_id']}'s scores.parquet is missing or changed: moves not counted"
+    ]
+    assert max(result.report.psi[c] for c in ("clv", "churn_probability")) == 0.0  # same frames
