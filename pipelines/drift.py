@@ -113,21 +113,25 @@ def _category_counts(values: pl.Series) -> dict[str, int]:
 
 
 def _columns(profile: pl.DataFrame, scores: pl.DataFrame) -> dict[str, tuple[str, str]]:
-    """Column -> (source, kind): the profile's model features, then the score columns the profile
-    does not hold (segment ids and names left out: segmentation reports its own migration)."""
+    """Column -> (source, kind): the profile's model features (by the profile's declared roles),
+    then the ``crm.scores/v1`` columns the profile does not hold, numeric or text by their
+    declared type (segment ids and names left out: segmentation reports its own migration;
+    columns of a stage that did not run left out)."""
+    from crm_engine.contracts import SCORE_COLUMNS
     from features import model_features
 
     numeric, categorical = model_features(profile.schema)
     out = {c: ("profile", "numeric") for c in numeric}
     out |= {c: ("profile", "categorical") for c in categorical}
-    for name, dtype in scores.schema.items():
+    for column in SCORE_COLUMNS:
+        name = column.name
         if name in out or name in ("customer_id", "as_of", "segment_id", "segment_name"):
             continue
-        if scores[name].null_count() == scores.height:  # its stage did not run
+        if name not in scores.columns or scores[name].null_count() == scores.height:
             continue
-        if dtype.is_numeric():
+        if column.dtype.is_numeric():
             out[name] = ("scores", "numeric")
-        elif dtype == pl.String:
+        elif column.dtype == pl.String:
             out[name] = ("scores", "categorical")
     return out
 
