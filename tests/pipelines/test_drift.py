@@ -232,7 +232,8 @@ def test_unchanged_months_raise_nothing(runs: dict) -> None:
     assert all(r["previous"] == r["current"] for r in drift["rows"].values())
     print(
         f"\nunchanged month 20 vs 19: largest PSI {max(watched.items(), key=lambda kv: kv[1])}"
-        f"; alerts of months 19 and 20: {lines}"
+        f"; alerts of months 19 and 20: {lines}; manifest drift {len(json.dumps(drift)):,} "
+        f"characters, {len(drift['psi'])} columns compared"
         f"; moved band {moved['churn_risk_band']['share']:.3f}, tier "
         f"{moved['value_tier']['share']:.3f}"
     )
