@@ -405,6 +405,32 @@ class LoyaltyConfig(_Section):
     seed: int = 0
 
 
+class MonitoringConfig(_Section):
+    """Drift between the previous committed run and this one (``[monitoring]``).
+
+    The population stability index (PSI) of every model feature and score column is computed on
+    the previous run's bins; at ``psi_warn`` a column is worth a look, at ``psi_alert`` it moved.
+    """
+
+    psi_warn: Annotated[float, Field(gt=0)] = Field(
+        0.1, description="PSI from which a column's drift is a warning"
+    )
+    psi_alert: Annotated[float, Field(gt=0)] = Field(
+        0.25, description="PSI from which a column's drift is an alert"
+    )
+    min_region_customers: Annotated[int, Field(ge=1)] = Field(
+        100,
+        description="customers a region needs in both runs for its own PSI (the alerts that "
+        "name a region)",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> MonitoringConfig:
+        if self.psi_alert < self.psi_warn:
+            raise ValueError(f"psi_alert={self.psi_alert} should be >= psi_warn={self.psi_warn}")
+        return self
+
+
 class SparkConfig(_Section):
     """The Spark session of the Spark backend (``[engine.spark]``)."""
 
@@ -455,6 +481,7 @@ class PipelineConfig(_Section):
     retention: RetentionConfig = RetentionConfig()
     contagion: ContagionConfig = ContagionConfig()
     loyalty: LoyaltyConfig = LoyaltyConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     engine: EngineConfig = EngineConfig()
 
 

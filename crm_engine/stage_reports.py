@@ -16,6 +16,8 @@ __all__ = [
     "ChurnBacktest",
     "ChurnReport",
     "ContagionReport",
+    "DriftAlert",
+    "DriftReport",
     "FeatureImportance",
     "KScore",
     "PopulationReport",
@@ -35,7 +37,9 @@ def to_jsonable(value: Any) -> Any:
     Our reports are serialised field by field; anything else with a ``to_dict`` (the holdout
     result) by that.
     """
-    own = isinstance(value, ValuationReport | ChurnReport | SegmentationReport | BacktestReport)
+    own = isinstance(
+        value, ValuationReport | ChurnReport | SegmentationReport | BacktestReport | DriftReport
+    )
     if own or (dataclasses.is_dataclass(value) and not hasattr(value, "to_dict")):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if hasattr(value, "to_dict"):
@@ -445,4 +449,85 @@ class BacktestReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the manifest's ``backtest``)."""
+        return to_jsonable(self)  # type: ignore[no-any-return]
+
+
+# --- drift: what moved under the models since the previous run ----------------------------
+
+
+@dataclass(frozen=True)
+class DriftAlert:
+    """One drift finding worth a line: a column whose PSI reached a threshold, category values
+    that appeared or vanished, an input table that vanished.
+
+    ``level`` is ``"alert"`` (``psi >= psi_alert``, or new / vanished values) or ``"warn"``
+    (``psi_warn <= psi < psi_alert``); ``regions`` names the regions whose own PSI reached
+    ``psi_alert`` when the others' did not (empty otherwise).
+    """
+
+    level: str
+    kind: str
+    column: str
+    message: str
+    psi: float | None = None
+    regions: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Drift between the previous committed run (``previous_run_id``, ``previous_as_of``) and this
+    one; aggregates only, never customer rows.
+
+    ``fingerprint`` is this run's distributions, which the next run compares with: per numeric
+    column its bin edges (deciles, de-duplicated), counts per bin and nulls; per categorical
+    column the count of each value; per region the numeric profile features' counts on the same
+    edges; the row count of each input table. ``psi`` maps each column compared to its
+    population stability index on the previous run's bins, ``psi_by_region`` a numeric feature to
+    its PSI within each region; ``categories`` a column to its ``new`` and ``vanished`` values
+    with their customer counts; ``rows`` a table to its ``previous`` and ``current`` row counts;
+    ``moved`` ``churn_risk_band`` / ``value_tier`` to the ``customers`` in both runs, how many
+    ``moved`` and the ``share``.
+    """
+
+    fingerprint: dict[str, Any]
+    psi_warn: float
+    psi_alert: float
+    previous_run_id: str | None = None
+    previous_as_of: dt.date | None = None
+    psi: dict[str, float] = field(default_factory=dict)
+    psi_by_region: dict[str, dict[str, float]] = field(default_factory=dict)
+    categories: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    rows: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    moved: dict[str, dict[str, float]] = field(default_factory=dict)
+    alerts: list[DriftAlert] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    not_alerted: list[str] = field(default_factory=list)
+    """Columns measured but never alerted on (they grow with every month a customer stays)."""
+
+    @property
+    def compared(self) -> bool:
+        """Whether an earlier run was compared with (the first run only records its fingerprint)."""
+        return self.previous_run_id is not None and bool(self.psi or self.rows)
+
+    def metrics(self) -> dict[str, float]:
+        """Flat MLflow metrics: ``drift.psi.<column>``, ``drift.moved.<column>``,
+        ``drift.rows.<table>`` (relative change), ``drift.alerts``, ``drift.warnings``."""
+        if not self.compared:
+            return {}
+        out = {f"drift.psi.{c}": v for c, v in self.psi.items()}
+        out |= {f"drift.moved.{c}": m["share"] for c, m in self.moved.items()}
+        for table, r in self.rows.items():
+            if r.get("previous") and r.get("current") is not None:
+                out[f"drift.rows.{table}"] = r["current"] / r["previous"] - 1  # type: ignore[operator]
+        out["drift.alerts"] = float(sum(a.level == "alert" for a in self.alerts))
+        out["drift.warnings"] = float(sum(a.level == "warn" for a in self.alerts))
+        return out
+
+    def lines(self) -> list[str]:
+        """One line per alert and warning, alerts first (the run summary's)."""
+        order = sorted(self.alerts, key=lambda a: (a.level != "alert", -(a.psi or 0.0)))
+        return [f"drift {'alert' if a.level == 'alert' else 'warning'}: {a.message}" for a in order]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the manifest's ``drift``)."""
         return to_jsonable(self)  # type: ignore[no-any-return]

@@ -120,6 +120,7 @@ def _write_run(
         save_first_rows=state.cfg.output.save_first_rows,
         age_bands=state.cfg.features.age_bands,
         backtest=state.reports.get("backtest"),
+        drift=state.reports.get("drift"),
     )
     write_report(report_inputs, work / "report.html")
     _carry_segmenter(state, work)

@@ -686,6 +686,7 @@ def default_stages(
     churn_uri: str | None = None,
     loyalty_uri: str | None = None,
     backtest: bool | None = None,
+    drift: bool | None = None,
 ) -> list[Stage]:
     """The stage list in execution order; ``selected`` keeps a subset (profile always runs).
 
@@ -707,6 +708,9 @@ def default_stages(
     backtest
         End with the backtest of the last committed run before as_of
         (:mod:`pipelines.backtest`); default: with ``assemble`` (a run output).
+    drift
+        End with the run's distribution fingerprint and its drift since the last committed run
+        (:mod:`pipelines.drift`); default: with ``assemble``.
 
     Raises
     ------
@@ -796,4 +800,10 @@ def default_stages(
         from pipelines.backtest import backtest_stage
 
         stages.append(Stage("backtest", backtest_stage, ("tables",), ()))
+    if drift is None:
+        drift = assemble
+    if drift:
+        from pipelines.drift import drift_stage
+
+        stages.append(Stage("drift", drift_stage, ("tables", "profile", "scores"), ()))
     return stages

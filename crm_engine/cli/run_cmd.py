@@ -116,6 +116,8 @@ def execute(
             run_name=f"crm-{mode}",
             progress=display,
         )
+    drift = result.reports.get("drift")
+    drift_lines = drift.lines() if drift is not None else []
     if quiet:
         typer.echo(
             json.dumps(
@@ -124,12 +126,15 @@ def execute(
                     "mlflow_run_id": result.mlflow_run_id,
                     "output": str(result.output_dir),
                     **result.summary,
+                    "drift_alerts": drift_lines,
                 }
             )
         )
     else:
         console.print()
         console.print(_summary_table(result))
+        for line in drift_lines:  # one line each, however narrow the terminal
+            console.print(escape(line), soft_wrap=True, highlight=False)
     return result
 
 

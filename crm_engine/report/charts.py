@@ -203,3 +203,40 @@ def predicted_vs_realised_chart(
     ax.set_ylabel("churn (%)")
     ax.legend(frameon=False)
     return _fig_to_img(fig, title)
+
+
+def psi_chart(
+    psi: Mapping[str, float],
+    warn: float,
+    alert: float,
+    top: int = 15,
+    flagged: Mapping[str, str] | None = None,
+) -> str:
+    """Horizontal bars of the ``top`` largest PSIs (largest on top), coloured by threshold, with
+    the warning and alert thresholds drawn as vertical lines. ``flagged`` columns (an alert of
+    their own, e.g. within one region) are always shown, red, their label followed by the text
+    given."""
+    flagged = flagged or {}
+    largest = sorted(psi.items(), key=lambda kv: -kv[1])[:top]
+    shown = {k for k, _ in largest}
+    largest += sorted(
+        ((k, psi[k]) for k in flagged if k in psi and k not in shown), key=lambda kv: -kv[1]
+    )
+    labels = [f"{k} ({flagged[k]})" if k in flagged else k for k, _ in largest][::-1]
+    values = [v for _, v in largest][::-1]
+    colors = [
+        "#e45756" if v >= alert or k in flagged else "#f58518" if v >= warn else "#4c78a8"
+        for k, v in largest[::-1]
+    ]
+    fig = _new_figure(6.2, max(2.8, 0.3 * len(labels) + 1.4))
+    ax = fig.subplots()
+    ax.barh(labels, values, color=colors)
+    ax.axvline(warn, color="#f58518", linestyle="--", linewidth=1, label=f"warning {warn:g}")
+    ax.axvline(alert, color="#e45756", linestyle="--", linewidth=1, label=f"alert {alert:g}")
+    ax.set_xlim(0, max([alert * 1.2, *values]) * 1.05)
+    title = "What moved since the last run (PSI)"
+    ax.set_title(title)
+    ax.set_xlabel("population stability index against the last run's bins")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.legend(frameon=False, loc="lower right")
+    return _fig_to_img(fig, title)

@@ -14,6 +14,7 @@ from crm_engine.report.views import SAVE_FIRST_ROWS
 from crm_engine.stage_reports import (
     BacktestReport,
     ChurnReport,
+    DriftReport,
     PopulationReport,
     ValuationReport,
 )
@@ -48,6 +49,8 @@ class ReportInputs:
     """``features.age_bands``: the cut points the age axis is ordered by (None: the default)."""
     backtest: BacktestReport | None = None
     """The last committed run's forecasts against what happened since (None: no earlier run)."""
+    drift: DriftReport | None = None
+    """What moved under the models since the last committed run (None: not measured)."""
 
 
 def has_values(scores: pl.DataFrame, col: str) -> bool:

@@ -1,4 +1,4 @@
-"""Since the last run: did the last committed run's churn and value forecasts come true."""
+"""Since the last run: did the last committed run's forecasts come true, and what moved since."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import html
 
 import polars as pl
 
-from crm_engine.report.charts import figure, predicted_vs_realised_chart
+from crm_engine.report.charts import figure, predicted_vs_realised_chart, psi_chart
 from crm_engine.report.formatting import facts_table, html_table, money
 from crm_engine.report.inputs import ReportInputs, currency_label
 from crm_engine.report.section import Section
 from crm_engine.report.views import TIER_ORDER
-from crm_engine.stage_reports import BacktestReport, ChurnBacktest, ValueBacktest
+from crm_engine.stage_reports import BacktestReport, ChurnBacktest, DriftReport, ValueBacktest
 
 
 def _passed(days: int, share: float) -> str:
@@ -89,8 +89,77 @@ def _errors_table(v: ValueBacktest, cur: str) -> str:
     )
 
 
+def _drift(d: DriftReport) -> str:
+    """What moved since the previous run: the largest PSIs, alerts, categories, rows, moves."""
+    parts = [
+        f"<h3>What moved since the run of {d.previous_as_of}</h3><p>Population stability "
+        f"index (PSI) of each model feature and score column against the run "
+        f"<code>{html.escape(str(d.previous_run_id))}</code>: below {d.psi_warn:g} stable, from "
+        f"{d.psi_warn:g} worth a look, from {d.psi_alert:g} an alert.</p>"
+    ]
+    charted = {k: v for k, v in d.psi.items() if k not in d.not_alerted}
+    if charted:
+        caption = (
+            "The largest PSIs of this run's features and scores on the last run's bins "
+            "(dashed: the warning and alert thresholds)"
+        )
+        if d.not_alerted:
+            caption += (
+                f"; {', '.join(d.not_alerted)} grow with every month a customer stays and are "
+                "recorded, not shown"
+            )
+        flagged = {
+            a.column: "region "
+            + ", ".join(f"{r} {d.psi_by_region[a.column][r]:.2f}" for r in a.regions)
+            for a in d.alerts
+            if a.regions and a.column in charted
+        }
+        if flagged:
+            caption += "; red with a region: that region's own PSI passed the alert threshold"
+        chart = psi_chart(charted, d.psi_warn, d.psi_alert, flagged=flagged)
+        parts.append(figure(chart, caption))
+    if d.alerts:
+        items = "".join(
+            f"<li><b>{a.level}</b>: {html.escape(a.message)}</li>"
+            for a in sorted(d.alerts, key=lambda a: (a.level != "alert", -(a.psi or 0.0)))
+        )
+        parts.append(f"<p class='warn'>Drift found:</p><ul>{items}</ul>")
+    else:
+        parts.append("<p>No column drifted past the warning threshold.</p>")
+    facts: list[tuple[str, str]] = []
+    for name, m in d.moved.items():
+        facts.append(
+            (
+                f"Customers who changed {name}",
+                f"{int(m['moved']):,} of {int(m['customers']):,} ({m['share']:.1%})",
+            )
+        )
+    for name, change in d.categories.items():
+        new = ", ".join(f"{k} ({n:,})" for k, n in change["new"].items()) or "none"
+        gone = ", ".join(f"{k} (had {n:,})" for k, n in change["vanished"].items()) or "none"
+        facts.append((f"{name}: values", f"new: {new}; vanished: {gone}"))
+    for table, r in d.rows.items():
+        before, now = r.get("previous"), r.get("current")
+        shown = f"{before:,}" if before is not None else "absent"
+        shown += " → " + (f"{now:,}" if now is not None else "absent")
+        if before and now is not None:
+            shown += f" ({now / before - 1:+.1%})"
+        facts.append((f"Rows of {table}", shown))
+    facts += [("Note", n) for n in d.notes]
+    parts.append(facts_table(facts))
+    return "".join(parts)
+
+
 def body(inp: ReportInputs) -> str:
-    """The last committed run before this one, its forecasts against what happened."""
+    """The last committed run before this one: its forecasts against what happened, and what
+    moved under the models since."""
+    drift = _drift(inp.drift) if inp.drift is not None and inp.drift.compared else ""
+    if inp.backtest is None:
+        return drift
+    return _backtest(inp) + drift
+
+
+def _backtest(inp: ReportInputs) -> str:
     b: BacktestReport = inp.backtest  # type: ignore[assignment]
     cur = currency_label(inp)
     skipped = "".join(
@@ -140,6 +209,6 @@ SECTION = Section(
     "since",
     "Since the last run",
     body,
-    ran=lambda inp: inp.backtest is not None,
+    ran=lambda inp: inp.backtest is not None or (inp.drift is not None and inp.drift.compared),
     not_run="No earlier committed run in this output directory to check yet.",
 )
