@@ -37,9 +37,9 @@ from crm_engine.generator.personas import (
 )
 
 FUTURE_MONTHS = 12
+"""Months past the end of the data for which the churn hazard is recorded."""
 BILL_DAYS = 365.25 / 12
 """Days between two bills of a postpaid customer (the first comes one period after signup)."""
-"""Months past the end of the data for which the churn hazard is recorded."""
 
 # Independent random streams: (seed, stream, chunk) -> numpy Generator.
 _S_POPULATION, _S_GRAPH, _S_PURCHASE, _S_MONTHLY, _S_CONTRACT = 1, 2, 3, 4, 5

@@ -93,7 +93,7 @@ def true_value(
     cut_off = float(world["involuntary_share"])
     unpaid = round(float(world["unpaid_months"]) * BILL_DAYS)  # days unpaid before a cut-off
     addon_per_day = float(world["addon_rate"]) * float(world["addon_mean"]) / BILL_DAYS
-    start = dt_from(as_of)
+    start = _midnight(as_of)
     customers = (
         pl.read_parquet(truth_dir / "customers.parquet")
         .filter(
@@ -184,7 +184,7 @@ def true_value(
     )
 
 
-def dt_from(day: date) -> datetime:
+def _midnight(day: date) -> datetime:
     """Midnight starting ``day`` (the generator's timestamps are naive)."""
     return datetime.combine(day, time())
 
