@@ -109,6 +109,11 @@ class FeaturesConfig(_Section):
     service_windows_days: list[Annotated[int, Field(gt=0)]] = [90, 365]
     network_months: Annotated[int, Field(gt=0, le=24)] = 3
     contagion_days: Annotated[int, Field(gt=0)] = 90
+    ahead_days: Annotated[int, Field(gt=0)] = Field(
+        90,
+        description="days after the cut that first_year_share_<d>d describes; default: "
+        "churn.horizon_days",
+    )
     age_bands: list[Annotated[int, Field(ge=0, le=120)]] = Field(
         [25, 35, 50, 65], description="upper-exclusive cut points of the age bands"
     )
@@ -483,6 +488,13 @@ class PipelineConfig(_Section):
     loyalty: LoyaltyConfig = LoyaltyConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     engine: EngineConfig = EngineConfig()
+
+    @model_validator(mode="after")
+    def _ahead_is_the_churn_horizon(self) -> PipelineConfig:
+        # the features that describe the window ahead describe the churn label's window
+        if "ahead_days" not in self.features.model_fields_set:
+            self.features = self.features.model_copy(update={"ahead_days": self.churn.horizon_days})
+        return self
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -90,6 +90,7 @@ _FIXED: dict[str, FeatureLabel] = {
     "spend_level": FeatureLabel("spend level", "category"),
     "tenure_days": FeatureLabel("tenure", "days"),
     "contract_days_left": FeatureLabel("time to contract end", "days"),
+    "contract_months_left": FeatureLabel("months to contract end", "count"),
     # spend
     "avg_monthly_spend": FeatureLabel("monthly spend", "amount", 2),
     "spend_trend": FeatureLabel("spend trend", "index", 2),
@@ -127,6 +128,7 @@ _FIXED: dict[str, FeatureLabel] = {
     "call_minutes_12m": FeatureLabel("12-month call minutes", "minutes"),
     "outside_region_share": FeatureLabel("contacts outside the region", "percent"),
     "influence_score": FeatureLabel("influence", "score", 2),
+    "network_experience_score": FeatureLabel("network experience", "score", 2),
 }
 
 #: Network KPI -> (label, unit, decimals); the mean and the worst month of the window.
@@ -167,6 +169,8 @@ def _patterned(feature: str) -> FeatureLabel | None:
     if m := _NETWORK_RE.fullmatch(feature):
         label, unit, decimals = _NETWORK[m[1]]
         return FeatureLabel(label if m[2] == "mean" else f"{label} (worst month)", unit, decimals)
+    if m := re.fullmatch(r"first_year_share_(\d+)d", feature):
+        return FeatureLabel(f"next {_window(int(m[1]))} in the first year", "percent")
     if m := re.fullmatch(r"churned_contacts_share_(\d+)d", feature):
         return FeatureLabel(f"contacts who left in {m[1]} days", "percent")
     return None
@@ -253,6 +257,8 @@ def format_value(feature: str, value: object) -> str:
 FEATURE_ALIASES: tuple[tuple[str, re.Pattern[str]], ...] = (
     # tenure since signup and lifetimes' T (first purchase to the cut) measure one thing.
     ("tenure", re.compile(r"^(tenure_days|T)$")),
+    # the minimum term's end, in days and in calendar months.
+    ("contract end", re.compile(r"^contract_(days|months)_left$")),
     # usage means over 3 and 12 months (r > 0.98 on the synthetic operator).
     ("data use", re.compile(r"^data_mb_\d+m$")),
     ("voice use", re.compile(r"^voice_min_\d+m$")),

@@ -58,12 +58,12 @@ def profile_groups(
     """Every feature group: name -> (table it needs, {column: dtype}), in output order.
 
     Column names that carry a window (``revenue_<w>d``, ``complaints_<w>d``,
-    ``<kpi>_mean_<n>m``, ``churned_contacts_share_<d>d``) follow ``cfg``; the defaults give
-    :data:`PROFILE_GROUPS`.
+    ``<kpi>_mean_<n>m``, ``churned_contacts_share_<d>d``, ``first_year_share_<h>d``) follow
+    ``cfg``; the defaults give :data:`PROFILE_GROUPS`.
     """
     cfg = cfg or FeaturesConfig()
     return {
-        "who": ("customers", who_columns(id_dtype)),
+        "who": ("customers", who_columns(id_dtype, cfg.ahead_days)),
         "spend": ("transactions", spend_columns(cfg)),
         "btyd": ("transactions", btyd_columns()),
         "usage": ("usage", usage_columns()),
@@ -216,7 +216,7 @@ def build_profile(
     id_dtype = customers.collect_schema()["customer_id"]
     keyed = restrict(tables, sample)
 
-    profile = who_features(keyed["customers"], as_of, cfg.age_bands)
+    profile = who_features(keyed["customers"], as_of, cfg.age_bands, cfg.ahead_days)
     profile = add_spend(profile, keyed["transactions"], as_of, cfg)
     profile = add_btyd(profile, keyed["transactions"], as_of)
     if "usage" in tables:

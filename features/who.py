@@ -15,6 +15,7 @@ __all__ = [
     "UNKNOWN",
     "age_band_expr",
     "age_band_labels",
+    "first_year_share_column",
     "population",
     "population_counts",
     "who_columns",
@@ -91,7 +92,16 @@ def _category(name: str) -> pl.Expr:
     )
 
 
-def who_columns(id_dtype: pl.DataType = pl.Int64) -> dict[str, pl.DataType]:
+FIRST_YEAR_DAYS = 365
+"""Tenure under which a customer is in their first year."""
+
+
+def first_year_share_column(ahead_days: int) -> str:
+    """Name of the share of the ``ahead_days`` after the cut still in the first year."""
+    return f"first_year_share_{ahead_days}d"
+
+
+def who_columns(id_dtype: pl.DataType = pl.Int64, ahead_days: int = 90) -> dict[str, pl.DataType]:
     """Declared output of :func:`who_features`."""
     return {
         "customer_id": id_dtype,
@@ -104,11 +114,16 @@ def who_columns(id_dtype: pl.DataType = pl.Int64) -> dict[str, pl.DataType]:
         "plan_type": pl.String(),
         "tenure_days": pl.Int64(),
         "contract_days_left": pl.Int64(),
+        "contract_months_left": pl.Int64(),
+        first_year_share_column(ahead_days): pl.Float64(),
     }
 
 
 def who_features(
-    customers: pl.LazyFrame, as_of: dt.date, age_bands: Sequence[int] = (25, 35, 50, 65)
+    customers: pl.LazyFrame,
+    as_of: dt.date,
+    age_bands: Sequence[int] = (25, 35, 50, 65),
+    ahead_days: int = 90,
 ) -> pl.LazyFrame:
     """The population at ``as_of`` with its descriptive columns; the base every group joins to.
 
@@ -120,6 +135,9 @@ def who_features(
         First day not observed.
     age_bands
         Upper-exclusive cut points of the age bands.
+    ahead_days
+        Days after the cut that ``first_year_share_<ahead_days>d`` describes (the churn
+        horizon: the label window).
 
     Returns
     -------
@@ -127,18 +145,27 @@ def who_features(
         One row per customer of :func:`population`, columns of :func:`who_columns`.
         ``contract_days_left`` is the days from ``as_of`` to the end of a postpaid customer's
         minimum term (``contract_end_date``, optional in the customers table; negative once
-        it has ended), null for prepaid customers and without a date.
+        it has ended), null for prepaid customers and without a date;
+        ``contract_months_left`` the calendar months from the month of ``as_of`` to the month
+        the term ends in (0: it ends this month; negative: it has ended), null alike.
+        ``first_year_share_<ahead_days>d`` is the share of the days ``[as_of, as_of +
+        ahead_days)`` on which the customer's tenure is still under a year (1: the whole
+        window, 0: none of it): newcomers leave more often, and the window may straddle the
+        first anniversary.
     """
     age = _age_at(pl.col("birth_date"), as_of)
     tenure = (pl.lit(as_of) - pl.col("signup_date")).dt.total_days().cast(pl.Int64)
     # the minimum term is agreed at signup, so its end is known at as_of (prepaid: none)
-    contract_left = pl.lit(None, pl.Int64)
+    contract_left = contract_months = pl.lit(None, pl.Int64)
     if "contract_end_date" in customers.collect_schema():
-        contract_left = (
-            pl.when(pl.col("plan_type") == "postpaid")
-            .then((pl.col("contract_end_date") - pl.lit(as_of)).dt.total_days())
-            .cast(pl.Int64)
+        postpaid = pl.col("plan_type") == "postpaid"
+        end = pl.col("contract_end_date")
+        contract_left = pl.when(postpaid).then((end - pl.lit(as_of)).dt.total_days()).cast(pl.Int64)
+        months = (end.dt.year().cast(pl.Int64) - as_of.year) * 12 + (
+            end.dt.month().cast(pl.Int64) - as_of.month
         )
+        contract_months = pl.when(postpaid).then(months).cast(pl.Int64)
+    first_year = (pl.lit(FIRST_YEAR_DAYS) - tenure).clip(0, ahead_days) / ahead_days
     return population(customers, as_of).select(
         pl.col("customer_id"),
         age.alias("age"),
@@ -146,4 +173,6 @@ def who_features(
         *[_category(c) for c in CATEGORICAL_COLUMNS],
         tenure.alias("tenure_days"),
         contract_left.alias("contract_days_left"),
+        contract_months.alias("contract_months_left"),
+        first_year.cast(pl.Float64).alias(first_year_share_column(ahead_days)),
     )

@@ -23,6 +23,12 @@ import numpy as np
 import polars as pl
 
 from crm_engine.contracts import INPUT_TABLES
+from crm_engine.generator.hazard import (
+    contagion_share,
+    draw_complaints,
+    monthly_hazard,
+    static_logit,
+)
 from crm_engine.generator.personas import (
     GENDERS,
     NETWORK_CUSTOMER_SD,
@@ -433,12 +439,13 @@ def _simulate_months(w: World, seed: int) -> None:
     rng = _rng(seed, _S_MONTHLY)
     cal, eff, n, months = w.cal, w.params.churn, w.n, w.cal.months
     edges = cal.edges
-    base = (
-        _persona_array("churn_base_logit")[w.persona]
-        + eff.network_badness * w.net_bad
-        + eff.price_sensitivity * w.price
-        + eff.prepaid * w.prepaid
-        + eff.satisfaction * w.satisfaction
+    base = static_logit(
+        eff,
+        _persona_array("churn_base_logit")[w.persona],
+        w.net_bad,
+        w.price,
+        w.prepaid,
+        w.satisfaction,
     )
     # Postpaid customers rarely leave inside their minimum term and most often when it ends.
     end_month = _month_index(cal, w.contract_end_day)
@@ -450,31 +457,22 @@ def _simulate_months(w: World, seed: int) -> None:
     for m in range(months + FUTURE_MONTHS):
         t = edges[m]
         if m <= months:
-            lo = max(0, m - eff.contagion_months)
-            recent_churn = ((churn_month >= lo) & (churn_month < m)).astype(np.float64)
-            hits = np.bincount(w.edges_u, recent_churn[w.edges_v], minlength=n) + np.bincount(
-                w.edges_v, recent_churn[w.edges_u], minlength=n
+            contagion = contagion_share(
+                w.edges_u, w.edges_v, churn_month, w.signup_day < t, m, eff.contagion_months
             )
-            # Share of the contacts who are (or were) customers by the month's start: a
-            # contact who has not signed up yet is nobody whose leaving could be seen.
-            signed = (w.signup_day < t).astype(np.float64)
-            known = np.bincount(w.edges_u, signed[w.edges_v], minlength=n) + np.bincount(
-                w.edges_v, signed[w.edges_u], minlength=n
-            )
-            contagion = hits / np.maximum(known, 1.0)
             recent = w.complaints[:, max(0, m - 3) : min(m, months)].sum(axis=1, dtype=np.int64)
         at_risk = w.signup_day < t
-        logit = (
-            base
-            + eff.recent_complaints * np.minimum(recent, eff.recent_complaints_cap)
-            + eff.open_unresolved * np.minimum(cum_unres, eff.open_unresolved_cap)
-            + eff.short_tenure * ((t - w.signup_day) < 365)
-            + eff.contagion * contagion
-            + eff.in_contract * (postpaid & (m < end_month))
-            + eff.contract_end
-            * (postpaid & (m >= end_month) & (m < end_month + eff.contract_end_months))
+        h = monthly_hazard(
+            eff,
+            base,
+            recent_complaints=recent,
+            open_unresolved=cum_unres,
+            tenure_days=t - w.signup_day,
+            contagion=contagion,
+            postpaid=postpaid,
+            month=m,
+            contract_end_month=end_month,
         )
-        h = _sigmoid(logit)
         w.hazard[at_risk, m] = h[at_risk]
         if m >= months:
             continue
@@ -485,9 +483,8 @@ def _simulate_months(w: World, seed: int) -> None:
         w.churn_day[new] = day[new]
         churn_month[new] = m
         frac = np.clip((edges[m + 1] - np.maximum(w.signup_day, t)) / length, 0.0, 1.0)
-        c = np.minimum(rng.poisson(w.complaint_rate * frac), 255)
+        c, un = draw_complaints(rng, w.complaint_rate, frac, w.params.unresolved_complaint)
         w.complaints[:, m] = c
-        un = rng.binomial(c, w.params.unresolved_complaint)
         w.unresolved[:, m] = un
         cum_unres += un
 
@@ -895,7 +892,12 @@ def generate(
         If a size is not positive or ``start`` is not the first day of a month.
     """
     from crm_engine.commit import atomic_directory
-    from crm_engine.generator.truth import HazardWriter, write_params, write_truth_customers
+    from crm_engine.generator.truth import (
+        HazardWriter,
+        write_params,
+        write_truth_customers,
+        write_truth_history,
+    )
 
     if customers < 1:
         raise ValueError(f"customers={customers} should be >= 1")
@@ -944,6 +946,7 @@ def generate(
                 if progress is not None:
                     progress(chunk + 1, n_chunks)
         write_truth_customers(world, truth / "customers.parquet")
+        write_truth_history(world, truth)
         write_params(world, seed, truth / "params.json")
     return GenerationSummary(
         out_dir=Path(out_dir),

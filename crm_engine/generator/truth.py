@@ -9,7 +9,8 @@
   window, null if alive at the end; never for postpaid), plus ``signup_date``,
   ``churn_date``, ``first_purchase_at`` (start of the observed purchase process; postpaid:
   the first bill in the window), ``network_badness``, ``price_sensitivity``,
-  ``call_degree``, and for postpaid customers ``contract_months`` (the minimum term),
+  ``complaint_rate`` (complaints in a whole month of being a customer), ``call_degree``,
+  and for postpaid customers ``contract_months`` (the minimum term),
   ``contract_end_date`` and ``monthly_bill`` (the plan fee: ``lambda_per_day x gg_p / nu``
   over a 365.25 / 12-day month; each bill is it times a little noise), ``device_instalment``
   (paid with each bill of the minimum term; 0 without a device plan) and ``involuntary``
@@ -22,6 +23,12 @@
   past its end. After a churn the row holds the counterfactual hazard (what it would have
   been had the customer stayed), so an oracle at any ``as_of`` is never informed by the
   outcome. Months past the end are computed from the state at the end.
+- ``complaints.parquet``: ``customer_id, month, complaints, unresolved``: the complaints
+  made in each data month and how many of them are never resolved (months without one left
+  out; after a churn the counterfactual counts, which no table shows).
+- ``call_graph.parquet``: ``customer_id, contact_id`` (``customer_id < contact_id``): the
+  undirected call graph the contagion runs over (the calls table shows only the months an
+  edge was used).
 - ``params.json``: persona parameters, the churn effects and the run's start/end/seed.
 """
 
@@ -118,6 +125,7 @@ def write_truth_customers(world: World, path: Path) -> None:
             "first_purchase_at": cal.timestamps(world.t0),
             "network_badness": world.net_bad,
             "price_sensitivity": world.price,
+            "complaint_rate": world.complaint_rate,
             "call_degree": world.degree.astype(np.int64),
             "contract_months": pl.Series(world.contract_months, dtype=pl.Int64).scatter(
                 np.flatnonzero(world.prepaid), None
@@ -137,6 +145,25 @@ def write_truth_customers(world: World, path: Path) -> None:
         }
     )
     df.write_parquet(path, compression="zstd")
+
+
+def write_truth_history(world: World, truth_dir: Path) -> None:
+    """The monthly complaint counts and the call graph behind the churn hazard."""
+    ci, mi = np.nonzero(world.complaints)
+    pl.DataFrame(
+        {
+            "customer_id": (ci + 1).astype(np.int64),
+            "month": world.cal.dates(world.cal.edges[mi]),
+            "complaints": world.complaints[ci, mi].astype(np.int64),
+            "unresolved": world.unresolved[ci, mi].astype(np.int64),
+        }
+    ).write_parquet(Path(truth_dir) / "complaints.parquet", compression="zstd")
+    pl.DataFrame(
+        {
+            "customer_id": (world.edges_u + 1).astype(np.int64),
+            "contact_id": (world.edges_v + 1).astype(np.int64),
+        }
+    ).write_parquet(Path(truth_dir) / "call_graph.parquet", compression="zstd")
 
 
 def write_params(world: World, seed: int, path: Path) -> None:
@@ -167,7 +194,12 @@ def write_params(world: World, seed: int, path: Path) -> None:
 
 
 def true_churn_probability(truth_dir: Path, as_of: date, horizon_days: int) -> pl.DataFrame:
-    """The oracle probability that each customer active at ``as_of`` churns within the horizon.
+    """The oracle probability that each customer active at ``as_of`` churns within the horizon,
+    from the hazards realised in the window.
+
+    These hazards move with what happens after ``as_of`` (complaints, unresolved tickets,
+    contacts who leave), which no model can see at the cut;
+    :func:`~crm_engine.generator.as_of_churn_probability` is the oracle of what could be known.
 
     ``p_churn = 1 - prod((1 - hazard_m) ** w_m)`` over the months overlapping the label window
     of days ``(as_of, as_of + horizon_days]``, where ``w_m`` is the share of month ``m``'s days

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
+from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from crm_engine.contracts import INPUT_TABLES
-from crm_engine.generator import PERSONAS, WorldParams, generate, true_churn_probability
+from crm_engine.generator import (
+    PERSONAS,
+    ChurnEffects,
+    WorldParams,
+    as_of_churn_probability,
+    generate,
+    true_churn_probability,
+)
 from crm_engine.io import load_tables
 
 N = 4_000
@@ -413,6 +423,140 @@ def test_true_churn_probability(tables: dict[str, pl.DataFrame], data: Path) -> 
     assert roc_auc_score(y["y"], y["p_churn"]) > 0.65
     with pytest.raises(ValueError, match="horizon_days=0"):
         true_churn_probability(data / "_truth", as_of, 0)
+
+
+def test_truth_complaints_are_the_complaints_in_the_data(
+    tables: dict[str, pl.DataFrame], data: Path
+) -> None:
+    stayed = tables["customers"].filter(pl.col("churn_date").is_null()).select("customer_id")
+    seen = (
+        tables["interactions"]
+        .filter(pl.col("kind") == "complaint")
+        .join(stayed, on="customer_id")
+        .group_by("customer_id", pl.col("opened_at").dt.date().dt.truncate("1mo").alias("month"))
+        .agg(pl.len().cast(pl.Int64).alias("complaints"))
+        .sort("customer_id", "month")
+    )
+    truth = (
+        pl.read_parquet(data / "_truth" / "complaints.parquet")
+        .join(stayed, on="customer_id")
+        .sort("customer_id", "month")
+    )
+    assert seen.height > 500
+    assert_frame_equal(truth.select(seen.columns), seen)
+    assert 0 < truth["unresolved"].sum() < 0.15 * truth["complaints"].sum()
+    graph = pl.read_parquet(data / "_truth" / "call_graph.parquet")
+    assert (graph["customer_id"] < graph["contact_id"]).all()
+    called = tables["calls"].select(
+        pl.min_horizontal("caller_id", "callee_id").alias("customer_id"),
+        pl.max_horizontal("caller_id", "callee_id").alias("contact_id"),
+    )
+    assert called.join(graph, on=["customer_id", "contact_id"], how="anti").height == 0
+
+
+def _window_labels(tables: dict[str, pl.DataFrame], as_of: date, horizon: int) -> pl.DataFrame:
+    last = as_of + timedelta(days=horizon - 1)
+    return tables["customers"].select(
+        "customer_id", pl.col("churn_date").is_between(as_of, last).fill_null(False).alias("y")
+    )
+
+
+def test_as_of_churn_oracle_ranks_and_is_calibrated(
+    tables: dict[str, pl.DataFrame], data: Path
+) -> None:
+    as_of, horizon = date(2024, 10, 3), 90  # the window ends with the data
+    p = as_of_churn_probability(data / "_truth", as_of, horizon)
+    c = tables["customers"]
+    population = c.filter(
+        (pl.col("signup_date") < as_of)
+        & (pl.col("churn_date").is_null() | (pl.col("churn_date") >= as_of))
+    )
+    assert p.schema == pl.Schema({"customer_id": pl.Int64, "p_churn": pl.Float64})
+    assert p["customer_id"].to_list() == sorted(population["customer_id"].to_list())
+    assert p["p_churn"].is_between(0.0, 1.0).all()
+    y = p.join(_window_labels(tables, as_of, horizon), on="customer_id")
+    sd = math.sqrt((y["p_churn"] * (1 - y["p_churn"])).sum())
+    assert abs(y["y"].sum() - y["p_churn"].sum()) < 4 * sd
+    assert roc_auc_score(y["y"], y["p_churn"]) > 0.7
+    # the futures it averages over are random, their average barely
+    other = as_of_churn_probability(data / "_truth", as_of, horizon, seed=1)
+    gap = (other["p_churn"] - p["p_churn"]).abs()
+    assert gap.mean() < 0.1 * p["p_churn"].mean() and gap.max() < 0.05, (gap.mean(), gap.max())
+    assert (other["p_churn"] != p["p_churn"]).any()
+    with pytest.raises(ValueError, match="horizon_days=0"):
+        as_of_churn_probability(data / "_truth", as_of, 0)
+    with pytest.raises(ValueError, match="ends after the data"):
+        as_of_churn_probability(data / "_truth", as_of, 91)
+
+
+def test_as_of_churn_oracle_never_reads_what_happens_after_the_cut(
+    data: Path, tmp_path: Path
+) -> None:
+    as_of, horizon = date(2024, 10, 3), 90
+    expected = as_of_churn_probability(data / "_truth", as_of, horizon, draws=20)
+    changed = tmp_path / "data"
+    shutil.copytree(data, changed)
+    # a flood of complaints after the cut, in the data and in the truth's monthly counts
+    inter = pl.read_parquet(changed / "interactions")
+    late = inter.filter(pl.col("opened_at") >= datetime(2024, 10, 3))
+    assert late.height > 0
+    flood = pl.concat([inter, *[late.with_columns(kind=pl.lit("complaint"), closed_at=None)] * 3])
+    shutil.rmtree(changed / "interactions")
+    (changed / "interactions").mkdir()
+    flood.write_parquet(changed / "interactions" / "part-00000.parquet")
+    truth = changed / "_truth"
+    counts = pl.read_parquet(truth / "complaints.parquet")
+    counts.with_columns(
+        pl.when(pl.col("month") >= date(2024, 10, 1))
+        .then(pl.lit(9, pl.Int64))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in ("complaints", "unresolved")
+    ).write_parquet(truth / "complaints.parquet")
+    # who goes on to leave, and the hazards they really had, are not read either
+    customers = pl.read_parquet(truth / "customers.parquet")
+    left_later = pl.col("churn_date") >= as_of
+    customers.with_columns(
+        pl.when(left_later).then(None).otherwise("churn_date").alias("churn_date")
+    ).write_parquet(truth / "customers.parquet")
+    (truth / "churn_hazard.parquet").unlink()
+    assert_frame_equal(as_of_churn_probability(truth, as_of, horizon, draws=20), expected)
+    # one complaint before the cut, in the cut's month, does move it
+    extra = inter.filter(pl.col("kind") == "complaint").head(1)
+    who = extra["customer_id"][0]
+    more = pl.concat([flood, extra.with_columns(opened_at=pl.lit(datetime(2024, 10, 2)))])
+    more.write_parquet(changed / "interactions" / "part-00000.parquet")
+    moved = as_of_churn_probability(truth, as_of, horizon, draws=20)
+    diff = moved.join(expected, on="customer_id").filter(
+        pl.col("p_churn") != pl.col("p_churn_right")
+    )
+    assert who in diff["customer_id"].to_list()
+
+
+def test_as_of_churn_oracle_is_the_generators_hazard(tmp_path: Path) -> None:
+    # Without complaints or contagion the hazard of every month is known at the cut: the
+    # oracle is then the product of the recorded monthly hazards, with no simulation noise.
+    quiet = ChurnEffects(recent_complaints=0.0, open_unresolved=0.0, contagion=0.0)
+    out = tmp_path / "quiet"
+    generate(out, customers=1_500, months=24, seed=3, params=WorldParams(churn=quiet))
+    hazard = pl.read_parquet(out / "_truth" / "churn_hazard.parquet")
+    lengths = {date(2024, 7, 1): 31.0, date(2024, 8, 1): 31.0, date(2024, 9, 1): 30.0}
+    for as_of, elapsed in ((date(2024, 7, 1), 0), (date(2024, 7, 11), 10)):
+        horizon = (date(2024, 10, 1) - as_of).days
+        p = as_of_churn_probability(out / "_truth", as_of, horizon, draws=2)
+        # the cut's month: a churn on a uniform day of it, none in the days before the cut
+        share = pl.when(pl.col("month") == date(2024, 7, 1)).then(
+            pl.col("hazard") * (31 - elapsed) / (31 - pl.col("hazard") * elapsed)
+        )
+        expected = (
+            hazard.filter(pl.col("month").is_in(list(lengths)))
+            .group_by("customer_id")
+            .agg((1 - share.otherwise(pl.col("hazard"))).product().alias("surv"))
+            .join(p, on="customer_id")
+        )
+        assert expected.height > 0.9 * p.height
+        err = (1 - expected["surv"] - expected["p_churn"]).abs().max()
+        assert err < 1e-6, (as_of, err)
 
 
 def test_params_json(data: Path) -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
+from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from scipy.stats import spearmanr
 
 import features
 from crm_engine.config import FeaturesConfig
-from crm_engine.io import DataError
+from crm_engine.generator import generate
+from crm_engine.io import DataError, load_tables
 from tests.features._tiny import AS_OF, lazy
 
 
@@ -63,7 +67,8 @@ def test_planned_column_names_present() -> None:
         "complaints_365d_device", "open_tickets", "resolution_hours_max",
         "days_since_last_complaint", "interaction_satisfaction_mean", "last_nps", "last_csat",
         "days_since_survey", "n_contacts", "call_minutes_12m", "outside_region_share",
-        "influence_score", "churned_contacts_share_90d",
+        "influence_score", "churned_contacts_share_90d", "contract_days_left",
+        "contract_months_left", "first_year_share_90d", "network_experience_score",
     }  # fmt: skip
     assert planned <= cols
 
@@ -138,6 +143,84 @@ def test_usage_and_network_spot_checks(tiny: dict[str, pl.DataFrame]) -> None:
     assert r["latency_ms_worst_3m"] == pytest.approx(60.0)
     assert r["packet_loss_pct_worst_3m"] == pytest.approx(0.5)
     assert r["coverage_5g_share_worst_3m"] == pytest.approx(0.2)
+
+
+def _month_score(dcr: float, cssr: float, mbps: float, lat: float | None, loss: float,
+                 cov: float) -> float:  # fmt: skip
+    """The score of one month written out: log-ratios to the typical network, good side up."""
+    cov = min(max(cov, 0.01), 0.99)
+    parts = [
+        -math.log(dcr / 0.01),
+        -math.log((1 - cssr) / 0.01),
+        math.log(mbps / 50.0),
+        *([] if lat is None else [-math.log(lat / 30.0)]),
+        -math.log(loss / 0.5),
+        math.log(cov / (1 - cov)),
+    ]
+    return sum(parts) / len(parts)
+
+
+def test_network_experience_score_covers_every_month_seen(tiny: dict[str, pl.DataFrame]) -> None:
+    r = _row(_profile(tiny), 1)
+    months = [
+        _month_score(0.5, 0.5, 1.0, 500.0, 5.0, 0.0),  # September: outside the 3-month window
+        _month_score(0.01, 0.99, 50.0, 30.0, 0.1, 0.5),
+        _month_score(0.03, 0.95, 20.0, 60.0, 0.5, 0.2),
+        _month_score(0.02, 0.97, 35.0, None, 0.3, 0.4),  # latency null: the other five
+    ]  # January (as_of's month) is not seen
+    assert r["network_experience_score"] == pytest.approx(sum(months) / 4, rel=1e-8)
+    assert months[0] < -2 < 0 < months[1]
+    assert _row(_profile(tiny), 2)["network_experience_score"] is None  # no network rows
+
+
+def test_first_year_share_of_the_window_ahead(tiny: dict[str, pl.DataFrame]) -> None:
+    column = "first_year_share_90d"
+    df = _profile(tiny, dt.date(2024, 4, 1))
+    # 2 signed up on 2023-06-10: tenure 296 days, 69 of the next 90 still in the first year
+    assert _row(df, 2)[column] == pytest.approx(69 / 90)
+    assert _row(df, 1)[column] == 0.0
+    assert _row(_profile(tiny), 2)[column] == 1.0  # tenure 205: the whole window
+    cfg = FeaturesConfig(ahead_days=30)
+    short = features.build_profile(lazy(tiny), dt.date(2024, 4, 1), cfg).collect()
+    assert _row(short, 2)["first_year_share_30d"] == 1.0
+    assert "first_year_share_90d" not in short.columns
+
+
+def test_profile_reads_the_hazard_inputs_of_the_generated_operator(tmp_path: Path) -> None:
+    """The generator's churn hazard rises around a contract's end, in the first year and with
+    a persistent network badness: the profile carries each as one column a model can use."""
+    data = tmp_path / "data"
+    generate(data, customers=2_000, months=24, seed=5)
+    as_of = dt.date(2024, 10, 3)
+    profile = features.build_profile(load_tables(data), as_of).collect()
+    truth = pl.read_parquet(data / "_truth" / "customers.parquet")
+    j = profile.join(truth, on="customer_id", suffix="_truth")
+    assert j.height == profile.height > 1_000
+    # the single score follows the latent badness better than any one KPI's recent mean
+    score = spearmanr(
+        j["network_experience_score"], -j["network_badness"], nan_policy="omit"
+    ).statistic
+    recent = [
+        abs(spearmanr(j[c], j["network_badness"], nan_policy="omit").statistic)
+        for c in profile.columns
+        if c.endswith("_mean_3m")
+    ]
+    assert len(recent) == 6
+    assert score > 0.9 and score > max(recent) + 0.01, (score, recent)
+    # months to the term's end: the hazard's own months (0 = ends in as_of's month)
+    post = j.filter(pl.col("plan_type") == "postpaid")
+    end = post["contract_end_date"]
+    want = (end.dt.year() - 2024) * 12 + end.dt.month() - 10
+    assert post.height > 300
+    assert post["contract_months_left"].to_list() == want.to_list()
+    assert j.filter(pl.col("plan_type") == "prepaid")["contract_months_left"].null_count() == (
+        j.height - post.height
+    )
+    # the first year: whole window for the newest, none of it after 365 days
+    share = j["first_year_share_90d"]
+    assert ((share == 1.0) == (j["tenure_days"] <= 275)).all()
+    assert ((share == 0.0) == (j["tenure_days"] >= 365)).all()
+    assert share.is_between(0.0, 1.0).all()
 
 
 def test_mid_month_as_of_sees_only_complete_months(tiny: dict[str, pl.DataFrame]) -> None:
