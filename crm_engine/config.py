@@ -470,6 +470,15 @@ class EngineConfig(_Section):
         description="threads LightGBM, scikit-learn and BLAS may use (never more than the "
         "cores this process may use, the default); OpenMP waits passively",
     )
+    buckets: Annotated[int, Field(gt=0, le=10_000)] | None = Field(
+        None,
+        description="local backend: hash buckets of customer_id the keyed tables are split in "
+        "(scratch Parquet in the run's staging directory), each profile built bucket by "
+        "bucket; default: one per bucket_customers customers (1: no split)",
+    )
+    bucket_customers: Annotated[int, Field(gt=0)] = Field(
+        1_000_000, description="customers per bucket when buckets is not set"
+    )
     spark: SparkConfig = SparkConfig()
 
 

@@ -11,7 +11,14 @@ import scipy.sparse as sp
 from crm_engine.config import FeaturesConfig
 from features.window import attach, observed, trailing_months
 
-__all__ = ["add_influence", "influence_columns", "pagerank", "undirected_edges"]
+__all__ = [
+    "add_influence",
+    "attach_influence",
+    "influence_columns",
+    "influence_scores",
+    "pagerank",
+    "undirected_edges",
+]
 
 _MONTHS = 12
 _DAMPING = 0.85
@@ -138,26 +145,15 @@ def _node_index(keys: np.ndarray, *ids: np.ndarray) -> list[np.ndarray]:
     return [np.searchsorted(keys, a) for a in ids]
 
 
-def add_influence(
-    profile: pl.LazyFrame,
-    calls: pl.LazyFrame,
-    customers: pl.LazyFrame,
-    as_of: dt.date,
-    cfg: FeaturesConfig,
+def influence_scores(
+    calls: pl.LazyFrame, customers: pl.LazyFrame, as_of: dt.date, cfg: FeaturesConfig
 ) -> pl.LazyFrame:
-    """Add the call-graph columns to ``profile``.
+    """The call-graph columns of every node of the graph at ``as_of`` (see
+    :func:`add_influence`): ``customer_id`` and :func:`influence_columns`.
 
-    Over the calls of the trailing 12 complete months, treated as undirected:
-
-    - ``n_contacts``: distinct people called or calling; ``call_minutes_12m``: their minutes;
-    - ``outside_region_share``: share of contacts whose known region differs from the
-      customer's own (contacts who are not customers at ``as_of`` count as not outside);
-    - ``influence_score``: weighted PageRank (minutes) normalised to 0-1 (top node = 1);
-    - ``churned_contacts_share_<d>d``: share of contacts whose ``churn_date`` lies in
-      ``[as_of - contagion_days, as_of)``.
-
-    Only customers who signed up before ``as_of`` lend their region or churn date. All
-    columns are 0 for customers without calls.
+    It needs the whole graph (every call and every customer's region and churn date), so a
+    bucketed or sampled profile computes it once per cut and attaches it with
+    :func:`attach_influence`.
     """
     edges = undirected_edges(calls, as_of)
     id_dtype = edges.collect_schema()["customer_id"]
@@ -187,6 +183,7 @@ def add_influence(
         on="customer_id",
         how="left",
     )
+    schema = {"customer_id": id_dtype, **influence_columns(cfg)}
 
     def per_customer(df: pl.DataFrame) -> pl.DataFrame:
         # One eager step over the collected edge list, so that it is built once for both
@@ -201,20 +198,40 @@ def add_influence(
         ranks = pagerank(df.select("customer_id", "contact_id", "minutes"), cfg.pagerank_iterations)
         return sums.join(ranks, on="customer_id", how="left").select(list(schema))
 
-    schema = {
-        "customer_id": id_dtype,
-        "n_contacts": pl.Int64(),
-        "call_minutes_12m": pl.Float64(),
-        "outside_region_share": pl.Float64(),
-        contagion: pl.Float64(),
-        "influence_score": pl.Float64(),
-    }
-    scores = enriched.map_batches(per_customer, schema=schema)
+    return enriched.map_batches(per_customer, schema=schema)
+
+
+def attach_influence(
+    profile: pl.LazyFrame, scores: pl.LazyFrame, cfg: FeaturesConfig
+) -> pl.LazyFrame:
+    """``profile`` with the call-graph columns of ``scores`` (:func:`influence_scores`, or
+    the Spark backend's twin); 0 for customers without calls."""
+    columns = influence_columns(cfg)
     fill: dict[str, pl.Expr | float | int | bool] = {
-        "n_contacts": 0,
-        "call_minutes_12m": 0.0,
-        "outside_region_share": 0.0,
-        "influence_score": 0.0,
-        contagion: 0.0,
+        name: 0 if dtype.is_integer() else 0.0 for name, dtype in columns.items()
     }
-    return attach(profile, scores, fill)
+    return attach(profile, scores.select("customer_id", *columns), fill)
+
+
+def add_influence(
+    profile: pl.LazyFrame,
+    calls: pl.LazyFrame,
+    customers: pl.LazyFrame,
+    as_of: dt.date,
+    cfg: FeaturesConfig,
+) -> pl.LazyFrame:
+    """Add the call-graph columns to ``profile``.
+
+    Over the calls of the trailing 12 complete months, treated as undirected:
+
+    - ``n_contacts``: distinct people called or calling; ``call_minutes_12m``: their minutes;
+    - ``outside_region_share``: share of contacts whose known region differs from the
+      customer's own (contacts who are not customers at ``as_of`` count as not outside);
+    - ``influence_score``: weighted PageRank (minutes) normalised to 0-1 (top node = 1);
+    - ``churned_contacts_share_<d>d``: share of contacts whose ``churn_date`` lies in
+      ``[as_of - contagion_days, as_of)``.
+
+    Only customers who signed up before ``as_of`` lend their region or churn date. All
+    columns are 0 for customers without calls.
+    """
+    return attach_influence(profile, influence_scores(calls, customers, as_of, cfg), cfg)

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 import polars as pl
 
-__all__ = ["SAMPLE_BUCKETS", "UNKEYED_TABLES", "CustomerSample", "restrict"]
+__all__ = [
+    "SAMPLE_BUCKETS",
+    "UNKEYED_TABLES",
+    "CustomerSample",
+    "bucket_expr",
+    "buckets_holding",
+    "restrict",
+]
 
 UNKEYED_TABLES = frozenset({"calls"})
 """Tables not keyed by ``customer_id`` (the call graph joins two customers per row)."""
@@ -46,10 +53,38 @@ class CustomerSample:
             return None
         return cls(share=max_customers / customers, seed=seed)
 
+    @property
+    def keep(self) -> int:
+        """Sampled customers are those whose hash bucket (of :data:`SAMPLE_BUCKETS`) is below."""
+        return max(1, round(self.share * SAMPLE_BUCKETS))
+
     def expr(self, column: str = "customer_id") -> pl.Expr:
         """True for the rows of sampled customers."""
-        keep = max(1, round(self.share * SAMPLE_BUCKETS))
-        return pl.col(column).hash(seed=self.seed) % SAMPLE_BUCKETS < keep
+        return _hash(column, self.seed) < self.keep
+
+
+def _hash(column: str, seed: int) -> pl.Expr:
+    return pl.col(column).hash(seed=seed) % SAMPLE_BUCKETS
+
+
+def bucket_expr(buckets: int, column: str = "customer_id") -> pl.Expr:
+    """The bucket (``0 .. buckets - 1``, UInt32) of each row's customer in a run split in
+    ``buckets``: all rows of a customer meet in one bucket.
+
+    Buckets are consecutive ranges of the sample hash (seed 0), so a :class:`CustomerSample`
+    of seed 0 lies in the first buckets (:func:`buckets_holding`): a sampled profile reads
+    only those.
+    """
+    if buckets <= 0:
+        raise ValueError(f"buckets must be positive, got {buckets}")
+    return (_hash(column, 0) * buckets // SAMPLE_BUCKETS).cast(pl.UInt32)
+
+
+def buckets_holding(sample: CustomerSample | None, buckets: int) -> range:
+    """The buckets (of :func:`bucket_expr`) where ``sample``'s customers are (None: all)."""
+    if sample is None or sample.seed != 0:
+        return range(buckets)
+    return range(min(buckets, -(-sample.keep * buckets // SAMPLE_BUCKETS)))
 
 
 def restrict(

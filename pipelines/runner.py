@@ -313,6 +313,8 @@ def run_pipeline(
             # the session opens at the first profile and is stopped when the run ends,
             # committed or not
             build_profile = spark_backend(cfg, stack)
+        else:
+            build_profile = _split(cfg, tables, scratch / "buckets", state, progress)
         ctx = StageContext(
             cfg=cfg,
             as_of=as_of,
@@ -350,6 +352,45 @@ def run_pipeline(
         metrics=state.metrics,
         model_versions=state.model_versions,
     )
+
+
+def _split(
+    cfg: PipelineConfig,
+    tables: dict[str, pl.LazyFrame],
+    directory: Path,
+    state: RunState,
+    progress: ProgressFn,
+) -> ProfileBuilder | None:
+    """Split the keyed tables in ``engine.buckets`` (phase ``split``) and return the builder
+    of bucketed profiles; None (``features.build_profile`` over the input) with one bucket."""
+    from pipelines.buckets import bucket_count, bucketed_profile, split_tables
+
+    customers = int(tables["customers"].select(pl.len()).collect().item())
+    buckets = bucket_count(customers, cfg.engine)
+    state.reports["buckets"] = buckets
+    if buckets == 1:
+        return None
+    progress("split", "start", None)
+    t = time.perf_counter()
+    try:
+        split = split_tables(tables, directory, buckets)
+    except DataError:
+        raise
+    except DEPENDENCY_ERRORS as e:  # unvalidated input (--no-validate): one line
+        raise DataError(f"splitting the input in {buckets} buckets failed: {failure(e)}") from e
+    fault_point("split")
+    state.timings["split"] = round(time.perf_counter() - t, 3)
+    progress("split", "done", state.timings["split"])
+
+    def build(
+        tables: dict[str, pl.LazyFrame],
+        cut: dt.date,
+        features_cfg: FeaturesConfig,
+        sample: CustomerSample | None = None,
+    ) -> pl.DataFrame:
+        return bucketed_profile(split, tables, cut, features_cfg, sample)
+
+    return build
 
 
 def _commit(output: Output, state: RunState) -> contextlib.AbstractContextManager[Any]:

@@ -5,8 +5,9 @@ The plan (DESIGN §7):
 1. Every customer-keyed input table (all but ``calls``) is read by Spark from its files in
    ``data.dir``, as :func:`crm_engine.io.find_tables` finds them. A ``mapInArrow`` casts each
    batch to the contract exactly as the local backend does (:func:`crm_engine.io.cast_expr`,
-   Polars), puts each row in bucket ``hash(customer_id) % buckets`` and packs each bucket's
-   rows of the batch into one Arrow IPC blob: rows ``(bucket, table, blob)``.
+   Polars), puts each row in its bucket (:func:`features.sample.bucket_expr`, as the local
+   backend's split) and packs each bucket's rows of the batch into one Arrow IPC blob: rows
+   ``(bucket, table, blob)``.
 2. The blobs of all tables are unioned and grouped by bucket (``applyInArrow``): every row of a
    customer meets in one task, which unpacks its tables and runs ``features.build_profile``
    without the call graph (and with the run's :class:`~features.sample.CustomerSample`).
@@ -37,7 +38,7 @@ from crm_engine.config import FeaturesConfig
 from crm_engine.contracts import INPUT_TABLES
 from crm_engine.io import DataError, TableSource, cast_expr, find_tables
 from features.profile import finish_profile
-from features.sample import CustomerSample
+from features.sample import CustomerSample, bucket_expr
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -46,9 +47,6 @@ __all__ = ["FAULT_POINT", "SparkJobError", "spark_profile"]
 
 FAULT_POINT = "spark_task"
 """``CRM_ENGINE_FAULT=spark_task`` makes every per-bucket task raise (tests)."""
-
-BUCKET_SEED = 14
-"""Seed of the bucket hash (any fixed value: only rows of one customer must meet)."""
 
 _BLOB_DDL = "bucket long, table string, blob binary"
 
@@ -96,7 +94,7 @@ def pack_batches(
         if batch.num_rows == 0:
             continue
         frame = _cast(pl.from_arrow(pa.Table.from_batches([batch])), name, target, timezone)
-        bucket = (pl.col("customer_id").hash(seed=BUCKET_SEED) % buckets).cast(pl.Int64)
+        bucket = bucket_expr(buckets).cast(pl.Int64)
         parts = frame.with_columns(bucket.alias("_bucket")).partition_by(
             "_bucket", as_dict=True, include_key=False
         )
@@ -232,8 +230,7 @@ def _influence(
     timezone: str,
 ) -> pl.DataFrame:
     """``profile`` with the call-graph columns, 0 for customers without calls (as local)."""
-    from features.influence import influence_columns
-    from features.window import attach
+    from features.influence import attach_influence
     from pipelines.spark.influence import influence_frame
 
     calls = _contract_frame(spark, sources["calls"], tables["calls"], timezone)
@@ -244,11 +241,7 @@ def _influence(
     except Exception as e:
         raise SparkJobError(f"the Spark job computing {what} failed: {_cause(e)}") from None
     scores = _collect(frame, what)
-    fill: dict[str, pl.Expr | float | int | bool] = {
-        name: 0 if dtype.is_integer() else 0.0 for name, dtype in influence_columns(cfg).items()
-    }
-    columns = ["customer_id", *influence_columns(cfg)]
-    return attach(profile.lazy(), scores.select(columns).lazy(), fill).collect()
+    return attach_influence(profile.lazy(), scores.lazy(), cfg).collect()
 
 
 def _cast_batches(

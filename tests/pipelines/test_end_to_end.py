@@ -134,12 +134,22 @@ def test_manifest_consistent_with_files(first_run: Path, generated_operator: Pat
 
 
 def test_second_run_same_scores(first_run: Path, generated_operator: Path, tmp_path: Path) -> None:
+    """The same data twice, the second split in 3 buckets (the first is one): the same scores,
+    model columns included (the profiles, hence every fit, are identical)."""
+    config = tmp_path / "buckets.toml"
+    config.write_text("[engine]\nbuckets = 3\n")
     out = tmp_path / "out"
-    code, output = run_cli(generated_operator, out, "--no-tracking")
-    assert code == 0, output
+    args = ["run", str(config), "--data", str(generated_operator), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--as-of", AS_OF, "--no-tracking"])
+    assert result.exit_code == 0, result.output
+    assert "split" in result.output  # a phase of its own in the stage display
     assert_frame_equal(
         pl.read_parquet(first_run / "scores.parquet"), pl.read_parquet(out / "scores.parquet")
     )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["buckets"] == 3 and manifest["timings_s"]["split"] > 0
+    assert json.loads((first_run / "manifest.json").read_text())["buckets"] == 1
+    assert not list(out.rglob("_bucket=*"))  # the scratch is gone with the commit
 
 
 def _add_rows_after_as_of(data: Path) -> None:

@@ -76,15 +76,22 @@ def test_the_layout_commits_by_one_link(committed: Path) -> None:
             assert entry["sha256"] == file_sha256(current / name), name
 
 
-@pytest.mark.parametrize("point", ["stage:profile", "before-rename", "after-rename"])
+@pytest.mark.parametrize("point", ["split", "stage:profile", "before-rename", "after-rename"])
 def test_a_kill_before_the_commit_leaves_the_previous_output(
     committed: Path, generated_operator: Path, tmp_path: Path, point: str
 ) -> None:
     out = tmp_path / "out"
     shutil.copytree(committed, out, symlinks=True)
     before = _digest(out / CURRENT)
-    killed = _child(_run_args(generated_operator, out), env={FAULT_ENV: point})
+    args = _run_args(generated_operator, out)
+    if point == "split":  # killed once the input is split in buckets (scratch written)
+        config = tmp_path / "buckets.toml"
+        config.write_text("[engine]\nbuckets = 3\n")
+        args = [args[0], str(config), *args[1:]]
+    killed = _child(args, env={FAULT_ENV: point})
     assert killed.returncode == -signal.SIGKILL
+    if point == "split":
+        assert list((out / RUNS_DIR).rglob("_bucket=*"))  # the dead run's scratch is left
     assert _digest(out / CURRENT) == before
     assert (out / LOCK_FILE).exists()  # the dead run's lock is still there
 
