@@ -10,7 +10,7 @@ the stage it reached and why. The Spark backend runs in ``local[2]`` with the dr
 runs the tasks in local mode) given ``SPARK_DRIVER_MEMORY``; the sampled tree includes its JVM
 and Python workers.
 
-Targets (this machine): local backend 1M end to end < 3 min and < 4 GB, 10M < 15 min and
+Targets (this machine): local backend 1M end to end < 2 min and < 2 GB, 10M < 15 min and
 < 8 GB; Spark ``local[2]`` at 1M within 3x of the local backend's time; ``--busy``: the local
 run beside one competing CPU-bound process within 2.5x of the quiet run's time.
 
@@ -37,13 +37,15 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "scale.md"
-STAGES = ("validate", "profile", "segmentation", "valuation", "churn", "assemble", "write")
+STAGES = (
+    "validate", "split", "profile", "segmentation", "valuation", "churn", "assemble", "write",
+)  # fmt: skip
 HEADER = (
-    "| customers | backend | transactions | "
+    "| customers | backend | buckets | transactions | "
     + " | ".join(f"{s} s" for s in STAGES)
     + " | total s | peak RSS GB | customers/s | result | machine | date |"
 )
-TARGETS = {1_000_000: (180.0, 4.0), 10_000_000: (900.0, 8.0)}
+TARGETS = {1_000_000: (120.0, 2.0), 10_000_000: (900.0, 8.0)}
 """customers -> (seconds, GB) the issue sets for the local backend."""
 SPARK_DRIVER_MEMORY = "8g"
 SPARK_CONFIG = f"""[engine]
@@ -120,6 +122,7 @@ def run_pipeline_child(
         "seconds": seconds,
         "peak_gb": peak / 1e9,
         "timings": manifest.get("timings_s", {}),
+        "buckets": manifest.get("buckets"),
         "scored": manifest.get("outputs", {}).get("scores.parquet", {}).get("rows"),
         "error": tail[0][:160] if tail else "",
     }
@@ -161,7 +164,8 @@ def update_table(row: list[str], key: str) -> None:
             "`benchmarks/data/gen_<N>` (24 months, seed 0); peak RSS of the child's process tree "
             "(driver, JVM and Python workers for Spark) sampled every 0.25 s; stage times from "
             "the run's manifest (the write column stays empty: the manifest is written before "
-            "it). Targets, local backend: 1M < 180 s and < 4 GB; 10M < 900 s and < 8 GB; Spark "
+            "it); buckets from the manifest (split: the local backend's bucketed pass). Targets, "
+            "local backend: 1M < 120 s and < 2 GB; 10M < 900 s and < 8 GB; Spark "
             "`local[2]` at 1M within 3x of the local backend.",
             "",
             HEADER,
@@ -278,6 +282,7 @@ def _measure(
     row = [
         f"{n:,}",
         {"local": "local", "busy": "local + 1 busy process"}.get(backend, f"{backend} local[2]"),
+        str(result.get("buckets") or "-"),
         f"{transactions_rows(data):,}",
         *(f"{timings[s]:.1f}" if s in timings else "-" for s in STAGES),
         f"{seconds:.0f}",

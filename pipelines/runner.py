@@ -109,6 +109,13 @@ class StageContext:
             self._profiles[key] = build(self.tables, cut, self.cfg.features, sample)
         return self._profiles[key]
 
+    def release_earlier_profiles(self) -> None:
+        """Forget the cached profiles of earlier cuts (training and holdout samples): the
+        last stage that trains calls it, so scoring does not hold them too. A later stage
+        that asks again rebuilds them."""
+        for key in [k for k in self._profiles if k != (self.as_of, None)]:
+            del self._profiles[key]
+
 
 ProfileBuilder = Callable[
     [dict[str, pl.LazyFrame], dt.date, FeaturesConfig, CustomerSample | None], pl.DataFrame

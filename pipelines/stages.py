@@ -500,6 +500,7 @@ def churn_stage(
     training = train_models(
         tables, ctx.as_of, cfg, profile_at=ctx.profile_at, sample=sample, start=ctx.data_start()
     )
+    ctx.release_earlier_profiles()  # the training cuts' profiles: not needed to score
     versions: dict[str, str] = {}
     if ctx.tracking:
         import mlflow

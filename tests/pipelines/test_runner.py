@@ -171,3 +171,30 @@ def test_models_train_on_bounded_samples_and_score_everyone(
     scores = pl.read_parquet(out / "scores.parquet")
     assert scores.height == ctx.profile_at(ctx.as_of).height
     assert scores["churn_probability"].null_count() == 0
+
+
+def test_releasing_earlier_profiles_keeps_the_one_at_as_of(tmp_path: Path) -> None:
+    from crm_engine.config import PipelineConfig
+    from features.sample import CustomerSample
+
+    built: list[tuple[dt.date, CustomerSample | None]] = []
+
+    def build(tables: object, cut: dt.date, cfg: object, sample: object = None) -> pl.DataFrame:
+        built.append((cut, sample))  # type: ignore[arg-type]
+        return pl.DataFrame({"customer_id": [1]})
+
+    as_of, earlier = dt.date(2025, 1, 1), dt.date(2024, 10, 1)
+    ctx = StageContext(
+        cfg=PipelineConfig(), as_of=as_of, workdir=tmp_path, tracking=False,
+        tables={"customers": pl.LazyFrame()}, build_profile=build,
+    )  # fmt: skip
+    sample = CustomerSample(share=0.5)
+    ctx.profile_at(as_of)
+    ctx.profile_at(earlier, sample)
+    ctx.profile_at(as_of, sample)
+    assert len(built) == 3
+    ctx.release_earlier_profiles()
+    ctx.profile_at(as_of)  # still cached
+    assert len(built) == 3
+    ctx.profile_at(earlier, sample)  # built again
+    assert built[-1] == (earlier, sample) and len(built) == 4
