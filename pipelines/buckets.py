@@ -101,26 +101,56 @@ def bucketed_profile(
     ``features.build_profile(tables, cut, cfg, sample)``.
 
     ``tables`` are the run's own (unsplit) tables: the call graph and the contacts' regions
-    and churn dates come from them. ``on_bucket(done, total)`` is called after each bucket.
+    and churn dates come from them, computed once and split like the tables. Each bucket's
+    part is finished (declared columns, rounding) on its own; the parts are then put in
+    ``customer_id`` order a column at a time. ``on_bucket(done, total)`` is called after each
+    bucket.
     """
     import features
     from features.influence import attach_influence, influence_scores
     from features.profile import finish_profile
 
+    id_dtype = tables["customers"].collect_schema()["customer_id"]
+    expected = features.profile_schema(cfg, frozenset(tables), id_dtype)
+    graph: dict[int, pl.DataFrame] | None = None
+    empty_graph = pl.DataFrame()
+    if "calls" in tables:
+        scores = influence_scores(tables["calls"], tables["customers"], cut, cfg).collect(
+            engine="streaming"
+        )
+        empty_graph = scores.clear()
+        keyed = scores.with_columns(bucket_expr(split.buckets).alias(_KEY))
+        del scores
+        graph = {
+            int(key[0]): part  # type: ignore[arg-type]
+            for key, part in keyed.partition_by(_KEY, as_dict=True, include_key=False).items()
+        }
+        del keyed
     chosen = buckets_holding(sample, split.buckets)
     parts: list[pl.DataFrame] = []
     for i, bucket in enumerate(chosen):
-        parts.append(
-            features.build_profile(split.tables(bucket), cut, cfg, sample).collect(
-                engine="streaming"
-            )
-        )
+        part = features.build_profile(split.tables(bucket), cut, cfg, sample)
+        if graph is not None:
+            part = attach_influence(part, graph.pop(bucket, empty_graph).lazy(), cfg)
+        parts.append(finish_profile(part, expected).collect(engine="streaming"))
         if on_bucket is not None:
             on_bucket(i + 1, len(chosen))
-    profile = pl.concat(parts, how="vertical").lazy()
-    if "calls" in tables:
-        scores = influence_scores(tables["calls"], tables["customers"], cut, cfg)
-        profile = attach_influence(profile, scores, cfg)
-    id_dtype = tables["customers"].collect_schema()["customer_id"]
-    expected = features.profile_schema(cfg, frozenset(tables), id_dtype)
-    return finish_profile(profile, expected).collect(engine="streaming")
+    return _sorted_concat(parts, "customer_id")
+
+
+def _sorted_concat(parts: list[pl.DataFrame], key: str) -> pl.DataFrame:
+    """``parts`` (emptied) as one frame sorted by ``key``.
+
+    Built a column at a time, each freed from the parts once gathered: beyond the parts it
+    takes about one column, where sorting the concatenated frame takes a second copy of it.
+    """
+    if len(parts) == 1:
+        return parts.pop()
+    combined = pl.concat(parts, how="vertical", rechunk=False)
+    parts.clear()
+    order = combined.get_column(key).arg_sort()
+    columns: list[pl.Series] = []
+    for name in combined.columns:
+        columns.append(combined.get_column(name).gather(order))
+        combined = combined.drop(name)
+    return pl.DataFrame(columns)
