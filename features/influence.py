@@ -106,8 +106,20 @@ def pagerank(edges: pl.DataFrame, iterations: int = 20, damping: float = _DAMPIN
     ids, contacts = edges.get_column("customer_id"), edges.get_column("contact_id")
     nodes = pl.concat([ids, contacts.cast(id_dtype)]).unique().sort()
     i, j = _node_index(nodes.to_numpy(), ids.to_numpy(), contacts.to_numpy())
-    n = nodes.len()
     weight = edges.get_column("minutes").fill_null(0.0).clip(lower_bound=0.0).to_numpy()
+    rank = _rank(i, j, weight, nodes.len(), iterations, damping)
+    return pl.DataFrame({"customer_id": nodes, "influence_score": rank})
+
+
+def _rank(
+    i: np.ndarray,
+    j: np.ndarray,
+    weight: np.ndarray,
+    n: int,
+    iterations: int,
+    damping: float = _DAMPING,
+) -> np.ndarray:
+    """PageRank of the ``n`` nodes of the weighted edges ``i -> j``, top node 1."""
     matrix = sp.csr_matrix((weight, (i, j)), shape=(n, n))
     # Canonical layout (duplicates summed, column indices sorted): the sparse products then
     # add in the same order whatever order the edges came in, so the same graph gives the
@@ -122,8 +134,7 @@ def pagerank(edges: pl.DataFrame, iterations: int = 20, damping: float = _DAMPIN
     rank = np.full(n, 1.0 / n)
     for _ in range(iterations):
         rank = (1.0 - damping) / n + damping * (transition_t @ rank + rank[dangling].sum() / n)
-    rank /= rank.max()
-    return pl.DataFrame({"customer_id": nodes, "influence_score": rank})
+    return rank / rank.max()
 
 
 def _node_index(keys: np.ndarray, *ids: np.ndarray) -> list[np.ndarray]:
@@ -149,56 +160,19 @@ def influence_scores(
     calls: pl.LazyFrame, customers: pl.LazyFrame, as_of: dt.date, cfg: FeaturesConfig
 ) -> pl.LazyFrame:
     """The call-graph columns of every node of the graph at ``as_of`` (see
-    :func:`add_influence`): ``customer_id`` and :func:`influence_columns`.
+    :func:`add_influence`): ``customer_id`` and :func:`influence_columns`, by id.
 
-    It needs the whole graph (every call and every customer's region and churn date), so a
-    bucketed or sampled profile computes it once per cut and attaches it with
-    :func:`attach_influence`.
+    It needs the whole graph (every call and every customer's region and churn date): a plan
+    that reads ``calls`` into a :class:`features.callgraph.CallGraph` when collected. A run
+    that asks for several cuts reads one graph and calls its ``scores`` per cut.
     """
-    edges = undirected_edges(calls, as_of)
-    id_dtype = edges.collect_schema()["customer_id"]
-    known = customers.filter(pl.col("signup_date") < pl.lit(as_of)).select(
-        "customer_id", "region", "churn_date"
-    )
-    contagion_start = as_of - dt.timedelta(days=cfg.contagion_days)
-    churned = pl.col("_contact_churn").is_between(
-        pl.lit(contagion_start), pl.lit(as_of), closed="left"
-    )
-    outside = (
-        pl.col("_contact_region").is_not_null()
-        & pl.col("_own_region").is_not_null()
-        & (pl.col("_contact_region") != pl.col("_own_region"))
-    )
-    contagion = f"churned_contacts_share_{cfg.contagion_days}d"
-    enriched = edges.join(
-        known.select(
-            pl.col("customer_id").alias("contact_id"),
-            pl.col("region").alias("_contact_region"),
-            pl.col("churn_date").alias("_contact_churn"),
-        ),
-        on="contact_id",
-        how="left",
-    ).join(
-        known.select("customer_id", pl.col("region").alias("_own_region")),
-        on="customer_id",
-        how="left",
-    )
-    schema = {"customer_id": id_dtype, **influence_columns(cfg)}
+    from features.callgraph import CallGraph
 
-    def per_customer(df: pl.DataFrame) -> pl.DataFrame:
-        # One eager step over the collected edge list, so that it is built once for both
-        # the per-customer sums and PageRank (every node of the undirected graph has a row
-        # as customer_id, so the two cover the same customers).
-        sums = df.group_by("customer_id").agg(
-            pl.len().cast(pl.Int64).alias("n_contacts"),
-            pl.col("minutes").sum().round(6).alias("call_minutes_12m"),
-            outside.fill_null(False).cast(pl.Float64).mean().alias("outside_region_share"),
-            churned.fill_null(False).cast(pl.Float64).mean().alias(contagion),
-        )
-        ranks = pagerank(df.select("customer_id", "contact_id", "minutes"), cfg.pagerank_iterations)
-        return sums.join(ranks, on="customer_id", how="left").select(list(schema))
-
-    return enriched.map_batches(per_customer, schema=schema)
+    id_dtype = customers.collect_schema()["customer_id"]
+    schema = pl.Schema({"customer_id": id_dtype, **influence_columns(cfg)})
+    return pl.defer(
+        lambda: CallGraph.read(calls, customers, as_of).scores(as_of, cfg), schema=schema
+    )
 
 
 def attach_influence(

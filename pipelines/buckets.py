@@ -8,9 +8,9 @@ directory, one directory per (table, bucket), every row of a customer in the buc
 aggregations is that of a bucket; a sampled profile reads only the buckets its sample lies in
 (:func:`features.sample.buckets_holding`). The call-graph columns need the whole graph: they
 are computed once per cut from the run's own ``calls`` and ``customers`` and attached, as the
-Spark backend does.
+Spark backend does; one :class:`~features.callgraph.CallGraph` read per run serves every cut.
 
-With one bucket nothing is split: the profile is ``features.build_profile`` over the input.
+With one bucket nothing is split: the profile is built from the input tables whole.
 """
 
 from __future__ import annotations
@@ -26,9 +26,16 @@ import polars as pl
 
 from crm_engine.config import EngineConfig, FeaturesConfig
 from crm_engine.io import DataError
+from features.callgraph import CallGraph
 from features.sample import UNKEYED_TABLES, CustomerSample, bucket_expr, buckets_holding
 
-__all__ = ["BucketSplit", "bucket_count", "bucketed_profile", "split_tables"]
+__all__ = [
+    "BucketSplit",
+    "LocalProfiles",
+    "bucket_count",
+    "bucketed_profile",
+    "split_tables",
+]
 
 _KEY = "_bucket"
 
@@ -89,49 +96,88 @@ def split_tables(tables: dict[str, pl.LazyFrame], directory: Path, buckets: int)
     return BucketSplit(directory=directory, buckets=buckets, schemas=schemas)
 
 
+class LocalProfiles:
+    """The local backend's profile builder for one run (a ``ProfileBuilder``).
+
+    Profiles come bucket by bucket from ``split`` (None: the input tables whole), and the
+    call-graph columns of every cut from one :class:`~features.callgraph.CallGraph` read at
+    the first profile that needs it; :meth:`release` drops it once no earlier cut is asked
+    for.
+    """
+
+    def __init__(self, as_of: dt.date, split: BucketSplit | None = None) -> None:
+        self.as_of = as_of
+        self.split = split
+        self._graph: CallGraph | None = None
+
+    def graph(self, tables: dict[str, pl.LazyFrame]) -> CallGraph:
+        """The run's call graph, read once."""
+        if self._graph is None:
+            self._graph = CallGraph.read(tables["calls"], tables["customers"], self.as_of)
+        return self._graph
+
+    def release(self) -> None:
+        """Forget the call graph (it is read again if a profile asks)."""
+        self._graph = None
+
+    def __call__(
+        self,
+        tables: dict[str, pl.LazyFrame],
+        cut: dt.date,
+        cfg: FeaturesConfig,
+        sample: CustomerSample | None = None,
+    ) -> pl.DataFrame:
+        # the run's graph holds the months up to as_of; a later cut reads its own
+        graph = self.graph(tables) if "calls" in tables and cut <= self.as_of else None
+        return bucketed_profile(self.split, tables, cut, cfg, sample, graph=graph)
+
+
 def bucketed_profile(
-    split: BucketSplit,
+    split: BucketSplit | None,
     tables: dict[str, pl.LazyFrame],
     cut: dt.date,
     cfg: FeaturesConfig,
     sample: CustomerSample | None = None,
     on_bucket: Callable[[int, int], None] | None = None,
+    graph: CallGraph | None = None,
 ) -> pl.DataFrame:
     """The profile at ``cut`` (of ``sample``'s customers) built bucket by bucket; equal to
     ``features.build_profile(tables, cut, cfg, sample)``.
 
-    ``tables`` are the run's own (unsplit) tables: the call graph and the contacts' regions
-    and churn dates come from them, computed once and split like the tables. Each bucket's
-    part is finished (declared columns, rounding) on its own; the parts are then put in
-    ``customer_id`` order a column at a time. ``on_bucket(done, total)`` is called after each
-    bucket.
+    ``tables`` are the run's own (unsplit) tables; ``split`` None takes them as one bucket.
+    The call-graph columns come from ``graph`` (read from ``tables`` when None), split like
+    the tables. Each bucket's part is finished (declared columns, rounding) on its own; the
+    parts are then put in ``customer_id`` order a column at a time. ``on_bucket(done,
+    total)`` is called after each bucket.
     """
     import features
-    from features.influence import attach_influence, influence_scores
+    from features.influence import attach_influence
     from features.profile import finish_profile
 
     id_dtype = tables["customers"].collect_schema()["customer_id"]
     expected = features.profile_schema(cfg, frozenset(tables), id_dtype)
-    graph: dict[int, pl.DataFrame] | None = None
-    empty_graph = pl.DataFrame()
+    buckets = 1 if split is None else split.buckets
+    parts_of: dict[int, pl.DataFrame] | None = None
+    empty = pl.DataFrame()
     if "calls" in tables:
-        scores = influence_scores(tables["calls"], tables["customers"], cut, cfg).collect(
-            engine="streaming"
-        )
-        empty_graph = scores.clear()
-        keyed = scores.with_columns(bucket_expr(split.buckets).alias(_KEY))
+        graph = graph or CallGraph.read(tables["calls"], tables["customers"], cut)
+        scores = graph.scores(cut, cfg)
+        empty = scores.clear()
+        keyed = scores.with_columns(bucket_expr(buckets).alias(_KEY))
         del scores
-        graph = {
+        parts_of = {
             int(key[0]): part  # type: ignore[arg-type]
             for key, part in keyed.partition_by(_KEY, as_dict=True, include_key=False).items()
         }
         del keyed
-    chosen = buckets_holding(sample, split.buckets)
+    keyed_tables = {name: frame for name, frame in tables.items() if name not in UNKEYED_TABLES}
+    chosen = buckets_holding(sample, buckets)
     parts: list[pl.DataFrame] = []
     for i, bucket in enumerate(chosen):
-        part = features.build_profile(split.tables(bucket), cut, cfg, sample)
-        if graph is not None:
-            part = attach_influence(part, graph.pop(bucket, empty_graph).lazy(), cfg)
+        source = keyed_tables if split is None else split.tables(bucket)
+        part = features.build_profile(source, cut, cfg, sample)
+        if parts_of is not None:
+            part = attach_influence(part, parts_of.pop(bucket, empty).lazy(), cfg)
         parts.append(finish_profile(part, expected).collect(engine="streaming"))
         if on_bucket is not None:
             on_bucket(i + 1, len(chosen))

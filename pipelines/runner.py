@@ -115,6 +115,10 @@ class StageContext:
         that asks again rebuilds them."""
         for key in [k for k in self._profiles if k != (self.as_of, None)]:
             del self._profiles[key]
+        from pipelines.buckets import LocalProfiles
+
+        if isinstance(self.build_profile, LocalProfiles):
+            self.build_profile.release()
 
 
 ProfileBuilder = Callable[
@@ -321,7 +325,7 @@ def run_pipeline(
             # committed or not
             build_profile = spark_backend(cfg, stack)
         else:
-            build_profile = _split(cfg, tables, scratch / "buckets", state, progress)
+            build_profile = _split(cfg, tables, as_of, scratch / "buckets", state, progress)
         ctx = StageContext(
             cfg=cfg,
             as_of=as_of,
@@ -364,19 +368,20 @@ def run_pipeline(
 def _split(
     cfg: PipelineConfig,
     tables: dict[str, pl.LazyFrame],
+    as_of: dt.date,
     directory: Path,
     state: RunState,
     progress: ProgressFn,
-) -> ProfileBuilder | None:
-    """Split the keyed tables in ``engine.buckets`` (phase ``split``) and return the builder
-    of bucketed profiles; None (``features.build_profile`` over the input) with one bucket."""
-    from pipelines.buckets import bucket_count, bucketed_profile, split_tables
+) -> ProfileBuilder:
+    """The local backend's profile builder: the keyed tables split in ``engine.buckets``
+    first (phase ``split``) when there are more than one."""
+    from pipelines.buckets import LocalProfiles, bucket_count, split_tables
 
     customers = int(tables["customers"].select(pl.len()).collect().item())
     buckets = bucket_count(customers, cfg.engine)
     state.reports["buckets"] = buckets
     if buckets == 1:
-        return None
+        return LocalProfiles(as_of)
     progress("split", "start", None)
     t = time.perf_counter()
     try:
@@ -388,16 +393,7 @@ def _split(
     fault_point("split")
     state.timings["split"] = round(time.perf_counter() - t, 3)
     progress("split", "done", state.timings["split"])
-
-    def build(
-        tables: dict[str, pl.LazyFrame],
-        cut: dt.date,
-        features_cfg: FeaturesConfig,
-        sample: CustomerSample | None = None,
-    ) -> pl.DataFrame:
-        return bucketed_profile(split, tables, cut, features_cfg, sample)
-
-    return build
+    return LocalProfiles(as_of, split)
 
 
 def _commit(output: Output, state: RunState) -> contextlib.AbstractContextManager[Any]:

@@ -87,3 +87,63 @@ def test_a_split_that_cannot_write_is_one_line(
     blocked.write_text("not a directory")
     with pytest.raises(DataError, match=r"^splitting customers into 3 buckets under .*blocked"):
         split_tables(tables, blocked / "buckets", 3)
+
+
+def _direct_influence(tables: dict[str, pl.LazyFrame], cut: dt.date) -> pl.DataFrame:
+    """The call-graph columns straight from the edge list, by joins (the reference)."""
+    from features.influence import pagerank, undirected_edges
+
+    edges = undirected_edges(tables["calls"], cut).collect()
+    known = (
+        tables["customers"]
+        .filter(pl.col("signup_date") < cut)
+        .select("customer_id", "region", "churn_date")
+        .collect()
+    )
+    contacts = known.rename({"customer_id": "contact_id", "region": "r_b", "churn_date": "c_b"})
+    e = edges.join(contacts, on="contact_id", how="left").join(
+        known.select("customer_id", pl.col("region").alias("r_a")), on="customer_id", how="left"
+    )
+    gone = pl.col("c_b").is_between(cut - dt.timedelta(days=90), cut, closed="left")
+    outside = (
+        pl.col("r_a").is_not_null() & pl.col("r_b").is_not_null() & (pl.col("r_a") != pl.col("r_b"))
+    )
+    sums = e.group_by("customer_id").agg(
+        pl.len().cast(pl.Int64).alias("n_contacts"),
+        pl.col("minutes").sum().round(6).alias("call_minutes_12m"),
+        outside.fill_null(False).cast(pl.Float64).mean().alias("outside_region_share"),
+        gone.fill_null(False).cast(pl.Float64).mean().alias("churned_contacts_share_90d"),
+    )
+    return sums.join(
+        pagerank(edges.select("customer_id", "contact_id", "minutes")), on="customer_id"
+    )
+
+
+def test_one_call_graph_gives_every_cut(tables: dict[str, pl.LazyFrame]) -> None:
+    from features.callgraph import CallGraph
+
+    cfg = FeaturesConfig()
+    graph = CallGraph.read(tables["calls"], tables["customers"], CUT)
+    for days in (0, 90, 180, 365):
+        cut = CUT - dt.timedelta(days=days)
+        got = graph.scores(cut, cfg)
+        want = _direct_influence(tables, cut).sort("customer_id").select(got.columns)
+        assert got.height > 1_000
+        assert_frame_equal(got, want, check_exact=True)
+
+
+def test_local_profiles_read_the_graph_once(tables: dict[str, pl.LazyFrame]) -> None:
+    from pipelines.buckets import LocalProfiles
+
+    cfg = FeaturesConfig()
+    profiles = LocalProfiles(CUT)  # no split: the input tables as one bucket
+    first = profiles(tables, CUT, cfg)
+    graph = profiles.graph(tables)
+    earlier = CUT - dt.timedelta(days=90)
+    sample = CustomerSample(share=0.3)
+    second = profiles(tables, earlier, cfg, sample)
+    assert profiles.graph(tables) is graph  # not read again
+    assert_frame_equal(first, build_profile(tables, CUT, cfg).collect())
+    assert_frame_equal(second, build_profile(tables, earlier, cfg, sample).collect())
+    profiles.release()
+    assert profiles.graph(tables) is not graph
