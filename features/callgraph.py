@@ -91,11 +91,12 @@ class CallGraph:
                 pl.col("region").cast(pl.String).rank("dense").cast(pl.Int32).fill_null(0) - 1
             )
         )
+        index = np.int32 if max(n, len(distinct)) < 2**31 else np.int64  # 4 bytes an entry
         return cls(
             nodes=nodes,
-            low=(distinct // n).astype(np.int64),
-            high=(distinct % n).astype(np.int64),
-            pair=pair.astype(np.int64).ravel(),
+            low=(distinct // n).astype(index),
+            high=(distinct % n).astype(index),
+            pair=pair.astype(index).ravel(),
             month=_days(months.get_column("month").dt.truncate("1mo")),
             minutes=months.get_column("minutes").to_numpy(),
             signup=_days(known.get_column("signup_date")),
@@ -139,8 +140,7 @@ class CallGraph:
             "call_minutes_12m": np.round(np.bincount(a, weight, n)[nodes], 6),
             "outside_region_share": np.bincount(a, outside, n)[nodes] / k,
             "influence_score": rank,
-            f"churned_contacts_share_{cfg.contagion_days}d": np.bincount(a, gone[b], n)[nodes]
-            / k,
+            f"churned_contacts_share_{cfg.contagion_days}d": np.bincount(a, gone[b], n)[nodes] / k,
         }
         return pl.DataFrame(
             {"customer_id": self.nodes.gather(nodes), **{c: values[c] for c in columns}}
