@@ -85,7 +85,12 @@ def split_tables(tables: dict[str, pl.LazyFrame], directory: Path, buckets: int)
         target = directory / name
         try:
             tables[name].with_columns(bucket_expr(buckets).alias(_KEY)).sink_parquet(
-                pl.PartitionBy(target, key=_KEY, include_key=False), mkdir=True
+                pl.PartitionBy(target, key=_KEY, include_key=False),
+                mkdir=True,
+                # scratch read once or twice: lz4 wrote 1M customers' tables in 7.4 s against
+                # zstd's 11.5 s, for 1.5x the bytes (0.96 GB)
+                compression="lz4",
+                statistics=False,
             )
         except OSError as e:
             shutil.rmtree(directory, ignore_errors=True)
