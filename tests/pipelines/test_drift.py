@@ -201,7 +201,13 @@ def runs(generated_operator: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     planted = root / "planted"
     _plant(generated_operator, planted)
     alarmed = _run(planted, planted_out, PLANTED_AT, "--no-tracking", quiet=False)
-    return {"out": out, "quiet": quiet, "planted_out": planted_out, "alarmed": alarmed}
+    return {
+        "out": out,
+        "quiet": quiet,
+        "planted": planted,
+        "planted_out": planted_out,
+        "alarmed": alarmed,
+    }
 
 
 def test_unchanged_months_raise_nothing(runs: dict) -> None:
@@ -264,6 +270,42 @@ def test_planted_drift_names_the_features_the_region_and_the_values(runs: dict) 
         f"{max(v for r, v in region_psi.items() if r != REGION):.3f}; occupation PSI "
         f"{drift['psi']['occupation']:.3f}\n" + "\n".join(lines)
     )
+
+
+def test_backtest_command_reports_the_input_drift_the_run_found(runs: dict) -> None:
+    """``crm-engine backtest`` of month 18's run on the planted month-21 data: the profile
+    features' PSIs, new and vanished values and rows are those the month-21 run's drift stage
+    found against month 18 (one implementation), without the score columns; the alerts are one
+    line each after the table."""
+    out: Path = runs["planted_out"]
+    run_drift = _manifest(out / "current")["drift"]
+    month_18 = run_drift["previous_run_id"]
+    args = ["backtest", str(out), "--data", str(runs["planted"]), "--as-of",
+            PLANTED_AT.isoformat(), "--run", month_18]  # fmt: skip
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output + str(result.exception)
+    drift = json.loads(result.stdout)["drift"]
+    assert drift["previous_run_id"] == month_18 and drift["notes"][0].startswith("input side")
+    scores_only = {"churn_probability", "clv", "loyalty_score", "value_tier", "churn_risk_band"}
+    assert scores_only <= set(run_drift["psi"]) and not scores_only & set(drift["psi"])
+    profile_psi = {c: v for c, v in run_drift["psi"].items() if c in drift["psi"]}
+    assert len(profile_psi) > 50 and drift["psi"] == profile_psi
+    assert drift["psi_by_region"] == run_drift["psi_by_region"]
+    assert drift["categories"] == run_drift["categories"] and drift["rows"] == run_drift["rows"]
+    assert drift["moved"] == {}
+    expected = [a for a in run_drift["alerts"] if a["column"] not in scores_only]
+    assert drift["alerts"] == expected
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + str(result.exception)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("drift ")]
+    assert len(lines) == len(expected)
+    assert any(
+        line.startswith("drift alert: latency_ms_mean_3m") and f"region {REGION} alone" in line
+        for line in lines
+    ), lines
+    assert f"drift alert: occupation: new values '{RENAMED[1]}'" in result.stdout
+    quiet = runner.invoke(app, [*args, "--json", "--no-drift"])
+    assert quiet.exit_code == 0 and json.loads(quiet.stdout)["drift"] is None
 
 
 def test_drift_reaches_mlflow_and_the_report_as_aggregates(runs: dict) -> None:
