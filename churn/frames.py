@@ -25,6 +25,7 @@ __all__ = [
     "TrainingCuts",
     "build_training_frames",
     "labelled_profile",
+    "surveyed_snapshots",
     "training_cuts",
     "with_extras",
 ]
@@ -184,6 +185,46 @@ def build_training_frames(
                 f"every cut"
             )
     return pl.concat(trains, how="vertical"), valid
+
+
+def surveyed_snapshots(
+    tables: dict[str, pl.LazyFrame],
+    as_of: dt.date,
+    horizon_days: int,
+    after: int,
+    snapshots: int,
+    step_days: int,
+    start: DataStart,
+    features_cfg: FeaturesConfig,
+    extra_features: list[str],
+    profile_at: ProfileAt | None = None,
+    sample: CustomerSample | None = None,
+) -> pl.DataFrame | None:
+    """The rows with a ``loyalty_class`` of the training cuts after the first ``after`` (those
+    of :func:`build_training_frames`), up to ``snapshots`` cuts in all, stacked latest first:
+    only the cuts after the first transaction (see :func:`_check_history`); None when no cut
+    is left.
+
+    Survey answers are scarce: the loyalty model learns from more snapshots than the churn
+    model, and keeps only the surveyed customers' rows of the extra ones.
+    """
+    cuts = training_cuts(as_of, horizon_days, max(snapshots, after), step_days).train[after:]
+    usable = [c for c in cuts if start.first_day is None or c > start.first_day]
+    if not usable:
+        return None
+
+    def at(cut: dt.date) -> pl.LazyFrame | None:
+        return profile_at(cut, sample).lazy() if profile_at is not None else None
+
+    frames = pl.collect_all(
+        [
+            labelled_profile(
+                tables, cut, features_cfg, extra_features, horizon_days, at(cut), sample
+            ).filter(pl.col("loyalty_class").is_not_null())
+            for cut in usable
+        ]
+    )
+    return pl.concat(frames, how="vertical")
 
 
 def _check_history(start: DataStart, earliest: dt.date, snapshots: int, step_days: int) -> None:

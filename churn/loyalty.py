@@ -35,8 +35,14 @@ class LoyaltyModel(LGBMFrameModel):
 
     Parameters
     ----------
-    lgbm_params, early_stopping_rounds, extra_features, seed
+    lgbm_params, extra_features, seed
         As for :class:`churn.ChurnModel`.
+    early_stopping_rounds
+        As for :class:`churn.ChurnModel`; None grows all ``n_estimators`` trees (the
+        pipeline's default, ``[loyalty] early_stopping_rounds``: the half of the validation
+        cut's survey answers that would choose the tree count is a few dozen customers, and the
+        promoter probabilities of the least loyal customers move with that choice; an L2
+        penalty on the leaf values, ``reg_lambda``, bounds the fit instead).
 
     Attributes
     ----------
@@ -53,7 +59,7 @@ class LoyaltyModel(LGBMFrameModel):
     def __init__(
         self,
         lgbm_params: Mapping[str, Any] | None = None,
-        early_stopping_rounds: int = 30,
+        early_stopping_rounds: int | None = 30,
         extra_features: Sequence[str] = (),
         seed: int = 0,
         features: Sequence[str] | None = None,

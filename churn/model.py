@@ -174,7 +174,7 @@ class LGBMFrameModel(BaseEstimator):
     def __init__(
         self,
         lgbm_params: Mapping[str, Any] | None = None,
-        early_stopping_rounds: int = 30,
+        early_stopping_rounds: int | None = 30,
         extra_features: Sequence[str] = (),
         seed: int = 0,
         features: Sequence[str] | None = None,
@@ -208,20 +208,24 @@ class LGBMFrameModel(BaseEstimator):
         y_stop: np.ndarray,
         objective: dict[str, Any],
     ) -> None:
+        """Fit the booster on the training rows; with ``early_stopping_rounds`` (not None) stop
+        on ``x_stop``/``y_stop``, without it grow all ``n_estimators`` trees."""
         params = lgbm_params(self.lgbm_params or {}, self.seed) | objective
         clf = lgb.LGBMClassifier(**params)
-        # lightgbm >= 4.7 takes eval_X/eval_y and deprecates eval_set; older ones only eval_set.
-        eval_kwargs: dict[str, Any] = (
-            {"eval_X": (x_stop,), "eval_y": (y_stop,)}
-            if "eval_X" in inspect.signature(clf.fit).parameters
-            else {"eval_set": [(x_stop, y_stop)]}
-        )
+        stopping: dict[str, Any] = {}
+        if self.early_stopping_rounds is not None:
+            # lightgbm >= 4.7 takes eval_X/eval_y and deprecates eval_set; older: eval_set.
+            stopping = (
+                {"eval_X": (x_stop,), "eval_y": (y_stop,)}
+                if "eval_X" in inspect.signature(clf.fit).parameters
+                else {"eval_set": [(x_stop, y_stop)]}
+            )
+            stopping["callbacks"] = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
         clf.fit(
             x_train,
             y_train,
-            **eval_kwargs,
             categorical_feature=list(self.feature_spec_.categorical) or "auto",
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            **stopping,
         )
         self.params_ = params
         self.booster_: lgb.Booster = clf.booster_

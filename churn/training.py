@@ -10,7 +10,13 @@ from typing import Any
 import polars as pl
 
 from churn.drivers import global_importance
-from churn.frames import CUT_COLUMN, TrainingCuts, build_training_frames, training_cuts
+from churn.frames import (
+    CUT_COLUMN,
+    TrainingCuts,
+    build_training_frames,
+    surveyed_snapshots,
+    training_cuts,
+)
 from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel
 from churn.plots import plot_importance, plot_learning_curve, plot_lift, plot_reliability
@@ -20,6 +26,7 @@ from features import (
     CustomerSample,
     DataStart,
     ProfileAt,
+    data_start,
     frequent_values,
     model_features,
     pool_rare,
@@ -117,7 +124,10 @@ def train_models(
         ``churn.snapshot_step_days`` (``churn.training_snapshots`` of them, stacked),
         validation cut ``as_of - h`` (see :func:`churn.frames.training_cuts`).
     cfg
-        The pipeline config (``features``, ``churn`` and ``loyalty`` sections).
+        The pipeline config (``features``, ``churn`` and ``loyalty`` sections). The loyalty
+        model learns from the surveyed rows of ``loyalty.training_snapshots`` cuts (the churn
+        model's, then earlier ones while the history allows; see
+        :func:`churn.frames.surveyed_snapshots`).
     horizon_days
         Overrides ``cfg.churn.horizon_days``.
     profile_at
@@ -133,6 +143,7 @@ def train_models(
     churn_cfg = cfg.churn.model_copy(update={"horizon_days": h})
     n, step = churn_cfg.training_snapshots, churn_cfg.snapshot_step_days
     cuts = training_cuts(as_of, h, n, step)
+    start = start or data_start(tables["transactions"])
     train, valid = build_training_frames(
         tables,
         as_of,
@@ -166,9 +177,29 @@ def train_models(
     loyalty: LoyaltyModel | None = None
     skipped: str | None = None
     if cfg.loyalty.enabled:
+        surveyed = train
+        if cfg.loyalty.training_snapshots > n:
+            earlier = surveyed_snapshots(
+                tables,
+                as_of,
+                h,
+                n,
+                cfg.loyalty.training_snapshots,
+                step,
+                start,
+                cfg.features,
+                churn_cfg.extra_features,
+                profile_at,
+                sample,
+            )
+            if earlier is not None:
+                surveyed = pl.concat([train, pool_rare(earlier, keep)], how="vertical")
         try:
-            loyalty = train_loyalty(train, valid, cfg.loyalty, churn_cfg.extra_features, declared)
+            loyalty = train_loyalty(
+                surveyed, valid, cfg.loyalty, churn_cfg.extra_features, declared
+            )
             metrics |= {f"loyalty.{k}": v for k, v in loyalty.metrics_.items()}
+            metrics["loyalty.training_snapshots"] = float(surveyed[CUT_COLUMN].n_unique())
         except ValueError as e:  # e.g. no surveys table, or too few surveyed customers
             skipped = str(e)
     else:

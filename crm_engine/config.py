@@ -285,13 +285,22 @@ class ChurnLightGBMConfig(LightGBMConfig):
 
 class LoyaltyLightGBMConfig(LightGBMConfig):
     """LightGBM settings of the loyalty model (``[loyalty.lightgbm]``); no row or feature
-    subsampling (LightGBM's defaults)."""
+    subsampling (LightGBM's defaults).
+
+    All ``n_estimators`` trees are grown (``[loyalty] early_stopping_rounds`` unset) and the L2
+    penalty on the leaf values bounds the fit: on a few hundred survey answers the promoter
+    probability of the least loyal customers then converges to one value instead of moving with
+    a tree count chosen by a few dozen validation answers.
+    """
 
     learning_rate: _LearningRate = 0.05
     num_leaves: _NumLeaves = 15
     max_depth: _MaxDepth = 5
     min_child_samples: _MinChildSamples = 50
-    n_estimators: _NEstimators = 300
+    n_estimators: _NEstimators = Field(
+        300, description="number of trees (all grown unless loyalty.early_stopping_rounds is set)"
+    )
+    reg_lambda: _RegLambda = Field(100.0, description="L2 regularisation of the leaf values")
 
 
 class ChurnConfig(_Section):
@@ -406,7 +415,20 @@ class LoyaltyConfig(_Section):
 
     enabled: bool = True
     lightgbm: LoyaltyLightGBMConfig = LoyaltyLightGBMConfig()
-    early_stopping_rounds: Annotated[int, Field(gt=0)] = 30
+    early_stopping_rounds: Annotated[int, Field(gt=0)] | None = Field(
+        None,
+        description="stop when the validation log-loss has not improved for this many trees; "
+        "unset (the default): grow all lightgbm.n_estimators trees. Half the validation cut's "
+        "survey answers (a few dozen on a small operator) would choose the tree count, and the "
+        "promoter probabilities of the least loyal customers move with it from month to month",
+    )
+    training_snapshots: Annotated[int, Field(ge=1, le=24)] = Field(
+        6,
+        description="training cuts the loyalty model learns from: the churn model's, then "
+        "earlier ones churn.snapshot_step_days apart, as many as the history allows (at least "
+        "the churn model's); only the rows of customers who answered a survey in the cut's label "
+        "window are kept (under a tenth of the customers on the generated operator)",
+    )
     seed: int = 0
 
 

@@ -419,6 +419,9 @@ class BacktestReport:
     value: ValueBacktest | None = None
     not_found: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    drift: DriftReport | None = None
+    """``crm-engine backtest`` only: the input side of the drift since the run (the pipeline's
+    backtest leaves it None: its drift stage compares the whole run)."""
 
     def metrics(self) -> dict[str, float]:
         """The aggregates as flat MLflow metrics: ``backtest.churn.roc_auc``, ..."""

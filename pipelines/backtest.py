@@ -28,6 +28,7 @@ from typing import Any
 import polars as pl
 
 from crm_engine.commit import RUNS_DIR, current_run
+from crm_engine.config import FeaturesConfig
 from crm_engine.contracts import SCORES_CONTRACT
 from crm_engine.io import DataError, file_sha256
 from crm_engine.stage_reports import BacktestReport
@@ -40,6 +41,7 @@ __all__ = [
     "backtest_run",
     "backtest_stage",
     "committed_runs",
+    "run_features_config",
     "select_run",
 ]
 
@@ -212,6 +214,16 @@ def select_run(
             f"{', '.join(seen) or 'none'})"
         )
     return None, skipped
+
+
+def run_features_config(run: CommittedRun, default: FeaturesConfig) -> FeaturesConfig:
+    """The ``features`` section of ``run``'s recorded config (its profile's columns and
+    windows), or ``default`` when the manifest holds none that validates."""
+    recorded = run.manifest.get("config", {})
+    try:
+        return FeaturesConfig.model_validate(recorded["features"])
+    except (KeyError, TypeError, ValueError):
+        return default
 
 
 def backtest_run(

@@ -2,33 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from crm_engine.config import MonitoringConfig
+from crm_engine.config import FeaturesConfig, MonitoringConfig
 from crm_engine.io import file_sha256
 from crm_engine.stage_reports import DriftAlert, DriftReport
 from pipelines.runner import StageContext, StageOutput
+
+if TYPE_CHECKING:
+    from pipelines.backtest import CommittedRun
 
 __all__ = [
     "EPSILON",
     "MOVED_COLUMNS",
     "alerts",
+    "backtest_drift",
     "bin_counts",
     "chance_psi",
     "compare",
     "decile_edges",
+    "drift_since",
     "drift_stage",
     "fingerprint",
     "moved_share",
     "psi",
     "region_counts",
+    "row_counts",
 ]
 
 EPSILON = 1e-4
@@ -418,50 +426,48 @@ def _previous_scores(run_dir: Path, manifest: Mapping[str, Any]) -> pl.DataFrame
     return pl.read_parquet(path, columns=wanted)
 
 
-def drift_stage(
-    ctx: StageContext,
-    tables: dict[str, pl.LazyFrame],
+def row_counts(tables: Mapping[str, pl.LazyFrame]) -> dict[str, int]:
+    """Rows per input table (one ``len`` per table)."""
+    return {name: int(lf.select(pl.len()).collect().item()) for name, lf in sorted(tables.items())}
+
+
+def drift_since(
+    previous: CommittedRun,
     profile: pl.DataFrame,
     scores: pl.DataFrame,
-) -> StageOutput:
-    """This run's fingerprint and its drift since the last committed run before as_of (the
-    fingerprint only without one); metrics ``drift.psi.<column>``, ..."""
-    from pipelines.backtest import BacktestWarning, committed_runs
+    rows: Mapping[str, int],
+    cfg: MonitoringConfig,
+) -> DriftReport:
+    """The drift of ``profile``, ``scores`` and the input ``rows`` since the committed run
+    ``previous``, against the fingerprint its manifest recorded (only this fingerprint, with a
+    note, when it recorded none).
 
-    cfg = ctx.cfg.monitoring
-    rows = {name: int(lf.select(pl.len()).collect().item()) for name, lf in sorted(tables.items())}
-    previous = None
-    if ctx.output_dir is not None:
-        with warnings.catch_warnings():  # an unreadable manifest: the backtest has said so
-            warnings.simplefilter("ignore", BacktestWarning)
-            runs = committed_runs(ctx.output_dir)
-            previous = next((r for r in runs if r.as_of < ctx.as_of), None)
-    recorded = (previous.manifest.get("drift") or {}) if previous is not None else {}
+    ``scores`` may hold only ``customer_id`` (the backtest command, which scores nobody): the
+    score columns and the movers are then not compared, the profile features and rows are.
+    """
+    recorded = previous.manifest.get("drift") or {}
     base = recorded.get("fingerprint") if isinstance(recorded, dict) else None
-    if previous is None or not isinstance(base, dict):
-        notes = []
-        if previous is not None:
-            notes.append(f"run {previous.run_id} recorded no distributions: nothing to compare")
-        report = DriftReport(
+    if not isinstance(base, dict):
+        return DriftReport(
             fingerprint=fingerprint(profile, scores, rows),
             psi_warn=cfg.psi_warn,
             psi_alert=cfg.psi_alert,
-            previous_run_id=previous.run_id if previous is not None else None,
-            previous_as_of=previous.as_of if previous is not None else None,
-            notes=notes,
+            previous_run_id=previous.run_id,
+            previous_as_of=previous.as_of,
+            notes=[f"run {previous.run_id} recorded no distributions: nothing to compare"],
         )
-        return StageOutput(outputs={}, report=report)
     current, drift = compare(base, profile, scores, rows, cfg)
     notes = []
-    before = _previous_scores(previous.path, previous.manifest)
     moved: dict[str, dict[str, float]] = {}
-    if before is None:
-        notes.append(
-            f"run {previous.run_id}'s scores.parquet is missing or changed: moves not counted"
-        )
-    else:
-        moved = moved_share(before, scores)
-    report = DriftReport(
+    if any(c in scores.columns for c in MOVED_COLUMNS):
+        before = _previous_scores(previous.path, previous.manifest)
+        if before is None:
+            notes.append(
+                f"run {previous.run_id}'s scores.parquet is missing or changed: moves not counted"
+            )
+        else:
+            moved = moved_share(before, scores)
+    return DriftReport(
         fingerprint=current,
         psi_warn=cfg.psi_warn,
         psi_alert=cfg.psi_alert,
@@ -476,5 +482,59 @@ def drift_stage(
         notes=notes,
         not_alerted=[c for c in CUMULATIVE_COLUMNS if c in drift["psi"]],
     )
+
+
+def backtest_drift(
+    run: CommittedRun,
+    tables: dict[str, pl.LazyFrame],
+    as_of: dt.date,
+    features_cfg: FeaturesConfig,
+    cfg: MonitoringConfig,
+) -> DriftReport:
+    """The input side of the drift since the committed ``run`` in data known up to ``as_of``
+    (``crm-engine backtest``): rows per table, and the profile at ``as_of`` (the run's own
+    builder, on everyone: as costly as a run's profile) against the run's recorded profile
+    features; no scores, so no score column and no movers.
+
+    ``features_cfg`` should be the run's (its manifest's ``config.features``), so the profile
+    has the columns and windows the run's fingerprint was counted on.
+    """
+    from pipelines.runner import local_profile
+
+    profile = local_profile(tables, as_of, features_cfg)
+    scores = profile.select("customer_id")
+    report = drift_since(run, profile, scores, row_counts(tables), cfg)
+    note = f"input side only: the profile at {as_of} against run {run.run_id}'s, no scores compared"
+    return dataclasses.replace(report, notes=[note, *report.notes])
+
+
+def drift_stage(
+    ctx: StageContext,
+    tables: dict[str, pl.LazyFrame],
+    profile: pl.DataFrame,
+    scores: pl.DataFrame,
+) -> StageOutput:
+    """This run's fingerprint and its drift since the last committed run before as_of (the
+    fingerprint only without one); metrics ``drift.psi.<column>``, ..."""
+    from pipelines.backtest import BacktestWarning, committed_runs
+
+    cfg = ctx.cfg.monitoring
+    rows = row_counts(tables)
+    previous = None
+    if ctx.output_dir is not None:
+        with warnings.catch_warnings():  # an unreadable manifest: the backtest has said so
+            warnings.simplefilter("ignore", BacktestWarning)
+            runs = committed_runs(ctx.output_dir)
+            previous = next((r for r in runs if r.as_of < ctx.as_of), None)
+    if previous is None:
+        report = DriftReport(
+            fingerprint=fingerprint(profile, scores, rows),
+            psi_warn=cfg.psi_warn,
+            psi_alert=cfg.psi_alert,
+        )
+        return StageOutput(outputs={}, report=report)
+    report = drift_since(previous, profile, scores, rows, cfg)
+    if not report.compared:
+        return StageOutput(outputs={}, report=report)
     params = {"drift.previous_run_id": previous.run_id}
     return StageOutput(outputs={}, metrics=report.metrics(), params=params, report=report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -55,6 +56,21 @@ def render(report: BacktestReport) -> Table:
         t.add_row("P(alive) ROC-AUC (bought again)", _fmt(v.p_alive_auc, ".3f"))
     for s in report.skipped:
         t.add_row(escape(f"skipped {s['run_id']}"), escape(s["reason"]))
+    d = report.drift
+    if d is not None:
+        if d.compared:
+            t.add_row("drift: columns compared", f"{len(d.psi):,}")
+            worst = max(
+                ((c, v) for c, v in d.psi.items() if c not in d.not_alerted),
+                key=lambda cv: cv[1],
+                default=None,
+            )
+            if worst is not None:
+                t.add_row(escape(f"drift: largest PSI ({worst[0]})"), f"{worst[1]:.3f}")
+            alerts = sum(a.level == "alert" for a in d.alerts)
+            t.add_row("drift: alerts / warnings", f"{alerts} / {len(d.alerts) - alerts}")
+        for note in d.notes:
+            t.add_row("drift", escape(note))
     return t
 
 
@@ -80,13 +96,25 @@ def backtest_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="print the whole backtest as JSON (aggregates only)")
     ] = False,
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift/--no-drift",
+            help="also compare the data with the distributions the run recorded: rows per table, "
+            "new and vanished values, PSI of every profile feature (builds the profile at "
+            "--as-of, as a run does)",
+        ),
+    ] = True,
 ) -> None:
-    """Check a committed run's churn and value forecasts against data that came later.
+    """Check a committed run's churn and value forecasts against data that came later, and what
+    moved in the data since (drift, input side: no scores are computed).
 
     Reads the data as a run would (validated, rows from --as-of on ignored) and the committed
-    runs of OUT_DIR; runs no pipeline and writes nothing.
+    runs of OUT_DIR; runs no pipeline and writes nothing. Drift alerts and warnings are one line
+    each after the table.
     """
-    from pipelines.backtest import backtest_run, select_run
+    from pipelines.backtest import backtest_run, run_features_config, select_run
+    from pipelines.drift import backtest_drift
     from pipelines.runner import prepare_inputs
 
     overrides = {"data.dir": str(data), "data.as_of": parse_as_of(as_of)}
@@ -100,7 +128,13 @@ def backtest_command(
             + (f" ({len(skipped)} skipped, see the warnings)" if skipped else "")
         )
     report = backtest_run(chosen, tables, when, skipped)
+    if drift:
+        features_cfg = run_features_config(chosen, cfg.features)
+        moved = backtest_drift(chosen, tables, when, features_cfg, cfg.monitoring)
+        report = dataclasses.replace(report, drift=moved)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:
         console.print(render(report))
+        for line in report.drift.lines() if report.drift is not None else []:
+            console.print(escape(line), soft_wrap=True, highlight=False)

@@ -44,4 +44,8 @@ def logistic_model(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> Churn
 def loyalty_model(cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]) -> LoyaltyModel:
     train, valid, _ = cuts
     cfg = LoyaltyConfig()
-    return LoyaltyModel(lgbm_params=cfg.lightgbm.model_dump(), seed=0).fit(train, valid)
+    return LoyaltyModel(
+        lgbm_params=cfg.lightgbm.model_dump(),
+        early_stopping_rounds=cfg.early_stopping_rounds,
+        seed=0,
+    ).fit(train, valid)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from polars.testing import assert_frame_equal
 
 import features
-from churn.frames import CUT_COLUMN, build_training_frames, training_cuts
+from churn.frames import CUT_COLUMN, build_training_frames, surveyed_snapshots, training_cuts
 from crm_engine.config import FeaturesConfig
 from tests.features._tiny import lazy
 from tests.features.test_point_in_time import BASE, mutated
@@ -121,3 +121,46 @@ def test_snapshots_before_the_first_purchase_are_a_data_error() -> None:
         lazy(BASE), as_of, FeaturesConfig(), [], H, snapshots=earliest_ok
     )
     assert train[CUT_COLUMN].n_unique() == earliest_ok
+
+
+def test_the_loyalty_model_s_earlier_snapshots_are_surveyed_rows_while_history_allows() -> None:
+    """The cuts after the churn model's three, a step apart, keep only surveyed customers' rows,
+    each the labelled profile at its cut; cuts before the first transaction are left out (not
+    an error: the loyalty model then learns from fewer)."""
+    tables = lazy(BASE)
+    as_of = dt.date(2024, 1, 31)
+    start = features.data_start(tables["transactions"])
+    # the cuts after the first transaction
+    fit = sum(c > start.first_day for c in training_cuts(as_of, H, 100, STEP).train)
+    wanted = fit + 3
+    cuts = training_cuts(as_of, H, wanted, STEP).train
+    assert cuts[fit - 1] > start.first_day >= cuts[fit]
+    earlier = surveyed_snapshots(
+        tables, as_of, H, 3, wanted, STEP, start, FeaturesConfig(), [], None, None
+    )
+    assert earlier is not None
+    present = earlier[CUT_COLUMN].unique(maintain_order=True).to_list()
+    assert present == [c for c in cuts[3:fit] if c in present] and len(present) >= 3
+    assert earlier["loyalty_class"].null_count() == 0
+    for cut in cuts[3:fit]:
+        rows = earlier.filter(pl.col(CUT_COLUMN) == cut).drop(CUT_COLUMN)
+        profile = features.build_profile(tables, cut).collect()
+        labels = features.build_labels(tables, cut, H).collect().drop_nulls("loyalty_class")
+        assert rows["customer_id"].to_list() == [
+            i for i in profile["customer_id"] if i in set(labels["customer_id"])
+        ]
+        assert_frame_equal(
+            rows.select("customer_id", "loyalty_class"),
+            labels.select("customer_id", "loyalty_class").sort("customer_id"),
+            check_row_order=False,
+        )
+        assert_frame_equal(
+            rows.select(profile.columns),
+            profile.filter(pl.col("customer_id").is_in(rows["customer_id"].implode())),
+        )
+    # no cut left after the first transaction, or none asked beyond the churn model's: None
+    assert (
+        surveyed_snapshots(tables, as_of, H, fit, fit + 2, STEP, start, FeaturesConfig(), [])
+        is None
+    )
+    assert surveyed_snapshots(tables, as_of, H, 3, 3, STEP, start, FeaturesConfig(), []) is None

@@ -28,6 +28,19 @@ def test_loyalty_per_class_auc(loyalty_model: LoyaltyModel) -> None:
     assert 0.4 * 20_000 < m["train_rows"] < 0.6 * 20_000
 
 
+def test_loyalty_without_early_stopping_grows_every_tree(
+    loyalty_model: LoyaltyModel, cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]
+) -> None:
+    # the pipeline's default: all n_estimators trees, the L2 penalty bounds the fit
+    assert loyalty_model.early_stopping_rounds is None
+    n_trees = loyalty_model.lgbm_params["n_estimators"]
+    assert loyalty_model.best_iteration_ == n_trees == loyalty_model.booster_.current_iteration()
+    train, valid, _ = cuts
+    eager = {"n_estimators": n_trees, "learning_rate": 0.5, "reg_lambda": 0.0}
+    stopped = LoyaltyModel(lgbm_params=eager, early_stopping_rounds=3).fit(train, valid)
+    assert stopped.best_iteration_ < n_trees
+
+
 def test_loyalty_predictions(
     loyalty_model: LoyaltyModel, cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray]
 ) -> None:

@@ -75,8 +75,10 @@ def test_lightgbm_sections_have_each_models_defaults() -> None:
         "subsample": 1.0,
         "subsample_freq": 0,
         "colsample_bytree": 1.0,
-        "reg_lambda": 0.0,
+        "reg_lambda": 100.0,
     }
+    # all trees grown on six snapshots' survey answers: see tests/pipelines/test_drift.py
+    assert cfg.loyalty.early_stopping_rounds is None and cfg.loyalty.training_snapshots == 6
 
 
 def test_partial_lightgbm_table_keeps_the_sections_other_defaults(tmp_path: Path) -> None:
