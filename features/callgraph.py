@@ -144,4 +144,4 @@ class CallGraph:
         }
         return pl.DataFrame(
             {"customer_id": self.nodes.gather(nodes), **{c: values[c] for c in columns}}
-        )
+        ).cast(dict(columns))  # type: ignore[arg-type]  # empty bincounts are integers

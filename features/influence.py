@@ -120,6 +120,8 @@ def _rank(
     damping: float = _DAMPING,
 ) -> np.ndarray:
     """PageRank of the ``n`` nodes of the weighted edges ``i -> j``, top node 1."""
+    if n == 0:
+        return np.empty(0)
     matrix = sp.csr_matrix((weight, (i, j)), shape=(n, n))
     # Canonical layout (duplicates summed, column indices sorted): the sparse products then
     # add in the same order whatever order the edges came in, so the same graph gives the

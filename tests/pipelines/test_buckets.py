@@ -147,3 +147,13 @@ def test_local_profiles_read_the_graph_once(tables: dict[str, pl.LazyFrame]) -> 
     assert_frame_equal(second, build_profile(tables, earlier, cfg, sample).collect())
     profiles.release()
     assert profiles.graph(tables) is not graph
+
+
+def test_a_cut_before_any_call_has_no_graph(tables: dict[str, pl.LazyFrame]) -> None:
+    from features.callgraph import CallGraph
+
+    graph = CallGraph.read(tables["calls"], tables["customers"], CUT)
+    none = graph.scores(dt.date(2000, 1, 1), FeaturesConfig())
+    assert none.height == 0 and none.columns == graph.scores(CUT, FeaturesConfig()).columns
+    empty = CallGraph.read(tables["calls"].clear(), tables["customers"], CUT)
+    assert empty.scores(CUT, FeaturesConfig()).height == 0
