@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -226,10 +227,11 @@ class _Scanned:
     lf: pl.LazyFrame
     """The cast frame, with row numbers."""
     file: str
-    orphans: dict[str, tuple[int, int, int]] | None = None
-    """Key -> (rows for unknown customers, their distinct ids, rows with that key), when the
-    ids of customers were known during the pass (else None: counted afterwards)."""
-    orphan_examples: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    orphans: dict[str, tuple[int, int]] | None = None
+    """Key -> (rows for unknown customers, rows with that key), when the ids of customers were
+    known during the pass (else None: counted afterwards)."""
+    orphan_details: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
+    """Key -> (distinct unknown ids, examples), for the keys with unknown customers."""
     latest: pl.DataFrame | None = None
     """The latest value of the time column (one row), when it was asked for: to date the run."""
 
@@ -278,14 +280,22 @@ def _orphan_aggs(keys: tuple[str, ...], known: pl.Series) -> list[pl.Expr]:
     for key in keys:
         aggs += [
             _orphan(key, known).sum().cast(pl.Int64).alias(f"o_{key}"),
-            pl.col(key).filter(_orphan(key, known)).n_unique().cast(pl.Int64).alias(f"oi_{key}"),
             pl.col(key).is_not_null().sum().cast(pl.Int64).alias(f"ot_{key}"),
         ]
     return aggs
 
 
-def _orphan_example(key: str, known: pl.Series) -> pl.Expr:
-    return pl.col(key).filter(_orphan(key, known)).unique().sort().head(MAX_EXAMPLES).implode()
+def _orphan_details(key: str, known: pl.Series) -> list[pl.Expr]:
+    """The distinct unknown ids and the first of them (the rare path: a second query)."""
+    unknown = pl.col(key).filter(_orphan(key, known))
+    return [
+        unknown.n_unique().cast(pl.Int64).alias(f"oi_{key}"),
+        unknown.unique().sort().head(MAX_EXAMPLES).implode().alias(f"x_{key}"),
+    ]
+
+
+def _orphan_found(key: str, found: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
+    return int(found[f"oi_{key}"]), tuple(f"{key}={v}" for v in found[f"x_{key}"])
 
 
 def _validate_table(
@@ -393,9 +403,7 @@ def _validate_table(
         report.problems.append(Problem("error", name, file, None, 0, "required table is empty"))
     scanned = _Scanned(lf, file, latest=latest)
     if known is not None:
-        scanned.orphans = {
-            k: (int(counts[f"o_{k}"]), int(counts[f"oi_{k}"]), int(counts[f"ot_{k}"])) for k in keys
-        }
+        scanned.orphans = {k: (int(counts[f"o_{k}"]), int(counts[f"ot_{k}"])) for k in keys}
     failing = [(i, c) for i, c in enumerate(checks) if counts[f"c{i}"]]
     lost = [k for k in keys if counts[f"o_{k}"]]
     if not failing and not lost:
@@ -411,7 +419,8 @@ def _validate_table(
             details.append(
                 pl.col(_FILE).filter(rows).unique().sort().head(4).implode().alias(f"f{i}")
             )
-    details += [_orphan_example(k, ids).alias(f"x_{k}") for k in lost]
+    for k in lost:
+        details += _orphan_details(k, ids)
     wrong = [c.predicate.fill_null(False) for _, c in failing]
     wrong += [_orphan(k, ids) for k in lost]
     found = lf.filter(pl.any_horizontal(wrong)).select(details).collect().row(0, named=True)
@@ -432,7 +441,7 @@ def _validate_table(
                 tuple(found[f"e{i}"]),
             )
         )
-    scanned.orphan_examples = {k: tuple(f"{k}={v}" for v in found[f"x_{k}"]) for k in lost}
+    scanned.orphan_details = {k: _orphan_found(k, found) for k in lost}
     return scanned
 
 
@@ -468,16 +477,16 @@ def _unknown_customers(
         present = set(lf.collect_schema().names())
         keys = tuple(k for k in INPUT_TABLES[name].keys if k in present)
         counts = lf.select(_orphan_aggs(keys, known)).collect().row(0, named=True)
-        scanned.orphans = {
-            k: (int(counts[f"o_{k}"]), int(counts[f"oi_{k}"]), int(counts[f"ot_{k}"])) for k in keys
-        }
+        scanned.orphans = {k: (int(counts[f"o_{k}"]), int(counts[f"ot_{k}"])) for k in keys}
         lost = [k for k in keys if counts[f"o_{k}"]]
         if lost:
-            found = lf.select(_orphan_example(k, known).alias(k) for k in lost).collect()
-            scanned.orphan_examples = {k: tuple(f"{k}={v}" for v in found[k][0]) for k in lost}
-    for key, (n, ids, total) in scanned.orphans.items():
+            details = [e for k in lost for e in _orphan_details(k, known)]
+            found = lf.select(details).collect().row(0, named=True)
+            scanned.orphan_details = {k: _orphan_found(k, found) for k in lost}
+    for key, (n, total) in scanned.orphans.items():
         if not n:
             continue
+        ids, examples = scanned.orphan_details[key]
         most = n > ORPHAN_ERROR_SHARE * total
         message = f"rows for customers not in customers ({ids} ids)"
         if most:
@@ -493,7 +502,7 @@ def _unknown_customers(
                 key,
                 n,
                 message,
-                scanned.orphan_examples[key],
+                examples,
             )
         )
 
