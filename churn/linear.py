@@ -13,6 +13,7 @@ values minus their training means, in log-odds, summing with the bias to the raw
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -30,13 +31,18 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from churn.dataset import FeatureSpec
 
-__all__ = ["C_GRID", "LOGISTIC_MAX_ROWS", "LinearChurn", "fit_linear", "signed_log1p"]
+__all__ = ["C_GRID", "LOGISTIC_MAX_ROWS", "SOLVER", "LinearChurn", "fit_linear", "signed_log1p"]
 
 C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0)
-"""Inverse L2 strengths tried; the lowest validation log-loss wins."""
+"""Inverse L2 strengths tried, smallest first, each fit warm-started from the one before; the
+lowest validation log-loss wins (the smaller C on a tie)."""
 LOGISTIC_MAX_ROWS = 200_000
 """Training rows the logistic regression sees at most (a seeded random subset beyond): a
 hundred-odd weights need far fewer, and the dense one-hot matrix stays ~200 MB."""
+SOLVER = "newton-cholesky"
+"""scikit-learn solver of the C path. A hundred-odd dense columns: the exact Hessian is cheap
+and Newton steps converge where lbfgs, at its default tolerance, stops far from the optimum
+along the nearly flat directions (one-hot blocks beside the intercept)."""
 FILE = "linear.json"
 
 
@@ -194,7 +200,11 @@ def fit_linear(
     grid: Sequence[float] = C_GRID,
     max_rows: int = LOGISTIC_MAX_ROWS,
 ) -> LinearChurn:
-    """Fit on ``x_train`` (at most ``max_rows`` rows), choose ``C`` by log-loss on ``x_stop``."""
+    """Fit on ``x_train`` (at most ``max_rows`` rows), choose ``C`` by log-loss on ``x_stop``.
+
+    The ``grid`` is walked from the smallest ``C`` up, each fit warm-started from the last
+    (see :data:`SOLVER`).
+    """
     if len(x_train) > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(len(x_train), max_rows, replace=False))
         x_train, y_train = x_train.iloc[keep], y_train[keep]
@@ -202,11 +212,15 @@ def fit_linear(
     z = np.asarray(transformer.transform(x_train), dtype=np.float64)
     z_stop = np.asarray(transformer.transform(x_stop), dtype=np.float64)
     best: tuple[float, float, LogisticRegression] | None = None
-    for c in grid:
-        lr = LogisticRegression(C=c, max_iter=2_000, random_state=seed).fit(z, y_train)
+    # One regularisation path, strongest penalty first, each fit starting from the previous
+    # solution (Newton steps on the exact Hessian: ~5 from cold, ~1 warm). The same optimum
+    # as a cold lbfgs fit per C, reached more closely at about a tenth of the cost.
+    lr = LogisticRegression(solver=SOLVER, max_iter=2_000, random_state=seed, warm_start=True)
+    for c in sorted(grid):
+        lr.set_params(C=c).fit(z, y_train)
         loss = log_loss(y_stop, lr.predict_proba(z_stop)[:, 1], labels=[0, 1])
         if best is None or loss < best[0]:
-            best = (loss, c, lr)
+            best = (loss, c, copy.deepcopy(lr))
     assert best is not None, "C grid is empty"
     _, c, lr = best
     source = _sources(transformer, spec)
