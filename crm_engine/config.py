@@ -293,12 +293,12 @@ class LoyaltyLightGBMConfig(LightGBMConfig):
     a tree count chosen by a few dozen validation answers.
     """
 
-    learning_rate: _LearningRate = 0.05
+    learning_rate: _LearningRate = 0.1
     num_leaves: _NumLeaves = 15
     max_depth: _MaxDepth = 5
     min_child_samples: _MinChildSamples = 50
     n_estimators: _NEstimators = Field(
-        300, description="number of trees (all grown unless loyalty.early_stopping_rounds is set)"
+        150, description="number of trees (all grown unless loyalty.early_stopping_rounds is set)"
     )
     reg_lambda: _RegLambda = Field(100.0, description="L2 regularisation of the leaf values")
 

@@ -67,11 +67,11 @@ def test_lightgbm_sections_have_each_models_defaults() -> None:
         "reg_lambda": 0.0,
     }
     assert cfg.loyalty.lightgbm.model_dump() == {
-        "learning_rate": 0.05,
+        "learning_rate": 0.1,
         "num_leaves": 15,
         "max_depth": 5,
         "min_child_samples": 50,
-        "n_estimators": 300,
+        "n_estimators": 150,
         "subsample": 1.0,
         "subsample_freq": 0,
         "colsample_bytree": 1.0,
