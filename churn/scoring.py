@@ -1,4 +1,4 @@
-"""The churn stage: train from point-in-time frames, score a profile into contract columns."""
+"""Churn and loyalty models: train from point-in-time frames, score a profile into the contract."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-import churn.stage
+import churn.scoring
 from churn import (
     ChurnModel,
     LoyaltyModel,
@@ -141,7 +141,7 @@ def test_driver_batches_give_the_same_column_as_one_pass(
     profile = valid.head(1_000)
     cfg = ChurnConfig(drivers_min_probability=0.05, drivers_top_n=50)
     whole = score_churn(profile, churn_model, cfg)
-    monkeypatch.setattr(churn.stage, "DRIVER_BATCH_ROWS", 37)
+    monkeypatch.setattr(churn.scoring, "DRIVER_BATCH_ROWS", 37)
     batched = score_churn(profile, churn_model, cfg)
     assert_frame_equal(batched.frame, whole.frame)
     assert_frame_equal(batched.importance, whole.importance, check_exact=False)
