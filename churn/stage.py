@@ -1,0 +1,280 @@
+"""The churn stage: train the churn and loyalty models on the earlier cuts (or load them from the
+registry), score the profile at as_of, and say what acting on the scores is worth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from churn.frames import with_extras
+from churn.scoring import LOST_STAGE, add_loyalty, lifecycle_by_band, score_churn
+from churn.training import train_models, write_plots
+from crm_engine.stage_reports import (
+    ChurnReport,
+    ContagionReport,
+    FeatureImportance,
+    RetentionReport,
+)
+from crm_engine.tracking import (
+    REGISTERED_MODELS,
+    load_registered,
+    registered_model_uri,
+    require_registered,
+)
+from pipelines.runner import StageContext, StageOutput
+
+if TYPE_CHECKING:
+    from churn.model import ChurnModel
+
+
+def _scoring_frame(ctx: StageContext, profile: pl.DataFrame) -> pl.DataFrame:
+    return with_extras(profile.lazy(), ctx.tables, ctx.cfg.churn.extra_features).collect()
+
+
+def _clv(values: pl.DataFrame | None) -> pl.DataFrame | None:
+    """What churn scoring takes from valuation: CLV (value at risk) and the lifecycle stage
+    (dormant customers are lost, see ``churn.score_churn``)."""
+    if values is None:
+        return None
+    return values.select("customer_id", "clv", "lifecycle_stage")
+
+
+def _retention(
+    ctx: StageContext, model: ChurnModel, scored: pl.DataFrame, values: pl.DataFrame
+) -> tuple[RetentionReport, Path] | None:
+    """What acting on the scores is worth: EMPC out of time and this run's contact set.
+
+    The validation cut's report half has known outcomes but no CLV of its own: every customer
+    there is valued at the mean CLV of this run's customers who could be contacted. None when
+    nobody could be (everyone lost, or no CLV).
+    """
+    from churn.plots import plot_profit_curve
+    from churn.profit import empc, planned_curve, profit_curve
+
+    terms = ctx.cfg.retention
+    gain = scored.get_column("retention_profit").drop_nulls().to_numpy()
+    worth = values.filter(pl.col("lifecycle_stage").fill_null("") != LOST_STAGE)
+    mean_clv = worth.get_column("clv").mean()
+    if gain.size == 0 or mean_clv is None:
+        return None
+    value = float(mean_clv)  # type: ignore[arg-type]
+    y, p = model.report_y_, model.report_p_
+    checked = empc(y, p, value, terms)
+    path = plot_profit_curve(
+        profit_curve(y, p, value, terms),
+        planned_curve(gain),
+        ctx.workdir / "churn" / "churn_profit.png",
+    )
+    report = RetentionReport(
+        offer_cost=terms.offer_cost,
+        contact_cost=terms.contact_cost,
+        accept_rate=terms.accept_rate,
+        accept_concentration=terms.accept_concentration,
+        customer_value=checked.customer_value,
+        empc=checked.empc,
+        empc_share=checked.share,
+        profit_at_mean=checked.profit_at_mean,
+        share_at_mean=checked.share_at_mean,
+        contacts=int((gain > 0).sum()),
+        candidates=int(gain.size),
+        expected_profit=float(gain[gain > 0].sum()),
+    )
+    return report, path
+
+
+def _contagion(
+    ctx: StageContext, scores: pl.DataFrame, profile: pl.DataFrame, values: pl.DataFrame
+) -> tuple[pl.DataFrame, ContagionReport | None, dict[str, Path]]:
+    """``scores`` with the network columns (``[contagion]``, :mod:`churn.contagion`), what
+    the estimate found and its picture; ``scores`` unchanged and None when disabled, without
+    a call graph or when the history holds nothing to estimate from (a warning says so)."""
+    from churn.contagion import estimate_contagion, with_network_value
+    from churn.plots import plot_network_value
+    from features.influence import undirected_edges
+
+    cfg = ctx.cfg
+    if not cfg.contagion.enabled or "calls" not in ctx.tables:
+        return scores, None, {}
+    try:
+        found = estimate_contagion(
+            ctx.tables,
+            ctx.as_of,
+            months=cfg.contagion.months,
+            contagion_days=cfg.features.contagion_days,
+            sample=ctx.bounded_sample(cfg.contagion.max_customers),
+        )
+    except ValueError as e:
+        import warnings
+
+        warnings.warn(f"no network value: {e}", stacklevel=2)
+        return scores, None, {}
+    edges = undirected_edges(ctx.tables["calls"], ctx.as_of)
+    out = with_network_value(scores, values, edges, found, horizon_days=cfg.churn.horizon_days)
+    contacts = profile.get_column("n_contacts").filter(profile.get_column("n_contacts") > 0)
+    median = int(contacts.median() or 1) if contacts.len() else 1  # type: ignore[arg-type]
+    report = ContagionReport(
+        **found.to_dict(),
+        median_contacts=median,
+        odds_factor=found.odds_factor(median),
+        value_at_risk_network=float(out.get_column("value_at_risk_network").sum()),
+        value_at_risk=float(out.get_column("value_at_risk").fill_null(0.0).sum()),
+        customers_with_network_value=int((out.get_column("network_value") > 0).sum()),
+    )
+    picture = plot_network_value(out, ctx.workdir / "churn" / "churn_network.png")
+    return out, report, {"churn_network": picture}
+
+
+def _contagion_metrics(report: ContagionReport | None) -> dict[str, float]:
+    if report is None:
+        return {}
+    return {
+        "contagion.coefficient": report.coefficient,
+        "contagion.std_error": report.std_error,
+        "contagion.significant": float(report.significant),
+        "network.value_at_risk": report.value_at_risk_network,
+        **{f"churn_hazard.{name}": coef for name, (coef, _) in report.controls.items()},
+    }
+
+
+def churn_stage(
+    ctx: StageContext,
+    tables: dict[str, pl.LazyFrame],
+    profile: pl.DataFrame,
+    values: pl.DataFrame | None = None,
+    *,
+    score: bool = True,
+) -> StageOutput:
+    """Train on the earlier cuts (stacked snapshots, validated on ``as_of - h``), then (with
+    ``score``) score ``profile`` at as_of.
+
+    With the valuation stage's ``values``, ``clv`` gives value at risk and dormant customers
+    are lost (band ``lost``, see ``churn.score_churn``); the report then holds the
+    ``lifecycle_by_band`` cross-tab of the scored customers. Models are logged (and
+    registered when ``mlflow.register_models``) inside the runner's nested MLflow run when
+    ``ctx.tracking``. ``score=False`` (``crm-engine churn train``) only trains and reports.
+    """
+    cfg = ctx.cfg
+    sample = ctx.bounded_sample(cfg.churn.max_training_customers)
+    training = train_models(
+        tables, ctx.as_of, cfg, profile_at=ctx.profile_at, sample=sample, start=ctx.data_start()
+    )
+    ctx.release_earlier_profiles()  # the training cuts' profiles: not needed to score
+    versions: dict[str, str] = {}
+    if ctx.tracking:
+        import mlflow
+
+        from churn.pyfunc import log_churn_model, log_loyalty_model
+
+        reg = cfg.mlflow.register_models
+        info = log_churn_model(
+            training.churn, registered_model_name=REGISTERED_MODELS["churn"] if reg else None
+        )
+        versions["churn"] = str(info.registered_model_version or info.model_uri)
+        if training.challenger is not None:  # the learner auto did not keep: compare it
+            info = log_churn_model(training.challenger, name="churn_model_challenger")
+            mlflow.set_tag(
+                "crm.churn_challenger", f"{training.challenger.learner} {info.model_uri}"
+            )
+        if training.loyalty is not None:
+            info = log_loyalty_model(
+                training.loyalty,
+                registered_model_name=REGISTERED_MODELS["loyalty"] if reg else None,
+            )
+            versions["loyalty"] = str(info.registered_model_version or info.model_uri)
+        if training.loyalty_skipped:
+            mlflow.set_tag("crm.loyalty_skipped", training.loyalty_skipped[:500])
+    outputs: dict[str, Any] = {"churn_scores": None}
+    metrics = dict(training.metrics)
+    importance = training.importance
+    crosstab = None
+    retention: RetentionReport | None = None
+    contagion: ContagionReport | None = None
+    artifacts = write_plots(training, ctx.workdir / "churn")
+    if score:
+        from valuation import STAGES
+
+        scoring = _scoring_frame(ctx, profile)
+        scored = score_churn(scoring, training.churn, cfg.churn, _clv(values), cfg.retention)
+        frame = scored.frame
+        metrics["churn.n_explained"] = scored.n_explained
+        importance = scored.importance
+        if values is not None:
+            frame, contagion, pictures = _contagion(ctx, frame, profile, values)
+            artifacts |= pictures
+            metrics |= _contagion_metrics(contagion)
+            metrics["churn.n_lost"] = scored.n_lost
+            crosstab = lifecycle_by_band(scored.frame, values, STAGES)
+            worth = _retention(ctx, training.churn, scored.frame, values)
+            if worth is not None:
+                retention, artifacts["churn_profit"] = worth
+                metrics |= {
+                    "churn.empc": retention.empc,
+                    "churn.empc_share": retention.empc_share,
+                    "retention.contacts": retention.contacts,
+                    "retention.expected_profit": retention.expected_profit,
+                }
+        outputs["churn_scores"] = add_loyalty(frame, scoring, training.loyalty)
+    report = ChurnReport(
+        metrics=dict(training.metrics),
+        features=list(training.churn.feature_names_in_),
+        importance=[FeatureImportance(**row) for row in importance.head(15).to_dicts()],
+        train_cut=training.train_cut,
+        valid_cut=training.valid_cut,
+        horizon_days=training.horizon_days,
+        loyalty_skipped=training.loyalty_skipped,
+        train_cuts=list(training.cuts.train),
+        learning_curve=training.learning_curve,
+        lifecycle_by_band=crosstab,
+        retention=retention,
+        contagion=contagion,
+        model=training.churn.learner,
+    )
+    return StageOutput(
+        outputs=outputs,
+        metrics=metrics,
+        params=training.params(),
+        report=report,
+        artifacts=artifacts,
+        model_versions=versions,
+    )
+
+
+def churn_registry_stage(
+    ctx: StageContext,
+    profile: pl.DataFrame,
+    values: pl.DataFrame | None = None,
+    *,
+    churn_uri: str | None = None,
+    loyalty_uri: str | None = None,
+) -> StageOutput:
+    """Churn and loyalty scores from registered models (no training).
+
+    ``churn_uri`` / ``loyalty_uri`` default to the latest registered versions; without a
+    registered loyalty model the loyalty columns are null.
+    """
+    from churn.pyfunc import load_churn_model, load_loyalty_model
+
+    churn_uri = require_registered("churn", churn_uri)
+    churn_model = load_registered(churn_uri, load_churn_model)
+    loyalty_uri = loyalty_uri or registered_model_uri("loyalty")
+    loyalty_model = load_registered(loyalty_uri, load_loyalty_model) if loyalty_uri else None
+    scoring = _scoring_frame(ctx, profile)
+    scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values), ctx.cfg.retention)
+    frame = scored.frame
+    metrics: dict[str, float] = {"churn.n_explained": scored.n_explained}
+    artifacts: dict[str, Path] = {}
+    if values is not None:
+        frame, contagion, artifacts = _contagion(ctx, frame, profile, values)
+        metrics |= _contagion_metrics(contagion)
+        metrics["churn.n_lost"] = scored.n_lost
+    out = add_loyalty(frame, scoring, loyalty_model)
+    versions = {"churn": churn_uri} | ({"loyalty": loyalty_uri} if loyalty_uri else {})
+    return StageOutput(
+        outputs={"churn_scores": out},
+        metrics=metrics,
+        params={"churn_model_uri": churn_uri, "loyalty_model_uri": loyalty_uri or ""},
+        artifacts=artifacts,
+        model_versions=versions,
+    )
