@@ -32,7 +32,7 @@ from churn.metrics import (
 )
 from churn.model import Calibrator, ChurnModel
 from churn.plots import plot_importance, plot_lift, plot_reliability
-from churn.stage import (
+from churn.scoring import (
     LOST_BAND,
     LOST_STAGE,
     RISK_BANDS,

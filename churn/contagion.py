@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 from sklearn.linear_model import LogisticRegression
 
-from churn.stage import LOST_BAND
+from churn.scoring import LOST_BAND
 from features.influence import undirected_edges
 from features.sample import CustomerSample
 from features.window import month_offset, observed, trailing_months

@@ -20,7 +20,7 @@ from churn.frames import (
 from churn.loyalty import LoyaltyModel
 from churn.model import ChurnModel
 from churn.plots import plot_importance, plot_learning_curve, plot_lift, plot_reliability
-from churn.stage import train_churn, train_churn_learners, train_loyalty
+from churn.scoring import train_churn, train_churn_learners, train_loyalty
 from crm_engine.config import FeaturesConfig, PipelineConfig
 from features import (
     CustomerSample,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -477,6 +478,13 @@ def score_values(name: str) -> tuple[str, ...]:
             return c.values
     closed = [c.name for c in SCORE_COLUMNS if c.values]
     raise ValueError(f"{name!r} is not a scores column with declared values; those are {closed}")
+
+
+def owned_columns(owners: Sequence[str]) -> list[str]:
+    """The ``crm.scores/v1`` columns whose owner label is one of ``owners``, in contract order
+    (``customer_id`` first, whoever owns it: it is every frame's join key)."""
+    names = [c.name for c in SCORE_COLUMNS if c.stage in owners and c.name != "customer_id"]
+    return ["customer_id", *names]
 
 
 def schema_difference(actual: pl.Schema, expected: pl.Schema) -> str | None:

@@ -15,15 +15,16 @@ import re
 import socket
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
     from crm_engine.config import MlflowConfig
 
+T = TypeVar("T")
 
 REGISTERED_MODELS: dict[str, str] = {
     "segmentation": "crm-segmentation",
@@ -384,6 +385,40 @@ def registered_model_uri(model: str) -> str | None:
     except MlflowException:
         return None
     return f"models:/{name}/{version.version}"
+
+
+def require_registered(model: str, uri: str | None = None) -> str:
+    """``uri``, or the latest registered version of a pipeline model."""
+    from crm_engine.io import DataError
+
+    found = uri or registered_model_uri(model)
+    if found is None:
+        raise DataError(
+            f"no registered model {REGISTERED_MODELS[model]!r} in the tracking store: train it "
+            "first (crm-engine run, or crm-engine churn train, with mlflow.register_models = "
+            "true) or pass a model URI"
+        )
+    return found
+
+
+def load_registered(uri: str, loader: Callable[[str], T]) -> T:
+    """A registered model, or a one-line `DataError` naming the URI and the store searched."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from crm_engine.io import DataError
+
+    try:
+        return loader(uri)
+    except DataError:
+        raise
+    except (MlflowException, OSError, ValueError, KeyError) as e:
+        raise DataError(
+            f"model {uri} could not be loaded from the tracking store "
+            f"{mlflow.get_tracking_uri()} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "check the URI, or point at another store with --tracking-uri or [mlflow] "
+            "tracking_uri"
+        ) from None
 
 
 def promote(model_versions: Mapping[str, str]) -> None:

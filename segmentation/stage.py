@@ -1,20 +1,25 @@
-"""The segmentation stage: frames in, assignments + model + profiles + migration out."""
+"""The segmentation stage: frames in, assignments + model + profiles + migration out; and its
+pipeline adapters (train, or assign with the registered model)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
 from crm_engine.config import FeaturesConfig, SegmentationConfig
 from crm_engine.stage_reports import KScore, SegmentationReport, SegmentSize
+from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import frequent_values, pool_rare
+from pipelines.runner import StageContext, StageError, StageOutput
 from segmentation.align import align_segment_ids, migration_matrix, stability
 from segmentation.bands import profile_age_band, spend_cut_points, spend_level_expr
 from segmentation.cluster import Segmenter, resolve_features
@@ -221,4 +226,119 @@ def segment_customers(
         profiles=profiles,
         migration=migration,
         report=report,
+    )
+
+
+# --- the pipeline stage (training, and loading from the registry) ---------------------------
+
+
+PreviousModel = Path | Literal[False] | None
+"""A previous segmentation model: a file, False for none, None for the last run's if any."""
+
+
+def _previous_segmenter(
+    ctx: StageContext, previous: PreviousModel
+) -> tuple[Path | None, str | None]:
+    """The previous model's file and the sha256 its run recorded (None: the user named it)."""
+    from pipelines.manifest import recorded_sha256
+    from segmentation.store import LEGACY_MODEL_FILE, MODEL_FILE
+
+    if previous is False:
+        return None, None
+    if previous is not None:
+        return Path(previous), None
+    if ctx.previous_output is None:
+        return None, None
+    if not (ctx.previous_output / MODEL_FILE).is_file():
+        if (ctx.previous_output / LEGACY_MODEL_FILE).is_file():
+            warnings.warn(
+                f"{ctx.previous_output / LEGACY_MODEL_FILE} is a pickle from an older version: "
+                "not loaded (a pickle runs code), segment ids start afresh",
+                SegmentationWarning,
+                stacklevel=2,
+            )
+        return None, None
+    recorded = recorded_sha256(ctx.previous_output, MODEL_FILE)
+    if recorded is None:
+        warnings.warn(
+            f"{ctx.previous_output / MODEL_FILE} has no recorded sha256: not loaded, segment "
+            "ids start afresh",
+            SegmentationWarning,
+            stacklevel=2,
+        )
+        return None, None
+    return ctx.previous_output / MODEL_FILE, recorded
+
+
+def segmentation_stage(
+    ctx: StageContext, profile: pl.DataFrame, *, previous: PreviousModel = None
+) -> StageOutput:
+    """Bands and behavioural segments; ids aligned with the previous run's model when present."""
+    from segmentation.store import MODEL_FILE, load_segmenter, save_segmenter
+
+    previous_path, sha256 = _previous_segmenter(ctx, previous)
+    previous_model = load_segmenter(previous_path, sha256) if previous_path is not None else None
+    if profile.height == 0:
+        raise StageError(f"segmentation: no active customers at as_of={ctx.as_of}")
+    result = segment_customers(
+        profile, ctx.cfg.segmentation, previous=previous_model, features_cfg=ctx.cfg.features
+    )
+    save_segmenter(result.model, ctx.workdir / MODEL_FILE)
+    versions: dict[str, str] = {}
+    if ctx.tracking:
+        from segmentation.pyfunc import log_segmentation_model
+
+        reg = REGISTERED_MODELS["segmentation"] if ctx.cfg.mlflow.register_models else None
+        info = log_segmentation_model(result, registered_model_name=reg)
+        versions["segmentation"] = str(info.registered_model_version or info.model_uri)
+    report = dataclasses.replace(
+        result.report, previous_model=str(previous_path) if previous_path else None
+    )
+    metrics: dict[str, Any] = {"k": report.k, "customers": report.n_customers}
+    for score in report.scores:
+        for key in ("silhouette", "bic", "inertia", "chosen"):
+            value = getattr(score, key)
+            if value is not None:
+                metrics[f"{key}.k{score.k}"] = float(value)
+    if report.same_segment_share is not None:
+        metrics["same_segment_share"] = report.same_segment_share
+    outputs: dict[str, Any] = {
+        "segments": result.assignments,
+        "segment_profiles": result.profiles,
+        "segment_migration": result.migration,
+    }
+    return StageOutput(
+        outputs=outputs,
+        metrics=metrics,
+        params={
+            "algorithm": report.algorithm,
+            "k": ctx.cfg.segmentation.k,
+            "features": ",".join(report.features),
+        },
+        report=report,
+        model_versions=versions,
+    )
+
+
+def segmentation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
+    """Assign segments with the latest registered segmentation model (no refit)."""
+    from segmentation.pyfunc import load_segmentation_model, model_input_frame
+
+    uri = require_registered("segmentation")
+    segmenter = load_registered(uri, load_segmentation_model)
+    assigned = segmenter.assign(model_input_frame(segmenter, profile))
+    cuts = spend_cut_points(profile, ctx.cfg.segmentation.spend_cut_points)
+    assignments = profile.select(
+        "customer_id",
+        spend_level_expr(cuts),
+        profile_age_band(profile.columns),
+        pl.Series("segment_id", assigned["segment_id"].to_numpy(), dtype=pl.Int64),
+        pl.Series("segment_name", assigned["segment_name"].astype(str).tolist(), dtype=pl.String),
+    )
+    profiles = segment_profiles(assignments, profile, segmenter.features_, None)
+    return StageOutput(
+        outputs={"segments": assignments, "segment_profiles": profiles, "segment_migration": None},
+        metrics={"customers": profile.height},
+        params={"model_uri": uri},
+        model_versions={"segmentation": uri},
     )

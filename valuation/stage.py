@@ -1,17 +1,23 @@
-"""The valuation stage: profile frame -> per-customer values frame and a report dict."""
+"""The valuation stage: profile frame -> per-customer values frame and a report dict; and its
+pipeline adapters (holdout and fit, or value with the registered model)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from crm_engine.config import ValuationConfig
 from crm_engine.stage_reports import SpendReport, ValuationReport
+from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import rfm_facts
+from pipelines.runner import StageContext, StageOutput
 from valuation.base import PurchaseModel, ValuationError
 from valuation.clv import customer_lifetime_value, monthly_discount_rate
 from valuation.contract import SBG, ContractRetention, contract_scores
@@ -376,3 +382,90 @@ def value_customers(
         notes=notes,
     )
     return values, report
+
+
+# --- the pipeline stage (training, and loading from the registry) ---------------------------
+
+
+def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOutput:
+    """Holdout (model selection with ``auto``), fit at as_of, value every customer.
+
+    Logs the CLV pyfunc model (registered as ``crm-clv`` when ``mlflow.register_models``)
+    inside the runner's nested run when ``ctx.tracking``.
+    """
+    from valuation.holdout import plot_holdout
+    from valuation.run import run_valuation
+
+    cfg = ctx.cfg.valuation
+    sample = ctx.bounded_sample(cfg.max_holdout_customers)
+    run = run_valuation(
+        ctx.profile_at,
+        tables["transactions"],
+        ctx.as_of,
+        cfg,
+        sample,
+        tables["customers"],
+        ctx.data_start(),
+    )
+    artifacts: dict[str, Path] = {}
+    if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
+        artifacts["valuation_holdout.png"] = plot_holdout(
+            run.holdout, ctx.workdir / "valuation" / "valuation_holdout.png"
+        )
+    versions: dict[str, str] = {}
+    if ctx.tracking:
+        from valuation.pyfunc import log_valuation_model
+
+        reg = REGISTERED_MODELS["clv"] if ctx.cfg.mlflow.register_models else None
+        info = log_valuation_model(
+            run.models.purchase,
+            run.models.spend,
+            cfg,
+            registered_model_name=reg,
+            retention=run.models.retention,
+        )
+        versions["clv"] = str(info.registered_model_version or info.model_uri)
+    metrics: dict[str, Any] = {
+        "valuation.log_likelihood": run.report.log_likelihood,
+        "valuation.total_clv": run.report.total_clv,
+        "valuation.mean_p_alive": run.report.mean_p_alive,
+    }
+    if run.holdout is not None:
+        for name, m in run.holdout.metrics.items():
+            if m is not None:
+                metrics[f"valuation.holdout.{name}.mae"] = m["mae"]
+    if run.report.revenue_holdout is not None:
+        for row in run.report.revenue_holdout.rows:
+            metrics[f"valuation.revenue_holdout.{row['plan_type']}.{row['model']}.mae"] = row["mae"]
+    params = {f"valuation.{k}": v for k, v in run.report.params.items()}
+    params["valuation.model"] = run.report.model
+    if run.models.retention is not None:
+        params["valuation.sbg.alpha"] = run.models.retention.alpha
+        params["valuation.sbg.beta"] = run.models.retention.beta
+        metrics["valuation.sbg.retention_12m"] = run.report.retention["retention_12m"]  # type: ignore[index]
+        metrics["valuation.n_contract"] = run.report.n_customers_contract
+        metrics["valuation.n_postpaid_unbilled"] = run.report.n_postpaid_unbilled
+    return StageOutput(
+        outputs={"values": run.values},
+        metrics=metrics,
+        params=params,
+        report=run.report,
+        artifacts=artifacts,
+        model_versions=versions,
+    )
+
+
+def valuation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
+    """Values from the latest registered CLV model (no refit, no holdout)."""
+    from valuation.pyfunc import load_clv_model
+
+    uri = require_registered("clv")
+    values, report = value_customers(
+        profile, ctx.cfg.valuation, model=load_registered(uri, load_clv_model)
+    )
+    return StageOutput(
+        outputs={"values": values},
+        params={"model_uri": uri},
+        report=dataclasses.replace(report, model_uri=uri),
+        model_versions={"clv": uri},
+    )

@@ -11,9 +11,10 @@ import pytest
 from crm_engine.commit import STALE_SUFFIX, atomic_directory
 from crm_engine.config import load_config
 from crm_engine.contracts import SCORE_COLUMNS
+from pipelines.assemble import assemble_stage
 from pipelines.outputs import profile_file
 from pipelines.runner import Stage, StageContext, StageError, StageOutput, run_pipeline
-from pipelines.stages import assemble_stage, default_stages, owned_columns
+from pipelines.stages import default_stages, owned_columns
 
 
 def _cfg(tiny_data: Path, out: Path) -> object:

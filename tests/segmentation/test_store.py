@@ -138,7 +138,7 @@ def _ctx(tmp_path: Path, previous: Path | None):  # type: ignore[no-untyped-def]
 def test_a_previous_run_with_only_a_pickle_starts_fresh(
     blobs: pl.DataFrame, tmp_path: Path
 ) -> None:
-    from pipelines.stages import segmentation_stage
+    from segmentation.stage import segmentation_stage
 
     previous = tmp_path / "previous"
     previous.mkdir()
@@ -162,7 +162,7 @@ def test_a_previous_run_with_only_a_pickle_starts_fresh(
 def test_a_run_directory_model_is_loaded_only_with_its_recorded_sha256(
     blobs: pl.DataFrame, fitted: dict[str, Segmenter], tmp_path: Path
 ) -> None:
-    from pipelines.stages import segmentation_stage
+    from segmentation.stage import segmentation_stage
 
     previous = tmp_path / "previous"
     model = copy.deepcopy(fitted["kmeans"])

@@ -1,0 +1,48 @@
+"""The profile stage: the point-in-time profile at ``as_of`` and the contract columns it owns."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from crm_engine.contracts import SCORE_COLUMNS, owned_columns
+from crm_engine.stage_reports import PopulationReport
+from features.btyd import rfm_facts
+from features.who import population_counts
+from pipelines.runner import StageContext, StageOutput
+
+
+def profile_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOutput:
+    """Point-in-time profile at ``as_of`` and the contract columns the profile owns."""
+    profile = ctx.profile_at(ctx.as_of)
+    owned = owned_columns(["features"])
+    facts = profile.select(
+        "customer_id",
+        pl.lit(ctx.as_of).alias("as_of"),
+        *rfm_facts(),
+        *[c for c in owned if c in profile.columns and c != "customer_id"],
+    )
+    missing = {
+        c.name: pl.lit(None, dtype=c.dtype).alias(c.name)
+        for c in SCORE_COLUMNS
+        if c.name in owned and c.name not in facts.columns  # influence without a calls table
+    }
+    facts = facts.with_columns(missing.values()).select(owned)
+    counts = population_counts(tables["customers"], ctx.as_of).collect().row(0, named=True)
+    report = PopulationReport(
+        n_customers=counts["customers"],
+        n_scored=profile.height,
+        n_churned_before_as_of=counts["churned_before_as_of"],
+        n_not_yet_signed_up=counts["not_yet_signed_up"],
+    )
+    return StageOutput(
+        outputs={"profile": profile, "profile_facts": facts},
+        metrics={
+            "customers": profile.height,
+            "columns": profile.width,
+            "customers_input": report.n_customers,
+            "churned_before_as_of": report.n_churned_before_as_of,
+            "not_yet_signed_up": report.n_not_yet_signed_up,
+        },
+        params={"tables": ",".join(sorted(tables))},
+        report=report,
+    )

@@ -1,0 +1,58 @@
+"""The assemble stage: every stage's contract columns joined into one ``crm.scores/v1`` frame."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from crm_engine.contracts import owned_columns
+from crm_engine.scores import conform_scores
+from pipelines.runner import StageContext, StageError, StageOutput
+
+
+def assemble_stage(
+    ctx: StageContext, *, sources: dict[str, tuple[str, ...]], **frames: pl.DataFrame | None
+) -> StageOutput:
+    """Join every stage's contract columns into one ``crm.scores/v1`` frame: joins only.
+
+    ``sources`` maps a catalog frame to the owner labels whose columns it supplies; each
+    contract column is taken from its one owner and nothing is computed here. Columns of a
+    stage that did not run become typed nulls.
+    """
+    base_name = next(iter(sources))
+    scores = frames[base_name]
+    if scores is None:
+        raise StageError(f"assemble: the {base_name} frame is missing")
+    scores = scores.select(owned_columns(sources[base_name]))
+    for name, owners in list(sources.items())[1:]:
+        frame = frames.get(name)
+        if frame is not None:
+            scores = scores.join(frame.select(owned_columns(owners)), on="customer_id", how="left")
+    scores = conform_scores(scores)
+    outputs: dict[str, Any] = {"scores": scores, "segment_summary": None}
+    segment_profiles = frames.get("segment_profiles")
+    if segment_profiles is not None:
+        outputs["segment_summary"] = _enrich_segment_profiles(segment_profiles, scores)
+    return StageOutput(outputs=outputs, metrics={"rows": scores.height})
+
+
+def _enrich_segment_profiles(profiles: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
+    """Per-segment mean CLV and churn, and value at risk, of the stages that ran."""
+    ran = [
+        c
+        for c in ("clv", "churn_probability", "value_at_risk")
+        if scores[c].null_count() < scores.height
+    ]
+    aggs = [
+        (pl.col(c).sum() if c == "value_at_risk" else pl.col(c).mean()).alias(
+            c if c == "value_at_risk" else f"{c}_mean"
+        )
+        for c in ran
+    ]
+    if not aggs:
+        return profiles
+    extra = scores.group_by("segment_id").agg(aggs)
+    keep = [c for c in profiles.columns if c == "segment_id" or c not in extra.columns]
+    order = [*profiles.columns, *[c for c in extra.columns if c not in profiles.columns]]
+    return profiles.select(keep).join(extra, on="segment_id", how="left").select(order)
