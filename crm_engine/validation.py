@@ -1,6 +1,9 @@
 """Input validation against `crm.inputs/v1`: every problem named by table, file, column and rows.
 
-The findings are :mod:`crm_engine.validation_report`'s types, re-exported here.
+Each table is read once: its row checks (:mod:`crm_engine.validation_checks`) and its rows for
+unknown customers are counted in one pass; the checks across tables against customers are in
+:mod:`crm_engine.validation_customers`. The findings are :mod:`crm_engine.validation_report`'s
+types, re-exported here.
 """
 
 from __future__ import annotations
@@ -8,14 +11,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from crm_engine.contracts import ALLOWED_VALUES, INPUT_TABLES, TableContract
+from crm_engine.contracts import INPUT_TABLES, TableContract
 from crm_engine.io import (
     DEFAULT_TIMEZONE,
     DEPENDENCY_ERRORS,
@@ -29,7 +30,24 @@ from crm_engine.io import (
     scan_raw,
     scan_table,
 )
-from crm_engine.validation_report import Problem, Severity, TableReport, ValidationReport
+from crm_engine.validation_checks import Check, table_checks
+from crm_engine.validation_customers import (
+    Scanned,
+    duplicates,
+    enough_to_model,
+    orphan_counts,
+    orphan_examples,
+    orphan_found,
+    orphan_rows,
+    unknown_customers,
+)
+from crm_engine.validation_report import (
+    MAX_EXAMPLES,
+    Problem,
+    Severity,
+    TableReport,
+    ValidationReport,
+)
 
 __all__ = [
     "MAX_TEXT_BYTES",
@@ -41,26 +59,12 @@ __all__ = [
     "validate",
 ]
 
-MAX_EXAMPLES = 5
 _ROW = "__row"
 _FILE = "__file"
 MAX_TEXT_BYTES = 256
 """Longest text value accepted by default (``data.max_text_bytes``): category names, not blobs."""
-EARLIEST = dt.date(1900, 1, 1)
 MIN_CUSTOMERS = 10
 """Customers (with a purchase before as_of) a run needs at least: fewer cannot be modelled."""
-ORPHAN_ERROR_SHARE = 0.5
-"""Above this share of rows for unknown customers, ids of two tables do not match: an error."""
-PROBE_ROWS_PER_CUSTOMER = 1000
-"""Enough-to-model first reads this many purchases per customer needed, looking for them."""
-
-
-@dataclass(frozen=True)
-class _Check:
-    severity: Severity
-    column: str | None
-    message: str
-    predicate: pl.Expr
 
 
 def _display(source: TableSource, data_dir: Path) -> str:
@@ -102,113 +106,6 @@ def _failing_part(
     return None
 
 
-def _checks(
-    contract: TableContract, present: set[str], as_of: dt.date | None, max_text_bytes: int
-) -> list[_Check]:
-    t = contract.name
-    checks: list[_Check] = []
-    today = dt.date.today()
-    for col in contract.columns:
-        if col not in present:
-            continue
-        raw, cast = pl.col(f"__raw_{col}"), pl.col(col)
-        dtype = contract.schema[col]
-        if dtype.is_float():
-            checks.append(
-                _Check("error", col, "NaN or infinite values", cast.is_nan() | cast.is_infinite())
-            )
-        if dtype == pl.String():
-            checks.append(
-                _Check(
-                    "error",
-                    col,
-                    f"values longer than {max_text_bytes} bytes (data.max_text_bytes)",
-                    cast.str.len_bytes() > max_text_bytes,
-                )
-            )
-        if dtype.is_temporal():
-            day = cast.cast(pl.Date)
-            checks.append(_Check("error", col, f"dated before {EARLIEST}", day < pl.lit(EARLIEST)))
-            if col not in contract.may_be_future:
-                checks.append(
-                    _Check("error", col, f"dated after today ({today})", day > pl.lit(today))
-                )
-        checks.append(
-            _Check(
-                "error",
-                col,
-                f"cannot be read as {contract.schema[col]}",
-                raw.is_not_null() & cast.is_null(),
-            )
-        )
-        if col not in contract.nullable:
-            checks.append(_Check("error", col, "null values not allowed", raw.is_null()))
-        allowed = ALLOWED_VALUES.get((t, col))
-        if allowed:
-            checks.append(
-                _Check(
-                    "error",
-                    col,
-                    f"value not in {sorted(allowed)}",
-                    cast.is_not_null() & ~cast.is_in(sorted(allowed)),
-                )
-            )
-        rng = contract.ranges.get(col)
-        if rng is not None:
-            severity: Severity = "error" if rng.policy is None else "warning"
-            checks.append(_Check(severity, col, rng.message(col), rng.outside(cast)))
-    if t == "interactions" and {"opened_at", "closed_at"} <= present:
-        checks.append(
-            _Check(
-                "error",
-                "closed_at",
-                "closed_at before opened_at",
-                pl.col("closed_at") < pl.col("opened_at"),
-            )
-        )
-    for (a, b), policy in contract.self_pairs.items():
-        if {a, b} <= present:
-            checks.append(_Check("warning", b, policy, pl.col(a) == pl.col(b)))
-    if t == "customers" and {"churn_date", "signup_date"} <= present:
-        checks.append(
-            _Check(
-                "warning",
-                "churn_date",
-                "churn_date before signup_date",
-                pl.col("churn_date") < pl.col("signup_date"),
-            )
-        )
-    if t == "customers" and {"contract_end_date", "signup_date"} <= present:
-        checks.append(
-            _Check(
-                "warning",
-                "contract_end_date",
-                "contract_end_date before signup_date",
-                pl.col("contract_end_date") < pl.col("signup_date"),
-            )
-        )
-    if t == "customers" and {"contract_end_date", "plan_type"} <= present:
-        checks.append(
-            _Check(
-                "warning",
-                "contract_end_date",
-                "contract_end_date on a prepaid customer (ignored)",
-                pl.col("contract_end_date").is_not_null() & (pl.col("plan_type") == "prepaid"),
-            )
-        )
-    tc = contract.time_column
-    if as_of is not None and tc and tc in present:
-        checks.append(
-            _Check(
-                "warning",
-                tc,
-                f"rows dated on or after as_of {as_of} (ignored by features)",
-                pl.col(tc).cast(pl.Date) >= pl.lit(as_of),
-            )
-        )
-    return checks
-
-
 def _example_expr(contract: TableContract, present: set[str]) -> pl.Expr:
     key = contract.keys[0]
     if key in present:
@@ -218,22 +115,6 @@ def _example_expr(contract: TableContract, present: set[str]) -> pl.Expr:
             .otherwise(pl.lit("row ") + pl.col(_ROW).cast(pl.String))
         )
     return pl.lit("row ") + pl.col(_ROW).cast(pl.String)
-
-
-@dataclass
-class _Scanned:
-    """A table validated in one pass, with what the checks across tables need from it."""
-
-    lf: pl.LazyFrame
-    """The cast frame, with row numbers."""
-    file: str
-    orphans: dict[str, tuple[int, int]] | None = None
-    """Key -> (rows for unknown customers, rows with that key), when the ids of customers were
-    known during the pass (else None: counted afterwards)."""
-    orphan_details: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
-    """Key -> (distinct unknown ids, examples), for the keys with unknown customers."""
-    latest: pl.DataFrame | None = None
-    """The latest value of the time column (one row), when it was asked for: to date the run."""
 
 
 def _cast_frame(
@@ -270,34 +151,6 @@ def _customer_columns(
         return None
 
 
-def _orphan(key: str, known: pl.Series) -> pl.Expr:
-    """Rows whose ``key`` is no customer_id of customers: an anti-join, as a row predicate."""
-    return (pl.col(key).is_not_null() & ~pl.col(key).is_in(known.implode())).fill_null(False)
-
-
-def _orphan_aggs(keys: tuple[str, ...], known: pl.Series) -> list[pl.Expr]:
-    aggs: list[pl.Expr] = []
-    for key in keys:
-        aggs += [
-            _orphan(key, known).sum().cast(pl.Int64).alias(f"o_{key}"),
-            pl.col(key).is_not_null().sum().cast(pl.Int64).alias(f"ot_{key}"),
-        ]
-    return aggs
-
-
-def _orphan_details(key: str, known: pl.Series) -> list[pl.Expr]:
-    """The distinct unknown ids and the first of them (the rare path: a second query)."""
-    unknown = pl.col(key).filter(_orphan(key, known))
-    return [
-        unknown.n_unique().cast(pl.Int64).alias(f"oi_{key}"),
-        unknown.unique().sort().head(MAX_EXAMPLES).implode().alias(f"x_{key}"),
-    ]
-
-
-def _orphan_found(key: str, found: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
-    return int(found[f"oi_{key}"]), tuple(f"{key}={v}" for v in found[f"x_{key}"])
-
-
 def _validate_table(
     source: TableSource,
     contract: TableContract,
@@ -309,7 +162,7 @@ def _validate_table(
     timezone: str,
     known: pl.Series | None = None,
     last: bool = False,
-) -> _Scanned | None:
+) -> Scanned | None:
     """Validate one table in one pass over it; return its cast frame (with row numbers) and
     what the checks across tables need.
 
@@ -358,7 +211,7 @@ def _validate_table(
             )
     target = contract.polars_schema(id_dtype)
     lf = _cast_frame(raw, schema, contract, id_dtype, timezone)
-    checks = _checks(contract, present, as_of, max_text_bytes)
+    checks = table_checks(contract, present, as_of, max_text_bytes)
     for col in sorted(present):
         zone = getattr(schema[col], "time_zone", None)
         if zone is not None:
@@ -368,7 +221,7 @@ def _validate_table(
         elif schema[col] == pl.String and isinstance(target[col], pl.Datetime):
             offset = pl.col(f"__raw_{col}").str.strip_chars().str.contains(UTC_OFFSET)
             message = f"timestamps with a UTC offset: converted to {timezone}"
-            checks.append(_Check("warning", col, message, offset))
+            checks.append(Check("warning", col, message, offset))
     ids = known if known is not None else pl.Series("customer_id", [], id_dtype)
     keys = (
         tuple(k for k in contract.keys if k in present)
@@ -381,7 +234,7 @@ def _validate_table(
         c.predicate.fill_null(False).sum().cast(pl.Int64).alias(f"c{i}")
         for i, c in enumerate(checks)
     ]
-    aggs += _orphan_aggs(keys, ids)
+    aggs += orphan_counts(keys, ids)
     if tc is not None:
         aggs.append(pl.col(tc).max().alias("__last"))
     try:
@@ -401,7 +254,7 @@ def _validate_table(
     report.tables.append(TableReport(name, file, n_rows, contract.required))
     if contract.required and n_rows == 0:
         report.problems.append(Problem("error", name, file, None, 0, "required table is empty"))
-    scanned = _Scanned(lf, file, latest=latest)
+    scanned = Scanned(lf, file, latest=latest)
     if known is not None:
         scanned.orphans = {k: (int(counts[f"o_{k}"]), int(counts[f"ot_{k}"])) for k in keys}
     failing = [(i, c) for i, c in enumerate(checks) if counts[f"c{i}"]]
@@ -420,9 +273,9 @@ def _validate_table(
                 pl.col(_FILE).filter(rows).unique().sort().head(4).implode().alias(f"f{i}")
             )
     for k in lost:
-        details += _orphan_details(k, ids)
+        details += orphan_examples(k, ids)
     wrong = [c.predicate.fill_null(False) for _, c in failing]
-    wrong += [_orphan(k, ids) for k in lost]
+    wrong += [orphan_rows(k, ids) for k in lost]
     found = lf.filter(pl.any_horizontal(wrong)).select(details).collect().row(0, named=True)
     for i, check in failing:
         where = file
@@ -441,70 +294,8 @@ def _validate_table(
                 tuple(found[f"e{i}"]),
             )
         )
-    scanned.orphan_details = {k: _orphan_found(k, found) for k in lost}
+    scanned.orphan_details = {k: orphan_found(k, found) for k in lost}
     return scanned
-
-
-def _duplicates(ids: pl.Series, file: str, report: ValidationReport) -> None:
-    dup = (
-        ids.drop_nulls()
-        .to_frame("customer_id")
-        .group_by("customer_id")
-        .agg(pl.len().cast(pl.Int64).alias("n"))
-        .filter(pl.col("n") > 1)
-        .sort("customer_id")
-    )
-    if dup.height:
-        report.problems.append(
-            Problem(
-                "error",
-                "customers",
-                file,
-                "customer_id",
-                int(dup["n"].sum()),
-                f"duplicate customer_id ({dup.height} ids repeated)",
-                tuple(f"customer_id={v}" for v in dup["customer_id"].head(MAX_EXAMPLES)),
-            )
-        )
-
-
-def _unknown_customers(
-    name: str, scanned: _Scanned, known: pl.Series, report: ValidationReport
-) -> None:
-    """Rows for customers not in customers: counted in the table's pass (else here)."""
-    lf, file = scanned.lf, scanned.file
-    if scanned.orphans is None:  # the ids of customers were not known during the pass
-        present = set(lf.collect_schema().names())
-        keys = tuple(k for k in INPUT_TABLES[name].keys if k in present)
-        counts = lf.select(_orphan_aggs(keys, known)).collect().row(0, named=True)
-        scanned.orphans = {k: (int(counts[f"o_{k}"]), int(counts[f"ot_{k}"])) for k in keys}
-        lost = [k for k in keys if counts[f"o_{k}"]]
-        if lost:
-            details = [e for k in lost for e in _orphan_details(k, known)]
-            found = lf.select(details).collect().row(0, named=True)
-            scanned.orphan_details = {k: _orphan_found(k, found) for k in lost}
-    for key, (n, total) in scanned.orphans.items():
-        if not n:
-            continue
-        ids, examples = scanned.orphan_details[key]
-        most = n > ORPHAN_ERROR_SHARE * total
-        message = f"rows for customers not in customers ({ids} ids)"
-        if most:
-            message = (
-                f"{n / total:.0%} of the rows match no customer_id of customers: do the ids "
-                "have the same form in both tables (e.g. '000001' vs 1)?"
-            )
-        report.problems.append(
-            Problem(
-                "error" if most else "warning",
-                name,
-                file,
-                key,
-                n,
-                message,
-                examples,
-            )
-        )
 
 
 def validate(
@@ -572,7 +363,7 @@ def validate(
     if "customers" in found:
         people = _customer_columns(found["customers"], id_dtype, timezone, wanted)
     known = None if people is None else people["customer_id"].drop_nulls().unique()
-    frames: dict[str, _Scanned] = {}
+    frames: dict[str, Scanned] = {}
     for name in order:
         contract = INPUT_TABLES[name]
         source = found.get(name)
@@ -621,12 +412,12 @@ def validate(
                 names = cust_lf.collect_schema().names()
                 people = cust_lf.select(c for c in wanted if c in names).collect()
                 known = people["customer_id"].drop_nulls().unique()
-            _duplicates(people["customer_id"], cust_file, report)
+            duplicates(people["customer_id"], cust_file, report)
         for name, scanned in frames.items():
             if name == "customers" or known is None:
                 continue
             with _guard(report, name, scanned.file):
-                _unknown_customers(name, scanned, known, report)
+                unknown_customers(name, scanned, known, report)
         tx = frames.get("transactions")
         needed = {"customer_id", "signup_date", "churn_date"}
         if (
@@ -638,7 +429,7 @@ def validate(
             and {"customer_id", "ts", "amount"} <= set(tx.lf.collect_schema().names())
         ):
             with _guard(report, "customers", cust_file):
-                _enough_to_model(people, cust_file, tx.lf, as_of, min_customers, report)
+                enough_to_model(people, cust_file, tx.lf, as_of, min_customers, report)
     return report
 
 
@@ -650,52 +441,4 @@ def _guard(report: ValidationReport, table: str, file: str) -> Iterator[None]:
     except DEPENDENCY_ERRORS as e:
         report.problems.append(
             Problem("error", table, file, None, 0, f"unreadable or corrupt ({failure(e)})")
-        )
-
-
-def _enough_to_model(
-    customers: pl.DataFrame,
-    file: str,
-    transactions: pl.LazyFrame,
-    as_of: dt.date,
-    min_customers: int,
-    report: ValidationReport,
-) -> None:
-    """At least ``min_customers`` customers at ``as_of`` who bought something before it.
-
-    The first purchases of the active customers are read until enough distinct buyers are
-    seen (a few batches of a normal table); only when there are too few is everything counted,
-    for the message.
-    """
-    active = customers.filter(
-        (pl.col("signup_date") < pl.lit(as_of))
-        & (pl.col("churn_date").is_null() | (pl.col("churn_date") >= pl.lit(as_of)))
-    ).select("customer_id")
-    buys = transactions.filter((pl.col("ts") < pl.lit(as_of)) & (pl.col("amount") > 0))
-    ids = active["customer_id"].drop_nulls().unique()
-    seen = (
-        buys.filter(pl.col("customer_id").is_in(ids.implode()))
-        .select("customer_id")
-        .head(PROBE_ROWS_PER_CUSTOMER * min_customers)
-        .select(pl.col("customer_id").n_unique())
-        .collect()
-        .item()
-    )
-    if seen >= min_customers:  # each of them is at least one active customer who bought
-        return
-    bought = buys.select("customer_id").unique()
-    n_active = active.height
-    n_buyers = int(active.lazy().join(bought, on="customer_id").select(pl.len()).collect().item())
-    if n_buyers < min_customers:
-        report.problems.append(
-            Problem(
-                "error",
-                "customers",
-                file,
-                None,
-                int(n_buyers),
-                f"too little to model at as_of {as_of}: {n_active} customer(s) still customers "
-                f"then, {n_buyers} with a purchase before it (at least {min_customers} needed; "
-                "is as_of before the data, or has everyone churned?)",
-            )
         )

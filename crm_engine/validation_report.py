@@ -10,6 +10,8 @@ from typing import Literal
 from crm_engine.io import DataError
 
 Severity = Literal["error", "warning"]
+MAX_EXAMPLES = 5
+"""Examples (ids or row numbers) a problem names, at most."""
 
 
 @dataclass(frozen=True)
