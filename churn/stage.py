@@ -158,9 +158,14 @@ def churn_stage(
     cfg = ctx.cfg
     sample = ctx.bounded_sample(cfg.churn.max_training_customers)
     training = train_models(
-        tables, ctx.as_of, cfg, profile_at=ctx.profile_at, sample=sample, start=ctx.data_start()
+        tables,
+        ctx.as_of,
+        cfg,
+        profile_at=ctx.profile_at,
+        sample=sample,
+        start=ctx.data_start(),
+        release=ctx.release_earlier_profiles,  # the cuts' profiles: not needed to fit or score
     )
-    ctx.release_earlier_profiles()  # the training cuts' profiles: not needed to score
     versions: dict[str, str] = {}
     if ctx.tracking:
         import mlflow
