@@ -97,24 +97,16 @@ def table_checks(
     for (a, b), policy in contract.self_pairs.items():
         if {a, b} <= present:
             checks.append(Check("warning", b, policy, pl.col(a) == pl.col(b)))
-    if t == "customers" and {"churn_date", "signup_date"} <= present:
-        checks.append(
-            Check(
-                "warning",
-                "churn_date",
-                "churn_date before signup_date",
-                pl.col("churn_date") < pl.col("signup_date"),
+    for later in ("churn_date", "contract_end_date"):  # dates that cannot precede the signup
+        if t == "customers" and {later, "signup_date"} <= present:
+            checks.append(
+                Check(
+                    "warning",
+                    later,
+                    f"{later} before signup_date",
+                    pl.col(later) < pl.col("signup_date"),
+                )
             )
-        )
-    if t == "customers" and {"contract_end_date", "signup_date"} <= present:
-        checks.append(
-            Check(
-                "warning",
-                "contract_end_date",
-                "contract_end_date before signup_date",
-                pl.col("contract_end_date") < pl.col("signup_date"),
-            )
-        )
     if t == "customers" and {"contract_end_date", "plan_type"} <= present:
         checks.append(
             Check(
