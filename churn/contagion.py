@@ -11,6 +11,11 @@ customer with a ``contract_end_date`` whether the month lies inside the minimum 
 month it ends and the next), gives the
 contagion ``coefficient``: the change in the log-odds of a customer's monthly churn hazard
 per unit share of contacts gone, with its standard error from the Fisher information.
+Churn is rare (~2% of customer months), so a panel over ``max_rows`` is fitted on every
+churned month and a seeded random sample of the others (case-control sampling): the slopes
+of a logistic regression are consistent under sampling on the outcome and only the intercept
+moves (Prentice & Pyke 1979). A 250,000-customer panel holds ~2M months and ~34,000 churns;
+at 500,000 rows (14 months without a churn per churn) the fit takes a quarter of the time.
 Contacts are matched to non-contacts through the controls: the comparison is between
 customers alike in everything the data records but whether a contact just left.
 
@@ -73,7 +78,8 @@ class Contagion:
 
     ``coefficient`` and ``std_error`` are on the log-odds of the monthly churn hazard per unit
     share of contacts who left in the ``contagion_days`` before the month; ``rows`` customer
-    months at risk, ``events`` churns among them, ``exposed`` rows with a contact gone.
+    months at risk, ``events`` churns among them, ``exposed`` rows with a contact gone;
+    ``fitted_rows`` the rows the regression saw (every churn, and a sample of the others).
     """
 
     coefficient: float
@@ -83,6 +89,7 @@ class Contagion:
     exposed: int
     months: int
     contagion_days: int
+    fitted_rows: int = 0
     controls: dict[str, list[float]] = field(default_factory=dict)
     """Each control's ``[coefficient, std_error]`` on the same log-odds scale (the dummies of
     place and month left out): ``contract_end`` is how much more likely a postpaid customer
@@ -275,9 +282,20 @@ def contagion_panel(
     return panel.collect()
 
 
-def fit_contagion(panel: pl.DataFrame, *, months: int, contagion_days: int) -> Contagion:
+def fit_contagion(
+    panel: pl.DataFrame,
+    *,
+    months: int,
+    contagion_days: int,
+    max_rows: int | None = 500_000,
+    seed: int = 0,
+) -> Contagion:
     """The contagion coefficient of a :func:`contagion_panel` (unpenalised logistic
     regression; standard error from the inverse Fisher information).
+
+    A panel of more than ``max_rows`` rows (None: no bound) is fitted on every churned month
+    and a random (``seed``) sample of the others, ``max_rows`` in all (see the module
+    docstring); ``rows``, ``events`` and ``exposed`` count the whole panel either way.
 
     Raises
     ------
@@ -294,13 +312,17 @@ def fit_contagion(panel: pl.DataFrame, *, months: int, contagion_days: int) -> C
             f"contagion: {rows} customer months, {events} churns, {exposed} exposed: nothing "
             "to estimate the effect of a contact's churn from"
         )
+    if max_rows is not None and rows > max_rows and max_rows > 2 * events:
+        panel = _case_control(panel, y, max_rows - events, seed)
+        y = panel.get_column("churned").to_numpy().astype(np.float64)
+        exposure = panel.get_column("exposure").to_numpy()
     dummies = panel.select(
         pl.col("place").cast(pl.Categorical), pl.col("month").cast(pl.String).cast(pl.Categorical)
     ).to_dummies(drop_first=True)
     # a control that never varies (no contract ends in the data) has nothing to estimate
     controls = [c for c in _CONTROLS if c in panel.columns and panel.get_column(c).n_unique() > 1]
     # filled in place: stacking float copies of the dummies doubled the peak (2M rows at 1M)
-    x = np.empty((rows, 1 + len(controls) + dummies.width))
+    x = np.empty((panel.height, 1 + len(controls) + dummies.width))
     x[:, 0] = exposure
     x[:, 1 : 1 + len(controls)] = panel.select(controls).to_numpy()
     x[:, 1 + len(controls) :] = dummies.to_numpy()
@@ -321,7 +343,19 @@ def fit_contagion(panel: pl.DataFrame, *, months: int, contagion_days: int) -> C
         exposed=exposed,
         months=months,
         contagion_days=contagion_days,
+        fitted_rows=panel.height,
     )
+
+
+def _case_control(panel: pl.DataFrame, y: np.ndarray, controls: int, seed: int) -> pl.DataFrame:
+    """Every churned row of ``panel`` (``y`` = 1) and ``controls`` of the others drawn at
+    random with ``seed``, in panel order."""
+    others = np.flatnonzero(y == 0)
+    drawn = np.random.default_rng(seed).choice(others, size=controls, replace=False)
+    keep = np.zeros(y.shape[0], dtype=bool)
+    keep[y == 1] = True
+    keep[drawn] = True
+    return panel.filter(pl.Series(keep))
 
 
 def _fisher_information(x: np.ndarray, p: np.ndarray, block: int = 100_000) -> np.ndarray:
@@ -343,12 +377,13 @@ def estimate_contagion(
     months: int = 12,
     contagion_days: int = 90,
     sample: CustomerSample | None = None,
+    max_rows: int | None = 500_000,
 ) -> Contagion:
     """:func:`fit_contagion` of the :func:`contagion_panel` at ``as_of``."""
     panel = contagion_panel(
         tables, as_of, months=months, contagion_days=contagion_days, sample=sample
     )
-    return fit_contagion(panel, months=months, contagion_days=contagion_days)
+    return fit_contagion(panel, months=months, contagion_days=contagion_days, max_rows=max_rows)
 
 
 def network_values(

@@ -104,6 +104,7 @@ def _contagion(
             months=cfg.contagion.months,
             contagion_days=cfg.features.contagion_days,
             sample=ctx.bounded_sample(cfg.contagion.max_customers),
+            max_rows=cfg.contagion.max_rows,
         )
     except ValueError as e:
         import warnings

@@ -157,14 +157,17 @@ class ChurnLightGBMConfig(LightGBMConfig):
 
     Shallow, heavily regularised trees: churn is rare (~5% per quarter) and smooth; on the
     generator's ground truth these beat 31-leaf trees by ~0.01 AUC out of time, and keep
-    ``pred_contrib`` fast.
+    ``pred_contrib`` fast. Learning rate 0.06: on the 1M operator's 499,001 training rows
+    early stopping keeps 267 trees at out-of-time AUC 0.7773, against 591 trees and 0.7775
+    at 0.03 (less than a tenth of the AUC's standard error), and fitting, scoring and the
+    learning curve take less than half the time.
     """
 
-    learning_rate: _LearningRate = 0.03
+    learning_rate: _LearningRate = 0.06
     num_leaves: _NumLeaves = 7
     max_depth: _MaxDepth = 3
     min_child_samples: _MinChildSamples = 300
-    n_estimators: _NEstimators = 1500
+    n_estimators: _NEstimators = 1000
     subsample: _Fraction = 0.8
     subsample_freq: _SubsampleFreq = 1
     colsample_bytree: _Fraction = 0.5
@@ -294,6 +297,12 @@ class ContagionConfig(Section):
         250_000,
         description="customers in the estimate, at most (a hashed share of them); network "
         "values are computed for everyone",
+    )
+    max_rows: Annotated[int, Field(gt=0)] | None = Field(
+        500_000,
+        description="customer months the regression sees, at most: every churned month and "
+        "a random sample of the others (case-control: the effect is unbiased; at 1M customers "
+        "the fit takes a quarter of the time); none: every month",
     )
 
 

@@ -219,6 +219,8 @@ class ContagionReport:
     exposed: int
     months: int
     contagion_days: int
+    fitted_rows: int
+    """Customer months the regression saw: every churn and a sample of the others."""
     median_contacts: int
     odds_factor: float
     value_at_risk_network: float

@@ -62,6 +62,25 @@ def test_recovers_the_planted_contagion(planted: Path) -> None:
     assert found.rows > 10 * CUSTOMERS // 2 and found.events > 1_000 and found.exposed > 1_000
 
 
+def test_case_control_sample_keeps_the_estimate(planted: Path) -> None:
+    """Every churned month and a sample of the others, 60,000 rows of 161,000: the slopes stay
+    (only the intercept of a logistic regression moves under sampling on the outcome), the
+    standard error grows a little, and the counts still describe the whole panel."""
+    panel = contagion_panel(load_tables(planted), AS_OF)
+    whole = fit_contagion(panel, months=12, contagion_days=90, max_rows=None)
+    assert whole == fit_contagion(panel, months=12, contagion_days=90)  # under the default
+    part = fit_contagion(panel, months=12, contagion_days=90, max_rows=60_000)
+    assert whole.fitted_rows == whole.rows == part.rows == panel.height > 150_000
+    assert part.fitted_rows == 60_000
+    assert (part.events, part.exposed) == (whole.events, whole.exposed)
+    assert abs(part.coefficient - whole.coefficient) < whole.std_error, (part, whole)
+    assert 1.0 < part.std_error / whole.std_error < 1.3, (part, whole)
+    for name, (coefficient, _) in whole.controls.items():
+        assert abs(part.controls[name][0] - coefficient) < 2 * whole.controls[name][1], name
+    again = fit_contagion(panel, months=12, contagion_days=90, max_rows=60_000)
+    assert again == part  # seeded
+
+
 def test_recovers_the_planted_contract_effects(planted: Path) -> None:
     """The churn hazard rises in the month a postpaid customer's term ends and the next, and
     falls inside the term: the controls recover both within 25% (measured -3% and +6%)."""
