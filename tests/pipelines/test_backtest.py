@@ -191,8 +191,13 @@ def test_the_third_run_checks_every_earlier_run(two_runs: Path, generated_operat
         )
     assert runs[1]["value"]["elapsed_days"] == 183  # 2024-04-01 to 2024-10-01
     # the month-18 run itself checked the month-15 one (91 days: its churn horizon had passed)
-    second = _manifest(_first_run_dir(two_runs))["backtest"]
-    assert [r["as_of"] for r in second["runs"]] == [EARLIEST.isoformat()]
+    second = _manifest(_first_run_dir(two_runs))
+    assert [r["as_of"] for r in second["backtest"]["runs"]] == [EARLIEST.isoformat()]
+    print(
+        f"backtest stage: {second['timings_s']['backtest']} s for one earlier run, "
+        f"{third['timings_s']['backtest']} s for two; manifest backtest "
+        f"{len(json.dumps(third['backtest'])):,} bytes"
+    )
 
 
 def test_the_backtest_reaches_mlflow_and_the_report(two_runs: Path) -> None:
@@ -240,7 +245,7 @@ def test_the_backtest_reaches_mlflow_and_the_report(two_runs: Path) -> None:
     assert "Every earlier run checked (2)" in since
     assert "for each earlier run (oldest first" in since  # the chart's caption
     for r in runs:
-        assert f"{r['as_of']} <code>{r['run_id']}</code>" in since
+        assert f"{r['as_of']}<br><code>{r['run_id']}</code>" in since
         assert f"{r['churn']['roc_auc']:.3f}" in since
     first_report = (_earliest_run_dir(two_runs) / "report.html").read_text()
     assert "No earlier committed run in this output directory to check yet." in first_report
@@ -514,3 +519,24 @@ def test_backtest_command(two_runs: Path, generated_operator: Path) -> None:
     assert wrong.exit_code == 1
     assert "run nope is not a committed run of" in wrong.output
     assert "Traceback" not in wrong.output
+
+
+def test_the_stage_checks_at_most_backtest_max_runs(
+    two_runs: Path, generated_operator: Path, tmp_path: Path
+) -> None:
+    """``[monitoring] backtest_max_runs`` bounds the runs a run checks (latest first); it is at
+    least 1."""
+    from crm_engine.config import load_config
+    from pipelines.backtest import backtest_stage
+    from pipelines.runner import StageContext
+
+    base = {"data.dir": str(generated_operator), "output.dir": str(two_runs)}
+    tables = load_tables(generated_operator)
+    cfg = load_config(None, {**base, "monitoring.backtest_max_runs": 1})
+    ctx = StageContext(cfg, SECOND, tmp_path, tracking=False, tables=tables, output_dir=two_runs)
+    report = backtest_stage(ctx, tables).report
+    assert [r.as_of for r in report.runs] == [FIRST] and report.as_of == FIRST
+    recorded = _manifest(two_runs / "current")["backtest"]
+    assert report.to_dict()["runs"] == recorded["runs"][:1]
+    with pytest.raises(ValueError, match="backtest_max_runs"):
+        load_config(None, {**base, "monitoring.backtest_max_runs": 0})
