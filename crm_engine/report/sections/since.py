@@ -257,8 +257,8 @@ def _drift(d: DriftReport) -> str:
 
 
 def body(inp: ReportInputs) -> str:
-    """The last committed run before this one: its forecasts against what happened, and what
-    moved under the models since."""
+    """The earlier committed runs: the latest one's forecasts against what happened (then every
+    run checked, one row each), and what moved under the models since the last one."""
     drift = _drift(inp.drift) if inp.drift is not None and inp.drift.compared else ""
     if inp.backtest is None:
         return drift
