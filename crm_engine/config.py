@@ -171,7 +171,8 @@ class FeaturesConfig(Section):
 
 
 class MonitoringConfig(Section):
-    """Drift between the previous committed run and this one (``[monitoring]``).
+    """Month over month (``[monitoring]``): drift between the previous committed run and this
+    one, and how many earlier runs the backtest checks.
 
     The population stability index (PSI) of every model feature and score column is computed on
     the previous run's bins; at ``psi_warn`` a column is worth a look, at ``psi_alert`` it moved.
@@ -187,6 +188,11 @@ class MonitoringConfig(Section):
         100,
         description="customers a region needs in both runs for its own PSI (the alerts that "
         "name a region)",
+    )
+    backtest_max_runs: Annotated[int, Field(ge=1)] = Field(
+        12,
+        description="earlier committed runs the backtest checks at most, latest first (skipped "
+        "runs do not count; output.keep_runs bounds the chain too)",
     )
 
     @model_validator(mode="after")

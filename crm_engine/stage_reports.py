@@ -409,8 +409,12 @@ class BacktestReport:
 
     ``churn`` / ``value`` are None when the earlier run had no such scores; ``not_found``
     counts its scored customers missing from today's customers table (left out). ``skipped``
-    lists the later runs that were passed over and why (``run_id``, ``reason``); when every
+    lists the runs that were passed over and why (``run_id``, ``reason``); when every
     candidate was skipped, ``run_id`` is None.
+
+    A run checks every earlier committed run it can (at most ``monitoring.backtest_max_runs``):
+    ``runs`` holds each one's own report, latest first (their ``runs`` and ``skipped`` empty);
+    the other fields are those of the first, the most recent run checked.
     """
 
     run_id: str | None
@@ -424,6 +428,12 @@ class BacktestReport:
     drift: DriftReport | None = None
     """``crm-engine backtest`` only: the input side of the drift since the run (the pipeline's
     backtest leaves it None: its drift stage compares the whole run)."""
+    runs: list[BacktestReport] = field(default_factory=list)
+
+    @property
+    def days_since(self) -> int | None:
+        """Days from the run's as_of to ``checked_to`` (its forecasts' age); None without a run."""
+        return None if self.as_of is None else (self.checked_to - self.as_of).days
 
     def metrics(self) -> dict[str, float]:
         """The aggregates as flat MLflow metrics: ``backtest.churn.roc_auc``, ..."""
@@ -440,15 +450,21 @@ class BacktestReport:
             }
             for row in c.by_band:
                 out[f"backtest.churn.{row['churn_risk_band']}.realised_rate"] = row["realised_rate"]
+            if c.save_list is not None and c.save_list["realised_rate"] is not None:
+                out["backtest.churn.save_list.realised_rate"] = c.save_list["realised_rate"]
         if self.value is not None:
             v = self.value
             out |= {
                 "backtest.value.mae": v.mae,
+                "backtest.value.mean_predicted": v.mean_predicted,
+                "backtest.value.mean_realised": v.mean_realised,
                 "backtest.value.p_alive_auc": v.p_alive_auc,
                 "backtest.value.elapsed_share": v.elapsed_share,
             }
             for row in v.by_plan:
                 out[f"backtest.value.{row['plan_type']}.mae"] = row["mae"]
+            for row in v.by_tier:
+                out[f"backtest.value.tier.{row['value_tier']}.mae"] = row["mae"]
         out["backtest.skipped_runs"] = float(len(self.skipped))
         return out
 

@@ -181,8 +181,14 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def log_metrics(metrics: Mapping[str, Any]) -> None:
-    """Log every finite number in a (nested) dict; skip text, lists and NaN."""
+def log_metrics(
+    metrics: Mapping[str, Any], step: int | None = None, timestamp: int | None = None
+) -> None:
+    """Log every finite number in a (nested) dict; skip text, lists and NaN.
+
+    ``step`` and ``timestamp`` (milliseconds since the epoch) place the points on a metric's
+    history (default: step 0, now).
+    """
     import mlflow
 
     clean = {}
@@ -192,7 +198,7 @@ def log_metrics(metrics: Mapping[str, Any]) -> None:
         if math.isfinite(float(v)):
             clean[_metric_key(k)] = float(v)
     if clean:
-        mlflow.log_metrics(clean)
+        mlflow.log_metrics(clean, step=step, timestamp=timestamp)
 
 
 def log_params(params: Mapping[str, Any]) -> None:

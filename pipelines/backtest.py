@@ -1,5 +1,10 @@
-"""Month over month: find the earlier committed runs of an output directory and check what they
+"""Month over month: find the earlier committed runs of an output directory and check what each
 said against what happened since (the backtest).
+
+Every earlier committed run before the new as_of is checked, latest first, up to
+``monitoring.backtest_max_runs`` (the chain is as long as ``output.keep_runs`` keeps it), one
+at a time: only the compared columns of its ``scores.parquet`` are read, so memory is that of one
+run's columns, never of the chain.
 
 Only committed runs are read. A run's manifest names the run that was current when it was
 committed (``previous_run_id``), so ``out/current`` and the chain of runs it names are exactly
@@ -17,8 +22,10 @@ and :func:`valuation.backtest.value_backtest`, on the outcomes of
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,11 +45,14 @@ __all__ = [
     "PREVIOUS_RUN_KEY",
     "BacktestWarning",
     "CommittedRun",
+    "backtest_history",
     "backtest_run",
     "backtest_stage",
     "committed_runs",
+    "history_metrics",
     "run_features_config",
     "select_run",
+    "select_runs",
 ]
 
 PREVIOUS_RUN_KEY = "previous_run_id"
@@ -166,23 +176,31 @@ def _score_columns() -> list[str]:
     return list(dict.fromkeys([*CHURN_COLUMNS, *VALUE_COLUMNS]))
 
 
-def select_run(
+def select_runs(
     out_dir: Path,
     as_of: dt.date,
     id_dtype: pl.DataType,
+    max_runs: int,
     run_id: str | None = None,
-) -> tuple[CommittedRun | None, list[dict[str, str]]]:
-    """The most recent committed run of ``out_dir`` with an as_of before ``as_of`` that can be
-    read (or the committed run ``run_id``), and the runs skipped on the way.
+) -> tuple[list[CommittedRun], list[dict[str, str]]]:
+    """The committed runs of ``out_dir`` with an as_of before ``as_of`` that can be read, latest
+    first and at most ``max_runs`` of them (or the committed run ``run_id`` alone), and the runs
+    skipped on the way.
 
-    Each skipped run gets one :class:`BacktestWarning` naming it and the reason.
+    Each skipped run gets one :class:`BacktestWarning` naming it and the reason; skipped runs do
+    not count towards ``max_runs``. Runs as of ``as_of`` or later are passed over quietly.
 
     Raises
     ------
     DataError
         When ``run_id`` is not a committed run of ``out_dir``, or its as_of is not before
         ``as_of`` (nothing has happened since).
+    ValueError
+        When ``max_runs`` < 1.
     """
+    if max_runs < 1:
+        raise ValueError(f"max_runs={max_runs} should be >= 1")
+    found: list[CommittedRun] = []
     skipped: list[dict[str, str]] = []
     seen: list[str] = []
     for run in committed_runs(out_dir):
@@ -204,16 +222,30 @@ def select_run(
                 stacklevel=2,
             )
             skipped.append({"run_id": run.run_id, "reason": reason})
-            if run_id is not None:
-                return None, skipped
-            continue
-        return run, skipped
+        else:
+            found.append(run)
+        if run_id is not None or len(found) >= max_runs:
+            return found, skipped
     if run_id is not None:
         raise DataError(
             f"run {run_id} is not a committed run of {out_dir} (committed and kept: "
             f"{', '.join(seen) or 'none'})"
         )
-    return None, skipped
+    return found, skipped
+
+
+def select_run(
+    out_dir: Path,
+    as_of: dt.date,
+    id_dtype: pl.DataType,
+    run_id: str | None = None,
+) -> tuple[CommittedRun | None, list[dict[str, str]]]:
+    """The most recent committed run of ``out_dir`` with an as_of before ``as_of`` that can be
+    read (or the committed run ``run_id``), and the runs skipped on the way: :func:`select_runs`
+    with one run.
+    """
+    found, skipped = select_runs(out_dir, as_of, id_dtype, 1, run_id)
+    return (found[0] if found else None), skipped
 
 
 def run_features_config(run: CommittedRun, default: FeaturesConfig) -> FeaturesConfig:
@@ -248,10 +280,13 @@ def backtest_run(
     value_days = run.horizon_days("valuation")
     churn_end = min(run.as_of + dt.timedelta(days=churn_days), as_of)
     value_end = min(run.as_of + dt.timedelta(days=value_days), as_of)
-    scores = pl.read_parquet(run.path / SCORES_FILE, columns=_score_columns())
-    realised = realised_outcomes(
+    # Only the compared columns of the run's scores, and the outcomes of its customers alone:
+    # one plan, collected once (memory: one run's columns, whatever the chain's length).
+    scan = pl.scan_parquet(run.path / SCORES_FILE).select(_score_columns())
+    outcomes = realised_outcomes(
         tables["customers"], tables["transactions"], run.as_of, churn_end, value_end
-    ).collect()
+    ).join(scan.select("customer_id"), on="customer_id", how="semi")
+    scores, realised = pl.collect_all([scan, outcomes])
     not_found = scores.join(realised, on="customer_id", how="anti").height
     save_ids = None
     if (run.path / SAVE_FIRST_FILE).is_file():
@@ -277,17 +312,81 @@ def backtest_run(
     )
 
 
+def backtest_history(
+    runs: list[CommittedRun],
+    tables: dict[str, pl.LazyFrame],
+    as_of: dt.date,
+    skipped: list[dict[str, str]] | None = None,
+) -> BacktestReport:
+    """:func:`backtest_run` of each of ``runs`` (latest first), one at a time: the report of the
+    first, with every run's own report in ``runs`` (``run_id`` None when there is none)."""
+    passed = list(skipped or [])
+    checked = [backtest_run(run, tables, as_of) for run in runs]
+    if not checked:
+        return BacktestReport(run_id=None, as_of=None, checked_to=as_of, skipped=passed)
+    return dataclasses.replace(checked[0], skipped=passed, runs=checked)
+
+
+HISTORY_PREFIX = "backtest.history."
+"""The MLflow metrics of every earlier run checked: ``backtest.history.churn.roc_auc``, ..."""
+
+
+def history_metrics(report: BacktestReport) -> list[tuple[int, int, dict[str, float]]]:
+    """Each earlier run's metrics as MLflow points: ``(step, timestamp_ms, metrics)``.
+
+    The names are those of :meth:`BacktestReport.metrics` under ``backtest.history.``
+    (``backtest.history.churn.roc_auc``, ``backtest.history.value.prepaid.mae``, ...); the step
+    is the run's age in days (from its as_of to this run's), the timestamp its as_of (midnight
+    UTC), so one chart plots them against the forecasts' age, or against the month they were
+    made ("wall time"). NaN values are left out.
+    """
+    points = []
+    for r in report.runs:
+        if r.as_of is None or r.days_since is None:
+            continue
+        when = dt.datetime.combine(r.as_of, dt.time(), tzinfo=dt.UTC)
+        values = {
+            HISTORY_PREFIX + k.removeprefix("backtest."): float(v)
+            for k, v in r.metrics().items()
+            if k != "backtest.skipped_runs" and math.isfinite(v)
+        }
+        points.append((r.days_since, int(when.timestamp() * 1000), values))
+    return points
+
+
+def _log_history(report: BacktestReport) -> None:
+    """The earlier runs' metrics into the active (the stage's) MLflow run, one step each."""
+    from crm_engine import tracking as trk
+
+    for step, timestamp, values in history_metrics(report):
+        trk.log_metrics(values, step=step, timestamp=timestamp)
+
+
 def backtest_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOutput:
-    """The run's backtest of the last committed run before its as_of (nothing without a run
-    output directory or an earlier run); metrics ``backtest.churn.roc_auc``, ..."""
+    """The run's backtest of every earlier committed run before its as_of, latest first (at
+    most ``monitoring.backtest_max_runs``; nothing without a run output directory or an earlier
+    run).
+
+    Metrics: the most recent run's ``backtest.churn.roc_auc``, ... (one point per run of the
+    pipeline) and ``backtest.runs_checked``; with tracking, every run's under
+    ``backtest.history.`` (see :func:`history_metrics`).
+    """
     if ctx.output_dir is None:
         return StageOutput(outputs={})
-    run, skipped = select_run(ctx.output_dir, ctx.as_of, ctx.id_dtype)
-    if run is None:
-        if not skipped:
-            return StageOutput(outputs={})
-        report = BacktestReport(run_id=None, as_of=None, checked_to=ctx.as_of, skipped=skipped)
-    else:
-        report = backtest_run(run, tables, ctx.as_of, skipped)
-    params = {"backtest.run_id": report.run_id or "", "backtest.as_of": str(report.as_of or "")}
-    return StageOutput(outputs={}, metrics=report.metrics(), params=params, report=report)
+    runs, skipped = select_runs(
+        ctx.output_dir, ctx.as_of, ctx.id_dtype, ctx.cfg.monitoring.backtest_max_runs
+    )
+    if not runs and not skipped:
+        return StageOutput(outputs={})
+    report = backtest_history(runs, tables, ctx.as_of, skipped)
+    if ctx.tracking:
+        _log_history(report)
+    params = {
+        "backtest.run_id": report.run_id or "",
+        "backtest.as_of": str(report.as_of or ""),
+        "backtest.runs": ",".join(f"{r.run_id}@{r.as_of}" for r in report.runs),
+    }
+    metrics = report.metrics()
+    if runs:
+        metrics["backtest.runs_checked"] = float(len(runs))
+    return StageOutput(outputs={}, metrics=metrics, params=params, report=report)

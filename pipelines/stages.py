@@ -90,8 +90,9 @@ def default_stages(
     churn_uri, loyalty_uri
         Registered model URIs for the churn registry stage (default: latest versions).
     backtest
-        End with the backtest of the last committed run before as_of
-        (:mod:`pipelines.backtest`); default: with ``assemble`` (a run output).
+        End with the backtest of the earlier committed runs before as_of (at most
+        ``monitoring.backtest_max_runs``, :mod:`pipelines.backtest`); default: with
+        ``assemble`` (a run output).
     drift
         End with the run's distribution fingerprint and its drift since the last committed run
         (:mod:`pipelines.drift`); default: with ``assemble``.

@@ -74,6 +74,33 @@ def render(report: BacktestReport) -> Table:
     return t
 
 
+def _share(c: Any) -> str:
+    return "-" if c is None else f"{c.elapsed_share:.0%}"
+
+
+def render_runs(report: BacktestReport) -> Table:
+    """One row per earlier run checked, latest first: how much of its horizons passed and how its
+    churn and value forecasts did."""
+    t = Table(title=escape(f"Earlier runs checked with the data before {report.checked_to}"))
+    for name in ("run", "as of", "churn passed", "ROC-AUC", "lift", "churn pred / real",
+                 "CLV passed", "revenue MAE", "P(alive) AUC"):  # fmt: skip
+        t.add_column(name, justify="left" if name == "run" else "right")
+    for r in report.runs:
+        c, v = r.churn, r.value
+        t.add_row(
+            escape(str(r.run_id)),
+            str(r.as_of),
+            _share(c),
+            _fmt(c.roc_auc if c else None, ".3f"),
+            _fmt(c.lift_top_decile if c else None, ".2f"),
+            "-" if c is None else f"{c.mean_predicted:.1%} / {c.realised_rate:.1%}",
+            _share(v),
+            _fmt(v.mae if v else None, ",.2f"),
+            _fmt(v.p_alive_auc if v else None, ".3f"),
+        )
+    return t
+
+
 @app.command("backtest")
 @user_errors
 def backtest_command(
@@ -89,7 +116,8 @@ def backtest_command(
         str | None,
         typer.Option(
             "--run",
-            help="the committed run to check (default: the last one before --as-of)",
+            help="the committed run to check (default: every one before --as-of, latest "
+            "first, at most monitoring.backtest_max_runs)",
         ),
     ] = None,
     config: ConfigOpt = None,
@@ -106,14 +134,16 @@ def backtest_command(
         ),
     ] = True,
 ) -> None:
-    """Check a committed run's churn and value forecasts against data that came later, and what
-    moved in the data since (drift, input side: no scores are computed).
+    """Check the committed runs' churn and value forecasts against data that came later (every
+    run before --as-of, or --run), and what moved in the data since the latest of them (drift,
+    input side: no scores are computed).
 
     Reads the data as a run would (validated, rows from --as-of on ignored) and the committed
-    runs of OUT_DIR; runs no pipeline and writes nothing. Drift alerts and warnings are one line
-    each after the table.
+    runs of OUT_DIR; runs no pipeline and writes nothing. With more than one run checked, a table
+    of them all comes first, then the latest's details. Drift alerts and warnings are one line
+    each after the tables.
     """
-    from pipelines.backtest import backtest_run, run_features_config, select_run
+    from pipelines.backtest import backtest_history, run_features_config, select_runs
     from pipelines.drift import backtest_drift
     from pipelines.runner import prepare_inputs
 
@@ -121,20 +151,24 @@ def backtest_command(
     cfg = load_config(config, overrides)
     when, _, tables = prepare_inputs(cfg)
     id_dtype = tables["customers"].collect_schema()["customer_id"]
-    chosen, skipped = select_run(out_dir, when, id_dtype, run_id=run)
-    if chosen is None:
+    chosen, skipped = select_runs(
+        out_dir, when, id_dtype, cfg.monitoring.backtest_max_runs, run_id=run
+    )
+    if not chosen:
         raise DataError(
             f"{out_dir}: no committed run before {when} that can be checked"
             + (f" ({len(skipped)} skipped, see the warnings)" if skipped else "")
         )
-    report = backtest_run(chosen, tables, when, skipped)
+    report = backtest_history(chosen, tables, when, skipped)
     if drift:
-        features_cfg = run_features_config(chosen, cfg.features)
-        moved = backtest_drift(chosen, tables, when, features_cfg, cfg.monitoring)
+        features_cfg = run_features_config(chosen[0], cfg.features)
+        moved = backtest_drift(chosen[0], tables, when, features_cfg, cfg.monitoring)
         report = dataclasses.replace(report, drift=moved)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:
+        if len(report.runs) > 1:
+            console.print(render_runs(report))
         console.print(render(report))
         for line in report.drift.lines() if report.drift is not None else []:
             console.print(escape(line), soft_wrap=True, highlight=False)

@@ -6,6 +6,7 @@ save-first list exported beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -268,6 +269,28 @@ BACKTEST = BacktestReport(
     ),
     skipped=[{"run_id": "20240901T000000Z-older000", "reason": "its scores contract is 'x'"}],
 )
+OLDER = BacktestReport(
+    run_id="20240701T000000Z-earlier1",
+    as_of=dt.date(2024, 7, 1),
+    checked_to=AS_OF,
+    churn=dataclasses.replace(
+        BACKTEST.churn,  # type: ignore[type-var]
+        roc_auc=0.6987,
+        mean_predicted=0.061,
+        realised_rate=0.048,
+        save_list=None,
+    ),
+    value=dataclasses.replace(
+        BACKTEST.value,  # type: ignore[type-var]
+        elapsed_days=184,
+        elapsed_share=184 / 365,
+        mean_predicted=81.0,
+        mean_realised=77.5,
+        mae=44.25,
+        p_alive_auc=0.8456,
+    ),
+)
+BACKTEST = dataclasses.replace(BACKTEST, runs=[dataclasses.replace(BACKTEST, skipped=[]), OLDER])
 
 
 POPULATION = PopulationReport(
@@ -508,7 +531,20 @@ def test_since_the_last_run_says_what_came_true(full_report: Path, tmp_path: Pat
         assert part in section, part
     # tiers in the contract's order, not alphabetical
     assert section.index("tier: platinum") < section.index("tier: bronze")
-    assert section.count("data:image/png;base64,") == 1
+    # every earlier run checked: one row each in the churn and value tables, and a chart
+    assert "Every earlier run checked (2)" in section
+    for part in (
+        "2024-07-01<br><code>20240701T000000Z-earlier1</code>",
+        "0.699",  # the older run's churn AUC
+        "100.0% (90 d)",  # its churn horizon passed
+        "50.4% (184 d)",  # half its CLV horizon passed
+        "25.2% (92 d)",  # a quarter of the later run's
+        "44.2",  # the older run's revenue MAE
+        "0.846",
+    ):
+        assert part in section, part
+    assert section.count("20241001T000000Z-earlier0") == 3  # the facts and both tables
+    assert section.count("data:image/png;base64,") == 2
     inp = _inputs(True, tmp_path)
     inp.backtest = None
     first = write_report(inp, tmp_path / "first.html").read_text()

@@ -1,4 +1,4 @@
-"""Since the last run: did the last committed run's forecasts come true, and what moved since."""
+"""Since the last run: did the earlier committed runs' forecasts come true, and what moved since."""
 
 from __future__ import annotations
 
@@ -89,6 +89,112 @@ def _errors_table(v: ValueBacktest, cur: str) -> str:
     )
 
 
+def _pct(x: float | None) -> str:
+    return "–" if x is None or x != x else f"{x:.1%}"
+
+
+def _num(x: float | None, spec: str) -> str:
+    return "–" if x is None or x != x else format(x, spec)
+
+
+def _cells_table(head: list[str], rows: list[list[str]]) -> str:
+    """A table of cells already formatted (HTML); every column but the first is a number."""
+    th = "".join(f"<th{' class=n' if i else ''}>{html.escape(t)}</th>" for i, t in enumerate(head))
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td{' class=n' if i else ''}>{c}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return (
+        f"<div class='tablewrap'><table><thead><tr>{th}</tr></thead><tbody>{body}</tbody>"
+        "</table></div>"
+    )
+
+
+def _runs_tables(b: BacktestReport, cur: str) -> str:
+    """One row per earlier run checked (latest first): churn, then value, each with the share of
+    its horizon that passed."""
+    churn_rows, value_rows = [], []
+    for r in b.runs:
+        run = f"{r.as_of}<br><code>{html.escape(str(r.run_id))}</code>"
+        c, v = r.churn, r.value
+        if c is not None:
+            high = next((x for x in c.by_band if x["churn_risk_band"] == "high"), None)
+            saved = c.save_list
+            churn_rows.append(
+                [
+                    run,
+                    f"{_pct(c.elapsed_share)} ({c.elapsed_days:,} d)",
+                    _pct(c.mean_predicted),
+                    _pct(c.realised_rate),
+                    _num(c.roc_auc, ".3f"),
+                    _num(c.lift_top_decile, ".2f"),
+                    "–"
+                    if high is None
+                    else f"{_pct(high['realised_rate'])} (pred. {_pct(high['mean_predicted'])})",
+                    "–"
+                    if not saved or not saved["customers"]
+                    else f"{saved['churned']:,} of {saved['customers']:,}",
+                ]
+            )
+        if v is not None:
+            value_rows.append(
+                [
+                    run,
+                    f"{_pct(v.elapsed_share)} ({v.elapsed_days:,} d)",
+                    money(v.mean_predicted),
+                    money(v.mean_realised),
+                    money(v.mae),
+                    _num(v.p_alive_auc, ".3f"),
+                    _pct(v.bought_rate),
+                ]
+            )
+    parts = []
+    if churn_rows:
+        head = ["Run as of", "Churn horizon passed", "Predicted churn", "Realised churn",
+                "ROC-AUC", "Top-decile lift", "High band left", "Save list left"]  # fmt: skip
+        parts.append(_cells_table(head, churn_rows))
+    if value_rows:
+        head = ["Run as of", "CLV horizon passed", f"Expected revenue per customer ({cur})",
+                f"Realised ({cur})", f"Mean absolute error ({cur})", "P(alive) ROC-AUC",
+                "Bought again"]  # fmt: skip
+        parts.append(_cells_table(head, value_rows))
+    return "".join(parts)
+
+
+def _history(b: BacktestReport, cur: str) -> str:
+    """Every earlier run checked: a table, and predicted against realised churn by run."""
+    parts = [
+        f"<h3>Every earlier run checked ({len(b.runs)})</h3><p>Each earlier committed run's "
+        f"forecasts against the data before {b.checked_to.isoformat()}, latest first. Where a "
+        "horizon has only partly passed, the realised churn and revenue are those of the part "
+        "that passed (a lower bound of the horizon's churn).</p>",
+        _runs_tables(b, cur),
+    ]
+    churned = [r for r in reversed(b.runs) if r.churn is not None]
+    if len(churned) > 1:
+        rows = [
+            {
+                "run": f"{r.as_of}\n{r.churn.elapsed_share:.0%} passed",  # type: ignore[union-attr]
+                "mean_predicted": r.churn.mean_predicted,  # type: ignore[union-attr]
+                "realised_rate": r.churn.realised_rate,  # type: ignore[union-attr]
+            }
+            for r in churned
+        ]
+        chart = predicted_vs_realised_chart(
+            rows, "run", "Did each run's churn forecast come true?", "run as of"
+        )
+        parts.append(
+            figure(
+                chart,
+                "Mean predicted churn probability against the share who left since, for each "
+                "earlier run (oldest first; below the bars, how much of its horizon passed)",
+            )
+        )
+    return "".join(parts)
+
+
 def _drift(d: DriftReport) -> str:
     """What moved since the previous run: the largest PSIs, alerts, categories, rows, moves."""
     parts = [
@@ -151,8 +257,8 @@ def _drift(d: DriftReport) -> str:
 
 
 def body(inp: ReportInputs) -> str:
-    """The last committed run before this one: its forecasts against what happened, and what
-    moved under the models since."""
+    """The earlier committed runs: the latest one's forecasts against what happened (then every
+    run checked, one row each), and what moved under the models since the last one."""
     drift = _drift(inp.drift) if inp.drift is not None and inp.drift.compared else ""
     if inp.backtest is None:
         return drift
@@ -202,6 +308,8 @@ def _backtest(inp: ReportInputs) -> str:
             "<h3>Revenue against the forecast</h3><p>Expected revenue over the elapsed part of "
             f"the horizon: {html.escape(b.value.basis)}.</p>" + _errors_table(b.value, cur)
         )
+    if len(b.runs) > 1:
+        parts.append(_history(b, cur))
     return "".join(parts)
 
 
