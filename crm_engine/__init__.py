@@ -1,5 +1,8 @@
 """crm-engine: who the operator's customers are, what each is worth, who is about to leave."""
 
+import crm_engine.memory  # noqa: F401  (first: sets Polars' allocator before it loads)
+
+# isort: split
 from crm_engine.config import ConfigError, PipelineConfig, load_config
 from crm_engine.contracts import (
     INPUT_TABLES,
