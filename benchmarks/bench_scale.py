@@ -38,7 +38,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "scale.md"
 STAGES = (
-    "validate", "split", "profile", "segmentation", "valuation", "churn", "assemble", "write",
+    "validate", "split", "profile", "segmentation", "valuation", "churn", "assemble",
+    "backtest", "drift", "write",
 )  # fmt: skip
 HEADER = (
     "| customers | backend | buckets | transactions | "

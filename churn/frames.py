@@ -165,16 +165,9 @@ def build_training_frames(
     start = start or data_start(tables["transactions"])
     _check_history(start, cuts.train[-1], snapshots, step_days)
 
-    def at(cut: dt.date) -> pl.LazyFrame | None:
-        return profile_at(cut, sample).lazy() if profile_at is not None else None
-
-    *trains, valid = pl.collect_all(
-        [
-            labelled_profile(
-                tables, cut, features_cfg, extra_features, horizon_days, at(cut), sample
-            )
-            for cut in (*cuts.train, cuts.valid)
-        ]
+    *trains, valid = (
+        _labelled(tables, cut, features_cfg, extra_features, horizon_days, profile_at, sample)
+        for cut in (*cuts.train, cuts.valid)
     )
     named = [(f"training cut {cut}", f) for cut, f in zip(cuts.train, trains, strict=True)]
     for name, frame in (*named, (f"validation cut {cuts.valid}", valid)):
@@ -213,18 +206,32 @@ def surveyed_snapshots(
     if not usable:
         return None
 
-    def at(cut: dt.date) -> pl.LazyFrame | None:
-        return profile_at(cut, sample).lazy() if profile_at is not None else None
-
-    frames = pl.collect_all(
-        [
-            labelled_profile(
-                tables, cut, features_cfg, extra_features, horizon_days, at(cut), sample
-            ).filter(pl.col("loyalty_class").is_not_null())
-            for cut in usable
-        ]
-    )
+    frames = [
+        _labelled(tables, cut, features_cfg, extra_features, horizon_days, profile_at, sample)
+        .lazy()
+        .filter(pl.col("loyalty_class").is_not_null())
+        .collect()
+        for cut in usable
+    ]
     return pl.concat(frames, how="vertical")
+
+
+def _labelled(
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    features_cfg: FeaturesConfig,
+    extra_features: list[str],
+    horizon_days: int,
+    profile_at: ProfileAt | None,
+    sample: CustomerSample | None,
+) -> pl.DataFrame:
+    """:func:`labelled_profile` at ``cut``, collected before the next cut's profile is asked
+    for: one cut's profile alive at a time (the pipeline hands them over, see
+    ``StageContext.take_profile``)."""
+    profile = profile_at(cut, sample).lazy() if profile_at is not None else None
+    return labelled_profile(
+        tables, cut, features_cfg, extra_features, horizon_days, profile, sample
+    ).collect()
 
 
 def _check_history(start: DataStart, earliest: dt.date, snapshots: int, step_days: int) -> None:

@@ -162,7 +162,7 @@ def churn_stage(
         tables,
         ctx.as_of,
         cfg,
-        profile_at=ctx.profile_at,
+        profile_at=ctx.take_profile,  # the cuts' profiles: no later stage needs them
         sample=sample,
         start=ctx.data_start(),
         release=ctx.release_earlier_profiles,  # the cuts' profiles: not needed to fit or score

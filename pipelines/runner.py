@@ -103,11 +103,25 @@ class StageContext:
         """
         key = (cut, sample)
         if key not in self._profiles:
-            if not self.tables:
-                raise StageError("StageContext.profile_at needs the run's tables")
-            build = self.build_profile or local_profile
-            self._profiles[key] = build(self.tables, cut, self.cfg.features, sample)
+            self._profiles[key] = self._build(key)
         return self._profiles[key]
+
+    def _build(self, key: tuple[dt.date, CustomerSample | None]) -> pl.DataFrame:
+        if not self.tables:
+            raise StageError("StageContext.profile_at needs the run's tables")
+        build = self.build_profile or local_profile
+        return build(self.tables, key[0], self.cfg.features, key[1])
+
+    def take_profile(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
+        """The profile of :meth:`profile_at`, handed over: an earlier cut's profile leaves the
+        cache (built when it was not there), so the caller holds the only copy and frees it
+        when done. The churn training frames take their cuts: their profiles are needed
+        by no stage after them, and at 1M customers the cuts cached while the next ones were
+        built held ~1 GB. The profile at ``as_of`` of everyone stays cached."""
+        key = (cut, sample)
+        if key == (self.as_of, None):
+            return self.profile_at(cut, sample)
+        return self._profiles.pop(key) if key in self._profiles else self._build(key)
 
     def release_earlier_profiles(self) -> None:
         """Forget the cached profiles of earlier cuts (training and holdout samples): the

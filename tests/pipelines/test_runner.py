@@ -199,3 +199,32 @@ def test_releasing_earlier_profiles_keeps_the_one_at_as_of(tmp_path: Path) -> No
     assert len(built) == 3
     ctx.profile_at(earlier, sample)  # built again
     assert built[-1] == (earlier, sample) and len(built) == 4
+
+
+def test_taking_a_profile_hands_it_over(tmp_path: Path) -> None:
+    """A taken earlier cut leaves the cache (the churn frames hold the only copy), a cut not
+    cached is built without being cached, and the profile at as_of stays cached."""
+    from crm_engine.config import PipelineConfig
+    from features.sample import CustomerSample
+
+    built: list[tuple[dt.date, CustomerSample | None]] = []
+
+    def build(tables: object, cut: dt.date, cfg: object, sample: object = None) -> pl.DataFrame:
+        built.append((cut, sample))  # type: ignore[arg-type]
+        return pl.DataFrame({"customer_id": [len(built)]})
+
+    as_of, earlier, earliest = dt.date(2025, 1, 1), dt.date(2024, 10, 1), dt.date(2024, 7, 1)
+    ctx = StageContext(
+        cfg=PipelineConfig(), as_of=as_of, workdir=tmp_path, tracking=False,
+        tables={"customers": pl.LazyFrame()}, build_profile=build,
+    )  # fmt: skip
+    sample = CustomerSample(share=0.5)
+    cached = ctx.profile_at(earlier, sample)  # a valuation holdout, say
+    assert ctx.take_profile(earlier, sample) is cached and len(built) == 1
+    ctx.take_profile(earlier, sample)  # gone from the cache: built again
+    ctx.take_profile(earliest, sample)
+    ctx.take_profile(earliest, sample)
+    assert built == [(earlier, sample), (earlier, sample), (earliest, sample), (earliest, sample)]
+    whole = ctx.take_profile(as_of)
+    assert ctx.profile_at(as_of) is whole and ctx.take_profile(as_of) is whole
+    assert len(built) == 5
