@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
+import lightgbm as lgb
 import numpy as np
 import polars as pl
 from sklearn.utils.validation import check_is_fitted
 
 from churn.dataset import FeatureSpec
+from churn.learners import LearnerData, LightGBMLearner
 from churn.metrics import multiclass_metrics
-from churn.model import NOT_FITTED_MESSAGE, LGBMFrameModel, validation_halves
+from churn.model import NOT_FITTED_MESSAGE, FrameModel, validation_halves
 from features.labels import LOYALTY_CLASSES
 
 LOYALTY_LABEL = "loyalty_class"
@@ -26,7 +28,7 @@ def _sorted_classes() -> tuple[str, ...]:
     return tuple(sorted(LOYALTY_CLASSES))
 
 
-class LoyaltyModel(LGBMFrameModel):
+class LoyaltyModel(FrameModel):
     """Probabilities of the next survey answer being detractor / passive / promoter.
 
     Trained only on customers with a survey in the label window (``loyalty_class`` not null):
@@ -116,12 +118,19 @@ class LoyaltyModel(LGBMFrameModel):
         self.classes_ = classes
         self.feature_spec_ = FeatureSpec.from_frame(train, self.extra_features, self.features)
         v_fit, v_rep = va.filter(pl.Series(fit_mask)), va.filter(pl.Series(report_mask))
-        self._fit_booster(
-            self.feature_spec_.to_pandas(tr),
-            y_train,
-            self.feature_spec_.to_pandas(v_fit),
-            y_valid[fit_mask],
-            {"objective": "multiclass", "num_class": len(classes)},
+        self.learner_ = LightGBMLearner(
+            self.lgbm_params,
+            self.early_stopping_rounds,
+            self.seed,
+            objective={"objective": "multiclass", "num_class": len(classes)},
+        ).fit(
+            LearnerData(
+                self.feature_spec_.to_pandas(tr),
+                y_train,
+                self.feature_spec_.to_pandas(v_fit),
+                y_valid[fit_mask],
+                self.feature_spec_,
+            )
         )
         proba = self.predict_proba(v_rep)
         labels = np.asarray(classes, dtype=object)[y_valid[report_mask]]
@@ -136,6 +145,14 @@ class LoyaltyModel(LGBMFrameModel):
 
     def __sklearn_is_fitted__(self) -> bool:
         return super().__sklearn_is_fitted__() and hasattr(self, "classes_")
+
+    def _learner_class(self) -> type[LightGBMLearner]:
+        return LightGBMLearner
+
+    @property
+    def booster_(self) -> lgb.Booster:
+        """The fitted LightGBM booster."""
+        return self.learner_.booster_
 
     def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
         """``(n, 3)`` probabilities in :attr:`classes_` order."""
