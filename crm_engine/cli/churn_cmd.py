@@ -48,15 +48,10 @@ def train_command(
     """Train on the cuts as_of-2h (train) and as_of-h (validation), log and register."""
     from pipelines.outputs import nothing
     from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
+    from pipelines.stages import pipeline
 
     cfg = load_config(config, _overrides(data, as_of, tracking_uri, horizon_days))
-    result = run_pipeline(
-        cfg,
-        default_stages(["churn"], assemble=False, churn_score=False),
-        nothing(),
-        run_name="churn-train",
-    )
+    result = run_pipeline(cfg, pipeline("churn-train"), nothing(), run_name="churn-train")
     rep: ChurnReport = result.reports["churn"]
     m = result.metrics["churn"]
     table = Table(
@@ -120,12 +115,12 @@ def score_command(
     """Score every customer at as_of: probability, risk band, drivers, loyalty."""
     from pipelines.outputs import churn_scores_file
     from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
+    from pipelines.stages import StageOptions, pipeline
 
     cfg = load_config(config, _overrides(data, as_of, tracking_uri))
     require_store(cfg.mlflow, Path(cfg.output.dir))
-    stages = default_stages(
-        ["churn"], registry=True, assemble=False, churn_uri=model, loyalty_uri=loyalty_model
+    stages = pipeline(
+        "churn-score", options=StageOptions(churn_uri=model, loyalty_uri=loyalty_model)
     )
     result = run_pipeline(cfg, stages, churn_scores_file(out), run_name="churn-score")
     table = Table(title=f"churn scores at {result.as_of}", show_edge=False)

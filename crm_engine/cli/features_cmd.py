@@ -36,13 +36,13 @@ def features_command(
     """Build one point-in-time profile row per active customer and write it to Parquet."""
     from pipelines.outputs import profile_file
     from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
+    from pipelines.stages import pipeline
 
     cfg = load_config(config, {"data.dir": str(data), "data.as_of": parse_as_of(as_of)})
     start = time.perf_counter()
     result = run_pipeline(
         cfg,
-        default_stages(["profile"], assemble=False),
+        pipeline("features"),
         profile_file(out),
         tracking=False,
         validate_inputs=not no_validate,

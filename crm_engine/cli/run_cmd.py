@@ -96,11 +96,11 @@ def execute(
 ) -> Any:
     """Run the pipeline with the stage display; print the summary table unless quiet."""
     from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
+    from pipelines.stages import pipeline
 
     selected = [s.strip() for item in stages or [] for s in item.split(",") if s.strip()]
     try:
-        stage_list = default_stages(selected or None, registry=registry)
+        stage_list = pipeline("score-only" if registry else "run", selected or None)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--stages") from None
     mode = "score-only" if registry else "train"

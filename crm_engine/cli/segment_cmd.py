@@ -69,7 +69,7 @@ def segment_command(
 
     from pipelines.outputs import segment_files
     from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
+    from pipelines.stages import StageOptions, pipeline
 
     k_value: int | str | None = k
     if k is not None and k != "auto":
@@ -87,9 +87,7 @@ def segment_command(
     start = time.perf_counter()
     result = run_pipeline(
         cfg,
-        default_stages(
-            ["segmentation"], assemble=False, previous_segmenter=False if fresh else previous
-        ),
+        pipeline("segment", options=StageOptions(previous_segmenter=False if fresh else previous)),
         segment_files(out),
         tracking=False,
     )

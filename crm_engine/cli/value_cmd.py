@@ -56,7 +56,7 @@ def value_command(
     """Fit BG/NBD-family + Gamma-Gamma models and write one value row per customer."""
     from pipelines.outputs import values_files
     from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
+    from pipelines.stages import pipeline
 
     overrides = {
         "data.dir": str(data),
@@ -66,9 +66,7 @@ def value_command(
     }
     cfg = load_config(config, overrides)
     start = time.perf_counter()
-    result = run_pipeline(
-        cfg, default_stages(["valuation"], assemble=False), values_files(out), tracking=False
-    )
+    result = run_pipeline(cfg, pipeline("value"), values_files(out), tracking=False)
     seconds = time.perf_counter() - start
     rep: ValuationReport = result.reports["valuation"]
     table = Table(title=f"valuation as of {result.as_of} ({rep.model})", show_edge=False)
