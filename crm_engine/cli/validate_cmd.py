@@ -14,7 +14,8 @@ from rich.table import Table
 from crm_engine.cli._app import ConfigOpt, app, console, err_console, user_errors
 from crm_engine.config import load_config
 from crm_engine.contracts import INPUTS_CONTRACT, inputs_contract_rows
-from crm_engine.validation import ValidationReport, validate
+from crm_engine.io import DataError
+from crm_engine.validation import Problem, ValidationReport, validate
 
 
 def render_report(report: ValidationReport) -> Table:
@@ -44,6 +45,12 @@ def print_problems(report: ValidationReport) -> None:
         colour = "red" if p.severity == "error" else "yellow"
         line = f"[{colour}]{p.severity}[/] {escape(str(p))}"
         console.print(line, highlight=False, soft_wrap=True)
+
+
+def _about_directory(report: ValidationReport, problem: Problem) -> str:
+    """A problem of the directory as a whole, naming the directory once."""
+    where = str(report.data_dir)
+    return problem.message if where in problem.message else f"{where}: {problem.message}"
 
 
 def render_contract() -> Table:
@@ -91,6 +98,8 @@ def validate_command(
         data.max_text_bytes,
         timezone=data.timezone,
     )
+    if not report.tables:  # the directory itself could not be read: no table to show
+        raise DataError("; ".join(_about_directory(report, e) for e in report.errors))
     console.print(render_report(report))
     print_problems(report)
     if report.errors:
