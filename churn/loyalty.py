@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Self
 
 import lightgbm as lgb
@@ -56,23 +56,7 @@ class LoyaltyModel(FrameModel):
         Out-of-time multi-class log-loss, accuracy and one-vs-rest AUC per class.
     """
 
-    _kind = "loyalty"
-
-    def __init__(
-        self,
-        lgbm_params: Mapping[str, Any] | None = None,
-        early_stopping_rounds: int | None = 30,
-        extra_features: Sequence[str] = (),
-        seed: int = 0,
-        features: Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(
-            lgbm_params=lgbm_params,
-            early_stopping_rounds=early_stopping_rounds,
-            extra_features=extra_features,
-            seed=seed,
-            features=features,
-        )
+    _kind = "loyalty"  # its hyperparameters are FrameModel's, so is its __init__
 
     @staticmethod
     def _surveyed(

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from crm_engine.cli._app import app, console, user_errors
+from crm_engine.cli._app import command, console
 from crm_engine.config import PipelineConfig, load_config
 
 
@@ -138,8 +138,7 @@ def execute(
     return result
 
 
-@app.command("run")
-@user_errors
+@command("run")
 def run_command(
     config: Annotated[
         Path | None,
@@ -196,8 +195,7 @@ def run_command(
     )
 
 
-@app.command("demo")
-@user_errors
+@command("demo")
 def demo_command(
     customers: Annotated[int, typer.Option(help="synthetic customers", min=200)] = 20_000,
     months: Annotated[int, typer.Option(help="months of history", min=12, max=60)] = 24,

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from crm_engine.cli._app import ConfigOpt, app, console, err_console, user_errors
+from crm_engine.cli._app import ConfigOpt, command, console, err_console
 from crm_engine.config import load_config
 from crm_engine.contracts import INPUTS_CONTRACT, inputs_contract_rows
 from crm_engine.io import DataError
@@ -63,8 +63,7 @@ def render_contract() -> Table:
     return table
 
 
-@app.command("validate")
-@user_errors
+@command("validate")
 def validate_command(
     data_dir: Annotated[
         Path | None,
