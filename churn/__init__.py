@@ -22,6 +22,8 @@ from churn.drivers import (
     select_for_drivers,
     top_drivers,
 )
+from churn.learners import ChurnLearner, LightGBMLearner
+from churn.linear import LogisticLearner
 from churn.loyalty import LoyaltyModel
 from churn.metrics import (
     binary_metrics,
@@ -83,10 +85,13 @@ __all__ = [
     "LOST_STAGE",
     "RISK_BANDS",
     "Calibrator",
+    "ChurnLearner",
     "ChurnModel",
     "ChurnPyfunc",
     "ChurnScores",
     "FeatureSpec",
+    "LightGBMLearner",
+    "LogisticLearner",
     "LoyaltyModel",
     "LoyaltyPyfunc",
     "NotFittedError",

@@ -19,6 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from churn.dataset import FeatureSpec
+from churn.learners import ChurnLearner, LearnerData
 
-__all__ = ["C_GRID", "LOGISTIC_MAX_ROWS", "SOLVER", "LinearChurn", "fit_linear", "signed_log1p"]
+__all__ = [
+    "C_GRID",
+    "LOGISTIC_MAX_ROWS",
+    "SOLVER",
+    "LinearChurn",
+    "LogisticLearner",
+    "fit_linear",
+    "signed_log1p",
+]
 
 C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0)
 """Inverse L2 strengths tried, smallest first, each fit warm-started from the one before; the
@@ -247,3 +257,46 @@ def fit_linear(
     if gap.size and gap.max() > 1e-9:
         raise RuntimeError(f"the stored logistic regression differs from the fit by {gap.max()}")
     return out
+
+
+class LogisticLearner(ChurnLearner):
+    """The churn learner over a :class:`LinearChurn`; ``lgbm_params`` and
+    ``early_stopping_rounds`` are the trees' and unused here (the early-stopping half chooses
+    ``C`` instead, see :func:`fit_linear`).
+
+    Attributes
+    ----------
+    linear_ : LinearChurn
+        What the fit learnt, as numbers.
+    best_iteration_ : int
+        0: no trees.
+    """
+
+    name: ClassVar[str] = "logistic"
+    best_iteration_: int = 0
+
+    def fit(self, data: LearnerData) -> Self:
+        """:func:`fit_linear`: ``C`` chosen by log-loss on the stopping half."""
+        self.linear_ = fit_linear(
+            data.x_train, data.y_train, data.x_stop, data.y_stop, data.spec, self.seed
+        )
+        return self
+
+    def predict_raw(self, x: pd.DataFrame) -> np.ndarray:
+        return self.linear_.predict(x)
+
+    def contributions(self, x: pd.DataFrame) -> np.ndarray:
+        """Weight x (value - training mean), per feature, in log-odds."""
+        return self.linear_.contributions(x, x.shape[1])
+
+    def describe_params(self) -> dict[str, Any]:
+        return {"C": self.linear_.C, "train_rows": self.linear_.train_rows}
+
+    def save(self, directory: Path) -> None:
+        self.linear_.save(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        learner = cls()
+        learner.linear_ = LinearChurn.load(directory)
+        return learner

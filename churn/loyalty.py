@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Self
 
+import lightgbm as lgb
 import numpy as np
 import polars as pl
 from sklearn.utils.validation import check_is_fitted
 
 from churn.dataset import FeatureSpec
+from churn.learners import LearnerData, LightGBMLearner
 from churn.metrics import multiclass_metrics
-from churn.model import NOT_FITTED_MESSAGE, LGBMFrameModel, validation_halves
+from churn.model import NOT_FITTED_MESSAGE, FrameModel, validation_halves
 from features.labels import LOYALTY_CLASSES
 
 LOYALTY_LABEL = "loyalty_class"
@@ -26,7 +28,7 @@ def _sorted_classes() -> tuple[str, ...]:
     return tuple(sorted(LOYALTY_CLASSES))
 
 
-class LoyaltyModel(LGBMFrameModel):
+class LoyaltyModel(FrameModel):
     """Probabilities of the next survey answer being detractor / passive / promoter.
 
     Trained only on customers with a survey in the label window (``loyalty_class`` not null):
@@ -54,23 +56,7 @@ class LoyaltyModel(LGBMFrameModel):
         Out-of-time multi-class log-loss, accuracy and one-vs-rest AUC per class.
     """
 
-    _kind = "loyalty"
-
-    def __init__(
-        self,
-        lgbm_params: Mapping[str, Any] | None = None,
-        early_stopping_rounds: int | None = 30,
-        extra_features: Sequence[str] = (),
-        seed: int = 0,
-        features: Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(
-            lgbm_params=lgbm_params,
-            early_stopping_rounds=early_stopping_rounds,
-            extra_features=extra_features,
-            seed=seed,
-            features=features,
-        )
+    _kind = "loyalty"  # its hyperparameters are FrameModel's, so is its __init__
 
     @staticmethod
     def _surveyed(
@@ -116,12 +102,19 @@ class LoyaltyModel(LGBMFrameModel):
         self.classes_ = classes
         self.feature_spec_ = FeatureSpec.from_frame(train, self.extra_features, self.features)
         v_fit, v_rep = va.filter(pl.Series(fit_mask)), va.filter(pl.Series(report_mask))
-        self._fit_booster(
-            self.feature_spec_.to_pandas(tr),
-            y_train,
-            self.feature_spec_.to_pandas(v_fit),
-            y_valid[fit_mask],
-            {"objective": "multiclass", "num_class": len(classes)},
+        self.learner_ = LightGBMLearner(
+            self.lgbm_params,
+            self.early_stopping_rounds,
+            self.seed,
+            objective={"objective": "multiclass", "num_class": len(classes)},
+        ).fit(
+            LearnerData(
+                self.feature_spec_.to_pandas(tr),
+                y_train,
+                self.feature_spec_.to_pandas(v_fit),
+                y_valid[fit_mask],
+                self.feature_spec_,
+            )
         )
         proba = self.predict_proba(v_rep)
         labels = np.asarray(classes, dtype=object)[y_valid[report_mask]]
@@ -136,6 +129,14 @@ class LoyaltyModel(LGBMFrameModel):
 
     def __sklearn_is_fitted__(self) -> bool:
         return super().__sklearn_is_fitted__() and hasattr(self, "classes_")
+
+    def _learner_class(self) -> type[LightGBMLearner]:
+        return LightGBMLearner
+
+    @property
+    def booster_(self) -> lgb.Booster:
+        """The fitted LightGBM booster."""
+        return self.learner_.booster_
 
     def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
         """``(n, 3)`` probabilities in :attr:`classes_` order."""

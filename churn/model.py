@@ -1,17 +1,14 @@
-"""ChurnModel: LightGBM (or a logistic regression) chosen out of time, then calibrated (Platt
-by default, or isotonic)."""
+"""ChurnModel: a churn learner (LightGBM or a logistic regression, :mod:`churn.learners`)
+chosen out of time, then calibrated (Platt by default, or isotonic)."""
 
 from __future__ import annotations
 
-import inspect
 import json
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -19,14 +16,33 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from churn.dataset import FeatureSpec
+from churn.learners import MAX_TREE_DEPTH, ChurnLearner, LearnerData, LightGBMLearner, lgbm_params
+from churn.linear import LogisticLearner
 from churn.metrics import binary_metrics
-from crm_engine.threads import thread_count
 from features.labels import churn_label
 
-MAX_TREE_DEPTH = 8
-"""Deepest trees allowed: ``pred_contrib`` (TreeSHAP) cost grows with depth."""
+__all__ = [
+    "LEARNERS",
+    "LEARNER_CLASSES",
+    "MAX_TREE_DEPTH",
+    "NOT_FITTED_MESSAGE",
+    "PROBABILITY_CLIP",
+    "Calibrator",
+    "ChurnModel",
+    "FrameModel",
+    "iter_batches",
+    "lgbm_params",
+    "validation_halves",
+]
 
-DEFAULT_DEPTH = 6
+LEARNER_CLASSES: dict[str, type[ChurnLearner]] = {
+    cls.name: cls for cls in (LightGBMLearner, LogisticLearner)
+}
+"""Every churn learner by its ``name``: what a :class:`ChurnModel`'s ``learner`` can be (the
+first wins a tie under ``churn.model = "auto"``)."""
+LEARNERS: tuple[str, ...] = tuple(LEARNER_CLASSES)
+"""The learners' names: ``("lightgbm", "logistic")``."""
+
 PROBABILITY_CLIP = 1e-4
 """Calibrated probabilities are kept in ``[1e-4, 1 - 1e-4]``: isotonic steps can reach 0 or 1."""
 
@@ -35,32 +51,6 @@ SCORING_BATCH_ROWS = 250_000
 
 NOT_FITTED_MESSAGE = "this %(name)s is not fitted yet; call fit(train, valid) first"
 """``msg`` for :func:`sklearn.utils.validation.check_is_fitted` (``%(name)s``: class name)."""
-
-
-def lgbm_params(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """LightGBM parameters with the tree depth capped, a seed, the engine's thread count
-    (:func:`crm_engine.threads.thread_count`) and LightGBM's chatter off.
-
-    A missing, non-positive or too large ``max_depth`` is replaced (``pred_contrib`` runs in
-    time proportional to tree depth), with a ``UserWarning`` when the user asked otherwise.
-    """
-    out = dict(params)
-    depth = out.get("max_depth")
-    if depth is None:
-        out["max_depth"] = DEFAULT_DEPTH
-    elif int(depth) <= 0 or int(depth) > MAX_TREE_DEPTH:
-        warnings.warn(
-            f"lgbm_params max_depth={depth} is not in [1, {MAX_TREE_DEPTH}]; using "
-            f"{MAX_TREE_DEPTH} so that explanations stay fast",
-            UserWarning,
-            stacklevel=3,
-        )
-        out["max_depth"] = MAX_TREE_DEPTH
-    out["random_state"] = seed
-    out["n_jobs"] = thread_count()
-    out.setdefault("verbose", -1)
-    out.setdefault("n_estimators", 500)
-    return out
 
 
 def validation_halves(frame: pl.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,13 +150,14 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-class LGBMFrameModel(BaseEstimator):
-    """What the churn and loyalty models share: feature spec, booster, batching, persistence.
+class FrameModel(BaseEstimator):
+    """What the churn and loyalty models share: feature spec, a learner, batching, persistence.
 
     A scikit-learn estimator: ``__init__`` stores the hyperparameters under their own names
     and nothing else (so ``get_params``, ``set_params`` and ``sklearn.base.clone`` work);
     checks happen in ``fit``, and everything ``fit`` learns ends in ``_``. Subclasses set
-    ``_kind`` and implement ``fit`` and the prediction methods.
+    ``_kind``, say which learner class they hold (:meth:`_learner_class`) and implement ``fit``
+    (which sets ``feature_spec_`` and ``learner_``) and the prediction methods.
     """
 
     _kind: str = "base"
@@ -188,8 +179,11 @@ class LGBMFrameModel(BaseEstimator):
     # -- shared pieces -------------------------------------------------------------------------
 
     def __sklearn_is_fitted__(self) -> bool:
-        """Fitted once ``fit`` (or :meth:`load`) has set the feature spec and the booster."""
-        return hasattr(self, "feature_spec_") and hasattr(self, "booster_")
+        """Fitted once ``fit`` (or :meth:`load`) has set the feature spec and the learner."""
+        return hasattr(self, "feature_spec_") and hasattr(self, "learner_")
+
+    def _learner_class(self) -> type[ChurnLearner]:
+        raise NotImplementedError
 
     @property
     def feature_names_in_(self) -> list[str]:
@@ -200,60 +194,29 @@ class LGBMFrameModel(BaseEstimator):
     def n_features_in_(self) -> int:
         return len(self.feature_names_in_)
 
-    def _fit_booster(
-        self,
-        x_train: pd.DataFrame,
-        y_train: np.ndarray,
-        x_stop: pd.DataFrame,
-        y_stop: np.ndarray,
-        objective: dict[str, Any],
-    ) -> None:
-        """Fit the booster on the training rows; with ``early_stopping_rounds`` (not None) stop
-        on ``x_stop``/``y_stop``, without it grow all ``n_estimators`` trees."""
-        params = lgbm_params(self.lgbm_params or {}, self.seed) | objective
-        clf = lgb.LGBMClassifier(**params)
-        stopping: dict[str, Any] = {}
-        if self.early_stopping_rounds is not None:
-            # lightgbm >= 4.7 takes eval_X/eval_y and deprecates eval_set; older: eval_set.
-            stopping = (
-                {"eval_X": (x_stop,), "eval_y": (y_stop,)}
-                if "eval_X" in inspect.signature(clf.fit).parameters
-                else {"eval_set": [(x_stop, y_stop)]}
-            )
-            stopping["callbacks"] = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
-        clf.fit(
-            x_train,
-            y_train,
-            categorical_feature=list(self.feature_spec_.categorical) or "auto",
-            **stopping,
-        )
-        self.params_ = params
-        self.booster_: lgb.Booster = clf.booster_
-        best = clf.best_iteration_
-        self.best_iteration_: int = int(best) if best else int(clf.booster_.current_iteration())
+    @property
+    def best_iteration_(self) -> int:
+        """Trees kept (0 for the logistic regression)."""
+        return self.learner_.best_iteration_
 
-    def _raw_predict(self, frame: pl.DataFrame, **kwargs: Any) -> np.ndarray:
-        # Only what the booster needs: fit calls this before it has fitted a calibrator.
-        check_is_fitted(self, ("feature_spec_", "booster_"), msg=NOT_FITTED_MESSAGE)
+    @property
+    def params_(self) -> dict[str, Any]:
+        """What the learner was fitted with (:meth:`ChurnLearner.describe_params`)."""
+        return self.learner_.describe_params()
+
+    def _per_batch(
+        self, frame: pl.DataFrame, learner_method: Callable[[pd.DataFrame], np.ndarray]
+    ) -> np.ndarray:
+        """``learner_method`` over the feature matrix of ``frame``, batch by batch."""
+        # Only what the learner needs: fit calls this before it has fitted a calibrator.
+        check_is_fitted(self, ("feature_spec_", "learner_"), msg=NOT_FITTED_MESSAGE)
         parts = [
-            np.asarray(
-                self.booster_.predict(
-                    self.feature_spec_.to_pandas(batch),
-                    num_iteration=self.best_iteration_,
-                    num_threads=thread_count(),
-                    **kwargs,
-                )
-            )
-            for batch in iter_batches(frame)
+            learner_method(self.feature_spec_.to_pandas(batch)) for batch in iter_batches(frame)
         ]
         return np.concatenate(parts, axis=0) if parts else np.empty(0)
 
-    def _save_estimator(self, directory: Path) -> None:
-        self.booster_.save_model(directory / "booster.txt", num_iteration=self.best_iteration_)
-
-    def _load_estimator(self, directory: Path) -> None:
-        self.booster_ = lgb.Booster(model_file=str(directory / "booster.txt"))
-        self.best_iteration_ = int(self.booster_.current_iteration())
+    def _raw_predict(self, frame: pl.DataFrame) -> np.ndarray:
+        return self._per_batch(frame, lambda x: self.learner_.predict_raw(x))
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
@@ -262,7 +225,7 @@ class LGBMFrameModel(BaseEstimator):
         return None
 
     def save(self, directory: Path) -> None:
-        """Write the fitted model to ``directory`` (booster text, feature spec, state JSON).
+        """Write the fitted model to ``directory`` (the learner's files, feature spec, state JSON).
 
         ``state.json`` holds ``get_params()`` under ``init``: :meth:`load` rebuilds the
         estimator from them.
@@ -270,7 +233,7 @@ class LGBMFrameModel(BaseEstimator):
         check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._save_estimator(directory)
+        self.learner_.save(directory)
         (directory / "features.json").write_text(self.feature_spec_.to_json())
         init = self.get_params(deep=False)
         init["lgbm_params"] = None if self.lgbm_params is None else dict(self.lgbm_params)
@@ -298,24 +261,21 @@ class LGBMFrameModel(BaseEstimator):
         init["extra_features"] = tuple(init.get("extra_features", ()))
         model = cls(**init)
         model.feature_spec_ = FeatureSpec.from_json((directory / "features.json").read_text())
-        model._load_estimator(directory)
+        model.learner_ = model._learner_class().load(directory)
         model.metrics_ = state.get("metrics", {})
         model._set_extra_state(state)
         return model
 
 
-LEARNERS = ("lightgbm", "logistic")
-"""What a :class:`ChurnModel` can be: gradient-boosted trees or a logistic regression."""
-
-
-class ChurnModel(LGBMFrameModel):
+class ChurnModel(FrameModel):
     """Probability that a customer churns within ``horizon_days`` of the cut.
 
     ``fit(train, valid)`` takes two profile frames at different cuts, each with the label
-    column ``churned_within_<horizon_days>d``: the booster is trained on ``train``; the
+    column ``churned_within_<horizon_days>d``: the learner is trained on ``train``; the
     validation cut's customers are split in two fixed halves by a hash of ``customer_id``;
-    the first half chooses the number of trees (early stopping) and fits the calibrator, the
-    second half, untouched until then, gives the out-of-time metrics in ``metrics_``.
+    the first half chooses the number of trees (early stopping) or the regularisation and fits
+    the calibrator, the second half, untouched until then, gives the out-of-time metrics in
+    ``metrics_``.
 
     Parameters
     ----------
@@ -331,26 +291,25 @@ class ChurnModel(LGBMFrameModel):
     extra_features
         Extra frame columns to use (numeric dtypes numeric, others categorical).
     seed
-        Seeds LightGBM and the validation split.
+        Seeds the learner and the validation split.
     features
         The profile's feature columns (``features.model_features`` of its declared schema);
         every one must be in the training frame. None: the default profile's features the
         frame has.
     learner
-        ``"lightgbm"`` (trees, ``lgbm_params``) or ``"logistic"`` (an L2 logistic regression,
-        :mod:`churn.linear`, whose ``C`` the early-stopping half chooses; ``lgbm_params``
-        unused).
+        A name of :data:`churn.learners.LEARNER_CLASSES`: ``"lightgbm"`` (trees,
+        ``lgbm_params``) or ``"logistic"`` (an L2 logistic regression, :mod:`churn.linear`,
+        whose ``C`` the early-stopping half chooses; ``lgbm_params`` unused).
 
     Attributes
     ----------
     feature_spec_ : FeatureSpec
+    learner_ : churn.learners.ChurnLearner
+        The fitted learner (:class:`churn.learners.LightGBMLearner` or
+        :class:`churn.linear.LogisticLearner`).
     params_ : dict[str, Any]
         The parameters passed to LightGBM (``lgbm_params`` with the depth capped and the seed),
         or the logistic regression's ``C`` and training rows.
-    booster_ : lightgbm.Booster
-        (``learner="lightgbm"``)
-    linear_ : churn.linear.LinearChurn
-        (``learner="logistic"``)
     best_iteration_ : int
         Trees kept (0 for the logistic regression).
     calibrator_ : Calibrator
@@ -388,8 +347,12 @@ class ChurnModel(LGBMFrameModel):
         self.learner = learner
 
     def __sklearn_is_fitted__(self) -> bool:
-        fitted = hasattr(self, "linear_" if self.learner == "logistic" else "booster_")
-        return hasattr(self, "feature_spec_") and fitted and hasattr(self, "calibrator_")
+        return super().__sklearn_is_fitted__() and hasattr(self, "calibrator_")
+
+    def _learner_class(self) -> type[ChurnLearner]:
+        if self.learner not in LEARNER_CLASSES:
+            raise ValueError(f"learner={self.learner!r} should be one of {LEARNERS}")
+        return LEARNER_CLASSES[self.learner]
 
     @property
     def label_(self) -> str:
@@ -414,8 +377,7 @@ class ChurnModel(LGBMFrameModel):
         """
         if self.calibration not in ("isotonic", "platt"):
             raise ValueError(f"calibration={self.calibration!r} should be 'isotonic' or 'platt'")
-        if self.learner not in LEARNERS:
-            raise ValueError(f"learner={self.learner!r} should be one of {LEARNERS}")
+        learner_class = self._learner_class()
         y_train = self._labels(train, "training")
         y_valid = self._labels(valid, "validation")
         if np.unique(y_train).size < 2:
@@ -430,16 +392,10 @@ class ChurnModel(LGBMFrameModel):
         x_train = self.feature_spec_.to_pandas(train)
         v_fit, v_rep = valid.filter(pl.Series(fit_mask)), valid.filter(pl.Series(report_mask))
         x_stop = self.feature_spec_.to_pandas(v_fit)
-        if self.learner == "logistic":
-            from churn.linear import fit_linear
-
-            self.linear_ = fit_linear(
-                x_train, y_train, x_stop, y_valid[fit_mask], self.feature_spec_, self.seed
-            )
-            self.params_ = {"C": self.linear_.C, "train_rows": self.linear_.train_rows}
-            self.best_iteration_ = 0
-        else:
-            self._fit_booster(x_train, y_train, x_stop, y_valid[fit_mask], {"objective": "binary"})
+        learner = learner_class(self.lgbm_params, self.early_stopping_rounds, self.seed)
+        self.learner_ = learner.fit(
+            LearnerData(x_train, y_train, x_stop, y_valid[fit_mask], self.feature_spec_)
+        )
         del x_train, x_stop
         raw_fit = self._raw_predict(v_fit)
         self.calibrator_ = Calibrator.fit(self.calibration, raw_fit, y_valid[fit_mask])
@@ -466,36 +422,8 @@ class ChurnModel(LGBMFrameModel):
         self.report_p_ = p_rep
         return self
 
-    def _raw_predict(self, frame: pl.DataFrame, **kwargs: Any) -> np.ndarray:
-        if self.learner != "logistic":
-            return super()._raw_predict(frame, **kwargs)
-        check_is_fitted(self, ("feature_spec_", "linear_"), msg=NOT_FITTED_MESSAGE)
-        n = len(self.feature_spec_.feature_names)
-        parts = [
-            self.linear_.contributions(x, n)
-            if kwargs.get("pred_contrib")
-            else self.linear_.predict(x)
-            for x in map(self.feature_spec_.to_pandas, iter_batches(frame))
-        ]
-        return np.concatenate(parts, axis=0) if parts else np.empty(0)
-
-    def _save_estimator(self, directory: Path) -> None:
-        if self.learner == "logistic":
-            self.linear_.save(directory)
-        else:
-            super()._save_estimator(directory)
-
-    def _load_estimator(self, directory: Path) -> None:
-        if self.learner == "logistic":
-            from churn.linear import LinearChurn
-
-            self.linear_ = LinearChurn.load(directory)
-            self.best_iteration_ = 0
-        else:
-            super()._load_estimator(directory)
-
     def predict_raw(self, frame: pl.DataFrame) -> np.ndarray:
-        """Uncalibrated booster probabilities, shape ``(n,)``."""
+        """Uncalibrated learner probabilities, shape ``(n,)``."""
         check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         return self._raw_predict(frame)
 
@@ -513,7 +441,7 @@ class ChurnModel(LGBMFrameModel):
         """Contributions to the raw log-odds, ``(n, n_features + 1)`` (last = bias): TreeSHAP
         for trees, weight x (value - training mean) for the logistic regression."""
         check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
-        return self._raw_predict(frame, pred_contrib=True)
+        return self._per_batch(frame, lambda x: self.learner_.contributions(x))
 
     def _extra_state(self) -> dict[str, Any]:
         return {"calibrator": self.calibrator_.to_dict()}

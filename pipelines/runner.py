@@ -273,7 +273,7 @@ def run_pipeline(
     cfg
         The resolved pipeline configuration.
     stages
-        Stages in execution order (see `pipelines.stages.default_stages`).
+        Stages in execution order (a named pipeline: `pipelines.stages.pipeline`).
     output
         What to write and where; default: the whole run output in ``cfg.output.dir``
         (`pipelines.outputs.run_directory`).

@@ -5,17 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from polars.exceptions import PanicException
 from rich.console import Console
 from rich.markup import escape
 
-from crm_engine.config import ConfigError
+from crm_engine.config import ConfigError, PipelineConfig, load_config
 from crm_engine.io import DataError, failure
+
+if TYPE_CHECKING:
+    from pipelines.runner import Output, RunResult
+    from pipelines.stages import StageOptions
 
 app = typer.Typer(
     name="crm-engine",
@@ -73,6 +78,42 @@ def parse_as_of(value: str | None) -> dt.date | None:
         raise ConfigError(
             f"--as-of {value!r} is not an ISO date (YYYY-MM-DD), or not a date of the calendar"
         ) from None
+
+
+def stage_config(
+    config: Path | None,
+    data: Path,
+    as_of: str | None,
+    overrides: Mapping[str, Any] | None = None,
+) -> PipelineConfig:
+    """A stage command's configuration: ``--config`` (or the defaults), then ``--data`` and
+    ``--as-of``, then the command's own flags (dotted keys; None: the flag was not given)."""
+    base = {"data.dir": str(data), "data.as_of": parse_as_of(as_of)}
+    return load_config(config, base | dict(overrides or {}))
+
+
+def run_named(
+    cfg: PipelineConfig,
+    name: str,
+    output: Output,
+    options: StageOptions | None = None,
+    **run: Any,
+) -> tuple[RunResult, float]:
+    """Run the named pipeline (``pipelines.stages.PIPELINES``) into ``output``.
+
+    ``run`` goes to :func:`pipelines.runner.run_pipeline` (``tracking``, ``run_name``, ...).
+
+    Returns
+    -------
+    (result, seconds)
+        The run's result and how long it took.
+    """
+    from pipelines.runner import run_pipeline
+    from pipelines.stages import pipeline
+
+    start = time.perf_counter()
+    result = run_pipeline(cfg, pipeline(name, options=options), output, **run)
+    return result, time.perf_counter() - start
 
 
 P = ParamSpec("P")
@@ -136,6 +177,16 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(130 if isinstance(e, KeyboardInterrupt) else 143)
 
     return wrapper
+
+
+def command(name: str, on: typer.Typer = app) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Register a function as the command ``name`` of ``on`` (the root app, or a sub-app such as
+    ``churn``), with the error handling every command shares (:func:`user_errors`)."""
+
+    def register(func: Callable[P, R]) -> Callable[P, R]:
+        return on.command(name)(user_errors(func))
+
+    return register
 
 
 def _version(value: bool) -> None:

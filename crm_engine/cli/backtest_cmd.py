@@ -15,12 +15,10 @@ from crm_engine.cli._app import (
     ConfigOpt,
     DataOpt,
     OptionalAsOfOpt,
-    app,
+    command,
     console,
-    parse_as_of,
-    user_errors,
+    stage_config,
 )
-from crm_engine.config import load_config
 from crm_engine.io import DataError
 from crm_engine.stage_reports import BacktestReport
 
@@ -101,8 +99,7 @@ def render_runs(report: BacktestReport) -> Table:
     return t
 
 
-@app.command("backtest")
-@user_errors
+@command("backtest")
 def backtest_command(
     out_dir: Annotated[
         Path,
@@ -147,8 +144,7 @@ def backtest_command(
     from pipelines.drift import backtest_drift
     from pipelines.runner import prepare_inputs
 
-    overrides = {"data.dir": str(data), "data.as_of": parse_as_of(as_of)}
-    cfg = load_config(config, overrides)
+    cfg = stage_config(config, data, as_of)
     when, _, tables = prepare_inputs(cfg)
     id_dtype = tables["customers"].collect_schema()["customer_id"]
     chosen, skipped = select_runs(

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from crm_engine.cli._app import ConfigOpt, DataOpt, app, console, parse_as_of, user_errors
-from crm_engine.config import load_config
+from crm_engine.cli._app import (
+    ConfigOpt,
+    DataOpt,
+    app,
+    command,
+    console,
+    run_named,
+    stage_config,
+)
 from crm_engine.contracts import score_values
 from crm_engine.stage_reports import ChurnReport
 from crm_engine.tracking import require_store
@@ -33,8 +40,7 @@ TrackingOpt = Annotated[
 ]
 
 
-@churn_app.command("train")
-@user_errors
+@command("train", on=churn_app)
 def train_command(
     data: DataOpt,
     as_of: AsOfOpt,
@@ -47,16 +53,10 @@ def train_command(
 ) -> None:
     """Train on the cuts as_of-2h (train) and as_of-h (validation), log and register."""
     from pipelines.outputs import nothing
-    from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
 
-    cfg = load_config(config, _overrides(data, as_of, tracking_uri, horizon_days))
-    result = run_pipeline(
-        cfg,
-        default_stages(["churn"], assemble=False, churn_score=False),
-        nothing(),
-        run_name="churn-train",
-    )
+    overrides = {"mlflow.tracking_uri": tracking_uri, "churn.horizon_days": horizon_days}
+    cfg = stage_config(config, data, as_of, overrides)
+    result, _ = run_named(cfg, "churn-train", nothing(), run_name="churn-train")
     rep: ChurnReport = result.reports["churn"]
     m = result.metrics["churn"]
     table = Table(
@@ -96,8 +96,7 @@ def train_command(
     )
 
 
-@churn_app.command("score")
-@user_errors
+@command("score", on=churn_app)
 def score_command(
     data: DataOpt,
     as_of: AsOfOpt,
@@ -119,15 +118,14 @@ def score_command(
 ) -> None:
     """Score every customer at as_of: probability, risk band, drivers, loyalty."""
     from pipelines.outputs import churn_scores_file
-    from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
+    from pipelines.stages import StageOptions
 
-    cfg = load_config(config, _overrides(data, as_of, tracking_uri))
+    cfg = stage_config(config, data, as_of, {"mlflow.tracking_uri": tracking_uri})
     require_store(cfg.mlflow, Path(cfg.output.dir))
-    stages = default_stages(
-        ["churn"], registry=True, assemble=False, churn_uri=model, loyalty_uri=loyalty_model
+    options = StageOptions(churn_uri=model, loyalty_uri=loyalty_model)
+    result, _ = run_named(
+        cfg, "churn-score", churn_scores_file(out), options, run_name="churn-score"
     )
-    result = run_pipeline(cfg, stages, churn_scores_file(out), run_name="churn-score")
     table = Table(title=f"churn scores at {result.as_of}", show_edge=False)
     table.add_column("risk band")
     table.add_column("customers", justify="right")
@@ -142,14 +140,3 @@ def score_command(
         highlight=False,
         markup=False,
     )
-
-
-def _overrides(
-    data: Path, as_of: str, tracking_uri: str | None, horizon_days: int | None = None
-) -> dict[str, Any]:
-    return {
-        "data.dir": str(data),
-        "data.as_of": parse_as_of(as_of),
-        "mlflow.tracking_uri": tracking_uri,
-        "churn.horizon_days": horizon_days,
-    }

@@ -7,12 +7,11 @@ from typing import Annotated
 
 import typer
 
-from crm_engine.cli._app import app, user_errors
+from crm_engine.cli._app import command
 from crm_engine.config import config_to_toml, load_config
 
 
-@app.command("config")
-@user_errors
+@command("config")
 def config_command(
     path: Annotated[
         Path | None,

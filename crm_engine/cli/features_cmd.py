@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -12,16 +11,14 @@ from crm_engine.cli._app import (
     ConfigOpt,
     DataOpt,
     OptionalAsOfOpt,
-    app,
+    command,
     console,
-    parse_as_of,
-    user_errors,
+    run_named,
+    stage_config,
 )
-from crm_engine.config import load_config
 
 
-@app.command("features")
-@user_errors
+@command("features")
 def features_command(
     data: DataOpt,
     out: Annotated[
@@ -35,19 +32,11 @@ def features_command(
 ) -> None:
     """Build one point-in-time profile row per active customer and write it to Parquet."""
     from pipelines.outputs import profile_file
-    from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
 
-    cfg = load_config(config, {"data.dir": str(data), "data.as_of": parse_as_of(as_of)})
-    start = time.perf_counter()
-    result = run_pipeline(
-        cfg,
-        default_stages(["profile"], assemble=False),
-        profile_file(out),
-        tracking=False,
-        validate_inputs=not no_validate,
+    cfg = stage_config(config, data, as_of)
+    result, seconds = run_named(
+        cfg, "features", profile_file(out), tracking=False, validate_inputs=not no_validate
     )
-    seconds = time.perf_counter() - start
     console.print(
         f"wrote {result.summary['rows']:,} customer profiles as of {result.as_of} to {out} "
         f"({seconds:.1f} s)",

@@ -10,11 +10,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crm_engine.cli._app import app, console, err_console, user_errors
+from crm_engine.cli._app import command, console, err_console
 
 
-@app.command("generate")
-@user_errors
+@command("generate")
 def generate_command(
     out: Annotated[
         Path, typer.Option("--out", help="output directory (replaced atomically)", file_okay=False)

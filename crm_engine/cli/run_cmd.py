@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from crm_engine.cli._app import app, console, user_errors
+from crm_engine.cli._app import command, console
 from crm_engine.config import PipelineConfig, load_config
 
 
@@ -96,11 +96,11 @@ def execute(
 ) -> Any:
     """Run the pipeline with the stage display; print the summary table unless quiet."""
     from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
+    from pipelines.stages import pipeline
 
     selected = [s.strip() for item in stages or [] for s in item.split(",") if s.strip()]
     try:
-        stage_list = default_stages(selected or None, registry=registry)
+        stage_list = pipeline("score-only" if registry else "run", selected or None)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--stages") from None
     mode = "score-only" if registry else "train"
@@ -138,8 +138,7 @@ def execute(
     return result
 
 
-@app.command("run")
-@user_errors
+@command("run")
 def run_command(
     config: Annotated[
         Path | None,
@@ -196,8 +195,7 @@ def run_command(
     )
 
 
-@app.command("demo")
-@user_errors
+@command("demo")
 def demo_command(
     customers: Annotated[int, typer.Option(help="synthetic customers", min=200)] = 20_000,
     months: Annotated[int, typer.Option(help="months of history", min=12, max=60)] = 24,

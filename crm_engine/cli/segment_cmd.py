@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -10,20 +9,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from crm_engine.cli._app import (
-    DataOpt,
-    OptionalAsOfOpt,
-    app,
-    console,
-    parse_as_of,
-    user_errors,
-)
-from crm_engine.config import ConfigError, load_config
+from crm_engine.cli._app import DataOpt, OptionalAsOfOpt, command, console, run_named, stage_config
+from crm_engine.config import ConfigError
 from crm_engine.stage_reports import SegmentationReport
 
 
-@app.command("segment")
-@user_errors
+@command("segment")
 def segment_command(
     data: DataOpt,
     out: Annotated[
@@ -68,8 +59,7 @@ def segment_command(
     import polars as pl
 
     from pipelines.outputs import segment_files
-    from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
+    from pipelines.stages import StageOptions
 
     k_value: int | str | None = k
     if k is not None and k != "auto":
@@ -77,23 +67,9 @@ def segment_command(
             k_value = int(k)
         except ValueError:
             raise ConfigError(f"--k {k!r} should be an integer or 'auto'") from None
-    overrides = {
-        "data.dir": str(data),
-        "data.as_of": parse_as_of(as_of),
-        "segmentation.k": k_value,
-        "segmentation.seed": seed,
-    }
-    cfg = load_config(config, overrides)
-    start = time.perf_counter()
-    result = run_pipeline(
-        cfg,
-        default_stages(
-            ["segmentation"], assemble=False, previous_segmenter=False if fresh else previous
-        ),
-        segment_files(out),
-        tracking=False,
-    )
-    seconds = time.perf_counter() - start
+    cfg = stage_config(config, data, as_of, {"segmentation.k": k_value, "segmentation.seed": seed})
+    options = StageOptions(previous_segmenter=False if fresh else previous)
+    result, seconds = run_named(cfg, "segment", segment_files(out), options, tracking=False)
     rep: SegmentationReport = result.reports["segmentation"]
     profiles = pl.read_parquet(out.parent / "segment_profiles.parquet")
 

@@ -11,10 +11,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from crm_engine.cli._app import ConfigOpt, app, console, err_console, user_errors
+from crm_engine.cli._app import ConfigOpt, command, console, err_console
 from crm_engine.config import load_config
 from crm_engine.contracts import INPUTS_CONTRACT, inputs_contract_rows
-from crm_engine.validation import ValidationReport, validate
+from crm_engine.io import DataError
+from crm_engine.validation import Problem, ValidationReport, validate
 
 
 def render_report(report: ValidationReport) -> Table:
@@ -46,6 +47,12 @@ def print_problems(report: ValidationReport) -> None:
         console.print(line, highlight=False, soft_wrap=True)
 
 
+def _about_directory(report: ValidationReport, problem: Problem) -> str:
+    """A problem of the directory as a whole, naming the directory once."""
+    where = str(report.data_dir)
+    return problem.message if where in problem.message else f"{where}: {problem.message}"
+
+
 def render_contract() -> Table:
     """The input contract: every table's columns, types, nulls and declared ranges."""
     table = Table(title=f"Input contract {INPUTS_CONTRACT}")
@@ -56,8 +63,7 @@ def render_contract() -> Table:
     return table
 
 
-@app.command("validate")
-@user_errors
+@command("validate")
 def validate_command(
     data_dir: Annotated[
         Path | None,
@@ -91,6 +97,8 @@ def validate_command(
         data.max_text_bytes,
         timezone=data.timezone,
     )
+    if not report.tables:  # the directory itself could not be read: no table to show
+        raise DataError("; ".join(_about_directory(report, e) for e in report.errors))
     console.print(render_report(report))
     print_problems(report)
     if report.errors:

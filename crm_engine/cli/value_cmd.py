@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
 
-from crm_engine.cli._app import (
-    DataOpt,
-    OptionalAsOfOpt,
-    app,
-    console,
-    parse_as_of,
-    user_errors,
-)
-from crm_engine.config import load_config
+from crm_engine.cli._app import DataOpt, OptionalAsOfOpt, command, console, run_named, stage_config
 from crm_engine.stage_reports import ValuationReport
 
 ModelName = Literal["bgnbd", "mbgnbd", "pareto", "auto"]
 
 
-@app.command("value")
-@user_errors
+@command("value")
 def value_command(
     data: DataOpt,
     out: Annotated[
@@ -55,21 +45,10 @@ def value_command(
 ) -> None:
     """Fit BG/NBD-family + Gamma-Gamma models and write one value row per customer."""
     from pipelines.outputs import values_files
-    from pipelines.runner import run_pipeline
-    from pipelines.stages import default_stages
 
-    overrides = {
-        "data.dir": str(data),
-        "data.as_of": parse_as_of(as_of),
-        "valuation.model": model,
-        "valuation.holdout_days": holdout_days,
-    }
-    cfg = load_config(config, overrides)
-    start = time.perf_counter()
-    result = run_pipeline(
-        cfg, default_stages(["valuation"], assemble=False), values_files(out), tracking=False
-    )
-    seconds = time.perf_counter() - start
+    overrides = {"valuation.model": model, "valuation.holdout_days": holdout_days}
+    cfg = stage_config(config, data, as_of, overrides)
+    result, seconds = run_named(cfg, "value", values_files(out), tracking=False)
     rep: ValuationReport = result.reports["valuation"]
     table = Table(title=f"valuation as of {result.as_of} ({rep.model})", show_edge=False)
     table.add_column("")

@@ -41,7 +41,7 @@ def test_the_warm_started_c_path_agrees_with_cold_fits(
     # the same weights to 1e-3 (they are ~0.5 at most here; the old cold lbfgs fits at their
     # default tolerance were only within ~5e-3 of that optimum themselves)
     train, valid, _ = cuts
-    lin, spec = logistic_model.linear_, logistic_model.feature_spec_
+    lin, spec = logistic_model.learner_.linear_, logistic_model.feature_spec_
     fit, _ = validation_halves(valid, 0)
     z = lin.transform(spec.to_pandas(train))
     z_stop = lin.transform(spec.to_pandas(valid.filter(pl.Series(fit))))

@@ -397,6 +397,20 @@ def test_missing_directory(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+def test_a_directory_that_cannot_be_read_is_one_error_line(tmp_path: Path) -> None:
+    """A table there twice (a file and a directory): the directory as a whole is refused, in
+    one line on stderr, with no empty validation table before it."""
+    (tmp_path / "customers").mkdir()
+    (tmp_path / "customers.csv").write_text("customer_id\n1\n")
+    result = runner.invoke(app, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: table customers in ")
+    assert "customers/ and customers.csv: ambiguous" in lines[0]
+
+
 # --- property: any single bad cell is refused by name or warned with a count ---------------
 
 

@@ -19,7 +19,7 @@ from crm_engine.io import file_sha256
 from crm_engine.scores import check_scores_file, read_scores_metadata
 from pipelines.outputs import OUTPUT_FILES
 from pipelines.runner import Stage, StageError, StageOutput, run_pipeline
-from pipelines.stages import default_stages
+from pipelines.stages import pipeline
 from tests.report_browser import check_page, require_browser
 
 runner = CliRunner()
@@ -198,7 +198,7 @@ def test_failing_stage_leaves_previous_output_untouched(
     def boom(ctx: object, profile: pl.DataFrame) -> StageOutput:
         raise RuntimeError("simulated failure")
 
-    stages = default_stages(["profile", "valuation"])
+    stages = pipeline("run", ["profile", "valuation"])
     stages.insert(2, Stage("explode", boom, ("profile",), ("nothing",)))
     cfg = load_config(
         None, {"data.dir": str(generated_operator), "output.dir": str(out), "data.as_of": AS_OF}

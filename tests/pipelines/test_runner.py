@@ -14,7 +14,7 @@ from crm_engine.contracts import SCORE_COLUMNS
 from pipelines.assemble import assemble_stage
 from pipelines.outputs import profile_file
 from pipelines.runner import Stage, StageContext, StageError, StageOutput, run_pipeline
-from pipelines.stages import default_stages, owned_columns
+from pipelines.stages import owned_columns, pipeline
 
 
 def _cfg(tiny_data: Path, out: Path) -> object:
@@ -24,7 +24,7 @@ def _cfg(tiny_data: Path, out: Path) -> object:
 
 
 def test_every_contract_column_has_exactly_one_owner_stage() -> None:
-    owners = [label for stage in default_stages() for label in stage.owns]
+    owners = [label for stage in pipeline("run") for label in stage.owns]
     assert len(owners) == len(set(owners)), owners
     labels = {c.stage for c in SCORE_COLUMNS}
     assert labels == set(owners)
@@ -41,7 +41,7 @@ def test_a_stage_output_off_its_declared_schema_fails_by_name(
 
     declared = pl.Schema({"customer_id": pl.Int64, "n": pl.Int64})
     stages = [
-        *default_stages(["profile"], assemble=False),
+        *pipeline("features"),
         Stage("drift", drifting, ("profile",), ("extra",), schemas={"extra": lambda ctx: declared}),
     ]
     out = tmp_path / "p.parquet"
@@ -124,7 +124,7 @@ def test_non_default_feature_windows_reach_every_model(
             "loyalty.enabled": False,
         },
     )
-    run_pipeline(cfg, default_stages(["segmentation", "churn"]), tracking=False)
+    run_pipeline(cfg, pipeline("run", ["segmentation", "churn"]), tracking=False)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     tables = frozenset(load_tables(generated_operator))
     numeric, categorical = features.model_features(features.profile_schema(cfg.features, tables))
@@ -154,7 +154,7 @@ def test_models_train_on_bounded_samples_and_score_everyone(
         "valuation.max_holdout_customers": 800,
     }
     run_pipeline(
-        load_config(None, overrides), default_stages(["valuation", "churn"]), tracking=False
+        load_config(None, overrides), pipeline("run", ["valuation", "churn"]), tracking=False
     )
     out = tmp_path / "out"
     manifest = json.loads((out / "manifest.json").read_text())

@@ -9,7 +9,7 @@ import pytest
 
 from crm_engine.config import load_config
 from pipelines.runner import Stage, StageContext, StageError, StageOutput, run_pipeline
-from pipelines.stages import default_stages
+from pipelines.stages import pipeline
 
 
 def test_a_failed_run_never_moves_champion(
@@ -25,7 +25,7 @@ def test_a_failed_run_never_moves_champion(
         None,
         {"data.dir": str(generated_operator), "output.dir": str(out), "data.as_of": "2024-10-01"},
     )
-    first = run_pipeline(cfg, default_stages(["valuation"]))
+    first = run_pipeline(cfg, pipeline("run", ["valuation"]))
     assert first.model_versions["clv"] == "1"
     assert tracking.registered_model_uri("clv") == "models:/crm-clv/1"
     before = (out / "scores.parquet").read_bytes()
@@ -33,7 +33,7 @@ def test_a_failed_run_never_moves_champion(
     def boom(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
         raise RuntimeError("simulated failure after the model was registered")
 
-    stages = default_stages(["valuation"])
+    stages = pipeline("run", ["valuation"])
     stages.insert(-1, Stage("explode", boom, ("profile",), ("nothing",)))
     with pytest.raises(StageError, match="simulated failure"):
         run_pipeline(cfg, stages)

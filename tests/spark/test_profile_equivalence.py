@@ -14,7 +14,7 @@ from crm_engine.io import load_tables
 from features.sample import CustomerSample
 from pipelines.runner import local_profile, run_pipeline
 from pipelines.spark.profile import spark_profile
-from pipelines.stages import default_stages
+from pipelines.stages import pipeline
 from tests.spark.conftest import AS_OF, BUCKETS, PAGERANK_ITERATIONS
 
 FEATURES = FeaturesConfig(pagerank_iterations=PAGERANK_ITERATIONS)
@@ -89,11 +89,11 @@ def test_a_pipeline_run_on_spark_writes_the_same_outputs(
     """The profile, segmentation and valuation stages (valuation asks for a second cut, the
     holdout) give the same profiles and the same scores on either backend."""
     stages = ["profile", "segmentation", "valuation"]
-    on_spark = run_pipeline(spark_config, default_stages(stages), tracking=False)
+    on_spark = run_pipeline(spark_config, pipeline("run", stages), tracking=False)
     local_cfg = spark_config.model_copy(deep=True)
     local_cfg.engine.backend = "local"
     local_cfg.output.dir = tmp_path / "local-out"
-    local = run_pipeline(local_cfg, default_stages(stages), tracking=False)
+    local = run_pipeline(local_cfg, pipeline("run", stages), tracking=False)
     assert on_spark.output_dir is not None and local.output_dir is not None
     for name in ("profiles.parquet", "scores.parquet"):
         assert_frame_equal(
