@@ -247,7 +247,7 @@ PIPELINES: dict[str, tuple[StageBuilder, ...]] = {
     "churn-score": (_profile, _churn_registry),
 }
 """Every command's pipeline, its stages in execution order: ``run`` (``crm-engine run``: fit
-every model, write the run output, backtest the last run, measure drift), ``score-only``
+every model, write the run output, backtest the earlier runs, measure drift), ``score-only``
 (``run --score-only``: the same with the registered models), and one per stage command
 (``features``, ``segment``, ``value``, ``churn train``, ``churn score``: the profile and that
 stage, writing the stage's own files)."""
