@@ -71,11 +71,25 @@ def decile_edges(values: pl.Series) -> list[float]:
     """The de-duplicated deciles (10 %, ..., 90 %) of the non-null values at
     :data:`SIG_FIGS` significant figures: bin edges of right-closed bins ``(-inf, e1],
     (e1, e2], ..., (ek, inf)``; empty when all are null."""
-    clean = _numeric(values).drop_nulls()
-    if clean.is_empty():
+    return _edges(_numeric(values))
+
+
+def _edges(clean: pl.Series) -> list[float]:
+    """:func:`decile_edges` of values already made :func:`_numeric`."""
+    present = clean.drop_nulls().sort()  # sorted once: each quantile then reads it in place
+    if present.is_empty():
         return []
-    quantiles = [clean.quantile(q / 10, interpolation="nearest") for q in range(1, 10)]
+    quantiles = [present.quantile(q / 10, interpolation="nearest") for q in range(1, 10)]
     return sorted({float(q) for q in quantiles if q is not None})
+
+
+def _bin_codes(clean: pl.Series, edges: Sequence[float]) -> np.ndarray:
+    """Each row's bin on ``edges`` (as :func:`bin_counts` counts them), ``len(edges) + 1`` for
+    a null: one array a column's counts and its counts per region both come from."""
+    data = clean.to_numpy()
+    codes = np.searchsorted(np.asarray(edges, dtype=float), data, side="left")
+    codes[np.isnan(data)] = len(edges) + 1
+    return codes
 
 
 def bin_counts(values: pl.Series, edges: Sequence[float]) -> tuple[list[int], int]:
@@ -149,20 +163,44 @@ def region_counts(
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Region -> column -> ``counts`` and ``nulls`` of the profile's rows in that region on the
     given ``edges`` (empty without a region column or with more than ``max_regions`` regions)."""
+    regions = _region_codes(profile, max_regions)
+    if regions is None:
+        return {}
+    codes = {name: _bin_codes(_numeric(profile[name]), bins) for name, bins in edges.items()}
+    return _counts_by_region(regions, codes, edges)
+
+
+def _region_codes(profile: pl.DataFrame, max_regions: int) -> tuple[list[str], np.ndarray] | None:
+    """The regions present (sorted) and each row's index among them, -1 without a region; None
+    without a region column or with more than ``max_regions`` regions."""
     if REGION_COLUMN not in profile.columns:
-        return {}
-    if profile[REGION_COLUMN].drop_nulls().n_unique() > max_regions:
-        return {}
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for key, part in profile.group_by(REGION_COLUMN):
-        if key[0] is None:
-            continue
-        counted: dict[str, dict[str, Any]] = {}
-        for name, bins in edges.items():
-            counts, nulls = bin_counts(part[name], bins)
-            counted[name] = {"counts": counts, "nulls": nulls}
-        out[str(key[0])] = counted
-    return dict(sorted(out.items()))
+        return None
+    region = profile[REGION_COLUMN].cast(pl.String)
+    names = region.drop_nulls().unique().sort().to_list()
+    if len(names) > max_regions:
+        return None
+    index = region.replace_strict(names, list(range(len(names))), default=-1, return_dtype=pl.Int64)
+    return [str(n) for n in names], index.to_numpy()
+
+
+def _counts_by_region(
+    regions: tuple[list[str], np.ndarray],
+    codes: Mapping[str, np.ndarray],
+    edges: Mapping[str, Sequence[float]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """:func:`region_counts` from each row's region index and each column's bin codes: one
+    ``bincount`` per column instead of a copy of the profile per region."""
+    names, index = regions
+    known = index >= 0
+    out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in names}
+    for column, bins in edges.items():
+        width = len(bins) + 2  # the bins, then the null code of _bin_codes at len(bins) + 1
+        flat = index[known] * width + codes[column][known]
+        table = np.bincount(flat, minlength=len(names) * width).reshape(len(names), width)
+        for i, name in enumerate(names):
+            counts = [int(c) for c in table[i, : len(bins) + 1]]
+            out[name][column] = {"counts": counts, "nulls": int(table[i, len(bins) + 1])}
+    return out
 
 
 def fingerprint(
@@ -193,19 +231,30 @@ def fingerprint(
     """
     numeric: dict[str, Any] = {}
     categorical: dict[str, Any] = {}
+    codes: dict[str, np.ndarray] = {}  # each profile column's bin per row, for the regions
     for name, (source, kind) in _columns(profile, scores).items():
         values = (profile if source == "profile" else scores)[name]
         if kind == "numeric":
-            edges = decile_edges(values)
-            counts, nulls = bin_counts(values, edges)
-            numeric[name] = {"source": source, "edges": edges, "counts": counts, "nulls": nulls}
+            clean = _numeric(values)  # once: it was the fingerprint's most expensive step
+            edges = _edges(clean)
+            column = _bin_codes(clean, edges)
+            counted = np.bincount(column, minlength=len(edges) + 2)
+            numeric[name] = {
+                "source": source,
+                "edges": edges,
+                "counts": [int(c) for c in counted[: len(edges) + 1]],
+                "nulls": int(counted[len(edges) + 1]),
+            }
+            if source == "profile":
+                codes[name] = column
         else:
             categorical[name] = {"source": source, "counts": _category_counts(values)}
     edges = {name: f["edges"] for name, f in numeric.items() if f["source"] == "profile"}
+    regions = _region_codes(profile, max_regions)
     return {
         "numeric": numeric,
         "categorical": categorical,
-        "by_region": region_counts(profile, edges, max_regions),
+        "by_region": {} if regions is None else _counts_by_region(regions, codes, edges),
         "rows": dict(rows),
         "customers": profile.height,
     }

@@ -56,11 +56,11 @@ def test_lightgbm_sections_have_each_models_defaults() -> None:
     assert isinstance(cfg.churn.lightgbm, LightGBMConfig)
     assert isinstance(cfg.loyalty.lightgbm, LightGBMConfig)
     assert cfg.churn.lightgbm.model_dump() == {
-        "learning_rate": 0.06,
+        "learning_rate": 0.03,
         "num_leaves": 7,
         "max_depth": 3,
         "min_child_samples": 300,
-        "n_estimators": 1000,
+        "n_estimators": 1500,
         "subsample": 0.8,
         "subsample_freq": 1,
         "colsample_bytree": 0.5,
@@ -87,7 +87,7 @@ def test_partial_lightgbm_table_keeps_the_sections_other_defaults(tmp_path: Path
     cfg = load_config(p, {"loyalty.lightgbm.num_leaves": 31})
     defaults = load_config()
     assert cfg.churn.lightgbm.learning_rate == 0.1 and cfg.churn.lightgbm.reg_lambda == 2.0
-    reverted = cfg.churn.lightgbm.model_copy(update={"learning_rate": 0.06, "reg_lambda": 0.0})
+    reverted = cfg.churn.lightgbm.model_copy(update={"learning_rate": 0.03, "reg_lambda": 0.0})
     assert reverted == defaults.churn.lightgbm  # every other key kept churn's default
     assert cfg.loyalty.lightgbm.num_leaves == 31
     assert cfg.loyalty.lightgbm.min_child_samples == 50  # loyalty's, not churn's or LightGBM's
