@@ -260,7 +260,7 @@ def score_churn(
         [
             profile.get_column("customer_id"),
             pl.Series("churn_probability", p, dtype=pl.Float64),
-            band.zip_with(pl.Series(~lost), pl.Series([LOST_BAND] * p.size, dtype=pl.String)),
+            band.zip_with(pl.Series(~lost), pl.repeat(LOST_BAND, p.size, eager=True)),
             drivers,
             reasons_column(profile.height, explained, words),
             pl.Series(
@@ -270,8 +270,8 @@ def score_churn(
             ).fill_nan(None),
             pl.Series("retention_profit", gain, dtype=pl.Float64).fill_nan(None),
             # Filled by churn.contagion.with_network_value when the run values contacts.
-            pl.Series("network_value", [None] * p.size, dtype=pl.Float64),
-            pl.Series("value_at_risk_network", [None] * p.size, dtype=pl.Float64),
+            pl.repeat(None, p.size, dtype=pl.Float64, eager=True).alias("network_value"),
+            pl.repeat(None, p.size, dtype=pl.Float64, eager=True).alias("value_at_risk_network"),
         ]
     )
     importance = pl.DataFrame(
