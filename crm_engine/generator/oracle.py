@@ -4,8 +4,10 @@ only what the generator knew at the cut (simulated forward with its own monthly 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -17,7 +19,7 @@ from crm_engine.generator.hazard import (
     static_logit,
 )
 from crm_engine.generator.personas import ChurnEffects
-from crm_engine.generator.simulate import Calendar
+from crm_engine.generator.simulate import BILL_DAYS, Calendar
 from crm_engine.io import find_table, scan_raw
 
 __all__ = ["as_of_churn_probability"]
@@ -48,8 +50,18 @@ def as_of_churn_probability(
     every customer (which move their contacts' hazards); in each future a customer's chance
     of leaving in the window is the product of its monthly survivals (a churn falls on a
     uniform day of its month, so the cut month's part is conditional on no churn before
-    ``as_of``), and the oracle averages it over the futures. Realised churn dates on or
-    after ``as_of`` are never read.
+    ``as_of``), and the oracle averages it over the futures.
+
+    It also reads what the bills paid before ``as_of`` (the transactions table) say. A
+    postpaid departure is a cut-off (``involuntary_share`` of them) ``unpaid_months`` bills
+    after the last one paid, so a customer who missed a bill due before the cut will leave
+    by ``unpaid_months`` bill periods after it (with the default 90 days: inside the window,
+    ``p_churn`` 1), and one who paid every bill due is less likely to leave in the next
+    ``unpaid_months`` periods (a cut-off then would have shown as a missed bill). The
+    futures are weighted by that likelihood (Bayes on each customer's churn day; the
+    contagion of the simulated futures ignores it). Any model reading the payments sees
+    this too: without it the oracle ranked below a model reading the days since the last
+    payment. Realised churn dates on or after ``as_of`` are never read.
 
     Parameters
     ----------
@@ -93,7 +105,6 @@ def as_of_churn_probability(
             f"({cal.end}): the generator draws no churn past it"
         )
     m0 = int(cal.month_of(np.array([cut]))[0])
-    m_last = int(cal.month_of(np.array([stop - 1]))[0])
 
     c = pl.read_parquet(truth_dir / "customers.parquet").sort("customer_id")
     n = c.height
@@ -146,14 +157,21 @@ def as_of_churn_probability(
     )
     history[:, back] = _complaints_before(truth_dir.parent, cal, m0, as_of, n)
 
+    # what the bills paid before the cut say of each postpaid customer's churn day
+    ev = _bill_evidence(truth_dir.parent, c, cal, as_of, params["world"], postpaid, population)
+    targets = np.stack(
+        [np.full(n, stop), ev.lo, ev.hi, np.minimum(ev.lo, stop), np.minimum(ev.hi, stop)]
+    )
+    m_hi = int(cal.month_of(np.array([max(stop, int(ev.hi.max())) - 1]))[0])
+
     rng = np.random.default_rng(seed)
-    survival = np.zeros(n)
+    num, den = np.zeros(n), np.zeros(n)
     for _ in range(draws):
         churn_month = known_churn_month.copy()
         complaints = history.copy()  # columns: months m - 3 .. m (m the month simulated)
         open_unres = unresolved.copy()
-        log_surv = np.zeros(n)
-        for m in range(m0, m_last + 1):
+        log_surv = np.zeros_like(targets, dtype=np.float64)  # no churn before each target
+        for m in range(m0, m_hi + 1):
             t, t1 = int(cal.edges[m]), int(cal.edges[m + 1])
             length = t1 - t
             if m > m0:  # the previous month is complete: roll the window of 3 months
@@ -174,15 +192,15 @@ def as_of_churn_probability(
             )
             h = np.where(at_risk, h, 0.0)
             # chance of a churn in the days of the month still ahead (from the cut in m0),
-            # and in those inside the window, given none before them
+            # and in those before each target, given none before them
             lo = max(t, cut)
             ahead = h * (t1 - lo) / (length - h * (lo - t))
-            inside = h * (min(t1, stop) - lo) / (length - h * (lo - t))
-            log_surv += np.log1p(-inside)
+            days = np.clip(targets - lo, 0, t1 - lo)
+            log_surv += np.log1p(-h * days / (length - h * (lo - t)))
             alive = churn_month < 0
             new = alive & (rng.random(n) < ahead)
             churn_month[new] = m
-            if m < m_last:
+            if m < m_hi:
                 exposure = np.clip((t1 - np.maximum(signup, lo)) / length, 0.0, 1.0)
                 more, unres = draw_complaints(rng, rate, exposure, p_unresolved)
                 # the complaints of m0 made before the cut are unresolved as often as the rest
@@ -190,8 +208,12 @@ def as_of_churn_probability(
                     unres = unres + rng.binomial(complaints[:, back], p_unresolved)
                 complaints[:, back] += more
                 open_unres += unres
-        survival += np.exp(log_surv)
-    p = np.clip(1.0 - survival / draws, 0.0, 1.0)
+        s_stop, s_lo, s_hi, s_lo_in, s_hi_in = np.exp(log_surv)
+        # the bills' likelihood of the churn day is w0 + w1 [lo <= day < hi]
+        num += ev.w0 * (1.0 - s_stop) + ev.w1 * (s_lo_in - s_hi_in)
+        den += ev.w0 + ev.w1 * (s_lo - s_hi)
+    # a bill missed before the cut that no simulated future explains: a cut-off to come
+    p = np.clip(np.divide(num, den, out=np.ones(n), where=den > 0), 0.0, 1.0)
     keep = np.flatnonzero(population)
     return pl.DataFrame(
         {
@@ -238,3 +260,70 @@ def _complaints_before(data_dir: Path, cal: Calendar, m0: int, as_of: date, n: i
     out = np.zeros(n, dtype=np.int64)
     out[seen.get_column("customer_id").to_numpy() - 1] = seen.get_column("n").to_numpy()
     return out
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """What the bills before the cut say of each customer's churn day ``d``: its likelihood
+    is ``w0 + w1 [lo <= d < hi]`` (days from the start)."""
+
+    w0: np.ndarray
+    w1: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def _bill_evidence(
+    data_dir: Path,
+    truth: pl.DataFrame,
+    cal: Calendar,
+    as_of: date,
+    world: dict[str, Any],
+    postpaid: np.ndarray,
+    population: np.ndarray,
+) -> _Evidence:
+    """The bills each postpaid customer of the population paid before ``as_of`` (the
+    transactions table) against those due by then (every ``BILL_DAYS`` from the first).
+
+    A departure is a cut-off (``involuntary_share`` of them) ``unpaid_months`` bills after the
+    last one paid: one with every bill due paid (the last at ``b``) is not a cut-off falling
+    on a day ``<= b + unpaid_months x BILL_DAYS`` (likelihood ``1 - share`` there, 1
+    elsewhere); one who missed the bill due at ``b`` is a cut-off to come, after the day
+    ``b + (unpaid_months - 1) x BILL_DAYS`` (the last paid) and by ``b + unpaid_months x
+    BILL_DAYS``.
+    """
+    n = truth.height
+    cut = (as_of - cal.start).days
+    end = int(cal.end_day)
+    share, unpaid = float(world["involuntary_share"]), int(world["unpaid_months"])
+    start = datetime.combine(cal.start, time())
+    t0 = (truth.get_column("first_purchase_at") - start).dt.total_seconds().to_numpy() / 86_400
+    t0 = np.where(postpaid, np.nan_to_num(t0, nan=np.inf), np.inf)
+    due = np.where(t0 < cut, np.ceil((cut - t0) / BILL_DAYS), 0).astype(np.int64)
+    paid = np.zeros(n, dtype=np.int64)
+    source = find_table(data_dir, "transactions")
+    if source is None:
+        raise ValueError(f"no transactions table in {data_dir}")
+    bills = (
+        scan_raw(source)
+        .filter(
+            (pl.col("category") == "bill")
+            & (pl.col("amount") > 0)
+            & (pl.col("ts") < datetime.combine(as_of, time()))
+        )
+        .group_by("customer_id")
+        .agg(pl.len().cast(pl.Int64).alias("n"))
+        .collect()
+    )
+    paid[bills.get_column("customer_id").to_numpy() - 1] = bills.get_column("n").to_numpy()
+    seen = population & postpaid & (due > 0)
+    missed = seen & (paid < due)
+    w0 = np.where(missed, 0.0, 1.0)
+    w1 = np.where(missed, 1.0, np.where(seen, -share, 0.0))
+    # the bill that went unpaid (missed) or the last one paid, and the days it bounds
+    b = np.where(seen, t0 + (np.where(missed, paid + 1, due) - 1) * BILL_DAYS, cut)
+    hi = np.floor(b + unpaid * BILL_DAYS).astype(np.int64) + 1
+    after = np.floor(b + (unpaid - 1) * BILL_DAYS).astype(np.int64) + 1
+    lo = np.where(missed & (paid > 0), np.maximum(after, cut), cut)
+    hi = np.clip(np.where(seen, hi, cut), lo, end)
+    return _Evidence(w0=w0, w1=w1, lo=lo, hi=hi)

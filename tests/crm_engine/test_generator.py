@@ -535,28 +535,95 @@ def test_as_of_churn_oracle_never_reads_what_happens_after_the_cut(
 
 def test_as_of_churn_oracle_is_the_generators_hazard(tmp_path: Path) -> None:
     # Without complaints or contagion the hazard of every month is known at the cut: the
-    # oracle is then the product of the recorded monthly hazards, with no simulation noise.
+    # oracle is then the product of the recorded monthly hazards, with no simulation noise
+    # (and with no cut-offs, nothing for the bills to say).
     quiet = ChurnEffects(recent_complaints=0.0, open_unresolved=0.0, contagion=0.0)
     out = tmp_path / "quiet"
-    generate(out, customers=1_500, months=24, seed=3, params=WorldParams(churn=quiet))
+    params = WorldParams(churn=quiet, involuntary_share=0.0)
+    generate(out, customers=1_500, months=24, seed=3, params=params)
     hazard = pl.read_parquet(out / "_truth" / "churn_hazard.parquet")
-    lengths = {date(2024, 7, 1): 31.0, date(2024, 8, 1): 31.0, date(2024, 9, 1): 30.0}
-    for as_of, elapsed in ((date(2024, 7, 1), 0), (date(2024, 7, 11), 10)):
+    for as_of in (date(2024, 7, 1), date(2024, 7, 11)):
         horizon = (date(2024, 10, 1) - as_of).days
         p = as_of_churn_probability(out / "_truth", as_of, horizon, draws=2)
-        # the cut's month: a churn on a uniform day of it, none in the days before the cut
-        share = pl.when(pl.col("month") == date(2024, 7, 1)).then(
-            pl.col("hazard") * (31 - elapsed) / (31 - pl.col("hazard") * elapsed)
-        )
-        expected = (
-            hazard.filter(pl.col("month").is_in(list(lengths)))
-            .group_by("customer_id")
-            .agg((1 - share.otherwise(pl.col("hazard"))).product().alias("surv"))
-            .join(p, on="customer_id")
-        )
+        expected = _survival(hazard, as_of, date(2024, 10, 1)).join(p, on="customer_id")
         assert expected.height > 0.9 * p.height
         err = (1 - expected["surv"] - expected["p_churn"]).abs().max()
         assert err < 1e-6, (as_of, err)
+
+
+def test_as_of_churn_oracle_reads_the_bills_paid_before_the_cut(tmp_path: Path) -> None:
+    # Every postpaid departure a cut-off two bills after the last one paid: one who missed a
+    # bill before the cut leaves in the window for sure; one who paid the bill due last (at
+    # b) cannot leave before b + 2 bill periods, so the oracle is the recorded hazards' chance
+    # of leaving in the window given no churn before that day (exactly: no simulation noise).
+    quiet = ChurnEffects(recent_complaints=0.0, open_unresolved=0.0, contagion=0.0)
+    out = tmp_path / "cutoffs"
+    params = WorldParams(churn=quiet, involuntary_share=1.0)
+    generate(out, customers=4_000, months=24, seed=3, params=params)
+    as_of, stop = date(2024, 7, 11), date(2024, 10, 1)
+    p = as_of_churn_probability(out / "_truth", as_of, (stop - as_of).days, draws=2)
+    truth = pl.read_parquet(out / "_truth" / "customers.parquet")
+    cut = datetime.combine(as_of, datetime.min.time())
+    period = timedelta(days=365.25 / 12)
+    paid = (
+        pl.read_parquet(out / "transactions")
+        .filter((pl.col("category") == "bill") & (pl.col("amount") > 0) & (pl.col("ts") < cut))
+        .group_by("customer_id")
+        .agg(pl.len().alias("paid"), pl.col("ts").max().alias("last"))
+    )
+    due = ((cut - pl.col("first_purchase_at")) / period).ceil().clip(lower_bound=0)
+    c = (
+        p.join(truth, on="customer_id")
+        .join(paid, on="customer_id", how="left")
+        .with_columns(
+            pl.col("contract_end_date").is_not_null().alias("postpaid"),
+            pl.col("paid").fill_null(0),
+            pl.col("churn_date").is_between(as_of, stop, closed="left").fill_null(False).alias("y"),
+        )
+        .with_columns(due=pl.when("postpaid").then(due).otherwise(0))
+    )
+    hazard = pl.read_parquet(out / "_truth" / "churn_hazard.parquet")
+    missed = c.filter(pl.col("paid") < pl.col("due"))
+    assert missed.height >= 10
+    assert (missed["p_churn"] == 1.0).all() and missed["y"].all()
+    # prepaid, and postpaid customers with no bill due yet: the hazards alone
+    free = c.filter(pl.col("due") == 0).join(_survival(hazard, as_of, stop), on="customer_id")
+    assert free.filter(~pl.col("postpaid")).height > 1_000
+    assert (1 - free["surv"] - free["p_churn"]).abs().max() < 1e-6
+    # every bill due paid: no churn before the first day after b + 2 periods
+    payers = c.filter((pl.col("due") > 0) & (pl.col("paid") == pl.col("due")))
+    first_day = (pl.col("last") + 2 * period).dt.date() + timedelta(days=1)
+    payers = payers.with_columns(first_day.alias("from"))
+    assert payers.height > 1_000 and (payers["from"] < stop).all()
+    rows = []
+    for day, group in payers.group_by("from"):
+        s = _survival(hazard, as_of, day[0]).rename({"surv": "s_from"})
+        rows.append(
+            group.join(s, on="customer_id").join(_survival(hazard, as_of, stop), on="customer_id")
+        )
+    both = pl.concat(rows)
+    expected = 1 - both["surv"] / both["s_from"]
+    assert both.height == payers.height
+    assert (expected - both["p_churn"]).abs().max() < 1e-6
+    # ... which is below the hazards alone: the bills say a cut-off is not that near
+    assert (both["p_churn"] < 1 - both["surv"] - 1e-6).mean() > 0.9
+
+
+def _survival(hazard: pl.DataFrame, as_of: date, day: date) -> pl.DataFrame:
+    """Each customer's chance of no churn in ``[as_of, day)`` from the recorded monthly
+    hazards (a churn on a uniform day of its month)."""
+    month = pl.col("month")
+    length = (month.dt.offset_by("1mo") - month).dt.total_days().cast(pl.Float64)
+    lo = pl.max_horizontal(month, pl.lit(as_of))
+    hi = pl.min_horizontal(month.dt.offset_by("1mo"), pl.lit(day))
+    covered = (hi - lo).dt.total_days().cast(pl.Float64).clip(lower_bound=0)
+    before = (lo - month).dt.total_days().cast(pl.Float64)
+    h = pl.col("hazard")
+    return (
+        hazard.filter((month.dt.offset_by("1mo") > as_of) & (month < day))
+        .group_by("customer_id")
+        .agg((1 - h * covered / (length - h * before)).product().alias("surv"))
+    )
 
 
 def test_params_json(data: Path) -> None:
