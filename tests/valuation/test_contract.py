@@ -178,9 +178,18 @@ def test_the_retention_model_is_stored_and_rebuilds_the_values(
     cfg = ValuationConfig(postpaid_model="contract")
     path = save_valuation_model(run.models, cfg, tmp_path / "clv.json")  # type: ignore[attr-defined]
     again, _ = load_valuation_model(path)
-    assert again.retention == run.models.retention  # type: ignore[attr-defined]
+    assert again.retention.to_dict() == run.models.retention.to_dict()  # type: ignore[attr-defined]
     rebuilt, _ = value_customers(profile, cfg, again)
     assert_frame_equal(rebuilt, values, check_exact=True)
+    # a model stored before the sBG was an estimator (its five numbers) still loads
+    import json
+
+    doc = json.loads(path.read_text())
+    doc["retention"] = run.models.retention.summary()  # type: ignore[attr-defined]
+    del doc["retention"]["retention_12m"]
+    path.write_text(json.dumps(doc))
+    legacy, _ = load_valuation_model(path)
+    assert_frame_equal(value_customers(profile, cfg, legacy)[0], values, check_exact=True)
     # without it (postpaid_model = "btyd" runs) the purchase model values everyone
     btyd, _ = value_customers(profile, cfg, dataclasses.replace(again, retention=None))
     assert "sbg" not in set(btyd["value_model"])
