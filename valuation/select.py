@@ -10,6 +10,7 @@ from crm_engine.config import ValuationConfig
 from valuation.base import PurchaseModel, ValuationError
 from valuation.bgnbd import BetaGeoModel, ModifiedBetaGeoModel
 from valuation.contract import SBG, ContractModel, SBGModel
+from valuation.hazard import HAZARD, HazardModel
 from valuation.pareto import ParetoNBDModel
 from valuation.split import FrequencyZeroSplit
 
@@ -19,7 +20,7 @@ PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
     "pareto": ParetoNBDModel,
 }
 AUTO_CANDIDATES: tuple[str, ...] = ("bgnbd", "mbgnbd", "pareto")
-CONTRACT_MODELS: dict[str, type[ContractModel]] = {SBG: SBGModel}
+CONTRACT_MODELS: dict[str, type[ContractModel]] = {SBG: SBGModel, HAZARD: HazardModel}
 """The postpaid retention models by ``value_model`` name (what a stored model may name)."""
 FREQUENCY0_MODEL = "mbgnbd"
 """Scores the customers without a repeat purchase when the purchase model gives them
@@ -85,8 +86,8 @@ def select_by_mae(metrics: Mapping[str, Mapping[str, float] | None]) -> str:
 
 POSTPAID_CHOICES: dict[str, tuple[str, ...]] = {
     "contract": (SBG,),
-    SBG: (SBG,),
-    "auto": (SBG,),
+    HAZARD: (HAZARD,),
+    "auto": (SBG, HAZARD),
     "btyd": (),
 }
 """``valuation.postpaid_model`` -> the contract models it fits (``auto``: the candidates the

@@ -306,7 +306,12 @@ def test_report_of_a_real_run(first_run: Path, generated_operator: Path) -> None
     # does the value hold up: a year's revenue forecast per plan and model, in the report
     revenue = json.loads((first_run / "manifest.json").read_text())["valuation"]["revenue_holdout"]
     models = {(r["plan_type"], r["model"]) for r in revenue["rows"]}
-    assert models == {("prepaid", "bgnbd"), ("postpaid", "bgnbd"), ("postpaid", "sbg")}
+    assert models == {
+        ("prepaid", "bgnbd"),
+        ("postpaid", "bgnbd"),
+        ("postpaid", "sbg"),
+        ("postpaid", "hazard"),
+    }
     assert "Does the value hold up?" in text and "contract (sbg)" in text
     kept = set(scores.filter(pl.col("plan_type") == "postpaid")["value_model"]) - {"mbgnbd"}
     assert kept == {revenue["postpaid_choice"]}
