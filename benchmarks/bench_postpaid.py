@@ -1,15 +1,17 @@
-"""Postpaid value: the contract model (sBG x monthly bill) against BG/NBD on the same customers.
+"""Postpaid value: the contract models (sBG x monthly bill, each customer's own monthly hazard x
+bill) against BG/NBD on the same customers.
 
 Run ``python -m benchmarks.bench_postpaid`` (default 100,000 generated customers, 36 months,
 seed 7). Valuation runs as the pipeline runs it at a cut one year before the end of the data,
-with ``valuation.postpaid_model = "contract"``, ``"btyd"`` (BG/NBD) and ``"auto"`` (whichever
-the revenue holdout prefers); each postpaid customer's CLV is compared with the generator's
-truth of their value (``crm_engine.generator.true_value``: expected discounted margin over the
-next ``horizon_days`` from the generator's state at the cut) and with what they really paid in
-those days, discounted monthly and times the margin: Spearman rank correlation and mean
-absolute error. The prepaid customers' CLV (the purchase models) is compared with their true
-value the same way. The fitted 12-month retention of the postpaid customers is compared with
-the generator's true hazards at the end of the data. Results go to
+with ``valuation.postpaid_model = "contract"`` (sBG), ``"hazard"``, ``"btyd"`` (BG/NBD) and
+``"auto"`` (whichever the revenue holdout prefers); each postpaid customer's CLV is compared
+with the generator's truth of their value (``crm_engine.generator.true_value``: expected
+discounted margin over the next ``horizon_days`` from the generator's state at the cut) and with
+what they really paid in those days, discounted monthly and times the margin: Spearman rank
+correlation and mean absolute error. The prepaid customers' CLV (the purchase models) is
+compared with their true value the same way. The fitted 12-month retention of the postpaid
+customers is compared with the generator's true hazards at the end of the data, and the hazard
+model's contract-end rise (log-odds) with the planted one (``params.json``). Results go to
 ``benchmarks/results/postpaid.md`` (and ``postpaid.json``).
 """
 
@@ -84,6 +86,8 @@ def bench(customers: int, penalizer: float = 0.0) -> dict[str, Any]:
     from features import build_profile
     from valuation import run_valuation
     from valuation.clv import DAYS_PER_MONTH, monthly_discount_rate
+    from valuation.contract import SBGModel
+    from valuation.hazard import HazardModel
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
@@ -113,7 +117,7 @@ def bench(customers: int, penalizer: float = 0.0) -> dict[str, Any]:
         profile = profile_at(cut)
         postpaid = profile.filter(pl.col("plan_type") == "postpaid").select("customer_id")
         prepaid = profile.filter(pl.col("plan_type") == "prepaid").select("customer_id")
-        for kind in ("contract", "btyd", "auto"):
+        for kind in ("contract", "hazard", "btyd", "auto"):
             cfg = base.model_copy(update={"postpaid_model": kind})
             t0 = time.perf_counter()
             run = run_valuation(
@@ -126,13 +130,15 @@ def bench(customers: int, penalizer: float = 0.0) -> dict[str, Any]:
             )
             if kind == "btyd":
                 out["prepaid"] = _compare(prepaid, run.values, real, worth)
+            if kind == "auto" and run.report.revenue_holdout is not None:
+                out["auto"]["revenue_holdout"] = run.report.revenue_holdout.to_dict()
         # the retention curve at the end of the data against the generator's hazards
         contract = base.model_copy(update={"postpaid_model": "contract"})
         run = run_valuation(
             profile_at, tables["transactions"], end, contract, None, tables["customers"]
         )
         retention = run.models.retention
-        if retention is None:
+        if not isinstance(retention, SBGModel):
             raise RuntimeError("no contract retention model was fitted")
         alive = (
             profile_at(end)
@@ -148,6 +154,28 @@ def bench(customers: int, penalizer: float = 0.0) -> dict[str, Any]:
             "alpha": retention.alpha,
             "beta": retention.beta,
         }
+        # the hazard model at the end of the data: its customers' own 12-month retention
+        hazard_cfg = base.model_copy(update={"postpaid_model": "hazard"})
+        run = run_valuation(
+            profile_at, tables["transactions"], end, hazard_cfg, None, tables["customers"]
+        )
+        hazard = run.models.retention
+        if not isinstance(hazard, HazardModel):
+            raise RuntimeError("no hazard model was fitted")
+        billed = profile_at(end).filter(
+            (pl.col("plan_type") == "postpaid") & pl.col("has_purchase")
+        )
+        truth_billed = truth.join(billed.select("customer_id"), on="customer_id")
+        own = billed.join(truth_billed.select("customer_id"), on="customer_id")
+        planted = json.loads((data / "_truth" / "params.json").read_text())["world"]["churn"]
+        out["hazard_retention_12m"] = {
+            "fitted": float(hazard.survival_ahead(own, 12)[:, -1].mean()),
+            "true": float(1.0 - truth_billed["p_churn"].mean()),
+            "customers": own.height,
+            "contract_end_rise": hazard.contract_end_rise,
+            "planted_rise": float(planted["contract_end"]),
+            **{k: v for k, v in hazard.summary().items() if k.startswith("n_")},
+        }
         return out
 
 
@@ -159,7 +187,7 @@ def write_results(r: dict[str, Any]) -> None:
     ret = r["retention_12m"]
     err = ret["fitted"] / ret["true"] - 1
     lines = [
-        "## Postpaid value: contract model against BG/NBD",
+        "## Postpaid value: contract models against BG/NBD",
         "",
         f"`python -m benchmarks.bench_postpaid` ({platform.machine()}, {cpus} cores, "
         f"{mem:.0f} GB). {r['customers']:,} generated customers x 36 months (seed 7), valued at "
@@ -176,6 +204,7 @@ def write_results(r: dict[str, Any]) -> None:
     ]
     rows = (
         ("contract", "postpaid: sBG x monthly bill"),
+        ("hazard", "postpaid: own monthly hazard x bill"),
         ("btyd", "postpaid: BG/NBD"),
         ("auto", f"postpaid: auto (kept {', '.join(r['auto']['value_model'])})"),
         ("prepaid", "prepaid: the purchase model"),
@@ -194,6 +223,31 @@ def write_results(r: dict[str, Any]) -> None:
         f"at the end of the data: fitted {ret['fitted']:.3f}, true {ret['true']:.3f} "
         f"({err:+.1%}; target within 5%); sBG alpha {ret['alpha']:.3f}, beta {ret['beta']:.2f}.",
     ]
+    hz = r.get("hazard_retention_12m")
+    if hz:
+        lines += [
+            "",
+            f"Hazard model at the end of the data ({int(hz['n_person_months']):,} customer-months "
+            f"of {int(hz['n_customers']):,} customer-cuts, {int(hz['n_churned']):,} churns): "
+            f"12-month retention of the {hz['customers']:,} billed postpaid customers "
+            f"{hz['fitted']:.3f} against the true {hz['true']:.3f} "
+            f"({hz['fitted'] / hz['true'] - 1:+.1%}); contract-end rise "
+            f"{hz['contract_end_rise']:+.2f} log-odds against the planted "
+            f"{hz['planted_rise']:+.2f}.",
+        ]
+    rh = r["auto"].get("revenue_holdout")
+    if rh:
+        errs = ", ".join(
+            f"{row['model']} {row['mae']:.1f}"
+            for row in rh["rows"]
+            if row["plan_type"] == "postpaid"
+        )
+        lines += [
+            "",
+            f"`auto` chose by the revenue holdout (refitted at {rh['cut']}, postpaid revenue "
+            f"error per customer over {rh['days']} days: {errs}): kept "
+            f"{rh['postpaid_choice']}.",
+        ]
     RESULTS_MD.write_text("\n".join(lines) + "\n")
 
 

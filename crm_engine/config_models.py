@@ -72,6 +72,26 @@ class LifecycleRules(Section):
     )
 
 
+class HazardConfig(Section):
+    """The postpaid customers' own monthly hazard (``valuation.postpaid_model = "hazard"``):
+    a discrete-time logistic hazard fitted on customer-months after cuts before as_of."""
+
+    landmarks: Annotated[int, Field(ge=1)] = Field(
+        2, description="cuts before as_of whose customers are followed (one every landmark_months)"
+    )
+    landmark_months: Annotated[int, Field(ge=1, le=24)] = Field(
+        6, description="30-day months each cut's customers are followed"
+    )
+    max_customers: Annotated[int, Field(gt=0)] = Field(
+        100_000,
+        description="customers whose profiles are read at each cut, at most (a hashed "
+        "sample): bounds the training rows at any customer count",
+    )
+    C: Annotated[float, Field(gt=0)] = Field(
+        1.0, description="inverse L2 regularisation of the logistic regression"
+    )
+
+
 class ValuationConfig(Section):
     """CLV, P(alive), lifecycle and profit."""
 
@@ -80,13 +100,15 @@ class ValuationConfig(Section):
         description="purchase model of the non-contractual (prepaid) customers; auto: the "
         "lowest holdout error",
     )
-    postpaid_model: Literal["auto", "contract", "btyd"] = Field(
+    postpaid_model: Literal["auto", "contract", "hazard", "btyd"] = Field(
         "auto",
         description="btyd: postpaid customers valued like prepaid, by the purchase model; "
         "contract: by a shifted-beta-geometric retention curve fitted on observed churn "
-        "times their trailing monthly bill; auto: whichever predicted postpaid revenue better "
-        "on the revenue holdout (the purchase model without one; on the generator: btyd, see "
-        "benchmarks/README.md)",
+        "times their trailing monthly bill; hazard: by each customer's own monthly hazard "
+        "(tenure, months to the term's end, bill, complaints, network experience, ...; "
+        "[valuation.hazard]) times the bill; auto: whichever of the three predicted postpaid "
+        "revenue best on the revenue holdout (the purchase model without one; see "
+        "benchmarks/results/postpaid.md)",
     )
     horizon_days: Annotated[int, Field(gt=0)] = 365
     annual_discount_rate: Annotated[float, Field(ge=0, lt=1)] = 0.10
@@ -107,6 +129,7 @@ class ValuationConfig(Section):
         [0.5, 0.8, 0.95], description="CLV quantiles separating bronze|silver|gold|platinum"
     )
     lifecycle: LifecycleRules = LifecycleRules()
+    hazard: HazardConfig = HazardConfig()
 
     @field_validator("tier_quantiles")
     @classmethod

@@ -444,8 +444,9 @@ SCORE_COLUMNS: tuple[ScoreColumn, ...] = (
     ScoreColumn(
         "value_model",
         pl.String(),
-        "the model that valued the row: sbg (postpaid, contract retention x monthly bill) or "
-        "the purchase model (bgnbd, mbgnbd, pareto, ...); since 1.2",
+        "the model that valued the row: sbg (postpaid, contract retention x monthly bill), "
+        "hazard (postpaid, the customer's own monthly hazard x bill) or the purchase model "
+        "(bgnbd, mbgnbd, pareto, ...); since 1.2",
         stage="valuation",
     ),
     ScoreColumn(

@@ -140,11 +140,15 @@ class ValuationReport:
     then ``mbgnbd`` fitted on the same customers (``frequency0_params``, per day)."""
     frequency0_params: dict[str, float] = field(default_factory=dict)
     retention: dict[str, float] | None = None
-    """The postpaid customers' contract retention model (``alpha``, ``beta``, ``n_customers``,
-    ``n_churned``, ``log_likelihood``, and ``retention_12m``: a new customer's 12-month
-    retention); None when they were valued by the purchase model."""
+    """The postpaid customers' contract retention model in numbers (its ``summary()``: for the
+    sBG ``alpha``, ``beta``, ``n_customers``, ``n_churned``, ``log_likelihood``, and
+    ``retention_12m``: a new customer's 12-month retention; for the hazard model its
+    customers, person-months, churns, the contract-end rise and ``retention_12m``); None when
+    they were valued by the purchase model."""
+    retention_model: str | None = None
+    """Which contract model that is: ``sbg`` or ``hazard`` (None: none)."""
     n_customers_contract: int = 0
-    """Customers valued by the contract retention model (``value_model = "sbg"``)."""
+    """Customers valued by the contract retention model (``value_model`` = its name)."""
     n_postpaid_unbilled: int = 0
     """Postpaid customers the contract model would value but who have paid no bill yet: the
     purchase model values them."""

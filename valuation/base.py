@@ -1,4 +1,5 @@
-"""The BTYD estimators' base: input conversion and checks, errors, the lifetimes wrapper."""
+"""The value estimators' base (plain-data fitted models), input conversion and checks, errors,
+the lifetimes wrapper."""
 
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ def check_btyd(cols: Mapping[str, np.ndarray], what: str) -> None:
             raise ValueError(f"{what}: {int(mask.sum())} customer(s) with {label}")
 
 
-W = TypeVar("W", bound="LifetimesWrapper")
+W = TypeVar("W", bound="ValueEstimator")
 
 
 def check_finite_params(model: str, params: Mapping[str, float]) -> None:
@@ -143,34 +144,17 @@ def check_finite_output(model: str, name: str, values: np.ndarray) -> np.ndarray
     return values
 
 
-class LifetimesWrapper(BaseEstimator):
-    """Base of our estimators around a lifetimes fitter.
+class ValueEstimator(BaseEstimator):
+    """Base of every value model (purchase, spend and contract retention models).
 
-    Subclasses name the lifetimes fitter class and its parameters. Only plain floats are
-    kept after ``fit`` (``params_``), so a fitted model is plain data (:meth:`to_dict`);
-    predictions build a fresh lifetimes fitter from ``params_`` each time.
+    ``__init__`` stores hyperparameters only; ``fit`` learns plain numbers ending in ``_``,
+    among them ``params_`` (a mapping of names to floats). So a fitted model is plain data
+    (:meth:`to_dict`, :meth:`from_dict`): stored as JSON, never pickled.
     """
 
     model_name: ClassVar[str] = ""
-    _fitter_class: ClassVar[str] = ""
     _param_names: ClassVar[tuple[str, ...]] = ()
-
-    penalizer: float
-
-    def _new_fitter(self) -> Any:
-        lifetimes = import_lifetimes()
-        fitter = getattr(lifetimes, self._fitter_class)(penalizer_coef=self.penalizer)
-        return fitter
-
-    def _fitted_fitter(self) -> Any:
-        check_is_fitted(self, "params_")
-        fitter = self._new_fitter()
-        fitter.params_ = pd.Series(
-            [self.params_[k] for k in self._param_names],
-            index=list(self._param_names),
-            dtype=np.float64,
-        )
-        return fitter
+    """The keys ``params_`` must hold (empty: any, e.g. a regression's coefficients)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted model as JSON-able data: ``model`` (its name), ``init`` (``get_params``)
@@ -202,12 +186,43 @@ class LifetimesWrapper(BaseEstimator):
             if not (name.endswith("_") and not name.startswith("_") and numbers):
                 raise ValuationError(f"{cls.model_name}: {name!r} is not a fitted number")
             setattr(model, name, dict(value) if isinstance(value, Mapping) else value)
-        if set(fitted.get("params_", {})) != set(cls._param_names):
+        params = fitted.get("params_", None)
+        if not isinstance(params, Mapping) or (
+            cls._param_names and set(params) != set(cls._param_names)
+        ):
             raise ValuationError(
-                f"{cls.model_name}: params_ should hold {list(cls._param_names)}, got "
-                f"{sorted(fitted.get('params_', {}))}"
+                f"{cls.model_name}: params_ should hold {list(cls._param_names) or 'numbers'}, "
+                f"got {sorted(params) if isinstance(params, Mapping) else params!r}"
             )
         return model
+
+
+class LifetimesWrapper(ValueEstimator):
+    """Base of our estimators around a lifetimes fitter.
+
+    Subclasses name the lifetimes fitter class and its parameters. Only plain floats are
+    kept after ``fit`` (``params_``), so a fitted model is plain data (:meth:`to_dict`);
+    predictions build a fresh lifetimes fitter from ``params_`` each time.
+    """
+
+    _fitter_class: ClassVar[str] = ""
+
+    penalizer: float
+
+    def _new_fitter(self) -> Any:
+        lifetimes = import_lifetimes()
+        fitter = getattr(lifetimes, self._fitter_class)(penalizer_coef=self.penalizer)
+        return fitter
+
+    def _fitted_fitter(self) -> Any:
+        check_is_fitted(self, "params_")
+        fitter = self._new_fitter()
+        fitter.params_ = pd.Series(
+            [self.params_[k] for k in self._param_names],
+            index=list(self._param_names),
+            dtype=np.float64,
+        )
+        return fitter
 
     def _run_fit(self, fit: Callable[[], Any]) -> Any:
         lifetimes = import_lifetimes()

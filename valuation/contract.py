@@ -15,28 +15,34 @@ months is in the data because they survived that long, so the likelihood conditi
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import autograd.numpy as anp
 import numpy as np
 import polars as pl
 from autograd.scipy.special import betaln as abetaln
 from scipy.special import betaln
+from sklearn.utils.validation import check_is_fitted
 
-from valuation.base import ValuationError
+from crm_engine.config import ValuationConfig
+from features import ProfileAt
+from valuation.base import ValuationError, ValueEstimator
 from valuation.clv import DAYS_PER_MONTH, discounted_clv, month_ends, monthly_discount_rate
 from valuation.optimize import autograd_objective, minimize_nll
 
 __all__ = [
     "SBG",
+    "ContractHistory",
+    "ContractModel",
     "ContractRetention",
+    "SBGModel",
     "contract_ends",
     "contract_lifetimes",
     "contract_scores",
     "fit_sbg",
+    "monthly_bill",
 ]
 
 SBG = "sbg"
@@ -45,55 +51,190 @@ MIN_CUSTOMERS = 50
 """Postpaid customers needed to fit the retention model, at least (and some who churned)."""
 
 
+@dataclass(frozen=True)
+class ContractHistory:
+    """What a contract model may learn from at a cut: the point-in-time facts, in one object.
+
+    Attributes
+    ----------
+    customers
+        The customers table (signup, churn and contract end dates, plan type); a model reads
+        only what is dated before the cut it is fitted at.
+    since
+        The data's first day (the transactions'): lifetimes before it are left-truncated.
+    profile_at
+        The run's profile builder (None: a model that needs profiles cannot be fitted).
+    n_customers
+        Rows of ``customers`` (None: counted when a model bounds its sample by it).
+    """
+
+    customers: pl.LazyFrame
+    since: dt.date
+    profile_at: ProfileAt | None = None
+    n_customers: int | None = None
+
+    def customer_count(self) -> int:
+        """Rows of the customers table."""
+        if self.n_customers is not None:
+            return self.n_customers
+        return int(self.customers.select(pl.len()).collect().item())
+
+
+class ContractModel(ValueEstimator):
+    """Base of the postpaid retention models: how likely a customer still there at a cut is to
+    still be there (and billed) after each of the next months.
+
+    A subclass builds its training rows from a :class:`ContractHistory`
+    (:meth:`training_frame`), learns plain numbers in :meth:`fit` and projects each
+    customer's survival from their profile row (:meth:`survival_ahead`); the value is
+    :func:`contract_scores`: that survival times the customer's monthly bill.
+    """
+
+    @classmethod
+    def from_config(cls, cfg: ValuationConfig) -> ContractModel:
+        """A new, unfitted model with the hyperparameters of the ``[valuation]`` section."""
+        return cls()
+
+    def training_frame(self, history: ContractHistory, as_of: dt.date) -> pl.DataFrame:
+        """The rows :meth:`fit` learns from, from what is known before ``as_of``."""
+        raise NotImplementedError
+
+    def fit(self, X: pl.DataFrame, y: None = None) -> ContractModel:
+        raise NotImplementedError
+
+    def fit_at(self, history: ContractHistory, as_of: dt.date) -> ContractModel:
+        """:meth:`fit` on :meth:`training_frame`: the model as known at ``as_of``."""
+        return self.fit(self.training_frame(history, as_of))
+
+    def survival_ahead(self, profile: pl.DataFrame, months: int) -> np.ndarray:
+        """Shape ``(n, months)``: the chance that each customer of ``profile`` (still there at
+        its cut) is still a customer at the end of month ``k = 1..months`` after it."""
+        raise NotImplementedError
+
+    def input_columns(self) -> tuple[str, ...]:
+        """Profile columns :meth:`survival_ahead` reads."""
+        raise NotImplementedError
+
+    def summary(self) -> dict[str, float]:
+        """The fitted model in numbers for the report (with ``retention_12m``)."""
+        raise NotImplementedError
+
+    def input_example(self) -> dict[str, list[Any]]:
+        """Made-up values of :meth:`input_columns` for two customers (a prepaid one and a
+        postpaid one): the logged model's input example, never a real row."""
+        raise NotImplementedError
+
+
 def _log_survival(alpha: float, beta: float, t: np.ndarray) -> np.ndarray:
     return np.asarray(betaln(alpha, beta + t) - betaln(alpha, beta))
 
 
-@dataclass(frozen=True)
-class ContractRetention:
-    """A fitted sBG: Beta(``alpha``, ``beta``) monthly churn probabilities.
+class SBGModel(ContractModel):
+    """The shifted-beta-geometric retention model: Beta(``alpha``, ``beta``) monthly churn
+    probabilities across customers, one cohort curve of tenure.
 
     Attributes
     ----------
-    alpha, beta
-        The Beta parameters; mean monthly churn ``alpha / (alpha + beta)``.
-    n_customers, n_churned
+    params_ : dict[str, float]
+        ``alpha`` and ``beta``; mean monthly churn ``alpha / (alpha + beta)``.
+    n_customers_, n_churned_ : int
         Customers the fit saw, and how many of them churned while observed.
-    log_likelihood
+    log_likelihood_ : float
         At the fitted parameters (with the truncation and censoring terms).
     """
 
-    alpha: float
-    beta: float
-    n_customers: int
-    n_churned: int
-    log_likelihood: float
+    model_name: ClassVar[str] = SBG
+    _param_names: ClassVar[tuple[str, ...]] = ("alpha", "beta")
 
-    def to_dict(self) -> dict[str, float | int]:
-        return dataclasses.asdict(self)
+    def __init__(self) -> None:
+        pass
 
-    @classmethod
-    def from_dict(cls, d: object) -> ContractRetention:
-        """Rebuild from :meth:`to_dict`; ``ValueError`` unless it holds positive parameters."""
-        if not isinstance(d, dict) or set(d) != {f.name for f in dataclasses.fields(cls)}:
-            raise ValueError(f"not a contract retention model: {d!r}"[:200])
-        out = cls(**d)
-        if not (out.alpha > 0 and out.beta > 0):
-            raise ValueError(f"contract retention parameters must be positive: {d!r}")
-        return out
+    @property
+    def alpha(self) -> float:
+        check_is_fitted(self, "params_")
+        return float(self.params_["alpha"])
+
+    @property
+    def beta(self) -> float:
+        check_is_fitted(self, "params_")
+        return float(self.params_["beta"])
+
+    def training_frame(self, history: ContractHistory, as_of: dt.date) -> pl.DataFrame:
+        """:func:`contract_lifetimes` at ``as_of``, left-truncated at ``history.since``."""
+        return contract_lifetimes(history.customers, as_of, history.since)
+
+    def fit(self, X: pl.DataFrame, y: None = None) -> SBGModel:
+        """Maximum-likelihood sBG on :func:`contract_lifetimes` rows (see :func:`fit_sbg`)."""
+        alpha, beta, n, n_churned, ll = _fit_sbg(X)
+        if not (alpha > 0 and beta > 0):
+            raise ValuationError(f"the sBG retention fit gave alpha={alpha}, beta={beta}")
+        self.params_ = {"alpha": alpha, "beta": beta}
+        self.n_customers_ = n
+        self.n_churned_ = n_churned
+        self.log_likelihood_ = ll
+        return self
 
     def survival(self, months: np.ndarray | float) -> np.ndarray:
         """``S(t)``: share of a new cohort still a customer after ``t`` months."""
-        return np.exp(_log_survival(self.alpha, self.beta, np.asarray(months, dtype=np.float64)))
+        t = np.asarray(months, dtype=np.float64)
+        return np.exp(_log_survival(self.alpha, self.beta, t))
 
     def retention_ahead(self, tenure_months: np.ndarray, months: int) -> np.ndarray:
         """``S(t0 + k) / S(t0)`` for ``k = 1..months``: the survival ahead of customers still
         there at tenure ``t0`` (whole months), shape ``(n, months)``."""
+        a, b = self.alpha, self.beta
         t0 = np.asarray(tenure_months, dtype=np.float64)[:, None]
         k = np.arange(1, months + 1, dtype=np.float64)[None, :]
-        return np.exp(
-            _log_survival(self.alpha, self.beta, t0 + k) - _log_survival(self.alpha, self.beta, t0)
+        return np.exp(_log_survival(a, b, t0 + k) - _log_survival(a, b, t0))
+
+    def survival_ahead(self, profile: pl.DataFrame, months: int) -> np.ndarray:
+        """:meth:`retention_ahead` at each customer's whole months of ``tenure_days``."""
+        tenure = profile.get_column("tenure_days").cast(pl.Float64).fill_null(0.0).to_numpy()
+        tenure = np.maximum(tenure, 0.0)
+        return self.retention_ahead(np.floor(tenure / DAYS_PER_MONTH), months)
+
+    def input_columns(self) -> tuple[str, ...]:
+        return ("tenure_days",)
+
+    def input_example(self) -> dict[str, list[Any]]:
+        return {"tenure_days": [45.0, 400.0]}
+
+    def summary(self) -> dict[str, float]:
+        """``alpha``, ``beta``, ``n_customers``, ``n_churned``, ``log_likelihood`` and
+        ``retention_12m`` (a new customer's 12-month retention)."""
+        return {
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "n_customers": self.n_customers_,
+            "n_churned": self.n_churned_,
+            "log_likelihood": self.log_likelihood_,
+            "retention_12m": float(self.survival(12.0)),
+        }
+
+    @classmethod
+    def from_legacy(cls, d: object) -> SBGModel:
+        """Rebuild from the plain dict of the dataclass this model replaced (``alpha``,
+        ``beta``, ``n_customers``, ``n_churned``, ``log_likelihood``): CLV models stored
+        before it still load."""
+        keys = {"alpha", "beta", "n_customers", "n_churned", "log_likelihood"}
+        if not isinstance(d, dict) or set(d) != keys:
+            raise ValueError(f"not a contract retention model: {d!r}"[:200])
+        return cls.from_dict(
+            {
+                "model": SBG,
+                "init": {},
+                "fitted": {
+                    "params_": {"alpha": d["alpha"], "beta": d["beta"]},
+                    "n_customers_": d["n_customers"],
+                    "n_churned_": d["n_churned"],
+                    "log_likelihood_": d["log_likelihood"],
+                },
+            }
         )
+
+
+ContractRetention = SBGModel
+"""The sBG model's former name."""
 
 
 def contract_lifetimes(
@@ -146,7 +287,12 @@ def _negative_log_likelihood(
     return -anp.sum(w * ll)
 
 
-def fit_sbg(lifetimes: pl.DataFrame) -> ContractRetention:
+def fit_sbg(lifetimes: pl.DataFrame) -> SBGModel:
+    """A fitted :class:`SBGModel` on :func:`contract_lifetimes` rows."""
+    return SBGModel().fit(lifetimes)
+
+
+def _fit_sbg(lifetimes: pl.DataFrame) -> tuple[float, float, int, int, float]:
     """Maximum-likelihood sBG on :func:`contract_lifetimes` rows (the BTYD models' optimiser,
     :func:`valuation.optimize.minimize_nll`, on log-parameters with autograd's gradient).
 
@@ -179,13 +325,7 @@ def fit_sbg(lifetimes: pl.DataFrame) -> ContractRetention:
         raise ValuationError(f"the sBG retention fit did not converge: {e}") from None
     a, b = np.exp(x)
     ll = -fun(x)[0] * w.sum()
-    return ContractRetention(
-        alpha=float(a),
-        beta=float(b),
-        n_customers=n,
-        n_churned=n_churned,
-        log_likelihood=float(ll),
-    )
+    return float(a), float(b), n, n_churned, float(ll)
 
 
 def contract_ends(
@@ -213,33 +353,38 @@ def contract_ends(
     return ends.to_dicts()
 
 
+def monthly_bill(revenue_365d: np.ndarray, paying_days: np.ndarray) -> np.ndarray:
+    """The trailing monthly bill: ``revenue_365d`` over the bills it holds, one a month from the
+    first payment in the data ``paying_days`` before the cut (BTYD's ``T``), at most 12 and at
+    least one (so a history shorter than a year, or a customer who signed up before the data
+    starts, is not read as a smaller bill)."""
+    paying = np.nan_to_num(np.asarray(paying_days, dtype=np.float64), nan=0.0)
+    bills_held = np.clip(np.floor(np.maximum(paying, 0.0) / DAYS_PER_MONTH) + 1, 1, 12)
+    bill = np.asarray(revenue_365d, dtype=np.float64) / bills_held
+    return np.maximum(np.nan_to_num(bill, nan=0.0), 0.0)
+
+
 def contract_scores(
-    retention: ContractRetention,
-    tenure_days: np.ndarray,
-    revenue_365d: np.ndarray,
+    model: ContractModel,
+    profile: pl.DataFrame,
     paying_days: np.ndarray,
     horizon_days: int,
     annual_discount_rate: float,
     margin: float,
 ) -> dict[str, np.ndarray]:
-    """Values of postpaid customers still there: retention ahead x their monthly bill.
+    """Values of postpaid customers still there: survival ahead x their monthly bill.
 
-    ``expected_avg_value`` is the trailing monthly bill: ``revenue_365d`` over the bills it
-    holds, one a month from the first payment in the data ``paying_days`` before the cut
-    (BTYD's ``T``), at most 12 and at least one (so a history shorter than a year, or a
-    customer who signed up before the data starts, is not read as a smaller bill);
-    ``expected_purchases`` the bills expected over the horizon, ``sum_k S(t0 + k) / S(t0)``
-    (the last month pro rata); ``clv = margin x sum_k bill x S(t0 + k) / S(t0) / (1 + d)^k``;
-    ``p_alive`` the probability of still being a customer next month, ``S(t0 + 1) / S(t0)``.
+    ``profile`` holds the customers' rows (``revenue_365d`` and what ``model`` reads);
+    ``expected_avg_value`` is :func:`monthly_bill`; ``expected_purchases`` the bills expected
+    over the horizon, ``sum_k S_k`` of :meth:`ContractModel.survival_ahead` (the last month
+    pro rata); ``clv = margin x sum_k bill x S_k / (1 + d)^k``; ``p_alive`` the probability
+    of still being a customer next month, ``S_1``.
     """
-    tenure = np.maximum(np.asarray(tenure_days, dtype=np.float64), 0.0)
-    paying = np.nan_to_num(np.asarray(paying_days, dtype=np.float64), nan=0.0)
-    bills_held = np.clip(np.floor(np.maximum(paying, 0.0) / DAYS_PER_MONTH) + 1, 1, 12)
-    bill = np.asarray(revenue_365d, dtype=np.float64) / bills_held
-    bill = np.maximum(np.nan_to_num(bill, nan=0.0), 0.0)
+    revenue = profile.get_column("revenue_365d").cast(pl.Float64).fill_null(0.0).to_numpy()
+    bill = monthly_bill(revenue, paying_days)
     ends = month_ends(horizon_days)
     share = np.diff(ends, prepend=0.0) / DAYS_PER_MONTH
-    ahead = retention.retention_ahead(np.floor(tenure / DAYS_PER_MONTH), ends.size)
+    ahead = model.survival_ahead(profile, ends.size)
     bills = np.cumsum(ahead * share, axis=1)
     rate = monthly_discount_rate(annual_discount_rate)
     return {

@@ -13,7 +13,7 @@ import polars as pl
 
 from crm_engine.config import ValuationConfig
 from valuation.base import PurchaseModel
-from valuation.contract import ContractRetention
+from valuation.contract import ContractModel
 from valuation.gamma_gamma import GammaGammaModel
 from valuation.stage import ValuationModels, btyd_frame, score_profile
 from valuation.store import load_valuation_model, save_valuation_model
@@ -46,7 +46,7 @@ class ValuationPyfunc(mlflow.pyfunc.PythonModel):
         purchase: PurchaseModel | None = None,
         spend: GammaGammaModel | None = None,
         cfg: ValuationConfig | None = None,
-        retention: ContractRetention | None = None,
+        retention: ContractModel | None = None,
     ) -> None:
         self.purchase = purchase
         self.spend = spend
@@ -93,9 +93,9 @@ set_model(ValuationPyfunc())
 """
 
 
-def synthetic_input_example(contract: bool = False) -> pd.DataFrame:
-    """Two made-up customers (never real rows: customer data is personal data); with
-    ``contract`` also what the contract retention model reads (one of them postpaid)."""
+def synthetic_input_example(retention: ContractModel | None = None) -> pd.DataFrame:
+    """Two made-up customers (never real rows: customer data is personal data); with a
+    contract ``retention`` model also what it reads (one of them postpaid)."""
     example = pd.DataFrame(
         {
             "frequency": [0.0, 12.0],
@@ -104,10 +104,13 @@ def synthetic_input_example(contract: bool = False) -> pd.DataFrame:
             "monetary_value": [0.0, 25.5],
         }
     )
-    if contract:
+    if retention is not None:
         example["plan_type"] = ["prepaid", "postpaid"]
         example["tenure_days"] = [45.0, 400.0]
         example["revenue_365d"] = [0.0, 306.0]
+        for name, values in retention.input_example().items():
+            if name not in example.columns:
+                example[name] = values
     return example
 
 
@@ -117,7 +120,7 @@ def log_valuation_model(
     cfg: ValuationConfig,
     name: str = "clv_model",
     registered_model_name: str | None = None,
-    retention: ContractRetention | None = None,
+    retention: ContractModel | None = None,
 ) -> Any:
     """Log the CLV model to the active MLflow run as a pyfunc model.
 
@@ -133,7 +136,8 @@ def log_valuation_model(
         Also register it under this name when given.
     retention
         The postpaid contract retention model, if any: the input then takes ``plan_type``,
-        ``tenure_days`` and ``revenue_365d``, and postpaid rows are valued by it.
+        ``revenue_365d`` and the model's ``input_columns()``, and postpaid rows are valued by
+        it.
 
     Returns
     -------
@@ -142,7 +146,7 @@ def log_valuation_model(
     from mlflow.models import infer_signature
 
     wrapper = ValuationPyfunc(purchase_model, spend_model, cfg, retention)
-    example = synthetic_input_example(contract=retention is not None)
+    example = synthetic_input_example(retention)
     signature = infer_signature(example, wrapper.predict(None, example))
     with tempfile.TemporaryDirectory() as tmp:
         path = save_valuation_model(

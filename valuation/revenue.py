@@ -5,14 +5,15 @@ horizon_days``), every customer still there at the cut is valued by them without
 or margin (so the "CLV" is the revenue expected over the horizon), and that is compared with
 the revenue each really brought in ``[cut, as_of)``: the mean absolute error per customer, by
 plan type (prepaid, postpaid) and by model (the purchase model for both, the contract
-retention model ``sbg`` for postpaid). ``valuation.postpaid_model = "auto"`` values postpaid
-customers by whichever has the lower postpaid error.
+retention models ``sbg`` and ``hazard`` for postpaid). ``valuation.postpaid_model = "auto"``
+values postpaid customers by whichever has the lowest postpaid error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,8 @@ import polars as pl
 from crm_engine.config import ValuationConfig
 from features import CustomerSample, ProfileAt, revenue_between
 from valuation.base import ValuationError
-from valuation.contract import SBG, contract_lifetimes, fit_sbg
+from valuation.contract import ContractHistory
+from valuation.select import CONTRACT_MODELS, contract_candidates, make_contract_model
 from valuation.stage import fit_models, value_customers
 
 __all__ = ["PLAN_TYPES", "RevenueHoldout", "revenue_holdout"]
@@ -33,8 +35,8 @@ PLAN_TYPES = ("prepaid", "postpaid")
 class RevenueHoldout:
     """Per plan type and model: ``customers``, ``mae`` (per customer), ``mean_predicted``,
     ``mean_actual`` of the revenue over ``days`` from ``cut``; ``purchase_model`` names the
-    purchase model, ``sbg`` the contract model (postpaid only, absent when it could not be
-    fitted: ``errors``)."""
+    purchase model, ``sbg`` and ``hazard`` the contract models (postpaid only, absent when
+    one could not be fitted: ``errors``)."""
 
     cut: dt.date
     days: int
@@ -49,12 +51,24 @@ class RevenueHoldout:
                 return float(row["mae"])
         return None
 
+    def contract_errors(self) -> dict[str, float]:
+        """The postpaid error of each contract model measured, by name."""
+        out = {}
+        for name in CONTRACT_MODELS:
+            mae = self.mae("postpaid", name)
+            if mae is not None:
+                out[name] = mae
+        return out
+
     def postpaid_choice(self) -> str:
-        """``sbg`` when the contract model predicts postpaid revenue better, else the
-        purchase model."""
-        contract, purchase = self.mae("postpaid", SBG), self.mae("postpaid", self.purchase_model)
-        if contract is not None and (purchase is None or contract < purchase):
-            return SBG
+        """The contract model with the lowest postpaid error when it beats the purchase
+        model's (ties: the first of ``CONTRACT_MODELS``), else the purchase model."""
+        contract = self.contract_errors()
+        purchase = self.mae("postpaid", self.purchase_model)
+        if contract:
+            best = min(contract, key=lambda name: contract[name])
+            if purchase is None or contract[best] < purchase:
+                return best
         return self.purchase_model
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +92,7 @@ def revenue_holdout(
     purchase_model: str,
     since: dt.date | None,
     sample: CustomerSample | None = None,
+    contract_models: Sequence[str] | None = None,
 ) -> RevenueHoldout:
     """Refit at ``as_of - cfg.horizon_days`` and compare the predicted revenue of the next
     horizon with the real one, per plan type and model (see the module docstring).
@@ -92,6 +107,9 @@ def revenue_holdout(
         The data's first day (the contract model's left truncation).
     sample
         Compare on these customers only (the pipeline bounds it as the purchase holdout).
+    contract_models
+        The contract models to refit (None: :func:`valuation.select.contract_candidates` of
+        ``cfg.postpaid_model``, measured).
 
     Raises
     ------
@@ -111,12 +129,18 @@ def revenue_holdout(
     models = fit_models(profile, plain, purchase_model)
     predicted = {purchase_model: value_customers(profile, plain, models)[0]}
     errors: dict[str, str] = {}
-    try:
-        retention = fit_sbg(contract_lifetimes(customers, cut, since))
-        contract = dataclasses.replace(models, retention=retention)
-        predicted[SBG] = value_customers(profile, plain, contract)[0]
-    except ValuationError as e:
-        errors[SBG] = str(e)
+    history = ContractHistory(customers, since, profile_at)
+    if contract_models is None:
+        names = contract_candidates(cfg, measured=True)
+    else:
+        names = tuple(contract_models)
+    for name in names:
+        try:
+            retention = make_contract_model(name, cfg).fit_at(history, cut)
+            contract = dataclasses.replace(models, retention=retention)
+            predicted[name] = value_customers(profile, plain, contract)[0]
+        except ValuationError as e:
+            errors[name] = str(e)
     actual = (
         profile.select("customer_id", "plan_type")
         .join(
@@ -133,7 +157,7 @@ def revenue_holdout(
             on="customer_id",
             how="left",
         )
-        kinds = ("postpaid",) if model == SBG else PLAN_TYPES
+        kinds = ("postpaid",) if model in CONTRACT_MODELS else PLAN_TYPES
         for kind in kinds:
             part = joined.filter(pl.col("plan_type") == kind)
             if part.height == 0:

@@ -12,10 +12,10 @@ from crm_engine.config import ValuationConfig
 from crm_engine.stage_reports import ValuationReport
 from features import CustomerSample, DataStart, ProfileAt, data_start
 from valuation.base import ValuationError
-from valuation.contract import SBG, contract_ends, contract_lifetimes, fit_sbg
+from valuation.contract import ContractHistory, contract_ends
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
 from valuation.revenue import RevenueHoldout, revenue_holdout
-from valuation.select import AUTO_CANDIDATES
+from valuation.select import AUTO_CANDIDATES, contract_candidates, make_contract_model
 from valuation.stage import ValuationModels, fit_models, value_customers
 
 __all__ = ["ValuationRun", "run_valuation"]
@@ -36,20 +36,21 @@ def _postpaid_note(revenue: RevenueHoldout | None, choice: str, error: str | Non
     were none at the revenue holdout's cut)."""
     if revenue is None:
         return f"postpaid customers valued by {choice}: {error}"
-    contract = revenue.mae("postpaid", SBG)
+    errors = {**revenue.contract_errors()}
     purchase = revenue.mae("postpaid", revenue.purchase_model)
     if purchase is None:
         return None
-    if contract is None:
-        why = revenue.errors.get(SBG, "not fitted")
-        return f"postpaid customers valued by {choice}: no contract model ({why})"
-    better, worse = (contract, purchase) if choice == SBG else (purchase, contract)
-    other = revenue.purchase_model if choice == SBG else "the contract model (sbg)"
-    return (
+    errors[revenue.purchase_model] = purchase
+    failed = "; ".join(f"no {name} model ({why})" for name, why in revenue.errors.items())
+    others = [f"{mae:,.2f} for {name}" for name, mae in errors.items() if name != choice]
+    note = (
         f"postpaid customers valued by {choice}: over the {revenue.days} days from "
-        f"{revenue.cut}, its revenue error per postpaid customer was {better:,.2f} against "
-        f"{worse:,.2f} for {other}"
+        f"{revenue.cut}, its revenue error per postpaid customer was {errors[choice]:,.2f} "
+        f"against {' and '.join(others)}"
+        if others
+        else f"postpaid customers valued by {choice}"
     )
+    return f"{note}; {failed}" if failed else note
 
 
 def run_valuation(
@@ -83,10 +84,13 @@ def run_valuation(
         The customers the holdout compares on (None: everyone); the pipeline bounds it by
         ``valuation.max_holdout_customers``. The fit at ``as_of`` sees everyone.
     customers
-        The customers table: with ``cfg.postpaid_model = "contract"`` the retention of its
-        postpaid customers is fitted on their observed churn since the first transaction
-        (:mod:`valuation.contract`) and values them; too few of them to fit leaves them to
-        the purchase model, with a note in the report. None: everyone by the purchase model.
+        The customers table: with ``cfg.postpaid_model = "contract"`` (the sBG,
+        :mod:`valuation.contract`) or ``"hazard"`` (each customer's own monthly hazard,
+        :mod:`valuation.hazard`) the retention of its postpaid customers is fitted on their
+        observed churn since the first transaction and values them; ``"auto"`` keeps the one
+        with the lowest revenue holdout error, or the purchase model. Too few of them to fit
+        leaves them to the purchase model, with a note in the report. None: everyone by the
+        purchase model.
     start
         When the transactions begin (:func:`features.data_start`; None: read here when needed).
 
@@ -140,22 +144,24 @@ def run_valuation(
                 models.purchase.model_name,
                 since,
                 holdout_sample,
+                contract_candidates(cfg, measured=True),
             )
         except ValuationError as e:
             revenue_error = str(e)
-    contract = cfg.postpaid_model == "contract"
+    candidates = contract_candidates(cfg)
+    contract = candidates[0] if len(candidates) == 1 else None
     if cfg.postpaid_model == "auto" and customers is not None:
         choice = models.purchase.model_name if revenue is None else revenue.postpaid_choice()
-        contract = choice == SBG
+        contract = choice if choice in candidates else None
         note = _postpaid_note(revenue, choice, revenue_error)
         notes += [note] if note else []
-    if customers is not None and contract:
+    if customers is not None and contract is not None:
         try:
             if since is None:
                 raise ValuationError("table transactions has no rows: the data's start is unknown")
-            models = dataclasses.replace(
-                models, retention=fit_sbg(contract_lifetimes(customers, as_of, since))
-            )
+            history = ContractHistory(customers, since, profile_at)
+            retention = make_contract_model(contract, cfg).fit_at(history, as_of)
+            models = dataclasses.replace(models, retention=retention)
         except ValuationError as e:
             notes.append(f"postpaid customers valued by {models.purchase.model_name}: {e}")
     values, report = value_customers(profile, cfg, models)

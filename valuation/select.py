@@ -1,12 +1,16 @@
-"""Model registry and ``model = "auto"``: the purchase model with the lowest holdout MAE."""
+"""Model registries (purchase and contract models) and ``model = "auto"``: the purchase model
+with the lowest holdout MAE."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 
+from crm_engine.config import ValuationConfig
 from valuation.base import PurchaseModel, ValuationError
 from valuation.bgnbd import BetaGeoModel, ModifiedBetaGeoModel
+from valuation.contract import SBG, ContractModel, SBGModel
+from valuation.hazard import HAZARD, HazardModel
 from valuation.pareto import ParetoNBDModel
 from valuation.split import FrequencyZeroSplit
 
@@ -16,6 +20,8 @@ PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
     "pareto": ParetoNBDModel,
 }
 AUTO_CANDIDATES: tuple[str, ...] = ("bgnbd", "mbgnbd", "pareto")
+CONTRACT_MODELS: dict[str, type[ContractModel]] = {SBG: SBGModel, HAZARD: HazardModel}
+"""The postpaid retention models by ``value_model`` name (what a stored model may name)."""
 FREQUENCY0_MODEL = "mbgnbd"
 """Scores the customers without a repeat purchase when the purchase model gives them
 P(alive) = 1 (BG/NBD): BG/NBD's purchase process plus a dropout chance at the first purchase,
@@ -76,3 +82,32 @@ def select_by_mae(metrics: Mapping[str, Mapping[str, float] | None]) -> str:
             "larger valuation.penalizer or a fixed valuation.model."
         )
     return best
+
+
+POSTPAID_CHOICES: dict[str, tuple[str, ...]] = {
+    "contract": (SBG,),
+    HAZARD: (HAZARD,),
+    "auto": (SBG, HAZARD),
+    "btyd": (),
+}
+"""``valuation.postpaid_model`` -> the contract models it fits (``auto``: the candidates the
+revenue holdout chooses among, with the purchase model)."""
+
+
+def contract_candidates(cfg: ValuationConfig, measured: bool = False) -> tuple[str, ...]:
+    """The contract models ``cfg.postpaid_model`` fits (empty for ``btyd``); ``measured``: the
+    ones the revenue holdout compares (``btyd`` still measures the sBG beside the purchase
+    model, so the report shows what a contract model would have done)."""
+    names = POSTPAID_CHOICES[cfg.postpaid_model]
+    return names or (SBG,) if measured else names
+
+
+def make_contract_model(name: str, cfg: ValuationConfig) -> ContractModel:
+    """A new, unfitted contract model by name (``sbg``, ``hazard``), set up from ``cfg``."""
+    try:
+        cls = CONTRACT_MODELS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown contract model {name!r}; expected one of {sorted(CONTRACT_MODELS)}"
+        ) from None
+    return cls.from_config(cfg)

@@ -20,7 +20,7 @@ from features import rfm_facts
 from pipelines.runner import StageContext, StageOutput
 from valuation.base import PurchaseModel, ValuationError
 from valuation.clv import customer_lifetime_value, monthly_discount_rate
-from valuation.contract import SBG, ContractRetention, contract_scores
+from valuation.contract import ContractModel, contract_scores
 from valuation.gamma_gamma import GammaGammaModel
 from valuation.lifecycle import (
     OPTIONAL_INPUTS,
@@ -68,11 +68,12 @@ MIN_FIT_CUSTOMERS = 10
 @dataclass(frozen=True)
 class ValuationModels:
     """A fitted purchase model and spend model: what scoring needs besides the config; with a
-    contract ``retention`` model, postpaid customers are valued by it instead."""
+    contract ``retention`` model (:class:`~valuation.contract.ContractModel`: the sBG or the
+    per-customer hazard), postpaid customers are valued by it instead."""
 
     purchase: PurchaseModel
     spend: GammaGammaModel
-    retention: ContractRetention | None = None
+    retention: ContractModel | None = None
 
 
 def _require(profile: pl.DataFrame, columns: tuple[str, ...]) -> None:
@@ -191,9 +192,9 @@ def score_profile(
     profile: pl.DataFrame, X: pl.DataFrame, models: ValuationModels, cfg: ValuationConfig
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """:func:`score_arrays` for everyone, then the contract values for the postpaid rows when
-    ``models.retention`` is set (``profile`` needs ``plan_type``, ``tenure_days`` and
-    ``revenue_365d`` for them; ``X`` is its :func:`btyd_frame`, whose ``T`` dates their
-    first payment).
+    ``models.retention`` is set (``profile`` needs ``plan_type``, ``revenue_365d`` and the
+    retention model's :meth:`~valuation.contract.ContractModel.input_columns` for them; ``X``
+    is its :func:`btyd_frame`, whose ``T`` dates their first payment).
 
     Returns
     -------
@@ -202,11 +203,10 @@ def score_profile(
     """
     scores = score_arrays(X, models, cfg)
     rows = _contract_rows(profile, X, models)
-    if rows.any():
+    if rows.any() and models.retention is not None:
         contract = contract_scores(
-            models.retention,  # type: ignore[arg-type]
-            profile.get_column("tenure_days").cast(pl.Float64).fill_null(0.0).to_numpy()[rows],
-            profile.get_column("revenue_365d").cast(pl.Float64).fill_null(0.0).to_numpy()[rows],
+            models.retention,
+            profile.filter(pl.Series(rows)),
             X.get_column("T").to_numpy()[rows],
             cfg.horizon_days,
             cfg.annual_discount_rate,
@@ -278,7 +278,8 @@ def value_customers(
     btyd_name = np.where(
         f0_rows, frequency0_model(models.purchase).model_name, models.purchase.model_name
     )
-    value_model = np.where(postpaid, SBG, btyd_name).astype(object)
+    contract_name = "" if models.retention is None else models.retention.model_name
+    value_model = np.where(postpaid, contract_name, btyd_name).astype(object)
     cuts = tier_cut_points(scores["clv"], cfg.tier_quantiles)
     has = X.get_column("purchased")
     # lifecycle reads the days since the last purchase (the profile's, see features.rfm_facts)
@@ -360,12 +361,8 @@ def value_customers(
         n_customers_frequency0=n_f0,
         frequency0_model=f0.model_name,
         frequency0_params=dict(f0.params_),
-        retention=None
-        if models.retention is None
-        else {
-            **models.retention.to_dict(),
-            "retention_12m": float(models.retention.survival(12.0)),
-        },
+        retention=None if models.retention is None else models.retention.summary(),
+        retention_model=None if models.retention is None else models.retention.model_name,
         n_customers_contract=int(postpaid.sum()),
         n_postpaid_unbilled=unbilled,
         total_clv=float(values.get_column("clv").sum()),
@@ -440,9 +437,10 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
     params = {f"valuation.{k}": v for k, v in run.report.params.items()}
     params["valuation.model"] = run.report.model
     if run.models.retention is not None:
-        params["valuation.sbg.alpha"] = run.models.retention.alpha
-        params["valuation.sbg.beta"] = run.models.retention.beta
-        metrics["valuation.sbg.retention_12m"] = run.report.retention["retention_12m"]  # type: ignore[index]
+        name = run.models.retention.model_name
+        params["valuation.postpaid_model"] = name
+        for k, v in (run.report.retention or {}).items():
+            metrics[f"valuation.{name}.{k}"] = v
         metrics["valuation.n_contract"] = run.report.n_customers_contract
         metrics["valuation.n_postpaid_unbilled"] = run.report.n_postpaid_unbilled
     return StageOutput(

@@ -1,8 +1,9 @@
 """The CLV model as data: one JSON file of the fitted parameters and the valuation config.
 
-Loading rebuilds the models from their parameters (:meth:`LifetimesWrapper.from_dict`); the
-purchase model's class comes from the fixed registry :data:`valuation.select.PURCHASE_MODELS`,
-never from a name the file gives as a module path.
+Loading rebuilds the models from their parameters (:meth:`ValueEstimator.from_dict`); the
+purchase and contract models' classes come from the fixed registries
+:data:`valuation.select.PURCHASE_MODELS` and :data:`~valuation.select.CONTRACT_MODELS`, never
+from a name the file gives as a module path.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 from crm_engine.config import ValuationConfig
 from crm_engine.io import DataError
 from valuation.base import PurchaseModel
-from valuation.contract import ContractRetention
+from valuation.contract import ContractModel, SBGModel
 from valuation.gamma_gamma import GammaGammaModel
-from valuation.select import PURCHASE_MODELS
+from valuation.select import CONTRACT_MODELS, PURCHASE_MODELS
 from valuation.split import SPLIT_MODEL, FrequencyZeroSplit
 from valuation.stage import ValuationModels
 
@@ -72,7 +73,7 @@ def load_valuation_model(path: Path) -> tuple[ValuationModels, ValuationConfig]:
         models = ValuationModels(
             purchase_model,
             GammaGammaModel.from_dict(doc.get("spend")),
-            None if retention is None else ContractRetention.from_dict(retention),
+            None if retention is None else _contract(retention, path),
         )
         cfg = ValuationConfig.model_validate(doc.get("config"))
     except ValueError as e:
@@ -88,3 +89,16 @@ def _registered(d: object, path: Path) -> PurchaseModel:
             f"{path}: purchase model {name!r} is not one of {sorted(PURCHASE_MODELS)}: not loaded"
         )
     return PURCHASE_MODELS[name].from_dict(d)
+
+
+def _contract(d: object, path: Path) -> ContractModel:
+    """A contract model of :data:`~valuation.select.CONTRACT_MODELS` rebuilt from its data (or
+    the sBG as stored before it was an estimator: five plain numbers)."""
+    if isinstance(d, dict) and "model" not in d:
+        return SBGModel.from_legacy(d)
+    name = d.get("model") if isinstance(d, dict) else None
+    if name not in CONTRACT_MODELS:
+        raise DataError(
+            f"{path}: contract model {name!r} is not one of {sorted(CONTRACT_MODELS)}: not loaded"
+        )
+    return CONTRACT_MODELS[name].from_dict(d)

@@ -55,7 +55,12 @@ def test_every_plan_and_model_against_the_real_revenue(
 ) -> None:
     assert holdout.cut == CUT and holdout.days == 365
     got = {(r["plan_type"], r["model"]): r for r in holdout.rows}
-    assert set(got) == {("prepaid", "bgnbd"), ("postpaid", "bgnbd"), ("postpaid", "sbg")}
+    assert set(got) == {
+        ("prepaid", "bgnbd"),
+        ("postpaid", "bgnbd"),
+        ("postpaid", "sbg"),
+        ("postpaid", "hazard"),
+    }
     # the real revenue, computed here from the tables: customers there at the cut, what they
     # paid in [cut, as_of)
     there = build_profile(tables, CUT).select("customer_id", "plan_type").collect()
@@ -77,9 +82,9 @@ def test_every_plan_and_model_against_the_real_revenue(
     # a forecast of the right size: within a third of the real mean revenue
     for row in got.values():
         assert abs(row["mean_predicted"] / row["mean_actual"] - 1) < 0.35, row
-    assert holdout.postpaid_choice() in {"bgnbd", "sbg"}
+    assert holdout.postpaid_choice() in {"bgnbd", "sbg", "hazard"}
     assert holdout.postpaid_choice() == min(
-        ("bgnbd", "sbg"), key=lambda m: got["postpaid", m]["mae"]
+        ("bgnbd", "sbg", "hazard"), key=lambda m: got["postpaid", m]["mae"]
     )
 
 
@@ -139,6 +144,14 @@ def test_auto_keeps_the_lower_postpaid_error() -> None:
     assert _holdout(40.0).postpaid_choice() == "sbg"
     assert _holdout(60.0).postpaid_choice() == "bgnbd"
     assert _holdout(None).postpaid_choice() == "bgnbd"
+    # with both contract models measured, the lowest of the three errors
+    both = _holdout(40.0)
+    both.rows.append({"plan_type": "postpaid", "model": "hazard", "mae": 35.0})
+    assert both.postpaid_choice() == "hazard"
+    both.rows[-1]["mae"] = 45.0
+    assert both.postpaid_choice() == "sbg"
+    both.rows[-1]["mae"] = 40.0  # a tie goes to the first contract model (sbg)
+    assert both.postpaid_choice() == "sbg"
 
 
 def test_run_valuation_values_postpaid_as_the_holdout_says(
@@ -156,7 +169,8 @@ def test_run_valuation_values_postpaid_as_the_holdout_says(
     assert report.revenue_holdout is not None
     assert report.revenue_holdout.to_dict() == holdout.to_dict()
     choice = holdout.postpaid_choice()
-    assert (run.models.retention is not None) == (choice == "sbg")
+    contract = choice in {"sbg", "hazard"}
+    assert (run.models.retention is not None) == contract
     # (a postpaid customer who paid no bill yet is valued by the purchase model either way)
     postpaid_models = set(
         run.values.join(
@@ -168,7 +182,7 @@ def test_run_valuation_values_postpaid_as_the_holdout_says(
         .filter((pl.col("plan_type") == "postpaid") & pl.col("has_purchase"))
         .get_column("value_model")
     )
-    assert (postpaid_models == {"sbg"}) == (choice == "sbg")
+    assert (postpaid_models == {choice}) == contract
     assert any(n.startswith(f"postpaid customers valued by {choice}") for n in report.notes)
     # no holdout, no revenue holdout: auto keeps the purchase model and says why
     run = run_valuation(

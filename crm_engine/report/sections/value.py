@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 import polars as pl
@@ -13,6 +14,9 @@ from crm_engine.report.inputs import ReportInputs, currency_label, has_values
 from crm_engine.report.section import Section
 from crm_engine.report.views import TIER_ORDER, rank
 from crm_engine.stage_reports import ValuationReport
+
+CONTRACT_LABELS = {"sbg": "the contract model (sbg)", "hazard": "their own monthly hazard (hazard)"}
+"""The postpaid value models in words (``value_model`` names)."""
 
 
 def body(inp: ReportInputs) -> str:
@@ -114,10 +118,11 @@ def _revenue_holdout(v: ValuationReport, cur: str) -> str:
             "mean_actual": pl.Float64,
         },
     ).with_columns(
-        pl.col("model").replace({"sbg": "contract (sbg)"}),
+        pl.col("model").replace({"sbg": "contract (sbg)", "hazard": "own hazard (hazard)"}),
         (pl.col("mae") / pl.col("mean_actual")).alias("relative"),
     )
-    kept = "the contract model (sbg)" if v.retention is not None else v.model
+    contract = v.retention_model or ("sbg" if v.retention is not None else "")
+    kept = CONTRACT_LABELS.get(contract, v.model)
     text = (
         f"<h3>Does the value hold up?</h3><p>Every model refitted {r.days} days earlier (at "
         f"{r.cut}) and its revenue forecast for the customers there compared with what they "
@@ -145,7 +150,20 @@ def _valuation_facts(v: ValuationReport, cur: str) -> list[tuple[str, str]]:
         )
     if "dropout" in rates:
         facts.append(("Chance of leaving after a purchase", f"{rates['dropout']:.2%}"))
-    if v.retention is not None:
+    if v.retention is not None and v.retention_model == "hazard":
+        r = v.retention
+        facts.append(
+            (
+                "Postpaid customers: each one's own monthly hazard",
+                f"{v.n_customers_contract:,} valued by their monthly bill x their own survival, "
+                f"month by month (tenure, months to the term's end, bill, complaints, network "
+                f"experience, ...), learnt from {int(r['n_person_months']):,} customer-months "
+                f"of {int(r['n_customers']):,} postpaid customers ({int(r['n_churned']):,} "
+                f"churned): leaving is {math.exp(r['contract_end_rise']):.1f} times as likely "
+                f"(odds) as a term ends; mean 12-month retention {r['retention_12m']:.0%}",
+            )
+        )
+    elif v.retention is not None:
         r = v.retention
         facts.append(
             (
