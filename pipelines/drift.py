@@ -87,7 +87,7 @@ def _bin_codes(clean: pl.Series, edges: Sequence[float]) -> np.ndarray:
     """Each row's bin on ``edges`` (as :func:`bin_counts` counts them), ``len(edges) + 1`` for
     a null: one array a column's counts and its counts per region both come from."""
     data = clean.to_numpy()
-    codes = np.searchsorted(np.asarray(edges, dtype=float), data, side="left")
+    codes = np.searchsorted(np.asarray(edges, dtype=float), data, side="left").astype(np.int32)
     codes[np.isnan(data)] = len(edges) + 1
     return codes
 
@@ -166,8 +166,10 @@ def region_counts(
     regions = _region_codes(profile, max_regions)
     if regions is None:
         return {}
-    codes = {name: _bin_codes(_numeric(profile[name]), bins) for name, bins in edges.items()}
-    return _counts_by_region(regions, codes, edges)
+    out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in regions[0]}
+    for name, bins in edges.items():
+        _add_region_counts(out, regions, name, _bin_codes(_numeric(profile[name]), bins), bins)
+    return out
 
 
 def _region_codes(profile: pl.DataFrame, max_regions: int) -> tuple[list[str], np.ndarray] | None:
@@ -179,28 +181,28 @@ def _region_codes(profile: pl.DataFrame, max_regions: int) -> tuple[list[str], n
     names = region.drop_nulls().unique().sort().to_list()
     if len(names) > max_regions:
         return None
-    index = region.replace_strict(names, list(range(len(names))), default=-1, return_dtype=pl.Int64)
+    index = region.replace_strict(names, list(range(len(names))), default=-1, return_dtype=pl.Int32)
     return [str(n) for n in names], index.to_numpy()
 
 
-def _counts_by_region(
+def _add_region_counts(
+    out: dict[str, dict[str, dict[str, Any]]],
     regions: tuple[list[str], np.ndarray],
-    codes: Mapping[str, np.ndarray],
-    edges: Mapping[str, Sequence[float]],
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """:func:`region_counts` from each row's region index and each column's bin codes: one
-    ``bincount`` per column instead of a copy of the profile per region."""
+    column: str,
+    codes: np.ndarray,
+    bins: Sequence[float],
+) -> None:
+    """Add ``column``'s ``counts`` and ``nulls`` per region to ``out`` (region -> column ->
+    counts) from each row's region index and bin code: one ``bincount`` instead of a copy of
+    the profile per region."""
     names, index = regions
     known = index >= 0
-    out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in names}
-    for column, bins in edges.items():
-        width = len(bins) + 2  # the bins, then the null code of _bin_codes at len(bins) + 1
-        flat = index[known] * width + codes[column][known]
-        table = np.bincount(flat, minlength=len(names) * width).reshape(len(names), width)
-        for i, name in enumerate(names):
-            counts = [int(c) for c in table[i, : len(bins) + 1]]
-            out[name][column] = {"counts": counts, "nulls": int(table[i, len(bins) + 1])}
-    return out
+    width = len(bins) + 2  # the bins, then the null code of _bin_codes at len(bins) + 1
+    flat = index[known] * width + codes[known]
+    table = np.bincount(flat, minlength=len(names) * width).reshape(len(names), width)
+    for i, name in enumerate(names):
+        counts = [int(c) for c in table[i, : len(bins) + 1]]
+        out[name][column] = {"counts": counts, "nulls": int(table[i, len(bins) + 1])}
 
 
 def fingerprint(
@@ -231,7 +233,10 @@ def fingerprint(
     """
     numeric: dict[str, Any] = {}
     categorical: dict[str, Any] = {}
-    codes: dict[str, np.ndarray] = {}  # each profile column's bin per row, for the regions
+    regions = _region_codes(profile, max_regions)
+    by_region: dict[str, dict[str, dict[str, Any]]] = (
+        {} if regions is None else {name: {} for name in regions[0]}
+    )
     for name, (source, kind) in _columns(profile, scores).items():
         values = (profile if source == "profile" else scores)[name]
         if kind == "numeric":
@@ -245,16 +250,14 @@ def fingerprint(
                 "counts": [int(c) for c in counted[: len(edges) + 1]],
                 "nulls": int(counted[len(edges) + 1]),
             }
-            if source == "profile":
-                codes[name] = column
+            if source == "profile" and regions is not None:  # counted now, not kept
+                _add_region_counts(by_region, regions, name, column, edges)
         else:
             categorical[name] = {"source": source, "counts": _category_counts(values)}
-    edges = {name: f["edges"] for name, f in numeric.items() if f["source"] == "profile"}
-    regions = _region_codes(profile, max_regions)
     return {
         "numeric": numeric,
         "categorical": categorical,
-        "by_region": {} if regions is None else _counts_by_region(regions, codes, edges),
+        "by_region": by_region,
         "rows": dict(rows),
         "customers": profile.height,
     }
