@@ -73,8 +73,9 @@ def test_buckets_hold_every_sample() -> None:
 
 
 def test_bucket_count() -> None:
-    assert bucket_count(10_000_000, EngineConfig()) == 10
-    assert bucket_count(999_999, EngineConfig()) == 1
+    assert bucket_count(10_000_000, EngineConfig()) == 40  # 250,000 customers a bucket
+    assert bucket_count(250_000, EngineConfig()) == 1
+    assert bucket_count(250_001, EngineConfig()) == 2
     assert bucket_count(5, EngineConfig(buckets=4)) == 4
     assert bucket_count(2_500, EngineConfig(bucket_customers=1_000)) == 3
 
