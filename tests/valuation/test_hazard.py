@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,8 @@ from polars.testing import assert_frame_equal
 
 from crm_engine.config import ValuationConfig
 from crm_engine.io import load_tables
-from features import CustomerSample, build_profile, data_start
+from features import build_profile, data_start
+from tests.valuation.profiles import cached_profiles
 from valuation import run_valuation, value_customers
 from valuation.base import ValuationError
 from valuation.contract import ContractHistory
@@ -25,20 +25,9 @@ AS_OF = dt.date(2025, 1, 1)
 PIT_CUT = dt.date(2024, 7, 1)
 
 
-def _profiles(tables: dict[str, pl.LazyFrame]) -> Callable[..., pl.DataFrame]:
-    cache: dict[tuple[dt.date, object], pl.DataFrame] = {}
-
-    def profile_at(cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
-        if (cut, sample) not in cache:
-            cache[cut, sample] = build_profile(tables, cut, sample=sample).collect()
-        return cache[cut, sample]
-
-    return profile_at
-
-
 def _fit(tables: dict[str, pl.LazyFrame], as_of: dt.date, **kw: int) -> HazardModel:
     since = data_start(tables["transactions"]).first_day
-    history = ContractHistory(tables["customers"], since, _profiles(tables))
+    history = ContractHistory(tables["customers"], since, cached_profiles(tables))
     return HazardModel(**kw).fit_at(history, as_of)
 
 
@@ -57,7 +46,7 @@ def test_person_months_follow_each_customer_until_their_churn(
 ) -> None:
     tables = load_tables(generated_operator)
     since = data_start(tables["transactions"]).first_day
-    history = ContractHistory(tables["customers"], since, _profiles(tables))
+    history = ContractHistory(tables["customers"], since, cached_profiles(tables))
     rows = person_months(history, AS_OF, landmarks=2, landmark_months=6, sample=None)
     # the latest cut: every billed postpaid customer there, followed until their churn
     cut = AS_OF - dt.timedelta(days=180)
@@ -149,7 +138,7 @@ def test_hazard_values_rank_like_the_truth_and_recover_the_contract_end_rise(
 
     tables = load_tables(operator)
     cut = AS_OF
-    profile_at = _profiles(tables)
+    profile_at = cached_profiles(tables)
     truth = true_value(operator / "_truth", cut, 365, 0.3, 0.1)
     postpaid = profile_at(cut).filter(pl.col("plan_type") == "postpaid")
     billed = postpaid.filter(pl.col("has_purchase")).select("customer_id")
@@ -181,7 +170,7 @@ def test_hazard_values_rank_like_the_truth_and_recover_the_contract_end_rise(
 def test_auto_keeps_the_lowest_revenue_error_and_says_why(operator: Path) -> None:
     tables = load_tables(operator)
     run = run_valuation(
-        _profiles(tables),
+        cached_profiles(tables),
         tables["transactions"],
         AS_OF,
         ValuationConfig(postpaid_model="auto"),
@@ -205,7 +194,7 @@ def test_the_hazard_model_is_stored_as_numbers_and_rebuilds_the_values(
 
     tables = load_tables(generated_operator)
     cfg = ValuationConfig(postpaid_model="hazard")
-    profile_at = _profiles(tables)
+    profile_at = cached_profiles(tables)
     run = run_valuation(profile_at, tables["transactions"], AS_OF, cfg, None, tables["customers"])
     assert isinstance(run.models.retention, HazardModel)
     path = save_valuation_model(run.models, cfg, tmp_path / "clv.json")
@@ -232,7 +221,7 @@ def test_the_hazard_model_logs_and_scores_through_mlflow(
 
     tables = load_tables(generated_operator)
     cfg = ValuationConfig(postpaid_model="hazard")
-    profile_at = _profiles(tables)
+    profile_at = cached_profiles(tables)
     run = run_valuation(profile_at, tables["transactions"], AS_OF, cfg, None, tables["customers"])
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
     mlflow.create_experiment("hazard-test", artifact_location=(tmp_path / "a").as_uri())

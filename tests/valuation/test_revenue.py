@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -11,24 +10,14 @@ import pytest
 
 from crm_engine.config import ValuationConfig
 from crm_engine.io import load_tables
-from features import CustomerSample, build_profile, data_start
+from features import build_profile, data_start
+from tests.valuation.profiles import cached_profiles
 from valuation import run_valuation
 from valuation.base import ValuationError
 from valuation.revenue import RevenueHoldout, revenue_holdout
 
 AS_OF = dt.date(2025, 1, 1)
 CUT = dt.date(2024, 1, 2)  # as_of - 365 days
-
-
-def _profiles(tables: dict[str, pl.LazyFrame]) -> Callable[..., pl.DataFrame]:
-    cache: dict[tuple[dt.date, object], pl.DataFrame] = {}
-
-    def profile_at(cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
-        if (cut, sample) not in cache:
-            cache[cut, sample] = build_profile(tables, cut, sample=sample).collect()
-        return cache[cut, sample]
-
-    return profile_at
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +29,7 @@ def tables(generated_operator: Path) -> dict[str, pl.LazyFrame]:
 def holdout(tables: dict[str, pl.LazyFrame]) -> RevenueHoldout:
     since = data_start(tables["transactions"]).first_day
     return revenue_holdout(
-        _profiles(tables),
+        cached_profiles(tables),
         tables["transactions"],
         tables["customers"],
         AS_OF,
@@ -109,7 +98,7 @@ def test_sees_nothing_from_as_of_on(
         .alias("churn_date")
     )
     again = revenue_holdout(
-        _profiles(later),
+        cached_profiles(later),
         later["transactions"],
         later["customers"],
         AS_OF,
@@ -123,7 +112,7 @@ def test_sees_nothing_from_as_of_on(
 def test_too_little_history_is_a_clear_error(tables: dict[str, pl.LazyFrame]) -> None:
     with pytest.raises(ValuationError, match="needs 365 days of history before as_of"):
         revenue_holdout(
-            _profiles(tables),
+            cached_profiles(tables),
             tables["transactions"],
             tables["customers"],
             dt.date(2023, 9, 1),
@@ -158,7 +147,7 @@ def test_run_valuation_values_postpaid_as_the_holdout_says(
     tables: dict[str, pl.LazyFrame], holdout: RevenueHoldout
 ) -> None:
     run = run_valuation(
-        _profiles(tables),
+        cached_profiles(tables),
         tables["transactions"],
         AS_OF,
         ValuationConfig(postpaid_model="auto"),
@@ -186,7 +175,7 @@ def test_run_valuation_values_postpaid_as_the_holdout_says(
     assert any(n.startswith(f"postpaid customers valued by {choice}") for n in report.notes)
     # no holdout, no revenue holdout: auto keeps the purchase model and says why
     run = run_valuation(
-        _profiles(tables),
+        cached_profiles(tables),
         tables["transactions"],
         AS_OF,
         ValuationConfig(postpaid_model="auto", holdout_days=0),
