@@ -113,7 +113,8 @@ class ChurnLearner(abc.ABC):
 
 def lgbm_params(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """LightGBM parameters with the tree depth capped, a seed, the engine's thread count
-    (:func:`crm_engine.threads.thread_count`) and LightGBM's chatter off.
+    (:func:`crm_engine.threads.thread_count`), column-wise histograms and LightGBM's chatter
+    off.
 
     A missing, non-positive or too large ``max_depth`` is replaced (``pred_contrib`` runs in
     time proportional to tree depth), with a ``UserWarning`` when the user asked otherwise.
@@ -134,6 +135,10 @@ def lgbm_params(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
     out["n_jobs"] = thread_count()
     out.setdefault("verbose", -1)
     out.setdefault("n_estimators", 500)
+    # Column-wise histograms: LightGBM's own test picks row-wise for our frames, but row-wise
+    # copies its multi-value bin for every tree's feature subset (colsample_bytree < 1). On the
+    # 1M operator's 499,001 training rows the same 591 trees took 47 s of CPU against 71 s.
+    out.setdefault("force_col_wise", True)
     return out
 
 
