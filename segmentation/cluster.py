@@ -358,7 +358,7 @@ class Segmenter(ClusterMixin, BaseEstimator):
 
     # --- using ---------------------------------------------------------------------------
 
-    def _frame(self, X: pd.DataFrame) -> pd.DataFrame:
+    def _check_input(self, X: pd.DataFrame) -> None:
         check_is_fitted(self, "pipeline_")
         if not isinstance(X, pd.DataFrame):
             raise TypeError(f"X should be a pandas DataFrame, got {type(X).__name__}")
@@ -368,23 +368,27 @@ class Segmenter(ClusterMixin, BaseEstimator):
                 f"profile lacks the segmentation feature(s) the model was fitted on: "
                 f"{', '.join(repr(m) for m in missing)}"
             )
-        return to_model_frame(X, self.features_)
+
+    def _frames(self, X: pd.DataFrame) -> Iterator[tuple[slice, pd.DataFrame]]:
+        """``X`` as the preprocessor's input, :data:`PREDICT_BATCH` rows at a time: a model
+        frame of everyone at once would copy every feature column of the whole population."""
+        self._check_input(X)
+        for sl in _batches(len(X), PREDICT_BATCH):
+            yield sl, to_model_frame(X.iloc[sl], self.features_)
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         """The preprocessed feature matrix of ``X`` (batched)."""
-        frame = self._frame(X)
         pre = self.pipeline_[:-1]
-        out = np.empty((len(frame), len(self.feature_names_out_)), dtype=np.float64)
-        for sl in _batches(len(frame), PREDICT_BATCH):
-            out[sl] = pre.transform(frame.iloc[sl])
+        out = np.empty((len(X), len(self.feature_names_out_)), dtype=np.float64)
+        for sl, frame in self._frames(X):
+            out[sl] = pre.transform(frame)
         return out
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Cluster label (0..k_-1) of each row, assigned in batches."""
-        frame = self._frame(X)
-        out = np.empty(len(frame), dtype=np.int64)
-        for sl in _batches(len(frame), PREDICT_BATCH):
-            out[sl] = self.pipeline_.predict(frame.iloc[sl])
+        out = np.empty(len(X), dtype=np.int64)
+        for sl, frame in self._frames(X):
+            out[sl] = self.pipeline_.predict(frame)
         return out
 
     def predict_segment_id(self, X: pd.DataFrame) -> np.ndarray:
