@@ -245,8 +245,9 @@ class EngineConfig(Section):
     bucket_customers: Annotated[int, Field(gt=0)] = Field(
         250_000,
         description="customers per bucket when buckets is not set: the churn training cuts "
-        "(250,000 hashed customers) then read one bucket each (at 1M customers the seven "
-        "sampled cuts took 50 s of CPU unsplit and 26 s from 4 buckets, the split 12 s)",
+        "(churn.max_training_customers hashed customers) then read one bucket each (at 1M "
+        "customers the seven sampled cuts took 50 s of CPU unsplit and 26 s from 4 buckets, "
+        "the split 12 s)",
     )
     spark: SparkConfig = SparkConfig()
 

@@ -121,7 +121,7 @@ class ValuationConfig(Section):
         "revenue holdout (revenue by plan type over horizon_days before as_of)",
     )
     max_holdout_customers: Annotated[int, Field(gt=0)] = Field(
-        250_000,
+        125_000,
         description="customers the holdout compares the models on, at most (a hashed share "
         "when there are more); the fit at as_of always sees every customer",
     )
@@ -244,9 +244,11 @@ class ChurnConfig(Section):
     n_drivers: Annotated[int, Field(gt=0, le=20)] = 3
     extra_features: list[str] = []
     max_training_customers: Annotated[int, Field(gt=0)] = Field(
-        250_000,
+        125_000,
         description="customers per training cut, at most (a hashed share of them, the same at "
-        "every cut, when there are more): bounds the memory of training at 10M customers",
+        "every cut, when there are more): bounds the time and memory of training at any "
+        "customer count. At 1M customers 250,000 gave out-of-time AUC 0.7775 and 125,000 "
+        "0.7760 on the same validation customers, in about half the fitting time",
     )
     training_snapshots: Annotated[int, Field(ge=1, le=24)] = Field(
         3,
