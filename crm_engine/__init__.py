@@ -1,6 +1,7 @@
 """crm-engine: who the operator's customers are, what each is worth, who is about to leave."""
 
-import crm_engine.memory  # noqa: F401  (first: sets Polars' allocator before it loads)
+import crm_engine.memory  # first: sets Polars' allocator before it loads
+import crm_engine.threads  # noqa: F401  (quiets OpenMP and OpenBLAS before numpy loads)
 
 # isort: split
 from crm_engine.config import ConfigError, PipelineConfig, load_config

@@ -1,11 +1,13 @@
 """How many threads the engine's libraries may start, and none of them busy-waiting.
 
 LightGBM and scikit-learn run on OpenMP, numpy on a BLAS: each starts a thread per core by
-default, and OpenMP threads spin while they wait. Beside one other busy process on a 2-core
-machine a 4,000-row LightGBM fit took 11-27 s instead of 0.4 s. So a run
+default, and both OpenMP's and OpenBLAS's threads spin while they wait. Beside one other busy
+process on a 2-core machine a 4,000-row LightGBM fit took 11-27 s instead of 0.4 s, and the
+contagion's logistic regression (OpenBLAS) 0.49 s instead of 0.29. So a run
 
-- asks for passive waiting (``OMP_WAIT_POLICY=PASSIVE``) before any OpenMP runtime loads
-  (:func:`quiet_openmp`, called by the command line and the test suite's conftest), and
+- asks for passive waiting (``OMP_WAIT_POLICY=PASSIVE``, and OpenBLAS's shortest spin,
+  ``OPENBLAS_THREAD_TIMEOUT=4``) before any OpenMP runtime or BLAS loads
+  (:func:`quiet_threads`, called when ``crm_engine`` is imported), and
 - keeps every pool to ``[engine] threads`` (default: the cores this process may use) while it
   runs (:func:`thread_budget`): threadpoolctl limits OpenMP and BLAS, and LightGBM is given
   the count explicitly (:func:`thread_count`).
@@ -30,13 +32,22 @@ def available_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def quiet_openmp() -> None:
-    """Ask OpenMP runtimes loaded from now on to sleep, not spin, while they wait.
+QUIET_THREADS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
+"""Waiting OpenMP threads sleep; waiting OpenBLAS threads spin 2**4 cycles (default 2**28)."""
 
-    Takes effect only for a runtime not yet loaded (it reads its environment once), so call
-    it before LightGBM or scikit-learn is imported; a value the user set is kept.
+
+def quiet_threads() -> None:
+    """Ask OpenMP runtimes and OpenBLAS loaded from now on to sleep, not spin, while they wait.
+
+    Takes effect only for a library not yet loaded (each reads its environment once), so
+    importing this module calls it, and ``crm_engine`` imports it before numpy, scikit-learn
+    or LightGBM; a value the user set is kept.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    for name, value in QUIET_THREADS.items():
+        os.environ.setdefault(name, value)
+
+
+quiet_threads()
 
 
 def thread_count() -> int:

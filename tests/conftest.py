@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from crm_engine.threads import available_cores, quiet_openmp, thread_budget
-
-quiet_openmp()  # before any test module loads LightGBM or scikit-learn
+from crm_engine.threads import available_cores, thread_budget  # quiets OpenMP and OpenBLAS
 
 # Property tests check what a function returns, never how fast: Hypothesis' 200 ms deadline per
 # example failed a profit test on a loaded machine (254 ms) with nothing wrong in the code.

@@ -12,7 +12,6 @@ import signal
 import warnings
 
 from crm_engine.cli._app import app, on_sigterm, one_line_warning
-from crm_engine.threads import quiet_openmp
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _info.name.endswith("_cmd"):
@@ -21,7 +20,6 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
 
 def main() -> None:
     """Console-script entry point."""
-    quiet_openmp()  # before any command loads LightGBM or scikit-learn
     signal.signal(signal.SIGTERM, on_sigterm)
     warnings.formatwarning = one_line_warning  # type: ignore[assignment]
     app()

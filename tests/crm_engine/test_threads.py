@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from pydantic import ValidationError
@@ -10,7 +12,7 @@ from threadpoolctl import threadpool_info
 
 from churn.model import lgbm_params
 from crm_engine.config import EngineConfig
-from crm_engine.threads import available_cores, thread_budget, thread_count
+from crm_engine.threads import QUIET_THREADS, available_cores, thread_budget, thread_count
 
 
 def _pool_sizes() -> set[int]:
@@ -34,9 +36,30 @@ def test_never_more_threads_than_cores() -> None:
         assert n == available_cores()
 
 
-def test_openmp_waits_passively_in_the_test_suite_and_the_cli() -> None:
-    # set by the conftest (and by crm_engine.cli.main) before LightGBM loaded
-    assert os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
+def test_openmp_and_openblas_wait_quietly_once_crm_engine_is_imported() -> None:
+    # A fresh interpreter: importing crm_engine sets both before numpy has loaded (OpenBLAS
+    # reads its setting when numpy loads it), and keeps what the user set.
+    probe = (
+        "import os, sys; import crm_engine; "
+        "print(os.environ['OMP_WAIT_POLICY'], os.environ['OPENBLAS_THREAD_TIMEOUT'], "
+        "'numpy' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in QUIET_THREADS}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["PASSIVE", "4", "True"], out.stderr
+    # -X importtime lists each module as its import completes: ours before numpy starts
+    timing = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import crm_engine"],
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stderr.splitlines()
+    names = [line.rsplit("|", 1)[-1].strip() for line in timing]
+    assert names.index("crm_engine.threads") < names.index("numpy")
+    mine = env | {"OPENBLAS_THREAD_TIMEOUT": "10"}
+    out = subprocess.run([sys.executable, "-c", probe], env=mine, capture_output=True, text=True)
+    assert out.stdout.split()[1] == "10"
+    assert os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"  # and in this test session
 
 
 def test_engine_threads_is_validated() -> None:
