@@ -164,8 +164,9 @@ def update_table(row: list[str], key: str) -> None:
             "`crm-engine run` (every stage, embedded MLflow store) in a child process on "
             "`benchmarks/data/gen_<N>` (24 months, seed 0); peak RSS of the child's process tree "
             "(driver, JVM and Python workers for Spark) sampled every 0.25 s; stage times from "
-            "the run's manifest (the write column stays empty: the manifest is written before "
-            "it); buckets from the manifest (split: the local backend's bucketed pass). Targets, "
+            "the run's manifest; write: the rest of the wall time (the write, the commit and the "
+            "interpreter's start: the manifest is written before the write ends); buckets from "
+            "the manifest (split: the local backend's bucketed pass). Targets, "
             "local backend: 1M < 120 s and < 2 GB; 10M < 900 s and < 8 GB; Spark "
             "`local[2]` at 1M within 3x of the local backend.",
             "",
@@ -259,6 +260,8 @@ def _measure(
     seconds = float(result["seconds"])  # type: ignore[arg-type]
     peak = float(result["peak_gb"])  # type: ignore[arg-type]
     if result["code"] == 0:
+        if timings and "write" not in timings:  # the manifest is written before the write ends
+            timings = timings | {"write": max(0.0, seconds - sum(timings.values()))}
         limit_s, limit_gb = TARGETS.get(n, (float("inf"), float("inf")))
         if backend == "local":
             verdict = "ok" if seconds < limit_s and peak < limit_gb else "over target"
