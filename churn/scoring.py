@@ -376,12 +376,13 @@ def add_loyalty(
     if loyalty_model is not None:
         proba = loyalty_model.predict_proba(profile)
         classes = loyalty_model.classes_
-        loyalty_score = proba[:, classes.index("promoter")]
-        loyalty_class = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        loyalty_score = pl.Series("loyalty_score", proba[:, classes.index("promoter")])
+        # gathered by Polars, not an array of one Python string per customer
+        loyalty_class = pl.Series("loyalty_class", classes, dtype=pl.String).gather(
+            proba.argmax(axis=1)
+        )
     else:
-        loyalty_score = np.full(profile.height, None)
-        loyalty_class = np.full(profile.height, None)
-    return churn_scores.with_columns(
-        pl.Series("loyalty_score", loyalty_score, dtype=pl.Float64),
-        pl.Series("loyalty_class", loyalty_class, dtype=pl.String),
-    ).select(CHURN_OUTPUT_COLUMNS)
+        n = profile.height
+        loyalty_score = pl.repeat(None, n, dtype=pl.Float64, eager=True).alias("loyalty_score")
+        loyalty_class = pl.repeat(None, n, dtype=pl.String, eager=True).alias("loyalty_class")
+    return churn_scores.with_columns(loyalty_score, loyalty_class).select(CHURN_OUTPUT_COLUMNS)
