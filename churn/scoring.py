@@ -20,7 +20,7 @@ from churn.loyalty import LoyaltyModel
 from churn.model import LEARNERS, ChurnModel, iter_batches
 from churn.profit import expected_profit
 from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
-from crm_engine.contracts import SCORE_COLUMNS, score_values
+from crm_engine.contracts import SCORE_COLUMNS, labels_at, score_values
 
 *_MODEL_BANDS, LOST_BAND = score_values("churn_risk_band")
 RISK_BANDS: tuple[str, ...] = tuple(reversed(_MODEL_BANDS))
@@ -127,7 +127,7 @@ def risk_band(probability: np.ndarray, thresholds: Sequence[float]) -> pl.Series
         np.asarray(probability, dtype=np.float64),
         side="right",
     )
-    return pl.Series("churn_risk_band", np.asarray(RISK_BANDS, dtype=object)[idx], dtype=pl.String)
+    return labels_at("churn_risk_band", RISK_BANDS, idx)
 
 
 def profit_band(probability: np.ndarray, profit: np.ndarray, medium_from: float) -> pl.Series:
@@ -135,8 +135,7 @@ def profit_band(probability: np.ndarray, profit: np.ndarray, medium_from: float)
     ``medium`` at or above probability ``medium_from`` and ``low`` below it."""
     p = np.asarray(probability, dtype=np.float64)
     gain = np.nan_to_num(np.asarray(profit, dtype=np.float64), nan=-np.inf)
-    labels = np.where(gain > 0, RISK_BANDS[2], np.where(p >= medium_from, *RISK_BANDS[1::-1]))
-    return pl.Series("churn_risk_band", labels.astype(object), dtype=pl.String)
+    return labels_at("churn_risk_band", RISK_BANDS, np.where(gain > 0, 2, p >= medium_from))
 
 
 @dataclass(frozen=True)
@@ -377,10 +376,7 @@ def add_loyalty(
         proba = loyalty_model.predict_proba(profile)
         classes = loyalty_model.classes_
         loyalty_score = pl.Series("loyalty_score", proba[:, classes.index("promoter")])
-        # gathered by Polars, not an array of one Python string per customer
-        loyalty_class = pl.Series("loyalty_class", classes, dtype=pl.String).gather(
-            proba.argmax(axis=1)
-        )
+        loyalty_class = labels_at("loyalty_class", classes, proba.argmax(axis=1))
     else:
         n = profile.height
         loyalty_score = pl.repeat(None, n, dtype=pl.Float64, eager=True).alias("loyalty_score")

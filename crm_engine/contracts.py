@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -479,6 +480,15 @@ def score_values(name: str) -> tuple[str, ...]:
             return c.values
     closed = [c.name for c in SCORE_COLUMNS if c.values]
     raise ValueError(f"{name!r} is not a scores column with declared values; those are {closed}")
+
+
+def labels_at(name: str, labels: Sequence[str], index: Any) -> pl.Series:
+    """The String column ``name`` holding ``labels[i]`` for each ``i`` of ``index`` (integers).
+
+    Gathered by Polars: an array of one Python string per customer, the other way, held about
+    0.5 GB at 10M customers and took seconds to convert.
+    """
+    return pl.Series(name, list(labels), dtype=pl.String).gather(index)
 
 
 def owned_columns(owners: Sequence[str]) -> list[str]:

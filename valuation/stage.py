@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from crm_engine.config import ValuationConfig
+from crm_engine.contracts import labels_at
 from crm_engine.stage_reports import SpendReport, ValuationReport
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import rfm_facts
@@ -278,11 +279,12 @@ def value_customers(
     X = btyd_frame(profile)
     scores, postpaid = score_profile(profile, X, models, cfg)
     f0_rows = (X.get_column("frequency") == 0).to_numpy()
-    btyd_name = np.where(
-        f0_rows, frequency0_model(models.purchase).model_name, models.purchase.model_name
+    names = (
+        models.purchase.model_name,
+        frequency0_model(models.purchase).model_name,
+        "" if models.retention is None else models.retention.model_name,
     )
-    contract_name = "" if models.retention is None else models.retention.model_name
-    value_model = np.where(postpaid, contract_name, btyd_name).astype(object)
+    value_model = labels_at("value_model", names, np.where(postpaid, 2, f0_rows.astype(np.int8)))
     cuts = tier_cut_points(scores["clv"], cfg.tier_quantiles)
     has = X.get_column("purchased")
     # lifecycle reads the days since the last purchase (the profile's, see features.rfm_facts)
@@ -300,7 +302,7 @@ def value_customers(
         .with_columns(
             *(pl.Series(k, v, dtype=pl.Float64) for k, v in scores.items()),
             assign_tiers(scores["clv"], cuts),
-            pl.Series("value_model", value_model, dtype=pl.String),
+            value_model,
         )
         .with_columns(lifecycle_stage_expr(cfg.lifecycle))
         .select(VALUES_SCHEMA.names())

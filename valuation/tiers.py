@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from crm_engine.contracts import score_values
+from crm_engine.contracts import labels_at, score_values
 
 TIERS: tuple[str, ...] = tuple(reversed(score_values("value_tier")))
 """The ``crm.scores/v1`` value tiers, lowest first: a CLV above ``k`` cut points is ``TIERS[k]``."""
@@ -33,4 +33,4 @@ def assign_tiers(clv: np.ndarray, cut_points: Sequence[float]) -> pl.Series:
     """
     values = np.asarray(clv, dtype=np.float64)
     idx = np.searchsorted(np.asarray(cut_points, dtype=np.float64), values, side="left")
-    return pl.Series("value_tier", np.asarray(TIERS, dtype=object)[idx], dtype=pl.String)
+    return labels_at("value_tier", TIERS, idx)
