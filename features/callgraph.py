@@ -119,6 +119,7 @@ class CallGraph:
         present = np.bincount(in_window, minlength=n_pairs) > 0
         lo, hi, w = self.low[present], self.high[present], minutes[present]
         a, b, weight = np.concatenate([lo, hi]), np.concatenate([hi, lo]), np.concatenate([w, w])
+        del window, in_window, minutes, present, lo, hi, w  # freed before PageRank's matrices
 
         n = self.nodes.len()
         cut = (as_of - _EPOCH).days
@@ -129,11 +130,11 @@ class CallGraph:
         degree = np.bincount(a, minlength=n)
         nodes = np.flatnonzero(degree > 0)
         k = degree[nodes].astype(np.float64)
-        local = np.zeros(n, dtype=np.int64)
+        local = np.zeros(n, dtype=self.low.dtype)  # 4 bytes an edge end, as the pairs
         local[nodes] = np.arange(len(nodes))
-        rank = _rank(
-            local[a], local[b], np.clip(weight, 0.0, None), len(nodes), cfg.pagerank_iterations
-        )
+        positive = weight if weight.min(initial=0.0) >= 0 else np.clip(weight, 0.0, None)
+        rank = _rank(local[a], local[b], positive, len(nodes), cfg.pagerank_iterations)
+        del positive
         columns = influence_columns(cfg)
         values = {
             "n_contacts": degree[nodes].astype(np.int64),

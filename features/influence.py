@@ -111,6 +111,10 @@ def pagerank(edges: pl.DataFrame, iterations: int = 20, damping: float = _DAMPIN
     return pl.DataFrame({"customer_id": nodes, "influence_score": rank})
 
 
+_SCALE_CHUNK = 1 << 22
+"""Matrix entries scaled at a time by :func:`_rank` (bounds its index temporaries)."""
+
+
 def _rank(
     i: np.ndarray,
     j: np.ndarray,
@@ -131,8 +135,15 @@ def _rank(
     out_weight = np.asarray(matrix.sum(axis=1)).ravel()
     dangling = out_weight <= 0
     inv = np.divide(1.0, out_weight, out=np.zeros(n), where=~dangling)
-    transition_t = (sp.diags(inv) @ matrix).T.tocsr()
+    # The transpose of diag(inv) @ matrix, scaled in place after transposing (the same
+    # products, so the same bits): one copy of the matrix alive at a time beside it, not two.
+    transition_t = matrix.T.tocsr()
+    del matrix
     transition_t.sort_indices()
+    data, columns = transition_t.data, transition_t.indices
+    for start in range(0, data.size, _SCALE_CHUNK):
+        stop = start + _SCALE_CHUNK
+        data[start:stop] *= inv[columns[start:stop]]
     rank = np.full(n, 1.0 / n)
     for _ in range(iterations):
         rank = (1.0 - damping) / n + damping * (transition_t @ rank + rank[dangling].sum() / n)
