@@ -248,3 +248,18 @@ def test_the_hazard_model_logs_and_scores_through_mlflow(
             np.testing.assert_allclose(scored[c].to_numpy(), want[c].to_numpy(), rtol=1e-12)
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_survival_computed_in_slices_equals_all_at_once(
+    generated_operator: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import valuation.hazard
+
+    tables = load_tables(generated_operator)
+    model = _fit(tables, AS_OF)
+    profile = cached_profiles(tables)(AS_OF).filter(pl.col("plan_type") == "postpaid")
+    whole = model.survival_ahead(profile, 12)
+    monkeypatch.setattr(valuation.hazard, "SURVIVAL_ROWS", 10)  # many slices, a short last one
+    sliced = model.survival_ahead(profile, 12)
+    assert profile.height % 10 != 0 and whole.shape == (profile.height, 12)
+    np.testing.assert_allclose(sliced, whole, rtol=1e-12, atol=0)
