@@ -55,8 +55,10 @@ def heatmap(
     if scores[rows].null_count() == scores.height or scores[cols].null_count() == scores.height:
         return None
     counts = (
-        scores.group_by(rows, cols)
+        scores.lazy()
+        .group_by(rows, cols)
         .agg(pl.len().alias("n"))
+        .collect()
         .pivot(on=cols, index=rows, values="n")
         .fill_null(0)
     )

@@ -89,17 +89,22 @@ def value_risk_matrix(scores: pl.DataFrame) -> pl.DataFrame:
     polars.DataFrame
         ``value_tier``, ``churn_risk_band``, ``customers`` (Int64), ``value_at_risk`` (Float64).
     """
-    df = scores.select(
-        pl.col("value_tier").fill_null(UNKNOWN),
-        pl.col("churn_risk_band").fill_null(UNKNOWN),
-        pl.col("value_at_risk").cast(pl.Float64),
+    cells = (
+        scores.lazy()
+        .select(
+            pl.col("value_tier").fill_null(UNKNOWN),
+            pl.col("churn_risk_band").fill_null(UNKNOWN),
+            pl.col("value_at_risk").cast(pl.Float64),
+        )
+        .group_by("value_tier", "churn_risk_band")
+        .agg(
+            pl.len().cast(pl.Int64).alias("customers"),
+            pl.col("value_at_risk").sum().alias("value_at_risk"),
+        )
+        .collect()
     )
-    cells = df.group_by("value_tier", "churn_risk_band").agg(
-        pl.len().cast(pl.Int64).alias("customers"),
-        pl.col("value_at_risk").sum().alias("value_at_risk"),
-    )
-    tiers = ordered(df["value_tier"].to_list(), TIER_ORDER)
-    bands = ordered(df["churn_risk_band"].to_list(), RISK_ORDER)
+    tiers = ordered(cells["value_tier"].to_list(), TIER_ORDER)
+    bands = ordered(cells["churn_risk_band"].to_list(), RISK_ORDER)
     grid = pl.DataFrame({"value_tier": tiers}).join(
         pl.DataFrame({"churn_risk_band": bands}), how="cross"
     )
@@ -119,7 +124,8 @@ def lifecycle_funnel(scores: pl.DataFrame) -> pl.DataFrame:
         ``lifecycle_stage``, ``customers`` (Int64), ``share``, ``clv``, ``value_at_risk``.
     """
     return (
-        scores.select(
+        scores.lazy()
+        .select(
             pl.col("lifecycle_stage").fill_null(UNKNOWN),
             pl.col("clv").cast(pl.Float64),
             pl.col("value_at_risk").cast(pl.Float64),
@@ -133,6 +139,7 @@ def lifecycle_funnel(scores: pl.DataFrame) -> pl.DataFrame:
         .with_columns((pl.col("customers") / pl.col("customers").sum()).alias("share"))
         .sort(rank("lifecycle_stage", STAGE_ORDER))
         .select("lifecycle_stage", "customers", "share", "clv", "value_at_risk")
+        .collect()
     )
 
 
@@ -148,15 +155,17 @@ def loyalty_split(scores: pl.DataFrame, by: str | None = None) -> pl.DataFrame:
         ``group`` (``All customers`` or the ``by`` value), ``customers``, ``promoter``,
         ``passive``, ``detractor`` (shares), ``net``; groups by customers, largest first.
     """
-    df = scores.filter(pl.col("loyalty_class").is_not_null())
     key = pl.lit(ALL_CUSTOMERS) if by is None else pl.col(by).cast(pl.String).fill_null(UNKNOWN)
-    df = df.select(key.alias("group"), "loyalty_class")
     shares = [(pl.col("loyalty_class") == c).mean().alias(c) for c in LOYALTY_ORDER]
     return (
-        df.group_by("group")
+        scores.lazy()
+        .filter(pl.col("loyalty_class").is_not_null())
+        .select(key.alias("group"), "loyalty_class")
+        .group_by("group")
         .agg(pl.len().cast(pl.Int64).alias("customers"), *shares)
         .with_columns(((pl.col("promoter") - pl.col("detractor")) * 100).alias("net"))
         .sort(["customers", "group"], descending=[True, False])
+        .collect()
     )
 
 

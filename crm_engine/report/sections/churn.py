@@ -73,9 +73,11 @@ def body(inp: ReportInputs) -> str:
             grid.append(figure(png_file_to_img(path, key), caption))
     if has_values(s, "value_at_risk") and has_values(s, "segment_name"):
         var = (
-            s.group_by("segment_name")
+            s.lazy()
+            .group_by("segment_name")
             .agg(pl.col("value_at_risk").sum().alias("v"))
             .sort("v", descending=True)
+            .collect()
         )
         grid.append(
             figure(

@@ -67,7 +67,8 @@ def network_section(inp: ReportInputs) -> str:
         )
     if c.significant and inp.customer_rows and has_values(s, "value_at_risk"):
         ranked = (
-            s.filter(~pl.col("lifecycle_stage").fill_null("").is_in(list(NOT_TO_SAVE_STAGES)))
+            s.lazy()
+            .filter(~pl.col("lifecycle_stage").fill_null("").is_in(list(NOT_TO_SAVE_STAGES)))
             .with_columns(
                 (pl.col("value_at_risk") + pl.col("value_at_risk_network")).alias("total_at_risk")
             )
@@ -84,11 +85,12 @@ def network_section(inp: ReportInputs) -> str:
                 "value_at_risk_network",
                 "total_at_risk",
             )
-            if col in ranked.columns
+            if col in ranked.collect_schema()
         ]
         parts.append(
             "<p>Ranked by both: what each customer's leaving would cost in their own CLV and "
             f"through their contacts ({cur}).</p>"
         )
-        parts.append(html_table(ranked.select(shown), cur, max_rows=10, more="The first 10."))
+        top = ranked.select(shown).head(11).collect()  # a top-k, not every customer sorted
+        parts.append(html_table(top, cur, max_rows=10, more="The first 10."))
     return "".join(parts)

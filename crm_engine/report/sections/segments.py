@@ -29,7 +29,7 @@ def _segment_cards(inp: ReportInputs) -> str:
     ):
         if has_values(s, c):
             aggs.append(expr)
-    stats = s.group_by("segment_id").agg(aggs).sort("customers", descending=True)
+    stats = s.lazy().group_by("segment_id").agg(aggs).sort("customers", descending=True).collect()
     profiles: dict[int, dict[str, Any]] = {}
     if inp.segment_profiles is not None and "segment_id" in inp.segment_profiles.columns:
         profiles = {r["segment_id"]: r for r in inp.segment_profiles.iter_rows(named=True)}

@@ -34,9 +34,11 @@ def body(inp: ReportInputs) -> str:
     ]
     if has_values(s, "value_tier"):
         tiers = (
-            s.group_by("value_tier")
+            s.lazy()
+            .group_by("value_tier")
             .agg(pl.len().alias("n"), pl.col("clv").sum().alias("clv"))
             .sort(rank("value_tier", TIER_ORDER))
+            .collect()
         )
         grid.append(
             figure(
