@@ -205,8 +205,7 @@ def score_profile(
     scores = score_arrays(X, models, cfg)
     rows = _contract_rows(profile, X, models)
     if rows.any() and models.retention is not None:
-        # only what the contract model reads: the postpaid rows of every profile column held
-        # ~0.6 GB at 1M customers
+        # only the columns the contract model reads, not the postpaid rows of every column
         read = dict.fromkeys(("revenue_365d", *models.retention.input_columns()))
         contract = contract_scores(
             models.retention,
