@@ -119,10 +119,12 @@ _FIXED: dict[str, FeatureLabel] = {
     "resolution_hours_max": FeatureLabel("longest resolution time", "hours"),
     "days_since_last_complaint": FeatureLabel("time since last complaint", "days"),
     "interaction_satisfaction_mean": FeatureLabel("service satisfaction", "score", 1),
+    "complaint_rate_730d": FeatureLabel("complaints a month", "count", 2),
     # surveys
     "last_nps": FeatureLabel("last NPS", "score"),
     "last_csat": FeatureLabel("last CSAT", "score"),
     "days_since_survey": FeatureLabel("time since last survey", "days"),
+    "nps_mean": FeatureLabel("average NPS", "score", 1),
     # influence
     "n_contacts": FeatureLabel("contacts", "count"),
     "call_minutes_12m": FeatureLabel("12-month call minutes", "minutes"),
@@ -265,6 +267,8 @@ FEATURE_ALIASES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("texting", re.compile(r"^sms_\d+m$")),
     # the window's mean and worst month of 5G coverage (r = 0.986).
     ("5G coverage", re.compile(r"^coverage_5g_share_(mean|worst)_\d+m$")),
+    # the last NPS and the mean of every answer (most customers answered once: r = 0.989).
+    ("NPS", re.compile(r"^(last_nps|nps_mean)$")),
     # PageRank on the undirected, minute-weighted call graph follows weighted degree (r = 0.983).
     ("call volume", re.compile(r"^(call_minutes_12m|influence_score)$")),
 )

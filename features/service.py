@@ -9,10 +9,14 @@ import polars as pl
 from crm_engine.config import FeaturesConfig
 from features.window import attach, days_before, observed
 
-__all__ = ["COMPLAINT_TOPICS", "add_service", "service_columns"]
+__all__ = ["COMPLAINT_RATE", "COMPLAINT_TOPICS", "add_service", "service_columns"]
 
 COMPLAINT_TOPICS = ("network", "billing", "service", "device", "other")
 _YEAR = 365
+_RATE_DAYS = 730
+_DAYS_PER_MONTH = 365.25 / 12
+COMPLAINT_RATE = f"complaint_rate_{_RATE_DAYS}d"
+"""Complaints a month over the trailing two years of the customer's tenure."""
 
 
 def service_columns(cfg: FeaturesConfig) -> dict[str, pl.DataType]:
@@ -26,6 +30,7 @@ def service_columns(cfg: FeaturesConfig) -> dict[str, pl.DataType]:
     cols["resolution_hours_max"] = pl.Float64()
     cols["days_since_last_complaint"] = pl.Int64()
     cols["interaction_satisfaction_mean"] = pl.Float64()
+    cols[COMPLAINT_RATE] = pl.Float64()
     return cols
 
 
@@ -49,9 +54,13 @@ def add_service(
     - ``resolution_hours_mean`` / ``_max``: hours from opening to closing of the tickets
       closed in the trailing 365 days (null when none);
     - ``days_since_last_complaint``: days from the day of the last complaint to ``as_of``;
-    - ``interaction_satisfaction_mean``: mean satisfaction of those closed tickets.
+    - ``interaction_satisfaction_mean``: mean satisfaction of those closed tickets;
+    - ``complaint_rate_730d``: complaints a month over the trailing 730 days, or over the
+      customer's tenure (``profile``'s ``tenure_days``) when shorter. A customer's
+      complaint-proneness is persistent, and a year holds too few complaints to tell it from
+      chance; the rate puts a newcomer's few months on the scale of a two-year customer's.
 
-    Counts are 0 for customers without interactions; the other columns are null.
+    Counts (and the rate) are 0 for customers without interactions; the other columns are null.
     """
     opened, closed = pl.col("opened_at"), pl.col("closed_at")
     as_of_ts = dt.datetime.combine(as_of, dt.time())
@@ -82,6 +91,7 @@ def add_service(
         pl.when(resolved).then(hours).mean().alias("resolution_hours_mean"),
         pl.when(resolved).then(hours).max().alias("resolution_hours_max"),
         pl.when(complaint).then(opened).max().alias("_last_complaint"),
+        _count(complaint & (opened >= pl.lit(days_before(as_of, _RATE_DAYS)))).alias("_rate_n"),
         pl.when(resolved)
         .then(pl.col("satisfaction").cast(pl.Float64))
         .mean()
@@ -90,8 +100,12 @@ def add_service(
     per_customer = observed(interactions, "interactions", as_of).group_by("customer_id").agg(aggs)
     counts = [c for c, t in service_columns(cfg).items() if t == pl.Int64() and "days" not in c]
     days_since = (pl.lit(as_of) - pl.col("_last_complaint").dt.date()).dt.total_days()
+    months = pl.col("tenure_days").clip(1, _RATE_DAYS).cast(pl.Float64) / _DAYS_PER_MONTH
     return (
-        attach(profile, per_customer, dict.fromkeys(counts, 0))
-        .with_columns(days_since.cast(pl.Int64).alias("days_since_last_complaint"))
-        .drop("_last_complaint")
+        attach(profile, per_customer, dict.fromkeys([*counts, "_rate_n"], 0))
+        .with_columns(
+            days_since.cast(pl.Int64).alias("days_since_last_complaint"),
+            (pl.col("_rate_n").cast(pl.Float64) / months).alias(COMPLAINT_RATE),
+        )
+        .drop("_last_complaint", "_rate_n")
     )

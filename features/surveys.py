@@ -1,4 +1,5 @@
-"""Surveys: the last NPS and CSAT answered before ``as_of`` and how long ago."""
+"""Surveys: the last NPS and CSAT answered before ``as_of``, how long ago, and the mean NPS of
+every answer."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ __all__ = ["add_surveys", "latest_survey", "surveys_columns"]
 
 def surveys_columns() -> dict[str, pl.DataType]:
     """Declared output of :func:`add_surveys`."""
-    return {"last_nps": pl.Int64(), "last_csat": pl.Int64(), "days_since_survey": pl.Int64()}
+    return {
+        "last_nps": pl.Int64(),
+        "last_csat": pl.Int64(),
+        "days_since_survey": pl.Int64(),
+        "nps_mean": pl.Float64(),
+    }
 
 
 def latest_survey(surveys: pl.LazyFrame, pick: str = "last") -> pl.LazyFrame:
@@ -39,11 +45,16 @@ def latest_survey(surveys: pl.LazyFrame, pick: str = "last") -> pl.LazyFrame:
 
 
 def add_surveys(profile: pl.LazyFrame, surveys: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
-    """Add ``last_nps``, ``last_csat`` and ``days_since_survey`` (null when never surveyed).
+    """Add ``last_nps``, ``last_csat``, ``days_since_survey`` and ``nps_mean`` (null when never
+    surveyed).
 
-    ``days_since_survey`` counts days from the answer's day to ``as_of``.
+    ``days_since_survey`` counts days from the answer's day to ``as_of``. ``nps_mean`` is the
+    mean NPS of every answer before ``as_of``: a customer's satisfaction moves slowly and each
+    answer is a noisy reading of it, so the mean of several says more than the last one.
     """
-    last = latest_survey(observed(surveys, "surveys", as_of)).select(
+    seen = observed(surveys, "surveys", as_of)
+    mean = seen.group_by("customer_id").agg(pl.col("nps").cast(pl.Float64).mean().alias("nps_mean"))
+    last = latest_survey(seen).select(
         "customer_id",
         pl.col("nps").cast(pl.Int64).alias("last_nps"),
         pl.col("csat").cast(pl.Int64).alias("last_csat"),
@@ -52,4 +63,4 @@ def add_surveys(profile: pl.LazyFrame, surveys: pl.LazyFrame, as_of: dt.date) ->
         .cast(pl.Int64)
         .alias("days_since_survey"),
     )
-    return attach(profile, last)
+    return attach(profile, last.join(mean, on="customer_id", how="left"))

@@ -179,3 +179,44 @@ def test_future_rows_do_change_the_labels() -> None:
     after = features.build_labels(lazy(frames), as_of, 90).collect()
     assert before.filter(pl.col("customer_id") == 1)["churned_within_90d"].item() is False
     assert after.filter(pl.col("customer_id") == 1)["churned_within_90d"].item() is True
+
+
+HISTORY_COLUMNS = ("complaint_rate_730d", "nps_mean")
+"""Columns that read a customer's whole history (up to two years): the easiest to leak into."""
+
+
+def _history(frames: dict[str, pl.DataFrame], as_of: dt.date) -> pl.DataFrame:
+    profile = features.build_profile(lazy(frames), as_of).collect(engine="streaming")
+    return profile.select("customer_id", *HISTORY_COLUMNS)
+
+
+def test_history_columns_ignore_rows_on_or_after_as_of() -> None:
+    """Complaints and survey answers on ``as_of`` and later leave the history columns as they
+    were; the same rows a day earlier move them (so the check can fail)."""
+    as_of = dt.date(2024, 1, 1)
+    frames = tiny_frames()
+    before = _history(frames, as_of)
+
+    def plus(day: dt.datetime) -> dict[str, pl.DataFrame]:
+        complaints = pl.DataFrame(
+            [(c, day, None, "app", "complaint", "network", None) for c in (1, 2, 5)],
+            schema=INPUT_TABLES["interactions"].polars_schema(),
+            orient="row",
+        )
+        answers = pl.DataFrame(
+            [(c, day, 0, 1) for c in (1, 2, 5)],
+            schema=INPUT_TABLES["surveys"].polars_schema(),
+            orient="row",
+        )
+        return {
+            **frames,
+            "interactions": pl.concat([frames["interactions"], complaints]),
+            "surveys": pl.concat([frames["surveys"], answers]),
+        }
+
+    at = dt.datetime.combine(as_of, dt.time())
+    for day in (at, at + dt.timedelta(hours=12), at + dt.timedelta(days=200)):
+        assert_frame_equal(_history(plus(day), as_of), before)
+    earlier = _history(plus(at - dt.timedelta(seconds=1)), as_of)
+    for column in HISTORY_COLUMNS:
+        assert (earlier[column].fill_null(-1.0) != before[column].fill_null(-1.0)).all(), column

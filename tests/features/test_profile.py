@@ -15,7 +15,7 @@ import features
 from crm_engine.config import FeaturesConfig
 from crm_engine.generator import generate
 from crm_engine.io import DataError, load_tables
-from tests.features._tiny import AS_OF, lazy
+from tests.features._tiny import AS_OF, T, frame, lazy
 
 
 def _profile(frames: dict[str, pl.DataFrame], as_of: dt.date = AS_OF) -> pl.DataFrame:
@@ -68,7 +68,7 @@ def test_planned_column_names_present() -> None:
         "days_since_last_complaint", "interaction_satisfaction_mean", "last_nps", "last_csat",
         "days_since_survey", "n_contacts", "call_minutes_12m", "outside_region_share",
         "influence_score", "churned_contacts_share_90d", "contract_days_left",
-        "contract_months_left", "first_year_share_90d", "network_experience_score",
+        "contract_months_left", "first_year_share_90d", "network_experience_score", "nps_mean",
     }  # fmt: skip
     assert planned <= cols
 
@@ -186,6 +186,20 @@ def test_first_year_share_of_the_window_ahead(tiny: dict[str, pl.DataFrame]) -> 
     assert "first_year_share_90d" not in short.columns
 
 
+def test_complaint_rate_over_two_years_of_tenure(tiny: dict[str, pl.DataFrame]) -> None:
+    month = 365.25 / 12
+    # 1 (tenure 4 years): complaints of 2022-06-01, 2023-06-01 and 2023-12-10 in the 730 days
+    # before as_of, over 730 days; the one of 2024-01-05 is not seen, inquiries do not count
+    assert _row(_profile(tiny), 1)["complaint_rate_730d"] == pytest.approx(3 / (730 / month))
+    # 2 (tenure 205 days): one complaint over its 205 days; 5: a request is no complaint
+    extra = frame("interactions", [(2, T(2023, 12, 1), None, "app", "complaint", "billing")])
+    frames = {**tiny, "interactions": pl.concat([tiny["interactions"], extra])}
+    df = _profile(frames)
+    assert _row(df, 2)["complaint_rate_730d"] == pytest.approx(1 / (205 / month))
+    assert _row(df, 5)["complaint_rate_730d"] == 0.0
+    assert _row(_profile(tiny), 2)["complaint_rate_730d"] == 0.0
+
+
 def test_profile_reads_the_hazard_inputs_of_the_generated_operator(tmp_path: Path) -> None:
     """The generator's churn hazard rises around a contract's end, in the first year and with
     a persistent network badness: the profile carries each as one column a model can use."""
@@ -221,6 +235,14 @@ def test_profile_reads_the_hazard_inputs_of_the_generated_operator(tmp_path: Pat
     assert ((share == 1.0) == (j["tenure_days"] <= 275)).all()
     assert ((share == 0.0) == (j["tenure_days"] >= 365)).all()
     assert share.is_between(0.0, 1.0).all()
+    # the latent traits behind the hazard, read over more history than one year or one answer
+    rate = spearmanr(j["complaint_rate_730d"], j["complaint_rate"]).statistic
+    year = spearmanr(j["complaints_365d"], j["complaint_rate"]).statistic
+    assert rate > year + 0.01, (rate, year)
+    surveyed = j.filter(pl.col("nps_mean").is_not_null())
+    mean = spearmanr(surveyed["nps_mean"], surveyed["satisfaction"]).statistic
+    last = spearmanr(surveyed["last_nps"], surveyed["satisfaction"]).statistic
+    assert mean >= last and mean > 0.8, (mean, last)
 
 
 def test_mid_month_as_of_sees_only_complete_months(tiny: dict[str, pl.DataFrame]) -> None:
@@ -243,11 +265,12 @@ def test_service_and_survey_spot_checks(tiny: dict[str, pl.DataFrame]) -> None:
     assert r["days_since_last_complaint"] == 22
     assert r["interaction_satisfaction_mean"] == pytest.approx(3.0)  # the 5 is not seen yet
     assert (r["last_nps"], r["last_csat"], r["days_since_survey"]) == (8, 4, 108)
+    assert r["nps_mean"] == pytest.approx((3 + 8) / 2)  # the 10 of 2024-01-10 is not seen
     r5 = _row(_profile(tiny), 5)
     assert (r5["open_tickets"], r5["complaints_365d"], r5["days_since_last_complaint"]) == (
         1, 0, None,
     )  # fmt: skip
-    assert r5["last_nps"] is None
+    assert r5["last_nps"] is None and r5["nps_mean"] is None
 
 
 def test_influence_spot_checks(tiny: dict[str, pl.DataFrame]) -> None:
