@@ -35,6 +35,7 @@ from crm_engine.contracts import schema_difference
 from crm_engine.io import DEPENDENCY_ERRORS, DataError, failure, load_tables
 from crm_engine.threads import thread_budget
 from crm_engine.validation import MIN_CUSTOMERS, ValidationReport, validate
+from features.point_in_time import PointInTime
 from features.sample import CustomerSample
 from features.window import DataStart, data_start
 
@@ -88,6 +89,23 @@ class StageContext:
         if self._n_customers is None:
             self._n_customers = int(self.tables["customers"].select(pl.len()).collect().item())
         return CustomerSample.bounded(self._n_customers, max_customers)
+
+    def point_in_time(self, max_customers: int, *, hand_over: bool = False) -> PointInTime:
+        """The run's point-in-time facts for a stage whose models learn on about
+        ``max_customers`` customers (:meth:`bounded_sample`).
+
+        ``hand_over``: for the last stage that reads earlier cuts (the churn training frames):
+        its profiles of earlier cuts are taken out of the cache (:meth:`take_profile`) and the
+        rest are forgotten when it calls ``release`` (:meth:`release_earlier_profiles`).
+        """
+        return PointInTime(
+            as_of=self.as_of,
+            tables=self.tables,
+            profile_at=self.take_profile if hand_over else self.profile_at,
+            start=self.data_start(),
+            sample=self.bounded_sample(max_customers),
+            **({"release": self.release_earlier_profiles} if hand_over else {}),
+        )
 
     def data_start(self) -> DataStart:
         """When the run's transactions begin (:func:`features.data_start`), read once a run."""

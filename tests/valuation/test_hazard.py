@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 from crm_engine.config import ValuationConfig
 from crm_engine.io import load_tables
 from features import build_profile, data_start
-from tests.valuation.profiles import cached_profiles
+from tests.valuation.profiles import cached_profiles, point_in_time
 from valuation import run_valuation, value_customers
 from valuation.base import ValuationError
 from valuation.contract import ContractHistory
@@ -138,14 +138,14 @@ def test_hazard_values_rank_like_the_truth_and_recover_the_contract_end_rise(
 
     tables = load_tables(operator)
     cut = AS_OF
-    profile_at = cached_profiles(tables)
+    at = point_in_time(tables, cut)
     truth = true_value(operator / "_truth", cut, 365, 0.3, 0.1)
-    postpaid = profile_at(cut).filter(pl.col("plan_type") == "postpaid")
+    postpaid = at.profile_at(cut, None).filter(pl.col("plan_type") == "postpaid")
     billed = postpaid.filter(pl.col("has_purchase")).select("customer_id")
     rho, runs = {}, {}
     for kind in ("contract", "hazard", "btyd"):
         cfg = ValuationConfig(postpaid_model=kind)
-        run = run_valuation(profile_at, tables["transactions"], cut, cfg, None, tables["customers"])
+        run = run_valuation(at, cfg)
         j = billed.join(run.values, on="customer_id").join(truth, on="customer_id")
         rho[kind] = j.select(pl.corr("clv", "true_value", method="spearman")).item()
         runs[kind] = run
@@ -169,14 +169,7 @@ def test_hazard_values_rank_like_the_truth_and_recover_the_contract_end_rise(
 
 def test_auto_keeps_the_lowest_revenue_error_and_says_why(operator: Path) -> None:
     tables = load_tables(operator)
-    run = run_valuation(
-        cached_profiles(tables),
-        tables["transactions"],
-        AS_OF,
-        ValuationConfig(postpaid_model="auto"),
-        None,
-        tables["customers"],
-    )
+    run = run_valuation(point_in_time(tables, AS_OF), ValuationConfig(postpaid_model="auto"))
     revenue = run.report.revenue_holdout
     assert revenue is not None
     errors = {r["model"]: r["mae"] for r in revenue.rows if r["plan_type"] == "postpaid"}
@@ -194,14 +187,14 @@ def test_the_hazard_model_is_stored_as_numbers_and_rebuilds_the_values(
 
     tables = load_tables(generated_operator)
     cfg = ValuationConfig(postpaid_model="hazard")
-    profile_at = cached_profiles(tables)
-    run = run_valuation(profile_at, tables["transactions"], AS_OF, cfg, None, tables["customers"])
+    at = point_in_time(tables, AS_OF)
+    run = run_valuation(at, cfg)
     assert isinstance(run.models.retention, HazardModel)
     path = save_valuation_model(run.models, cfg, tmp_path / "clv.json")
     doc = json.loads(path.read_text())
     assert doc["retention"]["model"] == "hazard"
     again, _ = load_valuation_model(path)
-    rebuilt, _ = value_customers(profile_at(AS_OF), cfg, again)
+    rebuilt, _ = value_customers(at.profile_at(AS_OF, None), cfg, again)
     assert_frame_equal(rebuilt, run.values, check_exact=True)
     # a coefficient that is not a number is refused, like any model's
     doc["retention"]["fitted"]["params_"]["intercept"] = "__import__('os')"
@@ -221,8 +214,8 @@ def test_the_hazard_model_logs_and_scores_through_mlflow(
 
     tables = load_tables(generated_operator)
     cfg = ValuationConfig(postpaid_model="hazard")
-    profile_at = cached_profiles(tables)
-    run = run_valuation(profile_at, tables["transactions"], AS_OF, cfg, None, tables["customers"])
+    at = point_in_time(tables, AS_OF)
+    run = run_valuation(at, cfg)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
     mlflow.create_experiment("hazard-test", artifact_location=(tmp_path / "a").as_uri())
     mlflow.set_experiment("hazard-test")
@@ -231,7 +224,7 @@ def test_the_hazard_model_logs_and_scores_through_mlflow(
             m = run.models
             info = log_valuation_model(m.purchase, m.spend, cfg, retention=m.retention)
         loaded = mlflow.pyfunc.load_model(info.model_uri)
-        profile = profile_at(AS_OF)
+        profile = at.profile_at(AS_OF, None)
         retention = m.retention
         assert retention is not None
         cols = ["frequency", "recency", "T", "monetary_value", "plan_type"]

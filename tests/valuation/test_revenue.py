@@ -11,7 +11,7 @@ import pytest
 from crm_engine.config import ValuationConfig
 from crm_engine.io import load_tables
 from features import build_profile, data_start
-from tests.valuation.profiles import cached_profiles
+from tests.valuation.profiles import cached_profiles, point_in_time
 from valuation import run_valuation
 from valuation.base import ValuationError
 from valuation.revenue import RevenueHoldout, revenue_holdout
@@ -146,14 +146,7 @@ def test_auto_keeps_the_lower_postpaid_error() -> None:
 def test_run_valuation_values_postpaid_as_the_holdout_says(
     tables: dict[str, pl.LazyFrame], holdout: RevenueHoldout
 ) -> None:
-    run = run_valuation(
-        cached_profiles(tables),
-        tables["transactions"],
-        AS_OF,
-        ValuationConfig(postpaid_model="auto"),
-        None,
-        tables["customers"],
-    )
+    run = run_valuation(point_in_time(tables, AS_OF), ValuationConfig(postpaid_model="auto"))
     report = run.report
     assert report.revenue_holdout is not None
     assert report.revenue_holdout.to_dict() == holdout.to_dict()
@@ -175,11 +168,6 @@ def test_run_valuation_values_postpaid_as_the_holdout_says(
     assert any(n.startswith(f"postpaid customers valued by {choice}") for n in report.notes)
     # no holdout, no revenue holdout: auto keeps the purchase model and says why
     run = run_valuation(
-        cached_profiles(tables),
-        tables["transactions"],
-        AS_OF,
-        ValuationConfig(postpaid_model="auto", holdout_days=0),
-        None,
-        tables["customers"],
+        point_in_time(tables, AS_OF), ValuationConfig(postpaid_model="auto", holdout_days=0)
     )
     assert run.report.revenue_holdout is None and run.models.retention is None
