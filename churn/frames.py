@@ -215,7 +215,7 @@ def _labelled(
 ) -> pl.DataFrame:
     """:func:`labelled_profile` at ``cut``, collected before the next cut's profile is asked
     for: one cut's profile alive at a time (the pipeline hands them over, see
-    ``StageContext.take_profile``)."""
+    ``pipelines.profiles.ProfileCache.take``)."""
     profile = at.profile_at(cut, at.sample).lazy()
     return labelled_profile(
         at.tables, cut, features_cfg, extra_features, horizon_days, profile, at.sample
