@@ -119,17 +119,8 @@ def run_valuation(at: PointInTime, cfg: ValuationConfig) -> ValuationRun:
         revenue_error = "valuation.holdout_days = 0 skips it"
     else:
         try:
-            revenue = revenue_holdout(
-                profile_at,
-                transactions,
-                customers,
-                as_of,
-                cfg,
-                models.purchase.model_name,
-                since,
-                sample,
-                contract_candidates(cfg, measured=True),
-            )
+            measured = contract_candidates(cfg, measured=True)
+            revenue = revenue_holdout(at, cfg, models.purchase.model_name, measured)
         except ValuationError as e:
             revenue_error = str(e)
     candidates = contract_candidates(cfg)

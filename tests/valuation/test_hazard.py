@@ -14,9 +14,9 @@ from polars.testing import assert_frame_equal
 
 from crm_engine.config import ValuationConfig
 from crm_engine.io import load_tables
-from features import build_profile, data_start
+from features import PointInTime, build_profile, data_start
 from tests.valuation.profiles import cached_profiles, point_in_time
-from valuation import run_valuation, value_customers
+from valuation import ValuationRun, run_valuation, value_customers
 from valuation.base import ValuationError
 from valuation.contract import ContractHistory
 from valuation.hazard import HazardModel, person_months
@@ -180,15 +180,23 @@ def test_auto_keeps_the_lowest_revenue_error_and_says_why(operator: Path) -> Non
     assert all(f"{errors[m]:,.2f}" in note for m in errors)
 
 
+HAZARD = ValuationConfig(postpaid_model="hazard")
+
+
+@pytest.fixture(scope="module")
+def hazard_run(generated_operator: Path) -> tuple[PointInTime, ValuationRun]:
+    """The generated operator valued with the hazard model for its postpaid customers."""
+    at = point_in_time(load_tables(generated_operator), AS_OF)
+    return at, run_valuation(at, HAZARD)
+
+
 def test_the_hazard_model_is_stored_as_numbers_and_rebuilds_the_values(
-    generated_operator: Path, tmp_path: Path
+    hazard_run: tuple[PointInTime, ValuationRun], tmp_path: Path
 ) -> None:
     from valuation.store import load_valuation_model, save_valuation_model
 
-    tables = load_tables(generated_operator)
-    cfg = ValuationConfig(postpaid_model="hazard")
-    at = point_in_time(tables, AS_OF)
-    run = run_valuation(at, cfg)
+    at, run = hazard_run
+    cfg = HAZARD
     assert isinstance(run.models.retention, HazardModel)
     path = save_valuation_model(run.models, cfg, tmp_path / "clv.json")
     doc = json.loads(path.read_text())
@@ -206,16 +214,14 @@ def test_the_hazard_model_is_stored_as_numbers_and_rebuilds_the_values(
 
 
 def test_the_hazard_model_logs_and_scores_through_mlflow(
-    generated_operator: Path, tmp_path: Path
+    hazard_run: tuple[PointInTime, ValuationRun], tmp_path: Path
 ) -> None:
     import mlflow
 
     from valuation.pyfunc import OUTPUT_COLUMNS, log_valuation_model
 
-    tables = load_tables(generated_operator)
-    cfg = ValuationConfig(postpaid_model="hazard")
-    at = point_in_time(tables, AS_OF)
-    run = run_valuation(at, cfg)
+    at, run = hazard_run
+    cfg = HAZARD
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
     mlflow.create_experiment("hazard-test", artifact_location=(tmp_path / "a").as_uri())
     mlflow.set_experiment("hazard-test")
