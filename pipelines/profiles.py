@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -32,6 +33,7 @@ def local_profile(
     return features.build_profile(tables, cut, cfg, sample).collect(engine="streaming")
 
 
+@dataclass(eq=False)
 class ProfileCache:
     """The collected profiles of one run by ``(cut, sample)``, and its customer count and data
     start, each computed when first asked for.
@@ -41,7 +43,7 @@ class ProfileCache:
     an earlier cut's profile is either handed over (:meth:`take`: the caller then holds the
     only copy) or forgotten with the others of earlier cuts (:meth:`release_before`).
 
-    Parameters
+    Attributes
     ----------
     tables
         The run's input tables.
@@ -50,24 +52,19 @@ class ProfileCache:
     cfg
         The ``[features]`` section the profiles are built with.
     build
-        How profiles are computed (None: :func:`local_profile`; the local backend's buckets
+        How profiles are computed (default :func:`local_profile`; the local backend's buckets
         and the Spark backend set their own).
     """
 
-    def __init__(
-        self,
-        tables: dict[str, pl.LazyFrame],
-        as_of: dt.date,
-        cfg: FeaturesConfig,
-        build: ProfileBuilder | None = None,
-    ) -> None:
-        self.tables = tables
-        self.as_of = as_of
-        self.cfg = cfg
-        self.build = build or local_profile
-        self._profiles: dict[tuple[dt.date, CustomerSample | None], pl.DataFrame] = {}
-        self._customers: int | None = None
-        self._start: DataStart | None = None
+    tables: dict[str, pl.LazyFrame]
+    as_of: dt.date
+    cfg: FeaturesConfig
+    build: ProfileBuilder = local_profile
+    _profiles: dict[tuple[dt.date, CustomerSample | None], pl.DataFrame] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _customers: int | None = field(default=None, init=False, repr=False)
+    _start: DataStart | None = field(default=None, init=False, repr=False)
 
     def get(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
         """The profile at ``cut`` (of ``sample``'s customers), built once and kept."""

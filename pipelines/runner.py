@@ -39,8 +39,7 @@ from crm_engine.threads import thread_budget
 from crm_engine.validation import MIN_CUSTOMERS, ValidationReport, validate
 from features.point_in_time import PointInTime
 from features.sample import CustomerSample
-from pipelines.profiles import ProfileBuilder, ProfileCache
-from pipelines.profiles import local_profile as local_profile  # where callers look for it
+from pipelines.profiles import ProfileBuilder, ProfileCache, local_profile
 
 REQUIRED_TABLES = ("customers", "transactions")
 
@@ -79,7 +78,8 @@ class StageContext:
     """The run's profiles by cut and sample, its customer count and data start."""
 
     def __post_init__(self, build_profile: ProfileBuilder | None) -> None:
-        cache = ProfileCache(self.tables, self.as_of, self.cfg.features, build_profile)
+        build = build_profile or local_profile
+        cache = ProfileCache(self.tables, self.as_of, self.cfg.features, build)
         object.__setattr__(self, "profiles", cache)
 
     @property
