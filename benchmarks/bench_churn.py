@@ -152,6 +152,7 @@ def bench_truth(customers: int) -> dict[str, Any]:
     from crm_engine.config import PipelineConfig
     from crm_engine.generator import as_of_churn_probability, generate, true_churn_probability
     from crm_engine.io import load_tables
+    from features import PointInTime
 
     as_of, h = dt.date(2025, 1, 1), 90
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,11 +161,12 @@ def bench_truth(customers: int) -> dict[str, Any]:
         tables = load_tables(data)
         cfg = PipelineConfig()
         t0 = time.perf_counter()
-        training = train_models(tables, as_of, cfg, h)
+        at = PointInTime.of(tables, as_of)
+        training = train_models(at, cfg, h)
         t_fit = time.perf_counter() - t0
         n_snap = cfg.churn.training_snapshots
         train, valid = build_training_frames(
-            tables, as_of, cfg.features, cfg.churn.extra_features, h, snapshots=n_snap
+            at, cfg.features, cfg.churn.extra_features, h, snapshots=n_snap
         )
         _, report = validation_halves(valid, training.churn.seed)
         c = training.churn
@@ -266,7 +268,7 @@ def bench_training_at_scale(customers: int) -> dict[str, Any]:
     from churn.training import train_models
     from crm_engine.config import PipelineConfig
     from crm_engine.io import load_tables
-    from features import CustomerSample, default_as_of
+    from features import CustomerSample, PointInTime, default_as_of
 
     tables = load_tables(ensure_data(customers))
     cfg = PipelineConfig()
@@ -274,7 +276,7 @@ def bench_training_at_scale(customers: int) -> dict[str, Any]:
     sample = CustomerSample.bounded(customers, cfg.churn.max_training_customers)
     with PeakRSS() as rss:
         t0 = time.perf_counter()
-        training = train_models(tables, as_of, cfg, sample=sample)
+        training = train_models(PointInTime.of(tables, as_of, sample=sample), cfg)
         seconds = time.perf_counter() - t0
     m = training.churn.metrics_
     return {

@@ -66,6 +66,7 @@ def diagnose(customers: int) -> dict[str, Any]:
     from crm_engine.config import PipelineConfig
     from crm_engine.generator import as_of_churn_probability, generate
     from crm_engine.io import load_tables
+    from features import PointInTime
 
     label = f"churned_within_{H}d"
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,8 +75,9 @@ def diagnose(customers: int) -> dict[str, Any]:
         tables = load_tables(data)
         cfg = PipelineConfig()
         snapshots = cfg.churn.training_snapshots
+        at = PointInTime.of(tables, AS_OF)
         train, valid = build_training_frames(
-            tables, AS_OF, cfg.features, cfg.churn.extra_features, H, snapshots=snapshots
+            at, cfg.features, cfg.churn.extra_features, H, snapshots=snapshots
         )
         features = profile_features(tables, cfg.features)
         cut = training_cuts(AS_OF, H, snapshots).valid

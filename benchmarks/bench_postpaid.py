@@ -18,6 +18,7 @@ model's contract-end rise (log-odds) with the planted one (``params.json``). Res
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import platform
@@ -83,7 +84,7 @@ def bench(customers: int, penalizer: float = 0.0) -> dict[str, Any]:
     from crm_engine.config import ValuationConfig
     from crm_engine.generator import generate, true_churn_probability, true_value
     from crm_engine.io import load_tables
-    from features import build_profile
+    from features import PointInTime, build_profile, data_start
     from valuation import run_valuation
     from valuation.clv import DAYS_PER_MONTH, monthly_discount_rate
     from valuation.contract import SBGModel
@@ -108,6 +109,8 @@ def bench(customers: int, penalizer: float = 0.0) -> dict[str, Any]:
                 cache[at] = build_profile(tables, at).collect()
             return cache[at]
 
+        at_cut = PointInTime(cut, tables, profile_at, data_start(tables["transactions"]))
+        at_end = dataclasses.replace(at_cut, as_of=end)
         base = ValuationConfig(penalizer=penalizer)
         rate = monthly_discount_rate(base.annual_discount_rate)
         real = realised_value(tables["transactions"], cut, base.horizon_days, base.margin, rate)
@@ -120,9 +123,7 @@ def bench(customers: int, penalizer: float = 0.0) -> dict[str, Any]:
         for kind in ("contract", "hazard", "btyd", "auto"):
             cfg = base.model_copy(update={"postpaid_model": kind})
             t0 = time.perf_counter()
-            run = run_valuation(
-                profile_at, tables["transactions"], cut, cfg, None, tables["customers"]
-            )
+            run = run_valuation(at_cut, cfg)
             seconds = time.perf_counter() - t0
             out[kind] = _compare(postpaid, run.values, real, worth) | {"seconds": seconds}
             out[kind]["value_model"] = sorted(
@@ -134,9 +135,7 @@ def bench(customers: int, penalizer: float = 0.0) -> dict[str, Any]:
                 out["auto"]["revenue_holdout"] = run.report.revenue_holdout.to_dict()
         # the retention curve at the end of the data against the generator's hazards
         contract = base.model_copy(update={"postpaid_model": "contract"})
-        run = run_valuation(
-            profile_at, tables["transactions"], end, contract, None, tables["customers"]
-        )
+        run = run_valuation(at_end, contract)
         retention = run.models.retention
         if not isinstance(retention, SBGModel):
             raise RuntimeError("no contract retention model was fitted")
@@ -156,9 +155,7 @@ def bench(customers: int, penalizer: float = 0.0) -> dict[str, Any]:
         }
         # the hazard model at the end of the data: its customers' own 12-month retention
         hazard_cfg = base.model_copy(update={"postpaid_model": "hazard"})
-        run = run_valuation(
-            profile_at, tables["transactions"], end, hazard_cfg, None, tables["customers"]
-        )
+        run = run_valuation(at_end, hazard_cfg)
         hazard = run.models.retention
         if not isinstance(hazard, HazardModel):
             raise RuntimeError("no hazard model was fitted")

@@ -12,11 +12,10 @@ from crm_engine.io import DataError
 from features import (
     CustomerSample,
     DataStart,
-    ProfileAt,
+    PointInTime,
     build_labels,
     build_profile,
     churn_label,
-    data_start,
     restrict,
 )
 
@@ -134,26 +133,21 @@ def labelled_profile(
 
 
 def build_training_frames(
-    tables: dict[str, pl.LazyFrame],
-    as_of: dt.date,
+    at: PointInTime,
     features_cfg: FeaturesConfig,
     extra_features: list[str],
     horizon_days: int,
-    profile_at: ProfileAt | None = None,
-    sample: CustomerSample | None = None,
     snapshots: int = 1,
     step_days: int = 30,
-    start: DataStart | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Stacked training snapshots and the validation frame (:func:`training_cuts`).
+    """Stacked training snapshots and the validation frame (:func:`training_cuts` of
+    ``at.as_of``).
 
     The training frame holds one row per customer and training cut (latest cut first, each
     row's cut in :data:`CUT_COLUMN`): a customer present at several cuts appears once per cut,
-    each row labelled by its own window. ``profile_at`` supplies already-built profiles by cut
-    (the pipeline's per-run cache); ``sample`` bounds every frame to a hashed share of the
-    customers (the same customers at every cut; None: everyone). ``start`` is when the
-    transactions begin (:func:`features.data_start`, the run computes it once; None: read
-    here).
+    each row labelled by its own window. The profiles come from ``at.profile_at`` (the
+    pipeline hands over its cached ones), of ``at.sample``'s customers at every cut (None:
+    everyone); ``at.start`` dates the first transaction.
 
     Raises
     ------
@@ -161,19 +155,18 @@ def build_training_frames(
         When a cut has no customers (the data must cover the snapshots before ``as_of``), or
         the earliest training cut is not after the first transaction.
     """
-    cuts = training_cuts(as_of, horizon_days, snapshots, step_days)
-    start = start or data_start(tables["transactions"])
-    _check_history(start, cuts.train[-1], snapshots, step_days)
+    cuts = training_cuts(at.as_of, horizon_days, snapshots, step_days)
+    _check_history(at.start, cuts.train[-1], snapshots, step_days)
 
     *trains, valid = (
-        _labelled(tables, cut, features_cfg, extra_features, horizon_days, profile_at, sample)
+        _labelled(at, cut, features_cfg, extra_features, horizon_days)
         for cut in (*cuts.train, cuts.valid)
     )
     named = [(f"training cut {cut}", f) for cut, f in zip(cuts.train, trains, strict=True)]
     for name, frame in (*named, (f"validation cut {cuts.valid}", valid)):
         if frame.height == 0:
             raise DataError(
-                f"no customers at the {name} (as_of={as_of}, horizon={horizon_days}d, "
+                f"no customers at the {name} (as_of={at.as_of}, horizon={horizon_days}d, "
                 f"{snapshots} training snapshot(s) {step_days}d apart): the data must cover "
                 f"every cut"
             )
@@ -181,17 +174,13 @@ def build_training_frames(
 
 
 def surveyed_snapshots(
-    tables: dict[str, pl.LazyFrame],
-    as_of: dt.date,
+    at: PointInTime,
+    features_cfg: FeaturesConfig,
+    extra_features: list[str],
     horizon_days: int,
     after: int,
     snapshots: int,
     step_days: int,
-    start: DataStart,
-    features_cfg: FeaturesConfig,
-    extra_features: list[str],
-    profile_at: ProfileAt | None = None,
-    sample: CustomerSample | None = None,
 ) -> pl.DataFrame | None:
     """The rows with a ``loyalty_class`` of the training cuts after the first ``after`` (those
     of :func:`build_training_frames`), up to ``snapshots`` cuts in all, stacked latest first:
@@ -201,13 +190,14 @@ def surveyed_snapshots(
     Survey answers are scarce: the loyalty model learns from more snapshots than the churn
     model, and keeps only the surveyed customers' rows of the extra ones.
     """
-    cuts = training_cuts(as_of, horizon_days, max(snapshots, after), step_days).train[after:]
-    usable = [c for c in cuts if start.first_day is None or c > start.first_day]
+    cuts = training_cuts(at.as_of, horizon_days, max(snapshots, after), step_days).train[after:]
+    first_day = at.start.first_day
+    usable = [c for c in cuts if first_day is None or c > first_day]
     if not usable:
         return None
 
     frames = [
-        _labelled(tables, cut, features_cfg, extra_features, horizon_days, profile_at, sample)
+        _labelled(at, cut, features_cfg, extra_features, horizon_days)
         .lazy()
         .filter(pl.col("loyalty_class").is_not_null())
         .collect()
@@ -217,20 +207,18 @@ def surveyed_snapshots(
 
 
 def _labelled(
-    tables: dict[str, pl.LazyFrame],
+    at: PointInTime,
     cut: dt.date,
     features_cfg: FeaturesConfig,
     extra_features: list[str],
     horizon_days: int,
-    profile_at: ProfileAt | None,
-    sample: CustomerSample | None,
 ) -> pl.DataFrame:
     """:func:`labelled_profile` at ``cut``, collected before the next cut's profile is asked
     for: one cut's profile alive at a time (the pipeline hands them over, see
-    ``StageContext.take_profile``)."""
-    profile = profile_at(cut, sample).lazy() if profile_at is not None else None
+    ``pipelines.profiles.ProfileCache.take``)."""
+    profile = at.profile_at(cut, at.sample).lazy()
     return labelled_profile(
-        tables, cut, features_cfg, extra_features, horizon_days, profile, sample
+        at.tables, cut, features_cfg, extra_features, horizon_days, profile, at.sample
     ).collect()
 
 

@@ -157,16 +157,9 @@ def churn_stage(
     ``ctx.tracking``. ``score=False`` (``crm-engine churn train``) only trains and reports.
     """
     cfg = ctx.cfg
-    sample = ctx.bounded_sample(cfg.churn.max_training_customers)
-    training = train_models(
-        tables,
-        ctx.as_of,
-        cfg,
-        profile_at=ctx.take_profile,  # the cuts' profiles: no later stage needs them
-        sample=sample,
-        start=ctx.data_start(),
-        release=ctx.release_earlier_profiles,  # the cuts' profiles: not needed to fit or score
-    )
+    # the cuts' profiles are handed over: no later stage needs them, nor do the fits
+    at = ctx.point_in_time(cfg.churn.max_training_customers, hand_over=True)
+    training = train_models(at, cfg)
     versions: dict[str, str] = {}
     if ctx.tracking:
         import mlflow

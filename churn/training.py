@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,7 @@ from churn.plots import plot_importance, plot_learning_curve, plot_lift, plot_re
 from churn.scoring import train_churn, train_churn_learners, train_loyalty
 from crm_engine.config import FeaturesConfig, PipelineConfig
 from features import (
-    CustomerSample,
-    DataStart,
-    ProfileAt,
-    data_start,
+    PointInTime,
     frequent_values,
     model_features,
     pool_rare,
@@ -106,25 +102,20 @@ def profile_features(tables: dict[str, pl.LazyFrame], cfg: FeaturesConfig) -> li
 
 
 def train_models(
-    tables: dict[str, pl.LazyFrame],
-    as_of: dt.date,
-    cfg: PipelineConfig,
-    horizon_days: int | None = None,
-    profile_at: ProfileAt | None = None,
-    sample: CustomerSample | None = None,
-    start: DataStart | None = None,
-    release: Callable[[], None] | None = None,
+    at: PointInTime, cfg: PipelineConfig, horizon_days: int | None = None
 ) -> ChurnTraining:
-    """Build the two cuts and fit the churn (and, if enabled, loyalty) models.
+    """Build the cuts and fit the churn (and, if enabled, loyalty) models.
 
     Parameters
     ----------
-    tables
-        The run's input tables.
-    as_of
-        First day not observed; training cuts from ``as_of - 2h`` back by
-        ``churn.snapshot_step_days`` (``churn.training_snapshots`` of them, stacked),
-        validation cut ``as_of - h`` (see :func:`churn.frames.training_cuts`).
+    at
+        The run's point in time: ``as_of`` is the first day not observed (training cuts from
+        ``as_of - 2h`` back by ``churn.snapshot_step_days``, ``churn.training_snapshots`` of
+        them, stacked; validation cut ``as_of - h``: see :func:`churn.frames.training_cuts`);
+        the models train and validate on ``at.sample``'s customers only (None: everyone; the
+        pipeline bounds it by ``churn.max_training_customers`` per cut). ``at.release`` is
+        called once every training frame is built, before the first fit (the pipeline frees
+        the profiles of the cuts then: at 1M customers they held ~0.8 GB through fits).
     cfg
         The pipeline config (``features``, ``churn`` and ``loyalty`` sections). The loyalty
         model learns from the surveyed rows of ``loyalty.training_snapshots`` cuts (the churn
@@ -132,57 +123,23 @@ def train_models(
         :func:`churn.frames.surveyed_snapshots`).
     horizon_days
         Overrides ``cfg.churn.horizon_days``.
-    profile_at
-        Already-built profiles by cut (the pipeline's per-run cache).
-    sample
-        Train and validate on these customers only (None: everyone); the pipeline bounds
-        it by ``churn.max_training_customers`` (per cut: the training frame holds up to
-        ``training_snapshots`` rows per sampled customer).
-    start
-        When the transactions begin (see :func:`churn.frames.build_training_frames`).
-    release
-        Called once every training frame is built, before the first fit (the pipeline frees
-        the cached profiles of the cuts then: at 1M customers they held ~0.8 GB through fits).
     """
     h = horizon_days or cfg.churn.horizon_days
     churn_cfg = cfg.churn.model_copy(update={"horizon_days": h})
     n, step = churn_cfg.training_snapshots, churn_cfg.snapshot_step_days
-    cuts = training_cuts(as_of, h, n, step)
-    start = start or data_start(tables["transactions"])
-    train, valid = build_training_frames(
-        tables,
-        as_of,
-        cfg.features,
-        churn_cfg.extra_features,
-        h,
-        profile_at,
-        sample,
-        n,
-        step,
-        start,
-    )
-    declared = profile_features(tables, cfg.features)
-    text = [c for c in (*declared, *churn_cfg.extra_features) if train.schema[c] == pl.String]
+    cuts = training_cuts(at.as_of, h, n, step)
+    extra = churn_cfg.extra_features
+    train, valid = build_training_frames(at, cfg.features, extra, h, n, step)
+    declared = profile_features(at.tables, cfg.features)
+    text = [c for c in (*declared, *extra) if train.schema[c] == pl.String]
     keep = frequent_values(train, dict.fromkeys(text), cfg.features.min_category_customers)
     train, valid = pool_rare(train, keep), pool_rare(valid, keep)
     earlier: pl.DataFrame | None = None  # the loyalty model's earlier surveyed snapshots
     if cfg.loyalty.enabled and cfg.loyalty.training_snapshots > n:
-        earlier = surveyed_snapshots(
-            tables,
-            as_of,
-            h,
-            n,
-            cfg.loyalty.training_snapshots,
-            step,
-            start,
-            cfg.features,
-            churn_cfg.extra_features,
-            profile_at,
-            sample,
-        )
+        wanted = cfg.loyalty.training_snapshots
+        earlier = surveyed_snapshots(at, cfg.features, extra, h, n, wanted, step)
         earlier = None if earlier is None else pool_rare(earlier, keep)
-    if release is not None:  # every frame is built: the cuts' profiles are not needed to fit
-        release()
+    at.release()  # every frame is built: the cuts' profiles are not needed to fit
     churn, *challengers = train_churn_learners(train, valid, churn_cfg, declared)
     curve: list[dict[str, float]] = []
     if churn_cfg.learning_curve:
@@ -202,9 +159,7 @@ def train_models(
     if cfg.loyalty.enabled:
         surveyed = train if earlier is None else pl.concat([train, earlier], how="vertical")
         try:
-            loyalty = train_loyalty(
-                surveyed, valid, cfg.loyalty, churn_cfg.extra_features, declared
-            )
+            loyalty = train_loyalty(surveyed, valid, cfg.loyalty, extra, declared)
             metrics |= {f"loyalty.{k}": v for k, v in loyalty.metrics_.items()}
             metrics["loyalty.training_snapshots"] = float(surveyed[CUT_COLUMN].n_unique())
         except ValueError as e:  # e.g. no surveys table, or too few surveyed customers

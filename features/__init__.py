@@ -12,6 +12,7 @@ from features.labels import (
     revenue_between,
 )
 from features.network import NETWORK_KPIS, add_network
+from features.point_in_time import PointInTime
 from features.privacy import OTHER, frequent_values, pool_rare
 from features.profile import (
     PROFILE_CONTRACT,
@@ -54,6 +55,7 @@ __all__ = [
     "ColumnRole",
     "CustomerSample",
     "DataStart",
+    "PointInTime",
     "ProfileAt",
     "ProfileSchemaError",
     "add_btyd",

@@ -45,7 +45,7 @@ GroupSpec = tuple[str, dict[str, pl.DataType]]
 
 ProfileAt = Callable[[dt.date, CustomerSample | None], pl.DataFrame]
 """The collected profile at a cut, of a sample's customers (None: everyone): how stages ask
-for profiles (the pipeline's per-run cache, ``StageContext.profile_at``)."""
+for profiles (the pipeline's per-run cache, ``pipelines.profiles.ProfileCache``)."""
 
 
 class ProfileSchemaError(RuntimeError):

@@ -13,7 +13,7 @@ from pipelines.runner import StageContext, StageOutput
 
 def profile_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOutput:
     """Point-in-time profile at ``as_of`` and the contract columns the profile owns."""
-    profile = ctx.profile_at(ctx.as_of)
+    profile = ctx.profiles.get(ctx.as_of)
     owned = owned_columns(["features"])
     facts = profile.select(
         "customer_id",

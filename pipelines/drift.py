@@ -551,7 +551,7 @@ def backtest_drift(
     ``features_cfg`` should be the run's (its manifest's ``config.features``), so the profile
     has the columns and windows the run's fingerprint was counted on.
     """
-    from pipelines.runner import local_profile
+    from pipelines.profiles import local_profile
 
     profile = local_profile(tables, as_of, features_cfg)
     scores = profile.select("customer_id")

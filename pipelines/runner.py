@@ -11,13 +11,15 @@ subset of the stages and its own `Output`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import functools
 import tempfile
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,13 +32,14 @@ from crm_engine.commit import (
     output_lock,
     scratch_directory,
 )
-from crm_engine.config import FeaturesConfig, PipelineConfig
+from crm_engine.config import PipelineConfig
 from crm_engine.contracts import schema_difference
 from crm_engine.io import DEPENDENCY_ERRORS, DataError, failure, load_tables
 from crm_engine.threads import thread_budget
 from crm_engine.validation import MIN_CUSTOMERS, ValidationReport, validate
+from features.point_in_time import PointInTime
 from features.sample import CustomerSample
-from features.window import DataStart, data_start
+from pipelines.profiles import ProfileBuilder, ProfileCache, local_profile
 
 REQUIRED_TABLES = ("customers", "transactions")
 
@@ -53,9 +56,11 @@ class StageOutput:
     model_versions: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageContext:
-    """Run-wide facts a stage may read (never mutate), and the per-run profile cache."""
+    """Run-wide facts a stage reads; never changed while the run goes. The profiles it hands
+    out come from ``profiles``, the run's one cache (:class:`~pipelines.profiles.ProfileCache`).
+    """
 
     cfg: PipelineConfig
     as_of: dt.date
@@ -66,13 +71,16 @@ class StageContext:
     output_dir: Path | None = None
     """The run output directory (``out/`` of ``runs/`` and ``current``); None for a stage
     command's files. The backtest reads its earlier committed runs."""
-    build_profile: ProfileBuilder | None = None
-    """How profiles are computed (None: :func:`local_profile`; the Spark backend sets its own)."""
-    _profiles: dict[tuple[dt.date, CustomerSample | None], pl.DataFrame] = field(
-        default_factory=dict, repr=False
-    )
-    _n_customers: int | None = field(default=None, repr=False)
-    _data_start: DataStart | None = field(default=None, repr=False)
+    build_profile: InitVar[ProfileBuilder | None] = None
+    """How profiles are computed (None: :func:`~pipelines.profiles.local_profile`; the local
+    backend's buckets and the Spark backend set their own)."""
+    profiles: ProfileCache = field(init=False, repr=False, compare=False)
+    """The run's profiles by cut and sample, its customer count and data start."""
+
+    def __post_init__(self, build_profile: ProfileBuilder | None) -> None:
+        build = build_profile or local_profile
+        cache = ProfileCache(self.tables, self.as_of, self.cfg.features, build)
+        object.__setattr__(self, "profiles", cache)
 
     @property
     def id_dtype(self) -> pl.DataType:
@@ -85,72 +93,31 @@ class StageContext:
         """About ``max_customers`` of the run's customers, chosen by a hash of their id (None:
         everyone, when they fit). Equal bounds give the same sample, so stages share profiles.
         """
-        if self._n_customers is None:
-            self._n_customers = int(self.tables["customers"].select(pl.len()).collect().item())
-        return CustomerSample.bounded(self._n_customers, max_customers)
+        return CustomerSample.bounded(self.profiles.customers(), max_customers)
 
-    def data_start(self) -> DataStart:
-        """When the run's transactions begin (:func:`features.data_start`), read once a run."""
-        if self._data_start is None:
-            self._data_start = data_start(self.tables["transactions"])
-        return self._data_start
+    def point_in_time(self, max_customers: int, *, hand_over: bool = False) -> PointInTime:
+        """The run's point-in-time facts for a stage whose models learn on about
+        ``max_customers`` customers (:meth:`bounded_sample`).
 
-    def profile_at(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
-        """The point-in-time profile at ``cut`` (of ``sample``'s customers), built once per run
-        and shared by the stages.
-
-        The valuation holdout and the churn validation cut often ask for the same date.
+        ``hand_over``: for the last stage that reads earlier cuts (the churn training frames).
+        Its earlier cuts' profiles are handed over (:meth:`ProfileCache.take
+        <pipelines.profiles.ProfileCache.take>`), and its ``release`` forgets the others of
+        earlier cuts (:meth:`~pipelines.profiles.ProfileCache.release_before` ``as_of``).
+        Without it, profiles are shared through the cache (:meth:`ProfileCache.get
+        <pipelines.profiles.ProfileCache.get>`) and ``release`` does nothing.
         """
-        key = (cut, sample)
-        if key not in self._profiles:
-            self._profiles[key] = self._build(key)
-        return self._profiles[key]
-
-    def _build(self, key: tuple[dt.date, CustomerSample | None]) -> pl.DataFrame:
-        if not self.tables:
-            raise StageError("StageContext.profile_at needs the run's tables")
-        build = self.build_profile or local_profile
-        return build(self.tables, key[0], self.cfg.features, key[1])
-
-    def take_profile(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
-        """The profile of :meth:`profile_at`, handed over: an earlier cut's profile leaves the
-        cache (built when it was not there), so the caller holds the only copy and frees it
-        when done. The churn training frames take their cuts: their profiles are needed
-        by no stage after them, and at 1M customers the cuts cached while the next ones were
-        built held ~1 GB. The profile at ``as_of`` of everyone stays cached."""
-        key = (cut, sample)
-        if key == (self.as_of, None):
-            return self.profile_at(cut, sample)
-        return self._profiles.pop(key) if key in self._profiles else self._build(key)
-
-    def release_earlier_profiles(self) -> None:
-        """Forget the cached profiles of earlier cuts (training and holdout samples): the
-        last stage that trains calls it, so scoring does not hold them too. A later stage
-        that asks again rebuilds them."""
-        for key in [k for k in self._profiles if k != (self.as_of, None)]:
-            del self._profiles[key]
-        from pipelines.buckets import LocalProfiles
-
-        if isinstance(self.build_profile, LocalProfiles):
-            self.build_profile.release()
-
-
-ProfileBuilder = Callable[
-    [dict[str, pl.LazyFrame], dt.date, FeaturesConfig, CustomerSample | None], pl.DataFrame
-]
-"""Computes the collected profile at a cut: ``(tables, cut, features config, sample)``."""
-
-
-def local_profile(
-    tables: dict[str, pl.LazyFrame],
-    cut: dt.date,
-    cfg: FeaturesConfig,
-    sample: CustomerSample | None = None,
-) -> pl.DataFrame:
-    """The profile computed by Polars' streaming engine on this machine."""
-    import features
-
-    return features.build_profile(tables, cut, cfg, sample).collect(engine="streaming")
+        cache = self.profiles
+        at = PointInTime(
+            as_of=self.as_of,
+            tables=self.tables,
+            profile_at=cache.get,
+            start=cache.data_start(),
+            sample=self.bounded_sample(max_customers),
+        )
+        if not hand_over:
+            return at
+        release = functools.partial(cache.release_before, self.as_of)
+        return dataclasses.replace(at, profile_at=cache.take, release=release)
 
 
 StageFn = Callable[..., StageOutput]

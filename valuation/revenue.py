@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from crm_engine.config import ValuationConfig
-from features import CustomerSample, ProfileAt, revenue_between
+from features import PointInTime, revenue_between
 from valuation.base import ValuationError
 from valuation.contract import ContractHistory
 from valuation.select import CONTRACT_MODELS, contract_candidates, make_contract_model
@@ -84,29 +84,22 @@ class RevenueHoldout:
 
 
 def revenue_holdout(
-    profile_at: ProfileAt,
-    transactions: pl.LazyFrame,
-    customers: pl.LazyFrame,
-    as_of: dt.date,
+    at: PointInTime,
     cfg: ValuationConfig,
     purchase_model: str,
-    since: dt.date | None,
-    sample: CustomerSample | None = None,
     contract_models: Sequence[str] | None = None,
 ) -> RevenueHoldout:
-    """Refit at ``as_of - cfg.horizon_days`` and compare the predicted revenue of the next
+    """Refit at ``at.as_of - cfg.horizon_days`` and compare the predicted revenue of the next
     horizon with the real one, per plan type and model (see the module docstring).
 
     Parameters
     ----------
-    profile_at, transactions, customers
-        The run's profile builder and tables.
+    at
+        The run's point in time: its profiles and tables, the data's first day (the contract
+        models' left truncation) and ``sample``, the customers compared on (the pipeline
+        bounds it as the purchase holdout).
     purchase_model
         The purchase model to refit (the run's, after its own holdout selection).
-    since
-        The data's first day (the contract model's left truncation).
-    sample
-        Compare on these customers only (the pipeline bounds it as the purchase holdout).
     contract_models
         The contract models to refit (None: :func:`valuation.select.contract_candidates` of
         ``cfg.postpaid_model``, measured).
@@ -117,19 +110,19 @@ def revenue_holdout(
         When the cut falls before the data starts, or the purchase model cannot be fitted
         there.
     """
-    days = cfg.horizon_days
-    cut = as_of - dt.timedelta(days=days)
+    days, since, sample = cfg.horizon_days, at.start.first_day, at.sample
+    cut = at.as_of - dt.timedelta(days=days)
     if since is None or cut <= since:
         raise ValuationError(
             f"revenue holdout: the cut {cut} (as_of - valuation.horizon_days) is not after the "
             f"first transaction ({since}); it needs {days} days of history before as_of"
         )
     plain = cfg.model_copy(update={"annual_discount_rate": 0.0, "margin": 1.0})
-    profile = profile_at(cut, sample)  # the customers still there at the cut
+    profile = at.profile_at(cut, sample)  # the customers still there at the cut
     models = fit_models(profile, plain, purchase_model)
     predicted = {purchase_model: value_customers(profile, plain, models)[0]}
     errors: dict[str, str] = {}
-    history = ContractHistory(customers, since, profile_at)
+    history = ContractHistory(at.tables["customers"], since, at.profile_at)
     if contract_models is None:
         names = contract_candidates(cfg, measured=True)
     else:
@@ -144,7 +137,7 @@ def revenue_holdout(
     actual = (
         profile.select("customer_id", "plan_type")
         .join(
-            revenue_between(transactions, cut, as_of, sample).collect(),
+            revenue_between(at.tables["transactions"], cut, at.as_of, sample).collect(),
             on="customer_id",
             how="left",
         )

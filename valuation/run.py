@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from dataclasses import dataclass
 
 import polars as pl
 
 from crm_engine.config import ValuationConfig
 from crm_engine.stage_reports import ValuationReport
-from features import CustomerSample, DataStart, ProfileAt, data_start
+from features import PointInTime
 from valuation.base import ValuationError
 from valuation.contract import ContractHistory, contract_ends
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
@@ -53,17 +52,9 @@ def _postpaid_note(revenue: RevenueHoldout | None, choice: str, error: str | Non
     return f"{note}; {failed}" if failed else note
 
 
-def run_valuation(
-    profile_at: ProfileAt,
-    transactions: pl.LazyFrame,
-    as_of: dt.date,
-    cfg: ValuationConfig,
-    holdout_sample: CustomerSample | None = None,
-    customers: pl.LazyFrame | None = None,
-    start: DataStart | None = None,
-) -> ValuationRun:
+def run_valuation(at: PointInTime, cfg: ValuationConfig) -> ValuationRun:
     """Validate on a holdout (selecting the model when ``cfg.model = "auto"``), then fit on the
-    profile at ``as_of`` and score every customer.
+    profile at ``at.as_of`` and score every customer.
 
     The holdout refits with the cut moved back by ``cfg.holdout_days`` and compares with the
     purchases that really happened up to ``as_of``; ``holdout_days = 0`` skips it (not allowed
@@ -71,34 +62,27 @@ def run_valuation(
 
     Parameters
     ----------
-    profile_at
-        The collected profile at a cut (the pipeline passes its per-run cache, so a cut other
-        stages also need is built once).
-    transactions
-        The transactions table (the holdout's actual purchases).
-    as_of
-        First day not observed.
+    at
+        The run's point in time: ``as_of`` (first day not observed), the profiles by cut, the
+        transactions (the holdout's actual purchases) and customers, when the transactions
+        begin, and ``sample``, the customers the holdouts compare on (None: everyone; the
+        pipeline bounds it by ``valuation.max_holdout_customers``). The fit at ``as_of`` sees
+        everyone.
     cfg
-        The ``[valuation]`` section.
-    holdout_sample
-        The customers the holdout compares on (None: everyone); the pipeline bounds it by
-        ``valuation.max_holdout_customers``. The fit at ``as_of`` sees everyone.
-    customers
-        The customers table: with ``cfg.postpaid_model = "contract"`` (the sBG,
+        The ``[valuation]`` section. With ``postpaid_model = "contract"`` (the sBG,
         :mod:`valuation.contract`) or ``"hazard"`` (each customer's own monthly hazard,
-        :mod:`valuation.hazard`) the retention of its postpaid customers is fitted on their
+        :mod:`valuation.hazard`) the retention of the postpaid customers is fitted on their
         observed churn since the first transaction and values them; ``"auto"`` keeps the one
         with the lowest revenue holdout error, or the purchase model. Too few of them to fit
-        leaves them to the purchase model, with a note in the report. None: everyone by the
-        purchase model.
-    start
-        When the transactions begin (:func:`features.data_start`; None: read here when needed).
+        leaves them to the purchase model, with a note in the report.
 
     Raises
     ------
     ValuationError
         ``auto`` without a holdout, or no model can be fitted.
     """
+    profile_at, as_of, sample = at.profile_at, at.as_of, at.sample
+    transactions, customers = at.tables["transactions"], at.tables["customers"]
     holdout: HoldoutResult | None = None
     holdout_error: str | None = None
     model_name = cfg.model
@@ -113,7 +97,7 @@ def run_valuation(
                 as_of,
                 cfg,
                 models=candidates,
-                sample=holdout_sample,
+                sample=sample,
             )
         except ValuationError as e:
             if cfg.model == "auto":
@@ -128,34 +112,25 @@ def run_valuation(
     profile = profile_at(as_of, None)
     models = fit_models(profile, cfg, model_name)
     notes: list[str] = []
-    since = None if customers is None else (start or data_start(transactions)).first_day
+    since = at.start.first_day
     revenue: RevenueHoldout | None = None
     revenue_error: str | None = None
-    if customers is not None and cfg.holdout_days == 0:
+    if cfg.holdout_days == 0:
         revenue_error = "valuation.holdout_days = 0 skips it"
-    elif customers is not None:
+    else:
         try:
-            revenue = revenue_holdout(
-                profile_at,
-                transactions,
-                customers,
-                as_of,
-                cfg,
-                models.purchase.model_name,
-                since,
-                holdout_sample,
-                contract_candidates(cfg, measured=True),
-            )
+            measured = contract_candidates(cfg, measured=True)
+            revenue = revenue_holdout(at, cfg, models.purchase.model_name, measured)
         except ValuationError as e:
             revenue_error = str(e)
     candidates = contract_candidates(cfg)
     contract = candidates[0] if len(candidates) == 1 else None
-    if cfg.postpaid_model == "auto" and customers is not None:
+    if cfg.postpaid_model == "auto":
         choice = models.purchase.model_name if revenue is None else revenue.postpaid_choice()
         contract = choice if choice in candidates else None
         note = _postpaid_note(revenue, choice, revenue_error)
         notes += [note] if note else []
-    if customers is not None and contract is not None:
+    if contract is not None:
         try:
             if since is None:
                 raise ValuationError("table transactions has no rows: the data's start is unknown")

@@ -398,16 +398,7 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
     from valuation.run import run_valuation
 
     cfg = ctx.cfg.valuation
-    sample = ctx.bounded_sample(cfg.max_holdout_customers)
-    run = run_valuation(
-        ctx.profile_at,
-        tables["transactions"],
-        ctx.as_of,
-        cfg,
-        sample,
-        tables["customers"],
-        ctx.data_start(),
-    )
+    run = run_valuation(ctx.point_in_time(cfg.max_holdout_customers), cfg)
     artifacts: dict[str, Path] = {}
     if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
         artifacts["valuation_holdout.png"] = plot_holdout(

@@ -18,6 +18,7 @@ from churn.training import profile_features
 from crm_engine.config import PipelineConfig
 from crm_engine.generator import as_of_churn_probability, generate
 from crm_engine.io import load_tables
+from features import PointInTime
 
 AS_OF = dt.date(2025, 1, 1)
 H = 90
@@ -41,8 +42,7 @@ def test_churn_model_auc_is_within_reach_of_the_as_of_oracle(tmp_path: Path) -> 
     tables = load_tables(world)
     cfg = PipelineConfig()
     train, valid = build_training_frames(
-        tables,
-        AS_OF,
+        PointInTime.of(tables, AS_OF),
         cfg.features,
         cfg.churn.extra_features,
         H,

@@ -12,6 +12,7 @@ from polars.testing import assert_frame_equal
 import features
 from churn.frames import CUT_COLUMN, build_training_frames, surveyed_snapshots, training_cuts
 from crm_engine.config import FeaturesConfig
+from features import PointInTime
 from tests.features._tiny import lazy
 from tests.features.test_point_in_time import BASE, mutated
 
@@ -33,9 +34,8 @@ def test_training_cuts_step_back_from_two_horizons() -> None:
 def _frames(tables: dict[str, pl.DataFrame], valid_cut: dt.date) -> pl.DataFrame:
     """The stacked training frame of a run whose validation cut is ``valid_cut``."""
     as_of = valid_cut + dt.timedelta(days=H)
-    train, _ = build_training_frames(
-        lazy(tables), as_of, FeaturesConfig(), [], H, snapshots=3, step_days=STEP
-    )
+    at = PointInTime.of(lazy(tables), as_of)
+    train, _ = build_training_frames(at, FeaturesConfig(), [], H, snapshots=3, step_days=STEP)
     return train
 
 
@@ -109,17 +109,16 @@ def test_snapshots_before_the_first_purchase_are_a_data_error() -> None:
     as_of = dt.date(2024, 1, 31)
     too_many = (as_of - first).days // STEP  # the earliest cut falls before ``first``
     assert training_cuts(as_of, H, too_many, STEP).train[-1] <= first
+    at = PointInTime.of(lazy(BASE), as_of)
     with pytest.raises(DataError) as err:
-        build_training_frames(lazy(BASE), as_of, FeaturesConfig(), [], H, snapshots=too_many)
+        build_training_frames(at, FeaturesConfig(), [], H, snapshots=too_many)
     msg = str(err.value)
     assert "table transactions" in msg and "column ts" in msg
     assert str(first) in msg and f"{n_rows:,} rows" in msg
     assert "churn.training_snapshots" in msg
     # as many cuts as the history allows are fine
     earliest_ok = too_many - 2
-    train, _ = build_training_frames(
-        lazy(BASE), as_of, FeaturesConfig(), [], H, snapshots=earliest_ok
-    )
+    train, _ = build_training_frames(at, FeaturesConfig(), [], H, snapshots=earliest_ok)
     assert train[CUT_COLUMN].n_unique() == earliest_ok
 
 
@@ -129,15 +128,14 @@ def test_the_loyalty_model_s_earlier_snapshots_are_surveyed_rows_while_history_a
     an error: the loyalty model then learns from fewer)."""
     tables = lazy(BASE)
     as_of = dt.date(2024, 1, 31)
-    start = features.data_start(tables["transactions"])
+    at = PointInTime.of(tables, as_of)
+    start = at.start
     # the cuts after the first transaction
     fit = sum(c > start.first_day for c in training_cuts(as_of, H, 100, STEP).train)
     wanted = fit + 3
     cuts = training_cuts(as_of, H, wanted, STEP).train
     assert cuts[fit - 1] > start.first_day >= cuts[fit]
-    earlier = surveyed_snapshots(
-        tables, as_of, H, 3, wanted, STEP, start, FeaturesConfig(), [], None, None
-    )
+    earlier = surveyed_snapshots(at, FeaturesConfig(), [], H, 3, wanted, STEP)
     assert earlier is not None
     present = earlier[CUT_COLUMN].unique(maintain_order=True).to_list()
     assert present == [c for c in cuts[3:fit] if c in present] and len(present) >= 3
@@ -159,8 +157,5 @@ def test_the_loyalty_model_s_earlier_snapshots_are_surveyed_rows_while_history_a
             profile.filter(pl.col("customer_id").is_in(rows["customer_id"].implode())),
         )
     # no cut left after the first transaction, or none asked beyond the churn model's: None
-    assert (
-        surveyed_snapshots(tables, as_of, H, fit, fit + 2, STEP, start, FeaturesConfig(), [])
-        is None
-    )
-    assert surveyed_snapshots(tables, as_of, H, 3, 3, STEP, start, FeaturesConfig(), []) is None
+    assert surveyed_snapshots(at, FeaturesConfig(), [], H, fit, fit + 2, STEP) is None
+    assert surveyed_snapshots(at, FeaturesConfig(), [], H, 3, 3, STEP) is None

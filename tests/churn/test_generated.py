@@ -19,7 +19,7 @@ from churn.training import train_models
 from crm_engine.config import PipelineConfig
 from crm_engine.generator import generate, true_churn_probability
 from crm_engine.io import load_tables
-from features import CustomerSample
+from features import CustomerSample, PointInTime
 
 AS_OF = dt.date(2025, 1, 1)
 H = 90
@@ -36,14 +36,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def frames(world: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     cfg = PipelineConfig()
-    return build_training_frames(load_tables(world), AS_OF, cfg.features, [], H)
+    return build_training_frames(PointInTime.of(load_tables(world), AS_OF), cfg.features, [], H)
 
 
 @pytest.mark.slow
 def test_churn_close_to_oracle_out_of_time(world: Path) -> None:
-    training = train_models(load_tables(world), AS_OF, PipelineConfig(), H)
+    at = PointInTime.of(load_tables(world), AS_OF)
+    training = train_models(at, PipelineConfig(), H)
     model = training.churn
-    _, valid = build_training_frames(load_tables(world), AS_OF, PipelineConfig().features, [], H)
+    _, valid = build_training_frames(at, PipelineConfig().features, [], H)
     _, report = validation_halves(valid, model.seed)
     rep = valid.filter(pl.Series(report)).select("customer_id", LABEL)
     truth = true_churn_probability(world / "_truth", training.valid_cut, H)
@@ -106,7 +107,8 @@ def test_bounded_training_frames_are_the_sampled_rows(
     sample = CustomerSample.bounded(100_000, 20_000, seed=3)
     assert sample is not None
     cfg = PipelineConfig()
-    bounded = build_training_frames(load_tables(world), AS_OF, cfg.features, [], H, sample=sample)
+    at = PointInTime.of(load_tables(world), AS_OF, sample=sample)
+    bounded = build_training_frames(at, cfg.features, [], H)
     for full, part in zip(frames, bounded, strict=True):
         assert 0.15 * full.height < part.height < 0.25 * full.height
         expected = full.filter(sample.expr())

@@ -25,7 +25,7 @@ def test_dormant_customers_are_lost_on_generated_data(
     ctx = StageContext(
         cfg=cfg, as_of=dt.date(2025, 1, 1), workdir=tmp_path, tracking=False, tables=tables
     )
-    profile = ctx.profile_at(ctx.as_of)
+    profile = ctx.profiles.get(ctx.as_of)
     values = valuation_stage(ctx, tables).outputs["values"]
     out = churn_stage(ctx, tables, profile, values)
     scores = out.outputs["churn_scores"].join(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from crm_engine.config import load_config
 from crm_engine.contracts import SCORE_COLUMNS
 from pipelines.assemble import assemble_stage
 from pipelines.outputs import profile_file
+from pipelines.profiles import ProfileCache
 from pipelines.runner import Stage, StageContext, StageError, StageOutput, run_pipeline
 from pipelines.stages import owned_columns, pipeline
 
@@ -159,72 +161,104 @@ def test_models_train_on_bounded_samples_and_score_everyone(
     out = tmp_path / "out"
     manifest = json.loads((out / "manifest.json").read_text())
     full = load_config(None, overrides | {"output.dir": str(tmp_path / "full")})
-    ctx = StageContext(cfg=full, as_of=dt.date(2024, 10, 1), workdir=tmp_path, tracking=False)
     from crm_engine.io import load_tables
 
-    ctx.tables = load_tables(generated_operator)
+    ctx = StageContext(
+        cfg=full, as_of=dt.date(2024, 10, 1), workdir=tmp_path, tracking=False,
+        tables=load_tables(generated_operator),
+    )  # fmt: skip
     sample = ctx.bounded_sample(800)
     assert sample is not None and ctx.bounded_sample(10**9) is None
     cut = dt.date(2024, 10, 1) - dt.timedelta(days=90)
-    everyone, part = ctx.profile_at(cut), ctx.profile_at(cut, sample)
+    everyone, part = ctx.profiles.get(cut), ctx.profiles.get(cut, sample)
     assert 400 < part.height < 0.5 * everyone.height
     assert manifest["valuation"]["holdout"]["n_customers"] <= part.height
     scores = pl.read_parquet(out / "scores.parquet")
-    assert scores.height == ctx.profile_at(ctx.as_of).height
+    assert scores.height == ctx.profiles.get(ctx.as_of).height
     assert scores["churn_probability"].null_count() == 0
 
 
-def test_releasing_earlier_profiles_keeps_the_one_at_as_of(tmp_path: Path) -> None:
-    from crm_engine.config import PipelineConfig
-    from features.sample import CustomerSample
+def _counting_cache(as_of: dt.date) -> tuple[ProfileCache, list[tuple[dt.date, object]]]:
+    """A profile cache whose builder records what it was asked to build."""
+    from crm_engine.config import FeaturesConfig
 
-    built: list[tuple[dt.date, CustomerSample | None]] = []
+    built: list[tuple[dt.date, object]] = []
 
     def build(tables: object, cut: dt.date, cfg: object, sample: object = None) -> pl.DataFrame:
-        built.append((cut, sample))  # type: ignore[arg-type]
-        return pl.DataFrame({"customer_id": [1]})
+        built.append((cut, sample))
+        return pl.DataFrame({"customer_id": [len(built)]})
+
+    tables = {"customers": pl.LazyFrame()}
+    return ProfileCache(tables, as_of, FeaturesConfig(), build), built
+
+
+def test_releasing_earlier_profiles_keeps_the_one_at_as_of() -> None:
+    from features.sample import CustomerSample
 
     as_of, earlier = dt.date(2025, 1, 1), dt.date(2024, 10, 1)
-    ctx = StageContext(
-        cfg=PipelineConfig(), as_of=as_of, workdir=tmp_path, tracking=False,
-        tables={"customers": pl.LazyFrame()}, build_profile=build,
-    )  # fmt: skip
+    cache, built = _counting_cache(as_of)
     sample = CustomerSample(share=0.5)
-    ctx.profile_at(as_of)
-    ctx.profile_at(earlier, sample)
-    ctx.profile_at(as_of, sample)
+    cache.get(as_of)
+    cache.get(earlier, sample)
+    cache.get(as_of, sample)
     assert len(built) == 3
-    ctx.release_earlier_profiles()
-    ctx.profile_at(as_of)  # still cached
+    cache.release_before(as_of)
+    cache.get(as_of)  # still cached
+    cache.get(as_of, sample)
     assert len(built) == 3
-    ctx.profile_at(earlier, sample)  # built again
+    cache.get(earlier, sample)  # built again
     assert built[-1] == (earlier, sample) and len(built) == 4
 
 
-def test_taking_a_profile_hands_it_over(tmp_path: Path) -> None:
+def test_taking_a_profile_hands_it_over() -> None:
     """A taken earlier cut leaves the cache (the churn frames hold the only copy), a cut not
     cached is built without being cached, and the profile at as_of stays cached."""
-    from crm_engine.config import PipelineConfig
     from features.sample import CustomerSample
 
-    built: list[tuple[dt.date, CustomerSample | None]] = []
+    as_of, earlier, earliest = dt.date(2025, 1, 1), dt.date(2024, 10, 1), dt.date(2024, 7, 1)
+    cache, built = _counting_cache(as_of)
+    sample = CustomerSample(share=0.5)
+    cached = cache.get(earlier, sample)  # a valuation holdout, say
+    assert cache.take(earlier, sample) is cached and len(built) == 1
+    cache.take(earlier, sample)  # gone from the cache: built again
+    cache.take(earliest, sample)
+    cache.take(earliest, sample)
+    assert built == [(earlier, sample), (earlier, sample), (earliest, sample), (earliest, sample)]
+    whole = cache.take(as_of)
+    assert cache.get(as_of) is whole and cache.take(as_of) is whole
+    assert len(built) == 5
 
-    def build(tables: object, cut: dt.date, cfg: object, sample: object = None) -> pl.DataFrame:
-        built.append((cut, sample))  # type: ignore[arg-type]
-        return pl.DataFrame({"customer_id": [len(built)]})
+
+def test_the_training_stage_s_point_in_time_hands_the_earlier_cuts_over(tmp_path: Path) -> None:
+    """The point in time a training stage gets takes its cuts out of the run's cache, and its
+    release forgets the earlier cuts other stages left there; a stage that only shares gets
+    the cached profiles and a release that keeps them."""
+    from crm_engine.config import PipelineConfig
 
     as_of, earlier, earliest = dt.date(2025, 1, 1), dt.date(2024, 10, 1), dt.date(2024, 7, 1)
+    built: list[dt.date] = []
+
+    def build(tables: object, cut: dt.date, cfg: object, sample: object = None) -> pl.DataFrame:
+        built.append(cut)
+        return pl.DataFrame({"customer_id": [len(built)]})
+
     ctx = StageContext(
         cfg=PipelineConfig(), as_of=as_of, workdir=tmp_path, tracking=False,
-        tables={"customers": pl.LazyFrame()}, build_profile=build,
+        tables={"customers": pl.LazyFrame({"customer_id": [1, 2]}),
+                "transactions": pl.LazyFrame({"ts": [dt.datetime(2024, 1, 1)]})},
+        build_profile=build,
     )  # fmt: skip
-    sample = CustomerSample(share=0.5)
-    cached = ctx.profile_at(earlier, sample)  # a valuation holdout, say
-    assert ctx.take_profile(earlier, sample) is cached and len(built) == 1
-    ctx.take_profile(earlier, sample)  # gone from the cache: built again
-    ctx.take_profile(earliest, sample)
-    ctx.take_profile(earliest, sample)
-    assert built == [(earlier, sample), (earlier, sample), (earliest, sample), (earliest, sample)]
-    whole = ctx.take_profile(as_of)
-    assert ctx.profile_at(as_of) is whole and ctx.take_profile(as_of) is whole
-    assert len(built) == 5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.as_of = earlier  # type: ignore[misc]
+    shared = ctx.point_in_time(10**6)
+    assert shared.sample is None and shared.start.first_day == dt.date(2024, 1, 1)
+    holdout = shared.profile_at(earlier, None)
+    shared.profile_at(earliest, None)
+    shared.release()  # a stage that shares keeps the cache as it is
+    assert shared.profile_at(earlier, None) is holdout and built == [earlier, earliest]
+    training = ctx.point_in_time(10**6, hand_over=True)
+    assert training.profile_at(earlier, None) is holdout  # handed over: gone from the cache
+    training.release()  # frames built: the earliest cut's profile is forgotten too
+    ctx.profiles.get(earliest)
+    ctx.profiles.get(earlier)
+    assert built == [earlier, earliest, earliest, earlier]

@@ -394,6 +394,7 @@ def test_rare_category_values_never_reach_a_model(data: Path, tmp_path: Path) ->
 
     from churn.training import train_models
     from crm_engine.config import load_config
+    from features import PointInTime
     from segmentation import segment_customers
     from segmentation.store import MODEL_FILE, save_segmenter
 
@@ -402,7 +403,7 @@ def test_rare_category_values_never_reach_a_model(data: Path, tmp_path: Path) ->
           .otherwise(pl.col("occupation")).alias("occupation"))(data)  # fmt: skip
     cfg = load_config(None, {"data.dir": str(data), "loyalty.enabled": False})
     tables = load_tables(data)
-    training = train_models(tables, dt.date.fromisoformat(AS_OF), cfg)
+    training = train_models(PointInTime.of(tables, dt.date.fromisoformat(AS_OF)), cfg)
     stored = training.churn.feature_spec_.categorical["occupation"]
     assert rare not in stored and "other" in stored
     assert rare not in training.churn.feature_spec_.to_json()

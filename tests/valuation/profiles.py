@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from features import CustomerSample, build_profile
+from features import CustomerSample, PointInTime, build_profile, data_start
 
 
 def cached_profiles(tables: dict[str, pl.LazyFrame]) -> Callable[..., pl.DataFrame]:
@@ -20,3 +20,9 @@ def cached_profiles(tables: dict[str, pl.LazyFrame]) -> Callable[..., pl.DataFra
         return cache[cut, sample]
 
     return profile_at
+
+
+def point_in_time(tables: dict[str, pl.LazyFrame], as_of: dt.date) -> PointInTime:
+    """``tables`` at ``as_of`` as the pipeline hands them to valuation: cached profiles,
+    everyone in the holdouts."""
+    return PointInTime(as_of, tables, cached_profiles(tables), data_start(tables["transactions"]))

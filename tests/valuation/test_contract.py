@@ -103,21 +103,12 @@ def valued(generated_operator: Path) -> tuple[pl.DataFrame, object, pl.DataFrame
     """The generated operator valued as the pipeline does: (profile, run, values)."""
     from crm_engine.config import ValuationConfig
     from crm_engine.io import load_tables
-    from features import build_profile
+    from tests.valuation.profiles import point_in_time
     from valuation import run_valuation
 
-    tables = load_tables(generated_operator)
-    as_of = dt.date(2025, 1, 1)
-    cache: dict[dt.date, pl.DataFrame] = {}
-
-    def profile_at(cut: dt.date, sample: object = None) -> pl.DataFrame:
-        if cut not in cache:
-            cache[cut] = build_profile(tables, cut).collect()
-        return cache[cut]
-
-    cfg = ValuationConfig(postpaid_model="contract")
-    run = run_valuation(profile_at, tables["transactions"], as_of, cfg, None, tables["customers"])
-    return profile_at(as_of), run, run.values
+    at = point_in_time(load_tables(generated_operator), dt.date(2025, 1, 1))
+    run = run_valuation(at, ValuationConfig(postpaid_model="contract"))
+    return at.profile_at(at.as_of, None), run, run.values
 
 
 def test_postpaid_customers_are_valued_by_their_contract(
@@ -240,28 +231,24 @@ def test_postpaid_value_ranks_like_the_truth_and_auto_keeps_the_contract_model(
     from crm_engine.config import ValuationConfig
     from crm_engine.generator import generate, true_value
     from crm_engine.io import load_tables
-    from features import build_profile
+    from tests.valuation.profiles import point_in_time
     from valuation import run_valuation
 
     data = tmp_path / "data"
     end = generate(data, customers=20_000, months=36, seed=5).end
     cut = end.replace(year=end.year - 1)
-    tables = load_tables(data)
-    cache: dict[dt.date, pl.DataFrame] = {}
-
-    def profile_at(at: dt.date, sample: object = None) -> pl.DataFrame:
-        if at not in cache:
-            cache[at] = build_profile(tables, at).collect()
-        return cache[at]
+    at = point_in_time(load_tables(data), cut)
 
     base = ValuationConfig()
     truth = true_value(data / "_truth", cut, base.horizon_days, base.margin, 0.1)
-    postpaid = profile_at(cut).filter((pl.col("plan_type") == "postpaid") & pl.col("has_purchase"))
+    postpaid = at.profile_at(cut, None).filter(
+        (pl.col("plan_type") == "postpaid") & pl.col("has_purchase")
+    )
     rho = {}
     kept = set()
     for kind in ("contract", "hazard", "btyd", "auto"):
         cfg = base.model_copy(update={"postpaid_model": kind, "annual_discount_rate": 0.1})
-        run = run_valuation(profile_at, tables["transactions"], cut, cfg, None, tables["customers"])
+        run = run_valuation(at, cfg)
         j = (
             postpaid.select("customer_id")
             .join(run.values, on="customer_id")

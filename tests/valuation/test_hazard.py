@@ -14,9 +14,9 @@ from polars.testing import assert_frame_equal
 
 from crm_engine.config import ValuationConfig
 from crm_engine.io import load_tables
-from features import build_profile, data_start
-from tests.valuation.profiles import cached_profiles
-from valuation import run_valuation, value_customers
+from features import PointInTime, build_profile, data_start
+from tests.valuation.profiles import cached_profiles, point_in_time
+from valuation import ValuationRun, run_valuation, value_customers
 from valuation.base import ValuationError
 from valuation.contract import ContractHistory
 from valuation.hazard import HazardModel, person_months
@@ -138,14 +138,14 @@ def test_hazard_values_rank_like_the_truth_and_recover_the_contract_end_rise(
 
     tables = load_tables(operator)
     cut = AS_OF
-    profile_at = cached_profiles(tables)
+    at = point_in_time(tables, cut)
     truth = true_value(operator / "_truth", cut, 365, 0.3, 0.1)
-    postpaid = profile_at(cut).filter(pl.col("plan_type") == "postpaid")
+    postpaid = at.profile_at(cut, None).filter(pl.col("plan_type") == "postpaid")
     billed = postpaid.filter(pl.col("has_purchase")).select("customer_id")
     rho, runs = {}, {}
     for kind in ("contract", "hazard", "btyd"):
         cfg = ValuationConfig(postpaid_model=kind)
-        run = run_valuation(profile_at, tables["transactions"], cut, cfg, None, tables["customers"])
+        run = run_valuation(at, cfg)
         j = billed.join(run.values, on="customer_id").join(truth, on="customer_id")
         rho[kind] = j.select(pl.corr("clv", "true_value", method="spearman")).item()
         runs[kind] = run
@@ -169,14 +169,7 @@ def test_hazard_values_rank_like_the_truth_and_recover_the_contract_end_rise(
 
 def test_auto_keeps_the_lowest_revenue_error_and_says_why(operator: Path) -> None:
     tables = load_tables(operator)
-    run = run_valuation(
-        cached_profiles(tables),
-        tables["transactions"],
-        AS_OF,
-        ValuationConfig(postpaid_model="auto"),
-        None,
-        tables["customers"],
-    )
+    run = run_valuation(point_in_time(tables, AS_OF), ValuationConfig(postpaid_model="auto"))
     revenue = run.report.revenue_holdout
     assert revenue is not None
     errors = {r["model"]: r["mae"] for r in revenue.rows if r["plan_type"] == "postpaid"}
@@ -187,21 +180,29 @@ def test_auto_keeps_the_lowest_revenue_error_and_says_why(operator: Path) -> Non
     assert all(f"{errors[m]:,.2f}" in note for m in errors)
 
 
+HAZARD = ValuationConfig(postpaid_model="hazard")
+
+
+@pytest.fixture(scope="module")
+def hazard_run(generated_operator: Path) -> tuple[PointInTime, ValuationRun]:
+    """The generated operator valued with the hazard model for its postpaid customers."""
+    at = point_in_time(load_tables(generated_operator), AS_OF)
+    return at, run_valuation(at, HAZARD)
+
+
 def test_the_hazard_model_is_stored_as_numbers_and_rebuilds_the_values(
-    generated_operator: Path, tmp_path: Path
+    hazard_run: tuple[PointInTime, ValuationRun], tmp_path: Path
 ) -> None:
     from valuation.store import load_valuation_model, save_valuation_model
 
-    tables = load_tables(generated_operator)
-    cfg = ValuationConfig(postpaid_model="hazard")
-    profile_at = cached_profiles(tables)
-    run = run_valuation(profile_at, tables["transactions"], AS_OF, cfg, None, tables["customers"])
+    at, run = hazard_run
+    cfg = HAZARD
     assert isinstance(run.models.retention, HazardModel)
     path = save_valuation_model(run.models, cfg, tmp_path / "clv.json")
     doc = json.loads(path.read_text())
     assert doc["retention"]["model"] == "hazard"
     again, _ = load_valuation_model(path)
-    rebuilt, _ = value_customers(profile_at(AS_OF), cfg, again)
+    rebuilt, _ = value_customers(at.profile_at(AS_OF, None), cfg, again)
     assert_frame_equal(rebuilt, run.values, check_exact=True)
     # a coefficient that is not a number is refused, like any model's
     doc["retention"]["fitted"]["params_"]["intercept"] = "__import__('os')"
@@ -213,16 +214,14 @@ def test_the_hazard_model_is_stored_as_numbers_and_rebuilds_the_values(
 
 
 def test_the_hazard_model_logs_and_scores_through_mlflow(
-    generated_operator: Path, tmp_path: Path
+    hazard_run: tuple[PointInTime, ValuationRun], tmp_path: Path
 ) -> None:
     import mlflow
 
     from valuation.pyfunc import OUTPUT_COLUMNS, log_valuation_model
 
-    tables = load_tables(generated_operator)
-    cfg = ValuationConfig(postpaid_model="hazard")
-    profile_at = cached_profiles(tables)
-    run = run_valuation(profile_at, tables["transactions"], AS_OF, cfg, None, tables["customers"])
+    at, run = hazard_run
+    cfg = HAZARD
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
     mlflow.create_experiment("hazard-test", artifact_location=(tmp_path / "a").as_uri())
     mlflow.set_experiment("hazard-test")
@@ -231,7 +230,7 @@ def test_the_hazard_model_logs_and_scores_through_mlflow(
             m = run.models
             info = log_valuation_model(m.purchase, m.spend, cfg, retention=m.retention)
         loaded = mlflow.pyfunc.load_model(info.model_uri)
-        profile = profile_at(AS_OF)
+        profile = at.profile_at(AS_OF, None)
         retention = m.retention
         assert retention is not None
         cols = ["frequency", "recency", "T", "monetary_value", "plan_type"]

@@ -10,8 +10,8 @@ import pytest
 
 from crm_engine.config import ValuationConfig
 from crm_engine.io import load_tables
-from features import build_profile, data_start
-from tests.valuation.profiles import cached_profiles
+from features import build_profile
+from tests.valuation.profiles import point_in_time
 from valuation import run_valuation
 from valuation.base import ValuationError
 from valuation.revenue import RevenueHoldout, revenue_holdout
@@ -27,16 +27,7 @@ def tables(generated_operator: Path) -> dict[str, pl.LazyFrame]:
 
 @pytest.fixture(scope="module")
 def holdout(tables: dict[str, pl.LazyFrame]) -> RevenueHoldout:
-    since = data_start(tables["transactions"]).first_day
-    return revenue_holdout(
-        cached_profiles(tables),
-        tables["transactions"],
-        tables["customers"],
-        AS_OF,
-        ValuationConfig(),
-        "bgnbd",
-        since,
-    )
+    return revenue_holdout(point_in_time(tables, AS_OF), ValuationConfig(), "bgnbd")
 
 
 def test_every_plan_and_model_against_the_real_revenue(
@@ -97,29 +88,13 @@ def test_sees_nothing_from_as_of_on(
         .otherwise(pl.col("churn_date"))
         .alias("churn_date")
     )
-    again = revenue_holdout(
-        cached_profiles(later),
-        later["transactions"],
-        later["customers"],
-        AS_OF,
-        ValuationConfig(),
-        "bgnbd",
-        data_start(tables["transactions"]).first_day,
-    )
+    again = revenue_holdout(point_in_time(later, AS_OF), ValuationConfig(), "bgnbd")
     assert again.to_dict() == holdout.to_dict()
 
 
 def test_too_little_history_is_a_clear_error(tables: dict[str, pl.LazyFrame]) -> None:
     with pytest.raises(ValuationError, match="needs 365 days of history before as_of"):
-        revenue_holdout(
-            cached_profiles(tables),
-            tables["transactions"],
-            tables["customers"],
-            dt.date(2023, 9, 1),
-            ValuationConfig(),
-            "bgnbd",
-            dt.date(2023, 1, 1),
-        )
+        revenue_holdout(point_in_time(tables, dt.date(2023, 9, 1)), ValuationConfig(), "bgnbd")
 
 
 def _holdout(contract_mae: float | None) -> RevenueHoldout:
@@ -146,14 +121,7 @@ def test_auto_keeps_the_lower_postpaid_error() -> None:
 def test_run_valuation_values_postpaid_as_the_holdout_says(
     tables: dict[str, pl.LazyFrame], holdout: RevenueHoldout
 ) -> None:
-    run = run_valuation(
-        cached_profiles(tables),
-        tables["transactions"],
-        AS_OF,
-        ValuationConfig(postpaid_model="auto"),
-        None,
-        tables["customers"],
-    )
+    run = run_valuation(point_in_time(tables, AS_OF), ValuationConfig(postpaid_model="auto"))
     report = run.report
     assert report.revenue_holdout is not None
     assert report.revenue_holdout.to_dict() == holdout.to_dict()
@@ -175,11 +143,6 @@ def test_run_valuation_values_postpaid_as_the_holdout_says(
     assert any(n.startswith(f"postpaid customers valued by {choice}") for n in report.notes)
     # no holdout, no revenue holdout: auto keeps the purchase model and says why
     run = run_valuation(
-        cached_profiles(tables),
-        tables["transactions"],
-        AS_OF,
-        ValuationConfig(postpaid_model="auto", holdout_days=0),
-        None,
-        tables["customers"],
+        point_in_time(tables, AS_OF), ValuationConfig(postpaid_model="auto", holdout_days=0)
     )
     assert run.report.revenue_holdout is None and run.models.retention is None

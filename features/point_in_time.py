@@ -1,0 +1,71 @@
+"""One run's point-in-time facts, in one object: the date, the tables, the profiles, the sample."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from crm_engine.config import FeaturesConfig
+from features.profile import ProfileAt, build_profile
+from features.sample import CustomerSample
+from features.window import DataStart, data_start
+
+__all__ = ["PointInTime"]
+
+
+def _nothing_to_release() -> None:
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class PointInTime:
+    """What a model learns from and scores at, handed from the pipeline to a package in one
+    piece instead of a list of positional arguments.
+
+    Attributes
+    ----------
+    as_of
+        First day not observed: features see only rows before it, labels look forward from it.
+    tables
+        The run's input tables (``crm_engine.io.load_tables``); ``customers`` and
+        ``transactions`` are always there.
+    profile_at
+        The collected profile at a cut, of a sample's customers (the pipeline's per-run cache
+        hands out its profiles, so a cut two stages need is built once).
+    start
+        When the transactions begin (:func:`features.data_start`, read once a run).
+    sample
+        The customers a model that works on a bounded share learns and validates on (None:
+        everyone); what is scored at ``as_of`` is always everyone.
+    release
+        Called by the consumer once it has built every frame it needs from earlier cuts: the
+        pipeline then frees their profiles (see ``pipelines.profiles.ProfileCache``). Does
+        nothing by default.
+    """
+
+    as_of: dt.date
+    tables: dict[str, pl.LazyFrame]
+    profile_at: ProfileAt
+    start: DataStart
+    sample: CustomerSample | None = None
+    release: Callable[[], None] = _nothing_to_release
+
+    @classmethod
+    def of(
+        cls,
+        tables: dict[str, pl.LazyFrame],
+        as_of: dt.date,
+        features: FeaturesConfig | None = None,
+        sample: CustomerSample | None = None,
+    ) -> PointInTime:
+        """The facts of ``tables`` at ``as_of`` outside a pipeline run: each profile built from
+        the tables when asked for (with ``features``, default config), nothing cached, and the
+        data's start read now."""
+
+        def profile_at(cut: dt.date, of: CustomerSample | None = None) -> pl.DataFrame:
+            return build_profile(tables, cut, features, of).collect()
+
+        return cls(as_of, tables, profile_at, data_start(tables["transactions"]), sample)

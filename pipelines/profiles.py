@@ -1,0 +1,114 @@
+"""The profiles of one run: built once, shared by the stages, handed over when no later one needs
+them; and the two facts about the inputs a run reads once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from crm_engine.config import FeaturesConfig
+from features.sample import CustomerSample
+from features.window import DataStart, data_start
+
+__all__ = ["ProfileBuilder", "ProfileCache", "local_profile"]
+
+ProfileBuilder = Callable[
+    [dict[str, pl.LazyFrame], dt.date, FeaturesConfig, CustomerSample | None], pl.DataFrame
+]
+"""Computes the collected profile at a cut: ``(tables, cut, features config, sample)``."""
+
+
+def local_profile(
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    cfg: FeaturesConfig,
+    sample: CustomerSample | None = None,
+) -> pl.DataFrame:
+    """The profile computed by Polars' streaming engine on this machine."""
+    import features
+
+    return features.build_profile(tables, cut, cfg, sample).collect(engine="streaming")
+
+
+@dataclass(eq=False)
+class ProfileCache:
+    """The collected profiles of one run by ``(cut, sample)``, and its customer count and data
+    start, each computed when first asked for.
+
+    The stages share it: the valuation holdout and the churn validation cut often ask for the
+    same profile, built once. The profile at ``as_of`` of everyone stays for the whole run;
+    an earlier cut's profile is either handed over (:meth:`take`: the caller then holds the
+    only copy) or forgotten with the others of earlier cuts (:meth:`release_before`).
+
+    Attributes
+    ----------
+    tables
+        The run's input tables.
+    as_of
+        The run's date.
+    cfg
+        The ``[features]`` section the profiles are built with.
+    build
+        How profiles are computed (default :func:`local_profile`; the local backend's buckets
+        and the Spark backend set their own).
+    """
+
+    tables: dict[str, pl.LazyFrame]
+    as_of: dt.date
+    cfg: FeaturesConfig
+    build: ProfileBuilder = local_profile
+    _profiles: dict[tuple[dt.date, CustomerSample | None], pl.DataFrame] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _customers: int | None = field(default=None, init=False, repr=False)
+    _start: DataStart | None = field(default=None, init=False, repr=False)
+
+    def get(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
+        """The profile at ``cut`` (of ``sample``'s customers), built once and kept."""
+        key = (cut, sample)
+        if key not in self._profiles:
+            self._profiles[key] = self._build(cut, sample)
+        return self._profiles[key]
+
+    def take(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
+        """The profile of :meth:`get`, handed over: an earlier cut's profile leaves the cache
+        (built without being kept when it was not there), so the caller holds the only copy
+        and frees it when done. The churn training frames take their cuts: no stage after them
+        needs those profiles, and at 1M customers the cuts kept while the next ones were
+        built held ~1 GB. The profile at ``as_of`` of everyone stays."""
+        key = (cut, sample)
+        if key == (self.as_of, None):
+            return self.get(cut, sample)
+        return self._profiles.pop(key) if key in self._profiles else self._build(cut, sample)
+
+    def release_before(self, cut: dt.date) -> None:
+        """Forget the profiles of the cuts before ``cut`` (training and holdout samples), and
+        what the local builder keeps for them (the call graph): the last stage that trains
+        calls it once its frames are built, so neither its fits nor scoring hold them too. A
+        stage that asks again rebuilds them."""
+        for key in [k for k in self._profiles if k[0] < cut]:
+            del self._profiles[key]
+        from pipelines.buckets import LocalProfiles
+
+        if isinstance(self.build, LocalProfiles) and cut >= self.as_of:
+            self.build.release()
+
+    def customers(self) -> int:
+        """Rows of the customers table, counted once."""
+        if self._customers is None:
+            self._customers = int(self.tables["customers"].select(pl.len()).collect().item())
+        return self._customers
+
+    def data_start(self) -> DataStart:
+        """When the run's transactions begin (:func:`features.data_start`), read once."""
+        if self._start is None:
+            self._start = data_start(self.tables["transactions"])
+        return self._start
+
+    def _build(self, cut: dt.date, sample: CustomerSample | None) -> pl.DataFrame:
+        if not self.tables:
+            raise ValueError("a ProfileCache builds profiles from the run's tables: none given")
+        return self.build(self.tables, cut, self.cfg, sample)
