@@ -159,7 +159,15 @@ def _configure(cfg: MlflowConfig, uri: str) -> str:
 
     if uri.startswith("sqlite:///"):
         relocate_embedded_store(Path(uri.removeprefix("sqlite:///")))
+    users = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    # MLflow also exports the URI to the environment, where the next run in this process (a
+    # library user's second run, a test's) read it as the user's choice and logged into this
+    # run's store instead of its own: the environment keeps what the user set.
+    if users is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = users
     if uri.startswith("sqlite:///"):
         # Artifacts of an embedded store live beside the database, not in the working directory.
         artifacts = Path(uri.removeprefix("sqlite:///")).parent / EMBEDDED_ARTIFACTS
