@@ -40,6 +40,7 @@ import polars as pl
 from sklearn.linear_model import LogisticRegression
 
 from churn.scoring import LOST_BAND
+from crm_engine.threads import serial_blas
 from features.influence import undirected_edges
 from features.sample import CustomerSample
 from features.window import month_offset, observed, trailing_months
@@ -326,9 +327,10 @@ def fit_contagion(
     x[:, 0] = exposure
     x[:, 1 : 1 + len(controls)] = panel.select(controls).to_numpy()
     x[:, 1 + len(controls) :] = dummies.to_numpy()
-    lr = LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=200).fit(x, y)
-    p = lr.predict_proba(x)[:, 1]
-    fisher = _fisher_information(x, p)
+    with serial_blas():
+        lr = LogisticRegression(C=np.inf, solver="newton-cholesky", max_iter=200).fit(x, y)
+        p = lr.predict_proba(x)[:, 1]
+        fisher = _fisher_information(x, p)
     try:
         variances = np.diag(np.linalg.inv(fisher))
     except np.linalg.LinAlgError:

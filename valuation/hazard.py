@@ -33,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from crm_engine.config import ValuationConfig
+from crm_engine.threads import serial_blas
 from features import CustomerSample
 from valuation.base import ValuationError
 from valuation.clv import DAYS_PER_MONTH
@@ -296,7 +297,8 @@ class HazardModel(ContractModel):
         self._names = names = sorted(names)  # one order, however params_ was stored
         design = self._design(X, X.get_column("k").to_numpy())
         learner = LogisticRegression(C=self.C, max_iter=2000)
-        learner.fit(design, churned)
+        with serial_blas():
+            learner.fit(design, churned)
         coef = learner.coef_.ravel()
         self.params_ = {INTERCEPT: float(learner.intercept_[0])} | {
             n: float(b) for n, b in zip(names, coef, strict=True)

@@ -12,7 +12,13 @@ from threadpoolctl import threadpool_info
 
 from churn.model import lgbm_params
 from crm_engine.config import EngineConfig
-from crm_engine.threads import QUIET_THREADS, available_cores, thread_budget, thread_count
+from crm_engine.threads import (
+    QUIET_THREADS,
+    available_cores,
+    serial_blas,
+    thread_budget,
+    thread_count,
+)
 
 
 def _pool_sizes() -> set[int]:
@@ -27,6 +33,16 @@ def test_budget_limits_openmp_blas_and_lightgbm_and_is_restored() -> None:
         assert lgbm_params({}, seed=0)["n_jobs"] == 1
     assert thread_count() == before
     assert lgbm_params({}, seed=0)["n_jobs"] == before
+
+
+def test_serial_blas_keeps_blas_and_openmp_to_one_thread_and_restores_them() -> None:
+    with thread_budget() as n:
+        before = _pool_sizes()
+        assert before == {n}
+        with serial_blas():
+            assert _pool_sizes() == {1}
+            assert thread_count() == n  # LightGBM is given its own count
+        assert _pool_sizes() == before
 
 
 def test_never_more_threads_than_cores() -> None:
