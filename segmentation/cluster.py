@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import BisectingKMeans, KMeans
-from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -25,6 +24,7 @@ from segmentation.preprocess import (
     split_features,
     to_model_frame,
 )
+from segmentation.silhouette import silhouette_scores
 
 Algorithm = Literal["kmeans", "gmm", "bisecting_kmeans"]
 ALGORITHMS: tuple[str, ...] = ("kmeans", "gmm", "bisecting_kmeans")
@@ -265,20 +265,18 @@ class Segmenter(ClusterMixin, BaseEstimator):
         for k in candidates:
             model = self._make_clusterer(k, seed)
             labels = model.fit_predict(Z)
-            sub = labels[sil_idx]
-            sil = float(silhouette_score(Z_sil, sub)) if len(np.unique(sub)) > 1 else float("nan")
-            row: dict[str, Any] = {
-                "k": k,
-                "silhouette": sil,
-                "bic": float("nan"),
-                "inertia": float("nan"),
-            }
+            row: dict[str, Any] = {"k": k, "silhouette": float("nan")}
+            row |= {"bic": float("nan"), "inertia": float("nan")}
             if isinstance(model, GaussianMixture):
                 row["bic"] = float(model.bic(Z))
             else:
                 row["inertia"] = float(model.inertia_)
             rows.append(row)
             fitted[k] = (model, labels)
+        # every candidate's silhouette from one pass over the sample's distances
+        silhouettes = silhouette_scores(Z_sil, [fitted[k][1][sil_idx] for k in candidates])
+        for row, sil in zip(rows, silhouettes, strict=True):
+            row["silhouette"] = sil
         scores = pd.DataFrame(rows)
         if len(candidates) == 1:
             best = candidates[0]
