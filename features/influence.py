@@ -150,8 +150,10 @@ def _rank(
     return rank / rank.max()
 
 
-def _node_index(keys: np.ndarray, *ids: np.ndarray) -> list[np.ndarray]:
-    """Positions of ``ids`` in the sorted distinct ``keys``.
+def _node_index(
+    keys: np.ndarray, *ids: np.ndarray, dtype: type[np.integer] = np.int64
+) -> list[np.ndarray]:
+    """Positions of ``ids`` in the sorted distinct ``keys``, as ``dtype``.
 
     Customer ids are usually dense non-negative integers: a lookup table then costs one
     array read per edge, where a binary search misses the cache at every step.
@@ -163,10 +165,10 @@ def _node_index(keys: np.ndarray, *ids: np.ndarray) -> list[np.ndarray]:
         and int(keys[-1]) < 4 * len(keys) + 1_000_000
     )
     if dense:
-        table = np.empty(int(keys[-1]) + 1, dtype=np.int64)
-        table[keys] = np.arange(len(keys))
+        table = np.empty(int(keys[-1]) + 1, dtype=dtype)
+        table[keys] = np.arange(len(keys), dtype=dtype)
         return [table[a] for a in ids]
-    return [np.searchsorted(keys, a) for a in ids]
+    return [np.searchsorted(keys, a).astype(dtype, copy=False) for a in ids]
 
 
 def influence_scores(

@@ -7,8 +7,10 @@ directory, one directory per (table, bucket), every row of a customer in the buc
 ``features.build_profile`` over the buckets (without the call graph), so the memory of the
 aggregations is that of a bucket; a sampled profile reads only the buckets its sample lies in
 (:func:`features.sample.buckets_holding`). The call-graph columns need the whole graph: they
-are computed once per cut from the run's own ``calls`` and ``customers`` and attached, as the
+are computed once per cut from the run's ``calls`` and ``customers`` and attached, as the
 Spark backend does; one :class:`~features.callgraph.CallGraph` read per run serves every cut.
+The split writes ``calls`` too, by pair (:func:`features.callgraph.pair_bucket_expr`), so the
+graph is summed a part at a time: read whole, the 10M operator's calls took 8 GB to sum.
 
 With one bucket nothing is split: the profile is built from the input tables whole.
 """
@@ -26,7 +28,7 @@ import polars as pl
 
 from crm_engine.config import EngineConfig, FeaturesConfig
 from crm_engine.io import DataError
-from features.callgraph import CallGraph
+from features.callgraph import CallGraph, pair_bucket_expr
 from features.sample import UNKEYED_TABLES, CustomerSample, bucket_expr, buckets_holding
 
 __all__ = [
@@ -54,23 +56,30 @@ class BucketSplit:
     directory: Path
     buckets: int
     schemas: dict[str, pl.Schema]
+    """The customer-keyed tables' schemas."""
+    calls: pl.Schema | None = None
+    """The schema of ``calls``, split by pair (None: the run has no calls)."""
 
     def tables(self, bucket: int) -> dict[str, pl.LazyFrame]:
         """Every keyed table's rows of ``bucket`` (an empty frame where it has none)."""
-        out: dict[str, pl.LazyFrame] = {}
-        for name, schema in self.schemas.items():
-            part = self.directory / name / f"{_KEY}={bucket}"
-            out[name] = (
-                pl.scan_parquet(part / "*.parquet", schema=schema, hive_partitioning=False)
-                if part.is_dir()
-                else pl.LazyFrame(schema=schema)
-            )
-        return out
+        return {name: self._part(name, schema, bucket) for name, schema in self.schemas.items()}
+
+    def calls_parts(self) -> list[pl.LazyFrame]:
+        """The parts of ``calls``: every call between two people in one of them."""
+        if self.calls is None:
+            raise ValueError(f"{self.directory} holds no calls")
+        return [self._part("calls", self.calls, b) for b in range(self.buckets)]
+
+    def _part(self, name: str, schema: pl.Schema, bucket: int) -> pl.LazyFrame:
+        part = self.directory / name / f"{_KEY}={bucket}"
+        if not part.is_dir():
+            return pl.LazyFrame(schema=schema)
+        return pl.scan_parquet(part / "*.parquet", schema=schema, hive_partitioning=False)
 
 
 def split_tables(tables: dict[str, pl.LazyFrame], directory: Path, buckets: int) -> BucketSplit:
-    """Write every customer-keyed table of ``tables`` into ``directory``, split in
-    ``buckets`` by customer (one streaming pass per table).
+    """Write every table of ``tables`` into ``directory``, split in ``buckets``: the
+    customer-keyed ones by customer, ``calls`` by pair (one streaming pass per table).
 
     Raises
     ------
@@ -81,10 +90,13 @@ def split_tables(tables: dict[str, pl.LazyFrame], directory: Path, buckets: int)
     schemas = {
         name: frame.collect_schema() for name, frame in tables.items() if name not in UNKEYED_TABLES
     }
-    for name in schemas:
+    keys = {name: bucket_expr(buckets) for name in schemas}
+    if "calls" in tables:
+        keys["calls"] = pair_bucket_expr(buckets)
+    for name, key in keys.items():
         target = directory / name
         try:
-            tables[name].with_columns(bucket_expr(buckets).alias(_KEY)).sink_parquet(
+            tables[name].with_columns(key.alias(_KEY)).sink_parquet(
                 pl.PartitionBy(target, key=_KEY, include_key=False),
                 mkdir=True,
                 # scratch read once or twice: lz4 wrote 1M customers' tables in 7.4 s against
@@ -98,7 +110,8 @@ def split_tables(tables: dict[str, pl.LazyFrame], directory: Path, buckets: int)
                 f"splitting {name} into {buckets} buckets under {directory} failed: "
                 f"{e.strerror or e}"
             ) from None
-    return BucketSplit(directory=directory, buckets=buckets, schemas=schemas)
+    calls = tables["calls"].collect_schema() if "calls" in tables else None
+    return BucketSplit(directory=directory, buckets=buckets, schemas=schemas, calls=calls)
 
 
 class LocalProfiles:
@@ -116,9 +129,10 @@ class LocalProfiles:
         self._graph: CallGraph | None = None
 
     def graph(self, tables: dict[str, pl.LazyFrame]) -> CallGraph:
-        """The run's call graph, read once."""
+        """The run's call graph, read once (a part at a time from the split)."""
         if self._graph is None:
-            self._graph = CallGraph.read(tables["calls"], tables["customers"], self.as_of)
+            calls = tables["calls"] if self.split is None else self.split.calls_parts()
+            self._graph = CallGraph.read(calls, tables["customers"], self.as_of)
         return self._graph
 
     def release(self) -> None:

@@ -30,13 +30,14 @@ def test_bucketed_profiles_equal_the_whole_profile(
     cfg = FeaturesConfig()
     whole = build_profile(tables, CUT, cfg).collect()
     split = split_tables(tables, tmp_path / "buckets", buckets)
-    # every keyed table is split, calls are not (the graph spans buckets)
+    # every keyed table is split by customer, calls by pair
     assert sorted(split.schemas) == sorted(n for n in tables if n != "calls")
     rows = {
         name: sum(split.tables(b)[name].select(pl.len()).collect().item() for b in range(buckets))
         for name in split.schemas
     }
-    assert rows == {n: tables[n].select(pl.len()).collect().item() for n in split.schemas}
+    rows["calls"] = sum(p.select(pl.len()).collect().item() for p in split.calls_parts())
+    assert rows == {n: tables[n].select(pl.len()).collect().item() for n in tables}
     seen: list[int] = []
     profile = bucketed_profile(split, tables, CUT, cfg, on_bucket=lambda i, n: seen.append(i))
     assert seen == list(range(1, buckets + 1))
@@ -131,6 +132,30 @@ def test_one_call_graph_gives_every_cut(tables: dict[str, pl.LazyFrame]) -> None
         want = _direct_influence(tables, cut).sort("customer_id").select(got.columns)
         assert got.height > 1_000
         assert_frame_equal(got, want, check_exact=True)
+
+
+def test_the_graph_summed_part_by_part_equals_the_whole(
+    tables: dict[str, pl.LazyFrame], tmp_path: Path
+) -> None:
+    from features.callgraph import CallGraph
+
+    split = split_tables(tables, tmp_path / "buckets", 5)
+    parts = split.calls_parts()
+    pairs = [
+        p.select(pl.min_horizontal("caller_id", "callee_id").unique()).collect().to_series()
+        for p in parts
+    ]
+    assert all(len(p) for p in pairs)  # every part holds calls
+    assert sum(len(p) for p in pairs) == pl.concat(pairs).n_unique()  # a pair in one part
+    whole = CallGraph.read(tables["calls"], tables["customers"], CUT)
+    by_part = CallGraph.read(parts, tables["customers"], CUT)
+    for days in (0, 180):
+        cut = CUT - dt.timedelta(days=days)
+        assert_frame_equal(
+            by_part.scores(cut, FeaturesConfig()),
+            whole.scores(cut, FeaturesConfig()),
+            check_exact=True,
+        )
 
 
 def test_local_profiles_read_the_graph_once(tables: dict[str, pl.LazyFrame]) -> None:
