@@ -62,7 +62,7 @@ def discounted_clv(
         raise ValueError(f"cumulative_purchases must be 2-D, got shape {cum.shape}")
     increments = np.diff(cum, axis=1, prepend=0.0)
     # Tiny negative increments come from floating point in the hypergeometric terms.
-    increments = np.maximum(increments, 0.0)
+    np.maximum(increments, 0.0, out=increments)
     factors = (1.0 + monthly_rate) ** -np.arange(1, cum.shape[1] + 1, dtype=np.float64)
     purchases_pv = increments @ factors
     return purchases_pv * np.asarray(expected_avg_value, dtype=np.float64) * margin
