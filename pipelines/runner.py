@@ -113,6 +113,7 @@ class StageContext:
             profile_at=cache.get,
             start=cache.data_start(),
             sample=self.bounded_sample(max_customers),
+            n_customers=cache.customers(),
         )
         if not hand_over:
             return at
