@@ -6,7 +6,7 @@ and are imported on first use, since importing mlflow costs about 1.5 s.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sklearn.exceptions import NotFittedError
 
@@ -49,6 +49,7 @@ from churn.scoring import (
     train_churn_learners,
     train_loyalty,
 )
+from crm_engine.lazy import lazy_names
 
 if TYPE_CHECKING:
     from churn.pyfunc import (
@@ -60,24 +61,18 @@ if TYPE_CHECKING:
         log_loyalty_model,
     )
 
-_PYFUNC_NAMES = frozenset(
-    {
+__getattr__ = lazy_names(
+    "churn",
+    "churn.pyfunc",
+    (
         "ChurnPyfunc",
         "LoyaltyPyfunc",
         "load_churn_model",
         "load_loyalty_model",
         "log_churn_model",
         "log_loyalty_model",
-    }
+    ),
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name in _PYFUNC_NAMES:
-        from churn import pyfunc
-
-        return getattr(pyfunc, name)
-    raise AttributeError(f"module 'churn' has no attribute {name!r}")
 
 
 __all__ = [

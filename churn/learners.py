@@ -72,6 +72,8 @@ class ChurnLearner(abc.ABC):
 
     name: ClassVar[str]
     """The ``learner`` value of :class:`churn.ChurnModel` (``churn.model`` in the config)."""
+    param_prefix: ClassVar[str]
+    """The prefix of :meth:`describe_params` in the logged run parameters (``lgbm.max_depth``)."""
     best_iteration_: int
     """Trees kept (0 for a learner without trees); set by :meth:`fit` and :meth:`load`."""
 
@@ -168,6 +170,7 @@ class LightGBMLearner(ChurnLearner):
     """
 
     name: ClassVar[str] = "lightgbm"
+    param_prefix: ClassVar[str] = "lgbm"
 
     def __init__(
         self,

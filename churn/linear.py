@@ -275,6 +275,7 @@ class LogisticLearner(ChurnLearner):
     """
 
     name: ClassVar[str] = "logistic"
+    param_prefix: ClassVar[str] = "logistic"
     best_iteration_: int = 0
 
     def fit(self, data: LearnerData) -> Self:

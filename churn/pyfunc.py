@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from churn.loyalty import LoyaltyModel
 from churn.model import NOT_FITTED_MESSAGE, ChurnModel
-from crm_engine.tracking import model_artifact
+from crm_engine.tracking import model_artifact, pinned
 
 CHURN_REGISTERED_NAME = "crm-churn"
 LOYALTY_REGISTERED_NAME = "crm-loyalty"
@@ -86,11 +85,6 @@ def _loyalty_output(proba: np.ndarray, classes: tuple[str, ...]) -> pd.DataFrame
     return pd.DataFrame(out)
 
 
-def _requirements() -> list[str]:
-    pkgs = ["lightgbm", "polars", "pandas", "numpy", "scikit-learn", "pyarrow"]
-    return [f"{p}=={version(p)}" for p in pkgs] + [f"mlflow=={mlflow.__version__}"]
-
-
 def churn_signature(model: ChurnModel) -> ModelSignature:
     """Signature from a synthetic frame (never customer rows); numeric inputs as double."""
     check_is_fitted(model, msg=NOT_FITTED_MESSAGE)
@@ -139,7 +133,9 @@ def _log(
             # Made-up rows from the stored feature spec, never customer rows: they show the
             # scoring columns in the MLflow UI and let MLflow check the model serves them.
             input_example=model.feature_spec_.synthetic_input(),
-            pip_requirements=_requirements(),
+            pip_requirements=pinned(
+                "lightgbm", "polars", "pandas", "numpy", "scikit-learn", "pyarrow", "mlflow"
+            ),
             registered_model_name=registered_model_name,
         )
 

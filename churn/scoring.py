@@ -20,17 +20,15 @@ from churn.loyalty import LoyaltyModel
 from churn.model import LEARNERS, ChurnModel, iter_batches
 from churn.profit import expected_profit
 from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
-from crm_engine.contracts import SCORE_COLUMNS, labels_at, score_values
+from crm_engine.contracts import LOST_BAND, LOST_STAGE, SCORE_COLUMNS, labels_at, score_values
 
-*_MODEL_BANDS, LOST_BAND = score_values("churn_risk_band")
-RISK_BANDS: tuple[str, ...] = tuple(reversed(_MODEL_BANDS))
+RISK_BANDS: tuple[str, ...] = tuple(
+    reversed([b for b in score_values("churn_risk_band") if b != LOST_BAND])
+)
 """The ``crm.scores/v1`` risk bands the model assigns, lowest risk first (``low, medium, high``):
-the declared bands, most urgent first, with the last one (``lost``) left out."""
-"""``churn_risk_band`` of a customer already lost: lifecycle stage ``LOST_STAGE``."""
-LOST_STAGE = "dormant"
-"""The valuation's lifecycle stage of a customer who has already left in all but name
-(silent past ``dormant_recency_days`` with P(alive) below ``dormant_p_alive``): there is
-nothing left to save, so no save list, drivers or value at risk for them."""
+the declared bands, most urgent first, without :data:`~crm_engine.contracts.LOST_BAND` (that of
+a customer in :data:`~crm_engine.contracts.LOST_STAGE`: silent past ``dormant_recency_days``
+with P(alive) below ``dormant_p_alive``)."""
 CHURN_OUTPUT_COLUMNS: tuple[str, ...] = (
     "customer_id",
     *(c.name for c in SCORE_COLUMNS if c.stage in ("churn", "loyalty")),

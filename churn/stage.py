@@ -3,14 +3,16 @@ registry), score the profile at as_of, and say what acting on the scores is wort
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from churn.frames import with_extras
-from churn.scoring import LOST_STAGE, add_loyalty, lifecycle_by_band, score_churn
+from churn.scoring import LOST_STAGE, ChurnScores, add_loyalty, lifecycle_by_band, score_churn
 from churn.training import train_models, write_plots
+from crm_engine.contracts import score_values
 from crm_engine.stage_reports import (
     ChurnReport,
     ContagionReport,
@@ -26,6 +28,7 @@ from crm_engine.tracking import (
 from pipelines.runner import StageContext, StageOutput
 
 if TYPE_CHECKING:
+    from churn.loyalty import LoyaltyModel
     from churn.model import ChurnModel
 
 
@@ -139,6 +142,42 @@ def _contagion_metrics(report: ContagionReport | None) -> dict[str, float]:
     }
 
 
+@dataclass
+class _Scored:
+    """What scoring the profile at as_of gave (both churn stages score the same way)."""
+
+    frame: pl.DataFrame
+    """The churn and loyalty columns of the scores contract."""
+    churn: ChurnScores
+    """The churn columns and what :func:`churn.score_churn` measured."""
+    contagion: ContagionReport | None
+    metrics: dict[str, float]
+    artifacts: dict[str, Path]
+
+
+def _score(
+    ctx: StageContext,
+    profile: pl.DataFrame,
+    values: pl.DataFrame | None,
+    churn_model: ChurnModel,
+    loyalty_model: LoyaltyModel | None,
+) -> _Scored:
+    """Churn scores of ``profile`` (with value at risk and lost customers from ``values``),
+    then the network columns (with ``values``) and the loyalty columns."""
+    scoring = _scoring_frame(ctx, profile)
+    scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values), ctx.cfg.retention)
+    frame = scored.frame
+    metrics: dict[str, float] = {"churn.n_explained": scored.n_explained}
+    artifacts: dict[str, Path] = {}
+    contagion = None
+    if values is not None:
+        frame, contagion, artifacts = _contagion(ctx, frame, profile, values)
+        metrics |= _contagion_metrics(contagion)
+        metrics["churn.n_lost"] = scored.n_lost
+    frame = add_loyalty(frame, scoring, loyalty_model)
+    return _Scored(frame, scored, contagion, metrics, artifacts)
+
+
 def churn_stage(
     ctx: StageContext,
     tables: dict[str, pl.LazyFrame],
@@ -192,20 +231,16 @@ def churn_stage(
     contagion: ContagionReport | None = None
     artifacts = write_plots(training, ctx.workdir / "churn")
     if score:
-        from valuation import STAGES
-
-        scoring = _scoring_frame(ctx, profile)
-        scored = score_churn(scoring, training.churn, cfg.churn, _clv(values), cfg.retention)
-        frame = scored.frame
-        metrics["churn.n_explained"] = scored.n_explained
-        importance = scored.importance
+        scored = _score(ctx, profile, values, training.churn, training.loyalty)
+        outputs["churn_scores"] = scored.frame
+        metrics |= scored.metrics
+        artifacts |= scored.artifacts
+        contagion = scored.contagion
+        importance = scored.churn.importance
         if values is not None:
-            frame, contagion, pictures = _contagion(ctx, frame, profile, values)
-            artifacts |= pictures
-            metrics |= _contagion_metrics(contagion)
-            metrics["churn.n_lost"] = scored.n_lost
-            crosstab = lifecycle_by_band(scored.frame, values, STAGES)
-            worth = _retention(ctx, training.churn, scored.frame, values)
+            stages = score_values("lifecycle_stage")
+            crosstab = lifecycle_by_band(scored.churn.frame, values, stages)
+            worth = _retention(ctx, training.churn, scored.churn.frame, values)
             if worth is not None:
                 retention, artifacts["churn_profit"] = worth
                 metrics |= {
@@ -214,7 +249,6 @@ def churn_stage(
                     "retention.contacts": retention.contacts,
                     "retention.expected_profit": retention.expected_profit,
                 }
-        outputs["churn_scores"] = add_loyalty(frame, scoring, training.loyalty)
     report = ChurnReport(
         metrics=dict(training.metrics),
         features=list(training.churn.feature_names_in_),
@@ -259,21 +293,12 @@ def churn_registry_stage(
     churn_model = load_registered(churn_uri, load_churn_model)
     loyalty_uri = loyalty_uri or registered_model_uri("loyalty")
     loyalty_model = load_registered(loyalty_uri, load_loyalty_model) if loyalty_uri else None
-    scoring = _scoring_frame(ctx, profile)
-    scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values), ctx.cfg.retention)
-    frame = scored.frame
-    metrics: dict[str, float] = {"churn.n_explained": scored.n_explained}
-    artifacts: dict[str, Path] = {}
-    if values is not None:
-        frame, contagion, artifacts = _contagion(ctx, frame, profile, values)
-        metrics |= _contagion_metrics(contagion)
-        metrics["churn.n_lost"] = scored.n_lost
-    out = add_loyalty(frame, scoring, loyalty_model)
+    scored = _score(ctx, profile, values, churn_model, loyalty_model)
     versions = {"churn": churn_uri} | ({"loyalty": loyalty_uri} if loyalty_uri else {})
     return StageOutput(
-        outputs={"churn_scores": out},
-        metrics=metrics,
+        outputs={"churn_scores": scored.frame},
+        metrics=scored.metrics,
         params={"churn_model_uri": churn_uri, "loyalty_model_uri": loyalty_uri or ""},
-        artifacts=artifacts,
+        artifacts=scored.artifacts,
         model_versions=versions,
     )

@@ -87,10 +87,7 @@ class ChurnTraining:
             "best_iteration": c.best_iteration_,
             "n_features": c.n_features_in_,
             "categorical_features": ",".join(c.feature_spec_.categorical),
-            **{
-                f"{'lgbm' if c.learner == 'lightgbm' else c.learner}.{k}": v
-                for k, v in c.params_.items()
-            },
+            **{f"{c.learner_.param_prefix}.{k}": v for k, v in c.params_.items()},
         }
 
 

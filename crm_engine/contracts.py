@@ -482,6 +482,13 @@ def score_values(name: str) -> tuple[str, ...]:
     raise ValueError(f"{name!r} is not a scores column with declared values; those are {closed}")
 
 
+LOST_STAGE = score_values("lifecycle_stage")[-1]
+"""The lifecycle stage of a customer who has already left in all but name (``dormant``, the
+last declared): nothing left to save, so no save list, drivers or value at risk for them."""
+LOST_BAND = score_values("churn_risk_band")[-1]
+"""``churn_risk_band`` of a customer in :data:`LOST_STAGE` (``lost``, the last declared)."""
+
+
 def labels_at(name: str, labels: Sequence[str], index: Any) -> pl.Series:
     """The String column ``name`` holding ``labels[i]`` for each ``i`` of ``index`` (integers).
 

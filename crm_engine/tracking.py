@@ -345,6 +345,20 @@ def stage_run(stage: str) -> Iterator[Run]:
         yield run
 
 
+def pinned(*dists: str) -> list[str]:
+    """A logged model's ``pip_requirements``: ``name==version`` of each of ``dists`` installed
+    here (one that is not is left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in dists:
+        try:
+            out.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
 def model_artifact(model_uri: str, key: str, dst: Path) -> Path:
     """The local copy of artifact ``key`` of a logged pyfunc model, to be read as data.
 

@@ -44,6 +44,9 @@ class PointInTime:
         Called by the consumer once it has built every frame it needs from earlier cuts: the
         pipeline then frees their profiles (see ``pipelines.profiles.ProfileCache``). Does
         nothing by default.
+    n_customers
+        Rows of the customers table, when the pipeline has counted them (None: counted by
+        :meth:`customer_count` when asked for).
     """
 
     as_of: dt.date
@@ -52,6 +55,13 @@ class PointInTime:
     start: DataStart
     sample: CustomerSample | None = None
     release: Callable[[], None] = _nothing_to_release
+    n_customers: int | None = None
+
+    def customer_count(self) -> int:
+        """Rows of the customers table (what a model bounds its own sample by)."""
+        if self.n_customers is not None:
+            return self.n_customers
+        return int(self.tables["customers"].select(pl.len()).collect().item())
 
     @classmethod
     def of(

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from crm_engine.commit import STALE_SUFFIX, current_run
-from crm_engine.contracts import SCORES_CONTRACT, SCORES_CONTRACT_VERSION
+from crm_engine.contracts import LOST_BAND, SCORES_CONTRACT, SCORES_CONTRACT_VERSION
 from crm_engine.io import file_sha256, write_json, write_parquet
 from crm_engine.report import SAVE_FIRST_FILE, ReportInputs, save_first, write_report
 from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
@@ -203,7 +203,7 @@ def _summary(scores: pl.DataFrame) -> dict[str, Any]:
             float(scores["value_at_risk_network"].sum()) if ran("value_at_risk_network") else None
         ),
         "lost_customers": (
-            int((scores["churn_risk_band"] == "lost").sum()) if ran("churn_risk_band") else None
+            int((scores["churn_risk_band"] == LOST_BAND).sum()) if ran("churn_risk_band") else None
         ),
     }
 

@@ -113,6 +113,7 @@ class StageContext:
             profile_at=cache.get,
             start=cache.data_start(),
             sample=self.bounded_sample(max_customers),
+            n_customers=cache.customers(),
         )
         if not hand_over:
             return at
@@ -264,6 +265,7 @@ def run_pipeline(
         from pipelines.spark.session import check_available
 
         check_available(cfg.engine.spark)  # before anything is read or written, MLflow included
+    data_directory(cfg)  # refused before anything is read, written or shown
     if output is None:
         from pipelines.outputs import run_directory
 
@@ -412,6 +414,20 @@ def _guess_as_of(tables: dict[str, pl.LazyFrame], data_dir: Path) -> dt.date | N
         ) from e
 
 
+def data_directory(cfg: PipelineConfig) -> Path:
+    """The configured data directory.
+
+    Raises
+    ------
+    DataError
+        When it is not there, or not a directory.
+    """
+    data_dir = Path(cfg.data.dir)
+    if not data_dir.is_dir():
+        raise DataError(f"data directory {data_dir} does not exist or is not a directory")
+    return data_dir
+
+
 def prepare_inputs(
     cfg: PipelineConfig, validate_inputs: bool = True, models: bool = False
 ) -> tuple[dt.date, ValidationReport | None, dict[str, pl.LazyFrame]]:
@@ -425,9 +441,7 @@ def prepare_inputs(
     DataError
         A missing data directory or required table, validation errors, no date to run at.
     """
-    data_dir = Path(cfg.data.dir)
-    if not data_dir.is_dir():
-        raise DataError(f"data directory {data_dir} does not exist or is not a directory")
+    data_dir = data_directory(cfg)
     zone = cfg.data.timezone
     as_of = cfg.data.as_of
     report = None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crm_engine.feature_labels import plain_label
+from crm_engine.lazy import lazy_names
 from segmentation.align import (
     Alignment,
     align_segment_ids,
@@ -35,16 +36,9 @@ from segmentation.stage import (
 if TYPE_CHECKING:
     from segmentation.pyfunc import SegmenterPyfunc, log_segmentation_model
 
-# MLflow costs ~1.5 s to import: the pyfunc names load on first use.
-_LAZY = {"SegmenterPyfunc", "log_segmentation_model"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from segmentation import pyfunc
-
-        return getattr(pyfunc, name)
-    raise AttributeError(f"module 'segmentation' has no attribute {name!r}")
+__getattr__ = lazy_names(
+    "segmentation", "segmentation.pyfunc", ("SegmenterPyfunc", "log_segmentation_model")
+)
 
 
 __all__ = [

@@ -6,7 +6,6 @@ This module imports MLflow; import it only where a model is logged or loaded.
 from __future__ import annotations
 
 import tempfile
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ import polars as pl
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from crm_engine.tracking import pinned
 from segmentation.cluster import Segmenter
 from segmentation.preprocess import CATEGORICAL_COLUMNS, MISSING_CATEGORY, to_model_frame
 from segmentation.store import MODEL_FILE, load_segmenter, save_segmenter
@@ -161,19 +161,11 @@ def log_segmentation_model(
             signature=segmentation_signature(segmenter),
             input_example=synthetic_input_example(segmenter),
             # Pinned here: inferring requirements reloads the model in a subprocess.
-            pip_requirements=_requirements(),
+            pip_requirements=pinned(
+                "scikit-learn", "skops", "numpy", "pandas", "polars", "pyarrow", "mlflow"
+            ),
             registered_model_name=registered_model_name,
         )
-
-
-def _requirements() -> list[str]:
-    out = []
-    for dist in ("scikit-learn", "skops", "numpy", "pandas", "polars", "pyarrow", "mlflow"):
-        try:
-            out.append(f"{dist}=={version(dist)}")
-        except PackageNotFoundError:
-            continue
-    return out
 
 
 def load_segmentation_model(model_uri: str) -> Segmenter:

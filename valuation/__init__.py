@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from crm_engine.lazy import lazy_names
 from valuation.base import BTYD_COLUMNS, PurchaseModel, ValuationError, import_lifetimes
 from valuation.bgnbd import BetaGeoModel, ModifiedBetaGeoModel, simulate_bgnbd
 from valuation.clv import (
@@ -37,16 +36,9 @@ from valuation.stage import (
 )
 from valuation.tiers import TIERS, assign_tiers, tier_cut_points
 
-_LAZY = {"ValuationPyfunc": "valuation.pyfunc", "log_valuation_model": "valuation.pyfunc"}
-
-
-def __getattr__(name: str) -> Any:
-    # The MLflow wrapper imports mlflow (~1.5 s): only on first use.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'valuation' has no attribute {name!r}")
+__getattr__ = lazy_names(
+    "valuation", "valuation.pyfunc", ("ValuationPyfunc", "log_valuation_model")
+)
 
 
 __all__ = [

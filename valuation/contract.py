@@ -16,7 +16,6 @@ months is in the data because they survived that long, so the likelihood conditi
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import autograd.numpy as anp
@@ -27,20 +26,20 @@ from scipy.special import betaln
 from sklearn.utils.validation import check_is_fitted
 
 from crm_engine.config import ValuationConfig
-from features import ProfileAt
+from features import PointInTime
 from valuation.base import ValuationError, ValueEstimator
 from valuation.clv import DAYS_PER_MONTH, discounted_clv, month_ends, monthly_discount_rate
 from valuation.optimize import autograd_objective, minimize_nll
 
 __all__ = [
     "SBG",
-    "ContractHistory",
     "ContractModel",
     "ContractRetention",
     "SBGModel",
     "contract_ends",
     "contract_lifetimes",
     "contract_scores",
+    "first_day",
     "fit_sbg",
     "monthly_bill",
 ]
@@ -51,43 +50,29 @@ MIN_CUSTOMERS = 50
 """Postpaid customers needed to fit the retention model, at least (and some who churned)."""
 
 
-@dataclass(frozen=True)
-class ContractHistory:
-    """What a contract model may learn from at a cut: the point-in-time facts, in one object.
+def first_day(at: PointInTime) -> dt.date:
+    """The data's first day (the transactions'): postpaid lifetimes before it are
+    left-truncated.
 
-    Attributes
-    ----------
-    customers
-        The customers table (signup, churn and contract end dates, plan type); a model reads
-        only what is dated before the cut it is fitted at.
-    since
-        The data's first day (the transactions'): lifetimes before it are left-truncated.
-    profile_at
-        The run's profile builder (None: a model that needs profiles cannot be fitted).
-    n_customers
-        Rows of ``customers`` (None: counted when a model bounds its sample by it).
+    Raises
+    ------
+    ValuationError
+        When the transactions have no rows.
     """
-
-    customers: pl.LazyFrame
-    since: dt.date
-    profile_at: ProfileAt | None = None
-    n_customers: int | None = None
-
-    def customer_count(self) -> int:
-        """Rows of the customers table."""
-        if self.n_customers is not None:
-            return self.n_customers
-        return int(self.customers.select(pl.len()).collect().item())
+    if at.start.first_day is None:
+        raise ValuationError("table transactions has no rows: the data's start is unknown")
+    return at.start.first_day
 
 
 class ContractModel(ValueEstimator):
     """Base of the postpaid retention models: how likely a customer still there at a cut is to
     still be there (and billed) after each of the next months.
 
-    A subclass builds its training rows from a :class:`ContractHistory`
-    (:meth:`training_frame`), learns plain numbers in :meth:`fit` and projects each
-    customer's survival from their profile row (:meth:`survival_ahead`); the value is
-    :func:`contract_scores`: that survival times the customer's monthly bill.
+    A subclass builds its training rows from what is known before a point in time
+    (:meth:`training_frame` of a :class:`features.PointInTime`), learns plain numbers in
+    :meth:`fit` and projects each customer's survival from their profile row
+    (:meth:`survival_ahead`); the value is :func:`contract_scores`: that survival times the
+    customer's monthly bill.
     """
 
     @classmethod
@@ -95,16 +80,16 @@ class ContractModel(ValueEstimator):
         """A new, unfitted model with the hyperparameters of the ``[valuation]`` section."""
         return cls()
 
-    def training_frame(self, history: ContractHistory, as_of: dt.date) -> pl.DataFrame:
-        """The rows :meth:`fit` learns from, from what is known before ``as_of``."""
+    def training_frame(self, at: PointInTime) -> pl.DataFrame:
+        """The rows :meth:`fit` learns from, from what is known before ``at.as_of``."""
         raise NotImplementedError
 
     def fit(self, X: pl.DataFrame, y: None = None) -> ContractModel:
         raise NotImplementedError
 
-    def fit_at(self, history: ContractHistory, as_of: dt.date) -> ContractModel:
-        """:meth:`fit` on :meth:`training_frame`: the model as known at ``as_of``."""
-        return self.fit(self.training_frame(history, as_of))
+    def fit_at(self, at: PointInTime) -> ContractModel:
+        """:meth:`fit` on :meth:`training_frame`: the model as known at ``at.as_of``."""
+        return self.fit(self.training_frame(at))
 
     def survival_ahead(self, profile: pl.DataFrame, months: int) -> np.ndarray:
         """Shape ``(n, months)``: the chance that each customer of ``profile`` (still there at
@@ -159,9 +144,9 @@ class SBGModel(ContractModel):
         check_is_fitted(self, "params_")
         return float(self.params_["beta"])
 
-    def training_frame(self, history: ContractHistory, as_of: dt.date) -> pl.DataFrame:
-        """:func:`contract_lifetimes` at ``as_of``, left-truncated at ``history.since``."""
-        return contract_lifetimes(history.customers, as_of, history.since)
+    def training_frame(self, at: PointInTime) -> pl.DataFrame:
+        """:func:`contract_lifetimes` at ``at.as_of``, left-truncated at the data's start."""
+        return contract_lifetimes(at.tables["customers"], at.as_of, first_day(at))
 
     def fit(self, X: pl.DataFrame, y: None = None) -> SBGModel:
         """Maximum-likelihood sBG on :func:`contract_lifetimes` rows (see :func:`fit_sbg`)."""

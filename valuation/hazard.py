@@ -34,10 +34,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from crm_engine.config import ValuationConfig
 from crm_engine.threads import serial_blas
-from features import CustomerSample
+from features import CustomerSample, PointInTime
 from valuation.base import ValuationError
 from valuation.clv import DAYS_PER_MONTH
-from valuation.contract import MIN_CUSTOMERS, ContractHistory, ContractModel, monthly_bill
+from valuation.contract import MIN_CUSTOMERS, ContractModel, first_day, monthly_bill
 
 __all__ = ["HAZARD", "HazardModel", "person_months"]
 
@@ -131,14 +131,13 @@ def _base_columns(profile: pl.DataFrame) -> pl.DataFrame:
 
 
 def person_months(
-    history: ContractHistory,
-    as_of: dt.date,
+    at: PointInTime,
     landmarks: int,
     landmark_months: int,
     sample: CustomerSample | None,
 ) -> pl.DataFrame:
     """The training rows: one per billed postpaid customer and 30-day month at risk after each
-    landmark cut before ``as_of`` (see the module docstring).
+    landmark cut before ``at.as_of`` (see the module docstring), of ``sample``'s customers.
 
     Returns
     -------
@@ -149,26 +148,25 @@ def person_months(
     Raises
     ------
     ValuationError
-        No profile builder, or no landmark with 90 days of data before it.
+        No transactions, or no landmark with 90 days of data before it.
     """
-    if history.profile_at is None:
-        raise ValuationError("the hazard model reads profiles: no profile builder was given")
+    as_of, since = at.as_of, first_day(at)
     days = landmark_months * DAYS_PER_MONTH
     cuts = [as_of - dt.timedelta(days=j * days) for j in range(1, landmarks + 1)]
-    cuts = [c for c in cuts if c >= history.since + dt.timedelta(days=90)]
+    cuts = [c for c in cuts if c >= since + dt.timedelta(days=90)]
     if not cuts:
         raise ValuationError(
             f"the hazard model follows customers for {landmark_months} months from a cut with "
             f"90 days of data before it: as_of {as_of} is too close to the data's start "
-            f"{history.since} (valuation.hazard.landmark_months)"
+            f"{since} (valuation.hazard.landmark_months)"
         )
-    churn = history.customers.select(
+    churn = at.tables["customers"].select(
         "customer_id",
         pl.when(pl.col("churn_date") < as_of).then(pl.col("churn_date")).alias("churn"),
     )
     parts = []
     for cut in cuts:
-        profile = history.profile_at(cut, sample)
+        profile = at.profile_at(cut, sample)
         billed = profile.filter(
             (pl.col("plan_type") == "postpaid").fill_null(False)
             & pl.col("has_purchase").fill_null(False)
@@ -249,10 +247,11 @@ class HazardModel(ContractModel):
         return cls(h.landmarks, h.landmark_months, h.max_customers, h.C)
 
     # --- training ------------------------------------------------------------------------
-    def training_frame(self, history: ContractHistory, as_of: dt.date) -> pl.DataFrame:
-        """:func:`person_months` of a sample of at most ``max_customers`` customers."""
-        sample = CustomerSample.bounded(history.customer_count(), self.max_customers, self.seed)
-        return person_months(history, as_of, self.landmarks, self.landmark_months, sample)
+    def training_frame(self, at: PointInTime) -> pl.DataFrame:
+        """:func:`person_months` of a sample of at most ``max_customers`` customers (its own:
+        ``at.sample`` bounds the holdouts)."""
+        sample = CustomerSample.bounded(at.customer_count(), self.max_customers, self.seed)
+        return person_months(at, self.landmarks, self.landmark_months, sample)
 
     def fit(self, X: pl.DataFrame, y: None = None) -> HazardModel:
         """Fit on :func:`person_months` rows.

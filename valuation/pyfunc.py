@@ -12,6 +12,7 @@ import pandas as pd
 import polars as pl
 
 from crm_engine.config import ValuationConfig
+from crm_engine.tracking import pinned
 from valuation.base import PurchaseModel
 from valuation.contract import ContractModel
 from valuation.gamma_gamma import GammaGammaModel
@@ -164,30 +165,18 @@ def log_valuation_model(
             input_example=example,
             registered_model_name=registered_model_name,
             # Pinned here: inferring requirements reloads the model in a subprocess (~5 s).
-            pip_requirements=_requirements(),
+            pip_requirements=pinned(
+                "lifetimes",
+                "numpy",
+                "pandas",
+                "polars",
+                "scipy",
+                "scikit-learn",
+                "mlflow",
+                "pydantic",
+                "autograd",
+            ),
         )
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for dist in (
-        "lifetimes",
-        "numpy",
-        "pandas",
-        "polars",
-        "scipy",
-        "scikit-learn",
-        "mlflow",
-        "pydantic",
-        "autograd",
-    ):
-        try:
-            out.append(f"{dist}=={version(dist)}")
-        except PackageNotFoundError:
-            continue
-    return out
 
 
 def load_clv_model(model_uri: str) -> ValuationModels:

@@ -22,7 +22,6 @@ import polars as pl
 from crm_engine.config import ValuationConfig
 from features import PointInTime, revenue_between
 from valuation.base import ValuationError
-from valuation.contract import ContractHistory
 from valuation.select import CONTRACT_MODELS, contract_candidates, make_contract_model
 from valuation.stage import fit_models, value_customers
 
@@ -122,14 +121,14 @@ def revenue_holdout(
     models = fit_models(profile, plain, purchase_model)
     predicted = {purchase_model: value_customers(profile, plain, models)[0]}
     errors: dict[str, str] = {}
-    history = ContractHistory(at.tables["customers"], since, at.profile_at)
+    at_cut = dataclasses.replace(at, as_of=cut)
     if contract_models is None:
         names = contract_candidates(cfg, measured=True)
     else:
         names = tuple(contract_models)
     for name in names:
         try:
-            retention = make_contract_model(name, cfg).fit_at(history, cut)
+            retention = make_contract_model(name, cfg).fit_at(at_cut)
             contract = dataclasses.replace(models, retention=retention)
             predicted[name] = value_customers(profile, plain, contract)[0]
         except ValuationError as e:

@@ -11,7 +11,7 @@ from crm_engine.config import ValuationConfig
 from crm_engine.stage_reports import ValuationReport
 from features import PointInTime
 from valuation.base import ValuationError
-from valuation.contract import ContractHistory, contract_ends
+from valuation.contract import contract_ends
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
 from valuation.revenue import RevenueHoldout, revenue_holdout
 from valuation.select import AUTO_CANDIDATES, contract_candidates, make_contract_model
@@ -82,7 +82,7 @@ def run_valuation(at: PointInTime, cfg: ValuationConfig) -> ValuationRun:
         ``auto`` without a holdout, or no model can be fitted.
     """
     profile_at, as_of, sample = at.profile_at, at.as_of, at.sample
-    transactions, customers = at.tables["transactions"], at.tables["customers"]
+    transactions = at.tables["transactions"]
     holdout: HoldoutResult | None = None
     holdout_error: str | None = None
     model_name = cfg.model
@@ -112,7 +112,6 @@ def run_valuation(at: PointInTime, cfg: ValuationConfig) -> ValuationRun:
     profile = profile_at(as_of, None)
     models = fit_models(profile, cfg, model_name)
     notes: list[str] = []
-    since = at.start.first_day
     revenue: RevenueHoldout | None = None
     revenue_error: str | None = None
     if cfg.holdout_days == 0:
@@ -132,10 +131,7 @@ def run_valuation(at: PointInTime, cfg: ValuationConfig) -> ValuationRun:
         notes += [note] if note else []
     if contract is not None:
         try:
-            if since is None:
-                raise ValuationError("table transactions has no rows: the data's start is unknown")
-            history = ContractHistory(customers, since, profile_at)
-            retention = make_contract_model(contract, cfg).fit_at(history, as_of)
+            retention = make_contract_model(contract, cfg).fit_at(at)
             models = dataclasses.replace(models, retention=retention)
         except ValuationError as e:
             notes.append(f"postpaid customers valued by {models.purchase.model_name}: {e}")

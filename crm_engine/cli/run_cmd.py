@@ -34,15 +34,17 @@ class _StageDisplay:
         self.live: Live | None = None
 
     def __enter__(self) -> _StageDisplay:
-        if self.enabled:
-            self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
-            self.live.__enter__()
-        return self
+        return self  # the table shows from the first step on (nothing before a refusal)
 
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.update(self._render())
-            self.live.__exit__(None, None, None)
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self.live is None:
+            return
+        if exc_type is not None and not any(s == "done" for s, _, _ in self.rows.values()):
+            # failed before any step finished (a missing data directory, Spark not there):
+            # the error line says it all, so the table is erased (not printed off a terminal)
+            self.live.transient = True
+        self.live.update(self._render())
+        self.live.__exit__(None, None, None)
 
     def _render(self) -> Table:
         table = Table(title="crm-engine run", show_edge=False)
@@ -61,6 +63,9 @@ class _StageDisplay:
         self.rows[stage] = (state, seconds, started)
         if self.live is not None:
             self.live.update(self._render())
+        elif self.enabled:
+            self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+            self.live.__enter__()
 
 
 def _summary_table(result: Any) -> Table:

@@ -161,6 +161,12 @@ def funnel_chart(funnel: pl.DataFrame, cur: str) -> str:
     return _fig_to_img(fig, f"{title} (CLV in {cur})")
 
 
+LOYALTY_COLOURS = ("#54a24b", "#bab0ac", "#e45756")
+"""The loyalty classes' colours, most loyal first (the order of ``LOYALTY_ORDER``)."""
+OTHER_COLOUR = "#79706e"
+"""A class declared beyond the colours above."""
+
+
 def loyalty_chart(split: pl.DataFrame) -> str:
     """Stacked promoter / passive / detractor shares per group."""
     title = "Predicted loyalty, overall and by segment"
@@ -169,10 +175,10 @@ def loyalty_chart(split: pl.DataFrame) -> str:
     ax = fig.subplots()
     y = np.arange(len(labels))[::-1]
     left = np.zeros(len(labels))
-    colors = {"promoter": "#54a24b", "passive": "#bab0ac", "detractor": "#e45756"}
-    for c in LOYALTY_ORDER:
+    for i, c in enumerate(LOYALTY_ORDER):
         share = split[c].fill_null(0.0).to_numpy() * 100
-        ax.barh(y, share, left=left, color=colors[c], label=f"{c}s")
+        color = LOYALTY_COLOURS[i] if i < len(LOYALTY_COLOURS) else OTHER_COLOUR
+        ax.barh(y, share, left=left, color=color, label=f"{c}s")
         for yi, x0, w in zip(y, left, share, strict=True):
             if w >= 8:
                 ax.text(x0 + w / 2, yi, f"{w:.0f}%", ha="center", va="center", fontsize=7)

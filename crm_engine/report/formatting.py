@@ -8,17 +8,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-_LABELS = {
-    "at_risk": "at risk",
-    "high": "high risk",
-    "medium": "medium risk",
-    "low": "low risk",
-    "lost": "lost",
-}
+from crm_engine.contracts import LOST_BAND, score_values
+
+_LABELS = {b: f"{b} risk" for b in score_values("churn_risk_band") if b != LOST_BAND}
+"""The churn risk bands the model assigns, as read (``high`` -> ``high risk``)."""
 
 
 def label_of(value: Any) -> str:
-    """A category value as an analyst reads it (``at_risk`` -> ``at risk``)."""
+    """A category value as an analyst reads it (``at_risk`` -> ``at risk``, ``high`` -> ``high
+    risk``)."""
     text = str(value)
     return _LABELS.get(text, text.replace("_", " "))
 
@@ -58,9 +56,7 @@ _COLUMNS: dict[str, tuple[str, str]] = {
     "share": ("Share of customers", "pct"),
     "share_of_previous": ("Share of the previous segment", "pct"),
     "group": ("Segment", "text"),
-    "promoter": ("Promoters", "pct"),
-    "passive": ("Passives", "pct"),
-    "detractor": ("Detractors", "pct"),
+    **{c: (f"{title_case(c)}s", "pct") for c in score_values("loyalty_class")},
     "net": ("Net promoters (points)", "points"),
     "table": ("Table", "text"),
     "column": ("Column", "text"),

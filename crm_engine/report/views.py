@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 import polars as pl
 
 from crm_engine.config import FeaturesConfig, age_band_labels
-from crm_engine.contracts import score_values
+from crm_engine.contracts import LOST_BAND, LOST_STAGE, score_values
 
 SAVE_FIRST_FILE = "save_first.csv"
 SAVE_FIRST_ROWS = 100
@@ -25,9 +25,9 @@ SAVE_FIRST_COLUMNS = (
     "retention_profit",
 )
 """Columns of ``save_first.csv`` before the reasons (all ``crm.scores/v1`` columns)."""
-NOT_TO_SAVE_STAGES = ("dormant", "lost")
+NOT_TO_SAVE_STAGES = (LOST_STAGE,)
 """Lifecycle stages left out of the save-first list: a win-back campaign, not a retention call."""
-NOT_TO_SAVE_BANDS = ("lost",)
+NOT_TO_SAVE_BANDS = (LOST_BAND,)
 """Churn risk bands left out of the save-first list."""
 
 TIER_ORDER = score_values("value_tier")

@@ -110,7 +110,11 @@ def check_available(cfg: SparkConfig) -> None:
 class LazySession:
     """The run's Spark session, opened on first :meth:`get` and stopped by :meth:`stop` only
     when this object started it (a session passed to :func:`use_session`, or one already
-    active in the process, is left running)."""
+    active in the process, is left running).
+
+    Whether PySpark and Java are there is checked once, by the runner before the run reads
+    anything (:func:`check_available`), not again here.
+    """
 
     def __init__(self, cfg: SparkConfig) -> None:
         self.cfg = cfg
@@ -123,11 +127,10 @@ class LazySession:
         Raises
         ------
         SparkUnavailable
-            When PySpark or Java is missing or the session does not start.
+            When the session does not start.
         """
         if self._session is not None:
             return self._session
-        check_available(self.cfg)
         if _PROVIDED is not None:
             self._session = _PROVIDED
             return self._session

@@ -113,3 +113,20 @@ def test_auto_keeps_the_better_learner_and_reports_both(
     only = train_churn(train, valid, cfg.model_copy(update={"model": other}))
     assert only.learner == other and "model_auto" not in only.metrics_
     assert only.metrics_["roc_auc"] == pytest.approx(m[f"{other}.roc_auc"])
+
+
+def test_the_logged_parameters_name_their_learner(
+    logistic_model: ChurnModel, churn_model: ChurnModel
+) -> None:
+    """``ChurnTraining.params`` prefixes each learner's own parameters by the learner's
+    declared prefix (the model never asks which learner it holds)."""
+    import datetime as dt
+
+    from churn.frames import TrainingCuts
+    from churn.training import ChurnTraining
+
+    cuts = TrainingCuts((dt.date(2024, 4, 1),), dt.date(2024, 7, 1))
+    for model, prefix in ((churn_model, "lgbm"), (logistic_model, "logistic")):
+        params = ChurnTraining(model, None, cuts, 90, pl.DataFrame()).params()
+        own = {k.split(".", 1)[1] for k in params if k.startswith(f"{prefix}.")}
+        assert own == set(model.params_) and own, params

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,17 @@ def test_stages_accepts_a_comma_separated_list(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "--data", str(tmp_path), "--stages", "profile,magic"])
     assert result.exit_code != 0
     assert "unknown stages ['magic']" in result.output
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["display", "quiet"])
+def test_run_on_a_missing_directory_is_one_error_line(tmp_path: Path, quiet: bool) -> None:
+    """``run --data`` of a directory that is not there: one line on stderr, exit 1, and no
+    progress table (not even its header) before it; nothing created."""
+    args = ["run", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, [*args, *(["--quiet"] if quiet else [])])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: data directory ") and "does not exist" in lines[0]
+    assert os.listdir(tmp_path) == []

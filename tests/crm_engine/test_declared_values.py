@@ -45,14 +45,14 @@ def _written_out(source: str) -> list[tuple[int, str]]:
     declared = _declarations(tree)
     found = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Tuple | ast.List | ast.Set) or id(node) in declared:
+        if isinstance(node, ast.Dict):  # a map keyed by the values lists them too
+            elts = [k for k in node.keys if k is not None]  # not the ``**`` of another map
+        elif isinstance(node, ast.Tuple | ast.List | ast.Set) and id(node) not in declared:
+            elts = list(node.elts)
+        else:
             continue
-        items = [e.value for e in node.elts if isinstance(e, ast.Constant)]
-        if (
-            len(items) < 2
-            or len(items) != len(node.elts)
-            or not all(isinstance(v, str) for v in items)
-        ):
+        items = [e.value for e in elts if isinstance(e, ast.Constant)]
+        if len(items) < 2 or len(items) != len(elts) or not all(isinstance(v, str) for v in items):
             continue
         values = frozenset(items)
         found += [(node.lineno, c) for c, allowed in DECLARED.items() if values <= allowed]
@@ -89,6 +89,15 @@ def test_the_scan_finds_a_second_list() -> None:
         (2, "age_band"),
         (5, "churn_risk_band"),
     ]
+
+
+def test_the_scan_finds_a_map_keyed_by_declared_values() -> None:
+    source = (
+        "COLOURS = {'promoter': 'green', 'passive': 'grey', 'detractor': 'red'}\n"
+        "TITLES = {'value_tier': 'Tier', 'region': 'Region'}\n"
+        "AGES = {'<25': 1, '25-34': 2, **OTHER}\n"
+    )
+    assert _written_out(source) == [(1, "loyalty_class"), (3, "age_band")]
 
 
 def test_the_stages_and_the_report_derive_their_values_from_the_contract() -> None:

@@ -3,6 +3,7 @@ truth of value and its planted contract-end effect, stored as data."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -18,7 +19,6 @@ from features import PointInTime, build_profile, data_start
 from tests.valuation.profiles import cached_profiles, point_in_time
 from valuation import ValuationRun, run_valuation, value_customers
 from valuation.base import ValuationError
-from valuation.contract import ContractHistory
 from valuation.hazard import HazardModel, person_months
 
 AS_OF = dt.date(2025, 1, 1)
@@ -26,9 +26,7 @@ PIT_CUT = dt.date(2024, 7, 1)
 
 
 def _fit(tables: dict[str, pl.LazyFrame], as_of: dt.date, **kw: int) -> HazardModel:
-    since = data_start(tables["transactions"]).first_day
-    history = ContractHistory(tables["customers"], since, cached_profiles(tables))
-    return HazardModel(**kw).fit_at(history, as_of)
+    return HazardModel(**kw).fit_at(point_in_time(tables, as_of))
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +44,8 @@ def test_person_months_follow_each_customer_until_their_churn(
 ) -> None:
     tables = load_tables(generated_operator)
     since = data_start(tables["transactions"]).first_day
-    history = ContractHistory(tables["customers"], since, cached_profiles(tables))
-    rows = person_months(history, AS_OF, landmarks=2, landmark_months=6, sample=None)
+    at = point_in_time(tables, AS_OF)
+    rows = person_months(at, landmarks=2, landmark_months=6, sample=None)
     # the latest cut: every billed postpaid customer there, followed until their churn
     cut = AS_OF - dt.timedelta(days=180)
     billed = (
@@ -72,9 +70,9 @@ def test_person_months_follow_each_customer_until_their_churn(
     assert latest.height == expected
     assert set(rows["landmark"]) == {0, 1}
     # a cut without 90 days of data before it is not used; none left is a clear error
-    assert set(person_months(history, AS_OF, 4, 6, None)["landmark"]) == {0, 1, 2}
+    assert set(person_months(at, 4, 6, None)["landmark"]) == {0, 1, 2}
     with pytest.raises(ValuationError, match="too close to the data's start"):
-        person_months(history, since + dt.timedelta(days=200), 1, 6, None)
+        person_months(dataclasses.replace(at, as_of=since + dt.timedelta(days=200)), 1, 6, None)
 
 
 def test_rows_dated_from_as_of_on_change_nothing(generated_operator: Path) -> None:
