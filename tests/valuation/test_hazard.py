@@ -260,3 +260,17 @@ def test_survival_computed_in_slices_equals_all_at_once(
     sliced = model.survival_ahead(profile, 12)
     assert profile.height % 10 != 0 and whole.shape == (profile.height, 12)
     np.testing.assert_allclose(sliced, whole, rtol=1e-12, atol=0)
+
+
+def test_values_computed_in_slices_equal_all_at_once(
+    hazard_run: tuple[PointInTime, ValuationRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import valuation.stage
+
+    at, run = hazard_run
+    profile = at.profile_at(AS_OF, None)
+    monkeypatch.setattr(valuation.stage, "VALUE_ROWS", 7)  # many slices, a short last one
+    sliced, _ = value_customers(profile, HAZARD, run.models)
+    assert profile.height % 7 != 0 and (profile["plan_type"] == "postpaid").sum() > 300
+    assert (sliced["value_model"] == "hazard").sum() > 300  # the contract branch is sliced too
+    assert_frame_equal(sliced, run.values, check_exact=False, rtol=1e-12, atol=0.0)
