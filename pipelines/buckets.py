@@ -181,6 +181,8 @@ def bucketed_profile(
     if "calls" in tables:
         graph = graph or CallGraph.read(tables["calls"], tables["customers"], cut)
         scores = graph.scores(cut, cfg)
+        if sample is not None:  # PageRank needs the whole graph; the profile, its sample
+            scores = scores.filter(sample.expr())
         empty = scores.clear()
         keyed = scores.with_columns(bucket_expr(buckets).alias(_KEY))
         del scores
