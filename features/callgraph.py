@@ -54,14 +54,9 @@ def _pair_months(calls: pl.LazyFrame, id_dtype: pl.DataType, as_of: dt.date) -> 
     )
 
 
-def _pairs(lo: np.ndarray, hi: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each entry's pair (the rank of ``(lo, hi)`` among the distinct pairs, in ``lo``, ``hi``
-    order; ``lo``'s dtype) and one entry of each pair, in pair order.
-
-    What ``np.unique(lo * n + hi, return_inverse=True)`` gives, with a third of its transient
-    memory: at 10M customers (~85M entries) reading the graph peaked 8 GB above the run
-    through ``np.unique``'s copies.
-    """
+def _by_pair(lo: np.ndarray, hi: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The order that puts the entries in ``(lo, hi)`` order, and where each distinct pair's
+    entries begin in it."""
     key = lo.astype(np.int64)
     key *= n
     key += hi
@@ -70,12 +65,17 @@ def _pairs(lo: np.ndarray, hi: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarr
     new = np.empty(key.size, dtype=bool)
     new[:1] = True
     np.not_equal(key[1:], key[:-1], out=new[1:])
-    del key
-    rank = np.cumsum(new, dtype=lo.dtype)
-    rank -= 1
-    pair = np.empty_like(rank)
-    pair[order] = rank
-    return pair, order[new]
+    return order, np.flatnonzero(new)
+
+
+def _month_number(series: pl.Series) -> np.ndarray:
+    """:func:`_month_index` of each date (2 bytes an entry: up to the year 4700)."""
+    return ((series.dt.year() - 1970) * 12 + series.dt.month() - 1).cast(pl.Int16).to_numpy()
+
+
+def _month_index(day: dt.date) -> int:
+    """Months from January 1970 to ``day``'s month."""
+    return (day.year - 1970) * 12 + day.month - 1
 
 
 @dataclass(frozen=True)
@@ -83,16 +83,18 @@ class CallGraph:
     """The calls of a run as arrays (see the module docstring).
 
     ``nodes`` are the sorted distinct ids of every pair; ``low`` / ``high`` the node index of
-    each distinct pair's smaller and larger id; ``pair``, ``month`` and ``minutes`` one entry
-    per (pair, month) with calls: the pair's index, the month's first day as a day number and
-    the minutes summed over both directions. ``signup``, ``churn`` (day numbers, missing:
-    never) and ``region`` (a code, -1 for none) describe each node that is a customer.
+    each distinct pair's smaller and larger id; ``month`` and ``minutes`` one entry per (pair,
+    month) with calls, a pair's entries together and the pairs in order (the pair's entries
+    begin at ``starts``): the month (months since January 1970) and the minutes summed over
+    both directions; held so, the entries need no pair index (~85M entries at 10M customers).
+    ``signup``, ``churn`` (day numbers, missing: never) and ``region`` (a code, -1 for none)
+    describe each node that is a customer.
     """
 
     nodes: pl.Series
     low: np.ndarray
     high: np.ndarray
-    pair: np.ndarray
+    starts: np.ndarray
     month: np.ndarray
     minutes: np.ndarray
     signup: np.ndarray
@@ -124,7 +126,10 @@ class CallGraph:
         lo, hi = _node_index(nodes.to_numpy(), low_ids.to_numpy(), high_ids.to_numpy(), dtype=index)
         del low_ids, high_ids
         months = months.drop("_low", "_high")  # the ids are node indices now
-        pair, first = _pairs(lo, hi, n)
+        order, starts = _by_pair(lo, hi, n)
+        first = order[starts]
+        low, high = lo[first], hi[first]
+        del lo, hi, first
         known = (
             pl.DataFrame({"customer_id": nodes})
             .join(
@@ -139,11 +144,11 @@ class CallGraph:
         )
         return cls(
             nodes=nodes,
-            low=lo[first],
-            high=hi[first],
-            pair=pair,
-            month=_days(months.get_column("month").dt.truncate("1mo")),
-            minutes=months.get_column("minutes").to_numpy(),
+            low=low,
+            high=high,
+            starts=starts,
+            month=_month_number(months.get_column("month"))[order],
+            minutes=months.get_column("minutes").to_numpy()[order],
             signup=_days(known.get_column("signup_date")),
             churn=_days(known.get_column("churn_date")),
             region=known.get_column("region").to_numpy().astype(np.int32),
@@ -155,16 +160,17 @@ class CallGraph:
         values :func:`features.influence.influence_scores` computes from the tables."""
         from features.influence import _MONTHS, _rank, influence_columns
 
-        first, last = trailing_months(as_of, _MONTHS)
-        window = (self.month >= (first - _EPOCH).days) & (self.month <= (last - _EPOCH).days)
-        in_window = self.pair[window]
-        n_pairs = len(self.low)
-        # rounded as undirected_edges rounds a pair's sum
-        minutes = np.round(np.bincount(in_window, self.minutes[window], n_pairs), 6)
-        present = np.bincount(in_window, minlength=n_pairs) > 0
+        first, last = (_month_index(d) for d in trailing_months(as_of, _MONTHS))
+        window = (self.month >= first) & (self.month <= last)
+        if self.starts.size:  # each pair's entries in a row: summed where they begin
+            # rounded as undirected_edges rounds a pair's sum
+            minutes = np.round(np.add.reduceat(np.where(window, self.minutes, 0.0), self.starts), 6)
+            present = np.logical_or.reduceat(window, self.starts)
+        else:
+            minutes, present = np.zeros(0), np.zeros(0, dtype=bool)
         lo, hi, w = self.low[present], self.high[present], minutes[present]
         a, b, weight = np.concatenate([lo, hi]), np.concatenate([hi, lo]), np.concatenate([w, w])
-        del window, in_window, minutes, present, lo, hi, w  # freed before PageRank's matrices
+        del window, minutes, present, lo, hi, w  # freed before PageRank's matrices
 
         n = self.nodes.len()
         cut = (as_of - _EPOCH).days
