@@ -133,11 +133,14 @@ def test_manifest_consistent_with_files(first_run: Path, generated_operator: Pat
     assert manifest["valuation"]["model"]
 
 
-def test_second_run_same_scores(first_run: Path, generated_operator: Path, tmp_path: Path) -> None:
-    """The same data twice, the second split in 3 buckets (the first is one): the same scores,
+@pytest.mark.parametrize("buckets", [3, 7])
+def test_second_run_same_scores(
+    first_run: Path, generated_operator: Path, tmp_path: Path, buckets: int
+) -> None:
+    """The same data again, split in 3 or 7 buckets (the first run is one): the same scores,
     model columns included (the profiles, hence every fit, are identical)."""
     config = tmp_path / "buckets.toml"
-    config.write_text("[engine]\nbuckets = 3\n")
+    config.write_text(f"[engine]\nbuckets = {buckets}\n")
     out = tmp_path / "out"
     args = ["run", str(config), "--data", str(generated_operator), "--out", str(out)]
     result = runner.invoke(app, [*args, "--as-of", AS_OF, "--no-tracking"])
@@ -147,7 +150,7 @@ def test_second_run_same_scores(first_run: Path, generated_operator: Path, tmp_p
         pl.read_parquet(first_run / "scores.parquet"), pl.read_parquet(out / "scores.parquet")
     )
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["buckets"] == 3 and manifest["timings_s"]["split"] > 0
+    assert manifest["buckets"] == buckets and manifest["timings_s"]["split"] > 0
     assert json.loads((first_run / "manifest.json").read_text())["buckets"] == 1
     assert not list(out.rglob("_bucket=*"))  # the scratch is gone with the commit
 
