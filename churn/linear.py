@@ -47,9 +47,12 @@ __all__ = [
 C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0)
 """Inverse L2 strengths tried, smallest first, each fit warm-started from the one before; the
 lowest validation log-loss wins (the smaller C on a tie)."""
-LOGISTIC_MAX_ROWS = 200_000
+LOGISTIC_MAX_ROWS = 100_000
 """Training rows the logistic regression sees at most (a seeded random subset beyond): a
-hundred-odd weights need far fewer, and the dense one-hot matrix stays ~200 MB."""
+hundred-odd weights need far fewer. On the 1M operator's training frame, 100,000 rows against
+200,000: validation AUC 0.7705 against 0.7720 (LightGBM, the learner kept, 0.776), the fit's
+memory 0.51 GB against 0.99 GB above its frames (its one-hot matrix, the solver's copy of it
+and the stopping half's), 4.8 s of CPU against 8.5."""
 SOLVER = "newton-cholesky"
 """scikit-learn solver of the C path. A hundred-odd dense columns: the exact Hessian is cheap
 and Newton steps converge where lbfgs, at its default tolerance, stops far from the optimum
