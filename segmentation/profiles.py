@@ -109,13 +109,16 @@ def segment_profiles(
     ]
     extra = [c for c in ("revenue_365d", "occupation", "region") if c in profile.columns]
     cols = list(dict.fromkeys(["customer_id", *extra, *numeric]))
-    # lazy: each aggregate streams the join, which copied ~15 columns of everyone (1.2 GB at
-    # 10M customers) when it was built first
-    frame = (
-        assignments.lazy()
-        .select("customer_id", "segment_id", "segment_name")
-        .join(profile.lazy().select(cols), on="customer_id", how="left")
-    )
+    # lazy: built first, the join copied ~15 columns of everyone (1.2 GB at 10M customers);
+    # assignments of the profile's own rows (the stage's) are put beside them without a join
+    # (a join still builds a table of one side: 1.2 GB at 10M)
+    segments = assignments.select("customer_id", "segment_id", "segment_name")
+    if segments.get_column("customer_id").equals(profile.get_column("customer_id")):
+        frame = pl.concat(
+            [segments.drop("customer_id"), profile.select(cols)], how="horizontal"
+        ).lazy()
+    else:
+        frame = segments.lazy().join(profile.lazy().select(cols), on="customer_id", how="left")
     value_cols = []
     if scores is not None:
         value_cols = [c for c in ("clv", "churn_probability") if c in scores.columns]

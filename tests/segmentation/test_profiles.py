@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from polars.testing import assert_frame_equal
 
 from segmentation import PROFILE_SCHEMA, SegmentationResult, segment_profiles
 
@@ -42,3 +43,16 @@ def test_scores_are_averaged_per_segment(
         .sort("segment_id")
     )
     np.testing.assert_allclose(prof["revenue_365d_mean"], mean_rev["revenue_365d"], rtol=1e-12)
+
+
+def test_assignments_in_another_order_give_the_same_table(
+    blobs: pl.DataFrame, blobs_result: SegmentationResult
+) -> None:
+    a = blobs_result.assignments
+    features = blobs_result.model.features_
+    aligned = segment_profiles(a, blobs, features)  # the profile's own rows: put side by side
+    shuffled = segment_profiles(a.sample(fraction=1.0, shuffle=True, seed=1), blobs, features)
+    assert not a.sample(fraction=1.0, shuffle=True, seed=1)["customer_id"].equals(
+        blobs["customer_id"]
+    )  # so joined
+    assert_frame_equal(aligned, shuffled, check_exact=False, rtol=1e-12)
