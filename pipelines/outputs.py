@@ -17,7 +17,7 @@ import polars as pl
 from crm_engine.commit import STALE_SUFFIX, current_run
 from crm_engine.contracts import LOST_BAND, SCORES_CONTRACT, SCORES_CONTRACT_VERSION
 from crm_engine.io import file_sha256, write_json, write_parquet
-from crm_engine.report import SAVE_FIRST_FILE, ReportInputs, save_first, write_report
+from crm_engine.report import SAVE_FIRST_FILE, Logged, ReportInputs, save_first, write_report
 from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
 from pipelines.backtest import PREVIOUS_RUN_KEY
 from pipelines.manifest import input_fingerprints, output_checksums, recorded_sha256
@@ -121,6 +121,10 @@ def _write_run(
         age_bands=state.cfg.features.age_bands,
         backtest=state.reports.get("backtest"),
         drift=state.reports.get("drift"),
+        logged={
+            name: Logged(state.metrics.get(name, {}), state.params.get(name, {}))
+            for name in state.stages
+        },
     )
     write_report(report_inputs, work / "report.html")
     _carry_segmenter(state, work)

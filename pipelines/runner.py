@@ -155,6 +155,9 @@ class RunState:
     catalog: dict[str, Any] = field(default_factory=dict)
     reports: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    """Per stage, the metrics logged to its MLflow run."""
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per stage, the parameters logged to its MLflow run."""
     model_versions: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -533,6 +536,7 @@ def _run_stage(stage: Stage, ctx: StageContext, state: RunState, progress: Progr
     catalog.update(result.outputs)
     state.timings[stage.name] = round(time.perf_counter() - t, 3)
     state.metrics[stage.name] = result.metrics
+    state.params[stage.name] = result.params
     if result.report is not None:
         state.reports[stage.name] = result.report
     state.model_versions.update(result.model_versions)

@@ -445,8 +445,13 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
             retention=run.models.retention,
         )
         versions["clv"] = str(info.registered_model_version or info.model_uri)
+    spend = run.report.spend
     metrics: dict[str, Any] = {
         "valuation.log_likelihood": run.report.log_likelihood,
+        "valuation.n_customers_fitted": run.report.n_customers_fitted,
+        "valuation.n_customers_without_purchase": run.report.n_customers_without_purchase,
+        "valuation.spend.log_likelihood": spend.log_likelihood,
+        "valuation.spend.n_customers_fitted": spend.n_customers_fitted,
         "valuation.total_clv": run.report.total_clv,
         "valuation.mean_p_alive": run.report.mean_p_alive,
     }
@@ -459,6 +464,8 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
             metrics[f"valuation.revenue_holdout.{row['plan_type']}.{row['model']}.mae"] = row["mae"]
     params = {f"valuation.{k}": v for k, v in run.report.params.items()}
     params["valuation.model"] = run.report.model
+    params["valuation.spend.model"] = spend.model
+    params |= {f"valuation.spend.{k}": v for k, v in spend.params.items()}
     if run.models.retention is not None:
         name = run.models.retention.model_name
         params["valuation.postpaid_model"] = name

@@ -5,7 +5,7 @@ report is rendered from), ``formatting`` (numbers, labels, tables), ``charts`` (
 ``sections/`` (one module per section of the page) and ``page`` (CSS, section order, writing).
 """
 
-from crm_engine.report.inputs import ReportInputs
+from crm_engine.report.inputs import Logged, ReportInputs
 from crm_engine.report.page import render_report, write_report
 from crm_engine.report.views import (
     SAVE_FIRST_COLUMNS,
@@ -22,6 +22,7 @@ __all__ = [
     "SAVE_FIRST_COLUMNS",
     "SAVE_FIRST_FILE",
     "SAVE_FIRST_ROWS",
+    "Logged",
     "ReportInputs",
     "lifecycle_funnel",
     "loyalty_split",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,14 @@ from crm_engine.stage_reports import (
     PopulationReport,
     ValuationReport,
 )
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What one stage logged to its MLflow run (the appendix shows it as is)."""
+
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,6 +59,8 @@ class ReportInputs:
     """The last committed run's forecasts against what happened since (None: no earlier run)."""
     drift: DriftReport | None = None
     """What moved under the models since the last committed run (None: not measured)."""
+    logged: Mapping[str, Logged] = field(default_factory=dict)
+    """Per stage that ran, what it logged to MLflow (the appendix)."""
 
 
 def has_values(scores: pl.DataFrame, col: str) -> bool:

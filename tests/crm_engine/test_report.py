@@ -16,6 +16,7 @@ import pytest
 
 from crm_engine.report import (
     SAVE_FIRST_COLUMNS,
+    Logged,
     ReportInputs,
     lifecycle_funnel,
     loyalty_split,
@@ -182,6 +183,14 @@ def _inputs(full: bool, directory: Path) -> ReportInputs:
         currency="EUR" if full else None,
         save_first_file="save_first.csv" if full else None,
         backtest=BACKTEST if full else None,
+        logged=(
+            {
+                "valuation": Logged({"valuation.log_likelihood": -1234.5}, {"valuation.r": 3.38}),
+                "churn": Logged(churn.metrics, {"train_cut": "2024-07-05"}),
+            }
+            if churn is not None
+            else {}
+        ),
     )
 
 

@@ -1,4 +1,4 @@
-"""The appendix for data scientists: raw model metrics as logged to MLflow."""
+"""The appendix for data scientists: what each model stage logged to MLflow, as it logged it."""
 
 from __future__ import annotations
 
@@ -6,69 +6,58 @@ import html
 from typing import Any
 
 from crm_engine.report.formatting import raw_table
-from crm_engine.report.inputs import ReportInputs
+from crm_engine.report.inputs import Logged, ReportInputs
 from crm_engine.report.section import Section
+
+MODEL_STAGES = {
+    "segmentation": "Segmentation",
+    "valuation": "Valuation",
+    "churn": "Churn and loyalty",
+}
+"""The stages whose MLflow runs the appendix shows, and their titles, in run order."""
+
+
+def _numbers(values: Any) -> list[tuple[str, Any]]:
+    return sorted(
+        (k, v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    )
+
+
+def _stage(title: str, logged: Logged) -> str:
+    parts = [f"<h3>{html.escape(title)}</h3>"]
+    if logged.metrics:
+        parts.append("<h4>Metrics</h4>" + raw_table(_numbers(logged.metrics)))
+    if logged.params:
+        parts.append("<h4>Parameters</h4>" + raw_table(sorted(logged.params.items())))
+    return "".join(parts)
+
+
+def _notes(inp: ReportInputs) -> str:
+    """What a stage said beside its numbers: why a model was skipped or failed, notes."""
+    notes: list[str] = []
+    if inp.churn is not None and inp.churn.loyalty_skipped:
+        notes.append(f"Loyalty model skipped: {inp.churn.loyalty_skipped}")
+    v = inp.valuation
+    if v is not None:
+        if v.holdout_error:
+            notes.append(f"Valuation holdout: {v.holdout_error}")
+        notes += list(v.notes)
+    if not notes:
+        return ""
+    return "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
 
 
 def body(inp: ReportInputs) -> str:
-    """Raw model metrics for data scientists, as logged to MLflow."""
-    parts = ["<p>Raw metrics as logged to MLflow (out of time: the later cut's report half).</p>"]
-    if inp.churn is not None:
-        metrics = [
-            (k, v)
-            for k, v in inp.churn.metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        ]
-        churn = [(k, v) for k, v in metrics if k.startswith("churn.")]
-        loyalty = [(k, v) for k, v in metrics if k.startswith("loyalty.")]
-        parts.append("<h3>Churn model</h3>" + raw_table(churn))
-        parts.append(
-            raw_table(
-                [
-                    ("train_cut", inp.churn.train_cut.isoformat()),
-                    ("valid_cut", inp.churn.valid_cut.isoformat()),
-                    ("horizon_days", inp.churn.horizon_days),
-                    ("n_features", len(inp.churn.features)),
-                ]
-            )
-        )
-        if loyalty:
-            parts.append("<h3>Loyalty model</h3>" + raw_table(loyalty))
-        elif inp.churn.loyalty_skipped:
-            parts.append(
-                f"<p class='muted'>Loyalty model skipped: {html.escape(inp.churn.loyalty_skipped)}"
-                "</p>"
-            )
-    v = inp.valuation
-    if v is not None:
-        rows: list[tuple[str, Any]] = [("model", v.model), ("time_unit", v.time_unit)]
-        rows += [(f"params.{k}", x) for k, x in v.params.items()]
-        rows += [
-            ("log_likelihood", v.log_likelihood),
-            ("n_customers_fitted", v.n_customers_fitted),
-            ("n_distinct_triples", v.n_distinct_triples),
-            ("penalizer", v.penalizer),
-            ("spend.model", v.spend.model),
-            *[(f"spend.params.{k}", x) for k, x in v.spend.params.items()],
-            ("spend.log_likelihood", v.spend.log_likelihood),
-            ("spend.n_customers_fitted", v.spend.n_customers_fitted),
-            ("spend.n_customers_excluded", v.spend.n_customers_excluded),
-            ("monthly_discount_rate", v.monthly_discount_rate),
-            ("n_customers_without_purchase", v.n_customers_without_purchase),
-            *[(f"tier_cut_points.{k}", x) for k, x in v.tier_cut_points.items()],
-        ]
-        holdout = getattr(v.holdout, "metrics", None) or {}
-        for model, values in holdout.items():
-            for k, x in (values or {}).items():
-                if isinstance(x, int | float) and not isinstance(x, bool):
-                    rows.append((f"holdout.{model}.{k}", x))
-        if v.holdout_error:
-            rows.append(("holdout_error", v.holdout_error))
-        if v.model_uri:
-            rows.append(("model_uri", v.model_uri))
-        parts.append("<h3>Valuation models</h3>" + raw_table(rows))
-        if v.notes:
-            parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in v.notes) + "</ul>")
+    """Each model stage's metrics and parameters as logged to MLflow."""
+    parts = [
+        "<p>Each model stage's metrics and parameters as logged to its MLflow run (model "
+        "metrics out of time: the later cut's report half).</p>"
+    ]
+    for name, title in MODEL_STAGES.items():
+        logged = inp.logged.get(name)
+        if logged is not None and (logged.metrics or logged.params):
+            parts.append(_stage(title, logged))
+    parts.append(_notes(inp))
     return "".join(parts)
 
 
@@ -77,5 +66,5 @@ SECTION = Section(
     "Appendix for data scientists",
     body,
     not_run="No model was fitted in this run.",
-    ran=lambda inp: inp.churn is not None or inp.valuation is not None,
+    ran=lambda inp: any(inp.logged.get(name) for name in MODEL_STAGES),
 )
