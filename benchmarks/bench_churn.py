@@ -16,7 +16,7 @@ oracle (``as_of_churn_probability``: simulated forward from the world's state at
 the bills paid by then, what a model could at best know), with a shuffled-label guard and the
 learning curve, and the planted contract effects on the hazard against those the churn stage's
 hazard regression (``churn.contagion.estimate_contagion``) recovers from the tables;
-``--scale-customers`` (default 1,000,000) times ``train_models`` with 3 snapshots on
+``--scale-customers`` (default 1,000,000) times ``train_models`` with the default snapshots on
 ``benchmarks/data/gen_<N>``. ``--customers 0`` or ``--scale-customers 0`` keep the recorded
 result of that part, and a size of ``--truth-customers`` replaces only its own row, so
 ``--customers 0 --scale-customers 0 --truth-customers 20000`` reruns one row.
@@ -261,7 +261,7 @@ def bench_truth(customers: int) -> dict[str, Any]:
 
 
 def bench_training_at_scale(customers: int) -> dict[str, Any]:
-    """``train_models`` as the pipeline runs it (default config: 3 snapshots, learning curve,
+    """``train_models`` as the pipeline runs it (default config: its snapshots, learning curve,
     both learners, loyalty) on ``benchmarks/data/gen_<N>``, each cut bounded to
     ``churn.max_training_customers`` hashed customers: wall time and peak RSS."""
     from benchmarks.bench_features import ensure_data
@@ -333,7 +333,8 @@ def write_results(
             "",
             "### Ground truth: the pipeline's churn model against the generator's oracles",
             "",
-            "`train_models` with the default config (3 monthly snapshots stacked, "
+            "`train_models` with the default config (monthly snapshots stacked: each row's "
+            "cuts are listed below the table; "
             '`churn.model = "auto"`: LightGBM and the logistic regression both fitted, the '
             "higher AUC on the validation cut's early-stopping half kept) on generated "
             "operators (seed 7, as of 2025-01-01, horizon 90 days); metrics on the report half "

@@ -2,7 +2,7 @@
 ``bench_churn``'s truth row, refitted with more tree capacity and with what no table carries.
 
 Run ``python -m benchmarks.bench_churn_gap --customers 100000``. On a generated operator
-(seed 7, as of 2025-01-01, horizon 90 days, the default config's 3 stacked snapshots) it fits
+(seed 7, as of 2025-01-01, horizon 90 days, the default config's stacked snapshots) it fits
 ``train_churn`` (i) as the pipeline does, (ii) with LightGBM trees of 15 and 31 leaves, (iii)
 with the customer's latent traits from ``_truth`` as two more features (the static part of the
 generator's hazard logit: persona, network badness, price sensitivity, satisfaction, plan;

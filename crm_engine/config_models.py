@@ -251,17 +251,22 @@ class ChurnConfig(Section):
         "0.7760 on the same validation customers, in about half the fitting time",
     )
     training_snapshots: Annotated[int, Field(ge=1, le=24)] = Field(
-        3,
+        6,
         description="training cuts stacked (as_of - 2h, then snapshot_step_days earlier each), "
-        "each labelled by its own window, all windows ending by the validation cut as_of - h",
+        "each labelled by its own window, all windows ending by the validation cut as_of - h. "
+        "6 needs 2h + 150 days of history before as_of (330 at h = 90). At 100,000 generated "
+        "customers the mean gap to the as-of oracle's AUC over four report halves was 0.0121 "
+        "with 3, 0.0097 with 6 and 0.0089 with 12 (which needs 17 months of history); the "
+        "loyalty model builds the profiles of 6 cuts anyway (loyalty.training_snapshots)",
     )
     snapshot_step_days: Annotated[int, Field(gt=0)] = Field(
         30, description="days between two stacked training cuts (monthly by default)"
     )
     learning_curve: bool = Field(
         True,
-        description="also fit on the latest 1..n-1 snapshots and report the out-of-time AUC and "
-        "Brier of each (the report's learning curve); the kept model uses all n",
+        description="also fit on the latest n/2, n/4, ... 1 snapshots (rounded down; 1 and 3 "
+        "of 6) and report the out-of-time AUC and Brier of each (the report's learning curve); "
+        "the kept model uses all n",
     )
     lightgbm: ChurnLightGBMConfig = ChurnLightGBMConfig()
     early_stopping_rounds: Annotated[int, Field(gt=0)] = 50

@@ -11,6 +11,7 @@ from polars.testing import assert_frame_equal
 
 import features
 from churn.frames import CUT_COLUMN, build_training_frames, surveyed_snapshots, training_cuts
+from churn.training import learning_curve_points
 from crm_engine.config import FeaturesConfig
 from features import PointInTime
 from tests.features._tiny import lazy
@@ -29,6 +30,15 @@ def test_training_cuts_step_back_from_two_horizons() -> None:
     assert training_cuts(dt.date(2025, 1, 1), 90).train == (dt.date(2024, 7, 5),)
     with pytest.raises(ValueError, match="snapshots=0"):
         training_cuts(dt.date(2025, 1, 1), 90, snapshots=0)
+
+
+def test_the_learning_curve_halves_the_kept_model_s_snapshots() -> None:
+    # the kept model's n is its last point; the others halve it down to one cut
+    assert learning_curve_points(1) == []
+    assert learning_curve_points(3) == [1]
+    assert learning_curve_points(6) == [1, 3]
+    assert learning_curve_points(8) == [1, 2, 4]
+    assert learning_curve_points(12) == [1, 3, 6]
 
 
 def _frames(tables: dict[str, pl.DataFrame], valid_cut: dt.date) -> pl.DataFrame:

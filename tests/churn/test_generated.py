@@ -57,10 +57,17 @@ def test_churn_close_to_oracle_out_of_time(world: Path) -> None:
     assert m["roc_auc"] >= oracle_auc - 0.03, (m["roc_auc"], oracle_auc)
     assert m["brier"] <= 1.10 * oracle_brier, (m["brier"], oracle_brier)
     assert abs(m["mean_prediction"] - m["base_rate"]) < 0.01
-    # three stacked snapshots, a month apart, and the learning curve over them
-    assert training.cuts.train == (dt.date(2024, 7, 5), dt.date(2024, 6, 5), dt.date(2024, 5, 6))
+    # six stacked snapshots, a month apart, and the learning curve over 1, 3 and 6 of them
+    assert training.cuts.train == (
+        dt.date(2024, 7, 5),
+        dt.date(2024, 6, 5),
+        dt.date(2024, 5, 6),
+        dt.date(2024, 4, 6),
+        dt.date(2024, 3, 7),
+        dt.date(2024, 2, 6),
+    )
     curve = training.learning_curve
-    assert [r["snapshots"] for r in curve] == [1.0, 2.0, 3.0]
+    assert [r["snapshots"] for r in curve] == [1.0, 3.0, 6.0]
     rows = [r["train_rows"] for r in curve]
     assert rows[0] < rows[1] < rows[2] == m["train_rows"]
     assert curve[-1]["roc_auc"] == m["roc_auc"]
