@@ -3,10 +3,10 @@
 A run asks for the call-graph columns at several cuts (the profile at ``as_of``, the churn
 training cuts, the valuation holdout). :class:`CallGraph` reads ``calls`` once into per-pair
 monthly minutes held as arrays, with every node's signup, region and churn date; the columns
-of any cut (:meth:`CallGraph.scores`) then come from a mask over its months and a few
-``bincount`` s, and PageRank from the same sparse code as :func:`features.influence.pagerank`:
-no second read of ``calls``, no join per cut. See :func:`features.influence.add_influence` for
-what the columns mean.
+of any cut (:meth:`CallGraph.scores`) then come from a mask over its months, a sum per pair
+(``reduceat``) and a few ``bincount`` s per node, and PageRank from the same sparse code as
+:func:`features.influence.pagerank`: no second read of ``calls``, no join per cut. See
+:func:`features.influence.add_influence` for what the columns mean.
 """
 
 from __future__ import annotations

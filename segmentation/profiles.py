@@ -109,9 +109,9 @@ def segment_profiles(
     ]
     extra = [c for c in ("revenue_365d", "occupation", "region") if c in profile.columns]
     cols = list(dict.fromkeys(["customer_id", *extra, *numeric]))
-    # lazy: built first, the join copied ~15 columns of everyone (1.2 GB at 10M customers);
-    # assignments of the profile's own rows (the stage's) are put beside them without a join
-    # (a join still builds a table of one side: 1.2 GB at 10M)
+    # the stage's own assignments (the profile's rows, in its order) go beside the profile's
+    # columns; others are joined lazily (built first, the join copied ~15 columns of everyone,
+    # 1.2 GB at 10M customers, and a lazy join still builds a table of one side)
     segments = assignments.select("customer_id", "segment_id", "segment_name")
     if segments.get_column("customer_id").equals(profile.get_column("customer_id")):
         frame = pl.concat(
