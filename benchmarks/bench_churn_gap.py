@@ -20,18 +20,25 @@ import datetime as dt
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from benchmarks.bench_churn import delong
 
+if TYPE_CHECKING:
+    from churn import ChurnModel
+    from crm_engine.config import ChurnConfig
+
 ROOT = Path(__file__).resolve().parent
 RESULTS_MD = ROOT / "results" / "churn_gap.md"
 RESULTS_JSON = ROOT / "results" / "churn_gap.json"
 AS_OF, H = dt.date(2025, 1, 1), 90
+SEEDS = (0, 1, 2, 3)
+"""Seeds of the refits whose mean gap estimates the expected one (``bench_churn``'s truth rows)."""
 
 
 def latent_traits(truth_dir: Path) -> pl.DataFrame:
@@ -58,17 +65,93 @@ def latent_traits(truth_dir: Path) -> pl.DataFrame:
     )
 
 
-def diagnose(customers: int) -> dict[str, Any]:
-    from churn import train_churn
-    from churn.frames import CUT_COLUMN, build_training_frames, training_cuts
+def report_gap(model: ChurnModel, valid: pl.DataFrame, oracle: pl.DataFrame) -> dict[str, Any]:
+    """The as-of oracle's AUC minus ``model``'s on the model's own report half of ``valid``
+    (``churn.model.validation_halves(valid, model.seed)``), with the paired DeLong SE.
+
+    ``oracle`` holds ``customer_id`` and ``p_churn`` at ``valid``'s cut
+    (``crm_engine.generator.as_of_churn_probability``); report-half customers it lacks are
+    left out of both AUCs.
+    """
     from churn.model import validation_halves
+
+    label = f"churned_within_{model.horizon_days}d"
+    _, report = validation_halves(valid, model.seed)
+    rep = (
+        valid.filter(pl.Series(report))
+        .select("customer_id", label)
+        .with_columns(pl.Series("p_model", model.report_p_))
+        .join(oracle, on="customer_id", how="inner")
+    )
+    (auc, oracle_auc), cov = delong(
+        rep[label].to_numpy(), [rep["p_model"].to_numpy(), rep["p_churn"].to_numpy()]
+    )
+    return {
+        "learner": model.learner,
+        "trees": model.best_iteration_,
+        "auc": float(auc),
+        "oracle_auc": float(oracle_auc),
+        "gap": float(oracle_auc - auc),
+        "gap_se": float(np.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])),
+        "report_rows": rep.height,
+    }
+
+
+def refit_gap(
+    train: pl.DataFrame,
+    valid: pl.DataFrame,
+    churn_cfg: ChurnConfig,
+    features: Sequence[str],
+    oracle: pl.DataFrame,
+) -> dict[str, Any]:
+    """``train_churn`` on the frames with ``churn_cfg``, then :func:`report_gap` on its report
+    half; ``seconds`` is the wall time of both."""
+    from churn import train_churn
+
+    t0 = time.perf_counter()
+    model = train_churn(train, valid, churn_cfg, features)
+    return {**report_gap(model, valid, oracle), "seconds": time.perf_counter() - t0}
+
+
+def seed_gaps(
+    train: pl.DataFrame,
+    valid: pl.DataFrame,
+    churn_cfg: ChurnConfig,
+    features: Sequence[str],
+    oracle: pl.DataFrame,
+    seeds: Sequence[int] = SEEDS,
+) -> list[dict[str, Any]]:
+    """:func:`refit_gap` once per seed, ``churn_cfg.seed`` replaced: each seed seeds the learner
+    and picks its own report half (as the seed tables of ``results/churn_gap.md``)."""
+    return [
+        {
+            "seed": s,
+            **refit_gap(train, valid, churn_cfg.model_copy(update={"seed": s}), features, oracle),
+        }
+        for s in seeds
+    ]
+
+
+def expected_gap(gaps: Sequence[float], ses: Sequence[float]) -> tuple[float, float]:
+    """Mean of the seeds' gaps and its standard error, the seeds' SEs combined as independent:
+    ``sqrt(sum se**2) / n``. The report halves share customers and the fits their training
+    rows, so the gaps are positively correlated and this understates the mean's noise."""
+    if len(gaps) != len(ses) or not gaps:
+        raise ValueError(
+            f"gaps and ses must be equally long and not empty: {len(gaps)}, {len(ses)}"
+        )
+    n = len(gaps)
+    return float(np.mean(gaps)), float(np.sqrt(np.sum(np.square(ses))) / n)
+
+
+def diagnose(customers: int) -> dict[str, Any]:
+    from churn.frames import CUT_COLUMN, build_training_frames, training_cuts
     from churn.training import profile_features
     from crm_engine.config import PipelineConfig
     from crm_engine.generator import as_of_churn_probability, generate
     from crm_engine.io import load_tables
     from features import PointInTime
 
-    label = f"churned_within_{H}d"
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         generate(data, customers=customers, months=24, seed=7)
@@ -139,31 +222,7 @@ def diagnose(customers: int) -> dict[str, Any]:
         )
         rows = []
         for name, tr, va, churn_cfg, cols in variants:
-            t0 = time.perf_counter()
-            model = train_churn(tr, va, churn_cfg, cols)
-            _, report = validation_halves(va, model.seed)
-            rep = (
-                va.filter(pl.Series(report))
-                .select("customer_id", label)
-                .with_columns(pl.Series("p_model", model.report_p_))
-                .join(oracle, on="customer_id", how="inner")
-            )
-            (auc, oracle_auc), cov = delong(
-                rep[label].to_numpy(), [rep["p_model"].to_numpy(), rep["p_churn"].to_numpy()]
-            )
-            rows.append(
-                {
-                    "variant": name,
-                    "learner": model.learner,
-                    "trees": model.best_iteration_,
-                    "auc": float(auc),
-                    "oracle_auc": float(oracle_auc),
-                    "gap": float(oracle_auc - auc),
-                    "gap_se": float(np.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])),
-                    "report_rows": rep.height,
-                    "seconds": time.perf_counter() - t0,
-                }
-            )
+            rows.append({"variant": name, **refit_gap(tr, va, churn_cfg, cols, oracle)})
             print(json.dumps(rows[-1]), flush=True)
     return {"customers": customers, "train_rows": train.height, "variants": rows}
 
