@@ -13,13 +13,16 @@ operators and compares the out-of-time AUC (with its DeLong standard error), Bri
 of both learners and the kept one with two oracles of the generator: the hazards realised in the
 label window (which know the complaints and contacts' departures after the cut) and the as-of
 oracle (``as_of_churn_probability``: simulated forward from the world's state at the cut and
-the bills paid by then, what a model could at best know), with a shuffled-label guard and the
-learning curve, and the planted contract effects on the hazard against those the churn stage's
-hazard regression (``churn.contagion.estimate_contagion``) recovers from the tables;
-``--scale-customers`` (default 1,000,000) times ``train_models`` with the default snapshots on
-``benchmarks/data/gen_<N>``. ``--customers 0`` or ``--scale-customers 0`` keep the recorded
-result of that part, and a size of ``--truth-customers`` replaces only its own row, so
-``--customers 0 --scale-customers 0 --truth-customers 20000`` reruns one row.
+the bills paid by then, what a model could at best know), the expected gap to the as-of oracle
+(the mean over refits of the kept learner at four seeds, each scored on its own report half:
+``bench_churn_gap.seed_gaps``; the issues' targets are judged on it), with a shuffled-label
+guard and the learning curve, and the planted contract effects on the hazard against those the
+churn stage's hazard regression (``churn.contagion.estimate_contagion``) recovers from the
+tables; ``--scale-customers`` (default 1,000,000) times ``train_models`` with the default
+snapshots on ``benchmarks/data/gen_<N>``. ``--customers 0`` or ``--scale-customers 0`` keep the
+recorded result of that part, and a size of ``--truth-customers`` replaces only its own row, so
+``--customers 0 --scale-customers 0 --truth-customers 20000`` reruns one row and
+``--customers 0 --truth-customers ''`` only the training at scale.
 Results go to ``benchmarks/results/churn.md`` (and ``churn.json``).
 """
 
@@ -140,9 +143,12 @@ CUSTOMER_VALUE = 300.0
 
 def bench_truth(customers: int) -> dict[str, Any]:
     """Train as the pipeline does (``train_models``, default config) on a generated operator and
-    compare the kept model, both learners and the learning curve with the generator's oracle."""
+    compare the kept model, both learners and the learning curve with the generator's oracle;
+    the expected gap to the as-of oracle from refits of the kept learner at
+    ``bench_churn_gap.SEEDS`` (each its own report half)."""
     from sklearn.metrics import brier_score_loss, roc_auc_score
 
+    from benchmarks.bench_churn_gap import expected_gap, seed_gaps
     from churn import train_churn
     from churn.contagion import estimate_contagion
     from churn.frames import build_training_frames
@@ -184,12 +190,34 @@ def bench_truth(customers: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         as_of_truth = as_of_churn_probability(data / "_truth", training.valid_cut, h)
         t_oracle = time.perf_counter() - t0
+        missing = valid.join(as_of_truth, on="customer_id", how="anti").height
+        if missing:
+            raise RuntimeError(f"the as-of oracle misses {missing} validation-cut customers")
         ja = rep.join(as_of_truth, on="customer_id", how="inner")
-        if ja.height != rep.height:
-            raise RuntimeError(f"the as-of oracle misses {rep.height - ja.height} customers")
         ya = ja[f"churned_within_{h}d"].to_numpy()
         pa = ja["p_churn"].to_numpy()
         (model_auc, as_of_auc), cov = delong(ya, [ja["p_model"].to_numpy(), pa])
+        # the expected gap: the kept learner refitted with the pipeline's config on the same
+        # frames, one fit and one report half per seed; the pipeline's own seed reproduces it
+        features = profile_features(tables, cfg.features)
+        t0 = time.perf_counter()
+        seeds = seed_gaps(
+            train,
+            valid,
+            cfg.churn.model_copy(update={"horizon_days": h, "model": c.learner}),
+            features,
+            as_of_truth,
+        )
+        t_seeds = time.perf_counter() - t0
+        own = [r for r in seeds if r["seed"] == c.seed]
+        if own and abs(own[0]["auc"] - model_auc) > 1e-9:
+            raise RuntimeError(
+                f"the refit at the pipeline's seed {c.seed} scores AUC {own[0]['auc']:.6f} on its "
+                f"report half, the pipeline's fit {model_auc:.6f}: the refit is not the pipeline's"
+            )
+        mean_gap, mean_gap_se = expected_gap(
+            [r["gap"] for r in seeds], [r["gap_se"] for r in seeds]
+        )
         m, lm = c.metrics_, training.loyalty.metrics_ if training.loyalty else {}
         # shuffled training labels: the guard that nothing leaks (AUC ~0.5)
         rng = np.random.default_rng(3)
@@ -198,7 +226,7 @@ def bench_truth(customers: int) -> dict[str, Any]:
             train.with_columns(pl.Series(label, rng.permutation(train[label].to_numpy()))),
             valid.with_columns(pl.Series(label, rng.permutation(valid[label].to_numpy()))),
             cfg.churn.model_copy(update={"horizon_days": h}),
-            profile_features(tables, cfg.features),
+            features,
         )
         # the planted rise of the hazard at contract end, as the pipeline's hazard regression
         # (the churn stage's contagion estimate, its controls) finds it in the tables
@@ -232,6 +260,10 @@ def bench_truth(customers: int) -> dict[str, Any]:
             "as_of_gap": float(as_of_auc - model_auc),
             "as_of_gap_se": float(np.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])),
             "as_of_oracle_seconds": t_oracle,
+            "seed_gaps": seeds,
+            "expected_gap": mean_gap,
+            "expected_gap_se": mean_gap_se,
+            "seed_refit_seconds": t_seeds,
             "model_brier": m["brier"],
             "oracle_brier": float(brier_score_loss(y, p)),
             "as_of_oracle_brier": float(brier_score_loss(ya, pa)),
@@ -329,6 +361,10 @@ def write_results(
         "column scores everyone with that default selection.",
     ]
     if truths:
+        seeded = [t["seed_gaps"] for t in truths if "seed_gaps" in t]
+        seed_list = [r["seed"] for r in seeded[0]] if seeded else []
+        seed_text = ", ".join(str(x) for x in seed_list) or "-"
+        n_seeds = len(seed_list) or "n"
         lines += [
             "",
             "### Ground truth: the pipeline's churn model against the generator's oracles",
@@ -346,30 +382,49 @@ def write_results(
             "simulates the rest with the generator's own hazard, weighted by what the bills "
             "paid before the cut say (a missed bill is a cut-off to come): the best any model "
             "could do. "
-            "Targets: AUC within 0.01 of the as-of oracle at 100,000 customers (issue 33) and "
-            "0.02 at 20,000 (issue 16), Brier within 3% of the oracle's. Standard errors by "
-            "DeLong; the gap's is paired (same customers). EMPC per customer at the default "
-            f"`[retention]` terms, every customer worth {CUSTOMER_VALUE:.0f}.",
+            "Standard errors by DeLong; a gap's is paired (same customers). The pipeline's fit "
+            "is one draw: one learner seed, scored on one report half. The *expected* gap "
+            f"refits the kept learner with the pipeline's config on the same training frames at "
+            f"seeds {seed_text} (`churn.seed`: seed s seeds the learner and picks the report "
+            "half, `churn.model.validation_halves(valid, s)`; the pipeline's seed 0 reproduces "
+            "its fit) and averages the as-of oracle's AUC minus the refit's on each seed's "
+            "report half; its SE is the seeds' paired SEs combined as if independent, "
+            f"sqrt(sum of SE²) / {n_seeds}, which understates it (the halves share customers, "
+            "the fits their training rows). Targets: that mean gap at most 0.01 at 100,000 "
+            "customers (issue 33) and 0.02 at 20,000 (issue 16), judged on the mean alone "
+            "(not the mean plus its SE; the single fit's gap is shown, not judged); Brier "
+            "within 3% of the oracle's. EMPC per customer at the default `[retention]` terms, "
+            f"every customer worth {CUSTOMER_VALUE:.0f}.",
             "",
             "| customers | kept | LightGBM AUC | logistic AUC | kept AUC (SE) | oracle AUC, "
-            "realised (gap) | oracle AUC, as of the cut | gap to as of (SE; target) | "
+            "realised (gap) | oracle AUC, as of the cut | gap to as of, this fit (SE) | "
+            f"gap to as of at seeds {seed_text} (refits) | expected gap to as of: mean of the "
+            f"seeds (SE; target) | "
             "Brier / oracle, realised; as of (target 1.03) | shuffled labels AUC | EMPC model / "
-            "oracle (share contacted) | training s |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "oracle (share contacted) | training s (seed refits s) |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
         ]
         for t in truths:
             target = 0.01 if t["customers"] >= 100_000 else 0.02
             lr = t["learners"]
             se = f" ({t['model_auc_se']:.4f})" if "model_auc_se" in t else ""
             if "as_of_oracle_auc" in t:
-                gap = t["as_of_gap"]
                 as_of = (
-                    f"{t['as_of_oracle_auc']:.4f} | {gap:.4f} ({t['as_of_gap_se']:.4f}; "
-                    f"{target}: {'met' if gap <= target else 'not met'})"
+                    f"{t['as_of_oracle_auc']:.4f} | {t['as_of_gap']:.4f} ({t['as_of_gap_se']:.4f})"
                 )
                 brier_as_of = f"{t['model_brier'] / t['as_of_oracle_brier']:.3f}"
             else:
                 as_of, brier_as_of = "- | - (measured on the generator before issue 33)", "-"
+            if "seed_gaps" in t:
+                mean = t["expected_gap"]
+                as_of += (
+                    " | " + ", ".join(f"{r['gap']:.4f}" for r in t["seed_gaps"]) + " | "
+                    f"{mean:.4f} ({t['expected_gap_se']:.4f}; {target}: "
+                    f"{'met' if mean <= target else 'not met'})"
+                )
+                refit_s = f" ({t['seed_refit_seconds']:.1f})"
+            else:
+                as_of, refit_s = as_of + " | - | -", ""
             lines.append(
                 f"| {t['customers']:,} | {t['learner']} | "
                 f"{lr.get('lightgbm', {}).get('roc_auc', float('nan')):.4f} | "
@@ -379,7 +434,8 @@ def write_results(
                 f"{t['model_brier'] / t['oracle_brier']:.3f}; {brier_as_of} | "
                 f"{t['shuffled_auc']:.3f} | "
                 f"{t['model_empc']:.3f} / {t['oracle_empc']:.3f} ({t['model_empc_share']:.1%} "
-                f"/ {t['oracle_empc_share']:.1%}) | {t['fit_seconds_incl_profiles']:.1f} |"
+                f"/ {t['oracle_empc_share']:.1%}) | {t['fit_seconds_incl_profiles']:.1f}"
+                f"{refit_s} |"
             )
         lines.append("")
         for t in truths:
@@ -396,6 +452,8 @@ def write_results(
                 f"{lo['auc_promoter']:.3f}, passive {lo['auc_passive']:.3f}, detractor "
                 f"{lo['auc_detractor']:.3f}. Top churn features: {', '.join(t['top_features'])}."
             )
+            if "seed_gaps" in t:
+                lines.append(_seed_line(t))
             if "contract_effects" in t:
                 lines.append(_contract_line(t))
     if scale:
@@ -416,6 +474,24 @@ def write_results(
             f"{scale['roc_auc']:.4f} |",
         ]
     RESULTS_MD.write_text("\n".join(lines) + "\n")
+
+
+def _seed_line(t: dict[str, Any]) -> str:
+    """Each seed's refit of the kept learner: its AUC and gap to the as-of oracle on its own
+    report half."""
+    learner = t["seed_gaps"][0]["learner"]
+    parts = [
+        f"seed {r['seed']}: {r['report_rows']:,} customers, AUC {r['auc']:.4f} against "
+        f"{r['oracle_auc']:.4f}, gap {r['gap']:.4f} (SE {r['gap_se']:.4f}"
+        + (f"; {r['trees']} trees)" if learner == "lightgbm" else ")")
+        for r in t["seed_gaps"]
+    ]
+    return (
+        f"  Refits of the kept {learner}, each scored on its seed's report half: "
+        + "; ".join(parts)
+        + f". Mean gap {t['expected_gap']:.4f} (SE {t['expected_gap_se']:.4f}, the seeds as "
+        f"independent), in {t['seed_refit_seconds']:.0f} s."
+    )
 
 
 def _contract_line(t: dict[str, Any]) -> str:
