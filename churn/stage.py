@@ -25,7 +25,7 @@ from crm_engine.tracking import (
     registered_model_uri,
     require_registered,
 )
-from pipelines.runner import StageContext, StageOutput
+from pipelines.runner import StageContext, StageOutput, collected
 
 if TYPE_CHECKING:
     from churn.loyalty import LoyaltyModel
@@ -157,13 +157,14 @@ class _Scored:
 
 def _score(
     ctx: StageContext,
-    profile: pl.DataFrame,
+    profile: pl.DataFrame | pl.LazyFrame,
     values: pl.DataFrame | None,
     churn_model: ChurnModel,
     loyalty_model: LoyaltyModel | None,
 ) -> _Scored:
     """Churn scores of ``profile`` (with value at risk and lost customers from ``values``),
     then the network columns (with ``values``) and the loyalty columns."""
+    profile = collected(profile)
     scoring = _scoring_frame(ctx, profile)
     scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values), ctx.cfg.retention)
     frame = scored.frame
@@ -181,7 +182,7 @@ def _score(
 def churn_stage(
     ctx: StageContext,
     tables: dict[str, pl.LazyFrame],
-    profile: pl.DataFrame,
+    profile: pl.DataFrame | pl.LazyFrame,
     values: pl.DataFrame | None = None,
     *,
     score: bool = True,
@@ -194,6 +195,8 @@ def churn_stage(
     ``lifecycle_by_band`` cross-tab of the scored customers. Models are logged (and
     registered when ``mlflow.register_models``) inside the runner's nested MLflow run when
     ``ctx.tracking``. ``score=False`` (``crm-engine churn train``) only trains and reports.
+    ``profile`` is collected only to score, after the training (in the pipeline it is a scan:
+    at 10M customers the fits then run without the 4.3 GB of everyone's profile).
     """
     cfg = ctx.cfg
     # the cuts' profiles are handed over: no later stage needs them, nor do the fits
@@ -276,7 +279,7 @@ def churn_stage(
 
 def churn_registry_stage(
     ctx: StageContext,
-    profile: pl.DataFrame,
+    profile: pl.DataFrame | pl.LazyFrame,
     values: pl.DataFrame | None = None,
     *,
     churn_uri: str | None = None,

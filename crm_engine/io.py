@@ -288,19 +288,31 @@ so the Arrow copy of a table being written is one slice, not the whole table. (T
 write phase still peaks ~5 GB above what the run holds: not this copy alone; not yet found.)"""
 
 
-def write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> Path:
+def write_parquet(
+    frame: pl.DataFrame | pl.LazyFrame, path: Path, metadata: dict[str, str] | None = None
+) -> Path:
     """Write ``frame`` to ``path`` (zstd) with ``metadata`` in the file's key-value metadata,
-    :data:`WRITE_ROWS` rows at a time.
+    :data:`WRITE_ROWS` rows at a time (a plan, such as a scan, is collected a slice at a time).
 
     Not atomic by itself: write into a staging directory of :mod:`crm_engine.commit`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    schema = _with_metadata(frame.head(0).to_arrow(), metadata).schema
+    lazy = frame.lazy()
+    height = frame_height(frame)
+    schema = _with_metadata(lazy.head(0).collect().to_arrow(), metadata).schema
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for offset in range(0, max(frame.height, 1), WRITE_ROWS):
-            writer.write_table(frame.slice(offset, WRITE_ROWS).to_arrow().cast(schema))
+        for offset in range(0, max(height, 1), WRITE_ROWS):
+            part = lazy.slice(offset, WRITE_ROWS).collect()
+            writer.write_table(part.to_arrow().cast(schema))
     return path
+
+
+def frame_height(frame: pl.DataFrame | pl.LazyFrame) -> int:
+    """Rows of a frame or of a plan (a scan counts them from the file's metadata)."""
+    if isinstance(frame, pl.DataFrame):
+        return frame.height
+    return int(frame.select(pl.len()).collect().item())
 
 
 def sink_parquet(lf: pl.LazyFrame, path: Path, metadata: dict[str, str] | None = None) -> int:

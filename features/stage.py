@@ -12,7 +12,11 @@ from pipelines.runner import StageContext, StageOutput
 
 
 def profile_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOutput:
-    """Point-in-time profile at ``as_of`` and the contract columns the profile owns."""
+    """Point-in-time profile at ``as_of`` and the contract columns the profile owns.
+
+    The profile goes to the catalog as a plan (:meth:`ProfileCache.everyone
+    <pipelines.profiles.ProfileCache.everyone>`): the stages after this one collect it when
+    they need its rows."""
     profile = ctx.profiles.get(ctx.as_of)
     owned = owned_columns(["features"])
     facts = profile.select(
@@ -35,7 +39,7 @@ def profile_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOu
         n_not_yet_signed_up=counts["not_yet_signed_up"],
     )
     return StageOutput(
-        outputs={"profile": profile, "profile_facts": facts},
+        outputs={"profile": ctx.profiles.everyone(), "profile_facts": facts},
         metrics={
             "customers": profile.height,
             "columns": profile.width,

@@ -16,7 +16,7 @@ import polars as pl
 from crm_engine.config import FeaturesConfig, MonitoringConfig
 from crm_engine.io import file_sha256
 from crm_engine.stage_reports import DriftAlert, DriftReport
-from pipelines.runner import StageContext, StageOutput
+from pipelines.runner import StageContext, StageOutput, collected
 
 if TYPE_CHECKING:
     from pipelines.backtest import CommittedRun
@@ -563,13 +563,14 @@ def backtest_drift(
 def drift_stage(
     ctx: StageContext,
     tables: dict[str, pl.LazyFrame],
-    profile: pl.DataFrame,
+    profile: pl.DataFrame | pl.LazyFrame,
     scores: pl.DataFrame,
 ) -> StageOutput:
     """This run's fingerprint and its drift since the last committed run before as_of (the
     fingerprint only without one); metrics ``drift.psi.<column>``, ..."""
     from pipelines.backtest import BacktestWarning, committed_runs
 
+    profile = collected(profile)
     cfg = ctx.cfg.monitoring
     rows = row_counts(tables)
     previous = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,38 @@ def input_fingerprints(data_dir: Path, rows: dict[str, int | None]) -> dict[str,
             "sha256": h.hexdigest(),
         }
     return out
+
+
+class InputHashing:
+    """:func:`input_fingerprints` on a thread of its own, started when the inputs are validated.
+
+    Hashing reads every input file once more: at 10M customers 7.6 GB, 45 s at the end of a
+    run, most of it waiting on the disk (the run had pushed the files out of the page cache).
+    Started right after validation, which has just read them, it overlaps with the stages and
+    is done by the time the manifest is written. The thread is a daemon: a run that fails does
+    not wait for it.
+    """
+
+    def __init__(self, data_dir: Path, rows: dict[str, int | None]) -> None:
+        self._data_dir, self._rows = data_dir, rows
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="crm-input-hashing", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = input_fingerprints(self._data_dir, self._rows)
+        except BaseException as e:  # raised in the caller of result()
+            self._error = e
+
+    def result(self) -> dict[str, Any]:
+        """The fingerprints (waits for the thread); its error, raised here, when it failed."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
 
 
 def recorded_sha256(run_dir: Path, name: str) -> str | None:

@@ -16,11 +16,11 @@ import polars as pl
 
 from crm_engine.commit import STALE_SUFFIX, current_run
 from crm_engine.contracts import LOST_BAND, SCORES_CONTRACT, SCORES_CONTRACT_VERSION
-from crm_engine.io import file_sha256, write_json, write_parquet
+from crm_engine.io import file_sha256, frame_height, write_json, write_parquet
 from crm_engine.report import SAVE_FIRST_FILE, Logged, ReportInputs, save_first, write_report
 from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
 from pipelines.backtest import PREVIOUS_RUN_KEY
-from pipelines.manifest import input_fingerprints, output_checksums, recorded_sha256
+from pipelines.manifest import output_checksums, recorded_sha256
 from pipelines.runner import Output, RunState, Written
 
 OUTPUT_FILES = [
@@ -81,7 +81,7 @@ def _write_run(
     catalog = state.catalog
     as_of = state.as_of
     scores: pl.DataFrame = catalog["scores"]
-    profile: pl.DataFrame = catalog["profile"]
+    profile: pl.LazyFrame = catalog["profile"]  # a scan: written a slice at a time
     meta = {
         "crm.contract": SCORES_CONTRACT,
         "crm.contract_version": SCORES_CONTRACT_VERSION,
@@ -128,7 +128,6 @@ def _write_run(
     )
     write_report(report_inputs, work / "report.html")
     _carry_segmenter(state, work)
-    rows = {t.name: t.rows for t in state.validation.tables} if state.validation else {}
     manifest: dict[str, Any] = {
         "contract": SCORES_CONTRACT,
         "contract_version": SCORES_CONTRACT_VERSION,
@@ -138,11 +137,11 @@ def _write_run(
         "tracking_uri": state.tracking_uri,
         "as_of": as_of.isoformat(),
         "config": state.cfg.model_dump(mode="json"),
-        "inputs": input_fingerprints(Path(state.cfg.data.dir), rows),
+        "inputs": state.input_fingerprints(),
         "validation": state.reports.get("validation"),
         "outputs": {
             "scores.parquet": {"rows": scores.height},
-            "profiles.parquet": {"rows": profile.height},
+            "profiles.parquet": {"rows": frame_height(profile)},
             "segment_profiles.parquet": {"rows": seg_profiles.height},
             SAVE_FIRST_FILE: {"rows": first.height},
         },
@@ -222,10 +221,10 @@ def profile_file(out: Path) -> Output:
     out = Path(out)
 
     def write(state: RunState, work: Path, scratch: Path) -> Written:
-        profile: pl.DataFrame = state.catalog["profile"]
+        profile: pl.LazyFrame = state.catalog["profile"]
         meta = {"contract": PROFILE_CONTRACT, "as_of": state.as_of.isoformat()}
         write_parquet(profile, work / out.name, meta)
-        return Written(summary={"rows": profile.height, "path": str(out)})
+        return Written(summary={"rows": frame_height(profile), "path": str(out)})
 
     return Output(directory=out.parent, write=write)
 

@@ -39,6 +39,7 @@ from crm_engine.threads import thread_budget
 from crm_engine.validation import MIN_CUSTOMERS, ValidationReport, validate
 from features.point_in_time import PointInTime
 from features.sample import CustomerSample
+from pipelines.manifest import InputHashing, input_fingerprints
 from pipelines.profiles import ProfileBuilder, ProfileCache, local_profile
 
 REQUIRED_TABLES = ("customers", "transactions")
@@ -74,12 +75,15 @@ class StageContext:
     build_profile: InitVar[ProfileBuilder | None] = None
     """How profiles are computed (None: :func:`~pipelines.profiles.local_profile`; the local
     backend's buckets and the Spark backend set their own)."""
+    spill: InitVar[Path | None] = None
+    """Where the profile at as_of of everyone waits between the stages that read it (None: in
+    memory; see :class:`~pipelines.profiles.ProfileCache`)."""
     profiles: ProfileCache = field(init=False, repr=False, compare=False)
     """The run's profiles by cut and sample, its customer count and data start."""
 
-    def __post_init__(self, build_profile: ProfileBuilder | None) -> None:
+    def __post_init__(self, build_profile: ProfileBuilder | None, spill: Path | None) -> None:
         build = build_profile or local_profile
-        cache = ProfileCache(self.tables, self.as_of, self.cfg.features, build)
+        cache = ProfileCache(self.tables, self.as_of, self.cfg.features, build, spill)
         object.__setattr__(self, "profiles", cache)
 
     @property
@@ -165,6 +169,16 @@ class RunState:
     tracking_uri: str | None = None
     previous_output: Path | None = None
     """The last committed run's files (the `Output`'s ``previous``)."""
+    input_hashing: InputHashing | None = None
+    """The inputs' fingerprints, hashed while the stages run (a run output's manifest)."""
+
+    def input_fingerprints(self) -> dict[str, Any]:
+        """Per input table its files, rows and hash (:func:`pipelines.manifest.
+        input_fingerprints`): from the hashing started with the run, else computed now."""
+        if self.input_hashing is not None:
+            return self.input_hashing.result()
+        rows = {t.name: t.rows for t in self.validation.tables} if self.validation else {}
+        return input_fingerprints(Path(self.cfg.data.dir), rows)
 
 
 @dataclass
@@ -288,6 +302,9 @@ def run_pipeline(
     )
     if report is not None:
         state.reports["validation"] = report.summary()
+    if output.layout == "run" and output.directory is not None:
+        rows = {t.name: t.rows for t in report.tables} if report else {}
+        state.input_hashing = InputHashing(data_directory(cfg), rows)
     state.timings["validate"] = round(time.perf_counter() - t0, 3)
     progress("validate", "done", state.timings["validate"])
 
@@ -321,6 +338,7 @@ def run_pipeline(
             previous_output=output.previous,
             output_dir=output.directory if output.layout == "run" else None,
             build_profile=build_profile,
+            spill=scratch / "profiles",
         )
         for stage in stages:
             _run_stage(stage, ctx, state, progress)
@@ -544,11 +562,19 @@ def _run_stage(stage: Stage, ctx: StageContext, state: RunState, progress: Progr
     progress(stage.name, "done", state.timings[stage.name])
 
 
-def check_schema(what: str, frame: pl.DataFrame, expected: pl.Schema) -> None:
+def check_schema(what: str, frame: pl.DataFrame | pl.LazyFrame, expected: pl.Schema) -> None:
     """Raise `StageError` naming the missing, unexpected and mistyped columns of ``frame``."""
-    difference = schema_difference(frame.schema, expected)
+    schema = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+    difference = schema_difference(schema, expected)
     if difference is not None:
         raise StageError(f"{what} does not match its declared schema: {difference}")
+
+
+def collected(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """A catalog frame in memory: the profile at as_of is held as a plan between the stages
+    (:meth:`ProfileCache.everyone <pipelines.profiles.ProfileCache.everyone>`) and collected
+    by each stage when it needs its rows."""
+    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
 
 
 def _call(stage: Stage, ctx: StageContext, kwargs: dict[str, Any]) -> StageOutput:

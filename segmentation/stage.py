@@ -20,7 +20,7 @@ from crm_engine.contracts import labels_at
 from crm_engine.stage_reports import KScore, SegmentationReport, SegmentSize
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import frequent_values, pool_rare
-from pipelines.runner import StageContext, StageError, StageOutput
+from pipelines.runner import StageContext, StageError, StageOutput, collected
 from segmentation.align import align_segment_ids, migration_matrix, stability
 from segmentation.bands import profile_age_band, spend_cut_points, spend_level_expr
 from segmentation.cluster import Segmenter, resolve_features
@@ -272,10 +272,12 @@ def _previous_segmenter(
 
 
 def segmentation_stage(
-    ctx: StageContext, profile: pl.DataFrame, *, previous: PreviousModel = None
+    ctx: StageContext, profile: pl.DataFrame | pl.LazyFrame, *, previous: PreviousModel = None
 ) -> StageOutput:
     """Bands and behavioural segments; ids aligned with the previous run's model when present."""
     from segmentation.store import MODEL_FILE, load_segmenter, save_segmenter
+
+    profile = collected(profile)
 
     previous_path, sha256 = _previous_segmenter(ctx, previous)
     previous_model = load_segmenter(previous_path, sha256) if previous_path is not None else None
@@ -321,9 +323,13 @@ def segmentation_stage(
     )
 
 
-def segmentation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
+def segmentation_registry_stage(
+    ctx: StageContext, profile: pl.DataFrame | pl.LazyFrame
+) -> StageOutput:
     """Assign segments with the latest registered segmentation model (no refit)."""
     from segmentation.pyfunc import load_segmentation_model, model_input_frame
+
+    profile = collected(profile)
 
     uri = require_registered("segmentation")
     segmenter = load_registered(uri, load_segmentation_model)

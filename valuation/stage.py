@@ -18,7 +18,7 @@ from crm_engine.contracts import labels_at
 from crm_engine.stage_reports import SpendReport, ValuationReport
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import rfm_facts
-from pipelines.runner import StageContext, StageOutput
+from pipelines.runner import StageContext, StageOutput, collected
 from valuation.base import PurchaseModel, ValuationError
 from valuation.clv import customer_lifetime_value, monthly_discount_rate
 from valuation.contract import ContractModel, contract_scores
@@ -483,13 +483,15 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
     )
 
 
-def valuation_registry_stage(ctx: StageContext, profile: pl.DataFrame) -> StageOutput:
+def valuation_registry_stage(
+    ctx: StageContext, profile: pl.DataFrame | pl.LazyFrame
+) -> StageOutput:
     """Values from the latest registered CLV model (no refit, no holdout)."""
     from valuation.pyfunc import load_clv_model
 
     uri = require_registered("clv")
     values, report = value_customers(
-        profile, ctx.cfg.valuation, model=load_registered(uri, load_clv_model)
+        collected(profile), ctx.cfg.valuation, model=load_registered(uri, load_clv_model)
     )
     return StageOutput(
         outputs={"values": values},

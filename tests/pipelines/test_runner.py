@@ -178,7 +178,9 @@ def test_models_train_on_bounded_samples_and_score_everyone(
     assert scores["churn_probability"].null_count() == 0
 
 
-def _counting_cache(as_of: dt.date) -> tuple[ProfileCache, list[tuple[dt.date, object]]]:
+def _counting_cache(
+    as_of: dt.date, spill: Path | None = None
+) -> tuple[ProfileCache, list[tuple[dt.date, object]]]:
     """A profile cache whose builder records what it was asked to build."""
     from crm_engine.config import FeaturesConfig
 
@@ -186,10 +188,44 @@ def _counting_cache(as_of: dt.date) -> tuple[ProfileCache, list[tuple[dt.date, o
 
     def build(tables: object, cut: dt.date, cfg: object, sample: object = None) -> pl.DataFrame:
         built.append((cut, sample))
-        return pl.DataFrame({"customer_id": [len(built)]})
+        return pl.DataFrame({"customer_id": [len(built)], "x": [0.5]})
 
     tables = {"customers": pl.LazyFrame()}
-    return ProfileCache(tables, as_of, FeaturesConfig(), build), built
+    return ProfileCache(tables, as_of, FeaturesConfig(), build, spill), built
+
+
+def test_a_spilled_profile_at_as_of_is_built_once_and_held_by_nobody(tmp_path: Path) -> None:
+    """With a spill directory everyone's profile at as_of is built once, written there, and
+    each get is a copy of its own (what a stage frees when done), the same rows every time;
+    the catalog's plan reads the same file; earlier cuts stay cached in memory."""
+    from polars.testing import assert_frame_equal
+
+    from features.sample import CustomerSample
+
+    as_of, earlier = dt.date(2025, 1, 1), dt.date(2024, 10, 1)
+    cache, built = _counting_cache(as_of, tmp_path / "spill")
+    first = cache.get(as_of)
+    again = cache.get(as_of)
+    assert again is not first and len(built) == 1
+    assert_frame_equal(again, first)
+    plan = cache.everyone()
+    assert isinstance(plan, pl.LazyFrame)
+    assert_frame_equal(plan.collect(), first)
+    assert [p.parent for p in (tmp_path / "spill").iterdir()] == [tmp_path / "spill"]
+    sample = CustomerSample(share=0.5)
+    assert cache.get(earlier, sample) is cache.get(earlier, sample) and len(built) == 2
+    in_memory, _ = _counting_cache(as_of)
+    assert in_memory.get(as_of) is in_memory.get(as_of)
+    assert_frame_equal(in_memory.everyone().collect(), first)
+
+
+def test_inputs_hashed_beside_the_run_are_those_hashed_at_the_end(tiny_data: Path) -> None:
+    """The manifest's input fingerprints, hashed on a thread from the start of the run, are
+    the ones computed after it."""
+    from pipelines.manifest import InputHashing, input_fingerprints
+
+    rows = {"customers": 3}
+    assert InputHashing(tiny_data, rows).result() == input_fingerprints(tiny_data, rows)
 
 
 def test_releasing_earlier_profiles_keeps_the_one_at_as_of() -> None:
