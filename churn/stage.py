@@ -13,6 +13,7 @@ from churn.frames import with_extras
 from churn.scoring import LOST_STAGE, ChurnScores, add_loyalty, lifecycle_by_band, score_churn
 from churn.training import train_models, write_plots
 from crm_engine.contracts import score_values
+from crm_engine.memory import release_freed
 from crm_engine.stage_reports import (
     ChurnReport,
     ContagionReport,
@@ -233,6 +234,7 @@ def churn_stage(
     retention: RetentionReport | None = None
     contagion: ContagionReport | None = None
     artifacts = write_plots(training, ctx.workdir / "churn")
+    release_freed()  # the fits' leftovers, before everyone's profile is read to score
     if score:
         scored = _score(ctx, profile, values, training.churn, training.loyalty)
         outputs["churn_scores"] = scored.frame

@@ -12,7 +12,11 @@ RSS was 3.25 GB with Polars' setting and 2.85 GB with freed pages returned at on
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import os
+import sys
 
 JEMALLOC_CONF = "muzzy_decay_ms:0"
 """Freed pages are returned (``MADV_DONTNEED``) after Polars' half-second decay."""
@@ -29,3 +33,22 @@ def return_freed_memory() -> None:
 
 
 return_freed_memory()
+
+
+def release_freed() -> None:
+    """Free what a finished step left unreachable and return the C allocator's free pages.
+
+    Between two stages of a run: Python's cycle collector runs on object counts, not bytes, so
+    a few cycles (LightGBM's and matplotlib's objects) kept their arrays alive into the next
+    stage; glibc's ``malloc_trim`` returns the free pages inside its arenas, where numpy's and
+    pandas' mid-sized arrays live. At 1M customers the two gave back 0.2-0.4 GB after the
+    segmentation, valuation and churn stages, in ~20 ms. (Polars' jemalloc returns its own
+    within half a second; see :data:`JEMALLOC_CONF`.)
+    """
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        name = ctypes.util.find_library("c")
+        if name:
+            trim = getattr(ctypes.CDLL(name), "malloc_trim", None)  # glibc only (not musl)
+            if trim is not None:
+                trim(0)

@@ -35,6 +35,7 @@ from crm_engine.commit import (
 from crm_engine.config import PipelineConfig
 from crm_engine.contracts import schema_difference
 from crm_engine.io import DEPENDENCY_ERRORS, DataError, failure, load_tables
+from crm_engine.memory import release_freed
 from crm_engine.threads import thread_budget
 from crm_engine.validation import MIN_CUSTOMERS, ValidationReport, validate
 from features.point_in_time import PointInTime
@@ -552,13 +553,15 @@ def _run_stage(stage: Stage, ctx: StageContext, state: RunState, progress: Progr
     for name, schema_of in stage.schemas.items():
         check_schema(f"stage {stage.name} output {name}", result.outputs[name], schema_of(ctx))
     catalog.update(result.outputs)
-    state.timings[stage.name] = round(time.perf_counter() - t, 3)
     state.metrics[stage.name] = result.metrics
     state.params[stage.name] = result.params
     if result.report is not None:
         state.reports[stage.name] = result.report
     state.model_versions.update(result.model_versions)
     state.artifacts.update(result.artifacts)
+    del result, kwargs
+    release_freed()
+    state.timings[stage.name] = round(time.perf_counter() - t, 3)
     progress(stage.name, "done", state.timings[stage.name])
 
 

@@ -17,6 +17,7 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig, SegmentationConfig
 from crm_engine.contracts import labels_at
+from crm_engine.io import frame_height
 from crm_engine.stage_reports import KScore, SegmentationReport, SegmentSize
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import frequent_values, pool_rare
@@ -100,8 +101,13 @@ def build_segmenter(cfg: SegmentationConfig, features: Sequence[str] | None = No
     )
 
 
+PROFILE_TABLE_COLUMNS = ("customer_id", "revenue_365d", "occupation", "region", "age_band")
+"""The profile columns segmentation reads besides the clustering features: the spend levels and
+age bands (:mod:`segmentation.bands`) and the segment profile table."""
+
+
 def segment_customers(
-    profile: pl.DataFrame,
+    profile: pl.DataFrame | pl.LazyFrame,
     cfg: SegmentationConfig,
     previous: Segmenter | None = None,
     scores: pl.DataFrame | None = None,
@@ -112,7 +118,9 @@ def segment_customers(
     Parameters
     ----------
     profile
-        Customer profile (``features.build_profile`` collected), one row per customer.
+        Customer profile (``features.build_profile``), one row per customer; of a plan only
+        the columns segmentation reads are collected (the features and
+        :data:`PROFILE_TABLE_COLUMNS`).
     cfg
         The ``[segmentation]`` section.
     previous
@@ -133,17 +141,16 @@ def segment_customers(
     ValueError
         Empty profile, or a configured feature absent from the profile (the message names it).
     """
-    if profile.height == 0:
-        raise ValueError("cannot segment an empty profile (0 customers)")
-    if "customer_id" not in profile.columns:
+    columns = profile.collect_schema().names()
+    if "customer_id" not in columns:
         raise ValueError("profile has no customer_id column")
-    defaults = [f for f in default_features(features_cfg) if f in profile.columns]
+    defaults = [f for f in default_features(features_cfg) if f in columns]
     features = resolve_features(
-        profile.columns, cfg.features if cfg.features is not None else defaults or None
+        columns, cfg.features if cfg.features is not None else defaults or None
     )
     usable_previous = previous
     if previous is not None:
-        missing = [f for f in previous.features_ if f not in profile.columns]
+        missing = [f for f in previous.features_ if f not in columns]
         if missing:
             warnings.warn(
                 "previous segmentation model needs feature(s) absent from this profile "
@@ -152,8 +159,12 @@ def segment_customers(
                 stacklevel=2,
             )
             usable_previous = None
-    cuts = spend_cut_points(profile, cfg.spend_cut_points)
     needed = list(dict.fromkeys(features + (usable_previous.features_ if usable_previous else [])))
+    read = [c for c in PROFILE_TABLE_COLUMNS if c in columns]
+    profile = collected(profile.lazy().select(list(dict.fromkeys([*read, *needed]))))
+    if profile.height == 0:
+        raise ValueError("cannot segment an empty profile (0 customers)")
+    cuts = spend_cut_points(profile, cfg.spend_cut_points)
     k_min = (features_cfg or FeaturesConfig()).min_category_customers
     text = [c for c in needed if profile.schema[c] == pl.String]
     X = pool_rare(profile.select(needed), frequent_values(profile, text, k_min)).to_pandas()
@@ -277,11 +288,9 @@ def segmentation_stage(
     """Bands and behavioural segments; ids aligned with the previous run's model when present."""
     from segmentation.store import MODEL_FILE, load_segmenter, save_segmenter
 
-    profile = collected(profile)
-
     previous_path, sha256 = _previous_segmenter(ctx, previous)
     previous_model = load_segmenter(previous_path, sha256) if previous_path is not None else None
-    if profile.height == 0:
+    if frame_height(profile) == 0:
         raise StageError(f"segmentation: no active customers at as_of={ctx.as_of}")
     result = segment_customers(
         profile, ctx.cfg.segmentation, previous=previous_model, features_cfg=ctx.cfg.features

@@ -46,3 +46,33 @@ def test_importing_the_engine_returns_freed_polars_memory() -> None:
     assert conf.split(",")[-1] == JEMALLOC_CONF == "muzzy_decay_ms:0", conf
     assert held > 500e6  # two 40M-row int64 columns were resident
     assert left < 0.25 * held, (held, left)
+
+
+RELEASE_CHILD = """
+import crm_engine
+import numpy as np
+import psutil
+from crm_engine.memory import release_freed
+
+rss = lambda: psutil.Process().memory_info().rss
+base = rss()
+cycle = {"data": np.ones(40_000_000)}  # 320 MB reachable only through a cycle
+cycle["self"] = cycle
+held = rss() - base
+del cycle
+before = rss() - base
+release_freed()
+print(held, before, rss() - base)
+"""
+
+
+def test_releasing_between_stages_frees_what_only_a_cycle_held() -> None:
+    """An array held by a reference cycle (as LightGBM's and matplotlib's objects hold theirs)
+    stays resident after its last name is gone, until the cycle collector runs: between two
+    stages :func:`crm_engine.memory.release_freed` runs it and the memory goes back."""
+    out = subprocess.run(
+        [sys.executable, "-c", RELEASE_CHILD], capture_output=True, text=True, check=True
+    )
+    held, before, after = (int(x) for x in out.stdout.split())
+    assert held > 300e6 and before > 0.9 * held, (held, before)
+    assert after < 0.1 * held, (held, after)

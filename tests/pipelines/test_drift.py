@@ -134,6 +134,23 @@ def test_one_region_and_a_renamed_value_are_named() -> None:
     assert calm["alerts"] == [] and max(calm["psi"].values()) < cfg.psi_warn
 
 
+def test_a_profile_read_a_column_at_a_time_drifts_as_the_frame_does(tmp_path: Path) -> None:
+    """The run's profile waits in a file and drift reads it a column at a time: the same
+    fingerprint and the same drift as the frame in memory."""
+    rng = np.random.default_rng(2)
+    cfg = MonitoringConfig()
+    profile, scores = _frames(rng, 3000, None)
+    before = fingerprint(profile, scores, {"customers": 3000})
+    path = tmp_path / "profile.parquet"
+    profile.write_parquet(path)
+    assert fingerprint(pl.scan_parquet(path), scores, {"customers": 3000}) == before
+    moved, scores = _frames(rng, 3000, "B")
+    moved.write_parquet(path)
+    in_memory = compare(before, moved, scores, {"customers": 3000}, cfg)
+    assert compare(before, pl.scan_parquet(path), scores, {"customers": 3000}, cfg) == in_memory
+    assert in_memory[1]["psi_by_region"]["latency_ms_mean_3m"]["B"] > cfg.psi_alert
+
+
 def test_moved_share_counts_customers_in_both_runs() -> None:
     before = pl.DataFrame(
         {"customer_id": [1, 2, 3, 4], "value_tier": ["gold", "gold", "bronze", None]}
