@@ -238,26 +238,34 @@ class Quartiles:
         return "typical"
 
 
-def population_quartiles(profile: pl.DataFrame, features: Sequence[str]) -> dict[str, Quartiles]:
-    """Quartiles of the numeric ``features`` of ``profile`` (nulls ignored), in one pass.
+def population_quartiles(
+    profile: pl.DataFrame | pl.LazyFrame, features: Sequence[str]
+) -> dict[str, Quartiles]:
+    """Quartiles of the numeric ``features`` of ``profile`` (nulls ignored), in one pass (of a
+    plan only those columns are read).
 
     Computed once per scoring run over the whole scored population, so every customer's value is
     compared with the same reference. Text features, and columns absent or all null, get none.
     """
+    schema = profile.collect_schema()
     cols = [
         f
         for f in dict.fromkeys(features)
-        if f in profile.schema
-        and (profile.schema[f].is_numeric() or profile.schema[f] == pl.Boolean)
+        if f in schema and (schema[f].is_numeric() or schema[f] == pl.Boolean)
     ]
-    if not cols or profile.height == 0:
+    if not cols:
         return {}
     qs = (0.25, 0.5, 0.75)
-    row = profile.select(
-        pl.col(f).cast(pl.Float64).quantile(q).alias(f"{i}:{j}")
-        for i, f in enumerate(cols)
-        for j, q in enumerate(qs)
-    ).row(0)
+    row = (
+        profile.lazy()
+        .select(
+            pl.col(f).cast(pl.Float64).quantile(q).alias(f"{i}:{j}")
+            for i, f in enumerate(cols)
+            for j, q in enumerate(qs)
+        )
+        .collect()
+        .row(0)
+    )
     out = {}
     for i, f in enumerate(cols):
         q1, med, q3 = row[3 * i : 3 * i + 3]
@@ -365,7 +373,7 @@ def driver_reasons(
 def reasons_in_words(
     drivers: pl.Series,
     explained_rows: pl.DataFrame,
-    population: pl.DataFrame,
+    population: pl.DataFrame | pl.LazyFrame,
     categories: Mapping[str, Sequence[str]] | None = None,
 ) -> pl.Series:
     """:func:`driver_reasons` with the quartiles of ``population`` (the whole scored profile),

@@ -138,7 +138,7 @@ class LoyaltyModel(FrameModel):
         """The fitted LightGBM booster."""
         return self.learner_.booster_
 
-    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+    def predict_proba(self, frame: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """``(n, 3)`` probabilities in :attr:`classes_` order."""
         check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         p = self._raw_predict(frame)

@@ -19,6 +19,7 @@ from churn.dataset import FeatureSpec
 from churn.learners import MAX_TREE_DEPTH, ChurnLearner, LearnerData, LightGBMLearner, lgbm_params
 from churn.linear import LogisticLearner
 from churn.metrics import binary_metrics
+from crm_engine.io import frame_height
 from features.labels import churn_label
 
 __all__ = [
@@ -72,10 +73,19 @@ def validation_halves(frame: pl.DataFrame, seed: int) -> tuple[np.ndarray, np.nd
     return fit_mask, ~fit_mask
 
 
-def iter_batches(frame: pl.DataFrame, rows: int = SCORING_BATCH_ROWS) -> Iterator[pl.DataFrame]:
-    """Slices of ``frame`` of at most ``rows`` rows (bounded memory for the pandas matrix)."""
-    for start in range(0, max(frame.height, 1), rows):
-        yield frame.slice(start, rows)
+def iter_batches(
+    frame: pl.DataFrame | pl.LazyFrame, rows: int | None = None
+) -> Iterator[pl.DataFrame]:
+    """Slices of ``frame`` of at most ``rows`` rows (default :data:`SCORING_BATCH_ROWS`: bounded
+    memory for the pandas matrix); of a plan (the run's profile waits in a file) each slice is
+    collected in turn, so only one is in memory."""
+    rows = rows or SCORING_BATCH_ROWS
+    if isinstance(frame, pl.DataFrame):
+        for start in range(0, max(frame.height, 1), rows):
+            yield frame.slice(start, rows)
+        return
+    for start in range(0, max(frame_height(frame), 1), rows):
+        yield frame.slice(start, rows).collect()
 
 
 @dataclass
@@ -205,7 +215,9 @@ class FrameModel(BaseEstimator):
         return self.learner_.describe_params()
 
     def _per_batch(
-        self, frame: pl.DataFrame, learner_method: Callable[[pd.DataFrame], np.ndarray]
+        self,
+        frame: pl.DataFrame | pl.LazyFrame,
+        learner_method: Callable[[pd.DataFrame], np.ndarray],
     ) -> np.ndarray:
         """``learner_method`` over the feature matrix of ``frame``, batch by batch."""
         # Only what the learner needs: fit calls this before it has fitted a calibrator.
@@ -215,7 +227,7 @@ class FrameModel(BaseEstimator):
         ]
         return np.concatenate(parts, axis=0) if parts else np.empty(0)
 
-    def _raw_predict(self, frame: pl.DataFrame) -> np.ndarray:
+    def _raw_predict(self, frame: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         return self._per_batch(frame, lambda x: self.learner_.predict_raw(x))
 
     def _extra_state(self) -> dict[str, Any]:
@@ -422,22 +434,22 @@ class ChurnModel(FrameModel):
         self.report_p_ = p_rep
         return self
 
-    def predict_raw(self, frame: pl.DataFrame) -> np.ndarray:
+    def predict_raw(self, frame: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Uncalibrated learner probabilities, shape ``(n,)``."""
         check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         return self._raw_predict(frame)
 
-    def predict_churn(self, frame: pl.DataFrame) -> np.ndarray:
+    def predict_churn(self, frame: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Calibrated churn probabilities, shape ``(n,)``."""
         check_is_fitted(self, msg=NOT_FITTED_MESSAGE)
         return self.calibrator_.transform(self._raw_predict(frame))
 
-    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+    def predict_proba(self, frame: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """scikit-learn style ``(n, 2)``: columns P(stay), P(churn), calibrated."""
         p = self.predict_churn(frame)
         return np.column_stack([1.0 - p, p])
 
-    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
+    def contributions(self, frame: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Contributions to the raw log-odds, ``(n, n_features + 1)`` (last = bias): TreeSHAP
         for trees, weight x (value - training mean) for the logistic regression."""
         check_is_fitted(self, msg=NOT_FITTED_MESSAGE)

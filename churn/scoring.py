@@ -21,6 +21,7 @@ from churn.model import LEARNERS, ChurnModel, iter_batches
 from churn.profit import expected_profit
 from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
 from crm_engine.contracts import LOST_BAND, LOST_STAGE, SCORE_COLUMNS, labels_at, score_values
+from crm_engine.io import frame_height
 
 RISK_BANDS: tuple[str, ...] = tuple(
     reversed([b for b in score_values("churn_risk_band") if b != LOST_BAND])
@@ -185,8 +186,19 @@ def _values_columns(profile: pl.DataFrame, values: pl.DataFrame) -> tuple[np.nda
     )
 
 
+def _rows(profile: pl.DataFrame | pl.LazyFrame, mask: np.ndarray) -> pl.DataFrame:
+    """The rows of ``profile`` where ``mask`` holds (of a plan: gathered a slice at a time)."""
+    if isinstance(profile, pl.DataFrame):
+        return profile.filter(pl.Series(mask))
+    parts, start = [], 0
+    for batch in iter_batches(profile):
+        parts.append(batch.filter(pl.Series(mask[start : start + batch.height])))
+        start += batch.height
+    return pl.concat(parts)
+
+
 def score_churn(
-    profile: pl.DataFrame,
+    profile: pl.DataFrame | pl.LazyFrame,
     churn_model: ChurnModel,
     cfg: ChurnConfig,
     clv: pl.DataFrame | None = None,
@@ -212,14 +224,18 @@ def score_churn(
     ``clv``), at most ``cfg.drivers_max`` of them (the highest value at risk); the others
     get an empty list. ``churn_reasons`` says the same drivers in words,
     comparing each value with the quartiles of this ``profile`` (the scored population).
+
+    A plan (the run's profile, waiting in a file) is read a slice at a time: at 10M customers
+    scoring then holds one slice of the profile, not all 4.3 GB of it.
     """
     terms = retention or RetentionConfig()
+    ids = profile.lazy().select("customer_id").collect()
     p = churn_model.predict_churn(profile)
     lost = np.zeros(p.size, dtype=bool)
     var = None
     gain = np.full(p.size, np.nan)
     if clv is not None:
-        clv_values, lost = _values_columns(profile, clv)
+        clv_values, lost = _values_columns(ids, clv)
         var = np.where(lost, 0.0, p * clv_values)
         gain = np.where(lost, np.nan, expected_profit(p, clv_values, terms))
     explained = np.zeros(p.size, dtype=bool)
@@ -231,7 +247,7 @@ def score_churn(
         cfg.drivers_max,
     )
     names = churn_model.feature_names_in_
-    subset = profile.filter(pl.Series(explained))
+    subset = _rows(profile, explained)
     abs_sum = np.zeros(len(names))
     reasons: list[pl.Series] = []
     for batch in iter_batches(subset, DRIVER_BATCH_ROWS):
@@ -244,7 +260,7 @@ def score_churn(
     explained_drivers = (
         pl.concat(reasons) if reasons else pl.Series("churn_drivers", [], dtype=DRIVERS_DTYPE)
     )
-    drivers = drivers_column(profile.height, explained, explained_drivers)
+    drivers = drivers_column(p.size, explained, explained_drivers)
     words = reasons_in_words(
         explained_drivers, subset, profile, churn_model.feature_spec_.categorical
     )
@@ -255,11 +271,11 @@ def score_churn(
     )
     frame = pl.DataFrame(
         [
-            profile.get_column("customer_id"),
+            ids.get_column("customer_id"),
             pl.Series("churn_probability", p, dtype=pl.Float64),
             band.zip_with(pl.Series(~lost), pl.repeat(LOST_BAND, p.size, eager=True)),
             drivers,
-            reasons_column(profile.height, explained, words),
+            reasons_column(p.size, explained, words),
             pl.Series(
                 "value_at_risk",
                 var if var is not None else np.full(p.size, np.nan),
@@ -321,7 +337,7 @@ def lifecycle_by_band(
 
 
 def score_customers(
-    profile: pl.DataFrame,
+    profile: pl.DataFrame | pl.LazyFrame,
     churn_model: ChurnModel,
     loyalty_model: LoyaltyModel | None,
     cfg: ChurnConfig,
@@ -352,31 +368,32 @@ def score_customers(
     polars.DataFrame
         :data:`CHURN_OUTPUT_COLUMNS` with the ``crm.scores/v1`` dtypes.
     """
-    if "customer_id" not in profile.schema:
+    if "customer_id" not in profile.collect_schema():
         raise ValueError("the profile needs a customer_id column")
     scored = score_churn(profile, churn_model, cfg, clv, retention)
     return add_loyalty(scored.frame, profile, loyalty_model)
 
 
 def add_loyalty(
-    churn_scores: pl.DataFrame, profile: pl.DataFrame, loyalty_model: LoyaltyModel | None
+    churn_scores: pl.DataFrame,
+    profile: pl.DataFrame | pl.LazyFrame,
+    loyalty_model: LoyaltyModel | None,
 ) -> pl.DataFrame:
     """Append ``loyalty_score`` (promoter probability) and ``loyalty_class`` (argmax).
 
-    ``churn_scores`` is :attr:`ChurnScores.frame` for the same ``profile`` rows, in order;
-    without a loyalty model both columns are null.
+    ``churn_scores`` is :attr:`ChurnScores.frame` for the same ``profile`` rows, in order
+    (a plan is read a slice at a time); without a loyalty model both columns are null.
     """
-    if churn_scores.height != profile.height:
-        raise ValueError(
-            f"churn scores have {churn_scores.height} rows, the profile {profile.height}"
-        )
+    rows = frame_height(profile)
+    if churn_scores.height != rows:
+        raise ValueError(f"churn scores have {churn_scores.height} rows, the profile {rows}")
     if loyalty_model is not None:
         proba = loyalty_model.predict_proba(profile)
         classes = loyalty_model.classes_
         loyalty_score = pl.Series("loyalty_score", proba[:, classes.index("promoter")])
         loyalty_class = labels_at("loyalty_class", classes, proba.argmax(axis=1))
     else:
-        n = profile.height
+        n = rows
         loyalty_score = pl.repeat(None, n, dtype=pl.Float64, eager=True).alias("loyalty_score")
         loyalty_class = pl.repeat(None, n, dtype=pl.String, eager=True).alias("loyalty_class")
     return churn_scores.with_columns(loyalty_score, loyalty_class).select(CHURN_OUTPUT_COLUMNS)

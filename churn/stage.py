@@ -26,15 +26,22 @@ from crm_engine.tracking import (
     registered_model_uri,
     require_registered,
 )
-from pipelines.runner import StageContext, StageOutput, collected
+from pipelines.runner import StageContext, StageOutput
 
 if TYPE_CHECKING:
     from churn.loyalty import LoyaltyModel
     from churn.model import ChurnModel
 
 
-def _scoring_frame(ctx: StageContext, profile: pl.DataFrame) -> pl.DataFrame:
-    return with_extras(profile.lazy(), ctx.tables, ctx.cfg.churn.extra_features).collect()
+def _scoring_frame(
+    ctx: StageContext, profile: pl.DataFrame | pl.LazyFrame
+) -> pl.DataFrame | pl.LazyFrame:
+    """What the models score: the profile (a plan stays one, read a slice at a time), with the
+    configured customers-table attributes joined on once (``churn.extra_features``)."""
+    extras = ctx.cfg.churn.extra_features
+    if not extras:
+        return profile
+    return with_extras(profile.lazy(), ctx.tables, extras).collect()
 
 
 def _clv(values: pl.DataFrame | None) -> pl.DataFrame | None:
@@ -89,7 +96,10 @@ def _retention(
 
 
 def _contagion(
-    ctx: StageContext, scores: pl.DataFrame, profile: pl.DataFrame, values: pl.DataFrame
+    ctx: StageContext,
+    scores: pl.DataFrame,
+    profile: pl.DataFrame | pl.LazyFrame,
+    values: pl.DataFrame,
 ) -> tuple[pl.DataFrame, ContagionReport | None, dict[str, Path]]:
     """``scores`` with the network columns (``[contagion]``, :mod:`churn.contagion`), what
     the estimate found and its picture; ``scores`` unchanged and None when disabled, without
@@ -117,7 +127,8 @@ def _contagion(
         return scores, None, {}
     edges = undirected_edges(ctx.tables["calls"], ctx.as_of)
     out = with_network_value(scores, values, edges, found, horizon_days=cfg.churn.horizon_days)
-    contacts = profile.get_column("n_contacts").filter(profile.get_column("n_contacts") > 0)
+    contacts = profile.lazy().select("n_contacts").filter(pl.col("n_contacts") > 0).collect()
+    contacts = contacts.get_column("n_contacts")
     median = int(contacts.median() or 1) if contacts.len() else 1  # type: ignore[arg-type]
     report = ContagionReport(
         **found.to_dict(),
@@ -164,8 +175,8 @@ def _score(
     loyalty_model: LoyaltyModel | None,
 ) -> _Scored:
     """Churn scores of ``profile`` (with value at risk and lost customers from ``values``),
-    then the network columns (with ``values``) and the loyalty columns."""
-    profile = collected(profile)
+    then the network columns (with ``values``) and the loyalty columns. A plan (the run's
+    profile) is read a slice at a time."""
     scoring = _scoring_frame(ctx, profile)
     scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values), ctx.cfg.retention)
     frame = scored.frame
@@ -196,8 +207,9 @@ def churn_stage(
     ``lifecycle_by_band`` cross-tab of the scored customers. Models are logged (and
     registered when ``mlflow.register_models``) inside the runner's nested MLflow run when
     ``ctx.tracking``. ``score=False`` (``crm-engine churn train``) only trains and reports.
-    ``profile`` is collected only to score, after the training (in the pipeline it is a scan:
-    at 10M customers the fits then run without the 4.3 GB of everyone's profile).
+    ``profile`` is read only to score, after the training, a slice at a time (in the
+    pipeline it is a scan: at 10M customers neither the fits nor scoring hold the 4.3 GB of
+    everyone's profile).
     """
     cfg = ctx.cfg
     # the cuts' profiles are handed over: no later stage needs them, nor do the fits

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -151,3 +153,29 @@ def test_driver_batches_give_the_same_column_as_one_pass(
     )
     expected = drivers_column(profile.height, explained, reasons)
     assert whole.frame["churn_drivers"].equals(expected)
+
+
+def test_a_profile_waiting_in_a_file_scores_as_the_frame_does(
+    churn_model: ChurnModel,
+    loyalty_model: LoyaltyModel,
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run's profile is a scan of its spill file, scored a slice at a time (here slices of
+    700 rows): the same probabilities, bands, drivers, reasons and loyalty as the frame."""
+    import churn.model
+
+    _, valid, _ = cuts
+    profile = valid.head(3_000).drop("churned_within_90d", "loyalty_class", "next_nps")
+    clv = pl.DataFrame(
+        {"customer_id": profile["customer_id"], "clv": np.linspace(10, 900, profile.height)}
+    )
+    cfg = ChurnConfig(drivers_min_probability=0.3, drivers_top_n=200, n_drivers=3)
+    in_memory = score_customers(profile, churn_model, loyalty_model, cfg, clv)
+    path = tmp_path / "profile.parquet"
+    profile.write_parquet(path, row_group_size=500)
+    monkeypatch.setattr(churn.model, "SCORING_BATCH_ROWS", 700)
+    scanned = score_customers(pl.scan_parquet(path), churn_model, loyalty_model, cfg, clv)
+    assert in_memory["churn_drivers"].list.len().gt(0).sum() > 0
+    assert_frame_equal(scanned, in_memory)
