@@ -152,7 +152,7 @@ def _valuation(options: StageOptions) -> Stage:
     """Fit the value models on the tables and value everyone."""
     from valuation.stage import valuation_stage
 
-    return _valuation_with(valuation_stage, ("tables",))
+    return _valuation_with(valuation_stage, ("tables", "profile"))
 
 
 def _valuation_registry(options: StageOptions) -> Stage:

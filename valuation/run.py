@@ -15,7 +15,7 @@ from valuation.contract import contract_ends
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
 from valuation.revenue import RevenueHoldout, revenue_holdout
 from valuation.select import AUTO_CANDIDATES, contract_candidates, make_contract_model
-from valuation.stage import ValuationModels, fit_models, value_customers
+from valuation.stage import ValuationModels, fit_models, profile_inputs, value_customers
 
 __all__ = ["ValuationRun", "run_valuation"]
 
@@ -52,7 +52,9 @@ def _postpaid_note(revenue: RevenueHoldout | None, choice: str, error: str | Non
     return f"{note}; {failed}" if failed else note
 
 
-def run_valuation(at: PointInTime, cfg: ValuationConfig) -> ValuationRun:
+def run_valuation(
+    at: PointInTime, cfg: ValuationConfig, profile: pl.LazyFrame | None = None
+) -> ValuationRun:
     """Validate on a holdout (selecting the model when ``cfg.model = "auto"``), then fit on the
     profile at ``at.as_of`` and score every customer.
 
@@ -109,10 +111,15 @@ def run_valuation(at: PointInTime, cfg: ValuationConfig) -> ValuationRun:
         raise ValuationError(
             "valuation.model='auto' selects on a holdout: set valuation.holdout_days > 0"
         )
+
+    def everyone() -> pl.DataFrame:
+        if profile is None:
+            return profile_at(as_of, None)
+        return profile.select(profile_inputs(profile.collect_schema().names())).collect()
+
     # everyone's profile is read for the fit and again to value them, not held between: the
-    # holdouts and the contract fit below build their own cuts (with the run's spill, each read
-    # is a fresh copy of everyone: 4.3 GB at 10M customers)
-    models = fit_models(profile_at(as_of, None), cfg, model_name)
+    # holdouts and the contract fit below build their own cuts
+    models = fit_models(everyone(), cfg, model_name)
     notes: list[str] = []
     revenue: RevenueHoldout | None = None
     revenue_error: str | None = None
@@ -137,8 +144,8 @@ def run_valuation(at: PointInTime, cfg: ValuationConfig) -> ValuationRun:
             models = dataclasses.replace(models, retention=retention)
         except ValuationError as e:
             notes.append(f"postpaid customers valued by {models.purchase.model_name}: {e}")
-    profile = profile_at(as_of, None)
-    values, report = value_customers(profile, cfg, models)
+    frame = everyone()
+    values, report = value_customers(frame, cfg, models)
     report = dataclasses.replace(
         report,
         as_of=as_of,
@@ -148,6 +155,6 @@ def run_valuation(at: PointInTime, cfg: ValuationConfig) -> ValuationRun:
         revenue_holdout=revenue,
         revenue_holdout_error=revenue_error,
         notes=[*report.notes, *notes],
-        contract_ends=contract_ends(profile, values, as_of),
+        contract_ends=contract_ends(frame, values, as_of),
     )
     return ValuationRun(values=values, report=report, models=models, holdout=holdout)

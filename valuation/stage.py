@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from valuation.lifecycle import (
     lifecycle_stage_expr,
     with_lifecycle_inputs,
 )
-from valuation.profit import profit_contribution_expr
+from valuation.profit import INTERACTION_COLUMNS, profit_contribution_expr
 from valuation.select import AUTO_CANDIDATES, frequency0_model, scoring_model
 from valuation.tiers import TIERS, assign_tiers, tier_cut_points
 
@@ -43,6 +44,27 @@ PROFILE_COLUMNS: tuple[str, ...] = (
     "revenue_365d",
 )
 """Profile columns the stage needs (``has_purchase``, interaction counts are optional)."""
+
+
+def profile_inputs(columns: Collection[str]) -> list[str]:
+    """The columns of a profile with ``columns`` that valuing everyone at as_of reads: the
+    purchase and spend models' (:data:`PROFILE_COLUMNS`, ``has_purchase``), the lifecycle
+    rules' (:data:`~valuation.lifecycle.OPTIONAL_INPUTS`), the profit contribution's
+    interaction counts, the contract models' (months left, the hazard's covariates). The run
+    reads only these of everyone's profile (at 10M customers ~1.5 GB of its 4.3)."""
+    from valuation.hazard import CATEGORICAL, NUMERIC
+
+    wanted = (
+        *PROFILE_COLUMNS,
+        "has_purchase",
+        *OPTIONAL_INPUTS,
+        *INTERACTION_COLUMNS,
+        "contract_months_left",
+        *NUMERIC,
+        *CATEGORICAL,
+    )
+    return [c for c in dict.fromkeys(wanted) if c in columns]
+
 
 VALUES_SCHEMA = pl.Schema(
     {
@@ -416,8 +438,11 @@ def value_customers(
 # --- the pipeline stage (training, and loading from the registry) ---------------------------
 
 
-def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOutput:
-    """Holdout (model selection with ``auto``), fit at as_of, value every customer.
+def valuation_stage(
+    ctx: StageContext, tables: dict[str, pl.LazyFrame], profile: pl.LazyFrame | None = None
+) -> StageOutput:
+    """Holdout (model selection with ``auto``), fit at as_of, value every customer (of the
+    catalog's ``profile`` plan only :func:`profile_inputs` are read).
 
     Logs the CLV pyfunc model (registered as ``crm-clv`` when ``mlflow.register_models``)
     inside the runner's nested run when ``ctx.tracking``.
@@ -426,7 +451,8 @@ def valuation_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> Stage
     from valuation.run import run_valuation
 
     cfg = ctx.cfg.valuation
-    run = run_valuation(ctx.point_in_time(cfg.max_holdout_customers), cfg)
+    everyone = None if profile is None else profile.lazy()
+    run = run_valuation(ctx.point_in_time(cfg.max_holdout_customers), cfg, everyone)
     artifacts: dict[str, Path] = {}
     if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
         artifacts["valuation_holdout.png"] = plot_holdout(

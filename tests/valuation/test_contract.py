@@ -286,3 +286,32 @@ def test_contract_ends_are_counted_month_by_month(
     assert got.height == 12
     assert got.select("month", "customers").equals(want.select("month", "customers"))
     np.testing.assert_allclose(got["clv"], want["clv"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("postpaid_model", ["hazard", "contract"])
+def test_valuing_from_the_profile_s_inputs_alone_gives_the_same_values(
+    generated_operator: Path, tmp_path: Path, postpaid_model: str
+) -> None:
+    """The pipeline values everyone from its spilled profile, of which it reads only
+    ``valuation.stage.profile_inputs``: the values and report are those of the whole profile
+    (a column the models read but the list misses would move the postpaid values)."""
+    from polars.testing import assert_frame_equal
+
+    from crm_engine.config import ValuationConfig
+    from crm_engine.io import load_tables
+    from tests.valuation.profiles import point_in_time
+    from valuation import run_valuation
+    from valuation.stage import profile_inputs
+
+    at = point_in_time(load_tables(generated_operator), dt.date(2025, 1, 1))
+    cfg = ValuationConfig(postpaid_model=postpaid_model)  # type: ignore[arg-type]
+    whole = run_valuation(at, cfg)
+    path = tmp_path / "profile.parquet"
+    profile = at.profile_at(at.as_of, None)
+    profile.write_parquet(path)
+    read = profile_inputs(profile.columns)
+    assert len(read) < profile.width and "contract_months_left" in read
+    narrow = run_valuation(at, cfg, pl.scan_parquet(path))
+    assert narrow.report.retention_model == whole.report.retention_model is not None
+    assert_frame_equal(narrow.values, whole.values)
+    assert narrow.report.contract_ends == whole.report.contract_ends
