@@ -14,8 +14,9 @@ import numpy as np
 import polars as pl
 
 from crm_engine.config import FeaturesConfig, MonitoringConfig
-from crm_engine.io import file_sha256, frame_height
+from crm_engine.io import file_sha256
 from crm_engine.stage_reports import DriftAlert, DriftReport
+from pipelines.profiles import ColumnReader, Profile, column_reader
 from pipelines.runner import StageContext, StageOutput
 
 if TYPE_CHECKING:
@@ -65,31 +66,6 @@ def _numeric(values: pl.Series) -> pl.Series:
 
 
 # --- pure functions over frames and counts ---------------------------------------------------
-
-
-class ColumnReader:
-    """A profile read a column at a time: of a plan (the run's profile waits in its scratch,
-    see :class:`~pipelines.profiles.ProfileCache`) each column is collected when asked for, so
-    drift never holds everyone's profile (4.3 GB at 10M customers) beside the run's scores."""
-
-    def __init__(self, profile: pl.DataFrame | pl.LazyFrame) -> None:
-        self._profile = profile
-        self.schema = profile.collect_schema()
-        self.columns = self.schema.names()
-        self.height = frame_height(profile)
-
-    def __getitem__(self, name: str) -> pl.Series:
-        if isinstance(self._profile, pl.DataFrame):
-            return self._profile.get_column(name)
-        return self._profile.select(name).collect().to_series()
-
-
-Profile = pl.DataFrame | pl.LazyFrame | ColumnReader
-"""The profile at as_of as drift reads it: in memory, a plan, or a reader of either."""
-
-
-def _reader(profile: Profile) -> ColumnReader:
-    return profile if isinstance(profile, ColumnReader) else ColumnReader(profile)
 
 
 def decile_edges(values: pl.Series) -> list[float]:
@@ -188,7 +164,7 @@ def region_counts(
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Region -> column -> ``counts`` and ``nulls`` of the profile's rows in that region on the
     given ``edges`` (empty without a region column or with more than ``max_regions`` regions)."""
-    profile = _reader(profile)
+    profile = column_reader(profile)
     regions = _region_codes(profile, max_regions)
     if regions is None:
         return {}
@@ -257,7 +233,7 @@ def fingerprint(
         column -> ``source``, ``counts`` (value -> customers); ``by_region``: region -> numeric
         profile column -> ``counts``, ``nulls`` (on the same edges); ``rows``; ``customers``.
     """
-    profile = _reader(profile)
+    profile = column_reader(profile)
     numeric: dict[str, Any] = {}
     categorical: dict[str, Any] = {}
     regions = _region_codes(profile, max_regions)
@@ -350,7 +326,7 @@ def compare(
         ``(fingerprint, drift)`` with ``drift`` holding ``psi``, ``psi_by_region``,
         ``categories``, ``rows`` and ``alerts`` (a list of :class:`DriftAlert`).
     """
-    profile = _reader(profile)
+    profile = column_reader(profile)
     columns = _columns(profile, scores)
     current = fingerprint(profile, scores, rows)
     values: dict[str, float] = {}

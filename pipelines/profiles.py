@@ -11,11 +11,19 @@ from pathlib import Path
 import polars as pl
 
 from crm_engine.config import FeaturesConfig
-from crm_engine.io import WRITE_ROWS
+from crm_engine.io import WRITE_ROWS, frame_height
 from features.sample import CustomerSample
 from features.window import DataStart, data_start
 
-__all__ = ["ProfileBuilder", "ProfileCache", "local_profile"]
+__all__ = [
+    "ColumnReader",
+    "Profile",
+    "ProfileBuilder",
+    "ProfileCache",
+    "collected",
+    "column_reader",
+    "local_profile",
+]
 
 ProfileBuilder = Callable[
     [dict[str, pl.LazyFrame], dt.date, FeaturesConfig, CustomerSample | None], pl.DataFrame
@@ -151,3 +159,36 @@ class ProfileCache:
         if not self.tables:
             raise ValueError("a ProfileCache builds profiles from the run's tables: none given")
         return self.build(self.tables, cut, self.cfg, sample)
+
+
+def collected(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """A catalog frame in memory: the profile at as_of is held as a plan between the stages
+    (:meth:`ProfileCache.everyone`) and collected
+    by each stage when it needs its rows."""
+    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+
+
+class ColumnReader:
+    """A profile read a column at a time: of a plan (the run's profile waits in its scratch,
+    see :class:`ProfileCache`) each column is collected when asked for, so drift never holds
+    everyone's profile (4.3 GB at 10M customers) beside the run's scores."""
+
+    def __init__(self, profile: pl.DataFrame | pl.LazyFrame) -> None:
+        self._profile = profile
+        self.schema = profile.collect_schema()
+        self.columns = self.schema.names()
+        self.height = frame_height(profile)
+
+    def __getitem__(self, name: str) -> pl.Series:
+        if isinstance(self._profile, pl.DataFrame):
+            return self._profile.get_column(name)
+        return self._profile.select(name).collect().to_series()
+
+
+Profile = pl.DataFrame | pl.LazyFrame | ColumnReader
+"""The profile at as_of as drift reads it: in memory, a plan, or a reader of either."""
+
+
+def column_reader(profile: Profile) -> ColumnReader:
+    """``profile`` read a column at a time (itself when it is a reader already)."""
+    return profile if isinstance(profile, ColumnReader) else ColumnReader(profile)

@@ -573,13 +573,6 @@ def check_schema(what: str, frame: pl.DataFrame | pl.LazyFrame, expected: pl.Sch
         raise StageError(f"{what} does not match its declared schema: {difference}")
 
 
-def collected(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """A catalog frame in memory: the profile at as_of is held as a plan between the stages
-    (:meth:`ProfileCache.everyone <pipelines.profiles.ProfileCache.everyone>`) and collected
-    by each stage when it needs its rows."""
-    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-
-
 def _call(stage: Stage, ctx: StageContext, kwargs: dict[str, Any]) -> StageOutput:
     try:
         if not ctx.tracking:

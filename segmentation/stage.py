@@ -21,7 +21,8 @@ from crm_engine.io import frame_height
 from crm_engine.stage_reports import KScore, SegmentationReport, SegmentSize
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import frequent_values, pool_rare
-from pipelines.runner import StageContext, StageError, StageOutput, collected
+from pipelines.profiles import collected
+from pipelines.runner import StageContext, StageError, StageOutput
 from segmentation.align import align_segment_ids, migration_matrix, stability
 from segmentation.bands import profile_age_band, spend_cut_points, spend_level_expr
 from segmentation.cluster import Segmenter, resolve_features

@@ -19,7 +19,8 @@ from crm_engine.contracts import labels_at
 from crm_engine.stage_reports import SpendReport, ValuationReport
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import rfm_facts
-from pipelines.runner import StageContext, StageOutput, collected
+from pipelines.profiles import collected
+from pipelines.runner import StageContext, StageOutput
 from valuation.base import PurchaseModel, ValuationError
 from valuation.clv import customer_lifetime_value, monthly_discount_rate
 from valuation.contract import ContractModel, contract_scores
