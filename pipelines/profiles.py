@@ -163,8 +163,7 @@ class ProfileCache:
 
 def collected(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """A catalog frame in memory: the profile at as_of is held as a plan between the stages
-    (:meth:`ProfileCache.everyone`) and collected
-    by each stage when it needs its rows."""
+    (:meth:`ProfileCache.everyone`) and collected by each stage when it needs its rows."""
     return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
 
 

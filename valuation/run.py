@@ -77,6 +77,9 @@ def run_valuation(
         observed churn since the first transaction and values them; ``"auto"`` keeps the one
         with the lowest revenue holdout error, or the purchase model. Too few of them to fit
         leaves them to the purchase model, with a note in the report.
+    profile
+        Everyone's profile at ``as_of`` as a plan (the pipeline's, waiting in its scratch): of
+        it only :func:`~valuation.stage.profile_inputs` are read. None: ``at.profile_at``.
 
     Raises
     ------
