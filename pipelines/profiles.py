@@ -20,7 +20,6 @@ __all__ = [
     "Profile",
     "ProfileBuilder",
     "ProfileCache",
-    "collected",
     "column_reader",
     "local_profile",
 ]
@@ -159,12 +158,6 @@ class ProfileCache:
         if not self.tables:
             raise ValueError("a ProfileCache builds profiles from the run's tables: none given")
         return self.build(self.tables, cut, self.cfg, sample)
-
-
-def collected(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """A catalog frame in memory: the profile at as_of is held as a plan between the stages
-    (:meth:`ProfileCache.everyone`) and collected by each stage when it needs its rows."""
-    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
 
 
 class ColumnReader:

@@ -21,7 +21,6 @@ from crm_engine.io import frame_height
 from crm_engine.stage_reports import KScore, SegmentationReport, SegmentSize
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import frequent_values, pool_rare
-from pipelines.profiles import collected
 from pipelines.runner import StageContext, StageError, StageOutput
 from segmentation.align import align_segment_ids, migration_matrix, stability
 from segmentation.bands import profile_age_band, spend_cut_points, spend_level_expr
@@ -162,7 +161,7 @@ def segment_customers(
             usable_previous = None
     needed = list(dict.fromkeys(features + (usable_previous.features_ if usable_previous else [])))
     read = [c for c in PROFILE_TABLE_COLUMNS if c in columns]
-    profile = collected(profile.lazy().select(list(dict.fromkeys([*read, *needed]))))
+    profile = profile.lazy().select(list(dict.fromkeys([*read, *needed]))).collect()
     if profile.height == 0:
         raise ValueError("cannot segment an empty profile (0 customers)")
     cuts = spend_cut_points(profile, cfg.spend_cut_points)
@@ -336,13 +335,15 @@ def segmentation_stage(
 def segmentation_registry_stage(
     ctx: StageContext, profile: pl.DataFrame | pl.LazyFrame
 ) -> StageOutput:
-    """Assign segments with the latest registered segmentation model (no refit)."""
+    """Assign segments with the latest registered segmentation model (no refit); of a plan only
+    the model's features and :data:`PROFILE_TABLE_COLUMNS` are read, as in training."""
     from segmentation.pyfunc import load_segmentation_model, model_input_frame
-
-    profile = collected(profile)
 
     uri = require_registered("segmentation")
     segmenter = load_registered(uri, load_segmentation_model)
+    columns = profile.collect_schema().names()
+    read = [c for c in (*PROFILE_TABLE_COLUMNS, *segmenter.features_) if c in columns]
+    profile = profile.lazy().select(list(dict.fromkeys(read))).collect()
     assigned = segmenter.assign(model_input_frame(segmenter, profile))
     cuts = spend_cut_points(profile, ctx.cfg.segmentation.spend_cut_points)
     assignments = profile.select(

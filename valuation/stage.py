@@ -19,7 +19,6 @@ from crm_engine.contracts import labels_at
 from crm_engine.stage_reports import SpendReport, ValuationReport
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import rfm_facts
-from pipelines.profiles import collected
 from pipelines.runner import StageContext, StageOutput
 from valuation.base import PurchaseModel, ValuationError
 from valuation.clv import customer_lifetime_value, monthly_discount_rate
@@ -517,8 +516,9 @@ def valuation_registry_stage(
     from valuation.pyfunc import load_clv_model
 
     uri = require_registered("clv")
+    inputs = profile.lazy().select(profile_inputs(profile.collect_schema().names()))
     values, report = value_customers(
-        collected(profile), ctx.cfg.valuation, model=load_registered(uri, load_clv_model)
+        inputs.collect(), ctx.cfg.valuation, model=load_registered(uri, load_clv_model)
     )
     return StageOutput(
         outputs={"values": values},
