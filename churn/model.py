@@ -19,7 +19,7 @@ from churn.dataset import FeatureSpec
 from churn.learners import MAX_TREE_DEPTH, ChurnLearner, LearnerData, LightGBMLearner, lgbm_params
 from churn.linear import LogisticLearner
 from churn.metrics import binary_metrics
-from crm_engine.io import frame_height
+from crm_engine.io import slices
 from features.labels import churn_label
 
 __all__ = [
@@ -76,16 +76,9 @@ def validation_halves(frame: pl.DataFrame, seed: int) -> tuple[np.ndarray, np.nd
 def iter_batches(
     frame: pl.DataFrame | pl.LazyFrame, rows: int | None = None
 ) -> Iterator[pl.DataFrame]:
-    """Slices of ``frame`` of at most ``rows`` rows (default :data:`SCORING_BATCH_ROWS`: bounded
-    memory for the pandas matrix); of a plan (the run's profile waits in a file) each slice is
-    collected in turn, so only one is in memory."""
-    rows = rows or SCORING_BATCH_ROWS
-    if isinstance(frame, pl.DataFrame):
-        for start in range(0, max(frame.height, 1), rows):
-            yield frame.slice(start, rows)
-        return
-    for start in range(0, max(frame_height(frame), 1), rows):
-        yield frame.slice(start, rows).collect()
+    """:func:`crm_engine.io.slices` of at most ``rows`` rows (default
+    :data:`SCORING_BATCH_ROWS`: bounded memory for the pandas matrix)."""
+    return slices(frame, rows or SCORING_BATCH_ROWS)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -313,6 +314,20 @@ def frame_height(frame: pl.DataFrame | pl.LazyFrame) -> int:
     if isinstance(frame, pl.DataFrame):
         return frame.height
     return int(frame.select(pl.len()).collect().item())
+
+
+def slices(frame: pl.DataFrame | pl.LazyFrame, rows: int) -> Iterator[pl.DataFrame]:
+    """``frame`` ``rows`` rows at a time (one empty slice of an empty frame); of a plan (the
+    run's profile waits in a file) each slice is collected in turn, so only one is in
+    memory."""
+    if rows <= 0:
+        raise ValueError(f"slices of {rows} rows")
+    if isinstance(frame, pl.DataFrame):
+        for start in range(0, max(frame.height, 1), rows):
+            yield frame.slice(start, rows)
+        return
+    for start in range(0, max(frame_height(frame), 1), rows):
+        yield frame.slice(start, rows).collect()
 
 
 def sink_parquet(lf: pl.LazyFrame, path: Path, metadata: dict[str, str] | None = None) -> int:

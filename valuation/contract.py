@@ -314,21 +314,23 @@ def _fit_sbg(lifetimes: pl.DataFrame) -> tuple[float, float, int, int, float]:
 
 
 def contract_ends(
-    profile: pl.DataFrame, values: pl.DataFrame, as_of: dt.date, months: int = 12
+    profile: pl.DataFrame | pl.LazyFrame, values: pl.DataFrame, as_of: dt.date, months: int = 12
 ) -> list[dict[str, Any]]:
     """Postpaid minimum terms ending in each of the ``months`` calendar months from ``as_of``'s:
     ``month`` (``YYYY-MM``), ``customers`` and the sum of their ``clv`` (what the renewal
     puts in play). Reads ``profile.contract_days_left`` (days from ``as_of`` to the term's
     end; null for prepaid and without a date); empty when no term ends in that time."""
-    if "contract_days_left" not in profile.columns:
+    if "contract_days_left" not in profile.collect_schema().names():
         return []
     first = as_of.replace(day=1)
     last = (pl.Series([first]).dt.offset_by(f"{months}mo")).item()
     ends = (
-        profile.select(
+        profile.lazy()
+        .select(
             "customer_id",
             (pl.lit(as_of) + pl.duration(days=pl.col("contract_days_left"))).alias("end"),
         )
+        .collect()
         .filter(pl.col("end").is_between(pl.lit(as_of), pl.lit(last), closed="left"))
         .join(values.select("customer_id", "clv"), on="customer_id")
         .group_by(pl.col("end").dt.strftime("%Y-%m").alias("month"))

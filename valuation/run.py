@@ -15,7 +15,13 @@ from valuation.contract import contract_ends
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
 from valuation.revenue import RevenueHoldout, revenue_holdout
 from valuation.select import AUTO_CANDIDATES, contract_candidates, make_contract_model
-from valuation.stage import ValuationModels, fit_models, profile_inputs, value_customers
+from valuation.stage import (
+    ValuationModels,
+    btyd_inputs,
+    fit_models,
+    profile_inputs,
+    value_customers,
+)
 
 __all__ = ["ValuationRun", "run_valuation"]
 
@@ -115,14 +121,15 @@ def run_valuation(
             "valuation.model='auto' selects on a holdout: set valuation.holdout_days > 0"
         )
 
-    def everyone() -> pl.DataFrame:
-        if profile is None:
-            return profile_at(as_of, None)
-        return profile.select(profile_inputs(profile.collect_schema().names())).collect()
-
-    # everyone's profile is read for the fit and again to value them, not held between: the
-    # holdouts and the contract fit below build their own cuts
-    models = fit_models(everyone(), cfg, model_name)
+    # everyone's profile is read (what each step needs of it) for the fit and again to value
+    # them a slice at a time, not held between: the holdouts and the contract fit below build
+    # their own cuts
+    everyone: pl.DataFrame | pl.LazyFrame = (
+        profile_at(as_of, None)
+        if profile is None
+        else profile.select(profile_inputs(profile.collect_schema().names()))
+    )
+    models = fit_models(everyone.lazy().select(btyd_inputs(everyone)).collect(), cfg, model_name)
     notes: list[str] = []
     revenue: RevenueHoldout | None = None
     revenue_error: str | None = None
@@ -147,8 +154,7 @@ def run_valuation(
             models = dataclasses.replace(models, retention=retention)
         except ValuationError as e:
             notes.append(f"postpaid customers valued by {models.purchase.model_name}: {e}")
-    frame = everyone()
-    values, report = value_customers(frame, cfg, models)
+    values, report = value_customers(everyone, cfg, models)
     report = dataclasses.replace(
         report,
         as_of=as_of,
@@ -158,6 +164,6 @@ def run_valuation(
         revenue_holdout=revenue,
         revenue_holdout_error=revenue_error,
         notes=[*report.notes, *notes],
-        contract_ends=contract_ends(frame, values, as_of),
+        contract_ends=contract_ends(everyone, values, as_of),
     )
     return ValuationRun(values=values, report=report, models=models, holdout=holdout)

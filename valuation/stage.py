@@ -16,6 +16,7 @@ import polars as pl
 
 from crm_engine.config import ValuationConfig
 from crm_engine.contracts import labels_at
+from crm_engine.io import slices
 from crm_engine.stage_reports import SpendReport, ValuationReport
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import rfm_facts
@@ -99,12 +100,30 @@ class ValuationModels:
     retention: ContractModel | None = None
 
 
-def _require(profile: pl.DataFrame, columns: tuple[str, ...]) -> None:
-    missing = [c for c in columns if c not in profile.columns]
+def _require(names: Collection[str], columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in names]
     if missing:
         raise ValuationError(
-            f"valuation stage: profile is missing column(s) {missing}; got {profile.columns}"
+            f"valuation stage: profile is missing column(s) {missing}; got {list(names)}"
         )
+
+
+BTYD_INPUTS: tuple[str, ...] = (
+    "frequency",
+    "recency",
+    "T",
+    "monetary_value",
+    "has_purchase",
+    "plan_type",
+)
+"""The profile columns :func:`btyd_frame` reads (the last three when there)."""
+
+
+def btyd_inputs(profile: pl.DataFrame | pl.LazyFrame) -> list[str]:
+    """Of :data:`BTYD_INPUTS`, those ``profile`` has: what fitting the purchase and spend
+    models reads of everyone."""
+    names = profile.collect_schema().names()
+    return [c for c in BTYD_INPUTS if c in names]
 
 
 def btyd_frame(profile: pl.DataFrame) -> pl.DataFrame:
@@ -121,7 +140,7 @@ def btyd_frame(profile: pl.DataFrame) -> pl.DataFrame:
     :data:`MIN_FIT_CUSTOMERS` of them (a postpaid customer's monthly bills are not the
     purchases BG/NBD and Gamma-Gamma describe: mixed in, they skew both fits).
     """
-    _require(profile, ("frequency", "recency", "T"))
+    _require(profile.columns, ("frequency", "recency", "T"))
     if "monetary_value" not in profile.columns:
         profile = profile.with_columns(pl.lit(0.0).alias("monetary_value"))
     if "has_purchase" in profile.columns:
@@ -212,9 +231,10 @@ def score_arrays(
 
 
 VALUE_ROWS = 250_000
-"""Customers valued at a time by :func:`score_profile`: every value model computes a row per
-customer and month ahead (12 at the default horizon), and the whole population at once took
-3.4 GB of such matrices at 10M customers."""
+"""Customers valued at a time by :func:`value_customers` and :func:`score_profile`: every value
+model computes a row per customer and month ahead (12 at the default horizon), and the whole
+population at once took 3.4 GB of such matrices at 10M customers; valuing everyone's columns at
+once took 1.6 GB more than the values themselves."""
 
 
 def score_profile(
@@ -289,19 +309,80 @@ def _round(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+@dataclass
+class _Counts:
+    """What the report counts of the valued customers, summed slice by slice."""
+
+    without_purchase: int = 0
+    frequency0: int = 0
+    contract: int = 0
+    unbilled: int = 0
+
+    def __iadd__(self, other: _Counts) -> _Counts:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+
+def _value_slice(
+    profile: pl.DataFrame, models: ValuationModels, cfg: ValuationConfig
+) -> tuple[pl.DataFrame, _Counts]:
+    """The values of a slice of customers but their tier (the one step that needs everyone's
+    CLV), and what the report counts of them."""
+    X = btyd_frame(profile)
+    postpaid = _contract_rows(profile, X, models)
+    scores = _score_slice(profile, X, postpaid, models, cfg)
+    frequency = X.get_column("frequency")
+    f0_rows = (frequency == 0).to_numpy()
+    names = (
+        models.purchase.model_name,
+        frequency0_model(models.purchase).model_name,
+        "" if models.retention is None else models.retention.model_name,
+    )
+    value_model = labels_at("value_model", names, np.where(postpaid, 2, f0_rows.astype(np.int8)))
+    # lifecycle reads the days since the last purchase (the profile's, see features.rfm_facts)
+    recency_days = X.select(rfm_facts(pl.col("purchased"))[0]).get_column("recency_days")
+    values = (
+        profile.select(
+            pl.col("customer_id"),
+            pl.col("tenure_days").cast(pl.Int64),
+            recency_days,
+            frequency,
+            profit_contribution_expr(profile.columns, cfg.margin, cfg.cost_per_interaction),
+            *(pl.col(c) for c in OPTIONAL_INPUTS if c in profile.columns),
+        )
+        .pipe(with_lifecycle_inputs)
+        .with_columns(*(pl.Series(k, v, dtype=pl.Float64) for k, v in scores.items()), value_model)
+        .with_columns(lifecycle_stage_expr(cfg.lifecycle))
+        .select(c for c in VALUES_SCHEMA.names() if c != "value_tier")
+    )
+    unbilled = _contract_rows(profile, X.with_columns(purchased=True), models) & ~postpaid
+    counts = _Counts(
+        without_purchase=int((~X.get_column("purchased")).sum()),
+        frequency0=int(f0_rows.sum()),
+        contract=int(postpaid.sum()),
+        unbilled=int(unbilled.sum()),
+    )
+    return values, counts
+
+
 def value_customers(
-    profile: pl.DataFrame,
+    profile: pl.DataFrame | pl.LazyFrame,
     cfg: ValuationConfig,
     model: ValuationModels | str | None = None,
 ) -> tuple[pl.DataFrame, ValuationReport]:
     """Score every customer of the profile: P(alive), expected purchases, CLV, tier, stage.
+
+    Customers are valued :data:`VALUE_ROWS` at a time; the tiers' cut points (CLV quantiles of
+    everyone) are the one step over all of them.
 
     Parameters
     ----------
     profile
         One row per customer with ``customer_id``, ``frequency``, ``recency``, ``T``,
         ``monetary_value`` (days, lifetimes definitions), ``tenure_days``, ``revenue_365d``;
-        optional ``has_purchase``, ``complaints_365d``, ``inquiries_365d``.
+        optional ``has_purchase``, ``complaints_365d``, ``inquiries_365d``. A plan (the run's
+        profile waiting in its scratch) is read a slice at a time.
     cfg
         The valuation section of the pipeline config.
     model
@@ -323,42 +404,26 @@ def value_customers(
         Missing columns, too few purchasers, a model that does not converge or gives
         non-finite predictions.
     """
-    _require(profile, PROFILE_COLUMNS)
-    models = model if isinstance(model, ValuationModels) else fit_models(profile, cfg, model)
-    X = btyd_frame(profile)
-    scores, postpaid = score_profile(profile, X, models, cfg)
-    f0_rows = (X.get_column("frequency") == 0).to_numpy()
-    names = (
-        models.purchase.model_name,
-        frequency0_model(models.purchase).model_name,
-        "" if models.retention is None else models.retention.model_name,
-    )
-    value_model = labels_at("value_model", names, np.where(postpaid, 2, f0_rows.astype(np.int8)))
-    cuts = tier_cut_points(scores["clv"], cfg.tier_quantiles)
-    has = X.get_column("purchased")
-    # lifecycle reads the days since the last purchase (the profile's, see features.rfm_facts)
-    recency_days = X.select(rfm_facts(pl.col("purchased"))[0]).get_column("recency_days")
-    values = (
-        profile.select(
-            pl.col("customer_id"),
-            pl.col("tenure_days").cast(pl.Int64),
-            recency_days,
-            X.get_column("frequency"),
-            profit_contribution_expr(profile.columns, cfg.margin, cfg.cost_per_interaction),
-            *(pl.col(c) for c in OPTIONAL_INPUTS if c in profile.columns),
-        )
-        .pipe(with_lifecycle_inputs)
-        .with_columns(
-            *(pl.Series(k, v, dtype=pl.Float64) for k, v in scores.items()),
-            assign_tiers(scores["clv"], cuts),
-            value_model,
-        )
-        .with_columns(lifecycle_stage_expr(cfg.lifecycle))
-        .select(VALUES_SCHEMA.names())
-    )
+    _require(profile.collect_schema().names(), PROFILE_COLUMNS)
+    if isinstance(model, ValuationModels):
+        models = model
+    else:
+        models = fit_models(profile.lazy().select(btyd_inputs(profile)).collect(), cfg, model)
+    parts: list[pl.DataFrame] = []
+    counts = _Counts()
+    for batch in slices(profile, VALUE_ROWS):
+        part, seen = _value_slice(batch, models, cfg)
+        parts.append(part)
+        counts += seen
+    valued = pl.concat(parts, how="vertical", rechunk=False)
+    del parts
+    clv = valued.get_column("clv").to_numpy()
+    cuts = tier_cut_points(clv, cfg.tier_quantiles)
+    values = valued.with_columns(assign_tiers(clv, cuts)).select(VALUES_SCHEMA.names())
+    del valued, clv
     p, spend = models.purchase, models.spend
     f0 = frequency0_model(p)
-    n_f0 = int((X.get_column("frequency") == 0).sum())
+    n_f0 = counts.frequency0
     corr = spend.frequency_monetary_corr_
     notes = []
     if n_f0 and f0 is not p:
@@ -373,9 +438,7 @@ def value_customers(
             "purchase (a model fitted before frequency-0 customers got their own model): refit "
             "to value them; lifecycle still places the long silent ones at_risk or dormant"
         )
-    unbilled = int(
-        (_contract_rows(profile, X.with_columns(purchased=True), models) & ~postpaid).sum()
-    )
+    unbilled = counts.unbilled
     if unbilled:
         notes.append(
             f"{unbilled:,} postpaid customers have paid no bill yet: valued by "
@@ -411,13 +474,13 @@ def value_customers(
         monthly_discount_rate=monthly_discount_rate(cfg.annual_discount_rate),
         margin=cfg.margin,
         n_customers_scored=values.height,
-        n_customers_without_purchase=int((~has).sum()),
+        n_customers_without_purchase=counts.without_purchase,
         n_customers_frequency0=n_f0,
         frequency0_model=f0.model_name,
         frequency0_params=dict(f0.params_),
         retention=None if models.retention is None else models.retention.summary(),
         retention_model=None if models.retention is None else models.retention.model_name,
-        n_customers_contract=int(postpaid.sum()),
+        n_customers_contract=counts.contract,
         n_postpaid_unbilled=unbilled,
         total_clv=float(values.get_column("clv").sum()),
         mean_p_alive=float(values.get_column("p_alive").mean() or 0.0),
@@ -518,7 +581,7 @@ def valuation_registry_stage(
     uri = require_registered("clv")
     inputs = profile.lazy().select(profile_inputs(profile.collect_schema().names()))
     values, report = value_customers(
-        inputs.collect(), ctx.cfg.valuation, model=load_registered(uri, load_clv_model)
+        inputs, ctx.cfg.valuation, model=load_registered(uri, load_clv_model)
     )
     return StageOutput(
         outputs={"values": values},

@@ -263,14 +263,33 @@ def test_survival_computed_in_slices_equals_all_at_once(
 
 
 def test_values_computed_in_slices_equal_all_at_once(
-    hazard_run: tuple[PointInTime, ValuationRun], monkeypatch: pytest.MonkeyPatch
+    hazard_run: tuple[PointInTime, ValuationRun],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    """Valued 7 customers at a time, from a frame or read a slice at a time from a file (the
+    run's spilled profile): the same values, tiers and report counts as everyone at once."""
     import valuation.stage
 
     at, run = hazard_run
     profile = at.profile_at(AS_OF, None)
+    profile.write_parquet(tmp_path / "profile.parquet")
     monkeypatch.setattr(valuation.stage, "VALUE_ROWS", 7)  # many slices, a short last one
-    sliced, _ = value_customers(profile, HAZARD, run.models)
     assert profile.height % 7 != 0 and (profile["plan_type"] == "postpaid").sum() > 300
-    assert (sliced["value_model"] == "hazard").sum() > 300  # the contract branch is sliced too
-    assert_frame_equal(sliced, run.values, check_exact=False, rtol=1e-12, atol=0.0)
+    counted = (
+        "n_customers_scored",
+        "n_customers_without_purchase",
+        "n_customers_frequency0",
+        "n_customers_contract",
+        "n_postpaid_unbilled",
+        "tier_cut_points",
+        "tier_counts",
+        "lifecycle_counts",
+    )
+    for source in (profile, pl.scan_parquet(tmp_path / "profile.parquet")):
+        sliced, report = value_customers(source, HAZARD, run.models)
+        assert (sliced["value_model"] == "hazard").sum() > 300  # the contract branch is sliced
+        assert_frame_equal(sliced, run.values, check_exact=False, rtol=1e-12, atol=0.0)
+        for name in counted:
+            assert getattr(report, name) == getattr(run.report, name), name
+    assert run.report.n_customers_frequency0 > 0 and run.report.n_customers_contract > 300
