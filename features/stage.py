@@ -17,14 +17,15 @@ def profile_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOu
     The profile goes to the catalog as a plan (:meth:`ProfileCache.everyone
     <pipelines.profiles.ProfileCache.everyone>`): the stages after this one collect it when
     they need its rows."""
-    profile = ctx.profiles.get(ctx.as_of)
+    profile = ctx.profiles.everyone()  # only the facts' columns are read
+    schema = profile.collect_schema()
     owned = owned_columns(["features"])
     facts = profile.select(
         "customer_id",
         pl.lit(ctx.as_of).alias("as_of"),
         *rfm_facts(),
-        *[c for c in owned if c in profile.columns and c != "customer_id"],
-    )
+        *[c for c in owned if c in schema and c != "customer_id"],
+    ).collect()
     missing = {
         c.name: pl.lit(None, dtype=c.dtype).alias(c.name)
         for c in SCORE_COLUMNS
@@ -34,15 +35,15 @@ def profile_stage(ctx: StageContext, tables: dict[str, pl.LazyFrame]) -> StageOu
     counts = population_counts(tables["customers"], ctx.as_of).collect().row(0, named=True)
     report = PopulationReport(
         n_customers=counts["customers"],
-        n_scored=profile.height,
+        n_scored=facts.height,
         n_churned_before_as_of=counts["churned_before_as_of"],
         n_not_yet_signed_up=counts["not_yet_signed_up"],
     )
     return StageOutput(
-        outputs={"profile": ctx.profiles.everyone(), "profile_facts": facts},
+        outputs={"profile": profile, "profile_facts": facts},
         metrics={
-            "customers": profile.height,
-            "columns": profile.width,
+            "customers": facts.height,
+            "columns": len(schema),
             "customers_input": report.n_customers,
             "churned_before_as_of": report.n_churned_before_as_of,
             "not_yet_signed_up": report.n_not_yet_signed_up,

@@ -20,14 +20,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from crm_engine.config import EngineConfig, FeaturesConfig
-from crm_engine.io import DataError
+from crm_engine.io import WRITE_ROWS, DataError
 from features.callgraph import CallGraph, pair_bucket_expr
 from features.sample import UNKEYED_TABLES, CustomerSample, bucket_expr, buckets_holding
 
@@ -36,7 +36,9 @@ __all__ = [
     "LocalProfiles",
     "bucket_count",
     "bucketed_profile",
+    "merge_sorted_parts",
     "split_tables",
+    "write_bucketed_profile",
 ]
 
 _KEY = "_bucket"
@@ -146,29 +148,35 @@ class LocalProfiles:
         cfg: FeaturesConfig,
         sample: CustomerSample | None = None,
     ) -> pl.DataFrame:
+        return bucketed_profile(
+            self.split, tables, cut, cfg, sample, graph=self._graph_for(tables, cut)
+        )
+
+    def write(
+        self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig, path: Path
+    ) -> int:
+        """Everyone's profile at ``cut`` written to ``path`` (Parquet, LZ4, by ``customer_id``)
+        bucket by bucket, never whole in memory (:func:`write_bucketed_profile`); the rows
+        written."""
+        return write_bucketed_profile(
+            self.split, tables, cut, cfg, path, graph=self._graph_for(tables, cut)
+        )
+
+    def _graph_for(self, tables: dict[str, pl.LazyFrame], cut: dt.date) -> CallGraph | None:
         # the run's graph holds the months up to as_of; a later cut reads its own
-        graph = self.graph(tables) if "calls" in tables and cut <= self.as_of else None
-        return bucketed_profile(self.split, tables, cut, cfg, sample, graph=graph)
+        return self.graph(tables) if "calls" in tables and cut <= self.as_of else None
 
 
-def bucketed_profile(
+def _finished_parts(
     split: BucketSplit | None,
     tables: dict[str, pl.LazyFrame],
     cut: dt.date,
     cfg: FeaturesConfig,
-    sample: CustomerSample | None = None,
-    on_bucket: Callable[[int, int], None] | None = None,
-    graph: CallGraph | None = None,
-) -> pl.DataFrame:
-    """The profile at ``cut`` (of ``sample``'s customers) built bucket by bucket; equal to
-    ``features.build_profile(tables, cut, cfg, sample)``.
-
-    ``tables`` are the run's own (unsplit) tables; ``split`` None takes them as one bucket.
-    The call-graph columns come from ``graph`` (read from ``tables`` when None), split like
-    the tables. Each bucket's part is finished (declared columns, rounding) on its own; the
-    parts are then put in ``customer_id`` order a column at a time. ``on_bucket(done,
-    total)`` is called after each bucket.
-    """
+    sample: CustomerSample | None,
+    graph: CallGraph | None,
+) -> tuple[pl.Schema, Iterator[pl.DataFrame]]:
+    """The profile's declared schema, and its finished part of each bucket ``sample`` lies in,
+    computed when asked for (see :func:`bucketed_profile`)."""
     import features
     from features.influence import attach_influence
     from features.profile import finish_profile
@@ -192,17 +200,117 @@ def bucketed_profile(
         }
         del keyed
     keyed_tables = {name: frame for name, frame in tables.items() if name not in UNKEYED_TABLES}
-    chosen = buckets_holding(sample, buckets)
-    parts: list[pl.DataFrame] = []
-    for i, bucket in enumerate(chosen):
-        source = keyed_tables if split is None else split.tables(bucket)
-        part = features.build_profile(source, cut, cfg, sample)
-        if parts_of is not None:
-            part = attach_influence(part, parts_of.pop(bucket, empty).lazy(), cfg)
-        parts.append(finish_profile(part, expected).collect(engine="streaming"))
+
+    def parts() -> Iterator[pl.DataFrame]:
+        for bucket in buckets_holding(sample, buckets):
+            source = keyed_tables if split is None else split.tables(bucket)
+            part = features.build_profile(source, cut, cfg, sample)
+            if parts_of is not None:
+                part = attach_influence(part, parts_of.pop(bucket, empty).lazy(), cfg)
+            yield finish_profile(part, expected).collect(engine="streaming")
+
+    return pl.Schema(expected), parts()
+
+
+def bucketed_profile(
+    split: BucketSplit | None,
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    cfg: FeaturesConfig,
+    sample: CustomerSample | None = None,
+    on_bucket: Callable[[int, int], None] | None = None,
+    graph: CallGraph | None = None,
+) -> pl.DataFrame:
+    """The profile at ``cut`` (of ``sample``'s customers) built bucket by bucket; equal to
+    ``features.build_profile(tables, cut, cfg, sample)``.
+
+    ``tables`` are the run's own (unsplit) tables; ``split`` None takes them as one bucket.
+    The call-graph columns come from ``graph`` (read from ``tables`` when None), split like
+    the tables. Each bucket's part is finished (declared columns, rounding) on its own; the
+    parts are then put in ``customer_id`` order a column at a time. ``on_bucket(done,
+    total)`` is called after each bucket.
+    """
+    _, parts = _finished_parts(split, tables, cut, cfg, sample, graph)
+    total = len(buckets_holding(sample, 1 if split is None else split.buckets))
+    done: list[pl.DataFrame] = []
+    for part in parts:
+        done.append(part)
         if on_bucket is not None:
-            on_bucket(i + 1, len(chosen))
-    return _sorted_concat(parts, "customer_id")
+            on_bucket(len(done), total)
+    return _sorted_concat(done, "customer_id")
+
+
+def write_bucketed_profile(
+    split: BucketSplit | None,
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    cfg: FeaturesConfig,
+    path: Path,
+    graph: CallGraph | None = None,
+) -> int:
+    """Everyone's profile at ``cut``, the frame :func:`bucketed_profile` gives, written to
+    ``path`` without holding it: each bucket's part is sorted and written beside ``path``
+    as it is finished, then the parts are merged into ``path`` (:func:`merge_sorted_parts`)
+    and removed. Returns the rows written.
+
+    At 10M customers the profile whole took 3 GB (and the allocator kept the pages for the
+    stages after it); a bucket's part is 1/K of that.
+    """
+    schema, parts = _finished_parts(split, tables, cut, cfg, None, graph)
+    directory = path.with_name(path.stem + ".parts")
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    files: list[Path] = []
+    for i, part in enumerate(parts):
+        if part.height:
+            files.append(directory / f"part-{i:05d}.parquet")
+            part.sort("customer_id").write_parquet(
+                files[-1], compression="lz4", row_group_size=PART_ROW_GROUP
+            )
+        del part
+    rows = merge_sorted_parts(files, "customer_id", path, schema)
+    shutil.rmtree(directory)
+    return rows
+
+
+PART_ROW_GROUP = 16_384
+"""Rows per row group of a bucket's sorted part: :func:`merge_sorted_parts` reads a range of
+ids from every part, and the row groups' statistics let it decode only the ones that hold
+them."""
+
+
+def merge_sorted_parts(
+    files: list[Path], key: str, path: Path, schema: pl.Schema, rows: int | None = None
+) -> int:
+    """The Parquet ``files``, each sorted by the unique ``key``, merged into one file at
+    ``path`` sorted by ``key`` (LZ4, a row group per ``rows`` rows, default
+    :data:`crm_engine.io.WRITE_ROWS`): the keys of all files are read, then each slice of
+    ``rows`` consecutive keys is gathered from every file by range and written. Holds the keys
+    and one slice; ``schema`` is the frame's when there are no files. Returns the rows written.
+
+    (Polars' ``merge_sorted`` chain held the whole 7M-row frame: 6.4 GB against 1.0 here.)
+    """
+    import pyarrow.parquet as pq
+
+    rows = rows or WRITE_ROWS
+    scans = [pl.scan_parquet(f) for f in files]
+    keys = (
+        pl.concat([s.select(key) for s in scans]).collect().get_column(key).sort()
+        if scans
+        else pl.Series(key, [], schema[key])
+    )
+    first = schema.to_frame() if not scans else scans[0].head(0).collect()
+    arrow_schema = first.to_arrow().schema
+    with pq.ParquetWriter(path, arrow_schema, compression="lz4") as writer:
+        if keys.len() == 0:
+            writer.write_table(first.to_arrow())
+        for start in range(0, keys.len(), rows):
+            low, high = keys[start], keys[min(start + rows, keys.len()) - 1]
+            # literals: a text key would otherwise be read as a column name
+            between = pl.col(key).is_between(pl.lit(low, keys.dtype), pl.lit(high, keys.dtype))
+            part = pl.concat([s.filter(between) for s in scans]).collect().sort(key)
+            writer.write_table(part.to_arrow().cast(arrow_schema))
+    return keys.len()
 
 
 def _sorted_concat(parts: list[pl.DataFrame], key: str) -> pl.DataFrame:

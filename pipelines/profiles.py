@@ -111,7 +111,7 @@ class ProfileCache:
             return self.get(self.as_of).lazy()
         path = self._spill_path()
         if not path.exists():
-            self._spilled()
+            self._write_spill(path)
         return pl.scan_parquet(path)
 
     def _spill_path(self) -> Path:
@@ -123,12 +123,23 @@ class ProfileCache:
         first. Parquet with LZ4, read at ~1 GB/s; not Arrow IPC, which Polars reads by mapping
         the whole file, so a read briefly held the profile twice."""
         path = self._spill_path()
-        if path.exists():
-            return pl.read_parquet(path)
-        profile = self._build(self.as_of, None)
+        if not path.exists():
+            self._write_spill(path)
+        return pl.read_parquet(path)
+
+    def _write_spill(self, path: Path) -> None:
+        """Everyone's profile at ``as_of`` written to ``path``: by the local backend bucket by
+        bucket (never whole in memory), by another builder built and then written."""
+        from pipelines.buckets import LocalProfiles
+
+        if not self.tables:
+            raise ValueError("a ProfileCache builds profiles from the run's tables: none given")
         path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.build, LocalProfiles):
+            self.build.write(self.tables, self.as_of, self.cfg, path)
+            return
+        profile = self._build(self.as_of, None)
         profile.write_parquet(path, compression="lz4", row_group_size=WRITE_ROWS)
-        return profile
 
     def release_before(self, cut: dt.date) -> None:
         """Forget the profiles of the cuts before ``cut`` (training and holdout samples), and

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -13,7 +14,13 @@ from crm_engine.config import EngineConfig, FeaturesConfig
 from crm_engine.io import DataError, load_tables
 from features import build_profile
 from features.sample import SAMPLE_BUCKETS, CustomerSample, bucket_expr, buckets_holding
-from pipelines.buckets import bucket_count, bucketed_profile, split_tables
+from pipelines.buckets import (
+    bucket_count,
+    bucketed_profile,
+    merge_sorted_parts,
+    split_tables,
+    write_bucketed_profile,
+)
 
 CUT = dt.date(2024, 10, 1)
 
@@ -42,6 +49,37 @@ def test_bucketed_profiles_equal_the_whole_profile(
     profile = bucketed_profile(split, tables, CUT, cfg, on_bucket=lambda i, n: seen.append(i))
     assert seen == list(range(1, buckets + 1))
     assert_frame_equal(profile, whole)  # exact: the same Polars functions per customer
+    # written bucket by bucket and merged (the run's spill): the same frame, in id order
+    path = tmp_path / "spill" / "profile.parquet"
+    path.parent.mkdir()
+    assert write_bucketed_profile(split, tables, CUT, cfg, path) == whole.height
+    assert_frame_equal(pl.read_parquet(path), whole)
+    assert [f.name for f in path.parent.iterdir()] == ["profile.parquet"]  # parts removed
+
+
+def test_merging_sorted_parts_is_bounded_by_the_slice(tmp_path: Path) -> None:
+    """Parts sorted by a unique key merge into one sorted file, a slice of keys at a time;
+    with no parts, an empty file of the schema."""
+    frame = pl.DataFrame({"customer_id": range(1000), "x": [i * 0.5 for i in range(1000)]})
+    shuffled = frame.sample(fraction=1.0, shuffle=True, seed=1)
+    files = []
+    for i, part in enumerate(shuffled.slice(k, 250) for k in range(0, 1000, 250)):
+        files.append(tmp_path / f"part-{i}.parquet")
+        part.sort("customer_id").write_parquet(files[-1], row_group_size=16)
+    out = tmp_path / "merged.parquet"
+    assert merge_sorted_parts(files, "customer_id", out, frame.schema, rows=97) == 1000
+    assert_frame_equal(pl.read_parquet(out), frame)
+    assert pq.ParquetFile(out).metadata.num_row_groups == 11  # 1000 keys, 97 at a time
+    text = frame.with_columns(pl.format("c{}", "customer_id").alias("customer_id")).sort(
+        "customer_id"
+    )
+    text.slice(0, 600).write_parquet(files[0], row_group_size=16)  # text keys: literals
+    text.slice(600).write_parquet(files[1], row_group_size=16)
+    assert merge_sorted_parts(files[:2], "customer_id", out, text.schema, rows=97) == 1000
+    assert_frame_equal(pl.read_parquet(out), text)
+    empty = tmp_path / "empty.parquet"
+    assert merge_sorted_parts([], "customer_id", empty, frame.schema) == 0
+    assert_frame_equal(pl.read_parquet(empty), frame.clear())
 
 
 def test_a_sampled_profile_reads_only_its_buckets(
