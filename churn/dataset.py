@@ -27,9 +27,10 @@ def _is_numeric(dtype: pl.DataType) -> bool:
 class FeatureSpec:
     """Which columns feed a model and, for categorical ones, the categories seen in training.
 
-    Build it with :meth:`from_frame` on the training frame; :meth:`to_pandas` then turns any
-    profile frame (training, validation or scoring) into the same LightGBM matrix, with
-    categorical codes fixed by the stored categories (unseen values become missing).
+    Build it with :meth:`from_frame` on the training frame; :meth:`to_matrix` (LightGBM's) and
+    :meth:`to_pandas` (the logistic regression's) then turn any profile frame (training,
+    validation or scoring) into the same matrix, with categorical codes fixed by the stored
+    categories (unseen values become missing).
 
     Parameters
     ----------
@@ -122,8 +123,42 @@ class FeatureSpec:
                 f"{len(missing)} feature column(s) missing from the frame to score: {missing[:10]}"
             )
 
+    def _codes(self, frame: pl.DataFrame, column: str) -> pl.Series:
+        """A categorical column's codes against the stored training categories (Int32): null
+        for a missing value, and for an unseen one unless training pooled rare values in
+        ``other`` (then ``other``'s code)."""
+        categories = self.categorical[column]
+        return (
+            frame.get_column(column)
+            .cast(pl.String)
+            .replace_strict(
+                list(categories),
+                list(range(len(categories))),
+                default=categories.index(OTHER) if OTHER in categories else None,
+                return_dtype=pl.Int32,
+            )
+        )
+
+    def to_matrix(self, frame: pl.DataFrame) -> np.ndarray:
+        """The LightGBM matrix: float64, C order (as LightGBM reads it, so it makes no copy),
+        :attr:`feature_names` columns: the numeric ones, then the categorical codes (see
+        :meth:`to_pandas`); missing values NaN.
+
+        Filled a column at a time: beside the matrix it takes one column. The pandas frame
+        LightGBM was given before took, with LightGBM's own conversion, two copies more: 0.3
+        GB each on the 1M operator's 499,001 training rows. The same values: the same trees and
+        the same predictions bit for bit.
+        """
+        self.check_columns(frame)
+        out = np.empty((frame.height, len(self.feature_names)), dtype=np.float64)
+        for i, c in enumerate(self.numeric):
+            out[:, i] = frame.get_column(c).cast(pl.Float64).to_numpy()
+        for i, c in enumerate(self.categorical, start=len(self.numeric)):
+            out[:, i] = self._codes(frame, c).cast(pl.Float64).to_numpy()
+        return out
+
     def to_pandas(self, frame: pl.DataFrame) -> pd.DataFrame:
-        """The LightGBM matrix: float64 numeric columns and ``category`` columns.
+        """The logistic regression's matrix: float64 numeric columns and ``category`` columns.
 
         Categorical codes are computed against the stored training categories, so the same
         value always gets the same code; nulls become missing, and values unseen in training
@@ -136,18 +171,7 @@ class FeatureSpec:
             for i, c in enumerate(self.numeric):
                 data[c] = num[:, i]
         for c, categories in self.categorical.items():
-            codes = (
-                frame.get_column(c)
-                .cast(pl.String)
-                .replace_strict(
-                    list(categories),
-                    list(range(len(categories))),
-                    default=categories.index(OTHER) if OTHER in categories else -1,
-                    return_dtype=pl.Int32,
-                )
-                .fill_null(-1)
-                .to_numpy()
-            )
+            codes = self._codes(frame, c).fill_null(-1).to_numpy()
             data[c] = pd.Categorical.from_codes(
                 codes.astype(np.int32, copy=False),
                 categories=pd.Index(list(categories), dtype=object),

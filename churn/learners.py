@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Self
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from churn.dataset import FeatureSpec
 from crm_engine.threads import thread_count
@@ -40,15 +41,19 @@ DEFAULT_DEPTH = 6
 BOOSTER_FILE = "booster.txt"
 
 
+Matrix = np.ndarray | pd.DataFrame
+"""A learner's feature matrix (:meth:`ChurnLearner.matrix`)."""
+
+
 @dataclass(frozen=True)
 class LearnerData:
     """What a learner fits on: the training rows and the validation cut's early-stopping half,
-    as :meth:`FeatureSpec.to_pandas` matrices (numeric columns, then categorical ones with the
-    stored training categories), with their outcomes (0/1, or class indices)."""
+    as its :meth:`ChurnLearner.matrix` (numeric columns, then categorical ones with the stored
+    training categories), with their outcomes (0/1, or class indices)."""
 
-    x_train: pd.DataFrame
+    x_train: Matrix
     y_train: np.ndarray
-    x_stop: pd.DataFrame
+    x_stop: Matrix
     y_stop: np.ndarray
     spec: FeatureSpec
 
@@ -87,16 +92,22 @@ class ChurnLearner(abc.ABC):
         self.early_stopping_rounds = early_stopping_rounds
         self.seed = seed
 
+    @staticmethod
+    def matrix(spec: FeatureSpec, frame: pl.DataFrame) -> Matrix:
+        """The matrix the learner reads of a profile frame: :meth:`FeatureSpec.to_pandas`
+        (categories as ``category`` columns), unless the learner says otherwise."""
+        return spec.to_pandas(frame)
+
     @abc.abstractmethod
     def fit(self, data: LearnerData) -> Self:
         """Fit on the training rows; the stopping half chooses the model's size or penalty."""
 
     @abc.abstractmethod
-    def predict_raw(self, x: pd.DataFrame) -> np.ndarray:
+    def predict_raw(self, x: Matrix) -> np.ndarray:
         """Uncalibrated probabilities, shape ``(n,)`` (``(n, n_classes)`` for several classes)."""
 
     @abc.abstractmethod
-    def contributions(self, x: pd.DataFrame) -> np.ndarray:
+    def contributions(self, x: Matrix) -> np.ndarray:
         """Contributions to the raw log-odds, ``(n, n_features + 1)``; the last is the bias."""
 
     @abc.abstractmethod
@@ -182,6 +193,11 @@ class LightGBMLearner(ChurnLearner):
         super().__init__(lgbm_params, early_stopping_rounds, seed)
         self.objective = objective
 
+    @staticmethod
+    def matrix(spec: FeatureSpec, frame: pl.DataFrame) -> Matrix:
+        """:meth:`FeatureSpec.to_matrix`: a float64 array LightGBM reads without a copy."""
+        return spec.to_matrix(frame)
+
     def fit(self, data: LearnerData) -> Self:
         """Fit the booster on the training rows; with ``early_stopping_rounds`` (not None) stop
         on the stopping half, without it grow all ``n_estimators`` trees."""
@@ -198,24 +214,30 @@ class LightGBMLearner(ChurnLearner):
             )
             stopping["callbacks"] = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
         categorical = list(data.spec.categorical) or "auto"
-        clf.fit(data.x_train, data.y_train, categorical_feature=categorical, **stopping)
+        clf.fit(
+            data.x_train,
+            data.y_train,
+            feature_name=data.spec.feature_names,
+            categorical_feature=categorical,
+            **stopping,
+        )
         self.params_ = params
         self.booster_: lgb.Booster = clf.booster_
         best = clf.best_iteration_
         self.best_iteration_ = int(best) if best else int(clf.booster_.current_iteration())
         return self
 
-    def _predict(self, x: pd.DataFrame, **kwargs: Any) -> np.ndarray:
+    def _predict(self, x: Matrix, **kwargs: Any) -> np.ndarray:
         return np.asarray(
             self.booster_.predict(
                 x, num_iteration=self.best_iteration_, num_threads=thread_count(), **kwargs
             )
         )
 
-    def predict_raw(self, x: pd.DataFrame) -> np.ndarray:
+    def predict_raw(self, x: Matrix) -> np.ndarray:
         return self._predict(x)
 
-    def contributions(self, x: pd.DataFrame) -> np.ndarray:
+    def contributions(self, x: Matrix) -> np.ndarray:
         """TreeSHAP (``pred_contrib``)."""
         return self._predict(x, pred_contrib=True)
 

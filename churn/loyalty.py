@@ -109,9 +109,9 @@ class LoyaltyModel(FrameModel):
             objective={"objective": "multiclass", "num_class": len(classes)},
         ).fit(
             LearnerData(
-                self.feature_spec_.to_pandas(tr),
+                LightGBMLearner.matrix(self.feature_spec_, tr),
                 y_train,
-                self.feature_spec_.to_pandas(v_fit),
+                LightGBMLearner.matrix(self.feature_spec_, v_fit),
                 y_valid[fit_mask],
                 self.feature_spec_,
             )

@@ -10,13 +10,19 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
-import pandas as pd
 import polars as pl
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from churn.dataset import FeatureSpec
-from churn.learners import MAX_TREE_DEPTH, ChurnLearner, LearnerData, LightGBMLearner, lgbm_params
+from churn.learners import (
+    MAX_TREE_DEPTH,
+    ChurnLearner,
+    LearnerData,
+    LightGBMLearner,
+    Matrix,
+    lgbm_params,
+)
 from churn.linear import LogisticLearner
 from churn.metrics import binary_metrics
 from crm_engine.io import slices
@@ -210,14 +216,13 @@ class FrameModel(BaseEstimator):
     def _per_batch(
         self,
         frame: pl.DataFrame | pl.LazyFrame,
-        learner_method: Callable[[pd.DataFrame], np.ndarray],
+        learner_method: Callable[[Matrix], np.ndarray],
     ) -> np.ndarray:
         """``learner_method`` over the feature matrix of ``frame``, batch by batch."""
         # Only what the learner needs: fit calls this before it has fitted a calibrator.
         check_is_fitted(self, ("feature_spec_", "learner_"), msg=NOT_FITTED_MESSAGE)
-        parts = [
-            learner_method(self.feature_spec_.to_pandas(batch)) for batch in iter_batches(frame)
-        ]
+        matrix = self.learner_.matrix
+        parts = [learner_method(matrix(self.feature_spec_, batch)) for batch in iter_batches(frame)]
         return np.concatenate(parts, axis=0) if parts else np.empty(0)
 
     def _raw_predict(self, frame: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
@@ -394,9 +399,9 @@ class ChurnModel(FrameModel):
         if fit_mask.sum() == 0 or report_mask.sum() == 0:
             raise ValueError(f"validation frame too small to split: n_rows={valid.height}")
         self.feature_spec_ = FeatureSpec.from_frame(train, self.extra_features, self.features)
-        x_train = self.feature_spec_.to_pandas(train)
+        x_train = learner_class.matrix(self.feature_spec_, train)
         v_fit, v_rep = valid.filter(pl.Series(fit_mask)), valid.filter(pl.Series(report_mask))
-        x_stop = self.feature_spec_.to_pandas(v_fit)
+        x_stop = learner_class.matrix(self.feature_spec_, v_fit)
         learner = learner_class(self.lgbm_params, self.early_stopping_rounds, self.seed)
         self.learner_ = learner.fit(
             LearnerData(x_train, y_train, x_stop, y_valid[fit_mask], self.feature_spec_)
