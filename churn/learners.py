@@ -98,6 +98,12 @@ class ChurnLearner(abc.ABC):
         (categories as ``category`` columns), unless the learner says otherwise."""
         return spec.to_pandas(frame)
 
+    @staticmethod
+    def training_rows(n: int, seed: int) -> np.ndarray | None:
+        """Which of ``n`` training rows the learner fits on (None: all of them); the model
+        builds the matrix of those rows only."""
+        return None
+
     @abc.abstractmethod
     def fit(self, data: LearnerData) -> Self:
         """Fit on the training rows; the stopping half chooses the model's size or penalty."""

@@ -204,6 +204,14 @@ def _sources(transformer: ColumnTransformer, spec: FeatureSpec) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
+def sampled_rows(n: int, seed: int = 0, max_rows: int = LOGISTIC_MAX_ROWS) -> np.ndarray | None:
+    """The training rows :func:`fit_linear` fits on when there are more than ``max_rows``: a
+    seeded random sample, in order; None: all ``n``."""
+    if n <= max_rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
+
+
 def fit_linear(
     x_train: pd.DataFrame,
     y_train: np.ndarray,
@@ -219,8 +227,8 @@ def fit_linear(
     The ``grid`` is walked from the smallest ``C`` up, each fit warm-started from the last
     (see :data:`SOLVER`).
     """
-    if len(x_train) > max_rows:
-        keep = np.sort(np.random.default_rng(seed).choice(len(x_train), max_rows, replace=False))
+    keep = sampled_rows(len(x_train), seed, max_rows)
+    if keep is not None:
         x_train, y_train = x_train.iloc[keep], y_train[keep]
     transformer = _transformer(spec).fit(x_train)
     z = np.asarray(transformer.transform(x_train), dtype=np.float64)
@@ -280,6 +288,11 @@ class LogisticLearner(ChurnLearner):
     name: ClassVar[str] = "logistic"
     param_prefix: ClassVar[str] = "logistic"
     best_iteration_: int = 0
+
+    @staticmethod
+    def training_rows(n: int, seed: int) -> np.ndarray | None:
+        """:func:`sampled_rows`: the matrix of the other rows is never built."""
+        return sampled_rows(n, seed)
 
     def fit(self, data: LearnerData) -> Self:
         """:func:`fit_linear`: ``C`` chosen by log-loss on the stopping half."""

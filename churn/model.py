@@ -399,12 +399,14 @@ class ChurnModel(FrameModel):
         if fit_mask.sum() == 0 or report_mask.sum() == 0:
             raise ValueError(f"validation frame too small to split: n_rows={valid.height}")
         self.feature_spec_ = FeatureSpec.from_frame(train, self.extra_features, self.features)
-        x_train = learner_class.matrix(self.feature_spec_, train)
+        rows = learner_class.training_rows(train.height, self.seed)
+        x_train = learner_class.matrix(self.feature_spec_, train if rows is None else train[rows])
+        y_fit = y_train if rows is None else y_train[rows]
         v_fit, v_rep = valid.filter(pl.Series(fit_mask)), valid.filter(pl.Series(report_mask))
         x_stop = learner_class.matrix(self.feature_spec_, v_fit)
         learner = learner_class(self.lgbm_params, self.early_stopping_rounds, self.seed)
         self.learner_ = learner.fit(
-            LearnerData(x_train, y_train, x_stop, y_valid[fit_mask], self.feature_spec_)
+            LearnerData(x_train, y_fit, x_stop, y_valid[fit_mask], self.feature_spec_)
         )
         del x_train, x_stop
         raw_fit = self._raw_predict(v_fit)

@@ -22,6 +22,7 @@ from churn.model import ChurnModel
 from churn.plots import plot_importance, plot_learning_curve, plot_lift, plot_reliability
 from churn.scoring import train_churn, train_churn_learners, train_loyalty
 from crm_engine.config import FeaturesConfig, PipelineConfig
+from crm_engine.memory import release_freed
 from features import (
     PointInTime,
     frequent_values,
@@ -145,6 +146,7 @@ def train_models(
     cuts = training_cuts(at.as_of, h, n, step)
     extra = churn_cfg.extra_features
     train, valid = build_training_frames(at, cfg.features, extra, h, n, step)
+    release_freed()  # what building the cuts' profiles left: ~0.45 GB at 1M customers
     declared = profile_features(at.tables, cfg.features)
     text = [c for c in (*declared, *extra) if train.schema[c] == pl.String]
     keep = frequent_values(train, dict.fromkeys(text), cfg.features.min_category_customers)
@@ -155,6 +157,7 @@ def train_models(
         earlier = surveyed_snapshots(at, cfg.features, extra, h, n, wanted, step)
         earlier = None if earlier is None else pool_rare(earlier, keep)
     at.release()  # every frame is built: the cuts' profiles are not needed to fit
+    release_freed()  # (the call graph too, when released)
     churn, *challengers = train_churn_learners(train, valid, churn_cfg, declared)
     curve: list[dict[str, float]] = []
     if churn_cfg.learning_curve:

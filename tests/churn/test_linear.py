@@ -130,3 +130,35 @@ def test_the_logged_parameters_name_their_learner(
         params = ChurnTraining(model, None, cuts, 90, pl.DataFrame()).params()
         own = {k.split(".", 1)[1] for k in params if k.startswith(f"{prefix}.")}
         assert own == set(model.params_) and own, params
+
+
+def test_the_model_builds_the_matrix_of_the_sampled_rows_only(
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the row cap the model hands the learner only the sampled rows' matrix (at 1M
+    customers the pandas matrix of all 499,001 rows took 0.3 GB to fit on 100,000): the same
+    fit as sampling the whole matrix inside ``fit_linear``."""
+    import churn.linear
+
+    train, valid, _ = cuts
+    cap = train.height // 3
+    monkeypatch.setattr(churn.linear, "LOGISTIC_MAX_ROWS", cap)
+    monkeypatch.setattr(
+        churn.linear.LogisticLearner,
+        "training_rows",
+        staticmethod(lambda n, seed: churn.linear.sampled_rows(n, seed, cap)),
+    )
+    cfg = ChurnConfig(model="logistic")
+    sampled = train_churn(train, valid, cfg)
+    assert sampled.params_["train_rows"] == cap
+    spec, fit = sampled.feature_spec_, validation_halves(valid, 0)[0]
+    whole = churn.linear.fit_linear(
+        spec.to_pandas(train),
+        train[LABEL].cast(pl.Int8).to_numpy(),
+        spec.to_pandas(valid.filter(pl.Series(fit))),
+        valid[LABEL].cast(pl.Int8).to_numpy()[fit],
+        spec,
+        max_rows=cap,
+    )
+    np.testing.assert_array_equal(sampled.learner_.linear_.coef, whole.coef)
+    assert sampled.learner_.linear_.intercept == whole.intercept
