@@ -184,7 +184,11 @@ class CallGraph:
         local = np.zeros(n, dtype=self.low.dtype)  # 4 bytes an edge end, as the pairs
         local[nodes] = np.arange(len(nodes))
         positive = weight if weight.min(initial=0.0) >= 0 else np.clip(weight, 0.0, None)
-        rank = _rank(local[a], local[b], positive, len(nodes), cfg.pagerank_iterations)
+        # rows b, columns a: each row's columns then come in order (below the row from the
+        # pairs' second halves, above it from the first), so nothing is sorted
+        rank = _rank(
+            local[b], local[a], positive, len(nodes), cfg.pagerank_iterations, symmetric=True
+        )
         del positive
         columns = influence_columns(cfg)
         values = {

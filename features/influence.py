@@ -122,8 +122,15 @@ def _rank(
     n: int,
     iterations: int,
     damping: float = _DAMPING,
+    *,
+    symmetric: bool = False,
 ) -> np.ndarray:
-    """PageRank of the ``n`` nodes of the weighted edges ``i -> j``, top node 1."""
+    """PageRank of the ``n`` nodes of the weighted edges ``i -> j``, top node 1.
+
+    ``symmetric``: every edge is there both ways with the same weight (an undirected graph);
+    the matrix is then its own transpose, which is not built. Edges given by row and then by
+    column (:meth:`features.callgraph.CallGraph.scores` gives them so) need no sorting either.
+    """
     if n == 0:
         return np.empty(0)
     matrix = sp.csr_matrix((weight, (i, j)), shape=(n, n))
@@ -137,7 +144,8 @@ def _rank(
     inv = np.divide(1.0, out_weight, out=np.zeros(n), where=~dangling)
     # The transpose of diag(inv) @ matrix, scaled in place after transposing (the same
     # products, so the same bits): one copy of the matrix alive at a time beside it, not two.
-    transition_t = matrix.T.tocsr()
+    # A symmetric matrix in canonical layout is its transpose's, entry for entry.
+    transition_t = matrix if symmetric else matrix.T.tocsr()
     del matrix
     transition_t.sort_indices()
     data, columns = transition_t.data, transition_t.indices
