@@ -181,23 +181,27 @@ class CallGraph:
         degree = np.bincount(a, minlength=n)
         nodes = np.flatnonzero(degree > 0)
         k = degree[nodes].astype(np.float64)
-        local = np.zeros(n, dtype=self.low.dtype)  # 4 bytes an edge end, as the pairs
-        local[nodes] = np.arange(len(nodes))
-        positive = weight if weight.min(initial=0.0) >= 0 else np.clip(weight, 0.0, None)
-        # rows b, columns a: each row's columns then come in order (below the row from the
-        # pairs' second halves, above it from the first), so nothing is sorted
-        rank = _rank(
-            local[b], local[a], positive, len(nodes), cfg.pagerank_iterations, symmetric=True
-        )
-        del positive
-        columns = influence_columns(cfg)
         values = {
             "n_contacts": degree[nodes].astype(np.int64),
             "call_minutes_12m": np.round(np.bincount(a, weight, n)[nodes], 6),
             "outside_region_share": np.bincount(a, outside, n)[nodes] / k,
-            "influence_score": rank,
             f"churned_contacts_share_{cfg.contagion_days}d": np.bincount(a, gone[b], n)[nodes] / k,
         }
+        del outside, degree, k, region, gone
+        local = np.zeros(n, dtype=self.low.dtype)  # 4 bytes an edge end, as the pairs
+        local[nodes] = np.arange(len(nodes))
+        # rows b, columns a: each row's columns then come in order (below the row from the
+        # pairs' second halves, above it from the first), so nothing is sorted; the edges'
+        # own arrays are freed before PageRank's matrices are built
+        rows, cols = local[b], local[a]
+        del a, b, local
+        positive = weight if weight.min(initial=0.0) >= 0 else np.clip(weight, 0.0, None)
+        del weight
+        values["influence_score"] = _rank(
+            rows, cols, positive, len(nodes), cfg.pagerank_iterations, symmetric=True
+        )
+        del rows, cols, positive
+        columns = influence_columns(cfg)
         return pl.DataFrame(
             {"customer_id": self.nodes.gather(nodes), **{c: values[c] for c in columns}}
         ).cast(dict(columns))  # type: ignore[arg-type]  # empty bincounts are integers

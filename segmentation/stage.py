@@ -161,13 +161,17 @@ def segment_customers(
             usable_previous = None
     needed = list(dict.fromkeys(features + (usable_previous.features_ if usable_previous else [])))
     read = [c for c in PROFILE_TABLE_COLUMNS if c in columns]
-    profile = profile.lazy().select(list(dict.fromkeys([*read, *needed]))).collect()
+    source = profile.lazy().select(list(dict.fromkeys([*read, *needed])))
+    profile = source.collect()
     if profile.height == 0:
         raise ValueError("cannot segment an empty profile (0 customers)")
     cuts = spend_cut_points(profile, cfg.spend_cut_points)
     k_min = (features_cfg or FeaturesConfig()).min_category_customers
     text = [c for c in needed if profile.schema[c] == pl.String]
     X = pool_rare(profile.select(needed), frequent_values(profile, text, k_min)).to_pandas()
+    # X holds the features while the models fit; the table's columns are read again after
+    # (at 10M customers the two copies were ~2 GB of the run's peak)
+    profile = profile.select(read)
 
     t0 = time.perf_counter()
     model = build_segmenter(cfg, features).fit(X)
@@ -197,6 +201,7 @@ def segment_customers(
         }
     t_align = time.perf_counter() - t0 - t_fit
     del X  # the model's inputs of everyone (1.1 GB at 10M customers): its labels are kept
+    profile = source.collect()
 
     assignments = profile.select(
         pl.col("customer_id"),

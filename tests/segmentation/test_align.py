@@ -43,6 +43,8 @@ def test_migration_matrix_counts_every_customer_once() -> None:
     assert mig.schema["customers"] == pl.Int64
     row = mig.filter((pl.col("previous_segment_id") == 1) & (pl.col("segment_id") == 0))
     assert row["customers"].item() == 1
+    assert row.select("previous_segment_name", "segment_name").row(0) == ("b", "a")
+    assert mig.height == 5  # the five (old, new) pairs that occur
     assert abs(row["share_of_previous"].item() - 1 / 3) < 1e-12
     wide = migration_table(mig)
     assert wide.filter(pl.col("previous_segment_id") == 0).select("0", "3").row(0) == (1, 1)
