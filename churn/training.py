@@ -157,7 +157,7 @@ def train_models(
         earlier = surveyed_snapshots(at, cfg.features, extra, h, n, wanted, step)
         earlier = None if earlier is None else pool_rare(earlier, keep)
     at.release()  # every frame is built: the cuts' profiles are not needed to fit
-    release_freed()  # (the call graph too, when released)
+    release_freed(collect=False)  # the call graph, when released (no cycles: no collection)
     churn, *challengers = train_churn_learners(train, valid, churn_cfg, declared)
     curve: list[dict[str, float]] = []
     if churn_cfg.learning_curve:

@@ -257,6 +257,10 @@ def write_bucketed_profile(
     stages after it); a bucket's part is 1/K of that.
     """
     schema, parts = _finished_parts(split, tables, cut, cfg, None, graph)
+    if split is None or split.buckets == 1:  # one part: it is the file, nothing to merge
+        part = next(parts).sort("customer_id")
+        part.write_parquet(path, compression="lz4", row_group_size=WRITE_ROWS)
+        return part.height
     directory = path.with_name(path.stem + ".parts")
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
