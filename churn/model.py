@@ -83,7 +83,7 @@ def iter_batches(
     frame: pl.DataFrame | pl.LazyFrame, rows: int | None = None
 ) -> Iterator[pl.DataFrame]:
     """:func:`crm_engine.io.slices` of at most ``rows`` rows (default
-    :data:`SCORING_BATCH_ROWS`: bounded memory for the pandas matrix)."""
+    :data:`SCORING_BATCH_ROWS`: bounded memory for the learner's matrix)."""
     return slices(frame, rows or SCORING_BATCH_ROWS)
 
 
