@@ -4,9 +4,10 @@ them; and the two facts about the inputs a run reads once."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 
@@ -17,6 +18,7 @@ from features.window import DataStart, data_start
 
 __all__ = [
     "ColumnReader",
+    "ExpectingBuilder",
     "Profile",
     "ProfileBuilder",
     "ProfileCache",
@@ -28,6 +30,16 @@ ProfileBuilder = Callable[
     [dict[str, pl.LazyFrame], dt.date, FeaturesConfig, CustomerSample | None], pl.DataFrame
 ]
 """Computes the collected profile at a cut: ``(tables, cut, features config, sample)``."""
+
+
+@runtime_checkable
+class ExpectingBuilder(Protocol):
+    """A :data:`ProfileBuilder` that computes a part of several cuts together (the Spark
+    backend's call graph: one PageRank for all), told which cuts are coming."""
+
+    def expect(
+        self, tables: dict[str, pl.LazyFrame], cuts: Sequence[dt.date], cfg: FeaturesConfig
+    ) -> None: ...
 
 
 def local_profile(
@@ -91,6 +103,12 @@ class ProfileCache:
         if key not in self._profiles:
             self._profiles[key] = self._build(cut, sample)
         return self._profiles[key]
+
+    def expect(self, cuts: Sequence[dt.date]) -> None:
+        """Tell the builder which cuts are about to be asked for, so that one that computes a
+        part of several cuts together does it once for them (:class:`ExpectingBuilder`)."""
+        if isinstance(self.build, ExpectingBuilder):
+            self.build.expect(self.tables, cuts, self.cfg)
 
     def take(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
         """The profile of :meth:`get`, handed over: an earlier cut's profile leaves the cache

@@ -116,6 +116,7 @@ class StageContext:
             as_of=self.as_of,
             tables=self.tables,
             profile_at=cache.get,
+            expect=cache.expect,
             start=cache.data_start(),
             sample=self.bounded_sample(max_customers),
             n_customers=cache.customers(),
@@ -327,7 +328,7 @@ def run_pipeline(
 
             # the session opens at the first profile and is stopped when the run ends,
             # committed or not
-            build_profile = spark_backend(cfg, stack)
+            build_profile = spark_backend(cfg, stack, scratch / "callgraph")
         else:
             build_profile = _split(cfg, tables, as_of, scratch / "buckets", state, progress)
         ctx = StageContext(

@@ -1,18 +1,24 @@
-"""Call-graph features on Spark: the distributed twin of :func:`features.influence.add_influence`.
+"""Call-graph features on Spark: the distributed twin of :class:`features.callgraph.CallGraph`.
 
-Every step is a Spark join or group-by over the edge list, PageRank included (one job per
-iteration, the rank ``localCheckpoint``-ed); only two counts come back to the driver. The
-results match the local Polars implementation: minutes and shares bit for bit (the pair and
-per-customer minutes are rounded to 6 decimals the same way), PageRank to float rounding.
-The local module stays the reference: its constants and output columns are imported from it.
+``calls`` is read once per run into minutes per undirected pair and month
+(:func:`pair_months_frame`); the columns of any number of cuts then come from it in one go
+(:func:`influence_frame`): each cut's edges and sums per customer are Spark joins and
+group-bys keyed by the cut (``_cut``), and each cut's PageRank is the local scipy code in one
+task of its own (:func:`pagerank_frame`), the cuts in parallel. Nothing per customer comes
+back to the driver: :class:`SparkCallGraph` has the executors write the columns as Parquet.
+The results match the local implementation: counts and minutes (rounded to 6 decimals)
+exactly, shares and PageRank to float rounding. The local module stays the reference: its
+constants, output columns and PageRank are imported from it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import polars as pl
-from pyspark import StorageLevel
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -21,7 +27,17 @@ from crm_engine.config import FeaturesConfig
 from features.influence import _DAMPING, _MONTHS, influence_columns
 from features.window import trailing_months
 
-__all__ = ["influence_frame", "pagerank_frame", "undirected_edges_frame"]
+__all__ = [
+    "CUT",
+    "SparkCallGraph",
+    "cut_edges_frame",
+    "influence_frame",
+    "pagerank_frame",
+    "pair_months_frame",
+]
+
+CUT = "_cut"
+"""The column naming the cut (a date) each row of the frames here belongs to."""
 
 _SPARK_TYPES: dict[type[pl.DataType], T.DataType] = {
     pl.Int64: T.LongType(),
@@ -39,68 +55,75 @@ def _round6(col: Column) -> Column:
     return F.rint(col * F.lit(1e6)) / F.lit(1e6)
 
 
-def _exact_sum(col: Column, scale: int) -> Column:
-    """Sum of ``col`` over a group as a double: the same bits in any row order.
-
-    ``F.sum`` of doubles adds partial sums in the order shuffle blocks arrive, which varies
-    with the file layout and the cluster; the local ``pagerank`` guarantees that the same
-    graph gives the same bits, and so must this (rows after ``as_of`` cannot change a
-    score). Each term is rounded once to a fixed-point decimal (a function of the term
-    alone) and decimals add exactly, so the sum cannot depend on the order; the result
-    differs from a double sum in the last bits only. (Sorting each group's terms before
-    adding them, the way to the same bits with doubles, gathers all of a node's in-edges
-    into one array in one task: a hub's contacts at once. At 1M customers both take the
-    same time.)
-
-    ``scale`` decimals of 38 digits: 36 for ranks and their terms (a sum of ranks is at most
-    1, and 1e-36 of a rank of 1e-9 is far below a double's last bit), 18 for minutes.
-    """
-    return F.sum(col.cast(T.DecimalType(38, scale))).cast("double")
-
-
-def undirected_edges_frame(calls: DataFrame, as_of: dt.date) -> DataFrame:
-    """Undirected call graph of the trailing 12 complete months, as in ``undirected_edges``.
+def pair_months_frame(calls: DataFrame) -> DataFrame:
+    """Minutes and calls per undirected pair and month: what every cut's edges are summed from.
 
     Parameters
     ----------
     calls
         ``caller_id``, ``callee_id``, ``month`` (date), ``minutes``, ``n_calls``.
-    as_of
-        First day not observed: only months that end on or before it count, each month
-        truncated to its first day first (a mid-month date cannot bring a partial month in).
 
     Returns
     -------
     DataFrame
-        ``customer_id``, ``contact_id``, ``minutes`` (double, summed over both directions
-        and all months, rounded to 6 decimals), ``n_calls`` (long): one row per (a, b) and
-        one per (b, a); self-calls dropped.
+        ``_low``, ``_high`` (the pair's smaller and larger id), ``_month`` (the month's first
+        day: a mid-month date counts in its month), ``minutes`` (double) and ``n_calls``
+        (long), null where every call of the pair that month had none; self-calls dropped.
     """
-    start, last = trailing_months(as_of, _MONTHS)  # last: features.window.last_complete_month
-    month = F.trunc(F.col("month"), "month")
-    recent = calls.where(
-        (month >= F.lit(start))
-        & (month <= F.lit(last))
-        & (F.col("caller_id") != F.col("callee_id"))
+    return (
+        calls.where(F.col("caller_id") != F.col("callee_id"))
+        .groupBy(
+            F.least("caller_id", "callee_id").alias("_low"),
+            F.greatest("caller_id", "callee_id").alias("_high"),
+            F.trunc(F.col("month"), "month").alias("_month"),
+        )
+        .agg(
+            F.sum(F.col("minutes").cast("double")).alias("minutes"),
+            F.sum(F.col("n_calls").cast("long")).alias("n_calls"),
+        )
     )
-    pairs = recent.groupBy(
-        F.least("caller_id", "callee_id").alias("_low"),
-        F.greatest("caller_id", "callee_id").alias("_high"),
-    ).agg(
+
+
+def cut_edges_frame(spark: SparkSession, pairs: DataFrame, cuts: Sequence[dt.date]) -> DataFrame:
+    """The undirected call graph of each cut's trailing 12 complete months, as
+    ``features.influence.undirected_edges`` gives it for one.
+
+    Parameters
+    ----------
+    spark
+        The session.
+    pairs
+        :func:`pair_months_frame` of the calls.
+    cuts
+        The cuts (first days not observed): a month counts for a cut when it ends on or
+        before it.
+
+    Returns
+    -------
+    DataFrame
+        ``_cut``, ``customer_id``, ``contact_id``, ``minutes`` (double, summed over both
+        directions and the months, rounded to 6 decimals), ``n_calls`` (long): per cut one
+        row per (a, b) and one per (b, a).
+    """
+    windows = spark.createDataFrame(
+        [(cut, *trailing_months(cut, _MONTHS)) for cut in cuts],
+        f"{CUT} date, _start date, _last date",
+    )
+    month = F.col("_month")
+    recent = pairs.join(
+        F.broadcast(windows), (month >= F.col("_start")) & (month <= F.col("_last"))
+    )
+    summed = recent.groupBy(CUT, "_low", "_high").agg(
         # Polars sums nulls as 0 (and an all-null group to 0); Spark would give null.
-        _round6(F.coalesce(F.sum(F.col("minutes").cast("double")), F.lit(0.0))).alias("minutes"),
-        F.coalesce(F.sum(F.col("n_calls").cast("long")), F.lit(0)).alias("n_calls"),
+        _round6(F.coalesce(F.sum("minutes"), F.lit(0.0))).alias("minutes"),
+        F.coalesce(F.sum("n_calls"), F.lit(0)).cast("long").alias("n_calls"),
     )
-    return pairs.select(
-        F.explode(
-            F.array(
-                F.struct(F.col("_low").alias("a"), F.col("_high").alias("b")),
-                F.struct(F.col("_high").alias("a"), F.col("_low").alias("b")),
-            )
-        ).alias("_e"),
-        "minutes",
-        "n_calls",
-    ).select(
+    both_ways = F.array(
+        F.struct(F.col("_low").alias("a"), F.col("_high").alias("b")),
+        F.struct(F.col("_high").alias("a"), F.col("_low").alias("b")),
+    )
+    return summed.select(CUT, F.explode(both_ways).alias("_e"), "minutes", "n_calls").select(
+        CUT,
         F.col("_e.a").alias("customer_id"),
         F.col("_e.b").alias("contact_id"),
         "minutes",
@@ -108,215 +131,218 @@ def undirected_edges_frame(calls: DataFrame, as_of: dt.date) -> DataFrame:
     )
 
 
-def pagerank_frame(
-    spark: SparkSession,
-    edges: DataFrame,
-    iterations: int = 20,
-    damping: float = _DAMPING,
-    checkpoint_every: int = 1,
-) -> DataFrame:
-    """Weighted PageRank of an edge list, normalised so the top node scores 1 (``pagerank``).
+def _rank_task(
+    id_type: pa.DataType, iterations: int, damping: float
+) -> Callable[[pa.Table], pa.Table]:
+    """The ``applyInArrow`` function ranking one cut's graph with the local
+    :func:`features.influence.pagerank` (a closure: PySpark reads the eval type off the
+    function's type hints)."""
 
-    The same iteration as the scipy one: the nodes are every id seen as ``customer_id`` or
-    ``contact_id``; a node's out-weights (``minutes``, null and negative as 0) are scaled by
-    the inverse of their sum; nodes whose out-weights sum to 0 are dangling and spread
-    their rank evenly; rank starts at ``1/n`` and each step is
-    ``(1 - d)/n + d * (sum of rank * weight share over in-edges + dangling mass / n)``.
-    A step is a Spark job: the edge list joined to the rank and grouped by the receiving
-    node, with the dangling mass as a one-row aggregate cross-joined in. Duplicate
-    (a, b) rows add up, as scipy's duplicate entries do. Sums add their terms exactly, as
-    fixed-point decimals, so the same graph gives the same bits whatever the row order or
-    partitioning.
+    def run(edges: pa.Table) -> pa.Table:
+        from features.influence import pagerank
+
+        frame = pl.from_arrow(edges)
+        assert isinstance(frame, pl.DataFrame)
+        cut = frame.get_column(CUT)[0]
+        ranks = pagerank(frame.drop(CUT), iterations, damping)
+        out = ranks.select(pl.lit(cut, pl.Date).alias(CUT), "customer_id", "influence_score")
+        return out.to_arrow().cast(
+            pa.schema(
+                [(CUT, pa.date32()), ("customer_id", id_type), ("influence_score", pa.float64())]
+            )
+        )
+
+    return run
+
+
+def pagerank_frame(edges: DataFrame, iterations: int = 20, damping: float = _DAMPING) -> DataFrame:
+    """Weighted PageRank of each cut's edge list, normalised so that the cut's top node
+    scores 1: :func:`features.influence.pagerank`, the local code, in one task per cut.
+
+    A cut's graph is ranked whole in one Python task (``groupBy(cut).applyInArrow``), so the
+    cuts run in parallel and each gives the local result bit for bit (the same graph in any
+    row order gives the same bits). A task holds its cut's edges about three times over
+    (Arrow, the index arrays, the sparse matrix): by that count about 100 bytes an edge,
+    0.3 GB for the 2.7M edges of the generated 1M-customer operator (not measured). A
+    PageRank of Spark joins (a job per step, the rank shuffled to the edges) took 95 s for
+    one cut of that operator on ``local[2]`` and overran 14 GB with seven cuts; the columns
+    of those seven cuts, PageRank in tasks, took 68 s.
 
     Parameters
     ----------
-    spark
-        The session (its ``spark.sql.shuffle.partitions`` partitions the edge list).
     edges
-        ``customer_id``, ``contact_id``, ``minutes``.
+        ``_cut``, ``customer_id``, ``contact_id``, ``minutes``.
     iterations
         Power iterations.
     damping
         Probability of following an edge rather than jumping anywhere.
-    checkpoint_every
-        ``localCheckpoint()`` the rank every this many iterations (and after the last):
-        cuts the lineage and the plan, which otherwise doubles with every iteration (the
-        rank is read by the edge join and by the dangling mass).
 
     Returns
     -------
     DataFrame
-        ``customer_id``, ``influence_score`` (double, in (0, 1]), one row per node.
+        ``_cut``, ``customer_id``, ``influence_score`` (double, in (0, 1]): per cut, one row
+        per node.
     """
-    id_type = edges.schema["customer_id"].dataType
-    weighted = edges.select(
-        F.col("customer_id").alias("_src"),
-        F.col("contact_id").cast(id_type).alias("_dst"),
-        F.greatest(F.coalesce(F.col("minutes").cast("double"), F.lit(0.0)), F.lit(0.0)).alias("_w"),
-    )
-    out_weight = weighted.groupBy("_src").agg(_exact_sum(F.col("_w"), 18).alias("_out"))
-    ids = (
-        weighted.select(F.col("_src").alias("_node"))
-        .union(weighted.select(F.col("_dst").alias("_node")))
-        .distinct()
-    )
-    nodes = (
-        ids.join(out_weight.withColumnRenamed("_src", "_node"), on="_node", how="left")
-        .select(
-            "_node",
-            (F.coalesce(F.col("_out"), F.lit(0.0)) <= F.lit(0.0)).alias("_dangling"),
-            # scipy: inv = 1/out, then diag(inv) @ matrix (inv * w, not w / out).
-            F.when(F.col("_out") > F.lit(0.0), F.lit(1.0) / F.col("_out"))
-            .otherwise(F.lit(0.0))
-            .alias("_inv"),
-        )
-        .localCheckpoint()
-    )
-    counts = nodes.agg(
-        F.count(F.lit(1)).alias("n"), F.sum(F.col("_dangling").cast("long")).alias("dangling")
-    ).first()
-    n, n_dangling = int(counts["n"]), int(counts["dangling"] or 0)
-    if n == 0:
-        schema = T.StructType(
-            [
-                T.StructField("customer_id", id_type),
-                T.StructField("influence_score", T.DoubleType()),
-            ]
-        )
-        return spark.createDataFrame([], schema)
-    # Read by every step: cached (not checkpointed) hash-partitioned on the join key, so a
-    # step shuffles the rank (a row per node) to it rather than the edges (a row per edge).
-    partitions = int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
-    transition = (
-        weighted.join(nodes.select(F.col("_node").alias("_src"), "_inv"), on="_src")
-        .select("_src", "_dst", (F.col("_inv") * F.col("_w")).alias("_p"))
-        .where(F.col("_p") != F.lit(0.0))  # zero entries add nothing
-        .repartition(partitions, "_src")
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    # Every node receives a 0 term (which adds nothing to an exact sum), so one group-by
-    # gives every node its next rank and dangling flag.
-    zeros = nodes.select("_node", F.lit(0.0).alias("_term"), "_dangling")
-    rank = nodes.select("_node", "_dangling", F.lit(1.0 / n).alias("_rank"))
-    base = (1.0 - damping) / n
-    for step in range(1, iterations + 1):
-        terms = transition.join(rank.select(F.col("_node").alias("_src"), "_rank"), on="_src")
-        received = (
-            terms.select(
-                F.col("_dst").alias("_node"),
-                (F.col("_p") * F.col("_rank")).alias("_term"),
-                F.lit(False).alias("_dangling"),
-            )
-            .unionByName(zeros)
-            .groupBy("_node")
-            .agg(_exact_sum(F.col("_term"), 36).alias("_in"), F.max("_dangling").alias("_dangling"))
-        )
-        if n_dangling:
-            # One row: the rank of the dangling nodes (a few, as a rule), summed exactly.
-            mass = (
-                rank.where(F.col("_dangling"))
-                .agg(_exact_sum(F.col("_rank"), 36).alias("_mass"))
-                .select(F.coalesce(F.col("_mass"), F.lit(0.0)).alias("_mass"))
-            )
-            received = received.crossJoin(mass)
-        else:
-            received = received.withColumn("_mass", F.lit(0.0))
-        rank = received.select(
-            "_node",
-            "_dangling",
-            (
-                F.lit(base) + F.lit(damping) * (F.col("_in") + F.col("_mass") / F.lit(float(n)))
-            ).alias("_rank"),
-        )
-        if step % checkpoint_every == 0 or step == iterations:
-            rank = rank.localCheckpoint()
-    transition.unpersist()  # the last rank is checkpointed: nothing reads it any more
-    top = rank.agg(F.max("_rank").alias("_top"))
-    return rank.crossJoin(top).select(
-        F.col("_node").alias("customer_id"),
-        (F.col("_rank") / F.col("_top")).alias("influence_score"),
+    id_field = edges.schema["customer_id"].dataType
+    id_type = pa.string() if isinstance(id_field, T.StringType) else pa.int64()
+    ddl = f"{CUT} date, customer_id {id_field.simpleString()}, influence_score double"
+    task = _rank_task(id_type, iterations, damping)
+    return (
+        edges.select(CUT, "customer_id", "contact_id", "minutes")
+        .groupBy(CUT)
+        .applyInArrow(task, ddl)
     )
 
 
 def influence_frame(
     spark: SparkSession,
-    calls: DataFrame,
+    pairs: DataFrame,
     customers: DataFrame,
-    as_of: dt.date,
+    cuts: Sequence[dt.date],
     cfg: FeaturesConfig,
 ) -> DataFrame:
-    """The call-graph columns of ``add_influence``, one row per node of the graph.
+    """The call-graph columns of ``add_influence`` at each cut, one row per node of the cut's
+    graph.
 
     Over the calls of the trailing 12 complete months, undirected: ``n_contacts``,
     ``call_minutes_12m``, ``outside_region_share`` (contacts who are not customers signed up
-    before ``as_of`` count as not outside), ``influence_score`` (weighted PageRank, top node
+    before the cut count as not outside), ``influence_score`` (weighted PageRank, top node
     = 1) and ``churned_contacts_share_<contagion_days>d`` (contacts whose ``churn_date``
-    lies in ``[as_of - contagion_days, as_of)``).
+    lies in ``[cut - contagion_days, cut)``).
 
     Parameters
     ----------
     spark
         The session.
-    calls
-        The calls table with its contract columns (``caller_id``, ``callee_id``, ``month``,
-        ``minutes``, ``n_calls``).
+    pairs
+        :func:`pair_months_frame` of the calls table.
     customers
         The customers table (``customer_id``, ``region``, ``signup_date``, ``churn_date``
         are read), unique on ``customer_id``.
-    as_of
-        First day not observed.
+    cuts
+        The cuts (first days not observed), computed together.
     cfg
         ``contagion_days`` and ``pagerank_iterations`` are read.
 
     Returns
     -------
     DataFrame
-        ``customer_id`` and the columns of ``features.influence.influence_columns(cfg)``
-        (Int64 as long, Float64 as double), in that order. One row per id in the graph,
-        non-customer contacts included; customers without calls have no row (the caller
-        joins onto the profile and fills 0, as ``add_influence`` does).
+        ``_cut``, ``customer_id`` and the columns of ``features.influence.
+        influence_columns(cfg)`` (Int64 as long, Float64 as double), in that order. Per cut
+        one row per id in the graph, non-customer contacts included; customers without
+        calls have no row (the caller joins onto the profile and fills 0, as
+        ``add_influence`` does).
     """
-    edges = undirected_edges_frame(calls, as_of).localCheckpoint()
-    known = customers.where(F.col("signup_date") < F.lit(as_of)).select(
-        "customer_id", "region", "churn_date"
-    )
-    contagion_start = as_of - dt.timedelta(days=cfg.contagion_days)
-    contagion = f"churned_contacts_share_{cfg.contagion_days}d"
+    edges = cut_edges_frame(spark, pairs, cuts).localCheckpoint()
+    people = customers.select("customer_id", "region", "signup_date", "churn_date")
     enriched = edges.join(
-        known.select(
+        people.select(
             F.col("customer_id").alias("contact_id"),
             F.col("region").alias("_contact_region"),
+            F.col("signup_date").alias("_contact_signup"),
             F.col("churn_date").alias("_contact_churn"),
         ),
         on="contact_id",
         how="left",
     ).join(
-        known.select("customer_id", F.col("region").alias("_own_region")),
+        people.select(
+            "customer_id",
+            F.col("region").alias("_own_region"),
+            F.col("signup_date").alias("_own_signup"),
+        ),
         on="customer_id",
         how="left",
     )
-    # A null on either side (no region, no churn date, not a known customer) is False.
-    outside = F.coalesce(F.col("_contact_region") != F.col("_own_region"), F.lit(False))
-    churned = F.coalesce(
-        (F.col("_contact_churn") >= F.lit(contagion_start))
-        & (F.col("_contact_churn") < F.lit(as_of)),
+    cut = F.col(CUT)
+    contact_known = F.col("_contact_signup") < cut
+    # A null on either side (no region, no churn date, not a customer known at the cut) is
+    # False.
+    outside = F.coalesce(
+        contact_known
+        & (F.col("_own_signup") < cut)
+        & (F.col("_contact_region") != F.col("_own_region")),
         F.lit(False),
     )
-    sums = enriched.groupBy("customer_id").agg(
+    churned = F.coalesce(
+        contact_known
+        & (F.col("_contact_churn") >= F.date_sub(cut, cfg.contagion_days))
+        & (F.col("_contact_churn") < cut),
+        F.lit(False),
+    )
+    contagion = f"churned_contacts_share_{cfg.contagion_days}d"
+    sums = enriched.groupBy(CUT, "customer_id").agg(
         F.count(F.lit(1)).alias("n_contacts"),
         # Sums of 6-decimal numbers, rounded: the same bits in any order, as in Polars.
         _round6(F.sum("minutes")).alias("call_minutes_12m"),
         F.avg(outside.cast("double")).alias("outside_region_share"),
         F.avg(churned.cast("double")).alias(contagion),
     )
-    ranks = pagerank_frame(
-        spark, edges.select("customer_id", "contact_id", "minutes"), cfg.pagerank_iterations
-    )
-    joined = sums.join(ranks, on="customer_id", how="left")
+    ranks = pagerank_frame(edges, cfg.pagerank_iterations)
+    joined = sums.join(ranks, on=[CUT, "customer_id"], how="left")
     return joined.select(
+        CUT,
         "customer_id",
         *(
             F.col(name).cast(_SPARK_TYPES[type(dtype)]).alias(name)
             for name, dtype in influence_columns(cfg).items()
         ),
     )
+
+
+class SparkCallGraph:
+    """The call graph of one run on Spark: ``calls`` read once into :func:`pair_months_frame`
+    (kept on the executors), the columns of each cut computed once and written by the
+    executors as Parquet under ``directory``, the cuts expected together
+    (:meth:`expect`) in one :func:`influence_frame`.
+
+    Parameters
+    ----------
+    spark
+        The session.
+    calls, customers
+        The run's calls and customers tables, cast to the contract.
+    directory
+        Where the cuts' columns are written (the run's scratch: on a cluster, a path the
+        executors and the driver share).
+    """
+
+    def __init__(
+        self, spark: SparkSession, calls: DataFrame, customers: DataFrame, directory: Path
+    ) -> None:
+        self._spark = spark
+        self._calls = calls
+        self._customers = customers
+        self._directory = directory
+        self._pairs: DataFrame | None = None
+        self._written: dict[tuple[dt.date, int, int], Path | None] = {}
+        self._batches = 0
+
+    def expect(self, cuts: Sequence[dt.date], cfg: FeaturesConfig) -> None:
+        """Compute the columns of every cut of ``cuts`` not computed yet, together."""
+        todo = sorted({c for c in cuts if _key(c, cfg) not in self._written})
+        if not todo:
+            return
+        if self._pairs is None:
+            self._pairs = pair_months_frame(self._calls).localCheckpoint()
+        path = self._directory / f"batch-{self._batches:03d}"
+        self._batches += 1
+        frame = influence_frame(self._spark, self._pairs, self._customers, todo, cfg)
+        frame.write.partitionBy(CUT).parquet(str(path))
+        for cut in todo:
+            part = path / f"{CUT}={cut.isoformat()}"
+            self._written[_key(cut, cfg)] = part if part.is_dir() else None
+
+    def scores(self, cut: dt.date, cfg: FeaturesConfig, id_dtype: pl.DataType) -> pl.LazyFrame:
+        """The columns at ``cut`` (computed now when not expected before): ``customer_id`` and
+        ``features.influence.influence_columns(cfg)``, one row per node of the cut's graph."""
+        self.expect([cut], cfg)
+        schema = pl.Schema({"customer_id": id_dtype, **influence_columns(cfg)})
+        part = self._written[_key(cut, cfg)]
+        if part is None:  # no calls in the cut's months
+            return pl.LazyFrame(schema=schema)
+        scan = pl.scan_parquet(part / "*.parquet", hive_partitioning=False)
+        return scan.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+
+def _key(cut: dt.date, cfg: FeaturesConfig) -> tuple[dt.date, int, int]:
+    return (cut, cfg.contagion_days, cfg.pagerank_iterations)

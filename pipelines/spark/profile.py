@@ -11,9 +11,10 @@ The plan (DESIGN §7):
 2. The blobs of all tables are unioned and grouped by bucket (``applyInArrow``): every row of a
    customer meets in one task, which unpacks its tables and runs ``features.build_profile``
    without the call graph (and with the run's :class:`~features.sample.CustomerSample`).
-3. The call-graph columns need the whole graph: they come from
-   ``pipelines.spark.influence.influence_frame`` (PageRank as Spark joins) and are joined like
-   the local profile joins them (0 for customers without calls).
+3. The call-graph columns need the whole graph: they come from the run's
+   :class:`~pipelines.spark.influence.SparkCallGraph` (``calls`` read once a run, the cuts a
+   stage expects computed together, PageRank as Spark joins, written by the executors) and
+   are joined like the local profile joins them (0 for customers without calls).
 
 The result is collected on the driver, rounded, ordered and sorted as ``build_profile`` does:
 the same DataFrame as the local backend's.
@@ -21,11 +22,13 @@ the same DataFrame as the local backend's.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import os
 import re
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,13 +40,16 @@ from crm_engine.commit import FAULT_ENV
 from crm_engine.config import FeaturesConfig
 from crm_engine.contracts import INPUT_TABLES
 from crm_engine.io import DataError, TableSource, cast_expr, find_tables
+from features.influence import attach_influence
 from features.profile import finish_profile
 from features.sample import CustomerSample, bucket_expr
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["FAULT_POINT", "SparkJobError", "spark_profile"]
+    from pipelines.spark.influence import SparkCallGraph
+
+__all__ = ["FAULT_POINT", "SparkJobError", "call_graph", "expect_cuts", "spark_profile"]
 
 FAULT_POINT = "spark_task"
 """``CRM_ENGINE_FAULT=spark_task`` makes every per-bucket task raise (tests)."""
@@ -220,28 +226,31 @@ def _collect(frame: DataFrame, what: str) -> pl.DataFrame:
     return out
 
 
-def _influence(
+def call_graph(
     spark: SparkSession,
-    profile: pl.DataFrame,
+    data_dir: Path,
     tables: dict[str, pl.LazyFrame],
-    sources: dict[str, TableSource],
-    as_of: dt.date,
-    cfg: FeaturesConfig,
-    timezone: str,
-) -> pl.DataFrame:
-    """``profile`` with the call-graph columns, 0 for customers without calls (as local)."""
-    from features.influence import attach_influence
-    from pipelines.spark.influence import influence_frame
+    directory: Path,
+    timezone: str = "UTC",
+) -> SparkCallGraph:
+    """The run's call graph on Spark (:class:`~pipelines.spark.influence.SparkCallGraph`):
+    ``calls`` and ``customers`` read by Spark from ``data_dir`` and cast to the contract as
+    the local scan casts them; the cuts' columns written under ``directory``."""
+    from pipelines.spark.influence import SparkCallGraph
 
+    sources = find_tables(Path(data_dir))
     calls = _contract_frame(spark, sources["calls"], tables["calls"], timezone)
     customers = _contract_frame(spark, sources["customers"], tables["customers"], timezone)
-    what = f"influence at {as_of}"
-    try:  # PageRank runs a job per iteration (its checkpoints) before the frame is collected
-        frame = influence_frame(spark, calls, customers, as_of, cfg)
+    return SparkCallGraph(spark, calls, customers, directory)
+
+
+def expect_cuts(graph: SparkCallGraph, cuts: Sequence[dt.date], cfg: FeaturesConfig) -> None:
+    """:meth:`SparkCallGraph.expect`, a failed Spark job as one line."""
+    what = "the call graph at " + ", ".join(c.isoformat() for c in sorted(set(cuts)))
+    try:  # PageRank runs a job per step or two before the frame is written
+        graph.expect(cuts, cfg)
     except Exception as e:
         raise SparkJobError(f"the Spark job computing {what} failed: {_cause(e)}") from None
-    scores = _collect(frame, what)
-    return attach_influence(profile.lazy(), scores.lazy(), cfg).collect()
 
 
 def _cast_batches(
@@ -278,6 +287,7 @@ def spark_profile(
     *,
     buckets: int = 8,
     timezone: str = "UTC",
+    graph: SparkCallGraph | None = None,
 ) -> pl.DataFrame:
     """The profile at ``as_of`` computed on Spark; equal to ``features.build_profile``'s.
 
@@ -296,6 +306,10 @@ def spark_profile(
         Hash buckets of ``customer_id``: one Polars task each.
     timezone
         ``data.timezone``: the wall clock timestamps are cast to.
+    graph
+        The run's call graph (:func:`call_graph`): the cut's call-graph columns come from it,
+        computed now unless expected before. None: a graph of this profile only, its files
+        in a temporary directory.
 
     Raises
     ------
@@ -339,7 +353,13 @@ def spark_profile(
     profile = _collect(blobs.groupBy("bucket").applyInArrow(build, out_ddl), what)
     profile = profile.cast(dict(bucket_schema.items()))  # type: ignore[arg-type]
     if "calls" in tables:
-        profile = _influence(spark, profile, tables, sources, as_of, cfg, timezone)
+        with contextlib.ExitStack() as stack:
+            if graph is None:
+                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                graph = call_graph(spark, data_dir, tables, scratch, timezone)
+            expect_cuts(graph, [as_of], cfg)
+            scores = graph.scores(as_of, cfg, id_dtype)
+            profile = attach_influence(profile.lazy(), scores, cfg).collect()
 
     expected = features.profile_schema(cfg, frozenset(tables), id_dtype)
     return finish_profile(profile.lazy(), expected).collect()

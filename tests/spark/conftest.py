@@ -15,9 +15,6 @@ REPO = Path(__file__).resolve().parents[2]
 AS_OF = "2024-10-01"
 BUCKETS = 3
 """Few buckets: the 2,500-customer operator in three tasks (at least one customer each)."""
-PAGERANK_ITERATIONS = 3
-"""Few PageRank steps: each is a Spark job of a second or two on two shared cores, and the
-iteration is the same at any count (``test_influence`` compares it with the local one)."""
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +57,5 @@ def spark_config(spark: object, generated_operator: Path, tmp_path: Path) -> Pip
             "data.as_of": AS_OF,
             "engine.backend": "spark",
             "engine.spark.buckets": BUCKETS,
-            "features.pagerank_iterations": PAGERANK_ITERATIONS,
         },
     )

@@ -15,9 +15,9 @@ from features.sample import CustomerSample
 from pipelines.runner import local_profile, run_pipeline
 from pipelines.spark.profile import spark_profile
 from pipelines.stages import pipeline
-from tests.spark.conftest import AS_OF, BUCKETS, PAGERANK_ITERATIONS
+from tests.spark.conftest import AS_OF, BUCKETS
 
-FEATURES = FeaturesConfig(pagerank_iterations=PAGERANK_ITERATIONS)
+FEATURES = FeaturesConfig()
 
 
 def assert_same_profile(spark_frame: pl.DataFrame, local_frame: pl.DataFrame) -> None:
@@ -102,3 +102,30 @@ def test_a_pipeline_run_on_spark_writes_the_same_outputs(
     scores = pl.read_parquet(on_spark.output_dir / "scores.parquet")
     for column in ("tenure_days", "frequency", "monetary_avg", "segment_id", "clv", "p_alive"):
         assert scores[column].null_count() < scores.height, column
+
+
+def test_the_cuts_a_stage_expects_share_one_call_graph_job(
+    spark_config: PipelineConfig, tables: dict[str, pl.LazyFrame], tmp_path: Path
+) -> None:
+    """The cuts announced together (``ProfileCache.expect``, what the churn training does with
+    its cuts) get their call-graph columns from one batch; their profiles then read it, and
+    equal the local ones."""
+    from pipelines.profiles import ProfileCache
+    from pipelines.spark import SparkProfiles
+    from pipelines.spark.session import LazySession
+
+    graph = tmp_path / "callgraph"
+    builder = SparkProfiles(spark_config, LazySession(spark_config.engine.spark), graph)
+    as_of = dt.date.fromisoformat(AS_OF)
+    cache = ProfileCache(tables, as_of, FEATURES, builder)
+    cuts = [dt.date(2024, 7, 1), dt.date(2024, 4, 1)]
+    cache.expect(cuts)
+    assert [p.name for p in graph.iterdir()] == ["batch-000"]
+    written = {p.name for p in (graph / "batch-000").glob("_cut=*")}
+    assert written == {"_cut=2024-07-01", "_cut=2024-04-01"}
+    sample = CustomerSample(share=0.5, seed=3)
+    for cut in cuts:
+        assert_same_profile(cache.get(cut, sample), local_profile(tables, cut, FEATURES, sample))
+    assert [p.name for p in graph.iterdir()] == ["batch-000"]  # nothing computed again
+    cache.get(as_of)  # not expected: a batch of its own
+    assert sorted(p.name for p in graph.iterdir()) == ["batch-000", "batch-001"]

@@ -20,7 +20,7 @@ from crm_engine.commit import FAULT_ENV
 from crm_engine.io import file_sha256
 from pipelines.spark.profile import FAULT_POINT
 from pipelines.spark.session import INSTALL_HINT
-from tests.spark.conftest import AS_OF, BUCKETS, PAGERANK_ITERATIONS, REPO
+from tests.spark.conftest import AS_OF, BUCKETS, REPO
 
 CLI = [sys.executable, "-c", "from crm_engine.cli import main; main()"]
 
@@ -115,10 +115,7 @@ def test_a_failing_spark_task_leaves_the_previous_output_untouched(
     assert "scores.parquet" in before
 
     config = tmp_path / "pipeline.toml"
-    config.write_text(
-        f'[engine]\nbackend = "spark"\n\n[engine.spark]\nbuckets = {BUCKETS}\n\n'
-        f"[features]\npagerank_iterations = {PAGERANK_ITERATIONS}\n"
-    )
+    config.write_text(f'[engine]\nbackend = "spark"\n\n[engine.spark]\nbuckets = {BUCKETS}\n')
     args = [*_run_args(generated_operator, out), str(config)]
     monkeypatch.setenv(FAULT_ENV, FAULT_POINT)
     failed = runner.invoke(app, args)
