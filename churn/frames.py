@@ -157,7 +157,7 @@ def build_training_frames(
     """
     cuts = training_cuts(at.as_of, horizon_days, snapshots, step_days)
     _check_history(at.start, cuts.train[-1], snapshots, step_days)
-    at.expect([*cuts.train, cuts.valid])
+    at.expect([*cuts.train, cuts.valid], at.sample)
     *trains, valid = (
         _labelled(at, cut, features_cfg, extra_features, horizon_days)
         for cut in (*cuts.train, cuts.valid)
@@ -195,7 +195,7 @@ def surveyed_snapshots(
     usable = [c for c in cuts if first_day is None or c > first_day]
     if not usable:
         return None
-    at.expect(usable)
+    at.expect(usable, at.sample)
     frames = [
         _labelled(at, cut, features_cfg, extra_features, horizon_days)
         .lazy()

@@ -20,7 +20,7 @@ def _nothing_to_release() -> None:
     return None
 
 
-def _nothing_expected(cuts: Sequence[dt.date]) -> None:
+def _nothing_expected(cuts: Sequence[dt.date], sample: CustomerSample | None) -> None:
     return None
 
 
@@ -45,9 +45,9 @@ class PointInTime:
         The customers a model that works on a bounded share learns and validates on (None:
         everyone); what is scored at ``as_of`` is always everyone.
     expect
-        Called by a consumer with the cuts it is about to ask profiles of, before the first:
-        a backend that computes a part of several cuts together (the Spark call graph) then
-        does it once for them. Does nothing by default.
+        Called by a consumer with the cuts (and the sample) it is about to ask profiles of,
+        before the first: a backend that computes several cuts together (Spark: one job for
+        all) then does it once for them. Does nothing by default.
     release
         Called by the consumer once it has built every frame it needs from earlier cuts: the
         pipeline then frees their profiles (see ``pipelines.profiles.ProfileCache``). Does
@@ -63,7 +63,7 @@ class PointInTime:
     start: DataStart
     sample: CustomerSample | None = None
     release: Callable[[], None] = _nothing_to_release
-    expect: Callable[[Sequence[dt.date]], None] = _nothing_expected
+    expect: Callable[[Sequence[dt.date], CustomerSample | None], None] = _nothing_expected
     n_customers: int | None = None
 
     def customer_count(self) -> int:

@@ -34,11 +34,15 @@ ProfileBuilder = Callable[
 
 @runtime_checkable
 class ExpectingBuilder(Protocol):
-    """A :data:`ProfileBuilder` that computes a part of several cuts together (the Spark
-    backend's call graph: one PageRank for all), told which cuts are coming."""
+    """A :data:`ProfileBuilder` that computes several cuts' profiles together (the Spark
+    backend: one job for all), told which are coming."""
 
     def expect(
-        self, tables: dict[str, pl.LazyFrame], cuts: Sequence[dt.date], cfg: FeaturesConfig
+        self,
+        tables: dict[str, pl.LazyFrame],
+        cuts: Sequence[dt.date],
+        cfg: FeaturesConfig,
+        sample: CustomerSample | None = None,
     ) -> None: ...
 
 
@@ -104,11 +108,12 @@ class ProfileCache:
             self._profiles[key] = self._build(cut, sample)
         return self._profiles[key]
 
-    def expect(self, cuts: Sequence[dt.date]) -> None:
-        """Tell the builder which cuts are about to be asked for, so that one that computes a
-        part of several cuts together does it once for them (:class:`ExpectingBuilder`)."""
+    def expect(self, cuts: Sequence[dt.date], sample: CustomerSample | None = None) -> None:
+        """Tell the builder which profiles (of ``sample`` at ``cuts``) are about to be asked
+        for, so that one that computes several cuts together does it once for them
+        (:class:`ExpectingBuilder`: the Spark backend)."""
         if isinstance(self.build, ExpectingBuilder):
-            self.build.expect(self.tables, cuts, self.cfg)
+            self.build.expect(self.tables, cuts, self.cfg, sample)
 
     def take(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
         """The profile of :meth:`get`, handed over: an earlier cut's profile leaves the cache

@@ -328,7 +328,7 @@ def run_pipeline(
 
             # the session opens at the first profile and is stopped when the run ends,
             # committed or not
-            build_profile = spark_backend(cfg, stack, scratch / "callgraph")
+            build_profile = spark_backend(cfg, stack, scratch / "spark")
         else:
             build_profile = _split(cfg, tables, as_of, scratch / "buckets", state, progress)
         ctx = StageContext(

@@ -165,7 +165,7 @@ def person_months(
         pl.when(pl.col("churn_date") < as_of).then(pl.col("churn_date")).alias("churn"),
     )
     parts = []
-    at.expect(cuts)
+    at.expect(cuts, sample)
     for cut in cuts:
         profile = at.profile_at(cut, sample)
         billed = profile.filter(

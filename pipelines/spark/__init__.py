@@ -19,16 +19,23 @@ from features.sample import CustomerSample
 from pipelines.spark.session import LazySession, SparkUnavailable, use_session
 
 if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
     from pipelines.spark.influence import SparkCallGraph
 
 __all__ = ["SparkProfiles", "SparkUnavailable", "spark_backend", "use_session"]
 
 
 class SparkProfiles:
-    """The run's profile builder on Spark (a ``ProfileBuilder``): each profile computed by
-    :func:`pipelines.spark.profile.spark_profile`, the call-graph columns from one graph a run
-    (:func:`pipelines.spark.profile.call_graph`, its files under ``scratch``), the cuts a stage
-    expects (:meth:`expect`) computed together.
+    """The run's profile builder on Spark (a ``ProfileBuilder``).
+
+    The customer-keyed tables are read, cast and packed by bucket once a run and kept on the
+    executors (:func:`~pipelines.spark.profile.bucket_blobs`); the call graph likewise
+    (:func:`~pipelines.spark.profile.call_graph`). The cuts a stage expects (:meth:`expect`)
+    are computed in one job each: one task per bucket computes every cut
+    (:func:`~pipelines.spark.profile.write_profiles`), the call-graph columns of all of them in
+    one more, and the executors write both under ``scratch``; a profile asked for is read from
+    there (:func:`~pipelines.spark.profile.read_profile`), only its sample's rows.
 
     Parameters
     ----------
@@ -37,7 +44,7 @@ class SparkProfiles:
     session
         The run's session, opened when the first profile is asked for.
     scratch
-        A directory of the run's staging area for the call graph's files.
+        A directory of the run's staging area for the files the executors write.
     """
 
     def __init__(self, cfg: PipelineConfig, session: LazySession, scratch: Path) -> None:
@@ -45,6 +52,9 @@ class SparkProfiles:
         self._session = session
         self._scratch = scratch
         self._graph: SparkCallGraph | None = None
+        self._blobs: DataFrame | None = None
+        self._written: dict[tuple[dt.date, CustomerSample | None], Path] = {}
+        self._batches = 0
 
     def _call_graph(self, tables: dict[str, pl.LazyFrame]) -> SparkCallGraph | None:
         from pipelines.spark.profile import call_graph
@@ -54,19 +64,50 @@ class SparkProfiles:
         if self._graph is None:
             data_dir = Path(self._cfg.data.dir)
             self._graph = call_graph(
-                self._session.get(), data_dir, tables, self._scratch, self._cfg.data.timezone
+                self._session.get(),
+                data_dir,
+                tables,
+                self._scratch / "callgraph",
+                self._cfg.data.timezone,
             )
         return self._graph
 
-    def expect(
-        self, tables: dict[str, pl.LazyFrame], cuts: Sequence[dt.date], cfg: FeaturesConfig
-    ) -> None:
-        """Compute the call-graph columns of ``cuts`` together (one PageRank for all)."""
-        from pipelines.spark.profile import expect_cuts
+    def _bucket_blobs(self, tables: dict[str, pl.LazyFrame]) -> DataFrame:
+        from pipelines.spark.profile import bucket_blobs
 
+        if self._blobs is None:
+            blobs = bucket_blobs(
+                self._session.get(),
+                Path(self._cfg.data.dir),
+                tables,
+                buckets=self._cfg.engine.spark.buckets,
+                timezone=self._cfg.data.timezone,
+            )
+            self._blobs = blobs.localCheckpoint()
+        return self._blobs
+
+    def expect(
+        self,
+        tables: dict[str, pl.LazyFrame],
+        cuts: Sequence[dt.date],
+        cfg: FeaturesConfig,
+        sample: CustomerSample | None = None,
+    ) -> None:
+        """Compute the profiles of ``sample`` at ``cuts`` (those not computed yet) in one job,
+        and their call-graph columns in one more."""
+        from pipelines.spark.profile import expect_cuts, write_profiles
+
+        todo = sorted({c for c in cuts if (c, sample) not in self._written})
+        if not todo:
+            return
         graph = self._call_graph(tables)
-        if graph is not None and cuts:
-            expect_cuts(graph, cuts, cfg)
+        if graph is not None:
+            expect_cuts(graph, todo, cfg)
+        directory = self._scratch / "profiles" / f"batch-{self._batches:03d}"
+        self._batches += 1
+        write_profiles(self._bucket_blobs(tables), tables, todo, cfg, sample, directory)
+        for cut in todo:
+            self._written[(cut, sample)] = directory
 
     def __call__(
         self,
@@ -75,26 +116,17 @@ class SparkProfiles:
         features_cfg: FeaturesConfig,
         sample: CustomerSample | None,
     ) -> pl.DataFrame:
-        from pipelines.spark.profile import spark_profile
+        from pipelines.spark.profile import read_profile
 
-        spark_cfg = self._cfg.engine.spark
-        return spark_profile(
-            self._session.get(),
-            Path(self._cfg.data.dir),
-            tables,
-            cut,
-            features_cfg,
-            sample,
-            buckets=spark_cfg.buckets,
-            timezone=self._cfg.data.timezone,
-            graph=self._call_graph(tables),
-        )
+        self.expect(tables, [cut], features_cfg, sample)
+        directory = self._written[(cut, sample)]
+        return read_profile(directory, tables, cut, features_cfg, self._call_graph(tables))
 
 
 def spark_backend(cfg: PipelineConfig, stack: contextlib.ExitStack, scratch: Path) -> SparkProfiles:
     """The run's profile builder on Spark; the session is stopped when ``stack`` closes (the
     runner has checked that PySpark and Java are there: ``session.check_available``), the
-    call graph's files go to ``scratch``."""
+    files the executors write go to ``scratch``."""
     session = LazySession(cfg.engine.spark)
     stack.callback(session.stop)
     return SparkProfiles(cfg, session, scratch)

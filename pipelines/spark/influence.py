@@ -26,6 +26,7 @@ from pyspark.sql import types as T
 from crm_engine.config import FeaturesConfig
 from features.influence import _DAMPING, _MONTHS, influence_columns
 from features.window import trailing_months
+from pipelines.spark.profile import CUT
 
 __all__ = [
     "CUT",
@@ -35,9 +36,6 @@ __all__ = [
     "pagerank_frame",
     "pair_months_frame",
 ]
-
-CUT = "_cut"
-"""The column naming the cut (a date) each row of the frames here belongs to."""
 
 _SPARK_TYPES: dict[type[pl.DataType], T.DataType] = {
     pl.Int64: T.LongType(),

@@ -22,7 +22,6 @@ the same DataFrame as the local backend's.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import io
 import os
@@ -49,12 +48,25 @@ if TYPE_CHECKING:
 
     from pipelines.spark.influence import SparkCallGraph
 
-__all__ = ["FAULT_POINT", "SparkJobError", "call_graph", "expect_cuts", "spark_profile"]
+__all__ = [
+    "FAULT_POINT",
+    "SparkJobError",
+    "bucket_blobs",
+    "call_graph",
+    "expect_cuts",
+    "read_profile",
+    "spark_profile",
+    "write_profiles",
+]
 
 FAULT_POINT = "spark_task"
 """``CRM_ENGINE_FAULT=spark_task`` makes every per-bucket task raise (tests)."""
 
 _BLOB_DDL = "bucket long, table string, blob binary"
+
+CUT = "_cut"
+"""The column naming the cut (a date) a row of several cuts' frames belongs to (and the
+Parquet partition ``_cut=<date>`` its files are written in)."""
 
 
 class SparkJobError(RuntimeError):
@@ -117,14 +129,15 @@ def pack_batches(
 
 def profile_task(
     schemas: dict[str, pl.Schema],
-    as_of: dt.date,
+    cuts: Sequence[dt.date],
     cfg: FeaturesConfig,
     sample: CustomerSample | None,
     out_schema: pa.Schema,
     fault: str,
 ) -> Callable[[pa.Table], pa.Table]:
-    """The ``applyInArrow`` function of one profile: per bucket, unpack the bucket's tables and
-    run ``features.build_profile`` (without the call graph).
+    """The ``applyInArrow`` function of the profiles at ``cuts``: per bucket, unpack the
+    bucket's tables once and run ``features.build_profile`` (without the call graph) at every
+    cut, each row's cut in ``_cut``.
 
     A closure, not a ``functools.partial`` or a callable object: PySpark reads the eval type
     off the function's type hints and counts its arguments to decide whether to pass the key.
@@ -144,8 +157,13 @@ def profile_task(
             ]
             frame = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
             tables[name] = frame.lazy()
-        profile = features.build_profile(tables, as_of, cfg, sample).collect()
-        return profile.to_arrow().cast(out_schema)
+        profiles = [
+            features.build_profile(tables, cut, cfg, sample)
+            .with_columns(pl.lit(cut, pl.Date).alias(CUT))
+            .collect()
+            for cut in cuts
+        ]
+        return pl.concat(profiles).to_arrow().cast(out_schema)
 
     return run
 
@@ -215,17 +233,6 @@ def _cause(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _collect(frame: DataFrame, what: str) -> pl.DataFrame:
-    """Run the Spark job of ``frame`` and bring its rows to the driver as Polars."""
-    try:
-        table = frame.toArrow()
-    except Exception as e:
-        raise SparkJobError(f"the Spark job computing {what} failed: {_cause(e)}") from None
-    out = pl.from_arrow(table)
-    assert isinstance(out, pl.DataFrame)
-    return out
-
-
 def call_graph(
     spark: SparkSession,
     data_dir: Path,
@@ -277,6 +284,120 @@ def _input_type(dtype: pl.DataType) -> str:
     return _spark_type(dtype)
 
 
+def _arrow_schema(schema: pl.Schema) -> pa.Schema:
+    """The Arrow schema of a frame of ``schema`` as a task returns it (text as ``string``)."""
+    fields = pl.DataFrame(schema=schema).to_arrow().schema
+    return pa.schema(
+        [
+            pa.field(f.name, pa.string() if pa.types.is_large_string(f.type) else f.type)
+            for f in fields
+        ]
+    )
+
+
+def bucket_blobs(
+    spark: SparkSession,
+    data_dir: Path,
+    tables: dict[str, pl.LazyFrame],
+    *,
+    buckets: int = 8,
+    timezone: str = "UTC",
+) -> DataFrame:
+    """Every customer-keyed table of ``tables`` read by Spark from its files in ``data_dir``,
+    cast to the contract and packed by bucket: rows ``(bucket, table, blob)``, partitioned by
+    ``bucket`` (a run keeps it on the executors and computes every profile from it).
+
+    Raises
+    ------
+    DataError
+        When a table of ``tables`` has no files under ``data_dir``.
+    """
+    sources = find_tables(Path(data_dir))
+    absent = [name for name in tables if name not in sources]
+    if absent:
+        raise DataError(f"the Spark backend reads tables from {data_dir}: not found {absent}")
+    keyed = [name for name in tables if name != "calls"]
+    packed = [
+        _packed(spark, sources[n], tables[n].collect_schema(), timezone, buckets) for n in keyed
+    ]
+    blobs = packed[0]
+    for other in packed[1:]:
+        blobs = blobs.unionByName(other)
+    return blobs.repartition(buckets, "bucket")
+
+
+def write_profiles(
+    blobs: DataFrame,
+    tables: dict[str, pl.LazyFrame],
+    cuts: Sequence[dt.date],
+    cfg: FeaturesConfig,
+    sample: CustomerSample | None,
+    directory: Path,
+) -> None:
+    """The profiles at ``cuts`` (without the call graph) in one Spark job, one task per bucket
+    computing every cut, written by the executors as Parquet under ``directory``, a directory
+    ``_cut=<date>`` per cut (none for a cut without customers).
+
+    Raises
+    ------
+    SparkJobError
+        When the job fails (a task raised, an executor died): one line.
+    """
+    import features
+
+    id_dtype = tables["customers"].collect_schema()["customer_id"]
+    keyed = [name for name in tables if name != "calls"]
+    schemas = {name: tables[name].collect_schema() for name in keyed}
+    bucket_schema = features.profile_schema(cfg, frozenset(keyed), id_dtype)
+    out = pl.Schema({**bucket_schema, CUT: pl.Date()})
+    out_ddl = ", ".join(f"`{c}` {_spark_type(t)}" for c, t in out.items())
+    build = profile_task(
+        schemas=schemas,
+        cuts=list(cuts),
+        cfg=cfg,
+        sample=sample,
+        out_schema=_arrow_schema(out),
+        fault=os.environ.get(FAULT_ENV, ""),  # read here: the workers' env is not the driver's
+    )
+    dates = ", ".join(c.isoformat() for c in cuts)
+    what = f"the profiles at {dates}" + (f" (sample {sample.share:g})" if sample else "")
+    frame = blobs.groupBy("bucket").applyInArrow(build, out_ddl)
+    try:
+        frame.write.partitionBy(CUT).parquet(str(directory))
+    except Exception as e:
+        raise SparkJobError(f"the Spark job computing {what} failed: {_cause(e)}") from None
+
+
+def read_profile(
+    directory: Path,
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    cfg: FeaturesConfig,
+    graph: SparkCallGraph | None,
+) -> pl.DataFrame:
+    """The profile at ``cut`` that :func:`write_profiles` wrote under ``directory``, with the
+    call-graph columns of ``graph`` (computed now unless expected before), finished as
+    ``features.build_profile`` finishes it: the local backend's frame."""
+    import features
+
+    id_dtype = tables["customers"].collect_schema()["customer_id"]
+    keyed = frozenset(name for name in tables if name != "calls")
+    bucket_schema = features.profile_schema(cfg, keyed, id_dtype)
+    part = directory / f"{CUT}={cut.isoformat()}"
+    profile = (
+        pl.scan_parquet(part / "*.parquet", hive_partitioning=False).cast(
+            dict(bucket_schema.items())  # type: ignore[arg-type]
+        )
+        if part.is_dir()
+        else pl.LazyFrame(schema=bucket_schema)
+    )
+    if graph is not None:
+        expect_cuts(graph, [cut], cfg)
+        profile = attach_influence(profile, graph.scores(cut, cfg, id_dtype), cfg)
+    expected = features.profile_schema(cfg, frozenset(tables), id_dtype)
+    return finish_profile(profile, expected).collect()
+
+
 def spark_profile(
     spark: SparkSession,
     data_dir: Path,
@@ -287,9 +408,12 @@ def spark_profile(
     *,
     buckets: int = 8,
     timezone: str = "UTC",
-    graph: SparkCallGraph | None = None,
 ) -> pl.DataFrame:
     """The profile at ``as_of`` computed on Spark; equal to ``features.build_profile``'s.
+
+    One profile on its own, its files in a temporary directory (a run computes its profiles
+    with :class:`pipelines.spark.SparkProfiles`: the tables packed once, the cuts a stage
+    expects together).
 
     Parameters
     ----------
@@ -306,10 +430,6 @@ def spark_profile(
         Hash buckets of ``customer_id``: one Polars task each.
     timezone
         ``data.timezone``: the wall clock timestamps are cast to.
-    graph
-        The run's call graph (:func:`call_graph`): the cut's call-graph columns come from it,
-        computed now unless expected before. None: a graph of this profile only, its files
-        in a temporary directory.
 
     Raises
     ------
@@ -318,48 +438,11 @@ def spark_profile(
     SparkJobError
         When a Spark job fails (a task raised, an executor died): one line.
     """
-    import features
-
-    sources = find_tables(Path(data_dir))
-    absent = [name for name in tables if name not in sources]
-    if absent:
-        raise DataError(f"the Spark backend reads tables from {data_dir}: not found {absent}")
-    id_dtype = tables["customers"].collect_schema()["customer_id"]
-    keyed = [name for name in tables if name != "calls"]
-    schemas = {name: tables[name].collect_schema() for name in keyed}
-    local = frozenset(keyed)
-    bucket_schema = features.profile_schema(cfg, local, id_dtype)
-    out_ddl = ", ".join(f"`{c}` {_spark_type(t)}" for c, t in bucket_schema.items())
-    out_arrow = pl.DataFrame(schema=bucket_schema).to_arrow().schema
-    out_arrow = pa.schema(
-        [
-            pa.field(f.name, pa.string() if pa.types.is_large_string(f.type) else f.type)
-            for f in out_arrow
-        ]
-    )
-    packed = [_packed(spark, sources[n], schemas[n], timezone, buckets) for n in keyed]
-    blobs = packed[0]
-    for other in packed[1:]:
-        blobs = blobs.unionByName(other)
-    build = profile_task(
-        schemas=schemas,
-        as_of=as_of,
-        cfg=cfg,
-        sample=sample,
-        out_schema=out_arrow,
-        fault=os.environ.get(FAULT_ENV, ""),  # read here: the workers' env is not the driver's
-    )
-    what = f"the profile at {as_of}" + (f" (sample {sample.share:g})" if sample else "")
-    profile = _collect(blobs.groupBy("bucket").applyInArrow(build, out_ddl), what)
-    profile = profile.cast(dict(bucket_schema.items()))  # type: ignore[arg-type]
-    if "calls" in tables:
-        with contextlib.ExitStack() as stack:
-            if graph is None:
-                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-                graph = call_graph(spark, data_dir, tables, scratch, timezone)
-            expect_cuts(graph, [as_of], cfg)
-            scores = graph.scores(as_of, cfg, id_dtype)
-            profile = attach_influence(profile.lazy(), scores, cfg).collect()
-
-    expected = features.profile_schema(cfg, frozenset(tables), id_dtype)
-    return finish_profile(profile.lazy(), expected).collect()
+    blobs = bucket_blobs(spark, data_dir, tables, buckets=buckets, timezone=timezone)
+    with tempfile.TemporaryDirectory() as scratch:
+        graph = None
+        if "calls" in tables:
+            graph = call_graph(spark, data_dir, tables, Path(scratch) / "graph", timezone)
+        directory = Path(scratch) / "profiles"
+        write_profiles(blobs, tables, [as_of], cfg, sample, directory)
+        return read_profile(directory, tables, as_of, cfg, graph)

@@ -104,28 +104,36 @@ def test_a_pipeline_run_on_spark_writes_the_same_outputs(
         assert scores[column].null_count() < scores.height, column
 
 
-def test_the_cuts_a_stage_expects_share_one_call_graph_job(
+def test_the_cuts_a_stage_expects_are_computed_in_one_job(
     spark_config: PipelineConfig, tables: dict[str, pl.LazyFrame], tmp_path: Path
 ) -> None:
     """The cuts announced together (``ProfileCache.expect``, what the churn training does with
-    its cuts) get their call-graph columns from one batch; their profiles then read it, and
-    equal the local ones."""
+    its cuts) are computed in one batch, their call-graph columns in one more; their profiles
+    are then read from it and equal the local ones."""
     from pipelines.profiles import ProfileCache
     from pipelines.spark import SparkProfiles
     from pipelines.spark.session import LazySession
 
-    graph = tmp_path / "callgraph"
-    builder = SparkProfiles(spark_config, LazySession(spark_config.engine.spark), graph)
+    builder = SparkProfiles(spark_config, LazySession(spark_config.engine.spark), tmp_path)
     as_of = dt.date.fromisoformat(AS_OF)
     cache = ProfileCache(tables, as_of, FEATURES, builder)
     cuts = [dt.date(2024, 7, 1), dt.date(2024, 4, 1)]
-    cache.expect(cuts)
-    assert [p.name for p in graph.iterdir()] == ["batch-000"]
-    written = {p.name for p in (graph / "batch-000").glob("_cut=*")}
-    assert written == {"_cut=2024-07-01", "_cut=2024-04-01"}
     sample = CustomerSample(share=0.5, seed=3)
+    cache.expect(cuts, sample)
+
+    def batches() -> dict[str, list[str]]:
+        return {
+            kind: sorted(p.name for p in (tmp_path / kind).iterdir())
+            for kind in ("profiles", "callgraph")
+        }
+
+    assert batches() == {"profiles": ["batch-000"], "callgraph": ["batch-000"]}
+    for kind in ("profiles/batch-000", "callgraph/batch-000"):
+        written = {p.name for p in (tmp_path / kind).glob("_cut=*")}
+        assert written == {"_cut=2024-07-01", "_cut=2024-04-01"}, kind
     for cut in cuts:
         assert_same_profile(cache.get(cut, sample), local_profile(tables, cut, FEATURES, sample))
-    assert [p.name for p in graph.iterdir()] == ["batch-000"]  # nothing computed again
-    cache.get(as_of)  # not expected: a batch of its own
-    assert sorted(p.name for p in graph.iterdir()) == ["batch-000", "batch-001"]
+    assert batches() == {"profiles": ["batch-000"], "callgraph": ["batch-000"]}  # read, no job
+    everyone = cache.get(cuts[0])  # not expected: a batch of its own, the graph's reused
+    assert batches() == {"profiles": ["batch-000", "batch-001"], "callgraph": ["batch-000"]}
+    assert_same_profile(everyone, local_profile(tables, cuts[0], FEATURES))
