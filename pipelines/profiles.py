@@ -22,6 +22,7 @@ __all__ = [
     "Profile",
     "ProfileBuilder",
     "ProfileCache",
+    "WritingBuilder",
     "column_reader",
     "local_profile",
 ]
@@ -30,6 +31,16 @@ ProfileBuilder = Callable[
     [dict[str, pl.LazyFrame], dt.date, FeaturesConfig, CustomerSample | None], pl.DataFrame
 ]
 """Computes the collected profile at a cut: ``(tables, cut, features config, sample)``."""
+
+
+@runtime_checkable
+class WritingBuilder(Protocol):
+    """A :data:`ProfileBuilder` that writes everyone's profile at a cut to a Parquet file
+    (by ``customer_id``) without holding it whole, and returns the rows written."""
+
+    def write(
+        self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig, path: Path
+    ) -> int: ...
 
 
 @runtime_checkable
@@ -151,14 +162,13 @@ class ProfileCache:
         return pl.read_parquet(path)
 
     def _write_spill(self, path: Path) -> None:
-        """Everyone's profile at ``as_of`` written to ``path``: by the local backend bucket by
-        bucket (never whole in memory), by another builder built and then written."""
-        from pipelines.buckets import LocalProfiles
-
+        """Everyone's profile at ``as_of`` written to ``path``: by a :class:`WritingBuilder`
+        (both backends: a bucket or a file at a time, never whole in memory), by another
+        builder built and then written."""
         if not self.tables:
             raise ValueError("a ProfileCache builds profiles from the run's tables: none given")
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(self.build, LocalProfiles):
+        if isinstance(self.build, WritingBuilder):
             self.build.write(self.tables, self.as_of, self.cfg, path)
             return
         profile = self._build(self.as_of, None)

@@ -35,7 +35,8 @@ class SparkProfiles:
     are computed in one job each: one task per bucket computes every cut
     (:func:`~pipelines.spark.profile.write_profiles`), the call-graph columns of all of them in
     one more, and the executors write both under ``scratch``; a profile asked for is read from
-    there (:func:`~pipelines.spark.profile.read_profile`), only its sample's rows.
+    there (:func:`~pipelines.spark.profile.read_profile`), only its sample's rows, and
+    everyone's, the run's spill, a file at a time (:meth:`write`).
 
     Parameters
     ----------
@@ -121,6 +122,18 @@ class SparkProfiles:
         self.expect(tables, [cut], features_cfg, sample)
         directory = self._written[(cut, sample)]
         return read_profile(directory, tables, cut, features_cfg, self._call_graph(tables))
+
+    def write(
+        self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig, path: Path
+    ) -> int:
+        """Everyone's profile at ``cut`` written to ``path`` (Parquet, LZ4, by ``customer_id``)
+        a file of the executors' at a time, never whole on the driver
+        (:func:`~pipelines.spark.profile.write_profile`); the rows written."""
+        from pipelines.spark.profile import write_profile
+
+        self.expect(tables, [cut], cfg)
+        directory = self._written[(cut, None)]
+        return write_profile(directory, tables, cut, cfg, self._call_graph(tables), path)
 
 
 def spark_backend(cfg: PipelineConfig, stack: contextlib.ExitStack, scratch: Path) -> SparkProfiles:

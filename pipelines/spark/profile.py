@@ -26,6 +26,7 @@ import datetime as dt
 import io
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -56,6 +57,7 @@ __all__ = [
     "expect_cuts",
     "read_profile",
     "spark_profile",
+    "write_profile",
     "write_profiles",
 ]
 
@@ -63,6 +65,10 @@ FAULT_POINT = "spark_task"
 """``CRM_ENGINE_FAULT=spark_task`` makes every per-bucket task raise (tests)."""
 
 _BLOB_DDL = "bucket long, table string, blob binary"
+
+FILE_ROWS = 250_000
+"""Rows per Parquet file the executors write at most (``maxRecordsPerFile``): what the driver
+finishes at a time when it writes everyone's profile (:func:`write_profile`)."""
 
 CUT = "_cut"
 """The column naming the cut (a date) a row of several cuts' frames belongs to (and the
@@ -336,7 +342,8 @@ def write_profiles(
 ) -> None:
     """The profiles at ``cuts`` (without the call graph) in one Spark job, one task per bucket
     computing every cut, written by the executors as Parquet under ``directory``, a directory
-    ``_cut=<date>`` per cut (none for a cut without customers).
+    ``_cut=<date>`` per cut (none for a cut without customers), :data:`FILE_ROWS` rows a file
+    at most.
 
     Raises
     ------
@@ -363,9 +370,41 @@ def write_profiles(
     what = f"the profiles at {dates}" + (f" (sample {sample.share:g})" if sample else "")
     frame = blobs.groupBy("bucket").applyInArrow(build, out_ddl)
     try:
-        frame.write.partitionBy(CUT).parquet(str(directory))
+        frame.write.option("maxRecordsPerFile", FILE_ROWS).partitionBy(CUT).parquet(str(directory))
     except Exception as e:
         raise SparkJobError(f"the Spark job computing {what} failed: {_cause(e)}") from None
+
+
+def _profile_scan(
+    directory: Path,
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    cfg: FeaturesConfig,
+    graph: SparkCallGraph | None,
+    files: list[Path] | None = None,
+) -> tuple[pl.LazyFrame, pl.Schema]:
+    """The profile at ``cut`` that :func:`write_profiles` wrote under ``directory`` (only
+    ``files`` of it when given) with the call-graph columns of ``graph`` (computed now unless
+    expected before), finished as ``features.build_profile`` finishes it; and its schema."""
+    import features
+
+    id_dtype = tables["customers"].collect_schema()["customer_id"]
+    keyed = frozenset(name for name in tables if name != "calls")
+    bucket_schema = features.profile_schema(cfg, keyed, id_dtype)
+    part = directory / f"{CUT}={cut.isoformat()}"
+    paths = files if files is not None else ([part / "*.parquet"] if part.is_dir() else [])
+    profile = (
+        pl.scan_parquet(paths, hive_partitioning=False).cast(
+            dict(bucket_schema.items())  # type: ignore[arg-type]
+        )
+        if paths
+        else pl.LazyFrame(schema=bucket_schema)
+    )
+    if graph is not None:
+        expect_cuts(graph, [cut], cfg)
+        profile = attach_influence(profile, graph.scores(cut, cfg, id_dtype), cfg)
+    expected = features.profile_schema(cfg, frozenset(tables), id_dtype)
+    return finish_profile(profile, expected), expected
 
 
 def read_profile(
@@ -378,24 +417,39 @@ def read_profile(
     """The profile at ``cut`` that :func:`write_profiles` wrote under ``directory``, with the
     call-graph columns of ``graph`` (computed now unless expected before), finished as
     ``features.build_profile`` finishes it: the local backend's frame."""
-    import features
+    return _profile_scan(directory, tables, cut, cfg, graph)[0].collect()
 
-    id_dtype = tables["customers"].collect_schema()["customer_id"]
-    keyed = frozenset(name for name in tables if name != "calls")
-    bucket_schema = features.profile_schema(cfg, keyed, id_dtype)
+
+def write_profile(
+    directory: Path,
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    cfg: FeaturesConfig,
+    graph: SparkCallGraph | None,
+    path: Path,
+) -> int:
+    """The frame :func:`read_profile` gives, written to ``path`` (Parquet, LZ4, by
+    ``customer_id``) without holding it: each file the executors wrote is finished, sorted and
+    written beside ``path``, then the parts are merged
+    (:func:`pipelines.buckets.merge_sorted_parts`) and removed. Returns the rows written."""
+    from pipelines.buckets import PART_ROW_GROUP, merge_sorted_parts
+
     part = directory / f"{CUT}={cut.isoformat()}"
-    profile = (
-        pl.scan_parquet(part / "*.parquet", hive_partitioning=False).cast(
-            dict(bucket_schema.items())  # type: ignore[arg-type]
-        )
-        if part.is_dir()
-        else pl.LazyFrame(schema=bucket_schema)
-    )
-    if graph is not None:
-        expect_cuts(graph, [cut], cfg)
-        profile = attach_influence(profile, graph.scores(cut, cfg, id_dtype), cfg)
-    expected = features.profile_schema(cfg, frozenset(tables), id_dtype)
-    return finish_profile(profile, expected).collect()
+    written = sorted(part.glob("*.parquet")) if part.is_dir() else []
+    parts = path.with_name(path.stem + ".parts")
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True)
+    files: list[Path] = []
+    schema = pl.Schema()
+    for i, source in enumerate(written):
+        frame, schema = _profile_scan(directory, tables, cut, cfg, graph, [source])
+        files.append(parts / f"part-{i:05d}.parquet")
+        frame.collect().write_parquet(files[-1], compression="lz4", row_group_size=PART_ROW_GROUP)
+    if not written:
+        schema = _profile_scan(directory, tables, cut, cfg, graph)[1]
+    rows = merge_sorted_parts(files, "customer_id", path, schema)
+    shutil.rmtree(parts)
+    return rows
 
 
 def spark_profile(

@@ -105,14 +105,20 @@ def test_a_pipeline_run_on_spark_writes_the_same_outputs(
 
 
 def test_the_cuts_a_stage_expects_are_computed_in_one_job(
-    spark_config: PipelineConfig, tables: dict[str, pl.LazyFrame], tmp_path: Path
+    spark_config: PipelineConfig,
+    tables: dict[str, pl.LazyFrame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The cuts announced together (``ProfileCache.expect``, what the churn training does with
     its cuts) are computed in one batch, their call-graph columns in one more; their profiles
     are then read from it and equal the local ones."""
     from pipelines.profiles import ProfileCache
     from pipelines.spark import SparkProfiles
+    from pipelines.spark import profile as spark_profiles
     from pipelines.spark.session import LazySession
+
+    monkeypatch.setattr(spark_profiles, "FILE_ROWS", 700)  # files of 2,500 customers' profile
 
     builder = SparkProfiles(spark_config, LazySession(spark_config.engine.spark), tmp_path)
     as_of = dt.date.fromisoformat(AS_OF)
@@ -136,4 +142,13 @@ def test_the_cuts_a_stage_expects_are_computed_in_one_job(
     assert batches() == {"profiles": ["batch-000"], "callgraph": ["batch-000"]}  # read, no job
     everyone = cache.get(cuts[0])  # not expected: a batch of its own, the graph's reused
     assert batches() == {"profiles": ["batch-000", "batch-001"], "callgraph": ["batch-000"]}
-    assert_same_profile(everyone, local_profile(tables, cuts[0], FEATURES))
+    local = local_profile(tables, cuts[0], FEATURES)
+    assert_same_profile(everyone, local)
+    # everyone's profile written a file of the executors' at a time, as the run's spill
+    written = list((tmp_path / "profiles" / "batch-001" / "_cut=2024-07-01").glob("*.parquet"))
+    assert len(written) > 1  # so the parts are merged
+    path = tmp_path / "spill" / "profile.parquet"
+    path.parent.mkdir()
+    assert builder.write(tables, cuts[0], FEATURES, path) == local.height
+    assert_same_profile(pl.read_parquet(path), local)
+    assert [p.name for p in path.parent.iterdir()] == ["profile.parquet"]  # parts removed
