@@ -7,17 +7,21 @@ The plan (DESIGN §7):
    batch to the contract exactly as the local backend does (:func:`crm_engine.io.cast_expr`,
    Polars), puts each row in its bucket (:func:`features.sample.bucket_expr`, as the local
    backend's split) and packs each bucket's rows of the batch into one Arrow IPC blob: rows
-   ``(bucket, table, blob)``.
-2. The blobs of all tables are unioned and grouped by bucket (``applyInArrow``): every row of a
-   customer meets in one task, which unpacks its tables and runs ``features.build_profile``
-   without the call graph (and with the run's :class:`~features.sample.CustomerSample`).
+   ``(bucket, table, blob)``, partitioned by bucket (:func:`bucket_blobs`; a run keeps them
+   on the executors).
+2. The blobs are grouped by bucket (``applyInArrow``): every row of a customer meets in one
+   task, which unpacks its tables once and runs ``features.build_profile`` at every cut of
+   the batch, without the call graph (and with the batch's
+   :class:`~features.sample.CustomerSample`); the executors write the rows as Parquet, a
+   directory per cut (:func:`write_profiles`).
 3. The call-graph columns need the whole graph: they come from the run's
-   :class:`~pipelines.spark.influence.SparkCallGraph` (``calls`` read once a run, the cuts a
-   stage expects computed together, PageRank as Spark joins, written by the executors) and
-   are joined like the local profile joins them (0 for customers without calls).
+   :class:`~pipelines.spark.influence.SparkCallGraph` (``calls`` read once a run, the cuts of
+   a batch computed together, PageRank in a task per cut, written by the executors) and are
+   joined like the local profile joins them (0 for customers without calls).
 
-The result is collected on the driver, rounded, ordered and sorted as ``build_profile`` does:
-the same DataFrame as the local backend's.
+The driver then reads a cut's files, rounded, ordered and sorted as ``build_profile`` does:
+the same DataFrame as the local backend's (:func:`read_profile`), or everyone's written to the
+run's spill a file at a time (:func:`write_profile`).
 """
 
 from __future__ import annotations
