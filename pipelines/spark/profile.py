@@ -90,9 +90,13 @@ def _cast(frame: pl.DataFrame, name: str, target: pl.Schema, timezone: str) -> p
     """Cast a batch of table ``name`` as read by Spark to ``target`` (the local scan's schema).
 
     Contract columns are cast by :func:`crm_engine.io.cast_expr`, as the local scan casts them;
-    other columns to their type in the local scan.
+    other columns to their type in the local scan. The key columns take the run's id type as
+    ``target`` has it (``calls`` has no ``customer_id``: its ``caller_id``'s; text ids were
+    read as integers there, all null, and the call graph came out empty).
     """
-    contract = INPUT_TABLES[name].polars_schema(target.get("customer_id", pl.Int64()))
+    table = INPUT_TABLES[name]
+    id_dtype = next((target[k] for k in table.keys if k in target), pl.Int64())
+    contract = table.polars_schema(id_dtype)
     exprs = []
     for column, dtype in target.items():
         if column not in frame.columns:

@@ -83,6 +83,28 @@ def test_single_files_and_csv_tables_give_the_same_profile(
     assert_same_profile(on_spark, local_profile(tables, as_of, cfg))
 
 
+def test_text_ids_give_the_same_profile(
+    spark: object, generated_operator: Path, tmp_path: Path
+) -> None:
+    """Customer ids that are text, in every table and both ends of ``calls``: the call graph
+    is there (it came out empty: the calls' ids were cast as integers on the executors)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ["customers", "transactions", "usage", "calls"]:
+        frame = pl.read_parquet(generated_operator / name / "*.parquet")
+        keys = ["caller_id", "callee_id"] if name == "calls" else ["customer_id"]
+        frame.with_columns(pl.format("c{}", pl.col(k)).alias(k) for k in keys).write_parquet(
+            data / f"{name}.parquet"
+        )
+    tables = load_tables(data)
+    as_of = dt.date.fromisoformat(AS_OF)
+    on_spark = spark_profile(spark, data, tables, as_of, FEATURES, buckets=BUCKETS)  # type: ignore[arg-type]
+    local = local_profile(tables, as_of, FEATURES)
+    assert local.schema["customer_id"] == pl.String
+    assert local["n_contacts"].sum() > local.height  # the graph is there to compare
+    assert_same_profile(on_spark, local)
+
+
 def test_a_pipeline_run_on_spark_writes_the_same_outputs(
     spark_config: PipelineConfig, tmp_path: Path
 ) -> None:
