@@ -206,9 +206,11 @@ class SparkConfig(Section):
     """The Spark session of the Spark backend (``[engine.spark]``)."""
 
     master: str = Field(
-        "local[*]",
-        description="Spark master URL: local[*] (this machine), yarn, spark://host:7077, "
-        "k8s://...; not used when a session is passed in (pipelines.spark.session.use_session)",
+        "local[*,4]",
+        description="Spark master URL: local[*,4] (this machine's cores, a failed task tried "
+        "up to 4 times, as on a cluster; plain local[*] never retries), yarn, "
+        "spark://host:7077, k8s://...; not used when a session is passed in "
+        "(pipelines.spark.session.use_session)",
     )
     app_name: str = Field("crm-engine", description="Spark application name")
     buckets: Annotated[int, Field(gt=0, le=100_000)] = Field(

@@ -31,6 +31,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAULT_POINT",
+    "KILL_POINT",
     "SparkJobError",
     "bucket_blobs",
     "call_graph",
@@ -67,6 +69,11 @@ __all__ = [
 
 FAULT_POINT = "spark_task"
 """``CRM_ENGINE_FAULT=spark_task`` makes every per-bucket task raise (tests)."""
+
+KILL_POINT = "spark_worker"
+"""``CRM_ENGINE_FAULT=spark_worker@<path>``: the first per-bucket task to create ``<path>``
+kills its own Python worker (SIGKILL, as the kernel's OOM killer would); every later task, its
+retry included, runs normally (tests)."""
 
 _BLOB_DDL = "bucket long, table string, blob binary"
 
@@ -141,6 +148,19 @@ def pack_batches(
         )
 
 
+def _inject(fault: str) -> None:
+    """The fault ``$CRM_ENGINE_FAULT`` names for a per-bucket task (read on the driver)."""
+    point, _, argument = fault.partition("@")
+    if point == FAULT_POINT:
+        raise RuntimeError(f"injected fault {FAULT_ENV}={fault} in a profile task")
+    if point == KILL_POINT:
+        try:
+            os.close(os.open(argument, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # another task was the one
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def profile_task(
     schemas: dict[str, pl.Schema],
     cuts: Sequence[dt.date],
@@ -160,8 +180,7 @@ def profile_task(
     def run(group: pa.Table) -> pa.Table:
         import features
 
-        if fault.partition("@")[0] == FAULT_POINT:
-            raise RuntimeError(f"injected fault {FAULT_ENV}={fault} in a profile task")
+        _inject(fault)
         names = group.column("table").to_pylist()
         blobs = group.column("blob").to_pylist()
         tables: dict[str, pl.LazyFrame] = {}
@@ -234,7 +253,9 @@ def _packed(
 
 
 def _cause(error: BaseException) -> str:
-    """One line out of a Spark error: the Python exception a task raised, else the first line."""
+    """One line out of a Spark error: the Python exception a task raised, else Spark's own
+    innermost reason (a crashed worker, a lost executor) with how often the task failed, else
+    the first line."""
     text = str(error).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     raised = [
@@ -244,6 +265,14 @@ def _cause(error: BaseException) -> str:
     ]
     if raised:
         return raised[-1]
+    reasons = [line for line in lines if "SparkException: " in line]
+    if reasons:
+        reason = reasons[0].rsplit("SparkException: ", 1)[1].split(". Consider ")[0]
+        failed = re.search(r"failed (\d+) times", text)
+        if failed is None:
+            return reason
+        tries = int(failed.group(1))
+        return f"{reason} (a task tried {tries} time{'s' if tries > 1 else ''})"
     return lines[0] if lines else type(error).__name__
 
 

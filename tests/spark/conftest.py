@@ -1,4 +1,4 @@
-"""One local Spark session (``local[2]``) for every Spark test, and the config of a Spark run."""
+"""One local Spark session (``local[2,2]``) for every Spark test, and the config of a Spark run."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ BUCKETS = 3
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
-    """A ``local[2]`` session with four shuffle partitions and no UI, stopped at the end.
+    """A ``local[2,2]`` session (two cores, a failed task tried twice) with four shuffle
+    partitions and no UI, stopped at the end.
 
     Its Python workers run this interpreter with this checkout first on their path (the
     package is not installed on workers in a test run; on a cluster it must be).
@@ -30,7 +31,7 @@ def spark() -> Iterator[object]:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     session = (
-        SparkSession.builder.master("local[2]")
+        SparkSession.builder.master("local[2,2]")
         .appName("crm-engine-tests")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.default.parallelism", "2")

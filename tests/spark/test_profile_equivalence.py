@@ -9,11 +9,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from crm_engine.commit import FAULT_ENV
 from crm_engine.config import FeaturesConfig, PipelineConfig
-from crm_engine.io import load_tables
+from crm_engine.io import find_tables, load_tables
 from features.sample import CustomerSample
 from pipelines.runner import local_profile, run_pipeline
-from pipelines.spark.profile import spark_profile
+from pipelines.spark.profile import KILL_POINT, spark_profile
 from pipelines.stages import pipeline
 from tests.spark.conftest import AS_OF, BUCKETS
 
@@ -83,6 +84,29 @@ def test_single_files_and_csv_tables_give_the_same_profile(
     assert_same_profile(on_spark, local_profile(tables, as_of, cfg))
 
 
+def test_tables_written_by_spark_give_the_same_profile(
+    spark: object, generated_operator: Path, tmp_path: Path
+) -> None:
+    """Input tables that are directories Spark wrote (several ``part-*`` files, ``_SUCCESS``
+    and ``.crc`` files beside them, Spark's own timestamp encoding): both backends read them
+    and give the profile of the generated files."""
+    from pyspark.sql import SparkSession
+
+    assert isinstance(spark, SparkSession)
+    data = tmp_path / "data"
+    for name, source in find_tables(generated_operator).items():
+        frame = spark.read.parquet(str(source.path))
+        frame.repartition(3).write.parquet(str(data / name))
+    assert len(list((data / "transactions").glob("part-*.parquet"))) == 3
+    assert (data / "transactions" / "_SUCCESS").exists()
+    tables = load_tables(data)
+    as_of = dt.date.fromisoformat(AS_OF)
+    reference = local_profile(load_tables(generated_operator), as_of, FEATURES)
+    assert_same_profile(local_profile(tables, as_of, FEATURES), reference)
+    on_spark = spark_profile(spark, data, tables, as_of, FEATURES, buckets=BUCKETS)
+    assert_same_profile(on_spark, reference)
+
+
 def test_text_ids_give_the_same_profile(
     spark: object, generated_operator: Path, tmp_path: Path
 ) -> None:
@@ -106,13 +130,21 @@ def test_text_ids_give_the_same_profile(
 
 
 def test_a_pipeline_run_on_spark_writes_the_same_outputs(
-    spark_config: PipelineConfig, tmp_path: Path
+    spark_config: PipelineConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every stage of ``crm-engine run`` (churn with its seven training cuts, loyalty,
     contagion and network value included) on both backends: the same profiles and the same
     scores. The profiles are equal, so every model fits the same rows: integers, text and
-    dates exactly, floats to 1e-9 relative (1e-9 absolute near 0)."""
+    dates exactly, floats to 1e-9 relative (1e-9 absolute near 0).
+
+    In the Spark run, the Python worker of its first profile task is killed (SIGKILL) mid-task:
+    Spark retries the task (the session tries a task twice) and the run gives the same outputs.
+    """
+    claim = tmp_path / "worker-killed"
+    monkeypatch.setenv(FAULT_ENV, f"{KILL_POINT}@{claim}")
     on_spark = run_pipeline(spark_config, pipeline("run"), tracking=False)
+    monkeypatch.delenv(FAULT_ENV)
+    assert claim.exists()  # a worker was killed, and the run went on
     local_cfg = spark_config.model_copy(deep=True)
     local_cfg.engine.backend = "local"
     local_cfg.output.dir = tmp_path / "local-out"

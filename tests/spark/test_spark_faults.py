@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from crm_engine.cli import app
 from crm_engine.commit import FAULT_ENV
 from crm_engine.io import file_sha256
-from pipelines.spark.profile import FAULT_POINT
+from pipelines.spark.profile import FAULT_POINT, _cause
 from pipelines.spark.session import INSTALL_HINT
 from tests.spark.conftest import AS_OF, BUCKETS, REPO
 
@@ -133,3 +133,23 @@ def test_a_failing_spark_task_leaves_the_previous_output_untouched(
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert _digest(out) != before
+
+
+def test_a_crashed_worker_is_named_in_one_line() -> None:
+    """What Spark raises on the driver when a task's Python worker died on its last try (the
+    text of a ``local[2]`` run whose worker was killed, trimmed): the crash and the tries,
+    not the Py4J call that carried it."""
+    text = (
+        "An error occurred while calling o271.parquet.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 1 in stage "
+        "10.0 failed 4 times, most recent failure: Lost task 1.3 in stage 10.0 (TID 14) "
+        "(192.0.2.2 executor driver): org.apache.spark.SparkException: Python worker exited "
+        "unexpectedly (crashed). Consider setting "
+        "'spark.python.worker.faulthandler.enabled' configuration to 'true' for the better "
+        "Python traceback.\n"
+        "Caused by: java.net.SocketException: Connection reset\n"
+        "\t... 28 more\n"
+    )
+    assert _cause(RuntimeError(text)) == (
+        "Python worker exited unexpectedly (crashed) (a task tried 4 times)"
+    )
