@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import polars as pl
@@ -12,6 +13,7 @@ __all__ = [
     "CustomerSample",
     "bucket_expr",
     "buckets_holding",
+    "covering",
     "restrict",
 ]
 
@@ -58,9 +60,28 @@ class CustomerSample:
         """Sampled customers are those whose hash bucket (of :data:`SAMPLE_BUCKETS`) is below."""
         return max(1, round(self.share * SAMPLE_BUCKETS))
 
+    def within(self, wider: CustomerSample | None) -> bool:
+        """Whether every customer of this sample is in ``wider`` (None: everyone): a
+        sample of the same seed and no larger share is."""
+        return wider is None or (wider.seed == self.seed and self.keep <= wider.keep)
+
     def expr(self, column: str = "customer_id") -> pl.Expr:
         """True for the rows of sampled customers."""
         return _hash(column, self.seed) < self.keep
+
+
+def covering(samples: Iterable[CustomerSample | None]) -> CustomerSample | None:
+    """The narrowest sample holding every customer of ``samples``: the widest of them when
+    they share a seed, else everyone (None)."""
+    widest: CustomerSample | None = None
+    for i, sample in enumerate(samples):
+        if sample is None:
+            return None
+        if i == 0 or (widest is not None and widest.within(sample)):
+            widest = sample
+        elif widest is not None and not sample.within(widest):
+            return None
+    return widest
 
 
 def _hash(column: str, seed: int) -> pl.Expr:

@@ -26,7 +26,7 @@ from scipy.special import betaln
 from sklearn.utils.validation import check_is_fitted
 
 from crm_engine.config import ValuationConfig
-from features import PointInTime
+from features import CustomerSample, PointInTime
 from valuation.base import ValuationError, ValueEstimator
 from valuation.clv import DAYS_PER_MONTH, discounted_clv, month_ends, monthly_discount_rate
 from valuation.optimize import autograd_objective, minimize_nll
@@ -83,6 +83,11 @@ class ContractModel(ValueEstimator):
     def training_frame(self, at: PointInTime) -> pl.DataFrame:
         """The rows :meth:`fit` learns from, from what is known before ``at.as_of``."""
         raise NotImplementedError
+
+    def profiles_read(self, at: PointInTime) -> tuple[list[dt.date], CustomerSample | None]:
+        """The cuts whose profiles :meth:`training_frame` reads, and of which customers (the
+        sBG reads none: it counts the transactions)."""
+        return [], None
 
     def fit(self, X: pl.DataFrame, y: None = None) -> ContractModel:
         raise NotImplementedError

@@ -39,7 +39,7 @@ from valuation.base import ValuationError
 from valuation.clv import DAYS_PER_MONTH
 from valuation.contract import MIN_CUSTOMERS, ContractModel, first_day, monthly_bill
 
-__all__ = ["HAZARD", "HazardModel", "person_months"]
+__all__ = ["HAZARD", "HazardModel", "landmark_cuts", "person_months"]
 
 HAZARD = "hazard"
 """``value_model`` of a customer valued by their own monthly hazard."""
@@ -130,6 +130,21 @@ def _base_columns(profile: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(frame)
 
 
+def landmark_cuts(at: PointInTime, landmarks: int, landmark_months: int) -> list[dt.date]:
+    """The landmark cuts :func:`person_months` reads: every ``landmark_months`` 30-day months
+    before ``at.as_of``, up to ``landmarks`` of them, each with 90 days of data before it.
+
+    Raises
+    ------
+    ValuationError
+        No transactions.
+    """
+    since = first_day(at)
+    days = landmark_months * DAYS_PER_MONTH
+    cuts = [at.as_of - dt.timedelta(days=j * days) for j in range(1, landmarks + 1)]
+    return [c for c in cuts if c >= since + dt.timedelta(days=90)]
+
+
 def person_months(
     at: PointInTime,
     landmarks: int,
@@ -151,9 +166,7 @@ def person_months(
         No transactions, or no landmark with 90 days of data before it.
     """
     as_of, since = at.as_of, first_day(at)
-    days = landmark_months * DAYS_PER_MONTH
-    cuts = [as_of - dt.timedelta(days=j * days) for j in range(1, landmarks + 1)]
-    cuts = [c for c in cuts if c >= since + dt.timedelta(days=90)]
+    cuts = landmark_cuts(at, landmarks, landmark_months)
     if not cuts:
         raise ValuationError(
             f"the hazard model follows customers for {landmark_months} months from a cut with "
@@ -251,8 +264,14 @@ class HazardModel(ContractModel):
     def training_frame(self, at: PointInTime) -> pl.DataFrame:
         """:func:`person_months` of a sample of at most ``max_customers`` customers (its own:
         ``at.sample`` bounds the holdouts)."""
-        sample = CustomerSample.bounded(at.customer_count(), self.max_customers, self.seed)
-        return person_months(at, self.landmarks, self.landmark_months, sample)
+        return person_months(at, self.landmarks, self.landmark_months, self._sample(at))
+
+    def profiles_read(self, at: PointInTime) -> tuple[list[dt.date], CustomerSample | None]:
+        """The landmark cuts (:func:`landmark_cuts`) and the sample of :meth:`training_frame`."""
+        return landmark_cuts(at, self.landmarks, self.landmark_months), self._sample(at)
+
+    def _sample(self, at: PointInTime) -> CustomerSample | None:
+        return CustomerSample.bounded(at.customer_count(), self.max_customers, self.seed)
 
     def fit(self, X: pl.DataFrame, y: None = None) -> HazardModel:
         """Fit on :func:`person_months` rows.

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass
 
 import polars as pl
 
 from crm_engine.config import ValuationConfig
 from crm_engine.stage_reports import ValuationReport
-from features import PointInTime
+from features import CustomerSample, PointInTime
+from features.sample import covering
 from valuation.base import ValuationError
 from valuation.contract import contract_ends
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
@@ -58,6 +60,33 @@ def _postpaid_note(revenue: RevenueHoldout | None, choice: str, error: str | Non
     return f"{note}; {failed}" if failed else note
 
 
+def _profiles_read(
+    at: PointInTime, cfg: ValuationConfig
+) -> tuple[list[dt.date], CustomerSample | None]:
+    """The earlier cuts this valuation reads profiles at, and a sample holding the customers
+    read there: the holdouts' cuts (of ``at.sample``) and the cuts the contract models learn
+    from, at ``as_of`` and at the revenue holdout's cut. Announced together (``at.expect``), a
+    backend that batches (Spark) computes them in one job, not one a step."""
+    reads: list[tuple[list[dt.date], CustomerSample | None]] = []
+    points = [(at, contract_candidates(cfg))]
+    since = at.start.first_day
+    if cfg.holdout_days > 0 and since is not None:
+        holdout = at.as_of - dt.timedelta(days=cfg.holdout_days)
+        revenue = at.as_of - dt.timedelta(days=cfg.horizon_days)
+        reads.append(([c for c in (holdout, revenue) if c > since], at.sample))
+        at_revenue = dataclasses.replace(at, as_of=revenue)
+        points.append((at_revenue, contract_candidates(cfg, measured=True)))
+    for point, names in points:
+        for name in names:
+            try:
+                reads.append(make_contract_model(name, cfg).profiles_read(point))
+            except ValuationError:
+                continue  # the fit says why, when it runs
+    reads = [(cuts, sample) for cuts, sample in reads if cuts]
+    cuts = sorted({c for read, _ in reads for c in read})
+    return cuts, covering(sample for _, sample in reads)
+
+
 def run_valuation(
     at: PointInTime, cfg: ValuationConfig, profile: pl.LazyFrame | None = None
 ) -> ValuationRun:
@@ -92,6 +121,7 @@ def run_valuation(
     ValuationError
         ``auto`` without a holdout, or no model can be fitted.
     """
+    at.expect(*_profiles_read(at, cfg))
     profile_at, as_of, sample = at.profile_at, at.as_of, at.sample
     transactions = at.tables["transactions"]
     holdout: HoldoutResult | None = None

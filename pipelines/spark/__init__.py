@@ -94,11 +94,12 @@ class SparkProfiles:
         cfg: FeaturesConfig,
         sample: CustomerSample | None = None,
     ) -> None:
-        """Compute the profiles of ``sample`` at ``cuts`` (those not computed yet) in one job,
-        and their call-graph columns in one more."""
+        """Compute the profiles of ``sample`` at ``cuts`` in one job, and their call-graph
+        columns in one more: the cuts not computed yet, for ``sample`` or a wider sample (a
+        profile is the same row for a customer whichever sample it was built for)."""
         from pipelines.spark.profile import expect_cuts, write_profiles
 
-        todo = sorted({c for c in cuts if (c, sample) not in self._written})
+        todo = sorted({c for c in cuts if self._batch(c, sample) is None})
         if not todo:
             return
         graph = self._call_graph(tables)
@@ -106,9 +107,22 @@ class SparkProfiles:
             expect_cuts(graph, todo, cfg)
         directory = self._scratch / "profiles" / f"batch-{self._batches:03d}"
         self._batches += 1
-        write_profiles(self._bucket_blobs(tables), tables, todo, cfg, sample, directory)
+        blobs, buckets = self._bucket_blobs(tables), self._cfg.engine.spark.buckets
+        write_profiles(blobs, buckets, tables, todo, cfg, sample, directory)
         for cut in todo:
             self._written[(cut, sample)] = directory
+
+    def _batch(
+        self, cut: dt.date, sample: CustomerSample | None
+    ) -> tuple[Path, CustomerSample | None] | None:
+        """Where the profile at ``cut`` of ``sample`` was written, and of which sample: its
+        own, or a wider one (None: not written yet)."""
+        if (cut, sample) in self._written:
+            return self._written[(cut, sample)], sample
+        for (written, of), directory in self._written.items():
+            if written == cut and sample is not None and sample.within(of):
+                return directory, of
+        return None
 
     def __call__(
         self,
@@ -120,8 +134,11 @@ class SparkProfiles:
         from pipelines.spark.profile import read_profile
 
         self.expect(tables, [cut], features_cfg, sample)
-        directory = self._written[(cut, sample)]
-        return read_profile(directory, tables, cut, features_cfg, self._call_graph(tables))
+        found = self._batch(cut, sample)
+        assert found is not None  # expected just now
+        directory, of = found
+        profile = read_profile(directory, tables, cut, features_cfg, self._call_graph(tables))
+        return profile if of == sample or sample is None else profile.filter(sample.expr())
 
     def write(
         self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig, path: Path

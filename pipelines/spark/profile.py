@@ -47,7 +47,7 @@ from crm_engine.contracts import INPUT_TABLES
 from crm_engine.io import DataError, TableSource, cast_expr, find_tables
 from features.influence import attach_influence
 from features.profile import finish_profile
-from features.sample import CustomerSample, bucket_expr
+from features.sample import CustomerSample, bucket_expr, buckets_holding
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -371,6 +371,7 @@ def bucket_blobs(
 
 def write_profiles(
     blobs: DataFrame,
+    buckets: int,
     tables: dict[str, pl.LazyFrame],
     cuts: Sequence[dt.date],
     cfg: FeaturesConfig,
@@ -381,6 +382,9 @@ def write_profiles(
     computing every cut, written by the executors as Parquet under ``directory``, a directory
     ``_cut=<date>`` per cut (none for a cut without customers), :data:`FILE_ROWS` rows a file
     at most.
+
+    ``blobs`` are :func:`bucket_blobs` of ``buckets`` buckets: a sample's job reads only the
+    buckets it lies in (:func:`features.sample.buckets_holding`), as the local backend does.
 
     Raises
     ------
@@ -405,6 +409,9 @@ def write_profiles(
     )
     dates = ", ".join(c.isoformat() for c in cuts)
     what = f"the profiles at {dates}" + (f" (sample {sample.share:g})" if sample else "")
+    holding = buckets_holding(sample, buckets)
+    if len(holding) < buckets:
+        blobs = blobs.where(blobs["bucket"] < len(holding))
     frame = blobs.groupBy("bucket").applyInArrow(build, out_ddl)
     try:
         frame.write.option("maxRecordsPerFile", FILE_ROWS).partitionBy(CUT).parquet(str(directory))
@@ -535,5 +542,5 @@ def spark_profile(
         if "calls" in tables:
             graph = call_graph(spark, data_dir, tables, Path(scratch) / "graph", timezone)
         directory = Path(scratch) / "profiles"
-        write_profiles(blobs, tables, [as_of], cfg, sample, directory)
+        write_profiles(blobs, buckets, tables, [as_of], cfg, sample, directory)
         return read_profile(directory, tables, as_of, cfg, graph)

@@ -185,7 +185,7 @@ def test_the_cuts_a_stage_expects_are_computed_in_one_job(
 ) -> None:
     """The cuts announced together (``ProfileCache.expect``, what the churn training does with
     its cuts) are computed in one batch, their call-graph columns in one more; their profiles
-    are then read from it and equal the local ones."""
+    are then read from it and equal the local ones, and so are a narrower sample's."""
     from pipelines.profiles import ProfileCache
     from pipelines.spark import SparkProfiles
     from pipelines.spark import profile as spark_profiles
@@ -213,6 +213,11 @@ def test_the_cuts_a_stage_expects_are_computed_in_one_job(
     for cut in cuts:
         assert_same_profile(cache.get(cut, sample), local_profile(tables, cut, FEATURES, sample))
     assert batches() == {"profiles": ["batch-000"], "callgraph": ["batch-000"]}  # read, no job
+    narrower = CustomerSample(share=0.3, seed=3)  # within the batch's sample: read from it
+    assert_same_profile(
+        cache.get(cuts[1], narrower), local_profile(tables, cuts[1], FEATURES, narrower)
+    )
+    assert batches() == {"profiles": ["batch-000"], "callgraph": ["batch-000"]}
     everyone = cache.get(cuts[0])  # not expected: a batch of its own, the graph's reused
     assert batches() == {"profiles": ["batch-000", "batch-001"], "callgraph": ["batch-000"]}
     local = local_profile(tables, cuts[0], FEATURES)
