@@ -24,6 +24,7 @@ __all__ = [
     "TrainingCuts",
     "build_training_frames",
     "labelled_profile",
+    "surveyed_cuts",
     "surveyed_snapshots",
     "training_cuts",
     "with_extras",
@@ -173,6 +174,16 @@ def build_training_frames(
     return pl.concat(trains, how="vertical"), valid
 
 
+def surveyed_cuts(
+    at: PointInTime, horizon_days: int, after: int, snapshots: int, step_days: int
+) -> list[dt.date]:
+    """The cuts :func:`surveyed_snapshots` reads: the training cuts after the first ``after``,
+    up to ``snapshots`` in all, after the first transaction."""
+    cuts = training_cuts(at.as_of, horizon_days, max(snapshots, after), step_days).train[after:]
+    first_day = at.start.first_day
+    return [c for c in cuts if first_day is None or c > first_day]
+
+
 def surveyed_snapshots(
     at: PointInTime,
     features_cfg: FeaturesConfig,
@@ -190,9 +201,7 @@ def surveyed_snapshots(
     Survey answers are scarce: the loyalty model learns from more snapshots than the churn
     model, and keeps only the surveyed customers' rows of the extra ones.
     """
-    cuts = training_cuts(at.as_of, horizon_days, max(snapshots, after), step_days).train[after:]
-    first_day = at.start.first_day
-    usable = [c for c in cuts if first_day is None or c > first_day]
+    usable = surveyed_cuts(at, horizon_days, after, snapshots, step_days)
     if not usable:
         return None
     at.expect(usable, at.sample)

@@ -14,6 +14,7 @@ from churn.frames import (
     CUT_COLUMN,
     TrainingCuts,
     build_training_frames,
+    surveyed_cuts,
     surveyed_snapshots,
     training_cuts,
 )
@@ -145,6 +146,9 @@ def train_models(
     n, step = churn_cfg.training_snapshots, churn_cfg.snapshot_step_days
     cuts = training_cuts(at.as_of, h, n, step)
     extra = churn_cfg.extra_features
+    wanted = cfg.loyalty.training_snapshots if cfg.loyalty.enabled else n
+    loyalty_cuts = surveyed_cuts(at, h, n, wanted, step) if wanted > n else []
+    at.expect([*cuts.train, cuts.valid, *loyalty_cuts], at.sample)  # one batch for every cut
     train, valid = build_training_frames(at, cfg.features, extra, h, n, step)
     release_freed()  # what building the cuts' profiles left: ~0.45 GB at 1M customers
     declared = profile_features(at.tables, cfg.features)
@@ -152,8 +156,7 @@ def train_models(
     keep = frequent_values(train, dict.fromkeys(text), cfg.features.min_category_customers)
     train, valid = pool_rare(train, keep), pool_rare(valid, keep)
     earlier: pl.DataFrame | None = None  # the loyalty model's earlier surveyed snapshots
-    if cfg.loyalty.enabled and cfg.loyalty.training_snapshots > n:
-        wanted = cfg.loyalty.training_snapshots
+    if wanted > n:
         earlier = surveyed_snapshots(at, cfg.features, extra, h, n, wanted, step)
         earlier = None if earlier is None else pool_rare(earlier, keep)
     at.release()  # every frame is built: the cuts' profiles are not needed to fit

@@ -148,10 +148,14 @@ class LazySession:
             builder = builder.master(cfg.master)
         # the profile's timestamps are naive wall-clock times: no session zone shifts them
         builder = builder.config("spark.sql.session.timeZone", "UTC")
-        # a batch job's terminal: no progress bars over the stage display, only errors logged
-        # (a failed job is reported as one line by the backend); conf below may change both
+        # a batch job's terminal: no progress bars over the stage display, and nothing logged
+        # below FATAL (a failed job is reported as one line by the backend); conf below may
+        # change both ("spark.log.level" = "ERROR" shows the executors' errors)
         builder = builder.config("spark.ui.showConsoleProgress", "false")
-        builder = builder.config("spark.log.level", "ERROR")
+        # FATAL, not ERROR: a task retried after its Python worker died logs ~100 lines of
+        # Java stack traces from the executors in this JVM (local[...]) in a run that
+        # succeeds, and a job that fails for good is the run's one error line anyway
+        builder = builder.config("spark.log.level", "FATAL")
         if cfg.master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
             # workers on this machine run this interpreter (its polars, its crm-engine), not
             # whichever python3 is first on PATH (PySpark reads only the environment variable)
