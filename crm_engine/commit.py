@@ -130,6 +130,7 @@ def output_lock(directory: Path) -> Iterator[None]:
     import psutil
 
     directory = Path(directory)
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE
     me = psutil.Process(os.getpid())
@@ -163,6 +164,9 @@ def output_lock(directory: Path) -> Iterator[None]:
         yield
     finally:
         path.unlink(missing_ok=True)
+        if created:  # a run that wrote nothing leaves no directory behind
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
 
 # --- committing a run --------------------------------------------------------------------------
@@ -231,11 +235,12 @@ def committed_run(
     links
         File names of the run to expose as ``out/<name> -> current/<name>``.
 
-    On any exception the staging directory is removed and ``current`` is untouched. The
-    caller holds :func:`output_lock`.
+    On any exception the staging directory is removed (and ``runs/``, when this run made
+    it) and ``current`` is untouched. The caller holds :func:`output_lock`.
     """
     out_dir = Path(out_dir)
     runs = out_dir / RUNS_DIR
+    created = not runs.exists()
     runs.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out_dir)
     staging = runs / f".{run_id}.tmp"
@@ -244,6 +249,9 @@ def committed_run(
         yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if created:  # the first run failed: no empty runs/ left behind
+            with contextlib.suppress(OSError):
+                runs.rmdir()
         raise
     fault_point("before-rename")
     os.replace(staging, runs / run_id)  # complete on disk, not yet current

@@ -51,6 +51,10 @@ def test_a_stage_output_off_its_declared_schema_fails_by_name(
         run_pipeline(_cfg(tiny_data, tmp_path / "out"), stages, profile_file(out), tracking=False)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [tiny_data]  # no staging directory left behind
+    # the same failure in a run directory never written before leaves no directory at all
+    with pytest.raises(StageError, match=r"stage drift output extra"):
+        run_pipeline(_cfg(tiny_data, tmp_path / "out"), stages, tracking=False)
+    assert list(tmp_path.iterdir()) == [tiny_data]
 
 
 def test_assemble_takes_each_column_from_its_owner_only() -> None:
