@@ -150,12 +150,19 @@ class LazySession:
         builder = builder.config("spark.sql.session.timeZone", "UTC")
         # a batch job's terminal: no progress bars over the stage display, and nothing logged
         # below FATAL (a failed job is reported as one line by the backend); conf below may
-        # change both ("spark.log.level" = "ERROR" shows the executors' errors)
+        # change both ("spark.log.level" = "ERROR" shows the executors' errors). FATAL, not
+        # ERROR: a task retried after its Python worker died logs ~100 lines of Java stack
+        # traces from the executors in this JVM (local[...]) in a run that succeeds.
         builder = builder.config("spark.ui.showConsoleProgress", "false")
-        # FATAL, not ERROR: a task retried after its Python worker died logs ~100 lines of
-        # Java stack traces from the executors in this JVM (local[...]) in a run that
-        # succeeds, and a job that fails for good is the run's one error line anyway
-        builder = builder.config("spark.log.level", "FATAL")
+        if cfg.master.startswith("local"):
+            # the driver's JVM starts with that logging (pipelines/spark/log4j2.properties),
+            # so Spark's start-up warnings stay off the terminal too
+            logging = Path(__file__).with_name("log4j2.properties")
+            builder = builder.config(
+                "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={logging.as_uri()}"
+            )
+        else:  # a cluster's driver logs as the cluster says, from FATAL up once started
+            builder = builder.config("spark.log.level", "FATAL")
         if cfg.master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
             # workers on this machine run this interpreter (its polars, its crm-engine), not
             # whichever python3 is first on PATH (PySpark reads only the environment variable)
