@@ -72,14 +72,14 @@ class CustomerSample:
 
 def covering(samples: Iterable[CustomerSample | None]) -> CustomerSample | None:
     """The narrowest sample holding every customer of ``samples``: the widest of them when
-    they share a seed, else everyone (None)."""
+    they share a seed, else everyone (None; for no samples too)."""
     widest: CustomerSample | None = None
-    for i, sample in enumerate(samples):
+    for sample in samples:
         if sample is None:
             return None
-        if i == 0 or (widest is not None and widest.within(sample)):
+        if widest is None or widest.within(sample):
             widest = sample
-        elif widest is not None and not sample.within(widest):
+        elif not sample.within(widest):
             return None
     return widest
 

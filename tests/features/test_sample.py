@@ -47,3 +47,19 @@ def test_bounded_sample_and_bad_shares() -> None:
             CustomerSample(share=share)
     with pytest.raises(ValueError, match="max_customers"):
         CustomerSample.bounded(10, 0)
+
+
+def test_a_narrower_sample_of_the_same_seed_lies_within_a_wider_one() -> None:
+    """What lets a profile built for one sample serve a narrower one (the Spark backend's
+    batches): its customers are all in the wider sample, and ``covering`` finds it."""
+    ids = pl.DataFrame({"customer_id": list(range(20_000))})
+    narrow, wide = CustomerSample(share=0.1, seed=0), CustomerSample(share=0.125, seed=0)
+    other = CustomerSample(share=0.05, seed=1)
+    kept = set(ids.filter(narrow.expr()).get_column("customer_id"))
+    assert kept < set(ids.filter(wide.expr()).get_column("customer_id"))
+    assert narrow.within(wide) and narrow.within(None) and not wide.within(narrow)
+    assert not other.within(wide)  # another seed: other customers
+    assert features.sample.covering([narrow, wide]) == wide
+    assert features.sample.covering([wide, narrow, narrow]) == wide
+    assert features.sample.covering([narrow, other]) is None  # everyone
+    assert features.sample.covering([narrow, None]) is None
