@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+import features
 from crm_engine.commit import FAULT_ENV
 from crm_engine.config import FeaturesConfig, PipelineConfig
 from crm_engine.io import find_tables, load_tables
@@ -230,3 +231,37 @@ def test_the_cuts_a_stage_expects_are_computed_in_one_job(
     assert builder.write(tables, cuts[0], FEATURES, path) == local.height
     assert_same_profile(pl.read_parquet(path), local)
     assert [p.name for p in path.parent.iterdir()] == ["profile.parquet"]  # parts removed
+
+
+def test_the_valuation_reads_its_earlier_cuts_from_one_batch(
+    spark_config: PipelineConfig, tables: dict[str, pl.LazyFrame], tmp_path: Path
+) -> None:
+    """Every earlier cut the valuation reads (the holdouts', the hazard's landmarks at as_of
+    and at the revenue holdout's cut) is announced up front and computed in one Spark batch;
+    the fit at as_of reads everyone's profile from one more. A read nobody announced would
+    show as a third batch."""
+    from pipelines.profiles import ProfileCache
+    from pipelines.spark import SparkProfiles
+    from pipelines.spark.session import LazySession
+    from valuation.run import run_valuation
+
+    builder = SparkProfiles(spark_config, LazySession(spark_config.engine.spark), tmp_path)
+    as_of = dt.date.fromisoformat(AS_OF)
+    cache = ProfileCache(tables, as_of, FEATURES, builder)
+    at = features.PointInTime(
+        as_of=as_of,
+        tables=tables,
+        profile_at=cache.get,
+        expect=cache.expect,
+        start=cache.data_start(),
+        n_customers=cache.customers(),
+    )
+    run = run_valuation(at, spark_config.valuation)  # postpaid_model auto: sBG and hazard
+    assert run.report.revenue_holdout is not None and run.holdout is not None
+    batches = sorted(p.name for p in (tmp_path / "profiles").iterdir())
+    assert batches == ["batch-000", "batch-001"]
+    earlier = {p.name for p in (tmp_path / "profiles" / "batch-000").glob("_cut=*")}
+    assert len(earlier) >= 4  # the two holdouts' cuts and the hazard's landmarks
+    assert {p.name for p in (tmp_path / "profiles" / "batch-001").glob("_cut=*")} == {
+        f"_cut={AS_OF}"
+    }
