@@ -124,6 +124,20 @@ class SparkProfiles:
                 return directory, of
         return None
 
+    def _computed(
+        self,
+        tables: dict[str, pl.LazyFrame],
+        cut: dt.date,
+        cfg: FeaturesConfig,
+        sample: CustomerSample | None,
+    ) -> tuple[Path, CustomerSample | None]:
+        """:meth:`_batch` of the profile, computed now when it was not expected."""
+        self.expect(tables, [cut], cfg, sample)
+        found = self._batch(cut, sample)
+        if found is None:
+            raise RuntimeError(f"the profile at {cut} was not written by its batch")
+        return found
+
     def __call__(
         self,
         tables: dict[str, pl.LazyFrame],
@@ -133,10 +147,7 @@ class SparkProfiles:
     ) -> pl.DataFrame:
         from pipelines.spark.profile import read_profile
 
-        self.expect(tables, [cut], features_cfg, sample)
-        found = self._batch(cut, sample)
-        assert found is not None  # expected just now
-        directory, of = found
+        directory, of = self._computed(tables, cut, features_cfg, sample)
         profile = read_profile(directory, tables, cut, features_cfg, self._call_graph(tables))
         return profile if of == sample or sample is None else profile.filter(sample.expr())
 
@@ -148,8 +159,7 @@ class SparkProfiles:
         (:func:`~pipelines.spark.profile.write_profile`); the rows written."""
         from pipelines.spark.profile import write_profile
 
-        self.expect(tables, [cut], cfg)
-        directory = self._written[(cut, None)]
+        directory, _ = self._computed(tables, cut, cfg, None)
         return write_profile(directory, tables, cut, cfg, self._call_graph(tables), path)
 
 
