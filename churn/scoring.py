@@ -37,6 +37,8 @@ CHURN_OUTPUT_COLUMNS: tuple[str, ...] = (
 """The key and the ``crm.scores/v1`` columns the churn and loyalty models own, in contract
 order (derived from the contract: one declaration)."""
 DRIVER_BATCH_ROWS = 50_000
+LOYALTY_PREFIX = "loyalty_"
+"""Prefix of a loyalty class's probability in :func:`predict_customers`' frame."""
 
 
 def train_churn(
@@ -186,6 +188,61 @@ def _values_columns(profile: pl.DataFrame, values: pl.DataFrame) -> tuple[np.nda
     )
 
 
+def predict_customers(
+    batch: pl.DataFrame,
+    churn_model: ChurnModel | None,
+    loyalty_model: LoyaltyModel | None = None,
+) -> pl.DataFrame:
+    """The per-customer model work of scoring, for a slice of the profile: ``customer_id``, the
+    calibrated ``churn_probability`` (with a churn model) and the loyalty model's class
+    probabilities (with one: ``loyalty_<class>``, :attr:`LoyaltyModel.classes_` order).
+
+    A pure function of the slice and the fitted models, so it runs wherever the rows are: a
+    slice at a time here, on the executors with the Spark backend
+    (:meth:`pipelines.profiles.ProfileCache.map`). :func:`score_churn` and
+    :func:`add_loyalty` read what it gives.
+    """
+    out = batch.select("customer_id")
+    if churn_model is not None:
+        p = churn_model.predict_churn(batch)
+        out = out.with_columns(pl.Series("churn_probability", p, dtype=pl.Float64))
+    if loyalty_model is None:
+        return out
+    classes = loyalty_model.classes_
+    proba = loyalty_model.predict_proba(batch).reshape(batch.height, len(classes))
+    return out.with_columns(
+        pl.Series(f"{LOYALTY_PREFIX}{c}", proba[:, i], dtype=pl.Float64)
+        for i, c in enumerate(classes)
+    )
+
+
+def predict_in_slices(
+    profile: pl.DataFrame | pl.LazyFrame,
+    churn_model: ChurnModel | None,
+    loyalty_model: LoyaltyModel | None = None,
+) -> pl.DataFrame:
+    """:func:`predict_customers` over ``profile`` a slice at a time (a plan is read a slice at
+    a time), in its row order."""
+    return pl.concat(
+        predict_customers(b, churn_model, loyalty_model) for b in iter_batches(profile)
+    )
+
+
+def _in_order(ids: pl.DataFrame, predictions: pl.DataFrame) -> pl.DataFrame:
+    """``predictions`` (of :func:`predict_customers`) in the row order of ``ids``, checked to
+    hold every customer once."""
+    if predictions.height != ids.height:
+        raise ValueError(
+            f"predictions for {predictions.height} customers, the profile has {ids.height}"
+        )
+    if ids.get_column("customer_id").equals(predictions.get_column("customer_id")):
+        return predictions
+    missing = ids.join(predictions, on="customer_id", how="anti").height
+    if missing:
+        raise ValueError(f"no predictions for {missing} of the profile's customers")
+    return ids.join(predictions, on="customer_id", how="left", maintain_order="left")
+
+
 def _rows(profile: pl.DataFrame | pl.LazyFrame, mask: np.ndarray) -> pl.DataFrame:
     """The rows of ``profile`` where ``mask`` holds (of a plan: gathered a slice at a time)."""
     if isinstance(profile, pl.DataFrame):
@@ -203,6 +260,7 @@ def score_churn(
     cfg: ChurnConfig,
     clv: pl.DataFrame | None = None,
     retention: RetentionConfig | None = None,
+    predictions: pl.DataFrame | None = None,
 ) -> ChurnScores:
     """Calibrated churn probability, risk band, value at risk and drivers for every customer.
 
@@ -225,12 +283,17 @@ def score_churn(
     get an empty list. ``churn_reasons`` says the same drivers in words,
     comparing each value with the quartiles of this ``profile`` (the scored population).
 
+    ``predictions`` are :func:`predict_customers`' of these customers (any row order), computed
+    where the profile lies (the executors, with the Spark backend); None: computed here.
+
     A plan (the run's profile, waiting in a file) is read a slice at a time: at 10M customers
     scoring then holds one slice of the profile, not all 4.3 GB of it.
     """
     terms = retention or RetentionConfig()
     ids = profile.lazy().select("customer_id").collect()
-    p = churn_model.predict_churn(profile)
+    if predictions is None:
+        predictions = predict_in_slices(profile, churn_model)
+    p = _in_order(ids, predictions).get_column("churn_probability").to_numpy()
     lost = np.zeros(p.size, dtype=bool)
     var = None
     gain = np.full(p.size, np.nan)
@@ -378,18 +441,23 @@ def add_loyalty(
     churn_scores: pl.DataFrame,
     profile: pl.DataFrame | pl.LazyFrame,
     loyalty_model: LoyaltyModel | None,
+    predictions: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Append ``loyalty_score`` (promoter probability) and ``loyalty_class`` (argmax).
 
     ``churn_scores`` is :attr:`ChurnScores.frame` for the same ``profile`` rows, in order
     (a plan is read a slice at a time); without a loyalty model both columns are null.
+    ``predictions``: as for :func:`score_churn`, with the loyalty model's.
     """
     rows = frame_height(profile)
     if churn_scores.height != rows:
         raise ValueError(f"churn scores have {churn_scores.height} rows, the profile {rows}")
     if loyalty_model is not None:
-        proba = loyalty_model.predict_proba(profile)
         classes = loyalty_model.classes_
+        if predictions is None:
+            predictions = predict_in_slices(profile, None, loyalty_model)
+        ordered = _in_order(churn_scores.select("customer_id"), predictions)
+        proba = ordered.select(f"{LOYALTY_PREFIX}{c}" for c in classes).to_numpy()
         loyalty_score = pl.Series("loyalty_score", proba[:, classes.index("promoter")])
         loyalty_class = labels_at("loyalty_class", classes, proba.argmax(axis=1))
     else:

@@ -3,6 +3,7 @@ registry), score the profile at as_of, and say what acting on the scores is wort
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from churn.frames import with_extras
-from churn.scoring import LOST_STAGE, ChurnScores, add_loyalty, lifecycle_by_band, score_churn
+from churn.scoring import (
+    LOST_STAGE,
+    ChurnScores,
+    add_loyalty,
+    lifecycle_by_band,
+    predict_customers,
+    score_churn,
+)
 from churn.training import train_models, write_plots
 from crm_engine.contracts import score_values
 from crm_engine.memory import release_freed
@@ -42,6 +50,20 @@ def _scoring_frame(
     if not extras:
         return profile
     return with_extras(profile.lazy(), ctx.tables, extras).collect()
+
+
+def _predict(
+    batch: pl.DataFrame,
+    *,
+    tables: dict[str, pl.LazyFrame],
+    extras: list[str],
+    churn_model: ChurnModel,
+    loyalty_model: LoyaltyModel | None,
+) -> pl.DataFrame:
+    """:func:`churn.predict_customers` of a slice of the profile, with the configured
+    customers-table attributes joined on first (as :func:`_scoring_frame` joins them)."""
+    scoring = with_extras(batch.lazy(), tables, extras).collect() if extras else batch
+    return predict_customers(scoring, churn_model, loyalty_model)
 
 
 def _clv(values: pl.DataFrame | None) -> pl.DataFrame | None:
@@ -178,7 +200,18 @@ def _score(
     then the network columns (with ``values``) and the loyalty columns. A plan (the run's
     profile) is read a slice at a time."""
     scoring = _scoring_frame(ctx, profile)
-    scored = score_churn(scoring, churn_model, ctx.cfg.churn, _clv(values), ctx.cfg.retention)
+    extras = ctx.cfg.churn.extra_features
+    predict = functools.partial(
+        _predict,
+        tables=ctx.tables if extras else {},
+        extras=extras,
+        churn_model=churn_model,
+        loyalty_model=loyalty_model,
+    )
+    predictions = ctx.profiles.map(profile, predict)  # on the executors with Spark
+    scored = score_churn(
+        scoring, churn_model, ctx.cfg.churn, _clv(values), ctx.cfg.retention, predictions
+    )
     frame = scored.frame
     metrics: dict[str, float] = {"churn.n_explained": scored.n_explained}
     artifacts: dict[str, Path] = {}
@@ -187,7 +220,7 @@ def _score(
         frame, contagion, artifacts = _contagion(ctx, frame, profile, values)
         metrics |= _contagion_metrics(contagion)
         metrics["churn.n_lost"] = scored.n_lost
-    frame = add_loyalty(frame, scoring, loyalty_model)
+    frame = add_loyalty(frame, scoring, loyalty_model, predictions)
     return _Scored(frame, scored, contagion, metrics, artifacts)
 
 

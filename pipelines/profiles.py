@@ -12,13 +12,15 @@ from typing import Protocol, runtime_checkable
 import polars as pl
 
 from crm_engine.config import FeaturesConfig
-from crm_engine.io import WRITE_ROWS, frame_height
+from crm_engine.io import WRITE_ROWS, frame_height, slices
 from features.sample import CustomerSample
 from features.window import DataStart, data_start
 
 __all__ = [
     "ColumnReader",
     "ExpectingBuilder",
+    "Mapper",
+    "MappingBuilder",
     "Profile",
     "ProfileBuilder",
     "ProfileCache",
@@ -55,6 +57,22 @@ class ExpectingBuilder(Protocol):
         cfg: FeaturesConfig,
         sample: CustomerSample | None = None,
     ) -> None: ...
+
+
+Mapper = Callable[[pl.DataFrame], pl.DataFrame]
+"""A pure function of a slice of a profile: rows in, rows out, ``customer_id`` kept (a stage's
+per-customer scoring, :meth:`ProfileCache.map`). Pickled to the executors with Spark."""
+
+
+@runtime_checkable
+class MappingBuilder(Protocol):
+    """A :data:`ProfileBuilder` that applies a :data:`Mapper` to everyone's profile at a cut
+    where the profile lies (the Spark backend: on the executors); returns the results in any
+    row order."""
+
+    def map(
+        self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig, fn: Mapper
+    ) -> pl.DataFrame: ...
 
 
 def local_profile(
@@ -108,6 +126,8 @@ class ProfileCache:
     )
     _customers: int | None = field(default=None, init=False, repr=False)
     _start: DataStart | None = field(default=None, init=False, repr=False)
+    _handed: list[pl.LazyFrame] = field(default_factory=list, init=False, repr=False)
+    """The plans :meth:`everyone` handed out (:meth:`map` knows them by identity)."""
 
     def get(self, cut: dt.date, sample: CustomerSample | None = None) -> pl.DataFrame:
         """The profile at ``cut`` (of ``sample``'s customers), built once and kept (with
@@ -142,11 +162,27 @@ class ProfileCache:
         (built first when it is not there), else the frame kept in memory. What the catalog
         holds between the stages: a stage collects the columns it needs when it needs them."""
         if self.spill is None:
-            return self.get(self.as_of).lazy()
-        path = self._spill_path()
-        if not path.exists():
-            self._write_spill(path)
-        return pl.scan_parquet(path)
+            plan = self.get(self.as_of).lazy()
+        else:
+            path = self._spill_path()
+            if not path.exists():
+                self._write_spill(path)
+            plan = pl.scan_parquet(path)
+        self._handed.append(plan)
+        return plan
+
+    def map(self, profile: pl.DataFrame | pl.LazyFrame, fn: Mapper) -> pl.DataFrame:
+        """``fn`` over ``profile`` a slice at a time, the results concatenated (in the
+        profile's order here; in any order from the executors).
+
+        Everyone's profile at ``as_of`` as :meth:`everyone` handed it out goes, with a
+        :class:`MappingBuilder` (Spark), to where it lies: the executors apply ``fn`` to the
+        files they wrote, and only its results reach the driver. Any other profile is mapped
+        here, a slice at a time.
+        """
+        if isinstance(self.build, MappingBuilder) and any(profile is p for p in self._handed):
+            return self.build.map(self.tables, self.as_of, self.cfg, fn)
+        return pl.concat(fn(batch) for batch in slices(profile, WRITE_ROWS))
 
     def _spill_path(self) -> Path:
         assert self.spill is not None

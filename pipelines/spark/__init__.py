@@ -21,6 +21,7 @@ from pipelines.spark.session import LazySession, SparkUnavailable, use_session
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from pipelines.profiles import Mapper
     from pipelines.spark.influence import SparkCallGraph
 
 __all__ = ["SparkProfiles", "SparkUnavailable", "spark_backend", "use_session"]
@@ -56,6 +57,7 @@ class SparkProfiles:
         self._blobs: DataFrame | None = None
         self._written: dict[tuple[dt.date, CustomerSample | None], Path] = {}
         self._batches = 0
+        self._maps = 0
 
     def _call_graph(self, tables: dict[str, pl.LazyFrame]) -> SparkCallGraph | None:
         from pipelines.spark.profile import call_graph
@@ -161,6 +163,20 @@ class SparkProfiles:
 
         directory, _ = self._computed(tables, cut, cfg, None)
         return write_profile(directory, tables, cut, cfg, self._call_graph(tables), path)
+
+    def map(
+        self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig, fn: Mapper
+    ) -> pl.DataFrame:
+        """``fn`` over everyone's profile at ``cut`` on the executors, a task per file they
+        wrote (:func:`~pipelines.spark.mapping.map_profile`); only its results reach the
+        driver, in any row order."""
+        from pipelines.spark.mapping import map_profile
+
+        directory, _ = self._computed(tables, cut, cfg, None)
+        out = self._scratch / "mapped" / f"map-{self._maps:03d}"
+        self._maps += 1
+        graph = self._call_graph(tables)
+        return map_profile(self._session.get(), directory, tables, cut, cfg, graph, fn, out)
 
 
 def spark_backend(cfg: PipelineConfig, stack: contextlib.ExitStack, scratch: Path) -> SparkProfiles:

@@ -22,6 +22,9 @@ The plan (DESIGN §7):
 The driver then reads a cut's files, rounded, ordered and sorted as ``build_profile`` does:
 the same DataFrame as the local backend's (:func:`read_profile`), or everyone's written to the
 run's spill a file at a time (:func:`write_profile`).
+
+A stage's per-customer scoring of everyone runs on those files too
+(:mod:`pipelines.spark.mapping`).
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ __all__ = [
     "bucket_blobs",
     "call_graph",
     "expect_cuts",
+    "failure_cause",
+    "profile_scan",
     "read_profile",
     "spark_profile",
     "write_profile",
@@ -252,7 +257,7 @@ def _packed(
     return read_source(spark, source).mapInArrow(pack, _BLOB_DDL)
 
 
-def _cause(error: BaseException) -> str:
+def failure_cause(error: BaseException) -> str:
     """One line out of a Spark error: the Python exception a task raised, else Spark's own
     innermost reason (a crashed worker, a lost executor) with how often the task failed, else
     the first line."""
@@ -300,7 +305,7 @@ def expect_cuts(graph: SparkCallGraph, cuts: Sequence[dt.date], cfg: FeaturesCon
     try:  # PageRank runs a job per step or two before the frame is written
         graph.expect(cuts, cfg)
     except Exception as e:
-        raise SparkJobError(f"the Spark job computing {what} failed: {_cause(e)}") from None
+        raise SparkJobError(f"the Spark job computing {what} failed: {failure_cause(e)}") from None
 
 
 def _cast_batches(
@@ -416,10 +421,10 @@ def write_profiles(
     try:
         frame.write.option("maxRecordsPerFile", FILE_ROWS).partitionBy(CUT).parquet(str(directory))
     except Exception as e:
-        raise SparkJobError(f"the Spark job computing {what} failed: {_cause(e)}") from None
+        raise SparkJobError(f"the Spark job computing {what} failed: {failure_cause(e)}") from None
 
 
-def _profile_scan(
+def profile_scan(
     directory: Path,
     tables: dict[str, pl.LazyFrame],
     cut: dt.date,
@@ -461,7 +466,7 @@ def read_profile(
     """The profile at ``cut`` that :func:`write_profiles` wrote under ``directory``, with the
     call-graph columns of ``graph`` (computed now unless expected before), finished as
     ``features.build_profile`` finishes it: the local backend's frame."""
-    return _profile_scan(directory, tables, cut, cfg, graph)[0].collect()
+    return profile_scan(directory, tables, cut, cfg, graph)[0].collect()
 
 
 def write_profile(
@@ -486,11 +491,11 @@ def write_profile(
     files: list[Path] = []
     schema = pl.Schema()
     for i, source in enumerate(written):
-        frame, schema = _profile_scan(directory, tables, cut, cfg, graph, [source])
+        frame, schema = profile_scan(directory, tables, cut, cfg, graph, [source])
         files.append(parts / f"part-{i:05d}.parquet")
         frame.collect().write_parquet(files[-1], compression="lz4", row_group_size=PART_ROW_GROUP)
     if not written:
-        schema = _profile_scan(directory, tables, cut, cfg, graph)[1]
+        schema = profile_scan(directory, tables, cut, cfg, graph)[1]
     rows = merge_sorted_parts(files, "customer_id", path, schema)
     shutil.rmtree(parts)
     return rows

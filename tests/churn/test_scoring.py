@@ -179,3 +179,30 @@ def test_a_profile_waiting_in_a_file_scores_as_the_frame_does(
     scanned = score_customers(pl.scan_parquet(path), churn_model, loyalty_model, cfg, clv)
     assert in_memory["churn_drivers"].list.len().gt(0).sum() > 0
     assert_frame_equal(scanned, in_memory)
+
+
+def test_predictions_made_elsewhere_score_as_those_made_here(
+    churn_model: ChurnModel,
+    loyalty_model: LoyaltyModel,
+    cuts: tuple[pl.DataFrame, pl.DataFrame, np.ndarray],
+) -> None:
+    """The predictions of everyone come back from the executors in their files' order, not the
+    profile's (``ProfileCache.map``): matched by customer, they give the same scores as
+    predicting here; predictions that miss a customer are refused."""
+    from churn.scoring import add_loyalty, predict_customers
+
+    _, valid, _ = cuts
+    profile = valid.head(2_000).drop("churned_within_90d", "loyalty_class", "next_nps")
+    cfg = ChurnConfig(drivers_min_probability=0.3, drivers_top_n=200, n_drivers=3)
+    here = score_customers(profile, churn_model, loyalty_model, cfg)
+    elsewhere = predict_customers(profile, churn_model, loyalty_model).sample(
+        fraction=1.0, shuffle=True, seed=1
+    )
+    assert not elsewhere["customer_id"].equals(profile["customer_id"])
+    scored = score_churn(profile, churn_model, cfg, predictions=elsewhere)
+    assert_frame_equal(add_loyalty(scored.frame, profile, loyalty_model, elsewhere), here)
+    with pytest.raises(ValueError, match="predictions for 1999 customers, the profile has 2000"):
+        score_churn(profile, churn_model, cfg, predictions=elsewhere.head(1_999))
+    other = elsewhere.with_columns(pl.col("customer_id").shift(1, fill_value=-1))
+    with pytest.raises(ValueError, match="no predictions for 1 of the profile's customers"):
+        score_churn(profile, churn_model, cfg, predictions=other)

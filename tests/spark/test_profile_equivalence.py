@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import polars as pl
@@ -231,6 +232,53 @@ def test_the_cuts_a_stage_expects_are_computed_in_one_job(
     assert builder.write(tables, cuts[0], FEATURES, path) == local.height
     assert_same_profile(pl.read_parquet(path), local)
     assert [p.name for p in path.parent.iterdir()] == ["profile.parquet"]  # parts removed
+
+
+def where_scored(batch: pl.DataFrame) -> pl.DataFrame:
+    """A mapper (:data:`pipelines.profiles.Mapper`): a column computed from the profile, and
+    the process that computed it."""
+    return batch.select(
+        "customer_id",
+        (pl.col("tenure_days") * 2).alias("twice"),
+        pl.lit(os.getpid(), pl.Int64).alias("pid"),
+    )
+
+
+def refuse(batch: pl.DataFrame) -> pl.DataFrame:
+    raise ValueError(f"no scores for {batch.height} customers")
+
+
+def test_a_stage_scores_everyone_on_the_executors(
+    spark_config: PipelineConfig,
+    tables: dict[str, pl.LazyFrame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ProfileCache.map`` over everyone's profile (the plan ``everyone()`` handed out) runs
+    on the executors, a task per file they wrote: only the results reach the driver, and they
+    equal the mapper's on the local profile. Any other profile is mapped on the driver; a
+    mapper that raises fails the job with one line."""
+    from pipelines.profiles import ProfileCache
+    from pipelines.spark import SparkProfiles
+    from pipelines.spark import profile as spark_profiles
+    from pipelines.spark.profile import SparkJobError
+    from pipelines.spark.session import LazySession
+
+    monkeypatch.setattr(spark_profiles, "FILE_ROWS", 700)  # files of 2,500 customers' profile
+    builder = SparkProfiles(spark_config, LazySession(spark_config.engine.spark), tmp_path)
+    as_of = dt.date.fromisoformat(AS_OF)
+    cache = ProfileCache(tables, as_of, FEATURES, builder, spill=tmp_path / "spill")
+    everyone = cache.everyone()
+    mapped = cache.map(everyone, where_scored).sort("customer_id")
+    local = where_scored(local_profile(tables, as_of, FEATURES)).sort("customer_id")
+    assert_frame_equal(mapped.drop("pid"), local.drop("pid"))
+    assert os.getpid() not in mapped["pid"].to_list()  # the executors' Python workers did it
+    parts = sorted(p.name for p in (tmp_path / "mapped" / "map-000").iterdir())
+    assert len(parts) == len(list((tmp_path / "profiles").rglob("*.parquet"))) > 1, parts
+    other = everyone.head(100)  # not the plan everyone() handed out: mapped here
+    assert cache.map(other, where_scored)["pid"].unique().to_list() == [os.getpid()]
+    with pytest.raises(SparkJobError, match=r"ValueError: no scores for \d+ customers$"):
+        cache.map(everyone, refuse)
 
 
 def test_the_valuation_reads_its_earlier_cuts_from_one_batch(

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from crm_engine.cli import app
 from crm_engine.commit import FAULT_ENV
 from crm_engine.io import file_sha256
-from pipelines.spark.profile import FAULT_POINT, _cause
+from pipelines.spark.profile import FAULT_POINT, failure_cause
 from pipelines.spark.session import INSTALL_HINT
 from tests.spark.conftest import AS_OF, BUCKETS, REPO
 
@@ -150,6 +150,6 @@ def test_a_crashed_worker_is_named_in_one_line() -> None:
         "Caused by: java.net.SocketException: Connection reset\n"
         "\t... 28 more\n"
     )
-    assert _cause(RuntimeError(text)) == (
+    assert failure_cause(RuntimeError(text)) == (
         "Python worker exited unexpectedly (crashed) (a task tried 4 times)"
     )

@@ -1,0 +1,102 @@
+"""A stage's per-customer scoring of everyone on the executors (``ProfileCache.map``).
+
+A :data:`~pipelines.profiles.Mapper` (today the churn and loyalty models' predictions) runs
+where everyone's profile lies: a task per file :func:`~pipelines.spark.profile.write_profiles`
+wrote finishes its file as :func:`~pipelines.spark.profile.read_profile` does (the call-graph
+columns joined), applies the broadcast mapper a slice at a time and writes the results; only
+they reach the driver.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+import pyarrow as pa
+
+from crm_engine.config import FeaturesConfig
+from crm_engine.io import slices
+from pipelines.spark.profile import CUT, FILE_ROWS, SparkJobError, failure_cause, profile_scan
+
+if TYPE_CHECKING:
+    from pyspark import Broadcast
+    from pyspark.sql import SparkSession
+
+    from pipelines.profiles import Mapper
+    from pipelines.spark.influence import SparkCallGraph
+
+__all__ = ["map_profile", "map_task"]
+
+
+# --- on the executors ------------------------------------------------------------------------
+
+
+def map_task(
+    fn: Broadcast[Mapper], plans: list[pl.LazyFrame], directory: Path
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The ``mapInArrow`` function of :func:`map_profile`: for each index it is handed, collect
+    that plan (a file of the profile, finished), apply ``fn`` a slice at a time and write the
+    rows to ``directory/part-<index>.parquet`` (through a temporary name: a retried task
+    overwrites, never half-writes); yields ``(id, rows)``."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        mapper = fn.value
+        for batch in batches:
+            for i in batch.column("id").to_pylist():
+                frame = plans[i].collect()
+                out = pl.concat(mapper(s) for s in slices(frame, FILE_ROWS))
+                target = directory / f"part-{i:05d}.parquet"
+                temporary = directory / f".part-{i:05d}.{os.getpid()}.tmp"
+                out.write_parquet(temporary, compression="lz4")
+                os.replace(temporary, target)
+                yield pa.RecordBatch.from_pydict({"id": [i], "rows": [out.height]})
+
+    return run
+
+
+# --- on the driver -----------------------------------------------------------------------------
+
+
+def map_profile(
+    spark: SparkSession,
+    directory: Path,
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    cfg: FeaturesConfig,
+    graph: SparkCallGraph | None,
+    fn: Mapper,
+    out: Path,
+) -> pl.DataFrame:
+    """``fn`` over everyone's profile at ``cut`` on the executors, and only its results read
+    back: a task per file :func:`~pipelines.spark.profile.write_profiles` wrote under
+    ``directory`` (``mapInArrow``), each finishing its file as
+    :func:`~pipelines.spark.profile.read_profile` does (call-graph columns joined), applying
+    ``fn`` (broadcast) a slice at a time and writing the rows under ``out``. The rows come
+    back in the order of the files, not sorted.
+
+    Raises
+    ------
+    SparkJobError
+        When the job fails (a task raised, an executor died): one line.
+    """
+    part = directory / f"{CUT}={cut.isoformat()}"
+    written = sorted(part.glob("*.parquet")) if part.is_dir() else []
+    if not written:
+        return fn(profile_scan(directory, tables, cut, cfg, graph)[0].collect())
+    plans = [profile_scan(directory, tables, cut, cfg, graph, [f])[0] for f in written]
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    task = map_task(spark.sparkContext.broadcast(fn), plans, out)
+    ids = spark.range(len(plans), numPartitions=len(plans))
+    try:
+        done = ids.mapInArrow(task, "id long, rows long").collect()
+    except Exception as e:
+        raise SparkJobError(
+            f"the Spark job scoring the profile at {cut} failed: {failure_cause(e)}"
+        ) from None
+    return pl.read_parquet([out / f"part-{row['id']:05d}.parquet" for row in sorted(done)])
