@@ -19,9 +19,17 @@ from typing import TYPE_CHECKING
 import polars as pl
 import pyarrow as pa
 
+from crm_engine.commit import FAULT_ENV
 from crm_engine.config import FeaturesConfig
 from crm_engine.io import slices
-from pipelines.spark.profile import CUT, FILE_ROWS, SparkJobError, failure_cause, profile_scan
+from pipelines.spark.profile import (
+    CUT,
+    FILE_ROWS,
+    SparkJobError,
+    failure_cause,
+    inject_fault,
+    profile_scan,
+)
 
 if TYPE_CHECKING:
     from pyspark import Broadcast
@@ -37,14 +45,16 @@ __all__ = ["map_profile", "map_task"]
 
 
 def map_task(
-    fn: Broadcast[Mapper], plans: list[pl.LazyFrame], directory: Path
+    fn: Broadcast[Mapper], plans: list[pl.LazyFrame], directory: Path, fault: str = ""
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The ``mapInArrow`` function of :func:`map_profile`: for each index it is handed, collect
     that plan (a file of the profile, finished), apply ``fn`` a slice at a time and write the
     rows to ``directory/part-<index>.parquet`` (through a temporary name: a retried task
-    overwrites, never half-writes); yields ``(id, rows)``."""
+    overwrites, never half-writes); yields ``(id, rows)``. ``fault``: see
+    :func:`~pipelines.spark.profile.inject_fault` (tests)."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        inject_fault(fault)
         mapper = fn.value
         for batch in batches:
             for i in batch.column("id").to_pylist():
@@ -91,7 +101,8 @@ def map_profile(
     plans = [profile_scan(directory, tables, cut, cfg, graph, [f])[0] for f in written]
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    task = map_task(spark.sparkContext.broadcast(fn), plans, out)
+    fault = os.environ.get(FAULT_ENV, "")  # read here: the workers' env is not the driver's
+    task = map_task(spark.sparkContext.broadcast(fn), plans, out, fault)
     ids = spark.range(len(plans), numPartitions=len(plans))
     try:
         done = ids.mapInArrow(task, "id long, rows long").collect()

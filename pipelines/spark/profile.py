@@ -65,6 +65,7 @@ __all__ = [
     "call_graph",
     "expect_cuts",
     "failure_cause",
+    "inject_fault",
     "profile_scan",
     "read_profile",
     "spark_profile",
@@ -76,9 +77,9 @@ FAULT_POINT = "spark_task"
 """``CRM_ENGINE_FAULT=spark_task`` makes every per-bucket task raise (tests)."""
 
 KILL_POINT = "spark_worker"
-"""``CRM_ENGINE_FAULT=spark_worker@<path>``: the first per-bucket task to create ``<path>``
-kills its own Python worker (SIGKILL, as the kernel's OOM killer would); every later task, its
-retry included, runs normally (tests)."""
+"""``CRM_ENGINE_FAULT=spark_worker@<path>``: the first task (per-bucket, or scoring) to create
+``<path>`` kills its own Python worker (SIGKILL, as the kernel's OOM killer would); every later
+task, its retry included, runs normally (tests)."""
 
 _BLOB_DDL = "bucket long, table string, blob binary"
 
@@ -153,8 +154,10 @@ def pack_batches(
         )
 
 
-def _inject(fault: str) -> None:
-    """The fault ``$CRM_ENGINE_FAULT`` names for a per-bucket task (read on the driver)."""
+def inject_fault(fault: str) -> None:
+    """The fault ``$CRM_ENGINE_FAULT`` names for a task (read on the driver): a per-bucket
+    profile task, or a task scoring a file of everyone's profile
+    (:func:`pipelines.spark.mapping.map_task`)."""
     point, _, argument = fault.partition("@")
     if point == FAULT_POINT:
         raise RuntimeError(f"injected fault {FAULT_ENV}={fault} in a profile task")
@@ -185,7 +188,7 @@ def profile_task(
     def run(group: pa.Table) -> pa.Table:
         import features
 
-        _inject(fault)
+        inject_fault(fault)
         names = group.column("table").to_pylist()
         blobs = group.column("blob").to_pylist()
         tables: dict[str, pl.LazyFrame] = {}

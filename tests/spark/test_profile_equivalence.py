@@ -256,8 +256,9 @@ def test_a_stage_scores_everyone_on_the_executors(
 ) -> None:
     """``ProfileCache.map`` over everyone's profile (the plan ``everyone()`` handed out) runs
     on the executors, a task per file they wrote: only the results reach the driver, and they
-    equal the mapper's on the local profile. Any other profile is mapped on the driver; a
-    mapper that raises fails the job with one line."""
+    equal the mapper's on the local profile, even when the Python worker of the first task is
+    killed (SIGKILL) and Spark retries it. Any other profile is mapped on the driver; a mapper
+    that raises fails the job with one line."""
     from pipelines.profiles import ProfileCache
     from pipelines.spark import SparkProfiles
     from pipelines.spark import profile as spark_profiles
@@ -269,7 +270,11 @@ def test_a_stage_scores_everyone_on_the_executors(
     as_of = dt.date.fromisoformat(AS_OF)
     cache = ProfileCache(tables, as_of, FEATURES, builder, spill=tmp_path / "spill")
     everyone = cache.everyone()
+    claim = tmp_path / "worker-killed"  # the first scoring task's worker dies: retried
+    monkeypatch.setenv(FAULT_ENV, f"{KILL_POINT}@{claim}")
     mapped = cache.map(everyone, where_scored).sort("customer_id")
+    monkeypatch.delenv(FAULT_ENV)
+    assert claim.exists()
     local = where_scored(local_profile(tables, as_of, FEATURES)).sort("customer_id")
     assert_frame_equal(mapped.drop("pid"), local.drop("pid"))
     assert os.getpid() not in mapped["pid"].to_list()  # the executors' Python workers did it
