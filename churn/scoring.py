@@ -21,7 +21,7 @@ from churn.model import LEARNERS, ChurnModel, iter_batches
 from churn.profit import expected_profit
 from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
 from crm_engine.contracts import LOST_BAND, LOST_STAGE, SCORE_COLUMNS, labels_at, score_values
-from crm_engine.io import frame_height
+from crm_engine.io import frame_height, in_id_order
 
 RISK_BANDS: tuple[str, ...] = tuple(
     reversed([b for b in score_values("churn_risk_band") if b != LOST_BAND])
@@ -228,21 +228,6 @@ def predict_in_slices(
     )
 
 
-def _in_order(ids: pl.DataFrame, predictions: pl.DataFrame) -> pl.DataFrame:
-    """``predictions`` (of :func:`predict_customers`) in the row order of ``ids``, checked to
-    hold every customer once."""
-    if predictions.height != ids.height:
-        raise ValueError(
-            f"predictions for {predictions.height} customers, the profile has {ids.height}"
-        )
-    if ids.get_column("customer_id").equals(predictions.get_column("customer_id")):
-        return predictions
-    missing = ids.join(predictions, on="customer_id", how="anti").height
-    if missing:
-        raise ValueError(f"no predictions for {missing} of the profile's customers")
-    return ids.join(predictions, on="customer_id", how="left", maintain_order="left")
-
-
 def _rows(profile: pl.DataFrame | pl.LazyFrame, mask: np.ndarray) -> pl.DataFrame:
     """The rows of ``profile`` where ``mask`` holds (of a plan: gathered a slice at a time)."""
     if isinstance(profile, pl.DataFrame):
@@ -293,7 +278,7 @@ def score_churn(
     ids = profile.lazy().select("customer_id").collect()
     if predictions is None:
         predictions = predict_in_slices(profile, churn_model)
-    p = _in_order(ids, predictions).get_column("churn_probability").to_numpy()
+    p = in_id_order(ids, predictions).get_column("churn_probability").to_numpy()
     lost = np.zeros(p.size, dtype=bool)
     var = None
     gain = np.full(p.size, np.nan)
@@ -456,7 +441,7 @@ def add_loyalty(
         classes = loyalty_model.classes_
         if predictions is None:
             predictions = predict_in_slices(profile, None, loyalty_model)
-        ordered = _in_order(churn_scores.select("customer_id"), predictions)
+        ordered = in_id_order(churn_scores.select("customer_id"), predictions)
         proba = ordered.select(f"{LOYALTY_PREFIX}{c}" for c in classes).to_numpy()
         loyalty_score = pl.Series("loyalty_score", proba[:, classes.index("promoter")])
         loyalty_class = labels_at("loyalty_class", classes, proba.argmax(axis=1))

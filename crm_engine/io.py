@@ -330,6 +330,19 @@ def slices(frame: pl.DataFrame | pl.LazyFrame, rows: int) -> Iterator[pl.DataFra
         yield frame.slice(start, rows).collect()
 
 
+def in_id_order(ids: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` (one per customer, in any order: what the executors computed) in the order of
+    ``ids``' ``customer_id``; rows that are not of exactly those customers are refused."""
+    if rows.height != ids.height:
+        raise ValueError(f"{rows.height} rows for the profile's {ids.height} customers")
+    if ids.get_column("customer_id").equals(rows.get_column("customer_id")):
+        return rows
+    missing = ids.join(rows, on="customer_id", how="anti").height
+    if missing:
+        raise ValueError(f"no rows for {missing} of the profile's customers")
+    return ids.join(rows, on="customer_id", how="left", maintain_order="left")
+
+
 def sink_parquet(lf: pl.LazyFrame, path: Path, metadata: dict[str, str] | None = None) -> int:
     """Stream a plan into ``path`` with the streaming engine; returns the rows written.
 

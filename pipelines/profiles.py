@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 import polars as pl
 
 from crm_engine.config import FeaturesConfig
-from crm_engine.io import WRITE_ROWS, frame_height, slices
+from crm_engine.io import WRITE_ROWS, frame_height, in_id_order, slices
 from features.sample import CustomerSample
 from features.window import DataStart, data_start
 
@@ -172,16 +172,17 @@ class ProfileCache:
         return plan
 
     def map(self, profile: pl.DataFrame | pl.LazyFrame, fn: Mapper) -> pl.DataFrame:
-        """``fn`` over ``profile`` a slice at a time, the results concatenated (in the
-        profile's order here; in any order from the executors).
+        """``fn`` over ``profile`` a slice at a time, the results concatenated in the profile's
+        row order (a row per customer).
 
         Everyone's profile at ``as_of`` as :meth:`everyone` handed it out goes, with a
         :class:`MappingBuilder` (Spark), to where it lies: the executors apply ``fn`` to the
-        files they wrote, and only its results reach the driver. Any other profile is mapped
-        here, a slice at a time.
+        files they wrote, and only its results reach the driver, put in the profile's order
+        by ``customer_id``. Any other profile is mapped here, a slice at a time.
         """
         if isinstance(self.build, MappingBuilder) and any(profile is p for p in self._handed):
-            return self.build.map(self.tables, self.as_of, self.cfg, fn)
+            mapped = self.build.map(self.tables, self.as_of, self.cfg, fn)
+            return in_id_order(profile.lazy().select("customer_id").collect(), mapped)
         return pl.concat(fn(batch) for batch in slices(profile, WRITE_ROWS))
 
     def _spill_path(self) -> Path:

@@ -201,8 +201,8 @@ def test_predictions_made_elsewhere_score_as_those_made_here(
     assert not elsewhere["customer_id"].equals(profile["customer_id"])
     scored = score_churn(profile, churn_model, cfg, predictions=elsewhere)
     assert_frame_equal(add_loyalty(scored.frame, profile, loyalty_model, elsewhere), here)
-    with pytest.raises(ValueError, match="predictions for 1999 customers, the profile has 2000"):
+    with pytest.raises(ValueError, match="1999 rows for the profile's 2000 customers"):
         score_churn(profile, churn_model, cfg, predictions=elsewhere.head(1_999))
     other = elsewhere.with_columns(pl.col("customer_id").shift(1, fill_value=-1))
-    with pytest.raises(ValueError, match="no predictions for 1 of the profile's customers"):
+    with pytest.raises(ValueError, match="no rows for 1 of the profile's customers"):
         score_churn(profile, churn_model, cfg, predictions=other)
