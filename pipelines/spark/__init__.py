@@ -1,4 +1,5 @@
-"""The Spark backend: point-in-time profiles computed on Apache Spark (``engine.backend``).
+"""The Spark backend: point-in-time profiles, and the stages' per-customer scoring of everyone,
+computed on Apache Spark (``engine.backend``).
 
 Importing this package does not import PySpark; the session is opened when the first profile
 is asked for. A notebook passes its own session with :func:`pipelines.spark.session.use_session`.
@@ -37,7 +38,9 @@ class SparkProfiles:
     (:func:`~pipelines.spark.profile.write_profiles`), the call-graph columns of all of them in
     one more, and the executors write both under ``scratch``; a profile asked for is read from
     there (:func:`~pipelines.spark.profile.read_profile`), only its sample's rows, and
-    everyone's, the run's spill, a file at a time (:meth:`write`).
+    everyone's, the run's spill, a file at a time (:meth:`write`). A stage's per-customer
+    scoring of everyone runs on the executors' files too, and only its results come back
+    (:meth:`map`).
 
     Parameters
     ----------
