@@ -218,6 +218,13 @@ class SparkConfig(Section):
         description="hash buckets of customer_id: each bucket's profile is one Polars task "
         "(more buckets, smaller tasks; about rows / 1M is a good start)",
     )
+    score_on_executors: bool = Field(
+        False,
+        description="run the churn and loyalty predictions of everyone on the executors "
+        "(ProfileCache.map), only the probabilities coming back; off: on the driver. Off by "
+        "default until its memory is understood: two 1M runs on local[2] with it passed a "
+        "16 GB cap (one at 13.6 GB)",
+    )
     conf: dict[str, str] = Field(
         {},
         description='extra Spark settings, e.g. "spark.executor.memory" = "8g" (quote the '

@@ -172,13 +172,16 @@ class SparkProfiles:
     ) -> pl.DataFrame:
         """``fn`` over everyone's profile at ``cut`` on the executors, a task per file they
         wrote (:func:`~pipelines.spark.mapping.map_profile`); only its results reach the
-        driver, in any row order."""
-        from pipelines.spark.mapping import map_profile
+        driver, in any row order. Without ``engine.spark.score_on_executors``, on the driver,
+        a file at a time (:func:`~pipelines.spark.mapping.map_here`)."""
+        from pipelines.spark.mapping import map_here, map_profile
 
         directory, _ = self._computed(tables, cut, cfg, None)
         out = self._scratch / "mapped" / f"map-{self._maps:03d}"
         self._maps += 1
         graph = self._call_graph(tables)
+        if not self._cfg.engine.spark.score_on_executors:
+            return map_here(directory, tables, cut, cfg, graph, fn)
         return map_profile(self._session.get(), directory, tables, cut, cfg, graph, fn, out)
 
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pipelines.profiles import Mapper
     from pipelines.spark.influence import SparkCallGraph
 
-__all__ = ["map_profile", "map_task"]
+__all__ = ["map_here", "map_profile", "map_task"]
 
 
 # --- on the executors ------------------------------------------------------------------------
@@ -70,6 +70,23 @@ def map_task(
 
 
 # --- on the driver -----------------------------------------------------------------------------
+
+
+def map_here(
+    directory: Path,
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    cfg: FeaturesConfig,
+    graph: SparkCallGraph | None,
+    fn: Mapper,
+) -> pl.DataFrame:
+    """What :func:`map_profile` computes, on the driver: each file finished and mapped in
+    turn (``engine.spark.score_on_executors`` off)."""
+    part = directory / f"{CUT}={cut.isoformat()}"
+    written = sorted(part.glob("*.parquet")) if part.is_dir() else []
+    plans = [profile_scan(directory, tables, cut, cfg, graph, [f])[0] for f in written]
+    plans = plans or [profile_scan(directory, tables, cut, cfg, graph)[0]]
+    return pl.concat(fn(s) for plan in plans for s in slices(plan.collect(), FILE_ROWS))
 
 
 def map_profile(

@@ -266,7 +266,9 @@ def test_a_stage_scores_everyone_on_the_executors(
     from pipelines.spark.session import LazySession
 
     monkeypatch.setattr(spark_profiles, "FILE_ROWS", 700)  # files of 2,500 customers' profile
-    builder = SparkProfiles(spark_config, LazySession(spark_config.engine.spark), tmp_path)
+    cfg = spark_config.model_copy(deep=True)
+    cfg.engine.spark.score_on_executors = True
+    builder = SparkProfiles(cfg, LazySession(cfg.engine.spark), tmp_path)
     as_of = dt.date.fromisoformat(AS_OF)
     cache = ProfileCache(tables, as_of, FEATURES, builder, spill=tmp_path / "spill")
     everyone = cache.everyone()
@@ -284,6 +286,10 @@ def test_a_stage_scores_everyone_on_the_executors(
     assert cache.map(other, where_scored)["pid"].unique().to_list() == [os.getpid()]
     with pytest.raises(SparkJobError, match=r"ValueError: no scores for \d+ customers$"):
         cache.map(everyone, refuse)
+    cfg.engine.spark.score_on_executors = False  # the default: the same, on the driver
+    here = cache.map(everyone, where_scored)
+    assert_frame_equal(here.drop("pid"), mapped.drop("pid").sort("customer_id"))
+    assert here["pid"].unique().to_list() == [os.getpid()]
 
 
 def test_the_valuation_reads_its_earlier_cuts_from_one_batch(
