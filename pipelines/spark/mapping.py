@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pipelines.profiles import Mapper
     from pipelines.spark.influence import SparkCallGraph
 
-__all__ = ["map_here", "map_profile", "map_task"]
+__all__ = ["file_plans", "map_here", "map_profile", "map_task"]
 
 
 # --- on the executors ------------------------------------------------------------------------
@@ -72,6 +72,21 @@ def map_task(
 # --- on the driver -----------------------------------------------------------------------------
 
 
+def file_plans(
+    directory: Path,
+    tables: dict[str, pl.LazyFrame],
+    cut: dt.date,
+    cfg: FeaturesConfig,
+    graph: SparkCallGraph | None,
+) -> list[pl.LazyFrame]:
+    """A plan per file of everyone's profile at ``cut`` the executors wrote under
+    ``directory``, finished as :func:`~pipelines.spark.profile.read_profile` finishes it
+    (none when the cut has no customers)."""
+    part = directory / f"{CUT}={cut.isoformat()}"
+    written = sorted(part.glob("*.parquet")) if part.is_dir() else []
+    return [profile_scan(directory, tables, cut, cfg, graph, [f])[0] for f in written]
+
+
 def map_here(
     directory: Path,
     tables: dict[str, pl.LazyFrame],
@@ -82,9 +97,7 @@ def map_here(
 ) -> pl.DataFrame:
     """What :func:`map_profile` computes, on the driver: each file finished and mapped in
     turn (``engine.spark.score_on_executors`` off)."""
-    part = directory / f"{CUT}={cut.isoformat()}"
-    written = sorted(part.glob("*.parquet")) if part.is_dir() else []
-    plans = [profile_scan(directory, tables, cut, cfg, graph, [f])[0] for f in written]
+    plans = file_plans(directory, tables, cut, cfg, graph)
     plans = plans or [profile_scan(directory, tables, cut, cfg, graph)[0]]
     return pl.concat(fn(s) for plan in plans for s in slices(plan.collect(), FILE_ROWS))
 
@@ -111,11 +124,9 @@ def map_profile(
     SparkJobError
         When the job fails (a task raised, an executor died): one line.
     """
-    part = directory / f"{CUT}={cut.isoformat()}"
-    written = sorted(part.glob("*.parquet")) if part.is_dir() else []
-    if not written:
+    plans = file_plans(directory, tables, cut, cfg, graph)
+    if not plans:
         return fn(profile_scan(directory, tables, cut, cfg, graph)[0].collect())
-    plans = [profile_scan(directory, tables, cut, cfg, graph, [f])[0] for f in written]
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     fault = os.environ.get(FAULT_ENV, "")  # read here: the workers' env is not the driver's
