@@ -171,9 +171,15 @@ class ProfileCache:
         self._handed.append(plan)
         return plan
 
-    def map(self, profile: pl.DataFrame | pl.LazyFrame, fn: Mapper) -> pl.DataFrame:
+    def map(
+        self,
+        profile: pl.DataFrame | pl.LazyFrame,
+        fn: Mapper,
+        columns: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
         """``fn`` over ``profile`` a slice at a time, the results concatenated in the profile's
-        row order (a row per customer).
+        row order (a row per customer). ``columns``: the ones ``fn`` reads (None: all); here
+        only they are read of a plan.
 
         Everyone's profile at ``as_of`` as :meth:`everyone` handed it out goes, with a
         :class:`MappingBuilder` (Spark), to where it lies: the executors apply ``fn`` to the
@@ -183,7 +189,8 @@ class ProfileCache:
         if isinstance(self.build, MappingBuilder) and any(profile is p for p in self._handed):
             mapped = self.build.map(self.tables, self.as_of, self.cfg, fn)
             return in_id_order(profile.lazy().select("customer_id").collect(), mapped)
-        return pl.concat(fn(batch) for batch in slices(profile, WRITE_ROWS))
+        source = profile if columns is None else profile.select(columns)
+        return pl.concat(fn(batch) for batch in slices(source, WRITE_ROWS))
 
     def _spill_path(self) -> Path:
         assert self.spill is not None

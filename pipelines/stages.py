@@ -150,14 +150,14 @@ def _valuation_with(fn: StageFn, inputs: tuple[str, ...]) -> Stage:
 
 def _valuation(options: StageOptions) -> Stage:
     """Fit the value models on the tables and value everyone."""
-    from valuation.stage import valuation_stage
+    from valuation.run import valuation_stage
 
     return _valuation_with(valuation_stage, ("tables", "profile"))
 
 
 def _valuation_registry(options: StageOptions) -> Stage:
     """Value everyone with the registered models."""
-    from valuation.stage import valuation_registry_stage
+    from valuation.run import valuation_registry_stage
 
     return _valuation_with(valuation_registry_stage, ("profile",))
 

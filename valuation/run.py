@@ -1,17 +1,24 @@
-"""One valuation: holdout (and model selection), fit at as_of, value every customer."""
+"""One valuation: holdout (and model selection), fit at as_of, value every customer; and the
+pipeline's valuation stages (training, and loading from the registry)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
 from crm_engine.config import ValuationConfig
 from crm_engine.stage_reports import ValuationReport
+from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import CustomerSample, PointInTime
 from features.sample import covering
+from pipelines.runner import StageContext, StageOutput
 from valuation.base import ValuationError
 from valuation.contract import contract_ends
 from valuation.holdout import HoldoutResult, holdout_validation, purchase_days
@@ -25,7 +32,23 @@ from valuation.stage import (
     value_customers,
 )
 
-__all__ = ["ValuationRun", "run_valuation"]
+if TYPE_CHECKING:
+    from pipelines.profiles import Mapper
+
+__all__ = [
+    "ProfileMap",
+    "ValuationRun",
+    "run_valuation",
+    "valuation_registry_stage",
+    "valuation_stage",
+]
+
+
+class ProfileMap(Protocol):
+    """Everyone's profile mapped where it lies (``ProfileCache.map`` bound to the run's plan):
+    ``fn`` over it, reading ``columns`` (None: all), in the profile's row order."""
+
+    def __call__(self, fn: Mapper, columns: Sequence[str] | None = None) -> pl.DataFrame: ...
 
 
 @dataclass
@@ -88,7 +111,10 @@ def _profiles_read(
 
 
 def run_valuation(
-    at: PointInTime, cfg: ValuationConfig, profile: pl.LazyFrame | None = None
+    at: PointInTime,
+    cfg: ValuationConfig,
+    profile: pl.LazyFrame | None = None,
+    map_profile: ProfileMap | None = None,
 ) -> ValuationRun:
     """Validate on a holdout (selecting the model when ``cfg.model = "auto"``), then fit on the
     profile at ``at.as_of`` and score every customer.
@@ -115,6 +141,10 @@ def run_valuation(
     profile
         Everyone's profile at ``as_of`` as a plan (the pipeline's, waiting in its scratch): of
         it only :func:`~valuation.stage.profile_inputs` are read. None: ``at.profile_at``.
+    map_profile
+        Applies a per-customer function to ``profile`` where it lies, reading the columns it
+        is given, in the profile's row order (the run's ``ProfileCache.map`` bound to its plan:
+        on the executors with Spark); everyone is valued through it. None: here.
 
     Raises
     ------
@@ -184,7 +214,10 @@ def run_valuation(
             models = dataclasses.replace(models, retention=retention)
         except ValuationError as e:
             notes.append(f"postpaid customers valued by {models.purchase.model_name}: {e}")
-    values, report = value_customers(everyone, cfg, models)
+    mapper = None
+    if map_profile is not None:
+        mapper = functools.partial(map_profile, columns=everyone.collect_schema().names())
+    values, report = value_customers(everyone, cfg, models, mapper)
     report = dataclasses.replace(
         report,
         as_of=as_of,
@@ -197,3 +230,98 @@ def run_valuation(
         contract_ends=contract_ends(everyone, values, as_of),
     )
     return ValuationRun(values=values, report=report, models=models, holdout=holdout)
+
+
+# --- the pipeline stage (training, and loading from the registry) ---------------------------
+
+
+def valuation_stage(
+    ctx: StageContext, tables: dict[str, pl.LazyFrame], profile: pl.LazyFrame | None = None
+) -> StageOutput:
+    """Holdout (model selection with ``auto``), fit at as_of, value every customer (of the
+    catalog's ``profile`` plan only :func:`profile_inputs` are read).
+
+    Logs the CLV pyfunc model (registered as ``crm-clv`` when ``mlflow.register_models``)
+    inside the runner's nested run when ``ctx.tracking``.
+    """
+    from valuation.holdout import plot_holdout
+
+    cfg = ctx.cfg.valuation
+    at = ctx.point_in_time(cfg.max_holdout_customers)
+    if profile is None:
+        run = run_valuation(at, cfg)
+    else:  # everyone valued where the profile lies (on the executors with Spark)
+        run = run_valuation(at, cfg, profile, functools.partial(ctx.profiles.map, profile))
+    artifacts: dict[str, Path] = {}
+    if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
+        artifacts["valuation_holdout.png"] = plot_holdout(
+            run.holdout, ctx.workdir / "valuation" / "valuation_holdout.png"
+        )
+    versions: dict[str, str] = {}
+    if ctx.tracking:
+        from valuation.pyfunc import log_valuation_model
+
+        reg = REGISTERED_MODELS["clv"] if ctx.cfg.mlflow.register_models else None
+        info = log_valuation_model(
+            run.models.purchase,
+            run.models.spend,
+            cfg,
+            registered_model_name=reg,
+            retention=run.models.retention,
+        )
+        versions["clv"] = str(info.registered_model_version or info.model_uri)
+    spend = run.report.spend
+    metrics: dict[str, Any] = {
+        "valuation.log_likelihood": run.report.log_likelihood,
+        "valuation.n_customers_fitted": run.report.n_customers_fitted,
+        "valuation.n_customers_without_purchase": run.report.n_customers_without_purchase,
+        "valuation.spend.log_likelihood": spend.log_likelihood,
+        "valuation.spend.n_customers_fitted": spend.n_customers_fitted,
+        "valuation.total_clv": run.report.total_clv,
+        "valuation.mean_p_alive": run.report.mean_p_alive,
+    }
+    if run.holdout is not None:
+        for name, m in run.holdout.metrics.items():
+            if m is not None:
+                metrics[f"valuation.holdout.{name}.mae"] = m["mae"]
+    if run.report.revenue_holdout is not None:
+        for row in run.report.revenue_holdout.rows:
+            metrics[f"valuation.revenue_holdout.{row['plan_type']}.{row['model']}.mae"] = row["mae"]
+    params = {f"valuation.{k}": v for k, v in run.report.params.items()}
+    params["valuation.model"] = run.report.model
+    params["valuation.spend.model"] = spend.model
+    params |= {f"valuation.spend.{k}": v for k, v in spend.params.items()}
+    if run.models.retention is not None:
+        name = run.models.retention.model_name
+        params["valuation.postpaid_model"] = name
+        for k, v in (run.report.retention or {}).items():
+            metrics[f"valuation.{name}.{k}"] = v
+        metrics["valuation.n_contract"] = run.report.n_customers_contract
+        metrics["valuation.n_postpaid_unbilled"] = run.report.n_postpaid_unbilled
+    return StageOutput(
+        outputs={"values": run.values},
+        metrics=metrics,
+        params=params,
+        report=run.report,
+        artifacts=artifacts,
+        model_versions=versions,
+    )
+
+
+def valuation_registry_stage(
+    ctx: StageContext, profile: pl.DataFrame | pl.LazyFrame
+) -> StageOutput:
+    """Values from the latest registered CLV model (no refit, no holdout)."""
+    from valuation.pyfunc import load_clv_model
+
+    uri = require_registered("clv")
+    inputs = profile.lazy().select(profile_inputs(profile.collect_schema().names()))
+    values, report = value_customers(
+        inputs, ctx.cfg.valuation, model=load_registered(uri, load_clv_model)
+    )
+    return StageOutput(
+        outputs={"values": values},
+        params={"model_uri": uri},
+        report=dataclasses.replace(report, model_uri=uri),
+        model_versions={"clv": uri},
+    )

@@ -4,12 +4,12 @@ pipeline adapters (holdout and fit, or value with the registered model)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -18,9 +18,7 @@ from crm_engine.config import ValuationConfig
 from crm_engine.contracts import labels_at
 from crm_engine.io import slices
 from crm_engine.stage_reports import SpendReport, ValuationReport
-from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import rfm_facts
-from pipelines.runner import StageContext, StageOutput
 from valuation.base import PurchaseModel, ValuationError
 from valuation.clv import customer_lifetime_value, monthly_discount_rate
 from valuation.contract import ContractModel, contract_scores
@@ -34,6 +32,9 @@ from valuation.lifecycle import (
 from valuation.profit import INTERACTION_COLUMNS, profit_contribution_expr
 from valuation.select import AUTO_CANDIDATES, frequency0_model, scoring_model
 from valuation.tiers import TIERS, assign_tiers, tier_cut_points
+
+if TYPE_CHECKING:
+    from pipelines.profiles import Mapper
 
 PROFILE_COLUMNS: tuple[str, ...] = (
     "customer_id",
@@ -311,24 +312,32 @@ def _round(x: float) -> float | None:
 
 @dataclass
 class _Counts:
-    """What the report counts of the valued customers, summed slice by slice."""
+    """What the report counts of the valued customers: the sums of :func:`value_slice`'s
+    :data:`COUNTED` columns."""
 
     without_purchase: int = 0
     frequency0: int = 0
     contract: int = 0
     unbilled: int = 0
 
-    def __iadd__(self, other: _Counts) -> _Counts:
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-        return self
+    @classmethod
+    def of(cls, valued: pl.DataFrame) -> _Counts:
+        sums = valued.select(pl.col(c).sum() for c in COUNTED).row(0)
+        return cls(*(int(v) for v in sums))
 
 
-def _value_slice(
-    profile: pl.DataFrame, models: ValuationModels, cfg: ValuationConfig
-) -> tuple[pl.DataFrame, _Counts]:
+COUNTED = tuple(f"_{f.name}" for f in dataclasses.fields(_Counts))
+"""The flags :func:`value_slice` adds per customer for the report's counts (summed by
+:meth:`_Counts.of`, then dropped)."""
+
+
+def value_slice(
+    profile: pl.DataFrame, *, models: ValuationModels, cfg: ValuationConfig
+) -> pl.DataFrame:
     """The values of a slice of customers but their tier (the one step that needs everyone's
-    CLV), and what the report counts of them."""
+    CLV), with the :data:`COUNTED` flags the report counts. A pure function of the slice and
+    the fitted models, so it runs wherever the rows are (on the executors with the Spark
+    backend: ``ProfileCache.map``)."""
     X = btyd_frame(profile)
     postpaid = _contract_rows(profile, X, models)
     scores = _score_slice(profile, X, postpaid, models, cfg)
@@ -357,19 +366,17 @@ def _value_slice(
         .select(c for c in VALUES_SCHEMA.names() if c != "value_tier")
     )
     unbilled = _contract_rows(profile, X.with_columns(purchased=True), models) & ~postpaid
-    counts = _Counts(
-        without_purchase=int((~X.get_column("purchased")).sum()),
-        frequency0=int(f0_rows.sum()),
-        contract=int(postpaid.sum()),
-        unbilled=int(unbilled.sum()),
+    flags = (~X.get_column("purchased").to_numpy(), f0_rows, postpaid, unbilled)
+    return values.with_columns(
+        pl.Series(name, flag, dtype=pl.Boolean) for name, flag in zip(COUNTED, flags, strict=True)
     )
-    return values, counts
 
 
 def value_customers(
     profile: pl.DataFrame | pl.LazyFrame,
     cfg: ValuationConfig,
     model: ValuationModels | str | None = None,
+    map_everyone: Callable[[Mapper], pl.DataFrame] | None = None,
 ) -> tuple[pl.DataFrame, ValuationReport]:
     """Score every customer of the profile: P(alive), expected purchases, CLV, tier, stage.
 
@@ -389,6 +396,10 @@ def value_customers(
         Fitted :class:`ValuationModels` to score without refitting, a purchase model name
         overriding ``cfg.model`` (what the value job passes after a holdout selection), or
         None to fit ``cfg.model``.
+    map_everyone
+        Applies :func:`value_slice` to the same customers where their profile lies, in the
+        profile's row order (the run's ``ProfileCache.map``: on the executors with Spark);
+        None: :data:`VALUE_ROWS` customers of ``profile`` at a time here.
 
     Returns
     -------
@@ -409,14 +420,12 @@ def value_customers(
         models = model
     else:
         models = fit_models(profile.lazy().select(btyd_inputs(profile)).collect(), cfg, model)
-    parts: list[pl.DataFrame] = []
-    counts = _Counts()
-    for batch in slices(profile, VALUE_ROWS):
-        part, seen = _value_slice(batch, models, cfg)
-        parts.append(part)
-        counts += seen
-    valued = pl.concat(parts, how="vertical", rechunk=False)
-    del parts
+    value = functools.partial(value_slice, models=models, cfg=cfg)
+    if map_everyone is None:
+        valued = pl.concat((value(b) for b in slices(profile, VALUE_ROWS)), rechunk=False)
+    else:
+        valued = map_everyone(value)
+    counts = _Counts.of(valued)
     clv = valued.get_column("clv").to_numpy()
     cuts = tier_cut_points(clv, cfg.tier_quantiles)
     values = valued.with_columns(assign_tiers(clv, cuts)).select(VALUES_SCHEMA.names())
@@ -496,96 +505,3 @@ def value_customers(
         notes=notes,
     )
     return values, report
-
-
-# --- the pipeline stage (training, and loading from the registry) ---------------------------
-
-
-def valuation_stage(
-    ctx: StageContext, tables: dict[str, pl.LazyFrame], profile: pl.LazyFrame | None = None
-) -> StageOutput:
-    """Holdout (model selection with ``auto``), fit at as_of, value every customer (of the
-    catalog's ``profile`` plan only :func:`profile_inputs` are read).
-
-    Logs the CLV pyfunc model (registered as ``crm-clv`` when ``mlflow.register_models``)
-    inside the runner's nested run when ``ctx.tracking``.
-    """
-    from valuation.holdout import plot_holdout
-    from valuation.run import run_valuation
-
-    cfg = ctx.cfg.valuation
-    everyone = None if profile is None else profile.lazy()
-    run = run_valuation(ctx.point_in_time(cfg.max_holdout_customers), cfg, everyone)
-    artifacts: dict[str, Path] = {}
-    if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
-        artifacts["valuation_holdout.png"] = plot_holdout(
-            run.holdout, ctx.workdir / "valuation" / "valuation_holdout.png"
-        )
-    versions: dict[str, str] = {}
-    if ctx.tracking:
-        from valuation.pyfunc import log_valuation_model
-
-        reg = REGISTERED_MODELS["clv"] if ctx.cfg.mlflow.register_models else None
-        info = log_valuation_model(
-            run.models.purchase,
-            run.models.spend,
-            cfg,
-            registered_model_name=reg,
-            retention=run.models.retention,
-        )
-        versions["clv"] = str(info.registered_model_version or info.model_uri)
-    spend = run.report.spend
-    metrics: dict[str, Any] = {
-        "valuation.log_likelihood": run.report.log_likelihood,
-        "valuation.n_customers_fitted": run.report.n_customers_fitted,
-        "valuation.n_customers_without_purchase": run.report.n_customers_without_purchase,
-        "valuation.spend.log_likelihood": spend.log_likelihood,
-        "valuation.spend.n_customers_fitted": spend.n_customers_fitted,
-        "valuation.total_clv": run.report.total_clv,
-        "valuation.mean_p_alive": run.report.mean_p_alive,
-    }
-    if run.holdout is not None:
-        for name, m in run.holdout.metrics.items():
-            if m is not None:
-                metrics[f"valuation.holdout.{name}.mae"] = m["mae"]
-    if run.report.revenue_holdout is not None:
-        for row in run.report.revenue_holdout.rows:
-            metrics[f"valuation.revenue_holdout.{row['plan_type']}.{row['model']}.mae"] = row["mae"]
-    params = {f"valuation.{k}": v for k, v in run.report.params.items()}
-    params["valuation.model"] = run.report.model
-    params["valuation.spend.model"] = spend.model
-    params |= {f"valuation.spend.{k}": v for k, v in spend.params.items()}
-    if run.models.retention is not None:
-        name = run.models.retention.model_name
-        params["valuation.postpaid_model"] = name
-        for k, v in (run.report.retention or {}).items():
-            metrics[f"valuation.{name}.{k}"] = v
-        metrics["valuation.n_contract"] = run.report.n_customers_contract
-        metrics["valuation.n_postpaid_unbilled"] = run.report.n_postpaid_unbilled
-    return StageOutput(
-        outputs={"values": run.values},
-        metrics=metrics,
-        params=params,
-        report=run.report,
-        artifacts=artifacts,
-        model_versions=versions,
-    )
-
-
-def valuation_registry_stage(
-    ctx: StageContext, profile: pl.DataFrame | pl.LazyFrame
-) -> StageOutput:
-    """Values from the latest registered CLV model (no refit, no holdout)."""
-    from valuation.pyfunc import load_clv_model
-
-    uri = require_registered("clv")
-    inputs = profile.lazy().select(profile_inputs(profile.collect_schema().names()))
-    values, report = value_customers(
-        inputs, ctx.cfg.valuation, model=load_registered(uri, load_clv_model)
-    )
-    return StageOutput(
-        outputs={"values": values},
-        params={"model_uri": uri},
-        report=dataclasses.replace(report, model_uri=uri),
-        model_versions={"clv": uri},
-    )

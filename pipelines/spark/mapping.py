@@ -1,10 +1,10 @@
 """A stage's per-customer scoring of everyone on the executors (``ProfileCache.map``).
 
-A :data:`~pipelines.profiles.Mapper` (today the churn and loyalty models' predictions) runs
-where everyone's profile lies: a task per file :func:`~pipelines.spark.profile.write_profiles`
-wrote finishes its file as :func:`~pipelines.spark.profile.read_profile` does (the call-graph
-columns joined), applies the broadcast mapper a slice at a time and writes the results; only
-they reach the driver.
+A :data:`~pipelines.profiles.Mapper` (the valuation's values, the churn and loyalty models'
+predictions) runs where everyone's profile lies: a task per file
+:func:`~pipelines.spark.profile.write_profiles` wrote finishes its file as
+:func:`~pipelines.spark.profile.read_profile` does (the call-graph columns joined), applies the
+broadcast mapper a slice at a time and writes the results; only they reach the driver.
 """
 
 from __future__ import annotations

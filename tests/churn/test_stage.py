@@ -18,7 +18,7 @@ def test_dormant_customers_are_lost_on_generated_data(
     from crm_engine.config import load_config
     from crm_engine.io import load_tables
     from pipelines.runner import StageContext
-    from valuation.stage import valuation_stage
+    from valuation.run import valuation_stage
 
     cfg = load_config(None, {})
     tables = load_tables(generated_operator)

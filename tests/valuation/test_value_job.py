@@ -123,7 +123,7 @@ def test_valuation_stage_for_the_pipeline_runner(generated_operator: Path, tmp_p
     from crm_engine.config import load_config
     from crm_engine.io import load_tables
     from pipelines.runner import StageContext
-    from valuation.stage import valuation_stage
+    from valuation.run import valuation_stage
 
     cfg = load_config(None, {"valuation.holdout_days": 60})
     as_of = dt.date.fromisoformat(AS_OF)
