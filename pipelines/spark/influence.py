@@ -103,10 +103,14 @@ def cut_edges_frame(spark: SparkSession, pairs: DataFrame, cuts: Sequence[dt.dat
         directions and the months, rounded to 6 decimals), ``n_calls`` (long): per cut one
         row per (a, b) and one per (b, a).
     """
-    windows = spark.createDataFrame(
-        [(cut, *trailing_months(cut, _MONTHS)) for cut in cuts],
-        f"{CUT} date, _start date, _last date",
-    )
+    # literals, not createDataFrame: a DataFrame of local rows is read through Python
+    # workers of their own (an RDD's), a second pool of them beside the SQL jobs' for the run
+    rows = [
+        F.struct(F.lit(cut).alias(CUT), F.lit(start).alias("_start"), F.lit(last).alias("_last"))
+        for cut in cuts
+        for start, last in [trailing_months(cut, _MONTHS)]
+    ]
+    windows = spark.range(1).select(F.inline(F.array(*rows)))
     month = F.col("_month")
     recent = pairs.join(
         F.broadcast(windows), (month >= F.col("_start")) & (month <= F.col("_last"))

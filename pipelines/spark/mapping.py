@@ -26,6 +26,7 @@ from pipelines.spark.profile import (
     CUT,
     FILE_ROWS,
     SparkJobError,
+    collect_file,
     failure_cause,
     inject_fault,
     profile_scan,
@@ -58,7 +59,7 @@ def map_task(
         mapper = fn.value
         for batch in batches:
             for i in batch.column("id").to_pylist():
-                frame = plans[i].collect()
+                frame = collect_file(plans[i])
                 out = pl.concat(mapper(s) for s in slices(frame, FILE_ROWS))
                 target = directory / f"part-{i:05d}.parquet"
                 temporary = directory / f".part-{i:05d}.{os.getpid()}.tmp"
@@ -99,7 +100,8 @@ def map_here(
     turn (``engine.spark.score_on_executors`` off)."""
     plans = file_plans(directory, tables, cut, cfg, graph)
     plans = plans or [profile_scan(directory, tables, cut, cfg, graph)[0]]
-    return pl.concat(fn(s) for plan in plans for s in slices(plan.collect(), FILE_ROWS))
+    files = (collect_file(plan) for plan in plans)
+    return pl.concat(fn(s) for frame in files for s in slices(frame, FILE_ROWS))
 
 
 def map_profile(
