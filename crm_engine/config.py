@@ -219,11 +219,10 @@ class SparkConfig(Section):
         "(more buckets, smaller tasks; about rows / 1M is a good start)",
     )
     score_on_executors: bool = Field(
-        False,
-        description="run the churn and loyalty predictions of everyone on the executors "
-        "(ProfileCache.map), only the probabilities coming back; off: on the driver. Off by "
-        "default until its memory is understood: two 1M runs on local[2] with it passed a "
-        "16 GB cap (one at 13.6 GB)",
+        True,
+        description="value everyone and run the churn and loyalty predictions on the "
+        "executors (ProfileCache.map), only the results coming back; off: the driver maps the "
+        "same functions over the same files",
     )
     conf: dict[str, str] = Field(
         {},

@@ -139,16 +139,15 @@ def test_a_pipeline_run_on_spark_writes_the_same_outputs(
     scores. The profiles are equal, so every model fits the same rows: integers, text and
     dates exactly, floats to 1e-9 relative (1e-9 absolute near 0).
 
-    The Spark run values and scores everyone on the executors (``score_on_executors``: the
-    valuation's and the churn stage's mappers; off, the driver maps the same files, see
-    :func:`test_a_stage_scores_everyone_on_the_executors`). The Python worker of its first
+    The Spark run values and scores everyone on the executors (``score_on_executors``, the
+    default: the valuation's and the churn stage's mappers; off, the driver maps the same files,
+    see :func:`test_a_stage_scores_everyone_on_the_executors`). The Python worker of its first
     profile task is killed (SIGKILL) mid-task: Spark retries the task (the session tries a task
     twice) and the run gives the same outputs.
     """
     claim = tmp_path / "worker-killed"
     monkeypatch.setenv(FAULT_ENV, f"{KILL_POINT}@{claim}")
-    spark_config = spark_config.model_copy(deep=True)
-    spark_config.engine.spark.score_on_executors = True
+    assert spark_config.engine.spark.score_on_executors
     on_spark = run_pipeline(spark_config, pipeline("run"), tracking=False)
     monkeypatch.delenv(FAULT_ENV)
     assert claim.exists()  # a worker was killed, and the run went on
@@ -291,7 +290,7 @@ def test_a_stage_scores_everyone_on_the_executors(
     assert cache.map(other, where_scored)["pid"].unique().to_list() == [os.getpid()]
     with pytest.raises(SparkJobError, match=r"ValueError: no scores for \d+ customers$"):
         cache.map(everyone, refuse)
-    cfg.engine.spark.score_on_executors = False  # the default: the same, on the driver
+    cfg.engine.spark.score_on_executors = False  # the same, on the driver
     here = cache.map(everyone, where_scored)
     assert_frame_equal(here.drop("pid"), mapped.drop("pid").sort("customer_id"))
     assert here["pid"].unique().to_list() == [os.getpid()]
