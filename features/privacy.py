@@ -16,23 +16,25 @@ OTHER = "other"
 
 
 def frequent_values(
-    frame: pl.DataFrame, columns: Iterable[str], min_customers: int
+    frame: pl.DataFrame | pl.LazyFrame, columns: Iterable[str], min_customers: int
 ) -> dict[str, frozenset[str]]:
     """Per text column of ``frame``, the values at least ``min_customers`` customers hold.
 
     Customers are the distinct ``customer_id`` values holding a value, so a frame with several
     rows per customer (stacked training snapshots) counts each customer once; a frame
-    without ``customer_id`` counts rows.
+    without ``customer_id`` counts rows. Of a plan only the counts are collected.
     """
     keep: dict[str, frozenset[str]] = {}
-    key = ["customer_id"] if "customer_id" in frame.schema else []
+    key = ["customer_id"] if "customer_id" in frame.collect_schema() else []
     holders = pl.col("customer_id").n_unique() if key else pl.len()
     for column in columns:
         counts = (
-            frame.select(pl.col(column).cast(pl.String), *key)
+            frame.lazy()
+            .select(pl.col(column).cast(pl.String), *key)
             .drop_nulls(column)
             .group_by(column)
             .agg(holders.alias("customers"))
+            .collect()
         )
         kept = counts.filter(pl.col("customers") >= min_customers).get_column(column)
         keep[column] = frozenset(kept.to_list())

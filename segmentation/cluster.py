@@ -214,7 +214,20 @@ class Segmenter(ClusterMixin, BaseEstimator):
             max_iter=200,
         )
 
-    def fit(self, X: pd.DataFrame, y: object = None) -> Segmenter:
+    def fit_rows(self, n: int) -> np.ndarray | None:
+        """The positions (sorted) of the rows :meth:`fit` fits on of a profile of ``n`` rows;
+        None when it fits on all of them (``n <= sample_size``). Fitting on those rows alone
+        with ``population=n`` gives the same model without the others in memory."""
+        rng = np.random.default_rng(self.random_state)
+        rng.integers(0, 2**31 - 1)  # fit() draws the clusterers' seed first
+        return self._sample_rows(rng, n)
+
+    def _sample_rows(self, rng: np.random.Generator, n: int) -> np.ndarray | None:
+        if n <= self.sample_size:
+            return None
+        return np.sort(rng.choice(n, size=self.sample_size, replace=False))
+
+    def fit(self, X: pd.DataFrame, y: object = None, *, population: int | None = None) -> Segmenter:
         """Fit on a bounded sample of ``X``, choose k, name the clusters, label every row.
 
         Parameters
@@ -223,6 +236,10 @@ class Segmenter(ClusterMixin, BaseEstimator):
             Customer profile, one row per customer (pandas).
         y
             Ignored.
+        population
+            When given, ``X`` holds only the rows :meth:`fit_rows` chose of a profile of that
+            many rows (in order), and the model is the one ``fit`` of the whole profile gives;
+            ``labels_`` then labels ``X``'s rows.
 
         Returns
         -------
@@ -231,19 +248,22 @@ class Segmenter(ClusterMixin, BaseEstimator):
         """
         if not isinstance(X, pd.DataFrame):
             raise TypeError(f"X should be a pandas DataFrame, got {type(X).__name__}")
-        candidates = self._check_params(len(X))
+        n = len(X) if population is None else population
+        candidates = self._check_params(n)
         self.features_ = resolve_features(list(X.columns), self.features)
         self.feature_names_in_ = np.asarray(self.features_, dtype=object)
         self.n_features_in_ = len(self.features_)
         rng = np.random.default_rng(self.random_state)
         seed = int(rng.integers(0, 2**31 - 1))
 
-        n = len(X)
-        if n > self.sample_size:
-            idx = np.sort(rng.choice(n, size=self.sample_size, replace=False))
-            sample = X.iloc[idx]
-        else:
+        rows = self._sample_rows(rng, n)
+        if population is not None:
+            expected = n if rows is None else rows.size
+            if len(X) != expected:
+                raise ValueError(f"X has {len(X)} rows; fit_rows({population}) chose {expected}")
             sample = X
+        else:
+            sample = X if rows is None else X.iloc[rows]
         frame = to_model_frame(sample, self.features_)
         pre = build_preprocessor(self.features_)
         Z = np.ascontiguousarray(pre.fit_transform(frame), dtype=np.float64)

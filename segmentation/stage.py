@@ -4,29 +4,33 @@ pipeline adapters (train, or assign with the registered model)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
 
 from crm_engine.config import FeaturesConfig, SegmentationConfig
-from crm_engine.contracts import labels_at
-from crm_engine.io import frame_height
+from crm_engine.io import frame_height, slices
 from crm_engine.stage_reports import KScore, SegmentationReport, SegmentSize
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import frequent_values, pool_rare
 from pipelines.runner import StageContext, StageError, StageOutput
 from segmentation.align import align_segment_ids, migration_matrix, stability
-from segmentation.bands import profile_age_band, spend_cut_points, spend_level_expr
+from segmentation.assign import ASSIGN_ROWS, PREVIOUS_LABEL, assign_slice
+from segmentation.bands import spend_cut_points
 from segmentation.cluster import Segmenter, resolve_features
 from segmentation.preprocess import default_features
 from segmentation.profiles import segment_profiles
+
+if TYPE_CHECKING:
+    from pipelines.profiles import Mapper
 
 #: Columns of the assignments frame (``customer_id`` keeps the run's id type).
 ASSIGNMENT_SCHEMA = pl.Schema(
@@ -112,6 +116,7 @@ def segment_customers(
     previous: Segmenter | None = None,
     scores: pl.DataFrame | None = None,
     features_cfg: FeaturesConfig | None = None,
+    map_everyone: Callable[[Mapper, Sequence[str]], pl.DataFrame] | None = None,
 ) -> SegmentationResult:
     """Spend levels, age bands and behavioural segments for every customer of ``profile``.
 
@@ -131,6 +136,12 @@ def segment_customers(
     features_cfg
         The ``[features]`` section the profile was built with: the default clustering
         features are named after its windows (:func:`~segmentation.preprocess.default_features`).
+    map_everyone
+        Applies :func:`assign_slice` to the profile's customers where their profile lies, in
+        the profile's row order, reading the columns given (the run's ``ProfileCache.map``: on
+        the executors with Spark);
+        None: :data:`ASSIGN_ROWS` customers at a time here. Only the rows the model fits on
+        (``Segmenter.fit_rows``) are read here besides.
 
     Returns
     -------
@@ -162,54 +173,63 @@ def segment_customers(
     needed = list(dict.fromkeys(features + (usable_previous.features_ if usable_previous else [])))
     read = [c for c in PROFILE_TABLE_COLUMNS if c in columns]
     source = profile.lazy().select(list(dict.fromkeys([*read, *needed])))
-    profile = source.collect()
-    if profile.height == 0:
+    n = frame_height(source)
+    if n == 0:
         raise ValueError("cannot segment an empty profile (0 customers)")
-    cuts = spend_cut_points(profile, cfg.spend_cut_points)
+    cuts = spend_cut_points(source, cfg.spend_cut_points)
     k_min = (features_cfg or FeaturesConfig()).min_category_customers
-    text = [c for c in needed if profile.schema[c] == pl.String]
-    X = pool_rare(profile.select(needed), frequent_values(profile, text, k_min)).to_pandas()
-    # X holds the features while the models fit; the table's columns are read again after
-    # (at 10M customers the two copies were ~2 GB of the run's peak)
-    profile = profile.select(read)
+    schema = source.collect_schema()
+    text = [c for c in needed if schema[c] == pl.String]
+    keep = frequent_values(source.select("customer_id", *text), text, k_min)
+    # only the rows the model fits on are read (at most cfg.sample_size): everyone is
+    # assigned by the mapper, a slice at a time
+    segmenter = build_segmenter(cfg, features)
+    rows = segmenter.fit_rows(n)
+    fitted = (
+        source if rows is None else source.filter(pl.int_range(pl.len()).is_in(pl.Series(rows)))
+    )
+    X = pool_rare(fitted.select(needed).collect(), keep).to_pandas()
 
     t0 = time.perf_counter()
-    model = build_segmenter(cfg, features).fit(X)
+    model = segmenter.fit(X, population=n)
     t_fit = time.perf_counter() - t0
 
-    migration = None
     align_report: dict[str, Any] = {}
     if usable_previous is not None:
         alignment = align_segment_ids(
             usable_previous, model, X, labels=model.labels_, random_state=cfg.seed
         )
         model.set_segment_ids(alignment.segment_ids, alignment.max_segment_id)
-        old = usable_previous.assign(X)
-        new_ids = model.segment_ids_[model.labels_]
-        migration = migration_matrix(
-            old["segment_id"].to_numpy(),
-            old["segment_name"].to_numpy(),
-            new_ids,
-            np.asarray(model.segment_names_, dtype=object)[model.labels_],
-        )
         align_report = {
             "aligned": True,
-            "migration": migration.to_dicts(),
             "fresh_ids": alignment.n_fresh,
-            "same_segment_share": stability(old["segment_id"].to_numpy(), new_ids),
             "matches": alignment.matches.to_dicts(),
         }
     t_align = time.perf_counter() - t0 - t_fit
-    del X  # the model's inputs of everyone (1.1 GB at 10M customers): its labels are kept
-    profile = source.collect()
+    del X  # the fitted rows' features (200,000 customers at most)
 
-    assignments = profile.select(
-        pl.col("customer_id"),
-        spend_level_expr(cuts),
-        profile_age_band(profile.columns),
-        pl.Series("segment_id", model.segment_ids_[model.labels_], dtype=pl.Int64),
-        labels_at("segment_name", model.segment_names_, model.labels_),
+    assign = functools.partial(
+        assign_slice, model=model, cuts=cuts, keep=keep, previous=usable_previous
     )
+    if map_everyone is None:
+        assignments = pl.concat(assign(batch) for batch in slices(source, ASSIGN_ROWS))
+    else:
+        assignments = map_everyone(assign, schema.names())
+    migration = None
+    if usable_previous is not None:
+        old = assignments.get_column(PREVIOUS_LABEL).to_numpy()
+        old_ids = usable_previous.segment_ids_[old]
+        new_ids = assignments.get_column("segment_id").to_numpy()
+        migration = migration_matrix(
+            old_ids,
+            np.asarray(usable_previous.segment_names_, dtype=object)[old],
+            new_ids,
+            assignments.get_column("segment_name").to_numpy(),
+        )
+        align_report["migration"] = migration.to_dicts()
+        align_report["same_segment_share"] = stability(old_ids, new_ids)
+        assignments = assignments.drop(PREVIOUS_LABEL)
+    profile = source.collect()
     profiles = segment_profiles(assignments, profile, model.features_, scores)
 
     report = SegmentationReport(
@@ -298,7 +318,11 @@ def segmentation_stage(
     if frame_height(profile) == 0:
         raise StageError(f"segmentation: no active customers at as_of={ctx.as_of}")
     result = segment_customers(
-        profile, ctx.cfg.segmentation, previous=previous_model, features_cfg=ctx.cfg.features
+        profile,
+        ctx.cfg.segmentation,
+        previous=previous_model,
+        features_cfg=ctx.cfg.features,
+        map_everyone=functools.partial(ctx.profiles.map, profile),
     )
     save_segmenter(result.model, ctx.workdir / MODEL_FILE)
     versions: dict[str, str] = {}
@@ -342,22 +366,17 @@ def segmentation_registry_stage(
 ) -> StageOutput:
     """Assign segments with the latest registered segmentation model (no refit); of a plan only
     the model's features and :data:`PROFILE_TABLE_COLUMNS` are read, as in training."""
-    from segmentation.pyfunc import load_segmentation_model, model_input_frame
+    from segmentation.pyfunc import load_segmentation_model
 
     uri = require_registered("segmentation")
     segmenter = load_registered(uri, load_segmentation_model)
     columns = profile.collect_schema().names()
     read = [c for c in (*PROFILE_TABLE_COLUMNS, *segmenter.features_) if c in columns]
-    profile = profile.lazy().select(list(dict.fromkeys(read))).collect()
-    assigned = segmenter.assign(model_input_frame(segmenter, profile))
-    cuts = spend_cut_points(profile, ctx.cfg.segmentation.spend_cut_points)
-    assignments = profile.select(
-        "customer_id",
-        spend_level_expr(cuts),
-        profile_age_band(profile.columns),
-        pl.Series("segment_id", assigned["segment_id"].to_numpy(), dtype=pl.Int64),
-        pl.Series("segment_name", assigned["segment_name"].astype(str).tolist(), dtype=pl.String),
-    )
+    source = profile.lazy().select(list(dict.fromkeys(read)))
+    cuts = spend_cut_points(source, ctx.cfg.segmentation.spend_cut_points)
+    assign = functools.partial(assign_slice, model=segmenter, cuts=cuts, keep=None)
+    assignments = ctx.profiles.map(profile, assign, source.collect_schema().names())
+    profile = source.collect()
     profiles = segment_profiles(assignments, profile, segmenter.features_, None)
     return StageOutput(
         outputs={"segments": assignments, "segment_profiles": profiles, "segment_migration": None},

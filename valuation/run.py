@@ -315,9 +315,12 @@ def valuation_registry_stage(
     from valuation.pyfunc import load_clv_model
 
     uri = require_registered("clv")
-    inputs = profile.lazy().select(profile_inputs(profile.collect_schema().names()))
+    columns = profile_inputs(profile.collect_schema().names())
     values, report = value_customers(
-        inputs, ctx.cfg.valuation, model=load_registered(uri, load_clv_model)
+        profile.lazy().select(columns),
+        ctx.cfg.valuation,
+        model=load_registered(uri, load_clv_model),
+        map_everyone=functools.partial(ctx.profiles.map, profile, columns=columns),
     )
     return StageOutput(
         outputs={"values": values},

@@ -37,6 +37,27 @@ def test_deterministic_for_a_seed(blobs: pl.DataFrame) -> None:
     assert a.segment_names_ == b.segment_names_
 
 
+def test_fitting_only_the_rows_fit_chooses_gives_the_same_model(blobs: pl.DataFrame) -> None:
+    """What segmentation reads of a large profile: only the rows ``fit_rows`` names, fitted
+    with ``population`` (everyone is then assigned a slice at a time). The model is the one
+    fitting the whole frame gives: same k, centroids, names and assignments."""
+    X = blobs.to_pandas()
+    whole = Segmenter(k_range=(3, 6), sample_size=2_000, silhouette_sample=1_000).fit(X)
+    few = Segmenter(k_range=(3, 6), sample_size=2_000, silhouette_sample=1_000)
+    rows = few.fit_rows(len(X))
+    assert rows is not None and rows.size == 2_000 and (np.diff(rows) > 0).all()
+    few.fit(X.iloc[rows].reset_index(drop=True), population=len(X))
+    assert few.k_ == whole.k_
+    np.testing.assert_array_equal(few.centroids_, whole.centroids_)
+    assert few.segment_names_ == whole.segment_names_
+    np.testing.assert_array_equal(few.predict(X), whole.labels_)
+    np.testing.assert_array_equal(few.labels_, whole.labels_[rows])  # the fitted rows' labels
+    small = Segmenter(k=4, sample_size=len(X))
+    assert small.fit_rows(len(X)) is None  # everyone fits: every row is read
+    with pytest.raises(ValueError, match="X has 100 rows; fit_rows"):
+        few.fit(X.head(100), population=len(X))
+
+
 def test_absent_default_features_are_skipped(blobs: pl.DataFrame) -> None:
     X = blobs.head(800).drop("dropped_call_rate_mean_3m", "latency_ms_mean_3m").to_pandas()
     model = Segmenter(k=3).fit(X)
