@@ -24,6 +24,7 @@ __all__ = [
     "Profile",
     "ProfileBuilder",
     "ProfileCache",
+    "ProfileMap",
     "WritingBuilder",
     "column_reader",
     "local_profile",
@@ -62,6 +63,14 @@ class ExpectingBuilder(Protocol):
 Mapper = Callable[[pl.DataFrame], pl.DataFrame]
 """A pure function of a slice of a profile: rows in, rows out, ``customer_id`` kept (a stage's
 per-customer scoring, :meth:`ProfileCache.map`). Pickled to the executors with Spark."""
+
+
+class ProfileMap(Protocol):
+    """Everyone's profile mapped where it lies (:meth:`ProfileCache.map` bound to the run's
+    plan, what a stage hands its package): ``fn`` over it, reading ``columns`` (None: all), in
+    the profile's row order."""
+
+    def __call__(self, fn: Mapper, columns: Sequence[str] | None = None) -> pl.DataFrame: ...
 
 
 @runtime_checkable

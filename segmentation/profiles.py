@@ -76,7 +76,7 @@ def _describe(feature: str, seg_mean: float, pop_mean: float) -> str:
 
 def segment_profiles(
     assignments: pl.DataFrame,
-    profile: pl.DataFrame,
+    profile: pl.DataFrame | pl.LazyFrame,
     features: Sequence[str],
     scores: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
@@ -88,7 +88,8 @@ def segment_profiles(
         ``customer_id``, ``segment_id``, ``segment_name``.
     profile
         Customer profile with ``customer_id``, ``revenue_365d``, ``occupation``, ``region``
-        and the numeric features to compare.
+        and the numeric features to compare; of a plan (the run's profile waits in a file)
+        the columns are streamed through the aggregates, never held.
     features
         Features considered for "what sets it apart" (categorical ones are ignored).
     scores
@@ -102,21 +103,21 @@ def segment_profiles(
         (standardised, on the log scale for heavy-tailed amounts), e.g.
         ``"data use 3.1x average; age 21 years above average; complaints 0.4x average"``.
     """
+    names = profile.collect_schema().names()
     numeric = [
-        f
-        for f in features
-        if f not in CATEGORICAL_COLUMNS and f in profile.columns and f != "customer_id"
+        f for f in features if f not in CATEGORICAL_COLUMNS and f in names and f != "customer_id"
     ]
-    extra = [c for c in ("revenue_365d", "occupation", "region") if c in profile.columns]
+    extra = [c for c in ("revenue_365d", "occupation", "region") if c in names]
     cols = list(dict.fromkeys(["customer_id", *extra, *numeric]))
     # the stage's own assignments (the profile's rows, in its order) go beside the profile's
     # columns; others are joined lazily (built first, the join copied ~15 columns of everyone,
     # 1.2 GB at 10M customers, and a lazy join still builds a table of one side)
     segments = assignments.select("customer_id", "segment_id", "segment_name")
-    if segments.get_column("customer_id").equals(profile.get_column("customer_id")):
+    ids = profile.lazy().select("customer_id").collect().get_column("customer_id")
+    if segments.get_column("customer_id").equals(ids):
         frame = pl.concat(
-            [segments.drop("customer_id"), profile.select(cols)], how="horizontal"
-        ).lazy()
+            [segments.drop("customer_id").lazy(), profile.lazy().select(cols)], how="horizontal"
+        )
     else:
         frame = segments.lazy().join(profile.lazy().select(cols), on="customer_id", how="left")
     value_cols = []

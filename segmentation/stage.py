@@ -8,7 +8,7 @@ import functools
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,7 +30,7 @@ from segmentation.preprocess import default_features
 from segmentation.profiles import segment_profiles
 
 if TYPE_CHECKING:
-    from pipelines.profiles import Mapper
+    from pipelines.profiles import ProfileMap
 
 #: Columns of the assignments frame (``customer_id`` keeps the run's id type).
 ASSIGNMENT_SCHEMA = pl.Schema(
@@ -116,7 +116,7 @@ def segment_customers(
     previous: Segmenter | None = None,
     scores: pl.DataFrame | None = None,
     features_cfg: FeaturesConfig | None = None,
-    map_everyone: Callable[[Mapper, Sequence[str]], pl.DataFrame] | None = None,
+    map_everyone: ProfileMap | None = None,
 ) -> SegmentationResult:
     """Spend levels, age bands and behavioural segments for every customer of ``profile``.
 
@@ -139,9 +139,9 @@ def segment_customers(
     map_everyone
         Applies :func:`assign_slice` to the profile's customers where their profile lies, in
         the profile's row order, reading the columns given (the run's ``ProfileCache.map``: on
-        the executors with Spark);
-        None: :data:`ASSIGN_ROWS` customers at a time here. Only the rows the model fits on
-        (``Segmenter.fit_rows``) are read here besides.
+        the executors with Spark); None: :data:`ASSIGN_ROWS` customers at a time here. The fit
+        reads only the rows it samples (``Segmenter.fit_rows``); the segment table still reads
+        the profile's columns of everyone.
 
     Returns
     -------
@@ -229,16 +229,15 @@ def segment_customers(
         align_report["migration"] = migration.to_dicts()
         align_report["same_segment_share"] = stability(old_ids, new_ids)
         assignments = assignments.drop(PREVIOUS_LABEL)
-    profile = source.collect()
-    profiles = segment_profiles(assignments, profile, model.features_, scores)
+    profiles = segment_profiles(assignments, source, model.features_, scores)
 
     report = SegmentationReport(
         algorithm=cfg.algorithm,
         k=int(model.k_),
         k_search=cfg.k == "auto",
         features=list(model.features_),
-        n_customers=profile.height,
-        fit_rows=min(profile.height, cfg.sample_size),
+        n_customers=n,
+        fit_rows=min(n, cfg.sample_size),
         scores=[
             KScore(
                 k=int(row["k"]),
@@ -376,11 +375,10 @@ def segmentation_registry_stage(
     cuts = spend_cut_points(source, ctx.cfg.segmentation.spend_cut_points)
     assign = functools.partial(assign_slice, model=segmenter, cuts=cuts, keep=None)
     assignments = ctx.profiles.map(profile, assign, source.collect_schema().names())
-    profile = source.collect()
-    profiles = segment_profiles(assignments, profile, segmenter.features_, None)
+    profiles = segment_profiles(assignments, source, segmenter.features_, None)
     return StageOutput(
         outputs={"segments": assignments, "segment_profiles": profiles, "segment_migration": None},
-        metrics={"customers": profile.height},
+        metrics={"customers": assignments.height},
         params={"model_uri": uri},
         model_versions={"segmentation": uri},
     )

@@ -6,10 +6,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -33,22 +32,14 @@ from valuation.stage import (
 )
 
 if TYPE_CHECKING:
-    from pipelines.profiles import Mapper
+    from pipelines.profiles import ProfileMap
 
 __all__ = [
-    "ProfileMap",
     "ValuationRun",
     "run_valuation",
     "valuation_registry_stage",
     "valuation_stage",
 ]
-
-
-class ProfileMap(Protocol):
-    """Everyone's profile mapped where it lies (``ProfileCache.map`` bound to the run's plan):
-    ``fn`` over it, reading ``columns`` (None: all), in the profile's row order."""
-
-    def __call__(self, fn: Mapper, columns: Sequence[str] | None = None) -> pl.DataFrame: ...
 
 
 @dataclass

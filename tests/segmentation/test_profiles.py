@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 from polars.testing import assert_frame_equal
@@ -46,8 +48,11 @@ def test_scores_are_averaged_per_segment(
 
 
 def test_assignments_in_another_order_give_the_same_table(
-    blobs: pl.DataFrame, blobs_result: SegmentationResult
+    blobs: pl.DataFrame, blobs_result: SegmentationResult, tmp_path: Path
 ) -> None:
+    """The same table from the assignments in the profile's order (put side by side) or in
+    another (joined), and from the profile as a frame or as a plan over its file (the run's
+    profile: streamed through the aggregates)."""
     a = blobs_result.assignments
     features = blobs_result.model.features_
     aligned = segment_profiles(a, blobs, features)  # the profile's own rows: put side by side
@@ -56,3 +61,6 @@ def test_assignments_in_another_order_give_the_same_table(
         blobs["customer_id"]
     )  # so joined
     assert_frame_equal(aligned, shuffled, check_exact=False, rtol=1e-12)
+    blobs.write_parquet(tmp_path / "profile.parquet")
+    planned = segment_profiles(a, pl.scan_parquet(tmp_path / "profile.parquet"), features)
+    assert_frame_equal(aligned, planned, check_exact=False, rtol=1e-12)
