@@ -220,9 +220,9 @@ class SparkConfig(Section):
     )
     score_on_executors: bool = Field(
         True,
-        description="value everyone and run the churn and loyalty predictions on the "
-        "executors (ProfileCache.map), only the results coming back; off: the driver maps the "
-        "same functions over the same files",
+        description="assign everyone's segment, value everyone and run the churn and "
+        "loyalty predictions on the executors (ProfileCache.map), only the results coming "
+        "back; off: the driver maps the same functions over the same files",
     )
     conf: dict[str, str] = Field(
         {},

@@ -127,8 +127,8 @@ def map_profile(
         When the job fails (a task raised, an executor died): one line.
     """
     plans = file_plans(directory, tables, cut, cfg, graph)
-    if not plans:
-        return fn(profile_scan(directory, tables, cut, cfg, graph)[0].collect())
+    if not plans:  # no customers at the cut: nothing to send anywhere
+        return map_here(directory, tables, cut, cfg, graph, fn)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     fault = os.environ.get(FAULT_ENV, "")  # read here: the workers' env is not the driver's
