@@ -5,7 +5,8 @@ A run output directory looks like this::
     out/
       runs/<run_id>/          every committed run, complete (the last ``keep`` are kept)
       current -> runs/<id>    the committed run: replacing this link is the commit
-      scores.parquet -> current/scores.parquet   (and the other output files: stable names)
+      scores.parquet -> current/scores.parquet   (and the other output files: stable names;
+                              scores/ and profiles/ of parts with output.single_file off)
       mlflow.db, mlartifacts/ the embedded MLflow store, never inside a swapped directory
       .crm-engine.lock        who is running now (pid, start time)
 
@@ -233,7 +234,8 @@ def committed_run(
     keep
         Committed runs to keep (the current one always stays).
     links
-        File names of the run to expose as ``out/<name> -> current/<name>``.
+        Names of the run's files to expose as ``out/<name> -> current/<name>`` (a name the
+        run did not write loses its link).
 
     On any exception the staging directory is removed (and ``runs/``, when this run made
     it) and ``current`` is untouched. The caller holds :func:`output_lock`.
@@ -259,8 +261,12 @@ def committed_run(
     _point(out_dir / CURRENT, Path(RUNS_DIR) / run_id)  # the commit
     fault_point("after-commit")
     for name in links:
-        if not (out_dir / name).is_symlink():
-            _point(out_dir / name, Path(CURRENT) / name)
+        link = out_dir / name
+        if (runs / run_id / name).exists():
+            if not link.is_symlink():
+                _point(link, Path(CURRENT) / name)
+        elif link.is_symlink():  # the run wrote it in another form (output.single_file)
+            link.unlink()
     _prune(out_dir, keep)
 
 

@@ -109,6 +109,15 @@ class OutputConfig(Section):
         description="customers in save_first.csv: highest value at risk first, dormant and "
         "lost customers left out",
     )
+    single_file: bool = Field(
+        True,
+        description="scores.parquet and profiles.parquet, one file each (what most CRM imports "
+        "read); false: scores/ and profiles/, directories of Parquet parts of at most part_rows "
+        "rows, each part with the contract's metadata (for tables too big for one file)",
+    )
+    part_rows: Annotated[int, Field(gt=0)] = Field(
+        1_000_000, description="rows per Parquet part when single_file is false"
+    )
 
 
 class MlflowConfig(Section):

@@ -46,6 +46,13 @@ class TableSource:
         return [self.path]
 
 
+def table_path(directory: Path, name: str, *, single_file: bool = True) -> Path:
+    """Where table ``name`` is written in ``directory``: ``<name>.parquet``, or without
+    ``single_file`` the ``<name>/`` directory of Parquet parts (two of the forms
+    :func:`find_table` reads back)."""
+    return Path(directory) / (f"{name}.parquet" if single_file else name)
+
+
 def find_table(data_dir: Path, name: str) -> TableSource | None:
     """Find ``<name>.parquet``, a ``<name>/`` directory of Parquet files, or ``<name>.csv``.
 
@@ -289,24 +296,49 @@ so the Arrow copy of a table being written is one slice, not the whole table. (T
 write phase still peaks ~5 GB above what the run holds: not this copy alone; not yet found.)"""
 
 
+PART_FILE = "part-{:05d}.parquet"
+"""Name of the ``n``-th part :func:`write_parquet` writes into a directory (``part-00000.parquet``
+first: the parts sort in row order, and read back as one table through :func:`find_table`)."""
+
+
 def write_parquet(
-    frame: pl.DataFrame | pl.LazyFrame, path: Path, metadata: dict[str, str] | None = None
+    frame: pl.DataFrame | pl.LazyFrame,
+    path: Path,
+    metadata: dict[str, str] | None = None,
+    *,
+    part_rows: int | None = None,
 ) -> Path:
     """Write ``frame`` to ``path`` (zstd) with ``metadata`` in the file's key-value metadata,
     :data:`WRITE_ROWS` rows at a time (a plan, such as a scan, is collected a slice at a time).
 
+    With ``part_rows``, ``path`` is a directory of parts (:data:`PART_FILE`) of at most
+    ``part_rows`` rows each, in row order, every part with the same schema and ``metadata`` (an
+    empty frame: one empty part).
+
     Not atomic by itself: write into a staging directory of :mod:`crm_engine.commit`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lazy = frame.lazy()
     height = frame_height(frame)
     schema = _with_metadata(lazy.head(0).collect().to_arrow(), metadata).schema
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for offset in range(0, max(height, 1), WRITE_ROWS):
-            part = lazy.slice(offset, WRITE_ROWS).collect()
-            writer.write_table(part.to_arrow().cast(schema))
+    if part_rows is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_rows(lazy, path, schema, 0, height)
+        return path
+    if part_rows <= 0:
+        raise ValueError(f"parts of {part_rows} rows")
+    path.mkdir(parents=True, exist_ok=True)
+    for n, start in enumerate(range(0, max(height, 1), part_rows)):
+        _write_rows(lazy, path / PART_FILE.format(n), schema, start, min(part_rows, height - start))
     return path
+
+
+def _write_rows(lazy: pl.LazyFrame, path: Path, schema: pa.Schema, start: int, rows: int) -> None:
+    """Rows ``start`` to ``start + rows`` of ``lazy`` as one Parquet file, a slice at a time."""
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for offset in range(start, start + max(rows, 1), WRITE_ROWS):
+            part = lazy.slice(offset, min(WRITE_ROWS, start + rows - offset)).collect()
+            writer.write_table(part.to_arrow().cast(schema))
 
 
 def frame_height(frame: pl.DataFrame | pl.LazyFrame) -> int:

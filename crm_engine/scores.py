@@ -9,8 +9,13 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from crm_engine.contracts import SCORE_COLUMNS, SCORES_CONTRACT, scores_schema
-from crm_engine.io import DataError
+from crm_engine.io import DataError, TableSource, find_table
 
+SCORES_TABLE = "scores"
+"""A run's scores: ``scores.parquet``, or the ``scores/`` directory of parts when
+``output.single_file`` is off (:func:`crm_engine.io.table_path`)."""
+PROFILES_TABLE = "profiles"
+"""A run's customer profiles, written in the same form as its scores."""
 METADATA_KEYS = (
     "crm.contract",
     "crm.contract_version",
@@ -50,7 +55,14 @@ def conform_scores(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def check_scores_file(path: Path) -> list[str]:
-    """Compare a written scores file with the declared contract; return the differences."""
+    """Compare a written scores file with the declared contract; return the differences. Of a
+    directory of parts, the differences of each part, named by it."""
+    path = Path(path)
+    if path.is_dir():
+        parts = sorted(p for p in path.glob("*.parquet") if p.is_file())
+        if not parts:
+            return [f"{path.name}/ holds no Parquet part"]
+        return [f"{p.name}: {problem}" for p in parts for problem in check_scores_file(p)]
     problems: list[str] = []
     schema = pl.read_parquet_schema(path)
     id_dtype = schema.get("customer_id", pl.Int64())
@@ -78,3 +90,9 @@ def read_scores_metadata(path: Path) -> dict[str, str]:
     """The crm.* key-value metadata of a scores file."""
     meta = pq.read_schema(path).metadata or {}
     return {k.decode(): v.decode() for k, v in meta.items() if k.startswith(b"crm.")}
+
+
+def run_scores(run_dir: Path) -> TableSource | None:
+    """The scores a committed run wrote, in either form (None when it wrote none): its
+    ``path.name`` is their key in the run's manifest ``outputs``, its ``files()`` the parts."""
+    return find_table(Path(run_dir), SCORES_TABLE)

@@ -37,8 +37,10 @@ import polars as pl
 from crm_engine.commit import RUNS_DIR, current_run
 from crm_engine.config import FeaturesConfig
 from crm_engine.contracts import SCORES_CONTRACT
-from crm_engine.io import DataError, file_sha256
+from crm_engine.io import DataError
+from crm_engine.scores import run_scores
 from crm_engine.stage_reports import BacktestReport
+from pipelines.manifest import changed_output
 from pipelines.runner import StageContext, StageOutput
 
 __all__ = [
@@ -58,7 +60,6 @@ __all__ = [
 PREVIOUS_RUN_KEY = "previous_run_id"
 """The manifest key naming the run that was current when a run was committed."""
 
-SCORES_FILE = "scores.parquet"
 SAVE_FIRST_FILE = "save_first.csv"
 
 
@@ -144,27 +145,24 @@ def _unreadable(run: CommittedRun, id_dtype: pl.DataType) -> str | None:
             run.horizon_days(section)
         except (KeyError, TypeError, ValueError):
             return f"its manifest has no {section}.horizon_days"
-    outputs = run.manifest.get("outputs", {})
-    for name in (SCORES_FILE, SAVE_FIRST_FILE):
-        path = run.path / name
-        if name != SCORES_FILE and not path.is_file():
+    scores = run_scores(run.path)
+    if scores is None:
+        return "its scores are missing"
+    for name in (scores.path.name, SAVE_FIRST_FILE):
+        if name == SAVE_FIRST_FILE and not (run.path / name).is_file():
             continue
-        recorded = outputs.get(name, {}).get("sha256")
-        if not path.is_file():
-            return f"{name} is missing"
-        if recorded is None:
-            return f"{name} has no recorded sha256"
-        if file_sha256(path) != recorded:
-            return f"{name} does not match the sha256 its run recorded"
-    stored = pl.scan_parquet(run.path / SCORES_FILE).collect_schema()
+        problem = changed_output(run.path, name, run.manifest)
+        if problem is not None:
+            return problem
+    stored = pl.scan_parquet(scores.files()).collect_schema()
     ids = stored.get("customer_id")
     if ids is None:
-        return f"{SCORES_FILE} has no customer_id"
+        return f"{scores.path.name} has no customer_id"
     if ids != id_dtype:
         return f"its customer ids are {ids}, the data's are {id_dtype}"
     missing = [c for c in _score_columns() if c not in stored]
     if missing:
-        return f"{SCORES_FILE} has no {', '.join(missing)}"
+        return f"{scores.path.name} has no {', '.join(missing)}"
     return None
 
 
@@ -282,7 +280,10 @@ def backtest_run(
     value_end = min(run.as_of + dt.timedelta(days=value_days), as_of)
     # Only the compared columns of the run's scores, and the outcomes of its customers alone:
     # one plan, collected once (memory: one run's columns, whatever the chain's length).
-    scan = pl.scan_parquet(run.path / SCORES_FILE).select(_score_columns())
+    scores_source = run_scores(run.path)
+    if scores_source is None:  # checked by _unreadable; gone since
+        raise DataError(f"run {run.run_id}: its scores are missing")
+    scan = pl.scan_parquet(scores_source.files()).select(_score_columns())
     outcomes = realised_outcomes(
         tables["customers"], tables["transactions"], run.as_of, churn_end, value_end
     ).join(scan.select("customer_id"), on="customer_id", how="semi")

@@ -14,8 +14,9 @@ import numpy as np
 import polars as pl
 
 from crm_engine.config import FeaturesConfig, MonitoringConfig
-from crm_engine.io import file_sha256
+from crm_engine.scores import run_scores
 from crm_engine.stage_reports import DriftAlert, DriftReport
+from pipelines.manifest import changed_output
 from pipelines.profiles import ColumnReader, Profile, column_reader
 from pipelines.runner import StageContext, StageOutput
 
@@ -471,15 +472,14 @@ def moved_share(
 
 
 def _previous_scores(run_dir: Path, manifest: Mapping[str, Any]) -> pl.DataFrame | None:
-    """The previous run's ``customer_id`` and moved columns, when its scores.parquet still has
-    the sha256 it recorded."""
-    path = run_dir / "scores.parquet"
-    recorded = manifest.get("outputs", {}).get("scores.parquet", {}).get("sha256")
-    if not path.is_file() or recorded is None or file_sha256(path) != recorded:
+    """The previous run's ``customer_id`` and moved columns, when its scores (a file or a
+    directory of parts) are still as its run recorded them."""
+    source = run_scores(run_dir)
+    if source is None or changed_output(run_dir, source.path.name, manifest) is not None:
         return None
-    present = pl.scan_parquet(path).collect_schema()
-    wanted = ["customer_id", *[c for c in MOVED_COLUMNS if c in present]]
-    return pl.read_parquet(path, columns=wanted)
+    scan = pl.scan_parquet(source.files())
+    present = scan.collect_schema()
+    return scan.select("customer_id", *[c for c in MOVED_COLUMNS if c in present]).collect()
 
 
 def row_counts(tables: Mapping[str, pl.LazyFrame]) -> dict[str, int]:
@@ -519,7 +519,7 @@ def drift_since(
         before = _previous_scores(previous.path, previous.manifest)
         if before is None:
             notes.append(
-                f"run {previous.run_id}'s scores.parquet is missing or changed: moves not counted"
+                f"run {previous.run_id}'s scores are missing or changed: moves not counted"
             )
         else:
             moved = moved_share(before, scores)

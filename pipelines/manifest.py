@@ -5,31 +5,31 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from crm_engine.io import file_sha256, find_tables
 
 
+def _digest(files: list[Path], root: Path) -> dict[str, Any]:
+    """The files (relative to ``root``) with their sizes, and one sha256 over their names and
+    contents: how a table of several files is fingerprinted."""
+    h = hashlib.sha256()
+    listed = []
+    for f in files:
+        h.update(f.name.encode())
+        h.update(file_sha256(f).encode())
+        listed.append({"file": str(f.relative_to(root)), "bytes": f.stat().st_size})
+    return {"files": listed, "bytes": sum(x["bytes"] for x in listed), "sha256": h.hexdigest()}
+
+
 def input_fingerprints(data_dir: Path, rows: dict[str, int | None]) -> dict[str, Any]:
     """Per input table: its files with sizes, the row count, and one hash over all its files."""
-    out: dict[str, Any] = {}
-    for name, source in find_tables(data_dir).items():
-        files = source.files()
-        h = hashlib.sha256()
-        listed = []
-        for f in files:
-            digest = file_sha256(f)
-            h.update(f.name.encode())
-            h.update(digest.encode())
-            listed.append({"file": str(f.relative_to(data_dir)), "bytes": f.stat().st_size})
-        out[name] = {
-            "files": listed,
-            "bytes": sum(x["bytes"] for x in listed),
-            "rows": rows.get(name),
-            "sha256": h.hexdigest(),
-        }
-    return out
+    return {
+        name: {**_digest(source.files(), data_dir), "rows": rows.get(name)}
+        for name, source in find_tables(data_dir).items()
+    }
 
 
 class InputHashing:
@@ -75,11 +75,30 @@ def recorded_sha256(run_dir: Path, name: str) -> str | None:
     return None
 
 
+def output_digest(path: Path) -> dict[str, Any]:
+    """Size and sha256 of an output file; of a directory of parts (``output.single_file`` off)
+    its parts' sizes and one sha256 over them, as an input table of several files is
+    fingerprinted."""
+    path = Path(path)
+    if path.is_dir():
+        return _digest(sorted(p for p in path.glob("*.parquet") if p.is_file()), path)
+    return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+
+
 def output_checksums(out_dir: Path, names: list[str]) -> dict[str, Any]:
-    """Size and SHA-256 of each written output file."""
-    result = {}
-    for name in names:
-        p = out_dir / name
-        if p.is_file():
-            result[name] = {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
-    return result
+    """:func:`output_digest` of each output the run wrote, by name."""
+    return {name: output_digest(out_dir / name) for name in names if (out_dir / name).exists()}
+
+
+def changed_output(run_dir: Path, name: str, manifest: Mapping[str, Any]) -> str | None:
+    """Why a committed run's output ``name`` (a file or a directory of parts) is not what its
+    run wrote (missing, no sha256 recorded, or changed since), or None when it is."""
+    path = Path(run_dir) / name
+    recorded = manifest.get("outputs", {}).get(name, {}).get("sha256")
+    if not path.exists():
+        return f"{name} is missing"
+    if recorded is None:
+        return f"{name} has no recorded sha256"
+    if output_digest(path)["sha256"] != recorded:
+        return f"{name} does not match the sha256 its run recorded"
+    return None

@@ -16,22 +16,27 @@ import polars as pl
 
 from crm_engine.commit import STALE_SUFFIX, current_run
 from crm_engine.contracts import LOST_BAND, SCORES_CONTRACT, SCORES_CONTRACT_VERSION
-from crm_engine.io import file_sha256, frame_height, write_json, write_parquet
+from crm_engine.io import file_sha256, frame_height, table_path, write_json, write_parquet
 from crm_engine.report import SAVE_FIRST_FILE, Logged, ReportInputs, save_first, write_report
+from crm_engine.scores import PROFILES_TABLE, SCORES_TABLE
 from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
 from pipelines.backtest import PREVIOUS_RUN_KEY
 from pipelines.manifest import output_checksums, recorded_sha256
 from pipelines.runner import Output, RunState, Written
 
-OUTPUT_FILES = [
-    "scores.parquet",
-    "profiles.parquet",
-    "segment_profiles.parquet",
-    "manifest.json",
-    "report.html",
-    SAVE_FIRST_FILE,
-]
-"""The files every committed run output holds."""
+
+def run_files(single_file: bool = True) -> list[str]:
+    """What a committed run holds: its scores and profiles in the form ``output.single_file``
+    asks for (a file each, or a directory of parts each), and its other files."""
+    tables = (
+        table_path(Path(), name, single_file=single_file).name
+        for name in (SCORES_TABLE, PROFILES_TABLE)
+    )
+    return [*tables, "segment_profiles.parquet", "manifest.json", "report.html", SAVE_FIRST_FILE]
+
+
+OUTPUT_FILES = list(dict.fromkeys([*run_files(True), *run_files(False)]))
+"""Every name a run output may expose as ``out/<name>``: exposed while the current run has it."""
 
 VALUES_CONTRACT = "crm.values/v1"
 SEGMENTS_CONTRACT = "crm.segments/v1"
@@ -91,8 +96,12 @@ def _write_run(
     }
     if state.mlflow_run_id:
         meta["crm.mlflow_run_id"] = state.mlflow_run_id
-    write_parquet(scores, work / "scores.parquet", meta)
-    write_parquet(profile, work / "profiles.parquet", {"crm.as_of": as_of.isoformat()})
+    output = state.cfg.output
+    part_rows = None if output.single_file else output.part_rows
+    scores_path = table_path(work, SCORES_TABLE, single_file=output.single_file)
+    profiles_path = table_path(work, PROFILES_TABLE, single_file=output.single_file)
+    write_parquet(scores, scores_path, meta, part_rows=part_rows)
+    write_parquet(profile, profiles_path, {"crm.as_of": as_of.isoformat()}, part_rows=part_rows)
     seg_profiles = catalog.get("segment_summary")
     if seg_profiles is None:
         seg_profiles = pl.DataFrame(schema=SEGMENT_PROFILES_SCHEMA)
@@ -140,8 +149,8 @@ def _write_run(
         "inputs": state.input_fingerprints(),
         "validation": state.reports.get("validation"),
         "outputs": {
-            "scores.parquet": {"rows": scores.height},
-            "profiles.parquet": {"rows": frame_height(profile)},
+            scores_path.name: {"rows": scores.height},
+            profiles_path.name: {"rows": frame_height(profile)},
             "segment_profiles.parquet": {"rows": seg_profiles.height},
             SAVE_FIRST_FILE: {"rows": first.height},
         },
@@ -154,8 +163,8 @@ def _write_run(
     checks = output_checksums(
         work,
         [
-            "scores.parquet",
-            "profiles.parquet",
+            scores_path.name,
+            profiles_path.name,
             "segment_profiles.parquet",
             "report.html",
             SAVE_FIRST_FILE,

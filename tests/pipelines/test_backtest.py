@@ -3,7 +3,9 @@
 Three runs into one output directory on the generated operator (24 months from 2023-01): at
 month 15 (as_of 2024-04-01), month 18 (2024-07-01) and month 21 (2024-10-01). By the last, the
 90-day churn horizons of both earlier runs have passed, and 92 and 183 of their 365 CLV days.
-``FIRST`` is the month-18 run (the one the last run checks first), ``EARLIEST`` the month-15 one.
+``FIRST`` is the month-18 run (the one the last run checks first), ``EARLIEST`` the month-15 one,
+which writes its scores as a directory of parts (``output.single_file`` off): the runs after it
+read those as they read a file.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typer.testing import CliRunner
 
 from crm_engine.cli import app
 from crm_engine.io import file_sha256, load_tables
+from crm_engine.scores import check_scores_file, read_scores_metadata, run_scores
 from pipelines.backtest import (
     BacktestWarning,
     backtest_run,
@@ -29,6 +32,7 @@ from pipelines.backtest import (
     select_run,
     select_runs,
 )
+from pipelines.manifest import output_digest
 
 runner = CliRunner()
 EARLIEST = dt.date(2024, 4, 1)
@@ -36,6 +40,8 @@ FIRST = dt.date(2024, 7, 1)
 SECOND = dt.date(2024, 10, 1)
 CHURN_DAYS = 90
 CLV_DAYS = 365
+PART_ROWS = 1_000
+"""Rows per part of the month-15 run's scores (the generated operator: 3 parts)."""
 
 
 def _run(data: Path, out: Path, as_of: dt.date, *extra: str) -> None:
@@ -52,10 +58,19 @@ def two_runs(generated_operator: Path, tmp_path_factory: pytest.TempPathFactory)
     """The output directory after the month-15 and month-18 runs (untracked) and the month-21
     run (tracked): a chain of three committed runs (``output.keep_runs`` = 3 keeps them all)."""
     out = tmp_path_factory.mktemp("backtest") / "out"
-    _run(generated_operator, out, EARLIEST, "--no-tracking")
+    parts = out.parent / "parts.toml"
+    parts.write_text(f"[output]\nsingle_file = false\npart_rows = {PART_ROWS}\n")
+    _run(generated_operator, out, EARLIEST, "--no-tracking", str(parts))
     _run(generated_operator, out, FIRST, "--no-tracking")
     _run(generated_operator, out, SECOND)
     return out
+
+
+def _scores(run_dir: Path) -> pl.DataFrame:
+    """A run's scores, whichever form it wrote them in."""
+    source = run_scores(run_dir)
+    assert source is not None, run_dir
+    return pl.read_parquet(source.files())
 
 
 def _manifest(run_dir: Path) -> dict:
@@ -110,7 +125,7 @@ def test_the_second_run_checks_the_first(two_runs: Path, generated_operator: Pat
         SECOND.isoformat(),
     )
     assert b["model_versions"] == first["model_versions"] and b["skipped"] == []
-    truth = _realised(generated_operator, pl.read_parquet(first_dir / "scores.parquet"))
+    truth = _realised(generated_operator, _scores(first_dir))
     assert b["not_found"] == 0
     churn = b["churn"]
     auc = roc_auc_score(truth["churned"].to_numpy(), truth["churn_probability"].to_numpy())
@@ -160,7 +175,7 @@ def test_the_second_run_checks_the_first(two_runs: Path, generated_operator: Pat
 
 def test_the_third_run_checks_every_earlier_run(two_runs: Path, generated_operator: Path) -> None:
     """The month-21 run's manifest holds the month-18 and month-15 runs' backtests, latest
-    first, each recomputed here from that run's scores.parquet and the tables."""
+    first, each recomputed here from that run's scores and the tables."""
     third = _manifest(two_runs / "current")
     runs = third["backtest"]["runs"]
     expected = [(_first_run_dir(two_runs), FIRST), (_earliest_run_dir(two_runs), EARLIEST)]
@@ -170,7 +185,7 @@ def test_the_third_run_checks_every_earlier_run(two_runs: Path, generated_operat
     assert third["metrics"]["backtest"]["backtest.runs_checked"] == 2.0
     for r, (run_dir, when) in zip(runs, expected, strict=True):
         assert r["checked_to"] == SECOND.isoformat() and r["runs"] == [] and r["skipped"] == []
-        truth = _realised(generated_operator, pl.read_parquet(run_dir / "scores.parquet"), when)
+        truth = _realised(generated_operator, _scores(run_dir), when)
         churn, value = r["churn"], r["value"]
         auc = roc_auc_score(truth["churned"].to_numpy(), truth["churn_probability"].to_numpy())
         assert abs(churn["roc_auc"] - auc) <= 1e-9, (when, churn["roc_auc"], auc)
@@ -264,7 +279,7 @@ def test_a_partly_passed_horizon_says_how_much(two_runs: Path, generated_operato
     assert report.churn.elapsed_share == pytest.approx(31 / 90)
     assert report.value.elapsed_share == pytest.approx(31 / 365)
     customers = pl.read_parquet(generated_operator / "customers" / "*.parquet")
-    scored = pl.read_parquet(run.path / "scores.parquet").select("customer_id")
+    scored = _scores(run.path).select("customer_id")
     left = scored.join(customers, on="customer_id").filter(
         pl.col("churn_date").is_between(FIRST, when, closed="left")
     )
@@ -294,9 +309,7 @@ def test_the_command_checks_every_run_and_says_how_much_passed(
     for as_of, r in runs.items():
         run_dir = two_runs / "runs" / r["run_id"]
         start = dt.date.fromisoformat(as_of)
-        truth = _realised(
-            generated_operator, pl.read_parquet(run_dir / "scores.parquet"), start, when
-        )
+        truth = _realised(generated_operator, _scores(run_dir), start, when)
         auc = roc_auc_score(truth["churned"].to_numpy(), truth["churn_probability"].to_numpy())
         assert abs(r["churn"]["roc_auc"] - auc) <= 1e-9
         assert r["value"]["elapsed_days"] == (when - start).days
@@ -314,6 +327,29 @@ def test_the_command_checks_every_run_and_says_how_much_passed(
         FIRST,
         EARLIEST,
     ]
+
+
+def test_a_run_of_parts_is_checked_and_followed_like_a_run_of_one_file(two_runs: Path) -> None:
+    """The month-15 run wrote ``scores/``: parts of at most ``part_rows`` rows, each with the
+    contract's metadata, in the manifest with one sha256 over them. The month-18 run after it
+    counted who moved from them; ``out/`` links the current run's form only."""
+    earliest = _earliest_run_dir(two_runs)
+    doc = _manifest(earliest)
+    parts = sorted((earliest / "scores").glob("*.parquet"))
+    assert not (earliest / "scores.parquet").exists() and (earliest / "profiles").is_dir()
+    heights = [pl.scan_parquet(p).select(pl.len()).collect().item() for p in parts]
+    assert len(parts) >= 2 and max(heights) == PART_ROWS
+    assert sum(heights) == doc["outputs"]["scores"]["rows"] == _scores(earliest).height
+    assert check_scores_file(earliest / "scores") == []
+    assert {read_scores_metadata(p)["crm.run_id"] for p in parts} == {doc["run_id"]}
+    recorded = doc["outputs"]["scores"]
+    assert recorded["sha256"] == output_digest(earliest / "scores")["sha256"]
+    assert [f["file"] for f in recorded["files"]] == [p.name for p in parts]
+    drift = _manifest(_first_run_dir(two_runs))["drift"]
+    assert drift["previous_run_id"] == doc["run_id"] and drift["notes"] == []
+    assert drift["moved"], drift  # the moves counted from the parts
+    assert (two_runs / "scores.parquet").is_file() and not (two_runs / "scores").exists()
+    assert not (two_runs / "scores").is_symlink()
 
 
 def _copy(out: Path, tmp_path: Path) -> tuple[Path, Path]:

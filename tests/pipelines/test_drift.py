@@ -408,6 +408,6 @@ def test_a_previous_run_without_fingerprint_or_with_changed_scores_is_said(
     result = drift_stage(ctx, tables, profile, scores)
     assert result.report.compared and result.report.moved == {}
     assert result.report.notes == [
-        f"run {doc['run_id']}'s scores.parquet is missing or changed: moves not counted"
+        f"run {doc['run_id']}'s scores are missing or changed: moves not counted"
     ]
     assert max(result.report.psi[c] for c in ("clv", "churn_probability")) == 0.0  # same frames

@@ -17,7 +17,7 @@ from crm_engine.config import load_config
 from crm_engine.contracts import INPUT_TABLES
 from crm_engine.io import file_sha256
 from crm_engine.scores import check_scores_file, read_scores_metadata
-from pipelines.outputs import OUTPUT_FILES
+from pipelines.outputs import run_files
 from pipelines.runner import Stage, StageError, StageOutput, run_pipeline
 from pipelines.stages import pipeline
 from tests.report_browser import check_page, require_browser
@@ -51,7 +51,7 @@ def first_run(generated_operator: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_outputs_present_and_valid(first_run: Path, generated_operator: Path) -> None:
-    for name in OUTPUT_FILES:
+    for name in run_files():
         assert (first_run / name).is_file(), name
     assert check_scores_file(first_run / "scores.parquet") == []
     scores = pl.read_parquet(first_run / "scores.parquet")
@@ -196,7 +196,7 @@ def test_failing_stage_leaves_previous_output_untouched(
 ) -> None:
     out = tmp_path / "out"
     shutil.copytree(first_run, out)
-    before = {name: (out / name).read_bytes() for name in OUTPUT_FILES}
+    before = {name: (out / name).read_bytes() for name in run_files()}
 
     def boom(ctx: object, profile: pl.DataFrame) -> StageOutput:
         raise RuntimeError("simulated failure")
@@ -208,7 +208,7 @@ def test_failing_stage_leaves_previous_output_untouched(
     )
     with pytest.raises(StageError, match="stage explode failed: RuntimeError: simulated failure"):
         run_pipeline(cfg, stages, tracking=False)
-    after = {name: (out / name).read_bytes() for name in OUTPUT_FILES}
+    after = {name: (out / name).read_bytes() for name in run_files()}
     assert after == before
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
 
