@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -144,11 +145,16 @@ def test_a_pipeline_run_on_spark_writes_the_same_outputs(
     see :func:`test_a_stage_scores_everyone_on_the_executors`). The Python worker of its first
     profile task is killed (SIGKILL) mid-task: Spark retries the task (the session tries a task
     twice) and the run gives the same outputs.
+
+    The Spark run registers its models (the embedded MLflow store of its output directory);
+    ``run --score-only`` on Spark then loads them from the registry, maps everyone through the
+    executors again and writes the same scores.
     """
     claim = tmp_path / "worker-killed"
     monkeypatch.setenv(FAULT_ENV, f"{KILL_POINT}@{claim}")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert spark_config.engine.spark.score_on_executors
-    on_spark = run_pipeline(spark_config, pipeline("run"), tracking=False)
+    on_spark = run_pipeline(spark_config, pipeline("run"), tracking=True)
     monkeypatch.delenv(FAULT_ENV)
     assert claim.exists()  # a worker was killed, and the run went on
     local_cfg = spark_config.model_copy(deep=True)
@@ -181,6 +187,12 @@ def test_a_pipeline_run_on_spark_writes_the_same_outputs(
         assert scores[column].null_count() < scores.height, column
     assert scores["network_value"].max() > 0  # contagion found something to value
     assert on_spark.metrics["churn"] == local.metrics["churn"]
+    registered = run_pipeline(spark_config, pipeline("score-only"), tracking=True)
+    assert registered.output_dir is not None
+    manifest = json.loads((registered.output_dir / "manifest.json").read_text())
+    assert set(manifest["model_versions"]) == {"churn", "loyalty", "segmentation", "clv"}
+    assert "valuation.holdout" not in json.dumps(manifest["metrics"]), "no refit in score-only"
+    assert_frame_equal(pl.read_parquet(registered.output_dir / "scores.parquet"), scores)
 
 
 def test_the_cuts_a_stage_expects_are_computed_in_one_job(
