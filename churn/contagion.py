@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -47,7 +47,10 @@ from features.window import month_offset, observed, trailing_months
 
 __all__ = [
     "DAYS_PER_MONTH",
+    "ContactGraph",
     "Contagion",
+    "EdgeList",
+    "contact_losses",
     "contagion_panel",
     "estimate_contagion",
     "fit_contagion",
@@ -388,8 +391,70 @@ def estimate_contagion(
     return fit_contagion(panel, months=months, contagion_days=contagion_days, max_rows=max_rows)
 
 
+class ContactGraph(Protocol):
+    """The undirected call graph at ``as_of`` as :func:`network_values` reads it, wherever it
+    lies: an :class:`EdgeList` here, or the Spark backend's graph on the executors."""
+
+    def degrees(self) -> pl.LazyFrame:
+        """``customer_id``, ``n_contacts`` (Float64): one row per node of the graph."""
+        ...
+
+    def sum_over_contacts(self, values: pl.DataFrame) -> pl.DataFrame:
+        """``customer_id``, ``value``: per node, the sum of ``values``' ``value`` (a row per
+        ``contact_id``) over its contacts; nodes without a valued contact left out."""
+        ...
+
+
+@dataclass(frozen=True)
+class EdgeList:
+    """A :class:`ContactGraph` of an edge list in Polars
+    (:func:`features.influence.undirected_edges`: each pair in both directions)."""
+
+    edges: pl.LazyFrame
+
+    def degrees(self) -> pl.LazyFrame:
+        return self.edges.group_by("customer_id").agg(pl.len().cast(pl.Float64).alias("n_contacts"))
+
+    def sum_over_contacts(self, values: pl.DataFrame) -> pl.DataFrame:
+        id_dtype = values.schema["contact_id"]
+        return (
+            self.edges.select("customer_id", pl.col("contact_id").cast(id_dtype))
+            .join(values.lazy(), on="contact_id", how="inner")
+            .group_by("customer_id")
+            .agg(pl.col("value").sum())
+            .collect()
+        )
+
+
+def contact_losses(
+    scored: pl.DataFrame, degrees: pl.LazyFrame, contagion: Contagion, horizon_days: int
+) -> pl.DataFrame:
+    """``contact_id``, ``value``: what each valued customer of ``scored`` with contacts would
+    cost if one of their contacts left (see the module docstring); ``degrees`` are
+    :meth:`ContactGraph.degrees`. The per-customer half of :func:`network_values`."""
+    beta = contagion.effect
+    window = contagion.window_months
+    p = pl.col("churn_probability").clip(0.0, 1.0 - 1e-12)
+    hazard = 1.0 - (1.0 - p).pow(DAYS_PER_MONTH / horizon_days)
+    logit = (hazard / (1.0 - hazard)).log()
+    lifted = 1.0 / (1.0 + (-(logit + beta / pl.col("n_contacts"))).exp())
+    degrees = degrees.select("customer_id", pl.col("n_contacts").cast(pl.Float64))
+    return (
+        scored.lazy()
+        .filter(pl.col("clv").is_not_null() & pl.col("churn_probability").is_not_null())
+        .join(degrees.filter(pl.col("n_contacts") > 0), on="customer_id", how="inner")
+        .select(
+            pl.col("customer_id").alias("contact_id"),
+            (((1.0 - hazard).pow(window) - (1.0 - lifted).pow(window)) * pl.col("clv"))
+            .clip(lower_bound=0.0)
+            .alias("value"),
+        )
+        .collect()
+    )
+
+
 def network_values(
-    edges: pl.LazyFrame,
+    edges: pl.LazyFrame | ContactGraph,
     scored: pl.DataFrame,
     contagion: Contagion,
     horizon_days: int,
@@ -399,7 +464,8 @@ def network_values(
     Parameters
     ----------
     edges
-        The undirected call graph at ``as_of`` (:func:`features.influence.undirected_edges`).
+        The undirected call graph at ``as_of``: an edge list
+        (:func:`features.influence.undirected_edges`) or a :class:`ContactGraph`.
     scored
         ``customer_id``, ``churn_probability`` over ``horizon_days``, ``clv``; customers with a
         null clv or probability (lost, not valued) are nobody's loss.
@@ -413,35 +479,20 @@ def network_values(
     pl.DataFrame
         ``customer_id``, ``network_value`` (>= 0; 0 without contacts or contagion).
     """
+    graph = EdgeList(edges) if isinstance(edges, pl.LazyFrame) else edges
+    losses = contact_losses(scored, graph.degrees(), contagion, horizon_days)
+    per_customer = graph.sum_over_contacts(losses)
     id_dtype = scored.schema["customer_id"]
-    beta = contagion.effect
-    window = contagion.window_months
-    p = pl.col("churn_probability").clip(0.0, 1.0 - 1e-12)
-    hazard = 1.0 - (1.0 - p).pow(DAYS_PER_MONTH / horizon_days)
-    logit = (hazard / (1.0 - hazard)).log()
-    lifted = 1.0 / (1.0 + (-(logit + beta / pl.col("n_contacts"))).exp())
-    degree = edges.group_by("customer_id").agg(pl.len().cast(pl.Float64).alias("n_contacts"))
-    loss = (
-        scored.lazy()
-        .filter(pl.col("clv").is_not_null() & pl.col("churn_probability").is_not_null())
-        .join(degree, on="customer_id", how="inner")
-        .select(
-            pl.col("customer_id").alias("contact_id"),
-            (((1.0 - hazard).pow(window) - (1.0 - lifted).pow(window)) * pl.col("clv"))
-            .clip(lower_bound=0.0)
-            .alias("_loss"),
-        )
-    )
-    per_customer = (
-        edges.select("customer_id", pl.col("contact_id").cast(id_dtype))
-        .join(loss, on="contact_id", how="inner")
-        .group_by("customer_id")
-        .agg(pl.col("_loss").sum().alias("network_value"))
-    )
     return (
         scored.lazy()
         .select("customer_id")
-        .join(per_customer, on="customer_id", how="left")
+        .join(
+            per_customer.lazy().select(
+                pl.col("customer_id").cast(id_dtype), pl.col("value").alias("network_value")
+            ),
+            on="customer_id",
+            how="left",
+        )
         .select("customer_id", pl.col("network_value").fill_null(0.0))
         .collect()
     )
@@ -450,7 +501,7 @@ def network_values(
 def with_network_value(
     scores: pl.DataFrame,
     clv: pl.DataFrame,
-    edges: pl.LazyFrame,
+    edges: pl.LazyFrame | ContactGraph,
     contagion: Contagion,
     horizon_days: int,
 ) -> pl.DataFrame:

@@ -128,7 +128,6 @@ def _contagion(
     a call graph or when the history holds nothing to estimate from (a warning says so)."""
     from churn.contagion import estimate_contagion, with_network_value
     from churn.plots import plot_network_value
-    from features.influence import undirected_edges
 
     cfg = ctx.cfg
     if not cfg.contagion.enabled or "calls" not in ctx.tables:
@@ -147,8 +146,8 @@ def _contagion(
 
         warnings.warn(f"no network value: {e}", stacklevel=2)
         return scores, None, {}
-    edges = undirected_edges(ctx.tables["calls"], ctx.as_of)
-    out = with_network_value(scores, values, edges, found, horizon_days=cfg.churn.horizon_days)
+    graph = ctx.profiles.contacts()  # Spark: on the executors, only the sums come back
+    out = with_network_value(scores, values, graph, found, horizon_days=cfg.churn.horizon_days)
     contacts = profile.lazy().select("n_contacts").filter(pl.col("n_contacts") > 0).collect()
     contacts = contacts.get_column("n_contacts")
     median = int(contacts.median() or 1) if contacts.len() else 1  # type: ignore[arg-type]

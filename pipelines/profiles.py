@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import polars as pl
 
@@ -16,9 +16,13 @@ from crm_engine.io import WRITE_ROWS, frame_height, in_id_order, slices
 from features.sample import CustomerSample
 from features.window import DataStart, data_start
 
+if TYPE_CHECKING:
+    from churn.contagion import ContactGraph
+
 __all__ = [
     "ColumnReader",
     "ExpectingBuilder",
+    "GraphBuilder",
     "Mapper",
     "MappingBuilder",
     "Profile",
@@ -82,6 +86,16 @@ class MappingBuilder(Protocol):
     def map(
         self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig, fn: Mapper
     ) -> pl.DataFrame: ...
+
+
+@runtime_checkable
+class GraphBuilder(Protocol):
+    """A :data:`ProfileBuilder` whose call graph lies where it computed it (the Spark backend:
+    on the executors), and gives it as network value reads it."""
+
+    def contacts(
+        self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig
+    ) -> ContactGraph: ...
 
 
 def local_profile(
@@ -200,6 +214,18 @@ class ProfileCache:
             return in_id_order(profile.lazy().select("customer_id").collect(), mapped)
         source = profile if columns is None else profile.select(columns)
         return pl.concat(fn(batch) for batch in slices(source, WRITE_ROWS))
+
+    def contacts(self) -> ContactGraph:
+        """The undirected call graph at ``as_of`` as network value reads it
+        (:class:`churn.contagion.ContactGraph`): the builder's (:class:`GraphBuilder`, Spark:
+        on the executors, only sums reach the driver), else an edge list of the calls read
+        here (:func:`features.influence.undirected_edges`)."""
+        if isinstance(self.build, GraphBuilder):
+            return self.build.contacts(self.tables, self.as_of, self.cfg)
+        from churn.contagion import EdgeList
+        from features.influence import undirected_edges
+
+        return EdgeList(undirected_edges(self.tables["calls"], self.as_of))
 
     def _spill_path(self) -> Path:
         assert self.spill is not None

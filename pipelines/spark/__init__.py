@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from pipelines.profiles import Mapper
-    from pipelines.spark.influence import SparkCallGraph
+    from pipelines.spark.influence import SparkCallGraph, SparkContacts
 
 __all__ = ["SparkProfiles", "SparkUnavailable", "spark_backend", "use_session"]
 
@@ -40,7 +40,7 @@ class SparkProfiles:
     there (:func:`~pipelines.spark.profile.read_profile`), only its sample's rows, and
     everyone's, the run's spill, a file at a time (:meth:`write`). A stage's per-customer
     scoring of everyone runs on the executors' files too, and only its results come back
-    (:meth:`map`).
+    (:meth:`map`); so do the network value's sums over the call graph (:meth:`contacts`).
 
     Parameters
     ----------
@@ -183,6 +183,19 @@ class SparkProfiles:
         if not self._cfg.engine.spark.score_on_executors:
             return map_here(directory, tables, cut, cfg, graph, fn)
         return map_profile(self._session.get(), directory, tables, cut, cfg, graph, fn, out)
+
+    def contacts(
+        self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig
+    ) -> SparkContacts:
+        """The call graph at ``cut`` as network value reads it, on the executors
+        (:class:`~pipelines.spark.influence.SparkContacts`)."""
+        from pipelines.spark.influence import SparkContacts
+
+        graph = self._call_graph(tables)
+        if graph is None:
+            raise ValueError("no call graph without a calls table")
+        id_dtype = tables["customers"].collect_schema()["customer_id"]
+        return SparkContacts(graph, cut, cfg, id_dtype, self._scratch / "contacts")
 
 
 def spark_backend(cfg: PipelineConfig, stack: contextlib.ExitStack, scratch: Path) -> SparkProfiles:

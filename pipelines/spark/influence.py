@@ -31,6 +31,7 @@ from pipelines.spark.profile import CUT
 __all__ = [
     "CUT",
     "SparkCallGraph",
+    "SparkContacts",
     "cut_edges_frame",
     "influence_frame",
     "pagerank_frame",
@@ -344,6 +345,73 @@ class SparkCallGraph:
             return pl.LazyFrame(schema=schema)
         scan = pl.scan_parquet(part / "*.parquet", hive_partitioning=False)
         return scan.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+    def sum_over_contacts(
+        self, cut: dt.date, values: pl.DataFrame, directory: Path
+    ) -> pl.DataFrame:
+        """``customer_id``, ``value``: per node of the cut's graph, the sum of ``values``'
+        ``value`` (a row per ``contact_id``) over its contacts, nodes without one left out. The
+        values go to the executors as a Parquet file under ``directory``, are joined there to
+        the cut's edges (:func:`cut_edges_frame`) and summed; only the sums come back.
+
+        Raises
+        ------
+        SparkJobError
+            When the job fails: one line.
+        """
+        from pipelines.spark.profile import SparkJobError, failure_cause
+
+        if self._pairs is None:
+            self._pairs = pair_months_frame(self._calls).localCheckpoint()
+        directory.mkdir(parents=True, exist_ok=True)
+        source, out = directory / "values.parquet", directory / "sums"
+        values.select("contact_id", pl.col("value").cast(pl.Float64)).write_parquet(source)
+        edges = cut_edges_frame(self._spark, self._pairs, [cut]).select("customer_id", "contact_id")
+        summed = (
+            edges.join(self._spark.read.parquet(str(source)), on="contact_id")
+            .groupBy("customer_id")
+            .agg(F.sum("value").alias("value"))
+        )
+        try:
+            summed.write.parquet(str(out))
+        except Exception as e:
+            raise SparkJobError(
+                f"the Spark job summing over the contacts at {cut} failed: {failure_cause(e)}"
+            ) from None
+        files = sorted(out.glob("*.parquet"))
+        schema = {"customer_id": values.schema["contact_id"], "value": pl.Float64()}
+        if not files:
+            return pl.DataFrame(schema=schema)
+        return pl.read_parquet(files).select(pl.col(c).cast(t) for c, t in schema.items())
+
+
+class SparkContacts:
+    """The call graph at a cut as network value reads it
+    (:class:`churn.contagion.ContactGraph`), on the executors: the degrees are the cut's
+    ``n_contacts`` column (:meth:`SparkCallGraph.scores`, written by the executors), the sums
+    over contacts a Spark join (:meth:`SparkCallGraph.sum_over_contacts`). No edge reaches the
+    driver."""
+
+    def __init__(
+        self,
+        graph: SparkCallGraph,
+        cut: dt.date,
+        cfg: FeaturesConfig,
+        id_dtype: pl.DataType,
+        directory: Path,
+    ) -> None:
+        self._graph, self._cut, self._cfg = graph, cut, cfg
+        self._id_dtype, self._directory = id_dtype, directory
+        self._sums = 0
+
+    def degrees(self) -> pl.LazyFrame:
+        columns = self._graph.scores(self._cut, self._cfg, self._id_dtype)
+        return columns.select("customer_id", pl.col("n_contacts").cast(pl.Float64))
+
+    def sum_over_contacts(self, values: pl.DataFrame) -> pl.DataFrame:
+        directory = self._directory / f"sums-{self._sums:03d}"
+        self._sums += 1
+        return self._graph.sum_over_contacts(self._cut, values, directory)
 
 
 def _key(cut: dt.date, cfg: FeaturesConfig) -> tuple[dt.date, int, int]:

@@ -18,11 +18,17 @@ pytest.importorskip("pyspark")
 
 from pyspark.sql import SparkSession
 
+from churn.contagion import EdgeList
 from crm_engine.config import FeaturesConfig
 from crm_engine.io import load_tables
-from features.influence import add_influence, influence_columns
+from features.influence import add_influence, influence_columns, undirected_edges
 from pipelines.spark.influence import CUT as CUT_COLUMN
-from pipelines.spark.influence import influence_frame, pair_months_frame
+from pipelines.spark.influence import (
+    SparkCallGraph,
+    SparkContacts,
+    influence_frame,
+    pair_months_frame,
+)
 
 AS_OF = dt.date(2025, 1, 1)  # the day after the generated data ends
 CUT = dt.date(2024, 7, 15)  # mid-month: July is not observed, June is the last month
@@ -192,3 +198,36 @@ def test_no_complete_month_gives_no_rows(spark: SparkSession, operator: dict[str
     early = dt.date(2023, 1, 20)
     result = _spark_results(spark, paths["calls"], paths["customers"], [early])[early]
     assert result.height == 0
+
+
+def test_network_sums_on_the_executors_match_the_edge_list(
+    spark: SparkSession, operator: dict[str, object], tmp_path: Path
+) -> None:
+    """What network value reads of the call graph (``churn.contagion.ContactGraph``), on the
+    executors and from the local edge list: each node's contact count, and per node the sum
+    of a value over its contacts (non-customers and contacts without a value included)."""
+    calls, customers, paths = operator["calls"], operator["customers"], operator["paths"]
+    assert isinstance(calls, pl.DataFrame) and isinstance(customers, pl.DataFrame)
+    assert isinstance(paths, dict)
+    graph = SparkCallGraph(
+        spark,
+        spark.read.parquet(str(paths["calls"])),
+        spark.read.parquet(str(paths["customers"])),
+        tmp_path / "graph",
+    )
+    remote = SparkContacts(graph, CUT, CONFIG, pl.Int64(), tmp_path / "contacts")
+    local = EdgeList(undirected_edges(calls.lazy(), CUT))
+    degrees = remote.degrees().collect().sort("customer_id")
+    assert degrees.equals(local.degrees().collect().sort("customer_id"))
+    assert degrees.height > 1_000 and 900_001 in degrees.get_column("customer_id")
+    ids = pl.concat([customers.get_column("customer_id"), pl.Series([900_001, 900_004])])
+    # values for three in four of them, one a contact who is no customer; 0.1 to 1.0
+    values = pl.DataFrame({"contact_id": ids}).filter(pl.col("contact_id") % 4 != 0)
+    values = values.with_columns(((pl.col("contact_id") % 10 + 1) / 10).alias("value"))
+    summed = remote.sum_over_contacts(values).sort("customer_id")
+    expected = local.sum_over_contacts(values).sort("customer_id")
+    assert summed.height == expected.height > 1_000
+    assert summed.get_column("customer_id").equals(expected.get_column("customer_id"))
+    error = (summed.get_column("value") - expected.get_column("value")).abs()
+    assert (error <= (expected.get_column("value") * REL).clip(lower_bound=ABS)).all()
+    assert expected.get_column("value").min() > 0
