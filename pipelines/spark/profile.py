@@ -7,8 +7,8 @@ The plan (DESIGN §7):
    batch to the contract exactly as the local backend does (:func:`crm_engine.io.cast_expr`,
    Polars), puts each row in its bucket (:func:`features.sample.bucket_expr`, as the local
    backend's split) and packs each bucket's rows of the batch into one Arrow IPC blob: rows
-   ``(bucket, table, blob)``, partitioned by bucket (:func:`bucket_blobs`; a run keeps them
-   on the executors).
+   ``(bucket, table, blob)``, partitioned by bucket (:func:`pipelines.spark.packing.
+   bucket_blobs`; a run keeps them on the executors).
 2. The blobs are grouped by bucket (``applyInArrow``): every row of a customer meets in one
    task, which unpacks its tables once and runs ``features.build_profile`` at every cut of
    the batch, without the call graph (and with the batch's
@@ -50,7 +50,7 @@ from crm_engine.contracts import INPUT_TABLES
 from crm_engine.io import DataError, TableSource, cast_expr, find_tables
 from features.influence import attach_influence
 from features.profile import finish_profile
-from features.sample import CustomerSample, bucket_expr, buckets_holding
+from features.sample import CustomerSample, buckets_holding
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -61,7 +61,6 @@ __all__ = [
     "FAULT_POINT",
     "KILL_POINT",
     "SparkJobError",
-    "bucket_blobs",
     "call_graph",
     "collect_file",
     "expect_cuts",
@@ -81,8 +80,6 @@ KILL_POINT = "spark_worker"
 """``CRM_ENGINE_FAULT=spark_worker@<path>``: the first task (per-bucket, or scoring) to create
 ``<path>`` kills its own Python worker (SIGKILL, as the kernel's OOM killer would); every later
 task, its retry included, runs normally (tests)."""
-
-_BLOB_DDL = "bucket long, table string, blob binary"
 
 FILE_ROWS = 250_000
 """Rows per Parquet file the executors write at most (``maxRecordsPerFile``): what the driver
@@ -120,39 +117,6 @@ def _cast(frame: pl.DataFrame, name: str, target: pl.Schema, timezone: str) -> p
         else:
             exprs.append(pl.col(column).cast(dtype, strict=False))
     return frame.select(exprs).cast(dict(target.items()))  # type: ignore[arg-type]
-
-
-def _ipc(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_ipc(buffer, compression="lz4")
-    return buffer.getvalue()
-
-
-def pack_batches(
-    batches: Iterator[pa.RecordBatch],
-    name: str,
-    target: pl.Schema,
-    timezone: str,
-    buckets: int,
-) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` of one table: cast each batch, bucket its rows, one IPC blob per bucket."""
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        frame = _cast(pl.from_arrow(pa.Table.from_batches([batch])), name, target, timezone)
-        bucket = bucket_expr(buckets).cast(pl.Int64)
-        parts = frame.with_columns(bucket.alias("_bucket")).partition_by(
-            "_bucket", as_dict=True, include_key=False
-        )
-        keys = [int(key[0]) for key in parts]  # type: ignore[arg-type]
-        yield pa.RecordBatch.from_arrays(
-            [
-                pa.array(keys, pa.int64()),
-                pa.array([name] * len(keys), pa.string()),
-                pa.array([_ipc(part) for part in parts.values()], pa.binary()),
-            ],
-            names=["bucket", "table", "blob"],
-        )
 
 
 def inject_fault(fault: str) -> None:
@@ -248,19 +212,6 @@ def read_source(spark: SparkSession, source: TableSource) -> DataFrame:
     return spark.read.option("basePath", str(source.path)).parquet(*files)
 
 
-def _packed(
-    spark: SparkSession,
-    source: TableSource,
-    target: pl.Schema,
-    timezone: str,
-    buckets: int,
-) -> DataFrame:
-    pack = partial(
-        pack_batches, name=source.name, target=target, timezone=timezone, buckets=buckets
-    )
-    return read_source(spark, source).mapInArrow(pack, _BLOB_DDL)
-
-
 def failure_cause(error: BaseException) -> str:
     """One line out of a Spark error: the Python exception a task raised, else Spark's own
     innermost reason (a crashed worker, a lost executor) with how often the task failed, else
@@ -345,37 +296,6 @@ def _arrow_schema(schema: pl.Schema) -> pa.Schema:
             for f in fields
         ]
     )
-
-
-def bucket_blobs(
-    spark: SparkSession,
-    data_dir: Path,
-    tables: dict[str, pl.LazyFrame],
-    *,
-    buckets: int = 8,
-    timezone: str = "UTC",
-) -> DataFrame:
-    """Every customer-keyed table of ``tables`` read by Spark from its files in ``data_dir``,
-    cast to the contract and packed by bucket: rows ``(bucket, table, blob)``, partitioned by
-    ``bucket`` (a run keeps it on the executors and computes every profile from it).
-
-    Raises
-    ------
-    DataError
-        When a table of ``tables`` has no files under ``data_dir``.
-    """
-    sources = find_tables(Path(data_dir))
-    absent = [name for name in tables if name not in sources]
-    if absent:
-        raise DataError(f"the Spark backend reads tables from {data_dir}: not found {absent}")
-    keyed = [name for name in tables if name != "calls"]
-    packed = [
-        _packed(spark, sources[n], tables[n].collect_schema(), timezone, buckets) for n in keyed
-    ]
-    blobs = packed[0]
-    for other in packed[1:]:
-        blobs = blobs.unionByName(other)
-    return blobs.repartition(buckets, "bucket")
 
 
 def write_profiles(
@@ -560,6 +480,8 @@ def spark_profile(
     SparkJobError
         When a Spark job fails (a task raised, an executor died): one line.
     """
+    from pipelines.spark.packing import bucket_blobs
+
     blobs = bucket_blobs(spark, data_dir, tables, buckets=buckets, timezone=timezone)
     with tempfile.TemporaryDirectory() as scratch:
         graph = None

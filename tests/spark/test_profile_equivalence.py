@@ -91,16 +91,21 @@ def test_tables_written_by_spark_give_the_same_profile(
     spark: object, generated_operator: Path, tmp_path: Path
 ) -> None:
     """Input tables that are directories Spark wrote (several ``part-*`` files, ``_SUCCESS``
-    and ``.crc`` files beside them, Spark's own timestamp encoding): both backends read them
-    and give the profile of the generated files."""
+    and ``.crc`` files beside them, Spark's own timestamp encoding; customers partitioned by
+    region, the column only in the paths ``region=<value>/``): both backends read them and
+    give the profile of the generated files. (The Python workers read the plain directories
+    themselves, Spark the partitioned one.)"""
     from pyspark.sql import SparkSession
 
     assert isinstance(spark, SparkSession)
     data = tmp_path / "data"
     for name, source in find_tables(generated_operator).items():
-        frame = spark.read.parquet(str(source.path))
-        frame.repartition(3).write.parquet(str(data / name))
+        writer = spark.read.parquet(str(source.path)).repartition(3).write
+        if name == "customers":
+            writer = writer.partitionBy("region")
+        writer.parquet(str(data / name))
     assert len(list((data / "transactions").glob("part-*.parquet"))) == 3
+    assert len(list((data / "customers").glob("region=*/part-*.parquet"))) >= 3
     assert (data / "transactions" / "_SUCCESS").exists()
     tables = load_tables(data)
     as_of = dt.date.fromisoformat(AS_OF)
