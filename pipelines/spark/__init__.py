@@ -32,7 +32,7 @@ class SparkProfiles:
     """The run's profile builder on Spark (a ``ProfileBuilder``).
 
     The customer-keyed tables are read, cast and packed by bucket once a run and kept on the
-    executors (:func:`~pipelines.spark.packing.bucket_blobs`); the call graph likewise
+    executors (:func:`~pipelines.spark.inputs.bucket_blobs`); the call graph likewise
     (:func:`~pipelines.spark.profile.call_graph`). The cuts a stage expects (:meth:`expect`)
     are computed in one job each: one task per bucket computes every cut
     (:func:`~pipelines.spark.profile.write_profiles`), the call-graph columns of all of them in
@@ -79,7 +79,7 @@ class SparkProfiles:
         return self._graph
 
     def _bucket_blobs(self, tables: dict[str, pl.LazyFrame]) -> DataFrame:
-        from pipelines.spark.packing import bucket_blobs
+        from pipelines.spark.inputs import bucket_blobs
 
         if self._blobs is None:
             blobs = bucket_blobs(

@@ -7,7 +7,7 @@ The plan (DESIGN §7):
    batch to the contract exactly as the local backend does (:func:`crm_engine.io.cast_expr`,
    Polars), puts each row in its bucket (:func:`features.sample.bucket_expr`, as the local
    backend's split) and packs each bucket's rows of the batch into one Arrow IPC blob: rows
-   ``(bucket, table, blob)``, partitioned by bucket (:func:`pipelines.spark.packing.
+   ``(bucket, table, blob)``, partitioned by bucket (:func:`pipelines.spark.inputs.
    bucket_blobs`; a run keeps them on the executors).
 2. The blobs are grouped by bucket (``applyInArrow``): every row of a customer meets in one
    task, which unpacks its tables once and runs ``features.build_profile`` at every cut of
@@ -36,8 +36,7 @@ import re
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -244,13 +243,15 @@ def call_graph(
     timezone: str = "UTC",
 ) -> SparkCallGraph:
     """The run's call graph on Spark (:class:`~pipelines.spark.influence.SparkCallGraph`):
-    ``calls`` and ``customers`` read by Spark from ``data_dir`` and cast to the contract as
-    the local scan casts them; the cuts' columns written under ``directory``."""
+    ``calls`` and ``customers`` read from ``data_dir`` on the executors and cast to the
+    contract as the local scan casts them (:func:`pipelines.spark.inputs.contract_frame`); the
+    cuts' columns written under ``directory``."""
     from pipelines.spark.influence import SparkCallGraph
+    from pipelines.spark.inputs import contract_frame
 
     sources = find_tables(Path(data_dir))
-    calls = _contract_frame(spark, sources["calls"], tables["calls"], timezone)
-    customers = _contract_frame(spark, sources["customers"], tables["customers"], timezone)
+    calls = contract_frame(spark, sources["calls"], tables["calls"], timezone)
+    customers = contract_frame(spark, sources["customers"], tables["customers"], timezone)
     return SparkCallGraph(spark, calls, customers, directory)
 
 
@@ -261,24 +262,6 @@ def expect_cuts(graph: SparkCallGraph, cuts: Sequence[dt.date], cfg: FeaturesCon
         graph.expect(cuts, cfg)
     except Exception as e:
         raise SparkJobError(f"the Spark job computing {what} failed: {failure_cause(e)}") from None
-
-
-def _cast_batches(
-    batches: Iterator[pa.RecordBatch], name: str, target: pl.Schema, timezone: str
-) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        frame = _cast(pl.from_arrow(pa.Table.from_batches([batch])), name, target, timezone)
-        yield from frame.to_arrow().to_batches()
-
-
-def _contract_frame(
-    spark: SparkSession, source: TableSource, lazy: pl.LazyFrame, timezone: str
-) -> DataFrame:
-    """A table as a Spark DataFrame cast to the contract (the Spark influence's inputs)."""
-    target = lazy.collect_schema()
-    ddl = ", ".join(f"`{c}` {_input_type(t)}" for c, t in target.items())
-    cast = partial(_cast_batches, name=source.name, target=target, timezone=timezone)
-    return read_source(spark, source).mapInArrow(cast, ddl)
 
 
 def _input_type(dtype: pl.DataType) -> str:
@@ -480,7 +463,7 @@ def spark_profile(
     SparkJobError
         When a Spark job fails (a task raised, an executor died): one line.
     """
-    from pipelines.spark.packing import bucket_blobs
+    from pipelines.spark.inputs import bucket_blobs
 
     blobs = bucket_blobs(spark, data_dir, tables, buckets=buckets, timezone=timezone)
     with tempfile.TemporaryDirectory() as scratch:
