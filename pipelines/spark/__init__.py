@@ -75,6 +75,7 @@ class SparkProfiles:
                 tables,
                 self._scratch / "callgraph",
                 self._cfg.data.timezone,
+                self._cfg.engine.spark.buckets,
             )
         return self._graph
 

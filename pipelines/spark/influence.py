@@ -14,7 +14,8 @@ constants, output columns and PageRank are imported from it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -25,8 +26,9 @@ from pyspark.sql import types as T
 
 from crm_engine.config import FeaturesConfig
 from features.influence import _DAMPING, _MONTHS, influence_columns
+from features.sample import bucket_expr
 from features.window import trailing_months
-from pipelines.spark.profile import CUT
+from pipelines.spark.profile import BUCKET, CUT, bucket_of, cut_files
 
 __all__ = [
     "CUT",
@@ -310,9 +312,15 @@ class SparkCallGraph:
     """
 
     def __init__(
-        self, spark: SparkSession, calls: DataFrame, customers: DataFrame, directory: Path
+        self,
+        spark: SparkSession,
+        calls: DataFrame,
+        customers: DataFrame,
+        directory: Path,
+        buckets: int | None = None,
     ) -> None:
         self._spark = spark
+        self._buckets = buckets
         self._calls = calls
         self._customers = customers
         self._directory = directory
@@ -330,20 +338,35 @@ class SparkCallGraph:
         path = self._directory / f"batch-{self._batches:03d}"
         self._batches += 1
         frame = influence_frame(self._spark, self._pairs, self._customers, todo, cfg)
-        frame.write.partitionBy(CUT).parquet(str(path))
+        if self._buckets is None:
+            frame.write.partitionBy(CUT).parquet(str(path))
+        else:  # by the profile's buckets: a file of the profile reads its own bucket's rows
+            schema = T.StructType([*frame.schema.fields, T.StructField(BUCKET, T.LongType())])
+            bucketed = frame.mapInArrow(partial(_with_bucket, buckets=self._buckets), schema)
+            bucketed.write.partitionBy(CUT, BUCKET).parquet(str(path))
         for cut in todo:
             part = path / f"{CUT}={cut.isoformat()}"
             self._written[_key(cut, cfg)] = part if part.is_dir() else None
 
-    def scores(self, cut: dt.date, cfg: FeaturesConfig, id_dtype: pl.DataType) -> pl.LazyFrame:
+    def scores(
+        self,
+        cut: dt.date,
+        cfg: FeaturesConfig,
+        id_dtype: pl.DataType,
+        bucket: int | None = None,
+    ) -> pl.LazyFrame:
         """The columns at ``cut`` (computed now when not expected before): ``customer_id`` and
-        ``features.influence.influence_columns(cfg)``, one row per node of the cut's graph."""
+        ``features.influence.influence_columns(cfg)``, one row per node of the cut's graph (of
+        ``bucket``'s nodes alone, when given and the graph was written by bucket)."""
         self.expect([cut], cfg)
         schema = pl.Schema({"customer_id": id_dtype, **influence_columns(cfg)})
         part = self._written[_key(cut, cfg)]
-        if part is None:  # no calls in the cut's months
+        files = [] if part is None else cut_files(part.parent, cut)  # none: no calls then
+        if bucket is not None and self._buckets is not None:
+            files = [f for f in files if bucket_of(f) == bucket]
+        if not files:
             return pl.LazyFrame(schema=schema)
-        scan = pl.scan_parquet(part / "*.parquet", hive_partitioning=False)
+        scan = pl.scan_parquet(files, hive_partitioning=False)
         return scan.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
     def sum_over_contacts(
@@ -412,6 +435,15 @@ class SparkContacts:
         directory = self._directory / f"sums-{self._sums:03d}"
         self._sums += 1
         return self._graph.sum_over_contacts(self._cut, values, directory)
+
+
+def _with_bucket(batches: Iterator[pa.RecordBatch], buckets: int) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow``: each node's bucket (:func:`features.sample.bucket_expr`, the profile's)."""
+    for batch in batches:
+        ids = pl.from_arrow(pa.Table.from_batches([batch]).select(["customer_id"]))
+        assert isinstance(ids, pl.DataFrame)
+        codes = ids.select(bucket_expr(buckets).cast(pl.Int64)).to_series().to_arrow()
+        yield batch.append_column(BUCKET, codes)
 
 
 def _key(cut: dt.date, cfg: FeaturesConfig) -> tuple[dt.date, int, int]:

@@ -23,10 +23,10 @@ from crm_engine.commit import FAULT_ENV
 from crm_engine.config import FeaturesConfig
 from crm_engine.io import slices
 from pipelines.spark.profile import (
-    CUT,
     FILE_ROWS,
     SparkJobError,
     collect_file,
+    cut_files,
     failure_cause,
     inject_fault,
     profile_scan,
@@ -83,8 +83,7 @@ def file_plans(
     """A plan per file of everyone's profile at ``cut`` the executors wrote under
     ``directory``, finished as :func:`~pipelines.spark.profile.read_profile` finishes it
     (none when the cut has no customers)."""
-    part = directory / f"{CUT}={cut.isoformat()}"
-    written = sorted(part.glob("*.parquet")) if part.is_dir() else []
+    written = cut_files(directory, cut)
     return [profile_scan(directory, tables, cut, cfg, graph, [f])[0] for f in written]
 
 

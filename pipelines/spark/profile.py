@@ -87,6 +87,25 @@ finishes at a time when it writes everyone's profile (:func:`write_profile`)."""
 CUT = "_cut"
 """The column naming the cut (a date) a row of several cuts' frames belongs to (and the
 Parquet partition ``_cut=<date>`` its files are written in)."""
+BUCKET = "_bucket"
+"""The Parquet partition ``_bucket=<n>`` inside a cut's directory: the customers of bucket ``n``
+(:func:`features.sample.bucket_expr`), for the profiles and the call-graph columns alike, so a
+file of the profile is finished with its own bucket's call-graph rows only."""
+
+
+def cut_files(directory: Path, cut: dt.date) -> list[Path]:
+    """The Parquet files of the cut ``cut`` written under ``directory`` (a ``_bucket=<n>``
+    directory each, or directly in the cut's), sorted; none for a cut without rows."""
+    part = directory / f"{CUT}={cut.isoformat()}"
+    if not part.is_dir():
+        return []
+    return sorted([*part.glob("*.parquet"), *part.glob(f"{BUCKET}=*/*.parquet")])
+
+
+def bucket_of(path: Path) -> int | None:
+    """The bucket a file of :func:`cut_files` holds (None outside a ``_bucket=<n>`` directory)."""
+    key, _, value = path.parent.name.partition("=")
+    return int(value) if key == BUCKET and value.isdigit() else None
 
 
 class SparkJobError(RuntimeError):
@@ -153,6 +172,7 @@ def profile_task(
         import features
 
         inject_fault(fault)
+        bucket = group.column("bucket")[0].as_py() if group.num_rows else None
         names = group.column("table").to_pylist()
         blobs = group.column("blob").to_pylist()
         tables: dict[str, pl.LazyFrame] = {}
@@ -164,7 +184,7 @@ def profile_task(
             tables[name] = frame.lazy()
         profiles = [
             features.build_profile(tables, cut, cfg, sample)
-            .with_columns(pl.lit(cut, pl.Date).alias(CUT))
+            .with_columns(pl.lit(cut, pl.Date).alias(CUT), pl.lit(bucket, pl.Int64).alias(BUCKET))
             .collect()
             for cut in cuts
         ]
@@ -241,18 +261,19 @@ def call_graph(
     tables: dict[str, pl.LazyFrame],
     directory: Path,
     timezone: str = "UTC",
+    buckets: int | None = None,
 ) -> SparkCallGraph:
     """The run's call graph on Spark (:class:`~pipelines.spark.influence.SparkCallGraph`):
     ``calls`` and ``customers`` read from ``data_dir`` on the executors and cast to the
     contract as the local scan casts them (:func:`pipelines.spark.inputs.contract_frame`); the
-    cuts' columns written under ``directory``."""
+    cuts' columns written under ``directory``, by the profile's ``buckets`` when given."""
     from pipelines.spark.influence import SparkCallGraph
     from pipelines.spark.inputs import contract_frame
 
     sources = find_tables(Path(data_dir))
     calls = contract_frame(spark, sources["calls"], tables["calls"], timezone)
     customers = contract_frame(spark, sources["customers"], tables["customers"], timezone)
-    return SparkCallGraph(spark, calls, customers, directory)
+    return SparkCallGraph(spark, calls, customers, directory, buckets)
 
 
 def expect_cuts(graph: SparkCallGraph, cuts: Sequence[dt.date], cfg: FeaturesConfig) -> None:
@@ -292,8 +313,8 @@ def write_profiles(
 ) -> None:
     """The profiles at ``cuts`` (without the call graph) in one Spark job, one task per bucket
     computing every cut, written by the executors as Parquet under ``directory``, a directory
-    ``_cut=<date>`` per cut (none for a cut without customers), :data:`FILE_ROWS` rows a file
-    at most.
+    ``_cut=<date>/_bucket=<n>`` per cut and bucket (none for a cut without customers),
+    :data:`FILE_ROWS` rows a file at most.
 
     ``blobs`` are :func:`bucket_blobs` of ``buckets`` buckets: a sample's job reads only the
     buckets it lies in (:func:`features.sample.buckets_holding`), as the local backend does.
@@ -309,7 +330,7 @@ def write_profiles(
     keyed = [name for name in tables if name != "calls"]
     schemas = {name: tables[name].collect_schema() for name in keyed}
     bucket_schema = features.profile_schema(cfg, frozenset(keyed), id_dtype)
-    out = pl.Schema({**bucket_schema, CUT: pl.Date()})
+    out = pl.Schema({**bucket_schema, CUT: pl.Date(), BUCKET: pl.Int64()})
     out_ddl = ", ".join(f"`{c}` {_spark_type(t)}" for c, t in out.items())
     build = profile_task(
         schemas=schemas,
@@ -326,7 +347,8 @@ def write_profiles(
         blobs = blobs.where(blobs["bucket"] < len(holding))
     frame = blobs.groupBy("bucket").applyInArrow(build, out_ddl)
     try:
-        frame.write.option("maxRecordsPerFile", FILE_ROWS).partitionBy(CUT).parquet(str(directory))
+        writer = frame.write.option("maxRecordsPerFile", FILE_ROWS).partitionBy(CUT, BUCKET)
+        writer.parquet(str(directory))
     except Exception as e:
         raise SparkJobError(f"the Spark job computing {what} failed: {failure_cause(e)}") from None
 
@@ -347,8 +369,7 @@ def profile_scan(
     id_dtype = tables["customers"].collect_schema()["customer_id"]
     keyed = frozenset(name for name in tables if name != "calls")
     bucket_schema = features.profile_schema(cfg, keyed, id_dtype)
-    part = directory / f"{CUT}={cut.isoformat()}"
-    paths = files if files is not None else ([part / "*.parquet"] if part.is_dir() else [])
+    paths = files if files is not None else cut_files(directory, cut)
     profile = (
         pl.scan_parquet(paths, hive_partitioning=False).cast(
             dict(bucket_schema.items())  # type: ignore[arg-type]
@@ -358,7 +379,9 @@ def profile_scan(
     )
     if graph is not None:
         expect_cuts(graph, [cut], cfg)
-        scores = graph.scores(cut, cfg, id_dtype)
+        # files of one bucket read only that bucket's part of the cut's table
+        buckets = {bucket_of(f) for f in files} if files is not None else {None}
+        scores = graph.scores(cut, cfg, id_dtype, buckets.pop() if len(buckets) == 1 else None)
         if files is not None:  # only the files' customers of the cut's table: a join of
             # everyone's would build a hash table of every node for each file
             scores = scores.join(profile.select("customer_id"), on="customer_id", how="semi")
@@ -403,8 +426,7 @@ def write_profile(
     (:func:`pipelines.buckets.merge_sorted_parts`) and removed. Returns the rows written."""
     from pipelines.buckets import PART_ROW_GROUP, merge_sorted_parts
 
-    part = directory / f"{CUT}={cut.isoformat()}"
-    written = sorted(part.glob("*.parquet")) if part.is_dir() else []
+    written = cut_files(directory, cut)
     parts = path.with_name(path.stem + ".parts")
     shutil.rmtree(parts, ignore_errors=True)
     parts.mkdir(parents=True)
@@ -469,7 +491,7 @@ def spark_profile(
     with tempfile.TemporaryDirectory() as scratch:
         graph = None
         if "calls" in tables:
-            graph = call_graph(spark, data_dir, tables, Path(scratch) / "graph", timezone)
+            graph = call_graph(spark, data_dir, tables, Path(scratch) / "graph", timezone, buckets)
         directory = Path(scratch) / "profiles"
         write_profiles(blobs, buckets, tables, [as_of], cfg, sample, directory)
         return read_profile(directory, tables, as_of, cfg, graph)

@@ -246,8 +246,15 @@ def test_the_cuts_a_stage_expects_are_computed_in_one_job(
     local = local_profile(tables, cuts[0], FEATURES)
     assert_same_profile(everyone, local)
     # everyone's profile written a file of the executors' at a time, as the run's spill
-    written = list((tmp_path / "profiles" / "batch-001" / "_cut=2024-07-01").glob("*.parquet"))
+    cut = tmp_path / "profiles" / "batch-001" / "_cut=2024-07-01"
+    written = list(cut.glob("_bucket=*/*.parquet"))
     assert len(written) > 1  # so the parts are merged
+    # a file per bucket, and the graph's columns by the same buckets: a file is finished with
+    # its own bucket's nodes alone
+    graph_cut = tmp_path / "callgraph" / "batch-000" / "_cut=2024-07-01"
+    buckets = {p.parent.name for p in written}
+    assert buckets == {f"_bucket={b}" for b in range(BUCKETS)}
+    assert {p.parent.name for p in graph_cut.glob("_bucket=*/*.parquet")} == buckets
     path = tmp_path / "spill" / "profile.parquet"
     path.parent.mkdir()
     assert builder.write(tables, cuts[0], FEATURES, path) == local.height
