@@ -14,8 +14,7 @@ constants, output columns and PageRank are imported from it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -137,11 +136,15 @@ def cut_edges_frame(spark: SparkSession, pairs: DataFrame, cuts: Sequence[dt.dat
 
 
 def _rank_task(
-    id_type: pa.DataType, iterations: int, damping: float
+    id_type: pa.DataType, iterations: int, damping: float, buckets: int | None
 ) -> Callable[[pa.Table], pa.Table]:
     """The ``applyInArrow`` function ranking one cut's graph with the local
-    :func:`features.influence.pagerank` (a closure: PySpark reads the eval type off the
-    function's type hints)."""
+    :func:`features.influence.pagerank`, and with ``buckets`` each node's bucket
+    (:func:`features.sample.bucket_expr`, the profile's) in ``_bucket`` (a closure: PySpark
+    reads the eval type off the function's type hints)."""
+    fields = [(CUT, pa.date32()), ("customer_id", id_type), ("influence_score", pa.float64())]
+    if buckets is not None:
+        fields.append((BUCKET, pa.int64()))
 
     def run(edges: pa.Table) -> pa.Table:
         from features.influence import pagerank
@@ -151,16 +154,19 @@ def _rank_task(
         cut = frame.get_column(CUT)[0]
         ranks = pagerank(frame.drop(CUT), iterations, damping)
         out = ranks.select(pl.lit(cut, pl.Date).alias(CUT), "customer_id", "influence_score")
-        return out.to_arrow().cast(
-            pa.schema(
-                [(CUT, pa.date32()), ("customer_id", id_type), ("influence_score", pa.float64())]
-            )
-        )
+        if buckets is not None:
+            out = out.with_columns(bucket_expr(buckets).cast(pl.Int64).alias(BUCKET))
+        return out.to_arrow().cast(pa.schema(fields))
 
     return run
 
 
-def pagerank_frame(edges: DataFrame, iterations: int = 20, damping: float = _DAMPING) -> DataFrame:
+def pagerank_frame(
+    edges: DataFrame,
+    iterations: int = 20,
+    damping: float = _DAMPING,
+    buckets: int | None = None,
+) -> DataFrame:
     """Weighted PageRank of each cut's edge list, normalised so that the cut's top node
     scores 1: :func:`features.influence.pagerank`, the local code, in one task per cut.
 
@@ -181,6 +187,8 @@ def pagerank_frame(edges: DataFrame, iterations: int = 20, damping: float = _DAM
         Power iterations.
     damping
         Probability of following an edge rather than jumping anywhere.
+    buckets
+        When given, each node's bucket in ``_bucket`` too.
 
     Returns
     -------
@@ -191,7 +199,9 @@ def pagerank_frame(edges: DataFrame, iterations: int = 20, damping: float = _DAM
     id_field = edges.schema["customer_id"].dataType
     id_type = pa.string() if isinstance(id_field, T.StringType) else pa.int64()
     ddl = f"{CUT} date, customer_id {id_field.simpleString()}, influence_score double"
-    task = _rank_task(id_type, iterations, damping)
+    if buckets is not None:
+        ddl += f", {BUCKET} long"
+    task = _rank_task(id_type, iterations, damping, buckets)
     return (
         edges.select(CUT, "customer_id", "contact_id", "minutes")
         .groupBy(CUT)
@@ -205,9 +215,11 @@ def influence_frame(
     customers: DataFrame,
     cuts: Sequence[dt.date],
     cfg: FeaturesConfig,
+    buckets: int | None = None,
 ) -> DataFrame:
     """The call-graph columns of ``add_influence`` at each cut, one row per node of the cut's
-    graph.
+    graph (with ``buckets``, each node's bucket in ``_bucket`` after them, from its PageRank
+    task: no pass of its own).
 
     Over the calls of the trailing 12 complete months, undirected: ``n_contacts``,
     ``call_minutes_12m``, ``outside_region_share`` (contacts who are not customers signed up
@@ -282,7 +294,7 @@ def influence_frame(
         F.avg(outside.cast("double")).alias("outside_region_share"),
         F.avg(churned.cast("double")).alias(contagion),
     )
-    ranks = pagerank_frame(edges, cfg.pagerank_iterations)
+    ranks = pagerank_frame(edges, cfg.pagerank_iterations, buckets=buckets)
     joined = sums.join(ranks, on=[CUT, "customer_id"], how="left")
     return joined.select(
         CUT,
@@ -291,6 +303,7 @@ def influence_frame(
             F.col(name).cast(_SPARK_TYPES[type(dtype)]).alias(name)
             for name, dtype in influence_columns(cfg).items()
         ),
+        *([BUCKET] if buckets is not None else []),
     )
 
 
@@ -337,13 +350,10 @@ class SparkCallGraph:
             self._pairs = pair_months_frame(self._calls).localCheckpoint()
         path = self._directory / f"batch-{self._batches:03d}"
         self._batches += 1
-        frame = influence_frame(self._spark, self._pairs, self._customers, todo, cfg)
-        if self._buckets is None:
-            frame.write.partitionBy(CUT).parquet(str(path))
-        else:  # by the profile's buckets: a file of the profile reads its own bucket's rows
-            schema = T.StructType([*frame.schema.fields, T.StructField(BUCKET, T.LongType())])
-            bucketed = frame.mapInArrow(partial(_with_bucket, buckets=self._buckets), schema)
-            bucketed.write.partitionBy(CUT, BUCKET).parquet(str(path))
+        frame = influence_frame(self._spark, self._pairs, self._customers, todo, cfg, self._buckets)
+        # by the profile's buckets: a file of the profile reads its own bucket's rows
+        by = (CUT,) if self._buckets is None else (CUT, BUCKET)
+        frame.write.partitionBy(*by).parquet(str(path))
         for cut in todo:
             part = path / f"{CUT}={cut.isoformat()}"
             self._written[_key(cut, cfg)] = part if part.is_dir() else None
@@ -435,15 +445,6 @@ class SparkContacts:
         directory = self._directory / f"sums-{self._sums:03d}"
         self._sums += 1
         return self._graph.sum_over_contacts(self._cut, values, directory)
-
-
-def _with_bucket(batches: Iterator[pa.RecordBatch], buckets: int) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow``: each node's bucket (:func:`features.sample.bucket_expr`, the profile's)."""
-    for batch in batches:
-        ids = pl.from_arrow(pa.Table.from_batches([batch]).select(["customer_id"]))
-        assert isinstance(ids, pl.DataFrame)
-        codes = ids.select(bucket_expr(buckets).cast(pl.Int64)).to_series().to_arrow()
-        yield batch.append_column(BUCKET, codes)
 
 
 def _key(cut: dt.date, cfg: FeaturesConfig) -> tuple[dt.date, int, int]:
