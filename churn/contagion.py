@@ -395,10 +395,6 @@ class ContactGraph(Protocol):
     """The undirected call graph at ``as_of`` as :func:`network_values` reads it, wherever it
     lies: an :class:`EdgeList` here, or the Spark backend's graph on the executors."""
 
-    def degrees(self) -> pl.LazyFrame:
-        """``customer_id``, ``n_contacts`` (Float64): one row per node of the graph."""
-        ...
-
     def sum_over_contacts(self, values: pl.DataFrame) -> pl.DataFrame:
         """``customer_id``, ``value``: per node, the sum of ``values``' ``value`` (a row per
         ``contact_id``) over its contacts; nodes without a valued contact left out."""
@@ -413,6 +409,8 @@ class EdgeList:
     edges: pl.LazyFrame
 
     def degrees(self) -> pl.LazyFrame:
+        """``customer_id``, ``n_contacts``: one row per node (a run reads the profile's
+        ``n_contacts`` instead, the same counts, without a second pass over the calls)."""
         return self.edges.group_by("customer_id").agg(pl.len().cast(pl.Float64).alias("n_contacts"))
 
     def sum_over_contacts(self, values: pl.DataFrame) -> pl.DataFrame:
@@ -431,7 +429,8 @@ def contact_losses(
 ) -> pl.DataFrame:
     """``contact_id``, ``value``: what each valued customer of ``scored`` with contacts would
     cost if one of their contacts left (see the module docstring); ``degrees`` are
-    :meth:`ContactGraph.degrees`. The per-customer half of :func:`network_values`."""
+    ``customer_id, n_contacts`` (the profile's, or :meth:`EdgeList.degrees`). The
+    per-customer half of :func:`network_values`."""
     beta = contagion.effect
     window = contagion.window_months
     p = pl.col("churn_probability").clip(0.0, 1.0 - 1e-12)
@@ -458,6 +457,7 @@ def network_values(
     scored: pl.DataFrame,
     contagion: Contagion,
     horizon_days: int,
+    degrees: pl.LazyFrame | None = None,
 ) -> pl.DataFrame:
     """``network_value`` per customer of ``scored`` (see the module docstring).
 
@@ -473,6 +473,9 @@ def network_values(
         The fitted effect (:attr:`Contagion.effect` is used).
     horizon_days
         The window ``churn_probability`` covers.
+    degrees
+        ``customer_id``, ``n_contacts`` of the valued customers (a run: its profile's); None:
+        counted from ``edges``, an edge list.
 
     Returns
     -------
@@ -480,7 +483,11 @@ def network_values(
         ``customer_id``, ``network_value`` (>= 0; 0 without contacts or contagion).
     """
     graph = EdgeList(edges) if isinstance(edges, pl.LazyFrame) else edges
-    losses = contact_losses(scored, graph.degrees(), contagion, horizon_days)
+    if degrees is None:
+        if not isinstance(graph, EdgeList):
+            raise ValueError("network_values needs the degrees with a graph that is no edge list")
+        degrees = graph.degrees()
+    losses = contact_losses(scored, degrees, contagion, horizon_days)
     per_customer = graph.sum_over_contacts(losses)
     id_dtype = scored.schema["customer_id"]
     return (
@@ -504,13 +511,14 @@ def with_network_value(
     edges: pl.LazyFrame | ContactGraph,
     contagion: Contagion,
     horizon_days: int,
+    degrees: pl.LazyFrame | None = None,
 ) -> pl.DataFrame:
     """``scores`` (the churn stage's ``customer_id, churn_probability, churn_risk_band, ...``)
     with ``network_value`` and ``value_at_risk_network`` (``churn_probability x network_value``,
     0 for a lost customer) filled in, or added when absent.
 
     ``clv`` is the valuation's ``customer_id, clv``; lost contacts (band ``lost``) have nothing
-    left to lose.
+    left to lose. ``edges`` and ``degrees`` as for :func:`network_values`.
     """
     lost = pl.col("churn_risk_band") == LOST_BAND
     valued = (
@@ -522,7 +530,7 @@ def with_network_value(
             pl.when(lost).then(None).otherwise(pl.col("clv")).alias("clv"),
         )
     )
-    values = network_values(edges, valued, contagion, horizon_days)
+    values = network_values(edges, valued, contagion, horizon_days, degrees)
     columns = scores.columns
     scores = scores.drop("network_value", "value_at_risk_network", strict=False)
     out = scores.join(values, on="customer_id", how="left", maintain_order="left").with_columns(

@@ -147,7 +147,10 @@ def _contagion(
         warnings.warn(f"no network value: {e}", stacklevel=2)
         return scores, None, {}
     graph = ctx.profiles.contacts()  # Spark: on the executors, only the sums come back
-    out = with_network_value(scores, values, graph, found, horizon_days=cfg.churn.horizon_days)
+    degrees = profile.lazy().select("customer_id", "n_contacts")  # no second pass over calls
+    out = with_network_value(
+        scores, values, graph, found, horizon_days=cfg.churn.horizon_days, degrees=degrees
+    )
     contacts = profile.lazy().select("n_contacts").filter(pl.col("n_contacts") > 0).collect()
     contacts = contacts.get_column("n_contacts")
     median = int(contacts.median() or 1) if contacts.len() else 1  # type: ignore[arg-type]

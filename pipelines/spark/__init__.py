@@ -195,8 +195,7 @@ class SparkProfiles:
         graph = self._call_graph(tables)
         if graph is None:
             raise ValueError("no call graph without a calls table")
-        id_dtype = tables["customers"].collect_schema()["customer_id"]
-        return SparkContacts(graph, cut, cfg, id_dtype, self._scratch / "contacts")
+        return SparkContacts(graph, cut, self._scratch / "contacts")
 
 
 def spark_backend(cfg: PipelineConfig, stack: contextlib.ExitStack, scratch: Path) -> SparkProfiles:

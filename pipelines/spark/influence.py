@@ -420,26 +420,12 @@ class SparkCallGraph:
 
 class SparkContacts:
     """The call graph at a cut as network value reads it
-    (:class:`churn.contagion.ContactGraph`), on the executors: the degrees are the cut's
-    ``n_contacts`` column (:meth:`SparkCallGraph.scores`, written by the executors), the sums
-    over contacts a Spark join (:meth:`SparkCallGraph.sum_over_contacts`). No edge reaches the
-    driver."""
+    (:class:`churn.contagion.ContactGraph`), on the executors: the sums over contacts are a
+    Spark join (:meth:`SparkCallGraph.sum_over_contacts`). No edge reaches the driver."""
 
-    def __init__(
-        self,
-        graph: SparkCallGraph,
-        cut: dt.date,
-        cfg: FeaturesConfig,
-        id_dtype: pl.DataType,
-        directory: Path,
-    ) -> None:
-        self._graph, self._cut, self._cfg = graph, cut, cfg
-        self._id_dtype, self._directory = id_dtype, directory
+    def __init__(self, graph: SparkCallGraph, cut: dt.date, directory: Path) -> None:
+        self._graph, self._cut, self._directory = graph, cut, directory
         self._sums = 0
-
-    def degrees(self) -> pl.LazyFrame:
-        columns = self._graph.scores(self._cut, self._cfg, self._id_dtype)
-        return columns.select("customer_id", pl.col("n_contacts").cast(pl.Float64))
 
     def sum_over_contacts(self, values: pl.DataFrame) -> pl.DataFrame:
         directory = self._directory / f"sums-{self._sums:03d}"

@@ -204,8 +204,10 @@ def test_network_sums_on_the_executors_match_the_edge_list(
     spark: SparkSession, operator: dict[str, object], tmp_path: Path
 ) -> None:
     """What network value reads of the call graph (``churn.contagion.ContactGraph``), on the
-    executors and from the local edge list: each node's contact count, and per node the sum
-    of a value over its contacts (non-customers and contacts without a value included)."""
+    executors and from the local edge list: each node's contact count (the run reads the
+    profile's ``n_contacts``: the graph's column must be the edge list's degrees), and per
+    node the sum of a value over its contacts (non-customers and contacts without a value
+    included)."""
     calls, customers, paths = operator["calls"], operator["customers"], operator["paths"]
     assert isinstance(calls, pl.DataFrame) and isinstance(customers, pl.DataFrame)
     assert isinstance(paths, dict)
@@ -215,9 +217,11 @@ def test_network_sums_on_the_executors_match_the_edge_list(
         spark.read.parquet(str(paths["customers"])),
         tmp_path / "graph",
     )
-    remote = SparkContacts(graph, CUT, CONFIG, pl.Int64(), tmp_path / "contacts")
+    remote = SparkContacts(graph, CUT, tmp_path / "contacts")
     local = EdgeList(undirected_edges(calls.lazy(), CUT))
-    degrees = remote.degrees().collect().sort("customer_id")
+    columns = graph.scores(CUT, CONFIG, pl.Int64())
+    degrees = columns.select("customer_id", pl.col("n_contacts").cast(pl.Float64))
+    degrees = degrees.collect().sort("customer_id")
     assert degrees.equals(local.degrees().collect().sort("customer_id"))
     assert degrees.height > 1_000 and 900_001 in degrees.get_column("customer_id")
     ids = pl.concat([customers.get_column("customer_id"), pl.Series([900_001, 900_004])])
