@@ -227,7 +227,7 @@ def _labelled(
     ``pipelines.profiles.ProfileCache.take``)."""
     profile = at.profile_at(cut, at.sample).lazy()
     return labelled_profile(
-        at.tables, cut, features_cfg, extra_features, horizon_days, profile, at.sample
+        at.sample_tables(), cut, features_cfg, extra_features, horizon_days, profile, at.sample
     ).collect()
 
 

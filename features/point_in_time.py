@@ -10,7 +10,7 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig
 from features.profile import ProfileAt, build_profile
-from features.sample import CustomerSample
+from features.sample import CustomerSample, restrict
 from features.window import DataStart, data_start
 
 __all__ = ["PointInTime"]
@@ -55,6 +55,10 @@ class PointInTime:
     n_customers
         Rows of the customers table, when the pipeline has counted them (None: counted by
         :meth:`customer_count` when asked for).
+    read_sample
+        How the pipeline reads a sample's rows of the tables (``ProfileCache.sampled``: only
+        where they lie); None: :func:`features.sample.restrict` of ``tables``. See
+        :meth:`sample_tables`.
     """
 
     as_of: dt.date
@@ -65,6 +69,19 @@ class PointInTime:
     release: Callable[[], None] = _nothing_to_release
     expect: Callable[[Sequence[dt.date], CustomerSample | None], None] = _nothing_expected
     n_customers: int | None = None
+    read_sample: Callable[[CustomerSample], dict[str, pl.LazyFrame]] | None = None
+
+    def sample_tables(self) -> dict[str, pl.LazyFrame]:
+        """``tables`` with the customer-keyed ones restricted to ``sample``'s customers
+        (``calls`` whole; everyone without a sample): what a fit on the sample reads, its
+        holdout's purchases and its labels. The pipeline reads them where they lie (the local
+        backend's buckets that hold the sample; on Spark the executors, and only the sample's
+        rows reach the driver) instead of filtering whole tables here."""
+        if self.sample is None:
+            return self.tables
+        if self.read_sample is not None:
+            return self.read_sample(self.sample)
+        return restrict(self.tables, self.sample)
 
     def customer_count(self) -> int:
         """Rows of the customers table (what a model bounds its own sample by)."""

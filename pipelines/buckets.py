@@ -29,7 +29,13 @@ import polars as pl
 from crm_engine.config import EngineConfig, FeaturesConfig
 from crm_engine.io import WRITE_ROWS, DataError
 from features.callgraph import CallGraph, pair_bucket_expr
-from features.sample import UNKEYED_TABLES, CustomerSample, bucket_expr, buckets_holding
+from features.sample import (
+    UNKEYED_TABLES,
+    CustomerSample,
+    bucket_expr,
+    buckets_holding,
+    restrict,
+)
 
 __all__ = [
     "BucketSplit",
@@ -65,6 +71,16 @@ class BucketSplit:
     def tables(self, bucket: int) -> dict[str, pl.LazyFrame]:
         """Every keyed table's rows of ``bucket`` (an empty frame where it has none)."""
         return {name: self._part(name, schema, bucket) for name, schema in self.schemas.items()}
+
+    def sampled(self, sample: CustomerSample) -> dict[str, pl.LazyFrame]:
+        """Every keyed table's rows of ``sample``'s customers, from the buckets holding them
+        only (:func:`features.sample.buckets_holding`)."""
+        holding = buckets_holding(sample, self.buckets)
+        keep = sample.expr()
+        return {
+            name: pl.concat([self._part(name, schema, b) for b in holding]).filter(keep)
+            for name, schema in self.schemas.items()
+        }
 
     def calls_parts(self) -> list[pl.LazyFrame]:
         """The parts of ``calls``: every call between two people in one of them."""
@@ -161,6 +177,15 @@ class LocalProfiles:
         return write_bucketed_profile(
             self.split, tables, cut, cfg, path, graph=self._graph_for(tables, cut)
         )
+
+    def sampled(
+        self, tables: dict[str, pl.LazyFrame], sample: CustomerSample
+    ) -> dict[str, pl.LazyFrame]:
+        """``tables`` with the keyed ones restricted to ``sample`` (a ``SampleReader``): read
+        from the split buckets holding it, already cast (``calls`` whole, as the run's)."""
+        if self.split is None:
+            return restrict(tables, sample)
+        return {**tables, **self.split.sampled(sample)}
 
     def _graph_for(self, tables: dict[str, pl.LazyFrame], cut: dt.date) -> CallGraph | None:
         # the run's graph holds the months up to as_of; a later cut reads its own

@@ -13,7 +13,7 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig
 from crm_engine.io import WRITE_ROWS, frame_height, in_id_order, slices
-from features.sample import CustomerSample
+from features.sample import CustomerSample, restrict
 from features.window import DataStart, data_start
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ __all__ = [
     "ProfileBuilder",
     "ProfileCache",
     "ProfileMap",
+    "SampleReader",
     "WritingBuilder",
     "column_reader",
     "local_profile",
@@ -96,6 +97,17 @@ class GraphBuilder(Protocol):
     def contacts(
         self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig
     ) -> ContactGraph: ...
+
+
+@runtime_checkable
+class SampleReader(Protocol):
+    """A :data:`ProfileBuilder` that keeps the customer-keyed tables by bucket and reads a
+    sample's rows of them there (the local backend's split, the Spark backend's packed
+    buckets): ``tables`` restricted as :func:`features.sample.restrict` restricts them."""
+
+    def sampled(
+        self, tables: dict[str, pl.LazyFrame], sample: CustomerSample
+    ) -> dict[str, pl.LazyFrame]: ...
 
 
 def local_profile(
@@ -214,6 +226,15 @@ class ProfileCache:
             return in_id_order(profile.lazy().select("customer_id").collect(), mapped)
         source = profile if columns is None else profile.select(columns)
         return pl.concat(fn(batch) for batch in slices(source, WRITE_ROWS))
+
+    def sampled(self, sample: CustomerSample) -> dict[str, pl.LazyFrame]:
+        """The run's tables with the customer-keyed ones restricted to ``sample``'s customers
+        (``calls`` whole): read by the builder where it keeps them (:class:`SampleReader`:
+        only the buckets holding the sample, and on Spark only its rows reach the driver),
+        else filtered here (:func:`features.sample.restrict`)."""
+        if isinstance(self.build, SampleReader):
+            return self.build.sampled(self.tables, sample)
+        return restrict(self.tables, sample)
 
     def contacts(self) -> ContactGraph:
         """The undirected call graph at ``as_of`` as network value reads it

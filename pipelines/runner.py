@@ -120,6 +120,7 @@ class StageContext:
             start=cache.data_start(),
             sample=self.bounded_sample(max_customers),
             n_customers=cache.customers(),
+            read_sample=cache.sampled,
         )
         if not hand_over:
             return at

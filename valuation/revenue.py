@@ -136,7 +136,7 @@ def revenue_holdout(
     actual = (
         profile.select("customer_id", "plan_type")
         .join(
-            revenue_between(at.tables["transactions"], cut, at.as_of, sample).collect(),
+            revenue_between(at.sample_tables()["transactions"], cut, at.as_of, sample).collect(),
             on="customer_id",
             how="left",
         )

@@ -144,7 +144,7 @@ def run_valuation(
     """
     at.expect(*_profiles_read(at, cfg))
     profile_at, as_of, sample = at.profile_at, at.as_of, at.sample
-    transactions = at.tables["transactions"]
+    transactions = at.sample_tables()["transactions"]  # the sample's rows, where they lie
     holdout: HoldoutResult | None = None
     holdout_error: str | None = None
     model_name = cfg.model

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from crm_engine.config import FeaturesConfig, PipelineConfig
-from features.sample import CustomerSample
+from features.sample import UNKEYED_TABLES, CustomerSample
 from pipelines.spark.session import LazySession, SparkUnavailable, use_session
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class SparkProfiles:
         self._written: dict[tuple[dt.date, CustomerSample | None], Path] = {}
         self._batches = 0
         self._maps = 0
+        self._samples: dict[CustomerSample, Path] = {}
 
     def _call_graph(self, tables: dict[str, pl.LazyFrame]) -> SparkCallGraph | None:
         from pipelines.spark.profile import call_graph
@@ -184,6 +186,30 @@ class SparkProfiles:
         if not self._cfg.engine.spark.score_on_executors:
             return map_here(directory, tables, cut, cfg, graph, fn)
         return map_profile(self._session.get(), directory, tables, cut, cfg, graph, fn, out)
+
+    def sampled(
+        self, tables: dict[str, pl.LazyFrame], sample: CustomerSample
+    ) -> dict[str, pl.LazyFrame]:
+        """``tables`` with the keyed ones restricted to ``sample`` (a ``SampleReader``): one job
+        a sample a run, in which the executors keep its rows of the packed buckets holding it
+        and write them under the scratch (:func:`~pipelines.spark.inputs.write_sample_rows`);
+        a table is read from there when a plan of it is collected (``calls`` whole)."""
+        from pipelines.spark.inputs import sample_table, write_sample_rows
+
+        directory = self._samples.get(sample)
+        if directory is None:
+            directory = self._scratch / "samples" / f"sample-{len(self._samples):03d}"
+            buckets = self._cfg.engine.spark.buckets
+            write_sample_rows(self._bucket_blobs(tables), buckets, sample, directory)
+            self._samples[sample] = directory
+        keyed: dict[str, pl.LazyFrame] = {}
+        for name, frame in tables.items():
+            if name in UNKEYED_TABLES:
+                continue
+            schema = frame.collect_schema()
+            read = functools.partial(sample_table, directory, name, schema)
+            keyed[name] = pl.defer(read, schema=schema)
+        return {**tables, **keyed}
 
     def contacts(
         self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig

@@ -31,8 +31,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crm_engine.io import DataError, TableSource, find_tables
-from features.sample import bucket_expr
-from pipelines.spark.profile import _cast, _input_type, read_source
+from features.sample import CustomerSample, bucket_expr, buckets_holding
+from pipelines.spark.profile import (
+    SparkJobError,
+    _cast,
+    _input_type,
+    failure_cause,
+    read_source,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -42,12 +48,17 @@ __all__ = [
     "bucket_blobs",
     "cast_batches",
     "contract_frame",
+    "keep_sample",
     "pack_batches",
     "read_row_groups",
+    "sample_table",
+    "write_sample_rows",
 ]
 
 BLOB_DDL = "bucket long, table string, blob binary"
 """The packed rows' Spark schema."""
+SAMPLE_DDL = "table string, blob binary"
+"""A sample's rows of the packed tables (:func:`write_sample_rows`), partitioned by table."""
 ITEMS_PER_CORE = 16
 """Tasks per core of the session's default parallelism that read the row groups (at most one
 task per row group)."""
@@ -202,3 +213,61 @@ def bucket_blobs(
     for other in packed[1:]:
         blobs = blobs.unionByName(other)
     return blobs.repartition(buckets, "bucket")
+
+
+def keep_sample(
+    batches: Iterator[pa.RecordBatch], sample: CustomerSample
+) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` over packed rows: each blob's rows of ``sample``'s customers, packed
+    again; a blob left empty is dropped."""
+    keep = sample.expr()
+    for batch in batches:
+        names: list[str] = []
+        kept: list[bytes] = []
+        pairs = zip(
+            batch.column("table").to_pylist(), batch.column("blob").to_pylist(), strict=True
+        )
+        for name, blob in pairs:
+            rows = pl.read_ipc(io.BytesIO(blob)).filter(keep)
+            if rows.height:
+                names.append(name)
+                kept.append(_ipc(rows))
+        yield pa.RecordBatch.from_arrays(
+            [pa.array(names, pa.string()), pa.array(kept, pa.binary())], names=["table", "blob"]
+        )
+
+
+def write_sample_rows(
+    blobs: DataFrame, buckets: int, sample: CustomerSample, directory: Path
+) -> None:
+    """``sample``'s rows of every packed table (:func:`bucket_blobs` of ``buckets`` buckets),
+    kept by the executors from the buckets holding it only and written under ``directory``
+    by table (``table=<name>``): a fit on the sample then reads its rows, never a whole table,
+    on the driver (:func:`sample_table`).
+
+    Raises
+    ------
+    SparkJobError
+        When the job fails: one line.
+    """
+    holding = buckets_holding(sample, buckets)
+    if len(holding) < buckets:
+        blobs = blobs.where(blobs["bucket"] < len(holding))
+    kept = blobs.mapInArrow(partial(keep_sample, sample=sample), SAMPLE_DDL)
+    try:
+        kept.write.partitionBy("table").parquet(str(directory))
+    except Exception as e:
+        raise SparkJobError(
+            f"the Spark job reading the rows of a sample ({sample.share:g}) failed: "
+            f"{failure_cause(e)}"
+        ) from None
+
+
+def sample_table(directory: Path, name: str, schema: pl.Schema) -> pl.DataFrame:
+    """Table ``name``'s rows that :func:`write_sample_rows` wrote under ``directory``
+    (``schema``: its contract's, when it has none)."""
+    part = directory / f"table={name}"
+    files = sorted(part.glob("*.parquet")) if part.is_dir() else []
+    blobs = [b for f in files for b in pq.read_table(f, columns=["blob"]).column(0).to_pylist()]
+    frames = [pl.read_ipc(io.BytesIO(b)) for b in blobs]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)

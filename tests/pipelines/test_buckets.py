@@ -13,8 +13,15 @@ from polars.testing import assert_frame_equal
 from crm_engine.config import EngineConfig, FeaturesConfig
 from crm_engine.io import DataError, load_tables
 from features import build_profile
-from features.sample import SAMPLE_BUCKETS, CustomerSample, bucket_expr, buckets_holding
+from features.sample import (
+    SAMPLE_BUCKETS,
+    CustomerSample,
+    bucket_expr,
+    buckets_holding,
+    restrict,
+)
 from pipelines.buckets import (
+    LocalProfiles,
     bucket_count,
     bucketed_profile,
     merge_sorted_parts,
@@ -96,6 +103,29 @@ def test_a_sampled_profile_reads_only_its_buckets(
     sampled = bucketed_profile(split, tables, CUT, cfg, sample)
     assert_frame_equal(sampled, build_profile(tables, CUT, cfg, sample).collect())
     assert 0 < sampled.height < build_profile(tables, CUT, cfg).collect().height
+
+
+def test_a_sample_s_rows_are_read_from_its_buckets(
+    tables: dict[str, pl.LazyFrame], tmp_path: Path
+) -> None:
+    """What a fit on a sample reads of the tables (``PointInTime.sample_tables``): the keyed
+    tables' rows of its customers, from the buckets holding it only, the rows filtering the
+    whole tables gives; ``calls`` whole. Unsplit, the tables filtered."""
+    sample = CustomerSample(share=0.2)
+    split = split_tables(tables, tmp_path / "buckets", 7)
+    for b in range(2, 7):  # buckets the sample does not need: never read
+        for name in split.schemas:
+            for f in (split.directory / name / f"_bucket={b}").glob("*.parquet"):
+                f.unlink()
+    expected = restrict(tables, sample)
+    for builder in (LocalProfiles(CUT, split), LocalProfiles(CUT)):
+        got = builder.sampled(tables, sample)
+        assert got.keys() == tables.keys() and got["calls"] is tables["calls"]
+        for name in split.schemas:
+            rows, want = got[name].collect(), expected[name].collect()
+            assert rows.schema == want.schema
+            assert_frame_equal(rows.sort(rows.columns), want.sort(want.columns))
+        assert 0 < got["transactions"].select(pl.len()).collect().item()
 
 
 def test_buckets_hold_every_sample() -> None:

@@ -352,3 +352,27 @@ def test_the_valuation_reads_its_earlier_cuts_from_one_batch(
     assert {p.name for p in (tmp_path / "profiles" / "batch-001").glob("_cut=*")} == {
         f"_cut={AS_OF}"
     }
+
+
+def test_a_sample_s_rows_are_kept_by_the_executors(
+    spark_config: PipelineConfig, tables: dict[str, pl.LazyFrame], tmp_path: Path
+) -> None:
+    """What a fit on a sample reads of the tables on Spark (``PointInTime.sample_tables``):
+    the executors keep its rows of the packed buckets in one job a sample, and each keyed
+    table read from there holds the rows filtering the whole table gives; ``calls`` whole."""
+    from features.sample import restrict
+    from pipelines.spark import SparkProfiles
+    from pipelines.spark.session import LazySession
+
+    builder = SparkProfiles(spark_config, LazySession(spark_config.engine.spark), tmp_path)
+    sample = CustomerSample(share=0.3)
+    got = builder.sampled(tables, sample)
+    assert got.keys() == tables.keys() and got["calls"] is tables["calls"]
+    expected = restrict(tables, sample)
+    for name in (n for n in tables if n != "calls"):
+        rows, want = got[name].collect(), expected[name].collect()
+        assert rows.schema == want.schema
+        assert_frame_equal(rows.sort(rows.columns), want.sort(want.columns))
+    assert got["transactions"].select(pl.len()).collect().item() > 0
+    builder.sampled(tables, sample)  # asked again: read from the same job's files
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == ["sample-000"]
