@@ -161,7 +161,7 @@ def contagion_panel(
     calls = tables["calls"]
     population = known
     if sample is not None:
-        calls = calls.filter(sample.expr("caller_id") | sample.expr("callee_id"))
+        calls = calls.filter(sample.calls_expr())
         population = known.filter(sample.expr())
     # A contact counts from the month of the pair's first call on (point-in-time inside the
     # panel: a customer who leaves in a month makes no new contacts after it, so counting

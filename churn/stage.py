@@ -132,13 +132,17 @@ def _contagion(
     cfg = ctx.cfg
     if not cfg.contagion.enabled or "calls" not in ctx.tables:
         return scores, None, {}
+    sample = ctx.bounded_sample(cfg.contagion.max_customers)
+    tables = ctx.tables
+    if sample is not None:  # its calls and complaints where they lie; a contact is anyone
+        tables = {**ctx.profiles.sampled(sample), "customers": ctx.tables["customers"]}
     try:
         found = estimate_contagion(
-            ctx.tables,
+            tables,
             ctx.as_of,
             months=cfg.contagion.months,
             contagion_days=cfg.features.contagion_days,
-            sample=ctx.bounded_sample(cfg.contagion.max_customers),
+            sample=sample,
             max_rows=cfg.contagion.max_rows,
         )
     except ValueError as e:

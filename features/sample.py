@@ -69,6 +69,10 @@ class CustomerSample:
         """True for the rows of sampled customers."""
         return _hash(column, self.seed) < self.keep
 
+    def calls_expr(self) -> pl.Expr:
+        """True for the calls (rows of ``calls``) a sampled customer made or received."""
+        return self.expr("caller_id") | self.expr("callee_id")
+
 
 def covering(samples: Iterable[CustomerSample | None]) -> CustomerSample | None:
     """The narrowest sample holding every customer of ``samples``: the widest of them when
@@ -111,15 +115,14 @@ def buckets_holding(sample: CustomerSample | None, buckets: int) -> range:
 def restrict(
     tables: dict[str, pl.LazyFrame], sample: CustomerSample | None
 ) -> dict[str, pl.LazyFrame]:
-    """Every customer-keyed table filtered to ``sample``'s customers (None: unchanged).
-
-    The tables of :data:`UNKEYED_TABLES` are passed through whole: a contact outside the
-    sample is still somebody's contact.
+    """Every customer-keyed table filtered to ``sample``'s customers (None: unchanged), and
+    ``calls`` to the calls they made or received (:meth:`CustomerSample.calls_expr`: a
+    contact outside the sample is still somebody's contact).
     """
     if sample is None:
         return dict(tables)
     keep = sample.expr()
     return {
-        name: frame if name in UNKEYED_TABLES else frame.filter(keep)
+        name: frame.filter(sample.calls_expr() if name == "calls" else keep)
         for name, frame in tables.items()
     }

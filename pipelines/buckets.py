@@ -74,13 +74,17 @@ class BucketSplit:
 
     def sampled(self, sample: CustomerSample) -> dict[str, pl.LazyFrame]:
         """Every keyed table's rows of ``sample``'s customers, from the buckets holding them
-        only (:func:`features.sample.buckets_holding`)."""
+        only (:func:`features.sample.buckets_holding`), and the calls they made or received
+        (``calls`` is split by pair: every part is read)."""
         holding = buckets_holding(sample, self.buckets)
         keep = sample.expr()
-        return {
+        tables = {
             name: pl.concat([self._part(name, schema, b) for b in holding]).filter(keep)
             for name, schema in self.schemas.items()
         }
+        if self.calls is not None:
+            tables["calls"] = pl.concat(self.calls_parts()).filter(sample.calls_expr())
+        return tables
 
     def calls_parts(self) -> list[pl.LazyFrame]:
         """The parts of ``calls``: every call between two people in one of them."""
@@ -181,8 +185,8 @@ class LocalProfiles:
     def sampled(
         self, tables: dict[str, pl.LazyFrame], sample: CustomerSample
     ) -> dict[str, pl.LazyFrame]:
-        """``tables`` with the keyed ones restricted to ``sample`` (a ``SampleReader``): read
-        from the split buckets holding it, already cast (``calls`` whole, as the run's)."""
+        """``tables`` restricted to ``sample`` (a ``SampleReader``,
+        :func:`features.sample.restrict`): read from the split, already cast."""
         if self.split is None:
             return restrict(tables, sample)
         return {**tables, **self.split.sampled(sample)}

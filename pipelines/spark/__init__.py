@@ -190,11 +190,13 @@ class SparkProfiles:
     def sampled(
         self, tables: dict[str, pl.LazyFrame], sample: CustomerSample
     ) -> dict[str, pl.LazyFrame]:
-        """``tables`` with the keyed ones restricted to ``sample`` (a ``SampleReader``): one job
-        a sample a run, in which the executors keep its rows of the packed buckets holding it
-        and write them under the scratch (:func:`~pipelines.spark.inputs.write_sample_rows`);
-        a table is read from there when a plan of it is collected (``calls`` whole)."""
-        from pipelines.spark.inputs import sample_table, write_sample_rows
+        """``tables`` restricted to ``sample`` (a ``SampleReader``,
+        :func:`features.sample.restrict`): one job a sample a run, in which the executors keep
+        its rows of the packed buckets holding it and write them under the scratch
+        (:func:`~pipelines.spark.inputs.write_sample_rows`); a table is read from there when a
+        plan of it is collected. Its calls are kept by another job, the first time a plan of
+        them is collected (:func:`~pipelines.spark.inputs.sample_calls`)."""
+        from pipelines.spark.inputs import sample_calls, sample_table, write_sample_rows
 
         directory = self._samples.get(sample)
         if directory is None:
@@ -202,14 +204,19 @@ class SparkProfiles:
             buckets = self._cfg.engine.spark.buckets
             write_sample_rows(self._bucket_blobs(tables), buckets, sample, directory)
             self._samples[sample] = directory
-        keyed: dict[str, pl.LazyFrame] = {}
+        kept: dict[str, pl.LazyFrame] = {}
         for name, frame in tables.items():
-            if name in UNKEYED_TABLES:
-                continue
             schema = frame.collect_schema()
-            read = functools.partial(sample_table, directory, name, schema)
-            keyed[name] = pl.defer(read, schema=schema)
-        return {**tables, **keyed}
+            if name not in UNKEYED_TABLES:
+                read = functools.partial(sample_table, directory, name, schema)
+            else:  # calls: the graph's as the executors read them
+                graph = self._call_graph(tables)
+                assert graph is not None
+                read = functools.partial(
+                    sample_calls, graph.calls, sample, directory / "calls", schema
+                )
+            kept[name] = pl.defer(read, schema=schema)
+        return kept
 
     def contacts(
         self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig

@@ -341,6 +341,11 @@ class SparkCallGraph:
         self._written: dict[tuple[dt.date, int, int], Path | None] = {}
         self._batches = 0
 
+    @property
+    def calls(self) -> DataFrame:
+        """The run's calls, cast to the contract, as the executors read them."""
+        return self._calls
+
     def expect(self, cuts: Sequence[dt.date], cfg: FeaturesConfig) -> None:
         """Compute the columns of every cut of ``cuts`` not computed yet, together."""
         todo = sorted({c for c in cuts if _key(c, cfg) not in self._written})

@@ -48,9 +48,11 @@ __all__ = [
     "bucket_blobs",
     "cast_batches",
     "contract_frame",
+    "keep_calls",
     "keep_sample",
     "pack_batches",
     "read_row_groups",
+    "sample_calls",
     "sample_table",
     "write_sample_rows",
 ]
@@ -271,3 +273,40 @@ def sample_table(directory: Path, name: str, schema: pl.Schema) -> pl.DataFrame:
     blobs = [b for f in files for b in pq.read_table(f, columns=["blob"]).column(0).to_pylist()]
     frames = [pl.read_ipc(io.BytesIO(b)) for b in blobs]
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def keep_calls(
+    batches: Iterator[pa.RecordBatch], sample: CustomerSample
+) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` over ``calls``: the calls ``sample``'s customers made or received."""
+    touching = sample.calls_expr()
+    for batch in batches:
+        mask = pl.from_arrow(pa.Table.from_batches([batch])).select(touching).to_series()
+        yield batch.filter(mask.to_arrow())
+
+
+def sample_calls(
+    calls: DataFrame, sample: CustomerSample, directory: Path, schema: pl.Schema
+) -> pl.DataFrame:
+    """The calls ``sample``'s customers made or received (:func:`keep_calls`), kept by the
+    executors from ``calls`` (the contract's, as the call graph reads them) and written under
+    ``directory`` the first time they are asked for, then read from there.
+
+    Raises
+    ------
+    SparkJobError
+        When the job fails: one line.
+    """
+    if not directory.is_dir():
+        kept = calls.mapInArrow(partial(keep_calls, sample=sample), calls.schema)
+        try:
+            kept.write.parquet(str(directory))
+        except Exception as e:
+            raise SparkJobError(
+                f"the Spark job reading the calls of a sample ({sample.share:g}) failed: "
+                f"{failure_cause(e)}"
+            ) from None
+    files = sorted(directory.glob("*.parquet"))
+    if not files:
+        return pl.DataFrame(schema=schema)
+    return pl.read_parquet(files).cast(schema)  # type: ignore[arg-type]

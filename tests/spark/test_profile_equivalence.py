@@ -154,7 +154,18 @@ def test_a_pipeline_run_on_spark_writes_the_same_outputs(
     The Spark run registers its models (the embedded MLflow store of its output directory);
     ``run --score-only`` on Spark then loads them from the registry, maps everyone through the
     executors again and writes the same scores.
+
+    The holdouts, the churn and loyalty training and the contagion estimate see a sample of
+    the customers (bounds below the customer count): each backend reads its rows where it
+    keeps them (``PointInTime.sample_tables``), and the fits see the same rows.
     """
+    for bound in (
+        "valuation.max_holdout_customers",
+        "churn.max_training_customers",
+        "contagion.max_customers",
+    ):
+        section, name = bound.split(".")
+        setattr(getattr(spark_config, section), name, 1_500)  # of 2,500 customers
     claim = tmp_path / "worker-killed"
     monkeypatch.setenv(FAULT_ENV, f"{KILL_POINT}@{claim}")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -359,7 +370,8 @@ def test_a_sample_s_rows_are_kept_by_the_executors(
 ) -> None:
     """What a fit on a sample reads of the tables on Spark (``PointInTime.sample_tables``):
     the executors keep its rows of the packed buckets in one job a sample, and each keyed
-    table read from there holds the rows filtering the whole table gives; ``calls`` whole."""
+    table read from there holds the rows filtering the whole table gives; so do the calls its
+    customers made or received, kept by another job when they are first read."""
     from features.sample import restrict
     from pipelines.spark import SparkProfiles
     from pipelines.spark.session import LazySession
@@ -367,12 +379,15 @@ def test_a_sample_s_rows_are_kept_by_the_executors(
     builder = SparkProfiles(spark_config, LazySession(spark_config.engine.spark), tmp_path)
     sample = CustomerSample(share=0.3)
     got = builder.sampled(tables, sample)
-    assert got.keys() == tables.keys() and got["calls"] is tables["calls"]
+    assert got.keys() == tables.keys()
+    samples = tmp_path / "samples" / "sample-000"
+    assert not (samples / "calls").exists()  # not read yet
     expected = restrict(tables, sample)
-    for name in (n for n in tables if n != "calls"):
+    for name in tables:
         rows, want = got[name].collect(), expected[name].collect()
         assert rows.schema == want.schema
         assert_frame_equal(rows.sort(rows.columns), want.sort(want.columns))
-    assert got["transactions"].select(pl.len()).collect().item() > 0
-    builder.sampled(tables, sample)  # asked again: read from the same job's files
+    for name in ("transactions", "calls"):
+        assert got[name].select(pl.len()).collect().item() > 0
+    builder.sampled(tables, sample)["calls"].collect()  # again: the same jobs' files
     assert [p.name for p in (tmp_path / "samples").iterdir()] == ["sample-000"]
