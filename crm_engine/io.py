@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -360,6 +360,14 @@ def slices(frame: pl.DataFrame | pl.LazyFrame, rows: int) -> Iterator[pl.DataFra
         return
     for start in range(0, max(frame_height(frame), 1), rows):
         yield frame.slice(start, rows).collect()
+
+
+def map_slices(
+    frame: pl.DataFrame | pl.LazyFrame, fn: Callable[[pl.DataFrame], pl.DataFrame], rows: int
+) -> pl.DataFrame:
+    """``fn`` over ``frame`` ``rows`` rows at a time (:func:`slices`: of a plan one slice in
+    memory at a time), its results stacked in the slices' order."""
+    return pl.concat(fn(s) for s in slices(frame, rows))
 
 
 def in_id_order(ids: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:

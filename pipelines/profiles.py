@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import polars as pl
 
 from crm_engine.config import FeaturesConfig
-from crm_engine.io import WRITE_ROWS, frame_height, in_id_order, slices
+from crm_engine.io import WRITE_ROWS, frame_height, in_id_order, map_slices
 from features.sample import CustomerSample, restrict
 from features.window import DataStart, data_start
 
@@ -221,11 +221,25 @@ class ProfileCache:
         files they wrote, and only its results reach the driver, put in the profile's order
         by ``customer_id``. Any other profile is mapped here, a slice at a time.
         """
+        mapped = self.aggregate(profile, fn, columns)
         if isinstance(self.build, MappingBuilder) and any(profile is p for p in self._handed):
-            mapped = self.build.map(self.tables, self.as_of, self.cfg, fn)
             return in_id_order(profile.lazy().select("customer_id").collect(), mapped)
+        return mapped
+
+    def aggregate(
+        self,
+        profile: pl.DataFrame | pl.LazyFrame,
+        fn: Mapper,
+        columns: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """``fn`` over ``profile`` a slice at a time where it lies, as :meth:`map`, its
+        results concatenated in no particular order: for a ``fn`` whose rows are partial
+        aggregates of its slice (counts, sums: no row per customer), which the caller adds up.
+        With Spark only those rows reach the driver."""
+        if isinstance(self.build, MappingBuilder) and any(profile is p for p in self._handed):
+            return self.build.map(self.tables, self.as_of, self.cfg, fn)
         source = profile if columns is None else profile.select(columns)
-        return pl.concat(fn(batch) for batch in slices(source, WRITE_ROWS))
+        return map_slices(source, fn, WRITE_ROWS)
 
     def sampled(self, sample: CustomerSample) -> dict[str, pl.LazyFrame]:
         """The run's tables with the customer-keyed ones restricted to ``sample``'s customers

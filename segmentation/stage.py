@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from crm_engine.config import FeaturesConfig, SegmentationConfig
-from crm_engine.io import frame_height, slices
+from crm_engine.io import frame_height, map_slices
 from crm_engine.stage_reports import KScore, SegmentationReport, SegmentSize
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import frequent_values, pool_rare
@@ -212,7 +212,7 @@ def segment_customers(
         assign_slice, model=model, cuts=cuts, keep=keep, previous=usable_previous
     )
     if map_everyone is None:
-        assignments = pl.concat(assign(batch) for batch in slices(source, ASSIGN_ROWS))
+        assignments = map_slices(source, assign, ASSIGN_ROWS)
     else:
         assignments = map_everyone(assign, schema.names())
     migration = None

@@ -23,7 +23,7 @@ from crm_engine.config import ValuationConfig
 from features import PointInTime, revenue_between
 from valuation.base import ValuationError
 from valuation.select import CONTRACT_MODELS, contract_candidates, make_contract_model
-from valuation.stage import fit_models, value_customers
+from valuation.stage import btyd_statistics, fit_models, value_customers
 
 __all__ = ["PLAN_TYPES", "RevenueHoldout", "revenue_holdout"]
 
@@ -118,7 +118,7 @@ def revenue_holdout(
         )
     plain = cfg.model_copy(update={"annual_discount_rate": 0.0, "margin": 1.0})
     profile = at.profile_at(cut, sample)  # the customers still there at the cut
-    models = fit_models(profile, plain, purchase_model)
+    models = fit_models(btyd_statistics(profile), plain, purchase_model)
     predicted = {purchase_model: value_customers(profile, plain, models)[0]}
     errors: dict[str, str] = {}
     at_cut = dataclasses.replace(at, as_of=cut)

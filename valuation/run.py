@@ -25,7 +25,7 @@ from valuation.revenue import RevenueHoldout, revenue_holdout
 from valuation.select import AUTO_CANDIDATES, contract_candidates, make_contract_model
 from valuation.stage import (
     ValuationModels,
-    btyd_inputs,
+    everyone_statistics,
     fit_models,
     profile_inputs,
     value_customers,
@@ -106,6 +106,7 @@ def run_valuation(
     cfg: ValuationConfig,
     profile: pl.LazyFrame | None = None,
     map_profile: ProfileMap | None = None,
+    sum_profile: ProfileMap | None = None,
 ) -> ValuationRun:
     """Validate on a holdout (selecting the model when ``cfg.model = "auto"``), then fit on the
     profile at ``at.as_of`` and score every customer.
@@ -136,6 +137,11 @@ def run_valuation(
         Applies a per-customer function to ``profile`` where it lies, reading the columns it
         is given, in the profile's row order (the run's ``ProfileCache.map`` bound to its plan:
         on the executors with Spark); everyone is valued through it. None: here.
+    sum_profile
+        Applies a function of a slice whose rows add up (:func:`~valuation.stage.btyd_statistics`,
+        the fits' sufficient statistics) to ``profile`` where it lies (the run's
+        ``ProfileCache.aggregate``: on the executors with Spark); only its rows reach the
+        fit. None: here, a slice at a time.
 
     Raises
     ------
@@ -180,7 +186,7 @@ def run_valuation(
         if profile is None
         else profile.select(profile_inputs(profile.collect_schema().names()))
     )
-    models = fit_models(everyone.lazy().select(btyd_inputs(everyone)).collect(), cfg, model_name)
+    models = fit_models(everyone_statistics(everyone, sum_profile), cfg, model_name)
     notes: list[str] = []
     revenue: RevenueHoldout | None = None
     revenue_error: str | None = None
@@ -242,7 +248,13 @@ def valuation_stage(
     if profile is None:
         run = run_valuation(at, cfg)
     else:  # everyone valued where the profile lies (on the executors with Spark)
-        run = run_valuation(at, cfg, profile, functools.partial(ctx.profiles.map, profile))
+        run = run_valuation(
+            at,
+            cfg,
+            profile,
+            functools.partial(ctx.profiles.map, profile),
+            functools.partial(ctx.profiles.aggregate, profile),
+        )
     artifacts: dict[str, Path] = {}
     if run.holdout is not None and any(m is not None for m in run.holdout.metrics.values()):
         artifacts["valuation_holdout.png"] = plot_holdout(

@@ -16,7 +16,7 @@ import polars as pl
 
 from crm_engine.config import ValuationConfig
 from crm_engine.contracts import labels_at
-from crm_engine.io import slices
+from crm_engine.io import map_slices
 from crm_engine.stage_reports import SpendReport, ValuationReport
 from features import rfm_facts
 from valuation.base import PurchaseModel, ValuationError
@@ -34,7 +34,7 @@ from valuation.select import AUTO_CANDIDATES, frequency0_model, scoring_model
 from valuation.tiers import TIERS, assign_tiers, tier_cut_points
 
 if TYPE_CHECKING:
-    from pipelines.profiles import Mapper
+    from pipelines.profiles import Mapper, ProfileMap
 
 PROFILE_COLUMNS: tuple[str, ...] = (
     "customer_id",
@@ -127,6 +127,46 @@ def btyd_inputs(profile: pl.DataFrame | pl.LazyFrame) -> list[str]:
     return [c for c in BTYD_INPUTS if c in names]
 
 
+def _model_inputs(profile: pl.DataFrame) -> pl.DataFrame:
+    """:func:`btyd_frame`'s columns but ``fit``, and ``prepaid``: a purchaser on a prepaid
+    plan (never one without ``plan_type``)."""
+    _require(profile.columns, ("frequency", "recency", "T"))
+    if "monetary_value" not in profile.columns:
+        profile = profile.with_columns(pl.lit(0.0).alias("monetary_value"))
+    if "has_purchase" in profile.columns:
+        has = pl.col("has_purchase").fill_null(False) & pl.col("frequency").is_not_null()
+    else:
+        has = pl.col("frequency").is_not_null()
+    prepaid = has & ~_postpaid_expr() if "plan_type" in profile.columns else pl.lit(False)
+    t = pl.col("T").cast(pl.Float64).fill_null(0.0).clip(lower_bound=0.0)
+    return profile.select(
+        pl.when(has).then(pl.col("frequency").cast(pl.Float64)).otherwise(0.0).alias("frequency"),
+        pl.when(has & (pl.col("frequency") > 0))
+        .then(pl.min_horizontal(pl.col("recency").cast(pl.Float64).clip(lower_bound=0.0), t))
+        .otherwise(0.0)
+        .alias("recency"),
+        t.alias("T"),
+        pl.when(has & (pl.col("frequency") > 0))
+        .then(pl.col("monetary_value").cast(pl.Float64).fill_null(0.0))
+        .otherwise(0.0)
+        .alias("monetary_value"),
+        has.alias("purchased"),
+        prepaid.fill_null(False).alias("prepaid"),
+    )
+
+
+def _with_fit(inputs: pl.DataFrame, customers: str | None = None) -> pl.DataFrame:
+    """``inputs`` (of :func:`_model_inputs`, a row a customer, or as many as its column
+    ``customers`` says) with ``fit``: the prepaid purchasers when there are at least
+    :data:`MIN_FIT_CUSTOMERS` of them, else every purchaser."""
+    prepaid = pl.col("prepaid")
+    n_prepaid = inputs.select(
+        prepaid.sum() if customers is None else pl.col(customers).filter(prepaid).sum()
+    ).item()
+    fit = prepaid if (n_prepaid or 0) >= MIN_FIT_CUSTOMERS else pl.col("purchased")
+    return inputs.with_columns(fit.alias("fit"))
+
+
 def btyd_frame(profile: pl.DataFrame) -> pl.DataFrame:
     """The model inputs: ``frequency``, ``recency``, ``T``, ``monetary_value``, ``fit`` and
     ``purchased``.
@@ -141,54 +181,66 @@ def btyd_frame(profile: pl.DataFrame) -> pl.DataFrame:
     :data:`MIN_FIT_CUSTOMERS` of them (a postpaid customer's monthly bills are not the
     purchases BG/NBD and Gamma-Gamma describe: mixed in, they skew both fits).
     """
-    _require(profile.columns, ("frequency", "recency", "T"))
-    if "monetary_value" not in profile.columns:
-        profile = profile.with_columns(pl.lit(0.0).alias("monetary_value"))
-    if "has_purchase" in profile.columns:
-        has = pl.col("has_purchase").fill_null(False) & pl.col("frequency").is_not_null()
-    else:
-        has = pl.col("frequency").is_not_null()
-    if "plan_type" in profile.columns:
-        prepaid = has & ~_postpaid_expr()
-        if profile.select(prepaid.sum()).item() >= MIN_FIT_CUSTOMERS:
-            has_fit = prepaid
-        else:
-            has_fit = has
-    else:
-        has_fit = has
-    t = pl.col("T").cast(pl.Float64).fill_null(0.0).clip(lower_bound=0.0)
-    return profile.select(
-        pl.when(has).then(pl.col("frequency").cast(pl.Float64)).otherwise(0.0).alias("frequency"),
-        pl.when(has & (pl.col("frequency") > 0))
-        .then(pl.min_horizontal(pl.col("recency").cast(pl.Float64).clip(lower_bound=0.0), t))
-        .otherwise(0.0)
-        .alias("recency"),
-        t.alias("T"),
-        pl.when(has & (pl.col("frequency") > 0))
-        .then(pl.col("monetary_value").cast(pl.Float64).fill_null(0.0))
-        .otherwise(0.0)
-        .alias("monetary_value"),
-        has_fit.alias("fit"),
-        has.alias("purchased"),
-    )
+    X = _with_fit(_model_inputs(profile))
+    return X.select("frequency", "recency", "T", "monetary_value", "fit", "purchased")
+
+
+STATISTICS_KEYS = ("frequency", "recency", "T", "monetary_value", "purchased", "prepaid")
+"""The columns of :func:`btyd_statistics` whose distinct rows it counts."""
+
+
+def btyd_statistics(profile: pl.DataFrame) -> pl.DataFrame:
+    """What fitting the purchase and spend models needs of ``profile``'s customers (sufficient
+    statistics): the distinct rows of their model inputs (:data:`STATISTICS_KEYS`, as
+    :func:`btyd_frame` computes them, and whether they are prepaid purchasers) and how many
+    customers share each (``customers``).
+
+    A pure function of a slice of customers whose results add up
+    (:func:`merge_statistics`): everyone's are summed where the profile lies (on the Spark
+    executors, a file at a time) and only the sums reach the fit (:func:`fit_models`)."""
+    inputs = _model_inputs(profile)
+    return inputs.group_by(STATISTICS_KEYS).agg(pl.len().cast(pl.Int64).alias("customers"))
+
+
+def merge_statistics(parts: pl.DataFrame) -> pl.DataFrame:
+    """:func:`btyd_statistics` of several slices (stacked) summed into those of all of them."""
+    return parts.group_by(STATISTICS_KEYS).agg(pl.col("customers").sum())
+
+
+def everyone_statistics(
+    profile: pl.DataFrame | pl.LazyFrame, aggregate: ProfileMap | None = None
+) -> pl.DataFrame:
+    """:func:`btyd_statistics` of every customer of ``profile``, summed over its slices:
+    where it lies with ``aggregate`` (the run's ``ProfileCache.aggregate`` bound to its plan),
+    else :data:`VALUE_ROWS` customers at a time here."""
+    columns = btyd_inputs(profile)
+    if aggregate is not None:
+        return merge_statistics(aggregate(btyd_statistics, columns))
+    parts = map_slices(profile.lazy().select(columns), btyd_statistics, VALUE_ROWS)
+    return merge_statistics(parts)
 
 
 def fit_models(
-    profile: pl.DataFrame, cfg: ValuationConfig, model: str | None = None
+    statistics: pl.DataFrame, cfg: ValuationConfig, model: str | None = None
 ) -> ValuationModels:
-    """Fit the purchase model (``model`` or ``cfg.model``) and the Gamma-Gamma spend model.
+    """Fit the purchase model (``model`` or ``cfg.model``) and the Gamma-Gamma spend model on
+    the customers' sufficient statistics (:func:`btyd_statistics` of a profile, or
+    :func:`everyone_statistics`): each distinct row weighs its customer count, which gives
+    the fit on the customers themselves.
 
     ``"auto"`` here (without a holdout) keeps the candidate with the highest in-sample
     log-likelihood and warns; the value job selects on the holdout instead.
     """
     name = model or cfg.model
-    X = btyd_frame(profile)
+    X = _with_fit(statistics.sort(STATISTICS_KEYS), "customers")  # from any row order
     fit_rows = X.filter(pl.col("fit"))
-    if fit_rows.height < MIN_FIT_CUSTOMERS:
+    n_fit = int(fit_rows.get_column("customers").sum())
+    if n_fit < MIN_FIT_CUSTOMERS:
         raise ValuationError(
-            f"valuation stage: only {fit_rows.height} customer(s) with a purchase; at least "
+            f"valuation stage: only {n_fit} customer(s) with a purchase; at least "
             f"{MIN_FIT_CUSTOMERS} are needed to fit a purchase model"
         )
+    w = fit_rows.get_column("customers").cast(pl.Float64).to_numpy()
     if name == "auto":
         warnings.warn(
             "valuation.model='auto' without a holdout: choosing by in-sample log-likelihood; "
@@ -199,7 +251,7 @@ def fit_models(
         fitted = []
         for cand in AUTO_CANDIDATES:
             try:
-                fitted.append(scoring_model(cand, cfg.penalizer).fit(fit_rows))
+                fitted.append(scoring_model(cand, cfg.penalizer).fit(fit_rows, sample_weight=w))
             except ValuationError:
                 continue
         if not fitted:
@@ -209,8 +261,8 @@ def fit_models(
             )
         purchase = max(fitted, key=lambda m: m.log_likelihood_)
     else:
-        purchase = scoring_model(name, cfg.penalizer).fit(fit_rows)
-    spend = GammaGammaModel(penalizer=cfg.penalizer).fit(fit_rows)
+        purchase = scoring_model(name, cfg.penalizer).fit(fit_rows, sample_weight=w)
+    spend = GammaGammaModel(penalizer=cfg.penalizer).fit(fit_rows, sample_weight=w)
     return ValuationModels(purchase=purchase, spend=spend)
 
 
@@ -419,10 +471,10 @@ def value_customers(
     if isinstance(model, ValuationModels):
         models = model
     else:
-        models = fit_models(profile.lazy().select(btyd_inputs(profile)).collect(), cfg, model)
+        models = fit_models(everyone_statistics(profile), cfg, model)
     value = functools.partial(value_slice, models=models, cfg=cfg)
     if map_everyone is None:
-        valued = pl.concat((value(b) for b in slices(profile, VALUE_ROWS)), rechunk=False)
+        valued = map_slices(profile, value, VALUE_ROWS)
     else:
         valued = map_everyone(value)
     counts = _Counts.of(valued)

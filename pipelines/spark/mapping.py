@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from crm_engine.commit import FAULT_ENV
 from crm_engine.config import FeaturesConfig
-from crm_engine.io import slices
+from crm_engine.io import map_slices
 from pipelines.spark.profile import (
     FILE_ROWS,
     SparkJobError,
@@ -60,7 +60,7 @@ def map_task(
         for batch in batches:
             for i in batch.column("id").to_pylist():
                 frame = collect_file(plans[i])
-                out = pl.concat(mapper(s) for s in slices(frame, FILE_ROWS))
+                out = map_slices(frame, mapper, FILE_ROWS)
                 target = directory / f"part-{i:05d}.parquet"
                 temporary = directory / f".part-{i:05d}.{os.getpid()}.tmp"
                 out.write_parquet(temporary, compression="lz4")
@@ -100,7 +100,7 @@ def map_here(
     plans = file_plans(directory, tables, cut, cfg, graph)
     plans = plans or [profile_scan(directory, tables, cut, cfg, graph)[0]]
     files = (collect_file(plan) for plan in plans)
-    return pl.concat(fn(s) for frame in files for s in slices(frame, FILE_ROWS))
+    return pl.concat(map_slices(frame, fn, FILE_ROWS) for frame in files)
 
 
 def map_profile(

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from crm_engine.config import ValuationConfig
-from valuation import fit_models, value_customers
+from valuation import btyd_statistics, fit_models, value_customers
 
 
 def test_log_load_and_score_the_same(profile: pl.DataFrame, tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_log_load_and_score_the_same(profile: pl.DataFrame, tmp_path: Path) -> N
     from valuation.pyfunc import OUTPUT_COLUMNS, log_valuation_model, synthetic_input_example
 
     cfg = ValuationConfig(horizon_days=180)
-    models = fit_models(profile, cfg)
+    models = fit_models(btyd_statistics(profile), cfg)
     values, _ = value_customers(profile, cfg, models)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
     artifacts = tmp_path / "artifacts"

@@ -21,9 +21,11 @@ from valuation import (
     ValuationError,
     ValuationModels,
     btyd_frame,
+    btyd_statistics,
     fit_models,
     value_customers,
 )
+from valuation.stage import everyone_statistics, merge_statistics
 
 
 def test_values_frame_contract_and_report(profile: pl.DataFrame) -> None:
@@ -96,7 +98,7 @@ def test_values_follow_the_rules(profile: pl.DataFrame) -> None:
 
 def test_prefitted_models_score_without_refitting(profile: pl.DataFrame) -> None:
     cfg = ValuationConfig()
-    models = fit_models(profile, cfg)
+    models = fit_models(btyd_statistics(profile), cfg)
     a, _ = value_customers(profile, cfg, models)
     b, _ = value_customers(profile, cfg)
     assert a.equals(b)
@@ -105,8 +107,32 @@ def test_prefitted_models_score_without_refitting(profile: pl.DataFrame) -> None
     assert_frame_equal(part.drop("value_tier"), a.tail(100).drop("value_tier"), rel_tol=1e-9)
 
 
+def test_the_fits_need_only_the_sums_of_their_statistics(profile: pl.DataFrame) -> None:
+    """Each slice's sufficient statistics (what the Spark executors send the driver) add up
+    to the whole profile's, in any order; a fit on them is the fit on the customers: the
+    same parameters as the models fitted on one row a customer."""
+    cfg = ValuationConfig()
+    whole = btyd_statistics(profile)
+    assert whole.get_column("customers").sum() == profile.height
+    assert whole.height < profile.height  # customers share their rows
+    parts = pl.concat(btyd_statistics(profile.slice(i, 97)) for i in range(0, profile.height, 97))
+    summed = merge_statistics(parts.reverse())
+    key = list(whole.columns[:-1])
+    assert_frame_equal(summed.sort(key), whole.sort(key), check_row_order=True)
+    assert_frame_equal(everyone_statistics(profile.lazy()).sort(key), whole.sort(key))
+    models = fit_models(summed, cfg)
+    rows = btyd_frame(profile).filter("fit")  # one row a customer
+    purchase = FrequencyZeroSplit(BetaGeoModel(), ModifiedBetaGeoModel()).fit(rows)
+    for name, value in purchase.params_.items():
+        assert models.purchase.params_[name] == pytest.approx(value, rel=1e-9), name
+    spend = GammaGammaModel().fit(rows)
+    for name, value in spend.params_.items():
+        assert models.spend.params_[name] == pytest.approx(value, rel=1e-9), name
+    assert models.purchase.n_customers_ == rows.height
+
+
 def test_clv_grows_with_horizon_and_shrinks_with_discounting(profile: pl.DataFrame) -> None:
-    models = fit_models(profile, ValuationConfig())
+    models = fit_models(btyd_statistics(profile), ValuationConfig())
     short, _ = value_customers(profile, ValuationConfig(horizon_days=90), models)
     long_, _ = value_customers(profile, ValuationConfig(horizon_days=365), models)
     cheap, _ = value_customers(

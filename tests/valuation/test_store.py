@@ -11,7 +11,7 @@ from polars.testing import assert_frame_equal
 
 from crm_engine.config import ValuationConfig
 from crm_engine.io import DataError
-from valuation import PURCHASE_MODELS, fit_models, value_customers
+from valuation import PURCHASE_MODELS, btyd_statistics, fit_models, value_customers
 from valuation.store import load_valuation_model, save_valuation_model
 
 
@@ -20,7 +20,7 @@ def test_round_trip_scores_exactly_the_same(
     model: str, profile: pl.DataFrame, tmp_path: Path
 ) -> None:
     cfg = ValuationConfig(model=model, horizon_days=180, margin=0.25)  # type: ignore[arg-type]
-    models = fit_models(profile, cfg)
+    models = fit_models(btyd_statistics(profile), cfg)
     path = save_valuation_model(models, cfg, tmp_path / "clv_model.json")
     again, cfg_again = load_valuation_model(path)
     assert cfg_again == cfg
@@ -37,7 +37,7 @@ def test_round_trip_scores_exactly_the_same(
 def saved(profile: pl.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> dict:
     cfg = ValuationConfig()
     path = tmp_path_factory.mktemp("clv") / "clv_model.json"
-    save_valuation_model(fit_models(profile, cfg), cfg, path)
+    save_valuation_model(fit_models(btyd_statistics(profile), cfg), cfg, path)
     return json.loads(path.read_text())
 
 
