@@ -72,11 +72,12 @@ class PointInTime:
     read_sample: Callable[[CustomerSample], dict[str, pl.LazyFrame]] | None = None
 
     def sample_tables(self) -> dict[str, pl.LazyFrame]:
-        """``tables`` with the customer-keyed ones restricted to ``sample``'s customers
-        (``calls`` whole; everyone without a sample): what a fit on the sample reads, its
-        holdout's purchases and its labels. The pipeline reads them where they lie (the local
-        backend's buckets that hold the sample; on Spark the executors, and only the sample's
-        rows reach the driver) instead of filtering whole tables here."""
+        """``tables`` restricted to ``sample`` (:func:`features.sample.restrict`: its
+        customers' rows, and the calls they made or received; everything without a sample):
+        what a fit on the sample reads, its holdout's purchases and its labels. The pipeline
+        reads them where they lie (the local backend's buckets that hold the sample; on Spark
+        the executors, and only the sample's rows reach the driver) instead of filtering
+        whole tables here."""
         if self.sample is None:
             return self.tables
         if self.read_sample is not None:

@@ -242,10 +242,11 @@ class ProfileCache:
         return map_slices(source, fn, WRITE_ROWS)
 
     def sampled(self, sample: CustomerSample) -> dict[str, pl.LazyFrame]:
-        """The run's tables with the customer-keyed ones restricted to ``sample``'s customers
-        (``calls`` whole): read by the builder where it keeps them (:class:`SampleReader`:
-        only the buckets holding the sample, and on Spark only its rows reach the driver),
-        else filtered here (:func:`features.sample.restrict`)."""
+        """The run's tables restricted to ``sample`` (:func:`features.sample.restrict`: the
+        customer-keyed ones to its customers, ``calls`` to the calls they made or received):
+        read by the builder where it keeps them (:class:`SampleReader`: only the buckets
+        holding the sample, and on Spark only its rows reach the driver), else filtered
+        here."""
         if isinstance(self.build, SampleReader):
             return self.build.sampled(self.tables, sample)
         return restrict(self.tables, sample)
