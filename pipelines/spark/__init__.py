@@ -191,29 +191,30 @@ class SparkProfiles:
         self, tables: dict[str, pl.LazyFrame], sample: CustomerSample
     ) -> dict[str, pl.LazyFrame]:
         """``tables`` restricted to ``sample`` (a ``SampleReader``,
-        :func:`features.sample.restrict`): one job a sample a run, in which the executors keep
-        its rows of the packed buckets holding it and write them under the scratch
-        (:func:`~pipelines.spark.inputs.write_sample_rows`); a table is read from there when a
-        plan of it is collected. Its calls are kept by another job, the first time a plan of
-        them is collected (:func:`~pipelines.spark.inputs.sample_calls`)."""
-        from pipelines.spark.inputs import sample_calls, sample_table, write_sample_rows
+        :func:`features.sample.restrict`), each kept by the executors in a job of its own
+        the first time a plan of it is collected, and read from the scratch after: a keyed
+        table's rows from the packed buckets holding the sample
+        (:func:`~pipelines.spark.inputs.sample_table`), the calls its customers made or
+        received from the calls the graph reads (:func:`~pipelines.spark.inputs.sample_calls`).
+        """
+        from pipelines.spark.inputs import sample_calls, sample_table
 
-        directory = self._samples.get(sample)
-        if directory is None:
-            directory = self._scratch / "samples" / f"sample-{len(self._samples):03d}"
-            buckets = self._cfg.engine.spark.buckets
-            write_sample_rows(self._bucket_blobs(tables), buckets, sample, directory)
-            self._samples[sample] = directory
+        if sample not in self._samples:
+            self._samples[sample] = self._scratch / "samples" / f"sample-{len(self._samples):03d}"
+        directory = self._samples[sample]
         kept: dict[str, pl.LazyFrame] = {}
         for name, frame in tables.items():
             schema = frame.collect_schema()
             if name not in UNKEYED_TABLES:
-                read = functools.partial(sample_table, directory, name, schema)
+                blobs, buckets = self._bucket_blobs(tables), self._cfg.engine.spark.buckets
+                read = functools.partial(
+                    sample_table, blobs, buckets, sample, name, schema, directory / name
+                )
             else:  # calls: the graph's as the executors read them
                 graph = self._call_graph(tables)
                 assert graph is not None
                 read = functools.partial(
-                    sample_calls, graph.calls, sample, directory / "calls", schema
+                    sample_calls, graph.calls, sample, directory / name, schema
                 )
             kept[name] = pl.defer(read, schema=schema)
         return kept

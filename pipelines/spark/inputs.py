@@ -21,6 +21,7 @@ partition columns come from the paths) are read by Spark
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -54,13 +55,12 @@ __all__ = [
     "read_row_groups",
     "sample_calls",
     "sample_table",
-    "write_sample_rows",
 ]
 
 BLOB_DDL = "bucket long, table string, blob binary"
 """The packed rows' Spark schema."""
 SAMPLE_DDL = "table string, blob binary"
-"""A sample's rows of the packed tables (:func:`write_sample_rows`), partitioned by table."""
+"""A sample's rows of a packed table (:func:`sample_table`)."""
 ITEMS_PER_CORE = 16
 """Tasks per core of the session's default parallelism that read the row groups (at most one
 task per row group)."""
@@ -217,6 +217,31 @@ def bucket_blobs(
     return blobs.repartition(buckets, "bucket")
 
 
+_WRITING = threading.Lock()
+"""One sample job at a time: Polars may collect a plan that reads one deferred table twice
+(:meth:`~pipelines.spark.SparkProfiles.sampled`) in two threads at once."""
+
+
+def _written_once(rows: DataFrame, directory: Path, what: str) -> list[Path]:
+    """``rows`` written by the executors under ``directory`` unless a complete write is there
+    (Spark's ``_SUCCESS``: a failed one is written again); its Parquet files.
+
+    Raises
+    ------
+    SparkJobError
+        When the job fails: one line naming ``what`` it read.
+    """
+    with _WRITING:
+        if not (directory / "_SUCCESS").exists():
+            try:
+                rows.write.mode("overwrite").parquet(str(directory))
+            except Exception as e:
+                raise SparkJobError(
+                    f"the Spark job reading {what} failed: {failure_cause(e)}"
+                ) from None
+    return sorted(directory.glob("*.parquet"))
+
+
 def keep_sample(
     batches: Iterator[pa.RecordBatch], sample: CustomerSample
 ) -> Iterator[pa.RecordBatch]:
@@ -239,13 +264,19 @@ def keep_sample(
         )
 
 
-def write_sample_rows(
-    blobs: DataFrame, buckets: int, sample: CustomerSample, directory: Path
-) -> None:
-    """``sample``'s rows of every packed table (:func:`bucket_blobs` of ``buckets`` buckets),
-    kept by the executors from the buckets holding it only and written under ``directory``
-    by table (``table=<name>``): a fit on the sample then reads its rows, never a whole table,
-    on the driver (:func:`sample_table`).
+def sample_table(
+    blobs: DataFrame,
+    buckets: int,
+    sample: CustomerSample,
+    name: str,
+    schema: pl.Schema,
+    directory: Path,
+) -> pl.DataFrame:
+    """``sample``'s rows of the packed table ``name`` (:func:`bucket_blobs` of ``buckets``
+    buckets; ``schema``, its contract's): kept by the executors from the buckets holding the
+    sample only (:func:`keep_sample`) and written under ``directory`` the first time they are
+    asked for, then read from there: a fit on the sample reads its rows, never a whole
+    table, on the driver.
 
     Raises
     ------
@@ -253,25 +284,13 @@ def write_sample_rows(
         When the job fails: one line.
     """
     holding = buckets_holding(sample, buckets)
+    mine = blobs["table"] == name
     if len(holding) < buckets:
-        blobs = blobs.where(blobs["bucket"] < len(holding))
-    kept = blobs.mapInArrow(partial(keep_sample, sample=sample), SAMPLE_DDL)
-    try:
-        kept.write.partitionBy("table").parquet(str(directory))
-    except Exception as e:
-        raise SparkJobError(
-            f"the Spark job reading the rows of a sample ({sample.share:g}) failed: "
-            f"{failure_cause(e)}"
-        ) from None
-
-
-def sample_table(directory: Path, name: str, schema: pl.Schema) -> pl.DataFrame:
-    """Table ``name``'s rows that :func:`write_sample_rows` wrote under ``directory``
-    (``schema``: its contract's, when it has none)."""
-    part = directory / f"table={name}"
-    files = sorted(part.glob("*.parquet")) if part.is_dir() else []
-    blobs = [b for f in files for b in pq.read_table(f, columns=["blob"]).column(0).to_pylist()]
-    frames = [pl.read_ipc(io.BytesIO(b)) for b in blobs]
+        mine = mine & (blobs["bucket"] < len(holding))
+    kept = blobs.where(mine).mapInArrow(partial(keep_sample, sample=sample), SAMPLE_DDL)
+    files = _written_once(kept, directory, f"table {name}'s rows of a sample ({sample.share:g})")
+    packed = [b for f in files for b in pq.read_table(f, columns=["blob"]).column(0).to_pylist()]
+    frames = [pl.read_ipc(io.BytesIO(b)) for b in packed]
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
@@ -297,16 +316,8 @@ def sample_calls(
     SparkJobError
         When the job fails: one line.
     """
-    if not directory.is_dir():
-        kept = calls.mapInArrow(partial(keep_calls, sample=sample), calls.schema)
-        try:
-            kept.write.parquet(str(directory))
-        except Exception as e:
-            raise SparkJobError(
-                f"the Spark job reading the calls of a sample ({sample.share:g}) failed: "
-                f"{failure_cause(e)}"
-            ) from None
-    files = sorted(directory.glob("*.parquet"))
+    kept = calls.mapInArrow(partial(keep_calls, sample=sample), calls.schema)
+    files = _written_once(kept, directory, f"the calls of a sample ({sample.share:g})")
     if not files:
         return pl.DataFrame(schema=schema)
     return pl.read_parquet(files).cast(schema)  # type: ignore[arg-type]

@@ -369,9 +369,9 @@ def test_a_sample_s_rows_are_kept_by_the_executors(
     spark_config: PipelineConfig, tables: dict[str, pl.LazyFrame], tmp_path: Path
 ) -> None:
     """What a fit on a sample reads of the tables on Spark (``PointInTime.sample_tables``):
-    the executors keep its rows of the packed buckets in one job a sample, and each keyed
-    table read from there holds the rows filtering the whole table gives; so do the calls its
-    customers made or received, kept by another job when they are first read."""
+    the executors keep its rows of a table in a job of their own when it is first read (of
+    the packed buckets holding the sample; the calls its customers made or received, of the
+    calls), and each table read from there holds the rows filtering the whole table gives."""
     from features.sample import restrict
     from pipelines.spark import SparkProfiles
     from pipelines.spark.session import LazySession
@@ -381,7 +381,8 @@ def test_a_sample_s_rows_are_kept_by_the_executors(
     got = builder.sampled(tables, sample)
     assert got.keys() == tables.keys()
     samples = tmp_path / "samples" / "sample-000"
-    assert not (samples / "calls").exists()  # not read yet
+    got["transactions"].select(pl.len()).collect()
+    assert [p.name for p in samples.iterdir()] == ["transactions"]  # only what was read
     expected = restrict(tables, sample)
     for name in tables:
         rows, want = got[name].collect(), expected[name].collect()
@@ -389,5 +390,6 @@ def test_a_sample_s_rows_are_kept_by_the_executors(
         assert_frame_equal(rows.sort(rows.columns), want.sort(want.columns))
     for name in ("transactions", "calls"):
         assert got[name].select(pl.len()).collect().item() > 0
+    assert sorted(p.name for p in samples.iterdir()) == sorted(tables)
     builder.sampled(tables, sample)["calls"].collect()  # again: the same jobs' files
     assert [p.name for p in (tmp_path / "samples").iterdir()] == ["sample-000"]
