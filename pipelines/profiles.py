@@ -222,7 +222,7 @@ class ProfileCache:
         by ``customer_id``. Any other profile is mapped here, a slice at a time.
         """
         mapped = self.aggregate(profile, fn, columns)
-        if isinstance(self.build, MappingBuilder) and any(profile is p for p in self._handed):
+        if self._with_builder(profile):  # the executors' rows come in any order
             return in_id_order(profile.lazy().select("customer_id").collect(), mapped)
         return mapped
 
@@ -236,10 +236,16 @@ class ProfileCache:
         results concatenated in no particular order: for a ``fn`` whose rows are partial
         aggregates of its slice (counts, sums: no row per customer), which the caller adds up.
         With Spark only those rows reach the driver."""
-        if isinstance(self.build, MappingBuilder) and any(profile is p for p in self._handed):
+        if self._with_builder(profile):
+            assert isinstance(self.build, MappingBuilder)
             return self.build.map(self.tables, self.as_of, self.cfg, fn)
         source = profile if columns is None else profile.select(columns)
         return map_slices(source, fn, WRITE_ROWS)
+
+    def _with_builder(self, profile: pl.DataFrame | pl.LazyFrame) -> bool:
+        """Whether ``profile`` is everyone's as :meth:`everyone` handed it out and the
+        builder maps it where it lies (:class:`MappingBuilder`)."""
+        return isinstance(self.build, MappingBuilder) and any(profile is p for p in self._handed)
 
     def sampled(self, sample: CustomerSample) -> dict[str, pl.LazyFrame]:
         """The run's tables restricted to ``sample`` (:func:`features.sample.restrict`: the

@@ -202,11 +202,11 @@ class SparkProfiles:
         if sample not in self._samples:
             self._samples[sample] = self._scratch / "samples" / f"sample-{len(self._samples):03d}"
         directory = self._samples[sample]
+        blobs, buckets = self._bucket_blobs(tables), self._cfg.engine.spark.buckets
         kept: dict[str, pl.LazyFrame] = {}
         for name, frame in tables.items():
             schema = frame.collect_schema()
             if name not in UNKEYED_TABLES:
-                blobs, buckets = self._bucket_blobs(tables), self._cfg.engine.spark.buckets
                 read = functools.partial(
                     sample_table, blobs, buckets, sample, name, schema, directory / name
                 )
