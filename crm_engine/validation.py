@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -52,10 +54,14 @@ from crm_engine.validation_report import (
 __all__ = [
     "MAX_TEXT_BYTES",
     "MIN_CUSTOMERS",
+    "LocalReader",
     "Problem",
+    "Reader",
     "Severity",
+    "TablePass",
     "TableReport",
     "ValidationReport",
+    "guarded",
     "validate",
 ]
 
@@ -151,6 +157,138 @@ def _customer_columns(
         return None
 
 
+@dataclass(frozen=True)
+class TablePass:
+    """One table's pass as a :class:`Reader` runs it: :meth:`aggs` over the cast rows of
+    ``source`` (:meth:`frame`). Each aggregation is a count (summed) or, ``__last``, a latest
+    time (the maximum), so the results of a table's parts add up to the whole's
+    (:meth:`merged`)."""
+
+    source: TableSource
+    contract: TableContract
+    schema: pl.Schema
+    """The table as stored, without the part-file column."""
+    id_dtype: pl.DataType
+    timezone: str
+    checks: tuple[Check, ...]
+    last: str | None
+    """The time column whose latest value dates the run, when it is asked for."""
+    keys: tuple[str, ...]
+    """The table's key columns that are present (checked against the ids of customers)."""
+    as_of: dt.date | None
+
+    def frame(self, raw: pl.LazyFrame) -> pl.LazyFrame:
+        """The cast frame of ``raw`` (the table or a part of it), as validation casts it."""
+        return _cast_frame(raw, self.schema, self.contract, self.id_dtype, self.timezone)
+
+    def aggs(self) -> list[pl.Expr]:
+        """The rows (``__rows``), the rows each check finds (``c<i>``) and the latest time."""
+        aggs = [pl.len().cast(pl.Int64).alias("__rows")]
+        aggs += [
+            c.predicate.fill_null(False).sum().cast(pl.Int64).alias(f"c{i}")
+            for i, c in enumerate(self.checks)
+        ]
+        if self.last is not None:
+            aggs.append(pl.col(self.last).max().alias("__last"))
+        return aggs
+
+    @staticmethod
+    def merged(parts: pl.DataFrame) -> pl.DataFrame:
+        """One row of :meth:`aggs` from a row of each part of the table."""
+        return parts.select(
+            pl.col(c).max() if c == "__last" else pl.col(c).sum() for c in parts.columns
+        )
+
+
+class Reader(Protocol):
+    """Where validation's passes over the tables run: :class:`LocalReader` here, in Polars;
+    :class:`pipelines.spark.validation.SparkReader` on Spark's executors. Both run the same
+    checks (:class:`TablePass`) and report through the same functions
+    (:mod:`crm_engine.validation_customers`)."""
+
+    known: pl.Series | None
+    """The ids of customers, when the reader holds them (then a table's pass counts its rows
+    for unknown customers too: ``o_<key>`` and ``ot_<key>``)."""
+
+    def start(
+        self,
+        found: dict[str, TableSource],
+        id_dtype: pl.DataType,
+        timezone: str,
+        wanted: tuple[str, ...],
+    ) -> None:
+        """Before the first table: ``wanted`` columns of customers are what the checks across
+        tables read of it."""
+
+    def counts(self, job: TablePass, lf: pl.LazyFrame) -> pl.DataFrame:
+        """One row: ``job.aggs()`` over the table (``lf``: its cast frame, here)."""
+
+    def across(
+        self, frames: dict[str, Scanned], report: ValidationReport, min_customers: int
+    ) -> None:
+        """The checks across tables (:mod:`crm_engine.validation_customers`), once every
+        table is validated (``frames``: those that could be read)."""
+
+
+class LocalReader:
+    """Validation's passes here, in Polars streaming: the ids of customers are read up front,
+    so every table counts its rows for unknown customers in its own pass."""
+
+    def __init__(self) -> None:
+        self.known: pl.Series | None = None
+        self._people: pl.DataFrame | None = None
+        self._wanted: tuple[str, ...] = ()
+
+    def start(
+        self,
+        found: dict[str, TableSource],
+        id_dtype: pl.DataType,
+        timezone: str,
+        wanted: tuple[str, ...],
+    ) -> None:
+        self._wanted = wanted
+        if "customers" in found:
+            self._people = _customer_columns(found["customers"], id_dtype, timezone, wanted)
+        if self._people is not None:
+            self.known = self._people["customer_id"].drop_nulls().unique()
+
+    def counts(self, job: TablePass, lf: pl.LazyFrame) -> pl.DataFrame:
+        known = self.known
+        keys = job.keys if known is not None and job.contract.name != "customers" else ()
+        ids = known if known is not None else pl.Series("customer_id", [], job.id_dtype)
+        return lf.select(job.aggs() + orphan_counts(keys, ids)).collect()
+
+    def across(
+        self, frames: dict[str, Scanned], report: ValidationReport, min_customers: int
+    ) -> None:
+        if "customers" not in frames:
+            return
+        cust_lf, cust_file = frames["customers"].lf, frames["customers"].file
+        with guarded(report, "customers", cust_file):
+            if self._people is None:  # not readable up front, yet validated: read it now
+                names = cust_lf.collect_schema().names()
+                self._people = cust_lf.select(c for c in self._wanted if c in names).collect()
+                self.known = self._people["customer_id"].drop_nulls().unique()
+            duplicates(self._people["customer_id"], cust_file, report)
+        people, known = self._people, self.known
+        for name, scanned in frames.items():
+            if name == "customers" or known is None:
+                continue
+            with guarded(report, name, scanned.file):
+                unknown_customers(name, scanned, known, report)
+        tx, as_of = frames.get("transactions"), report.as_of
+        if (
+            as_of is not None
+            and min_customers > 0
+            and tx is not None
+            and people is not None
+            and {"customer_id", "signup_date", "churn_date"} <= set(people.columns)
+            and {"customer_id", "ts", "amount"} <= set(tx.lf.collect_schema().names())
+        ):
+            with guarded(report, "customers", cust_file):
+                enough_to_model(people, cust_file, tx.lf, as_of, min_customers, report)
+
+
 def _validate_table(
     source: TableSource,
     contract: TableContract,
@@ -160,16 +298,16 @@ def _validate_table(
     report: ValidationReport,
     max_text_bytes: int,
     timezone: str,
-    known: pl.Series | None = None,
+    reader: Reader,
     last: bool = False,
 ) -> Scanned | None:
     """Validate one table in one pass over it; return its cast frame (with row numbers) and
     what the checks across tables need.
 
-    Every check of the table is one aggregation of a single query, with the rows for unknown
-    customers (with ``known``, the ids of customers) and the latest time (with ``last``). Only
-    when a count is not zero does a second query, over the failing rows only, find the
-    examples and part files that the messages name (all checks together).
+    Every check of the table is one aggregation of a single pass by ``reader``, with the rows
+    for unknown customers (when the reader holds the ids of customers) and the latest time
+    (with ``last``). Only when a count is not zero does a second query, over the failing rows
+    only, find the examples and part files that the messages name (all checks together).
     """
     file = _display(source, data_dir)
     name = contract.name
@@ -222,23 +360,20 @@ def _validate_table(
             offset = pl.col(f"__raw_{col}").str.strip_chars().str.contains(UTC_OFFSET)
             message = f"timestamps with a UTC offset: converted to {timezone}"
             checks.append(Check("warning", col, message, offset))
-    ids = known if known is not None else pl.Series("customer_id", [], id_dtype)
-    keys = (
-        tuple(k for k in contract.keys if k in present)
-        if known is not None and name != "customers"
-        else ()
-    )
     tc = contract.time_column if last and contract.time_column in present else None
-    aggs = [pl.len().cast(pl.Int64).alias("__rows")]
-    aggs += [
-        c.predicate.fill_null(False).sum().cast(pl.Int64).alias(f"c{i}")
-        for i, c in enumerate(checks)
-    ]
-    aggs += orphan_counts(keys, ids)
-    if tc is not None:
-        aggs.append(pl.col(tc).max().alias("__last"))
+    job = TablePass(
+        source,
+        contract,
+        pl.Schema({c: t for c, t in schema.items() if c != _FILE}),
+        id_dtype,
+        timezone,
+        tuple(checks),
+        tc,
+        tuple(k for k in contract.keys if k in present),
+        as_of,
+    )
     try:
-        result = lf.select(aggs).collect()
+        result = reader.counts(job, lf)
     except DEPENDENCY_ERRORS as e:
         report.tables.append(TableReport(name, file, None, contract.required))
         part = _failing_part(source, contract, id_dtype, timezone)
@@ -255,7 +390,8 @@ def _validate_table(
     if contract.required and n_rows == 0:
         report.problems.append(Problem("error", name, file, None, 0, "required table is empty"))
     scanned = Scanned(lf, file, latest=latest)
-    if known is not None:
+    keys = tuple(k for k in job.keys if f"o_{k}" in counts)  # counted in this pass
+    if reader.known is not None and name != "customers":
         scanned.orphans = {k: (int(counts[f"o_{k}"]), int(counts[f"ot_{k}"])) for k in keys}
     failing = [(i, c) for i, c in enumerate(checks) if counts[f"c{i}"]]
     lost = [k for k in keys if counts[f"o_{k}"]]
@@ -272,6 +408,7 @@ def _validate_table(
             details.append(
                 pl.col(_FILE).filter(rows).unique().sort().head(4).implode().alias(f"f{i}")
             )
+    ids = reader.known if reader.known is not None else pl.Series([], dtype=id_dtype)
     for k in lost:
         details += orphan_examples(k, ids)
     wrong = [c.predicate.fill_null(False) for _, c in failing]
@@ -306,6 +443,7 @@ def validate(
     *,
     timezone: str = DEFAULT_TIMEZONE,
     default_as_of: Callable[[pl.LazyFrame], dt.date] | None = None,
+    reader: Reader | None = None,
 ) -> ValidationReport:
     """Validate every contract table found under ``data_dir``.
 
@@ -331,6 +469,9 @@ def validate(
         and to what it reads of them, their latest ``ts``: a one-row frame, found by the
         validation pass, so dating the run reads nothing more. The other tables are then
         checked against the result, ``report.as_of``.
+    reader
+        Where the passes over the tables run (default: here, :class:`LocalReader`; the Spark
+        backend's on the executors, :class:`pipelines.spark.validation.SparkReader`).
 
     Returns
     -------
@@ -359,10 +500,8 @@ def validate(
     # the ids of customers (and what enough-to-model needs of them), read once up front so
     # every other table counts its rows for unknown customers in its own pass
     wanted = ("customer_id", "signup_date", "churn_date") if min_customers > 0 else ("customer_id",)
-    people = None
-    if "customers" in found:
-        people = _customer_columns(found["customers"], id_dtype, timezone, wanted)
-    known = None if people is None else people["customer_id"].drop_nulls().unique()
+    reader = reader if reader is not None else LocalReader()
+    reader.start(found, id_dtype, timezone, wanted)
     frames: dict[str, Scanned] = {}
     for name in order:
         contract = INPUT_TABLES[name]
@@ -384,7 +523,7 @@ def validate(
         file = _display(source, data_dir)
         errors = len(report.errors)
         dating = name == "transactions" and report.as_of is None and default_as_of is not None
-        with _guard(report, name, file):
+        with guarded(report, name, file):
             scanned = _validate_table(
                 source,
                 contract,
@@ -394,7 +533,7 @@ def validate(
                 report,
                 max_text_bytes,
                 timezone,
-                known,
+                reader,
                 last=dating,
             )
             if scanned is not None:
@@ -404,37 +543,14 @@ def validate(
                 if len(report.errors) == errors:  # its time column is valid: date the run
                     report.as_of = default_as_of(latest.lazy())
     report.tables.sort(key=lambda t: list(INPUT_TABLES).index(t.name))
-    as_of = report.as_of
-    if "customers" in frames and "customer_id" in frames["customers"].lf.collect_schema():
-        cust_lf, cust_file = frames["customers"].lf, frames["customers"].file
-        with _guard(report, "customers", cust_file):
-            if people is None:  # not readable up front, yet validated: read it now
-                names = cust_lf.collect_schema().names()
-                people = cust_lf.select(c for c in wanted if c in names).collect()
-                known = people["customer_id"].drop_nulls().unique()
-            duplicates(people["customer_id"], cust_file, report)
-        for name, scanned in frames.items():
-            if name == "customers" or known is None:
-                continue
-            with _guard(report, name, scanned.file):
-                unknown_customers(name, scanned, known, report)
-        tx = frames.get("transactions")
-        needed = {"customer_id", "signup_date", "churn_date"}
-        if (
-            as_of is not None
-            and min_customers > 0
-            and tx is not None
-            and people is not None
-            and needed <= set(people.columns)
-            and {"customer_id", "ts", "amount"} <= set(tx.lf.collect_schema().names())
-        ):
-            with _guard(report, "customers", cust_file):
-                enough_to_model(people, cust_file, tx.lf, as_of, min_customers, report)
+    if "customers" in frames and "customer_id" not in frames["customers"].lf.collect_schema():
+        del frames["customers"]  # its ids cannot be checked, nor checked against
+    reader.across(frames, report, min_customers)
     return report
 
 
 @contextlib.contextmanager
-def _guard(report: ValidationReport, table: str, file: str) -> Iterator[None]:
+def guarded(report: ValidationReport, table: str, file: str) -> Iterator[None]:
     """Turn a failure of Polars or Arrow (a panic included) into an error naming the table."""
     try:
         yield

@@ -8,6 +8,7 @@ What :func:`crm_engine.validation.validate` keeps of each table's pass for them 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,25 +79,36 @@ def duplicates(ids: pl.Series, file: str, report: ValidationReport) -> None:
         .filter(pl.col("n") > 1)
         .sort("customer_id")
     )
-    if dup.height:
-        report.problems.append(
-            Problem(
-                "error",
-                "customers",
-                file,
-                "customer_id",
-                int(dup["n"].sum()),
-                f"duplicate customer_id ({dup.height} ids repeated)",
-                tuple(f"customer_id={v}" for v in dup["customer_id"].head(MAX_EXAMPLES)),
-            )
+    report_duplicates(
+        int(dup["n"].sum()), dup.height, dup["customer_id"].head(MAX_EXAMPLES), file, report
+    )
+
+
+def report_duplicates(
+    rows: int, ids: int, first: Iterable[Any], file: str, report: ValidationReport
+) -> None:
+    """The error for ``ids`` customer_id values repeated on ``rows`` rows of customers
+    (``first``: the smallest of them); nothing when there are none."""
+    if not ids:
+        return
+    report.problems.append(
+        Problem(
+            "error",
+            "customers",
+            file,
+            "customer_id",
+            rows,
+            f"duplicate customer_id ({ids} ids repeated)",
+            tuple(f"customer_id={v}" for v in first),
         )
+    )
 
 
 def unknown_customers(
     name: str, scanned: Scanned, known: pl.Series, report: ValidationReport
 ) -> None:
     """Rows for customers not in customers: counted in the table's pass (else here)."""
-    lf, file = scanned.lf, scanned.file
+    lf = scanned.lf
     if scanned.orphans is None:  # the ids of customers were not known during the pass
         present = set(lf.collect_schema().names())
         keys = tuple(k for k in INPUT_TABLES[name].keys if k in present)
@@ -107,6 +119,13 @@ def unknown_customers(
             details = [e for k in lost for e in orphan_examples(k, known)]
             found = lf.select(details).collect().row(0, named=True)
             scanned.orphan_details = {k: orphan_found(k, found) for k in lost}
+    report_unknown(name, scanned, report)
+
+
+def report_unknown(name: str, scanned: Scanned, report: ValidationReport) -> None:
+    """A warning (an error when most rows are) per key of ``scanned`` with rows for unknown
+    customers, from its counts (:attr:`Scanned.orphans`, :attr:`Scanned.orphan_details`)."""
+    assert scanned.orphans is not None
     for key, (n, total) in scanned.orphans.items():
         if not n:
             continue
@@ -122,7 +141,7 @@ def unknown_customers(
             Problem(
                 "error" if most else "warning",
                 name,
-                file,
+                scanned.file,
                 key,
                 n,
                 message,
@@ -162,18 +181,31 @@ def enough_to_model(
     if seen >= min_customers:  # each of them is at least one active customer who bought
         return
     bought = buys.select("customer_id").unique()
-    n_active = active.height
     n_buyers = int(active.lazy().join(bought, on="customer_id").select(pl.len()).collect().item())
-    if n_buyers < min_customers:
-        report.problems.append(
-            Problem(
-                "error",
-                "customers",
-                file,
-                None,
-                int(n_buyers),
-                f"too little to model at as_of {as_of}: {n_active} customer(s) still customers "
-                f"then, {n_buyers} with a purchase before it (at least {min_customers} needed; "
-                "is as_of before the data, or has everyone churned?)",
-            )
+    report_too_little(active.height, n_buyers, file, as_of, min_customers, report)
+
+
+def report_too_little(
+    active: int,
+    buyers: int,
+    file: str,
+    as_of: dt.date,
+    min_customers: int,
+    report: ValidationReport,
+) -> None:
+    """The error when fewer than ``min_customers`` of the ``active`` customers at ``as_of``
+    (rows of customers) are ``buyers`` (with a purchase before it); nothing otherwise."""
+    if buyers >= min_customers:
+        return
+    report.problems.append(
+        Problem(
+            "error",
+            "customers",
+            file,
+            None,
+            buyers,
+            f"too little to model at as_of {as_of}: {active} customer(s) still customers "
+            f"then, {buyers} with a purchase before it (at least {min_customers} needed; "
+            "is as_of before the data, or has everyone churned?)",
         )
+    )

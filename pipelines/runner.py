@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
@@ -34,16 +34,18 @@ from crm_engine.commit import (
 )
 from crm_engine.config import PipelineConfig
 from crm_engine.contracts import schema_difference
-from crm_engine.io import DEPENDENCY_ERRORS, DataError, failure, load_tables
+from crm_engine.io import DEPENDENCY_ERRORS, DataError, failure
 from crm_engine.memory import release_freed
 from crm_engine.threads import thread_budget
-from crm_engine.validation import MIN_CUSTOMERS, ValidationReport, validate
+from crm_engine.validation import ValidationReport
 from features.point_in_time import PointInTime
 from features.sample import CustomerSample
+from pipelines.inputs import data_directory, prepare_inputs
 from pipelines.manifest import InputHashing, input_fingerprints
 from pipelines.profiles import ProfileBuilder, ProfileCache, local_profile
 
-REQUIRED_TABLES = ("customers", "transactions")
+if TYPE_CHECKING:
+    from pipelines.spark.session import LazySession
 
 
 @dataclass
@@ -281,10 +283,30 @@ def run_pipeline(
     StageError
         When a stage fails: nothing is written, the previous output is left untouched.
     """
+    session: LazySession | None = None
     if cfg.engine.backend == "spark":
-        from pipelines.spark.session import check_available
+        from pipelines.spark.session import LazySession, check_available
 
         check_available(cfg.engine.spark)  # before anything is read or written, MLflow included
+        session = LazySession(cfg.engine.spark)  # opened by validation, stopped at the end
+    try:
+        return _run(cfg, stages, output, session, tracking, validate_inputs, run_name, progress)
+    finally:
+        if session is not None:
+            session.stop()
+
+
+def _run(
+    cfg: PipelineConfig,
+    stages: list[Stage],
+    output: Output | None,
+    session: LazySession | None,
+    tracking: bool,
+    validate_inputs: bool,
+    run_name: str,
+    progress: ProgressFn,
+) -> RunResult:
+    """:func:`run_pipeline` on the Spark backend's ``session`` (None: the local backend)."""
     data_directory(cfg)  # refused before anything is read, written or shown
     if output is None:
         from pipelines.outputs import run_directory
@@ -293,7 +315,7 @@ def run_pipeline(
     progress("validate", "start", None)
     t0 = time.perf_counter()
     models = any(s.name in ("segmentation", "valuation", "churn") for s in stages)
-    as_of, report, tables = prepare_inputs(cfg, validate_inputs, models)
+    as_of, report, tables = prepare_inputs(cfg, validate_inputs, models, session)
     state = RunState(
         cfg=cfg,
         as_of=as_of,
@@ -324,12 +346,10 @@ def run_pipeline(
             stack.enter_context(tempfile.TemporaryDirectory(prefix=".crm-run-", dir=work))
         )
         build_profile: ProfileBuilder | None = None  # local: Polars streaming
-        if cfg.engine.backend == "spark":
-            from pipelines.spark import spark_backend
+        if session is not None:
+            from pipelines.spark import SparkProfiles
 
-            # the session opens at the first profile and is stopped when the run ends,
-            # committed or not
-            build_profile = spark_backend(cfg, stack, scratch / "spark")
+            build_profile = SparkProfiles(cfg, session, scratch / "spark")
         else:
             build_profile = _split(cfg, tables, as_of, scratch / "buckets", state, progress)
         ctx = StageContext(
@@ -411,87 +431,6 @@ def _commit(output: Output, state: RunState) -> contextlib.AbstractContextManage
         keep = state.cfg.output.keep_runs
         return committed_run(output.directory, state.run_id, keep=keep, links=output.links)
     return atomic_directory(output.directory, merge=True, leftovers=True)  # we hold its lock
-
-
-def _guess_as_of(tables: dict[str, pl.LazyFrame], data_dir: Path) -> dt.date | None:
-    """The default as_of (month after the last transaction) of unvalidated tables (only with
-    ``--no-validate``; a validated run takes it from validation), or None without
-    transactions.
-
-    Raises
-    ------
-    DataError
-        When the transactions cannot be read (a corrupt file, a timestamp Polars cannot hold).
-    """
-    from features import default_as_of
-
-    if "transactions" not in tables:
-        return None
-    try:
-        return default_as_of(tables["transactions"])
-    except ValueError:  # no transactions
-        return None
-    except DEPENDENCY_ERRORS as e:
-        raise DataError(
-            f"transactions in {data_dir}: cannot be read to date the run ({failure(e)}); "
-            "validate the data or pass --as-of"
-        ) from e
-
-
-def data_directory(cfg: PipelineConfig) -> Path:
-    """The configured data directory.
-
-    Raises
-    ------
-    DataError
-        When it is not there, or not a directory.
-    """
-    data_dir = Path(cfg.data.dir)
-    if not data_dir.is_dir():
-        raise DataError(f"data directory {data_dir} does not exist or is not a directory")
-    return data_dir
-
-
-def prepare_inputs(
-    cfg: PipelineConfig, validate_inputs: bool = True, models: bool = False
-) -> tuple[dt.date, ValidationReport | None, dict[str, pl.LazyFrame]]:
-    """as_of, the validation report and the tables: everything checked before any stage runs.
-
-    With ``models`` (a model stage will run), too few customers to fit is an error too. The
-    ``crm-engine backtest`` command reads its inputs the same way.
-
-    Raises
-    ------
-    DataError
-        A missing data directory or required table, validation errors, no date to run at.
-    """
-    data_dir = data_directory(cfg)
-    zone = cfg.data.timezone
-    as_of = cfg.data.as_of
-    report = None
-    if validate_inputs:
-        from features import default_as_of
-
-        need = MIN_CUSTOMERS if models else 0
-        report = validate(
-            data_dir,
-            as_of,
-            cfg.data.max_text_bytes,
-            need,
-            timezone=zone,
-            default_as_of=default_as_of,  # from the validated transactions only
-        )
-        report.raise_for_errors()
-        as_of = report.as_of
-    tables = load_tables(data_dir, zone)
-    missing = [t for t in REQUIRED_TABLES if t not in tables]
-    if missing:
-        raise DataError(f"{data_dir}: required table(s) not found: {', '.join(missing)}")
-    if as_of is None and not validate_inputs:
-        as_of = _guess_as_of(tables, data_dir)
-    if as_of is None:
-        raise DataError(f"transactions in {data_dir}: no timestamps to date the run; pass --as-of")
-    return as_of, report, tables
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ Projected forward from a cut, month ``k = 0, 1, ...`` has the customer's own haz
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import math
@@ -173,7 +174,9 @@ def person_months(
             f"90 days of data before it: as_of {as_of} is too close to the data's start "
             f"{since} (valuation.hazard.landmark_months)"
         )
-    churn = at.tables["customers"].select(
+    # the sample's customers where they lie (on Spark the executors keep them)
+    customers = dataclasses.replace(at, sample=sample).sample_tables()["customers"]
+    churn = customers.select(
         "customer_id",
         pl.when(pl.col("churn_date") < as_of).then(pl.col("churn_date")).alias("churn"),
     )

@@ -142,7 +142,7 @@ def backtest_command(
     """
     from pipelines.backtest import backtest_history, run_features_config, select_runs
     from pipelines.drift import backtest_drift
-    from pipelines.runner import prepare_inputs
+    from pipelines.inputs import prepare_inputs
 
     cfg = stage_config(config, data, as_of)
     when, _, tables = prepare_inputs(cfg)

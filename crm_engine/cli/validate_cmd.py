@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from crm_engine.cli._app import ConfigOpt, command, console, err_console
+from crm_engine.cli.run_cmd import Backend
 from crm_engine.config import load_config
 from crm_engine.contracts import INPUTS_CONTRACT, inputs_contract_rows
 from crm_engine.io import DataError
@@ -80,6 +81,14 @@ def validate_command(
         bool,
         typer.Option("--contract", help="print the input contract (columns, ranges) and stop"),
     ] = False,
+    backend: Annotated[
+        Backend | None,
+        typer.Option(
+            "--backend",
+            help="where the tables are read and checked: local (Polars) or spark (Apache "
+            "Spark's executors, engine.spark settings); default engine.backend",
+        ),
+    ] = None,
 ) -> None:
     """Validate the input tables: every table, its rows and every problem (exit 1 on errors).
 
@@ -90,13 +99,26 @@ def validate_command(
         return
     if data_dir is None:
         raise typer.BadParameter("give DATA_DIR (or --contract)", param_hint="DATA_DIR")
-    data = load_config(config).data
-    report = validate(
-        data_dir,
-        as_of.date() if as_of else None,
-        data.max_text_bytes,
-        timezone=data.timezone,
-    )
+    from pipelines.inputs import validation_reader
+
+    cfg = load_config(config, {"engine.backend": backend.value if backend else None})
+    session = None
+    if cfg.engine.backend == "spark":
+        from pipelines.spark.session import LazySession, check_available
+
+        check_available(cfg.engine.spark)
+        session = LazySession(cfg.engine.spark)
+    try:
+        report = validate(
+            data_dir,
+            as_of.date() if as_of else None,
+            cfg.data.max_text_bytes,
+            timezone=cfg.data.timezone,
+            reader=validation_reader(session),
+        )
+    finally:
+        if session is not None:
+            session.stop()
     if not report.tables:  # the directory itself could not be read: no table to show
         raise DataError("; ".join(_about_directory(report, e) for e in report.errors))
     console.print(render_report(report))

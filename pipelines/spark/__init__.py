@@ -7,7 +7,6 @@ is asked for. A notebook passes its own session with :func:`pipelines.spark.sess
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
     from pipelines.profiles import Mapper
     from pipelines.spark.influence import SparkCallGraph, SparkContacts
 
-__all__ = ["SparkProfiles", "SparkUnavailable", "spark_backend", "use_session"]
+__all__ = ["SparkProfiles", "SparkUnavailable", "use_session"]
 
 
 class SparkProfiles:
@@ -230,12 +229,3 @@ class SparkProfiles:
         if graph is None:
             raise ValueError("no call graph without a calls table")
         return SparkContacts(graph, cut, self._scratch / "contacts")
-
-
-def spark_backend(cfg: PipelineConfig, stack: contextlib.ExitStack, scratch: Path) -> SparkProfiles:
-    """The run's profile builder on Spark; the session is stopped when ``stack`` closes (the
-    runner has checked that PySpark and Java are there: ``session.check_available``), the
-    files the executors write go to ``scratch``."""
-    session = LazySession(cfg.engine.spark)
-    stack.callback(session.stop)
-    return SparkProfiles(cfg, session, scratch)

@@ -52,6 +52,7 @@ __all__ = [
     "keep_calls",
     "keep_sample",
     "pack_batches",
+    "plain_parquet",
     "read_row_groups",
     "sample_calls",
     "sample_table",
@@ -133,7 +134,7 @@ def read_row_groups(
             yield from handle(name, pq.ParquetFile(path).read_row_group(group).combine_chunks())
 
 
-def _plain_parquet(source: TableSource) -> bool:
+def plain_parquet(source: TableSource) -> bool:
     """Parquet files a worker reads alone: a file, or a directory without hive partitions
     (``key=value`` directories, whose columns the readers add from the paths)."""
     if source.kind == "parquet":
@@ -169,7 +170,7 @@ def contract_frame(
     """A table as a Spark DataFrame cast to the contract (the call graph's inputs)."""
     target = lazy.collect_schema()
     ddl = ", ".join(f"`{c}` {_input_type(t)}" for c, t in target.items())
-    if _plain_parquet(source):
+    if plain_parquet(source):
         cast = partial(_cast_table, targets={source.name: target}, timezone=timezone)
         return _by_workers(spark, [source], cast, ddl)
     cast_read = partial(cast_batches, name=source.name, target=target, timezone=timezone)
@@ -199,7 +200,7 @@ def bucket_blobs(
         raise DataError(f"the Spark backend reads tables from {data_dir}: not found {absent}")
     keyed = [name for name in tables if name != "calls"]
     targets = {name: tables[name].collect_schema() for name in keyed}
-    plain = [sources[n] for n in keyed if _plain_parquet(sources[n])]
+    plain = [sources[n] for n in keyed if plain_parquet(sources[n])]
     packed = [
         read_source(spark, sources[n]).mapInArrow(
             partial(pack_batches, name=n, target=targets[n], timezone=timezone, buckets=buckets),
