@@ -13,7 +13,10 @@ from features.profile import ProfileAt, build_profile
 from features.sample import CustomerSample, restrict
 from features.window import DataStart, data_start
 
-__all__ = ["PointInTime"]
+__all__ = ["PointInTime", "TableFn"]
+
+TableFn = Callable[[pl.LazyFrame], pl.DataFrame]
+"""A function of a table's rows (a plan of them) to rows that add up across parts."""
 
 
 def _nothing_to_release() -> None:
@@ -59,6 +62,10 @@ class PointInTime:
         How the pipeline reads a sample's rows of the tables (``ProfileCache.sampled``: only
         where they lie); None: :func:`features.sample.restrict` of ``tables``. See
         :meth:`sample_tables`.
+    aggregate_table
+        How the pipeline applies a function to a table's rows where they lie
+        (``ProfileCache.aggregate_table``: on Spark the executors); None: to its plan here.
+        See :meth:`aggregated`.
     """
 
     as_of: dt.date
@@ -70,6 +77,17 @@ class PointInTime:
     expect: Callable[[Sequence[dt.date], CustomerSample | None], None] = _nothing_expected
     n_customers: int | None = None
     read_sample: Callable[[CustomerSample], dict[str, pl.LazyFrame]] | None = None
+    aggregate_table: Callable[[str, TableFn], pl.DataFrame] | None = None
+
+    def aggregated(self, name: str, fn: TableFn) -> pl.DataFrame:
+        """``fn`` over the rows of table ``name``, a part at a time where they lie, its
+        results concatenated in no particular order: for an ``fn`` whose rows are partial
+        aggregates of its part (counts by a key, no row per customer), which the caller adds
+        up. Without the pipeline's ``aggregate_table``, ``fn`` of the whole table's plan (Polars
+        streams it)."""
+        if self.aggregate_table is not None:
+            return self.aggregate_table(name, fn)
+        return fn(self.tables[name])
 
     def sample_tables(self) -> dict[str, pl.LazyFrame]:
         """``tables`` restricted to ``sample`` (:func:`features.sample.restrict`: its

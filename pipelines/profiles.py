@@ -13,6 +13,7 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig
 from crm_engine.io import WRITE_ROWS, frame_height, in_id_order, map_slices
+from features.point_in_time import TableFn
 from features.sample import CustomerSample, restrict
 from features.window import DataStart, data_start
 
@@ -108,6 +109,17 @@ class SampleReader(Protocol):
     def sampled(
         self, tables: dict[str, pl.LazyFrame], sample: CustomerSample
     ) -> dict[str, pl.LazyFrame]: ...
+
+
+@runtime_checkable
+class TableAggregator(Protocol):
+    """A :data:`ProfileBuilder` that keeps the customer-keyed tables where it computes (the
+    Spark backend: packed on the executors) and applies a function to each part of one there,
+    only the function's rows coming back."""
+
+    def aggregate_table(
+        self, tables: dict[str, pl.LazyFrame], name: str, fn: TableFn
+    ) -> pl.DataFrame: ...
 
 
 def local_profile(
@@ -256,6 +268,16 @@ class ProfileCache:
         if isinstance(self.build, SampleReader):
             return self.build.sampled(self.tables, sample)
         return restrict(self.tables, sample)
+
+    def aggregate_table(self, name: str, fn: TableFn) -> pl.DataFrame:
+        """``fn`` over the rows of the input table ``name`` where they lie, its results
+        concatenated in no particular order (partial aggregates the caller adds up;
+        :meth:`features.PointInTime.aggregated`): with a :class:`TableAggregator` (Spark) a
+        task per part of the packed table, and only ``fn``'s rows reach the driver; else
+        ``fn`` of the table's plan here (Polars streams it)."""
+        if isinstance(self.build, TableAggregator):
+            return self.build.aggregate_table(self.tables, name, fn)
+        return fn(self.tables[name])
 
     def contacts(self) -> ContactGraph:
         """The undirected call graph at ``as_of`` as network value reads it

@@ -123,6 +123,7 @@ class StageContext:
             sample=self.bounded_sample(max_customers),
             n_customers=cache.customers(),
             read_sample=cache.sampled,
+            aggregate_table=cache.aggregate_table,
         )
         if not hand_over:
             return at

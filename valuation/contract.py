@@ -16,6 +16,7 @@ months is in the data because they survived that long, so the likelihood conditi
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any, ClassVar
 
 import autograd.numpy as anp
@@ -150,8 +151,16 @@ class SBGModel(ContractModel):
         return float(self.params_["beta"])
 
     def training_frame(self, at: PointInTime) -> pl.DataFrame:
-        """:func:`contract_lifetimes` at ``at.as_of``, left-truncated at the data's start."""
-        return contract_lifetimes(at.tables["customers"], at.as_of, first_day(at))
+        """:func:`contract_lifetimes` at ``at.as_of``, left-truncated at the data's start:
+        counted where the customers lie (:meth:`PointInTime.aggregated
+        <features.PointInTime.aggregated>`, on Spark the executors) and added up here."""
+        count = functools.partial(contract_lifetimes, as_of=at.as_of, observed_from=first_day(at))
+        parts = at.aggregated("customers", count)
+        return (
+            parts.group_by("entry", "months", "churned")
+            .agg(pl.col("customers").sum())
+            .sort("entry", "months", "churned")
+        )
 
     def fit(self, X: pl.DataFrame, y: None = None) -> SBGModel:
         """Maximum-likelihood sBG on :func:`contract_lifetimes` rows (see :func:`fit_sbg`)."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from crm_engine.config import FeaturesConfig, PipelineConfig
+from features.point_in_time import TableFn
 from features.sample import UNKEYED_TABLES, CustomerSample
 from pipelines.spark.session import LazySession, SparkUnavailable, use_session
 
@@ -217,6 +218,17 @@ class SparkProfiles:
                 )
             kept[name] = pl.defer(read, schema=schema)
         return kept
+
+    def aggregate_table(
+        self, tables: dict[str, pl.LazyFrame], name: str, fn: TableFn
+    ) -> pl.DataFrame:
+        """``fn`` over each packed part of the table ``name`` on the executors (a
+        ``TableAggregator``, :func:`~pipelines.spark.inputs.aggregate_blobs`): only its rows
+        reach the driver."""
+        from pipelines.spark.inputs import aggregate_blobs
+
+        schema = tables[name].collect_schema()
+        return aggregate_blobs(self._bucket_blobs(tables), name, fn, schema)
 
     def contacts(
         self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crm_engine.io import DataError, TableSource, find_tables
+from features.point_in_time import TableFn
 from features.sample import CustomerSample, bucket_expr, buckets_holding
 from pipelines.spark.profile import (
     SparkJobError,
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOB_DDL",
+    "aggregate_blobs",
+    "apply_blobs",
     "bucket_blobs",
     "cast_batches",
     "contract_frame",
@@ -293,6 +296,37 @@ def sample_table(
     packed = [b for f in files for b in pq.read_table(f, columns=["blob"]).column(0).to_pylist()]
     frames = [pl.read_ipc(io.BytesIO(b)) for b in packed]
     return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def apply_blobs(batches: Iterator[pa.RecordBatch], fn: TableFn) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` over packed rows: ``fn`` of each blob's rows, as one IPC blob."""
+    for batch in batches:
+        done = [
+            _ipc(fn(pl.read_ipc(io.BytesIO(b)).lazy())) for b in batch.column("blob").to_pylist()
+        ]
+        yield pa.RecordBatch.from_arrays([pa.array(done, pa.binary())], names=["blob"])
+
+
+def aggregate_blobs(blobs: DataFrame, name: str, fn: TableFn, schema: pl.Schema) -> pl.DataFrame:
+    """``fn`` over each packed part of the table ``name`` (:func:`bucket_blobs`; ``schema``,
+    its contract's) on the executors, the results concatenated: only ``fn``'s rows (partial
+    aggregates) reach the driver.
+
+    Raises
+    ------
+    SparkJobError
+        When the job fails: one line.
+    """
+    mine = blobs.where(blobs["table"] == name)
+    rows = mine.mapInArrow(partial(apply_blobs, fn=fn), "blob binary")
+    try:
+        done = rows.collect()
+    except Exception as e:
+        raise SparkJobError(
+            f"the Spark job aggregating table {name} failed: {failure_cause(e)}"
+        ) from None
+    frames = [pl.read_ipc(io.BytesIO(r["blob"])) for r in done]
+    return pl.concat(frames) if frames else fn(pl.LazyFrame(schema=schema))
 
 
 def keep_calls(

@@ -14,6 +14,7 @@ driver read examples for the message, over the failing rows, as the local valida
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from crm_engine.commit import FAULT_ENV
 from crm_engine.io import TableSource, scan_raw
 from crm_engine.validation import TablePass, guarded
 from crm_engine.validation_customers import (
@@ -32,15 +34,25 @@ from crm_engine.validation_customers import (
 )
 from crm_engine.validation_report import MAX_EXAMPLES, ValidationReport
 from pipelines.spark.inputs import ITEMS_PER_CORE, plain_parquet
-from pipelines.spark.profile import SparkJobError, _spark_type, failure_cause
+from pipelines.spark.profile import (
+    KILL_POINT,
+    SparkJobError,
+    _spark_type,
+    failure_cause,
+    inject_fault,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["SparkReader", "pass_parts", "table_parts"]
+__all__ = ["KILL_IN_VALIDATION", "SparkReader", "pass_parts", "table_parts"]
 
 Part = tuple[str, int, int] | None
 """A row group of a Parquet file, ``(file, first row, rows)``; None: the whole table."""
+KILL_IN_VALIDATION = "spark_validation_worker"
+"""``CRM_ENGINE_FAULT=spark_validation_worker@<path>``: the first validation task to create
+``<path>`` kills its own Python worker, as :data:`~pipelines.spark.profile.KILL_POINT` does in
+the profile tasks (tests: Spark retries it)."""
 BROADCAST_CUSTOMERS = 5_000_000
 """Up to this many customers, their ids are sent to every executor to find the rows of unknown
 customers (tens of MB); above, Spark joins by shuffling both sides."""
@@ -82,7 +94,7 @@ def _scan(source: TableSource, part: Part, schema: pl.Schema) -> pl.LazyFrame:
     return raw.slice(first, rows)
 
 
-def _keyed(job: TablePass, lf: pl.LazyFrame) -> list[pl.DataFrame]:
+def _keyed(job: TablePass, lf: pl.LazyFrame) -> list[pl.LazyFrame]:
     """The part's rows by each key column: ``(kind, id, active, rows, first_buy)``.
 
     ``active`` (customers): still a customer at ``job.as_of``; ``first_buy``
@@ -107,7 +119,7 @@ def _keyed(job: TablePass, lf: pl.LazyFrame) -> list[pl.DataFrame]:
         summed = keyed.group_by("id", "active").agg(
             pl.len().cast(pl.Int64).alias("rows"), first.alias("first_buy")
         )
-        out.append(summed.with_columns(pl.lit(key).alias("kind")).collect())
+        out.append(summed.with_columns(pl.lit(key).alias("kind")))
     return out
 
 
@@ -118,18 +130,25 @@ def _ipc(frame: pl.DataFrame) -> bytes:
 
 
 def pass_parts(
-    batches: Iterator[pa.RecordBatch], parts: list[Part], job: TablePass, arrow: pa.Schema
+    batches: Iterator[pa.RecordBatch],
+    parts: list[Part],
+    job: TablePass,
+    arrow: pa.Schema,
+    fault: str = "",
 ) -> Iterator[pa.RecordBatch]:
     """``mapInArrow`` over part numbers (``id``): each part's counts (a row of kind
     :data:`COUNTS`, ``blob`` a one-row IPC frame of ``job.aggs()``) and its rows by key
-    (:func:`_keyed`), as rows of ``arrow``."""
+    (:func:`_keyed`), as rows of ``arrow``. ``fault``: :data:`KILL_IN_VALIDATION` (tests)."""
+    point, _, claim = fault.partition("@")
     for batch in batches:
         for i in batch.column("id").to_pylist():
+            if point == KILL_IN_VALIDATION:
+                inject_fault(f"{KILL_POINT}@{claim}")
             lf = job.frame(_scan(job.source, parts[i], job.schema))
-            counts = pl.DataFrame(
-                {"kind": [COUNTS], "blob": [_ipc(lf.select(job.aggs()).collect())]}
-            )
-            rows = pl.concat([counts, *_keyed(job, lf)], how="diagonal_relaxed")
+            # one read and cast of the part for both (the plans share it: collect_all)
+            found, *keyed = pl.collect_all([lf.select(job.aggs()), *_keyed(job, lf)])
+            counts = pl.DataFrame({"kind": [COUNTS], "blob": [_ipc(found)]})
+            rows = pl.concat([counts, *keyed], how="diagonal_relaxed")
             absent = [pl.lit(None).alias(c) for c in arrow.names if c not in rows.columns]
             rows = rows.with_columns(absent).select(arrow.names)
             yield from rows.to_arrow().cast(arrow).to_batches()
@@ -181,7 +200,8 @@ class SparkReader:
         parts = table_parts(job.source)
         spark = self._spark
         tasks = max(1, min(len(parts), ITEMS_PER_CORE * spark.sparkContext.defaultParallelism))
-        run = partial(pass_parts, parts=parts, job=job, arrow=self._arrow)
+        fault = os.environ.get(FAULT_ENV, "")  # read here: the workers' env is not the driver's
+        run = partial(pass_parts, parts=parts, job=job, arrow=self._arrow, fault=fault)
         rows = spark.range(len(parts), numPartitions=tasks).mapInArrow(run, self._ddl)
         name = job.contract.name
         self._kinds[name] = job.keys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 from pathlib import Path
@@ -393,3 +394,32 @@ def test_a_sample_s_rows_are_kept_by_the_executors(
     assert sorted(p.name for p in samples.iterdir()) == sorted(tables)
     builder.sampled(tables, sample)["calls"].collect()  # again: the same jobs' files
     assert [p.name for p in (tmp_path / "samples").iterdir()] == ["sample-000"]
+
+
+def test_a_table_is_counted_where_it_lies(
+    spark_config: PipelineConfig, tables: dict[str, pl.LazyFrame], tmp_path: Path
+) -> None:
+    """A function of a table's rows whose results add up (the contract model's lifetimes,
+    ``PointInTime.aggregated``) runs on the executors, a task per packed part; added up, the
+    parts give what the whole table gives. A function that raises fails the job in one line."""
+    from pipelines.spark import SparkProfiles
+    from pipelines.spark.profile import SparkJobError
+    from pipelines.spark.session import LazySession
+    from valuation.contract import contract_lifetimes
+
+    builder = SparkProfiles(spark_config, LazySession(spark_config.engine.spark), tmp_path)
+    as_of, start = dt.date.fromisoformat(AS_OF), dt.date(2023, 1, 1)
+    count = functools.partial(contract_lifetimes, as_of=as_of, observed_from=start)
+    parts = builder.aggregate_table(tables, "customers", count)
+    keys = ["entry", "months", "churned"]
+    summed = parts.group_by(keys).agg(pl.col("customers").sum()).sort(keys)
+    whole = count(tables["customers"])
+    assert parts.height > whole.height  # counted a part at a time
+    assert_frame_equal(summed, whole)
+    assert int(whole["customers"].sum()) > 100
+
+    def refuse(rows: pl.LazyFrame) -> pl.DataFrame:
+        raise ValueError("not these rows")
+
+    with pytest.raises(SparkJobError, match=r"aggregating table customers .*ValueError: not"):
+        builder.aggregate_table(tables, "customers", refuse)

@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 
+from crm_engine.commit import FAULT_ENV
 from crm_engine.validation import MIN_CUSTOMERS, validate
 from features import default_as_of
+from pipelines.spark.validation import KILL_IN_VALIDATION
 from tests.crm_engine.test_validation import _tables, write
 
 D = dt.date
@@ -52,11 +55,17 @@ def _hostile(tables: dict[str, pl.DataFrame]) -> None:
     tables["calls"] = tables["calls"].with_columns(pl.Series("callee_id", [1, 77]))
 
 
-def test_hostile_data_is_refused_alike(spark: Any, tmp_path: Path) -> None:
+def test_hostile_data_is_refused_alike(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With too little to model too: two customers (a null and a repeated id among the
-    four rows) bought before as_of."""
+    four rows) bought before as_of. The Python worker of the first validation task is killed
+    (SIGKILL): Spark retries the task, and the report is the same."""
     data = write(tmp_path, _hostile)
+    claim = tmp_path / "worker-killed"
+    monkeypatch.setenv(FAULT_ENV, f"{KILL_IN_VALIDATION}@{claim}")
     local, remote = _both(spark, data, as_of=D(2023, 3, 1), min_customers=MIN_CUSTOMERS)
+    assert claim.exists()  # a worker was killed, and validation went on
     assert len(local.errors) >= 6 and local.warnings  # the cases above are all found
     assert {p.table for p in local.problems} >= {"customers", "transactions", "calls", "surveys"}
     assert any("too little to model" in p.message for p in local.errors)
