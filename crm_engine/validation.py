@@ -2,8 +2,10 @@
 
 Each table is read once: its row checks (:mod:`crm_engine.validation_checks`) and its rows for
 unknown customers are counted in one pass; the checks across tables against customers are in
-:mod:`crm_engine.validation_customers`. The findings are :mod:`crm_engine.validation_report`'s
-types, re-exported here.
+:mod:`crm_engine.validation_customers`. Where the passes run is a :class:`Reader`'s choice: here
+in Polars (:class:`LocalReader`), or on Spark's executors
+(:class:`pipelines.spark.validation.SparkReader`), with the same checks and messages. The
+findings are :mod:`crm_engine.validation_report`'s types, re-exported here.
 """
 
 from __future__ import annotations

@@ -157,9 +157,9 @@ def pass_parts(
 class SparkReader:
     """Validation's passes on Spark's executors (a :class:`crm_engine.validation.Reader`).
 
-    A table's pass is one job (:func:`pass_parts`, a task per part); its rows by key stay on
-    the executors, summed by key, for the checks across tables (:meth:`across`). The ids of
-    customers never reach the driver (:attr:`known` stays None).
+    A table's pass is one job (:func:`pass_parts`, a task per part); its rows by key (summed
+    within each part) stay on the executors for the checks across tables (:meth:`across`).
+    The ids of customers never reach the driver (:attr:`known` stays None).
     """
 
     known: pl.Series | None = None

@@ -15,7 +15,7 @@ from crm_engine.commit import FAULT_ENV
 from crm_engine.validation import MIN_CUSTOMERS, validate
 from features import default_as_of
 from pipelines.spark.validation import KILL_IN_VALIDATION
-from tests.crm_engine.test_validation import _tables, write
+from tests.crm_engine.test_validation import _tables, run_validate, write
 
 D = dt.date
 T = dt.datetime
@@ -100,3 +100,16 @@ def test_valid_parts_csv_and_partitions_date_the_run_alike(spark: Any, tmp_path:
     assert local.as_of == D(2023, 7, 1)
     assert [p.column for p in local.errors] == ["signup_date"]
     _same(local, remote)
+
+
+def test_the_validate_command_on_spark_prints_what_it_prints_locally(
+    spark: Any, tmp_path: Path
+) -> None:
+    """``crm-engine validate --backend spark``: the same table, problems and exit code, and
+    nothing written (the test session is active, so the command uses it and leaves it)."""
+    data = write(tmp_path, _hostile)
+    local = run_validate(data, "--as-of", "2023-03-01")
+    remote = run_validate(data, "--as-of", "2023-03-01", "--backend", "spark")
+    assert local[0] == remote[0] == 1
+    assert remote[1] == local[1]
+    assert "duplicate customer_id" in " ".join(local[1].split())
