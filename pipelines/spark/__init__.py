@@ -1,8 +1,10 @@
 """The Spark backend: point-in-time profiles, and the stages' per-customer scoring of everyone,
-computed on Apache Spark (``engine.backend``).
+computed on Apache Spark (``engine.backend``); the validation of its inputs is
+:mod:`pipelines.spark.validation`.
 
-Importing this package does not import PySpark; the session is opened when the first profile
-is asked for. A notebook passes its own session with :func:`pipelines.spark.session.use_session`.
+Importing this package does not import PySpark; the session is opened when first needed (by
+the validation, or the first profile of a run that does not validate). A notebook passes its
+own session with :func:`pipelines.spark.session.use_session`.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class SparkProfiles:
     cfg
         The run's config (``engine.spark``, ``data.dir``, ``data.timezone``).
     session
-        The run's session, opened when the first profile is asked for.
+        The run's session (opened by the validation, or when the first profile is asked
+        for).
     scratch
         A directory of the run's staging area for the files the executors write.
     """
@@ -227,6 +230,8 @@ class SparkProfiles:
         reach the driver."""
         from pipelines.spark.inputs import aggregate_blobs
 
+        if name in UNKEYED_TABLES:  # not packed (the calls): its plan, here
+            return fn(tables[name])
         schema = tables[name].collect_schema()
         return aggregate_blobs(self._bucket_blobs(tables), name, fn, schema)
 
