@@ -168,6 +168,7 @@ class SparkReader:
         self._spark = spark
         self._keys: dict[str, DataFrame] = {}
         self._kinds: dict[str, tuple[str, ...]] = {}
+        self._kept: list[DataFrame] = []
         self._ddl = ""
         self._arrow = pa.schema([])
 
@@ -195,6 +196,7 @@ class SparkReader:
         )
 
     def counts(self, job: TablePass, lf: pl.LazyFrame) -> pl.DataFrame:
+        from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
         parts = table_parts(job.source)
@@ -205,8 +207,9 @@ class SparkReader:
         rows = spark.range(len(parts), numPartitions=tasks).mapInArrow(run, self._ddl)
         name = job.contract.name
         self._kinds[name] = job.keys
-        try:
-            kept = rows.localCheckpoint()  # one job: each part read once, its rows by key kept
+        kept = rows.persist(StorageLevel.MEMORY_AND_DISK)  # released by across()
+        self._kept.append(kept)
+        try:  # one job: each part read once, its rows by key kept for across()
             blobs = kept.where(F.col("kind") == COUNTS).select("blob").collect()
         except Exception as e:
             raise SparkJobError(f"validating {name} on Spark: {failure_cause(e)}") from None
@@ -215,6 +218,18 @@ class SparkReader:
         return TablePass.merged(pl.concat(pl.read_ipc(io.BytesIO(b["blob"])) for b in blobs))
 
     def across(
+        self, frames: dict[str, Scanned], report: ValidationReport, min_customers: int
+    ) -> None:
+        """The checks across tables as Spark joins of the tables' rows by key; those rows are
+        released from the executors afterwards."""
+        try:
+            self._across(frames, report, min_customers)
+        finally:
+            for kept in self._kept:
+                kept.unpersist()
+            self._kept.clear()
+
+    def _across(
         self, frames: dict[str, Scanned], report: ValidationReport, min_customers: int
     ) -> None:
         from pyspark.sql import functions as F
