@@ -7,7 +7,9 @@ Spark backend (:func:`validation_reader`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +23,7 @@ from features.profile import REQUIRED_TABLES
 if TYPE_CHECKING:
     from pipelines.spark.session import LazySession
 
-__all__ = ["data_directory", "prepare_inputs", "validation_reader"]
+__all__ = ["backend_session", "data_directory", "prepare_inputs", "validation_reader"]
 
 
 def _guess_as_of(tables: dict[str, pl.LazyFrame], data_dir: Path) -> dt.date | None:
@@ -119,3 +121,27 @@ def validation_reader(session: LazySession | None) -> Reader | None:
     from pipelines.spark.validation import SparkReader
 
     return SparkReader(session.get())
+
+
+@contextlib.contextmanager
+def backend_session(cfg: PipelineConfig) -> Iterator[LazySession | None]:
+    """The Spark backend's session for what runs inside (None for the local backend): checked
+    before anything is read or written (PySpark and Java there), opened when first needed,
+    stopped on the way out, committed or failed, if this run started it.
+
+    Raises
+    ------
+    pipelines.spark.session.SparkUnavailable
+        When the Spark backend cannot start here.
+    """
+    if cfg.engine.backend != "spark":
+        yield None
+        return
+    from pipelines.spark.session import LazySession, check_available
+
+    check_available(cfg.engine.spark)
+    session = LazySession(cfg.engine.spark)
+    try:
+        yield session
+    finally:
+        session.stop()

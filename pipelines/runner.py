@@ -40,7 +40,7 @@ from crm_engine.threads import thread_budget
 from crm_engine.validation import ValidationReport
 from features.point_in_time import PointInTime
 from features.sample import CustomerSample
-from pipelines.inputs import data_directory, prepare_inputs
+from pipelines.inputs import backend_session, data_directory, prepare_inputs
 from pipelines.manifest import InputHashing, input_fingerprints
 from pipelines.profiles import ProfileBuilder, ProfileCache, local_profile
 
@@ -284,17 +284,9 @@ def run_pipeline(
     StageError
         When a stage fails: nothing is written, the previous output is left untouched.
     """
-    session: LazySession | None = None
-    if cfg.engine.backend == "spark":
-        from pipelines.spark.session import LazySession, check_available
-
-        check_available(cfg.engine.spark)  # before anything is read or written, MLflow included
-        session = LazySession(cfg.engine.spark)  # opened by validation, stopped at the end
-    try:
+    # checked before anything is read or written (MLflow included), opened by validation
+    with backend_session(cfg) as session:
         return _run(cfg, stages, output, session, tracking, validate_inputs, run_name, progress)
-    finally:
-        if session is not None:
-            session.stop()
 
 
 def _run(

@@ -99,16 +99,10 @@ def validate_command(
         return
     if data_dir is None:
         raise typer.BadParameter("give DATA_DIR (or --contract)", param_hint="DATA_DIR")
-    from pipelines.inputs import validation_reader
+    from pipelines.inputs import backend_session, validation_reader
 
     cfg = load_config(config, {"engine.backend": backend.value if backend else None})
-    session = None
-    if cfg.engine.backend == "spark":
-        from pipelines.spark.session import LazySession, check_available
-
-        check_available(cfg.engine.spark)
-        session = LazySession(cfg.engine.spark)
-    try:
+    with backend_session(cfg) as session:
         report = validate(
             data_dir,
             as_of.date() if as_of else None,
@@ -116,9 +110,6 @@ def validate_command(
             timezone=cfg.data.timezone,
             reader=validation_reader(session),
         )
-    finally:
-        if session is not None:
-            session.stop()
     if not report.tables:  # the directory itself could not be read: no table to show
         raise DataError("; ".join(_about_directory(report, e) for e in report.errors))
     console.print(render_report(report))

@@ -238,9 +238,11 @@ class SparkReader:
             return
         file = frames["customers"].file
         customers = self._keys["customers"].where(F.col("kind") == "customer_id")
-        ids = customers.where(F.col("id").isNotNull())
+        ids = customers.where(F.col("id").isNotNull()).groupBy("id").agg(F.sum("rows").alias("n"))
+        ids = ids.persist()  # rows per id: the repeated ones, and the known ids below
+        self._kept.append(ids)
         with guarded(report, "customers", file):
-            repeated = ids.groupBy("id").agg(F.sum("rows").alias("n")).where(F.col("n") > 1)
+            repeated = ids.where(F.col("n") > 1)
             found = repeated.agg(F.count("*").alias("ids"), F.sum("n").alias("rows")).first()
             assert found is not None
             first = _first(repeated, [], found["ids"])
@@ -249,7 +251,7 @@ class SparkReader:
             )
         others = [n for n in frames if n != "customers" and n in self._keys]
         if others:
-            known = ids.select("id").distinct().withColumn("known", F.lit(True))
+            known = ids.select("id").withColumn("known", F.lit(True))
             rows = {t.name: t.rows or 0 for t in report.tables}
             if rows.get("customers", 0) <= BROADCAST_CUSTOMERS:  # no shuffle of the others
                 known = F.broadcast(known)
