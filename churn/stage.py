@@ -66,16 +66,17 @@ def _predict(
     return predict_customers(scoring, churn_model, loyalty_model)
 
 
-def _clv(values: pl.DataFrame | None) -> pl.DataFrame | None:
+def _clv(values: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame | None:
     """What churn scoring takes from valuation: CLV (value at risk) and the lifecycle stage
-    (dormant customers are lost, see ``churn.score_churn``)."""
+    (dormant customers are lost, see ``churn.score_churn``), these columns alone read of the
+    values (a plan over the executors' files with Spark)."""
     if values is None:
         return None
-    return values.select("customer_id", "clv", "lifecycle_stage")
+    return values.lazy().select("customer_id", "clv", "lifecycle_stage").collect()
 
 
 def _retention(
-    ctx: StageContext, model: ChurnModel, scored: pl.DataFrame, values: pl.DataFrame
+    ctx: StageContext, model: ChurnModel, scored: pl.DataFrame, clv: pl.DataFrame
 ) -> tuple[RetentionReport, Path] | None:
     """What acting on the scores is worth: EMPC out of time and this run's contact set.
 
@@ -88,7 +89,7 @@ def _retention(
 
     terms = ctx.cfg.retention
     gain = scored.get_column("retention_profit").drop_nulls().to_numpy()
-    worth = values.filter(pl.col("lifecycle_stage").fill_null("") != LOST_STAGE)
+    worth = clv.filter(pl.col("lifecycle_stage").fill_null("") != LOST_STAGE)
     mean_clv = worth.get_column("clv").mean()
     if gain.size == 0 or mean_clv is None:
         return None
@@ -121,7 +122,7 @@ def _contagion(
     ctx: StageContext,
     scores: pl.DataFrame,
     profile: pl.DataFrame | pl.LazyFrame,
-    values: pl.DataFrame,
+    clv: pl.DataFrame,
 ) -> tuple[pl.DataFrame, ContagionReport | None, dict[str, Path]]:
     """``scores`` with the network columns (``[contagion]``, :mod:`churn.contagion`), what
     the estimate found and its picture; ``scores`` unchanged and None when disabled, without
@@ -153,7 +154,7 @@ def _contagion(
     graph = ctx.profiles.contacts()  # Spark: on the executors, only the sums come back
     degrees = profile.lazy().select("customer_id", "n_contacts")  # no second pass over calls
     out = with_network_value(
-        scores, values, graph, found, horizon_days=cfg.churn.horizon_days, degrees=degrees
+        scores, clv, graph, found, horizon_days=cfg.churn.horizon_days, degrees=degrees
     )
     contacts = profile.lazy().select("n_contacts").filter(pl.col("n_contacts") > 0).collect()
     contacts = contacts.get_column("n_contacts")
@@ -198,13 +199,13 @@ class _Scored:
 def _score(
     ctx: StageContext,
     profile: pl.DataFrame | pl.LazyFrame,
-    values: pl.DataFrame | None,
+    clv: pl.DataFrame | None,
     churn_model: ChurnModel,
     loyalty_model: LoyaltyModel | None,
 ) -> _Scored:
-    """Churn scores of ``profile`` (with value at risk and lost customers from ``values``),
-    then the network columns (with ``values``) and the loyalty columns. A plan (the run's
-    profile) is read a slice at a time."""
+    """Churn scores of ``profile`` (with value at risk and lost customers from ``clv``, see
+    :func:`_clv`), then the network columns (with ``clv``) and the loyalty columns. A plan
+    (the run's profile) is read a slice at a time."""
     scoring = _scoring_frame(ctx, profile)
     extras = ctx.cfg.churn.extra_features
     predict = functools.partial(
@@ -215,15 +216,13 @@ def _score(
         loyalty_model=loyalty_model,
     )
     predictions = ctx.profiles.map(profile, predict)  # on the executors with Spark
-    scored = score_churn(
-        scoring, churn_model, ctx.cfg.churn, _clv(values), ctx.cfg.retention, predictions
-    )
+    scored = score_churn(scoring, churn_model, ctx.cfg.churn, clv, ctx.cfg.retention, predictions)
     frame = scored.frame
     metrics: dict[str, float] = {"churn.n_explained": scored.n_explained}
     artifacts: dict[str, Path] = {}
     contagion = None
-    if values is not None:
-        frame, contagion, artifacts = _contagion(ctx, frame, profile, values)
+    if clv is not None:
+        frame, contagion, artifacts = _contagion(ctx, frame, profile, clv)
         metrics |= _contagion_metrics(contagion)
         metrics["churn.n_lost"] = scored.n_lost
     frame = add_loyalty(frame, scoring, loyalty_model, predictions)
@@ -234,7 +233,7 @@ def churn_stage(
     ctx: StageContext,
     tables: dict[str, pl.LazyFrame],
     profile: pl.DataFrame | pl.LazyFrame,
-    values: pl.DataFrame | None = None,
+    values: pl.DataFrame | pl.LazyFrame | None = None,
     *,
     score: bool = True,
 ) -> StageOutput:
@@ -287,16 +286,17 @@ def churn_stage(
     artifacts = write_plots(training, ctx.workdir / "churn")
     release_freed()  # the fits' leftovers, before everyone's profile is read to score
     if score:
-        scored = _score(ctx, profile, values, training.churn, training.loyalty)
+        clv = _clv(values)
+        scored = _score(ctx, profile, clv, training.churn, training.loyalty)
         outputs["churn_scores"] = scored.frame
         metrics |= scored.metrics
         artifacts |= scored.artifacts
         contagion = scored.contagion
         importance = scored.churn.importance
-        if values is not None:
+        if clv is not None:
             stages = score_values("lifecycle_stage")
-            crosstab = lifecycle_by_band(scored.churn.frame, values, stages)
-            worth = _retention(ctx, training.churn, scored.churn.frame, values)
+            crosstab = lifecycle_by_band(scored.churn.frame, clv, stages)
+            worth = _retention(ctx, training.churn, scored.churn.frame, clv)
             if worth is not None:
                 retention, artifacts["churn_profit"] = worth
                 metrics |= {
@@ -333,7 +333,7 @@ def churn_stage(
 def churn_registry_stage(
     ctx: StageContext,
     profile: pl.DataFrame | pl.LazyFrame,
-    values: pl.DataFrame | None = None,
+    values: pl.DataFrame | pl.LazyFrame | None = None,
     *,
     churn_uri: str | None = None,
     loyalty_uri: str | None = None,
@@ -349,7 +349,7 @@ def churn_registry_stage(
     churn_model = load_registered(churn_uri, load_churn_model)
     loyalty_uri = loyalty_uri or registered_model_uri("loyalty")
     loyalty_model = load_registered(loyalty_uri, load_loyalty_model) if loyalty_uri else None
-    scored = _score(ctx, profile, values, churn_model, loyalty_model)
+    scored = _score(ctx, profile, _clv(values), churn_model, loyalty_model)
     versions = {"churn": churn_uri} | ({"loyalty": loyalty_uri} if loyalty_uri else {})
     return StageOutput(
         outputs={"churn_scores": scored.frame},

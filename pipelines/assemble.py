@@ -12,24 +12,30 @@ from pipelines.runner import StageContext, StageError, StageOutput
 
 
 def assemble_stage(
-    ctx: StageContext, *, sources: dict[str, tuple[str, ...]], **frames: pl.DataFrame | None
+    ctx: StageContext,
+    *,
+    sources: dict[str, tuple[str, ...]],
+    **frames: pl.DataFrame | pl.LazyFrame | None,
 ) -> StageOutput:
-    """Join every stage's contract columns into one ``crm.scores/v1`` frame: joins only.
+    """Join every stage's contract columns into one ``crm.scores/v1`` frame: joins only, in
+    the first frame's row order.
 
     ``sources`` maps a catalog frame to the owner labels whose columns it supplies; each
     contract column is taken from its one owner and nothing is computed here. Columns of a
-    stage that did not run become typed nulls.
+    stage that did not run become typed nulls. A frame may be a plan (the values over the
+    executors' files with Spark): only its contract columns are read.
     """
     base_name = next(iter(sources))
-    scores = frames[base_name]
-    if scores is None:
+    base = frames[base_name]
+    if base is None:
         raise StageError(f"assemble: the {base_name} frame is missing")
-    scores = scores.select(owned_columns(sources[base_name]))
+    joined = base.lazy().select(owned_columns(sources[base_name]))
     for name, owners in list(sources.items())[1:]:
         frame = frames.get(name)
         if frame is not None:
-            scores = scores.join(frame.select(owned_columns(owners)), on="customer_id", how="left")
-    scores = conform_scores(scores)
+            columns = frame.lazy().select(owned_columns(owners))
+            joined = joined.join(columns, on="customer_id", how="left", maintain_order="left")
+    scores = conform_scores(joined.collect())
     outputs: dict[str, Any] = {"scores": scores, "segment_summary": None}
     segment_profiles = frames.get("segment_profiles")
     if segment_profiles is not None:

@@ -290,7 +290,7 @@ def values_files(out: Path) -> Output:
     out = Path(out)
 
     def write(state: RunState, work: Path, scratch: Path) -> Written:
-        values: pl.DataFrame = state.catalog["values"]
+        values: pl.DataFrame | pl.LazyFrame = state.catalog["values"]  # Spark: a plan
         report: ValuationReport = state.reports["valuation"]
         plot = state.artifacts.get("valuation_holdout.png")
         files = [out.name, "valuation.json"]
@@ -306,7 +306,7 @@ def values_files(out: Path) -> Output:
         }
         write_parquet(values, work / out.name, meta)
         write_json(work / "valuation.json", report.to_dict())
-        return Written(summary={"files": files, "rows": values.height})
+        return Written(summary={"files": files, "rows": frame_height(values)})
 
     return Output(directory=out.parent, write=write)
 

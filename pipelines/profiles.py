@@ -13,6 +13,7 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig
 from crm_engine.io import WRITE_ROWS, frame_height, in_id_order, map_slices
+from crm_engine.parts import FrameParts, Mapper, Parts
 from features.point_in_time import TableFn
 from features.sample import CustomerSample, restrict
 from features.window import DataStart, data_start
@@ -26,6 +27,7 @@ __all__ = [
     "GraphBuilder",
     "Mapper",
     "MappingBuilder",
+    "PartsMap",
     "Profile",
     "ProfileBuilder",
     "ProfileCache",
@@ -66,11 +68,6 @@ class ExpectingBuilder(Protocol):
     ) -> None: ...
 
 
-Mapper = Callable[[pl.DataFrame], pl.DataFrame]
-"""A pure function of a slice of a profile: rows in, rows out, ``customer_id`` kept (a stage's
-per-customer scoring, :meth:`ProfileCache.map`). Pickled to the executors with Spark."""
-
-
 class ProfileMap(Protocol):
     """Everyone's profile mapped where it lies (:meth:`ProfileCache.map` bound to the run's
     plan, what a stage hands its package): ``fn`` over it, reading ``columns`` (None: all), in
@@ -79,15 +76,22 @@ class ProfileMap(Protocol):
     def __call__(self, fn: Mapper, columns: Sequence[str] | None = None) -> pl.DataFrame: ...
 
 
+class PartsMap(Protocol):
+    """Everyone's profile mapped where it lies, the results left there
+    (:meth:`ProfileCache.map_parts` bound to the run's plan)."""
+
+    def __call__(self, fn: Mapper, columns: Sequence[str] | None = None) -> Parts: ...
+
+
 @runtime_checkable
 class MappingBuilder(Protocol):
     """A :data:`ProfileBuilder` that applies a :data:`Mapper` to everyone's profile at a cut
-    where the profile lies (the Spark backend: on the executors); returns the results in any
-    row order."""
+    where the profile lies (the Spark backend: on the executors), and leaves the results there
+    (:class:`~crm_engine.parts.Parts`: the executors' files)."""
 
     def map(
         self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig, fn: Mapper
-    ) -> pl.DataFrame: ...
+    ) -> Parts: ...
 
 
 @runtime_checkable
@@ -225,18 +229,32 @@ class ProfileCache:
         columns: Sequence[str] | None = None,
     ) -> pl.DataFrame:
         """``fn`` over ``profile`` a slice at a time, the results concatenated in the profile's
-        row order (a row per customer). ``columns``: the ones ``fn`` reads (None: all); here
-        only they are read of a plan.
-
-        Everyone's profile at ``as_of`` as :meth:`everyone` handed it out goes, with a
-        :class:`MappingBuilder` (Spark), to where it lies: the executors apply ``fn`` to the
-        files they wrote, and only its results reach the driver, put in the profile's order
-        by ``customer_id``. Any other profile is mapped here, a slice at a time.
-        """
-        mapped = self.aggregate(profile, fn, columns)
+        row order (a row per customer): :meth:`map_parts` read back here, put in the profile's
+        order by ``customer_id`` when they come from the executors."""
+        mapped = self.map_parts(profile, fn, columns).plan().collect()
         if self._with_builder(profile):  # the executors' rows come in any order
             return in_id_order(profile.lazy().select("customer_id").collect(), mapped)
         return mapped
+
+    def map_parts(
+        self,
+        profile: pl.DataFrame | pl.LazyFrame,
+        fn: Mapper,
+        columns: Sequence[str] | None = None,
+    ) -> Parts:
+        """``fn`` over ``profile`` a slice at a time where it lies, the results left there.
+        ``columns``: the ones ``fn`` reads (None: all); here only they are read of a plan.
+
+        Everyone's profile at ``as_of`` as :meth:`everyone` handed it out goes, with a
+        :class:`MappingBuilder` (Spark), to where it lies: the executors apply ``fn`` to the
+        files they wrote and write its results beside them (the parts' steps over everyone run
+        there too). Any other profile is mapped here, into a frame in its row order.
+        """
+        if self._with_builder(profile):
+            assert isinstance(self.build, MappingBuilder)
+            return self.build.map(self.tables, self.as_of, self.cfg, fn)
+        source = profile if columns is None else profile.select(columns)
+        return FrameParts(map_slices(source, fn, WRITE_ROWS))
 
     def aggregate(
         self,
@@ -248,11 +266,7 @@ class ProfileCache:
         results concatenated in no particular order: for a ``fn`` whose rows are partial
         aggregates of its slice (counts, sums: no row per customer), which the caller adds up.
         With Spark only those rows reach the driver."""
-        if self._with_builder(profile):
-            assert isinstance(self.build, MappingBuilder)
-            return self.build.map(self.tables, self.as_of, self.cfg, fn)
-        source = profile if columns is None else profile.select(columns)
-        return map_slices(source, fn, WRITE_ROWS)
+        return self.map_parts(profile, fn, columns).plan().collect()
 
     def _with_builder(self, profile: pl.DataFrame | pl.LazyFrame) -> bool:
         """Whether ``profile`` is everyone's as :meth:`everyone` handed it out and the

@@ -328,7 +328,10 @@ def _fit_sbg(lifetimes: pl.DataFrame) -> tuple[float, float, int, int, float]:
 
 
 def contract_ends(
-    profile: pl.DataFrame | pl.LazyFrame, values: pl.DataFrame, as_of: dt.date, months: int = 12
+    profile: pl.DataFrame | pl.LazyFrame,
+    values: pl.DataFrame | pl.LazyFrame,
+    as_of: dt.date,
+    months: int = 12,
 ) -> list[dict[str, Any]]:
     """Postpaid minimum terms ending in each of the ``months`` calendar months from ``as_of``'s:
     ``month`` (``YYYY-MM``), ``customers`` and the sum of their ``clv`` (what the renewal
@@ -344,10 +347,15 @@ def contract_ends(
             "customer_id",
             (pl.lit(as_of) + pl.duration(days=pl.col("contract_days_left"))).alias("end"),
         )
-        .collect()
         .filter(pl.col("end").is_between(pl.lit(as_of), pl.lit(last), closed="left"))
-        .join(values.select("customer_id", "clv"), on="customer_id")
-        .group_by(pl.col("end").dt.strftime("%Y-%m").alias("month"))
+        .collect()
+    )
+    # of the values (a plan over the executors' files with Spark) only these customers' CLV
+    ending = ends.lazy().select("customer_id")
+    clv = values.lazy().select("customer_id", "clv").join(ending, on="customer_id", how="semi")
+    ends = (
+        ends.join(clv.collect(), on="customer_id", maintain_order="left")
+        .group_by(pl.col("end").dt.strftime("%Y-%m").alias("month"), maintain_order=True)
         .agg(pl.len().cast(pl.Int64).alias("customers"), pl.col("clv").sum())
         .sort("month")
     )

@@ -32,7 +32,7 @@ from valuation.stage import (
 )
 
 if TYPE_CHECKING:
-    from pipelines.profiles import ProfileMap
+    from pipelines.profiles import PartsMap, ProfileMap
 
 __all__ = [
     "ValuationRun",
@@ -46,7 +46,9 @@ __all__ = [
 class ValuationRun:
     """Everything one valuation produced (frames and aggregates; nothing written)."""
 
-    values: pl.DataFrame
+    values: pl.DataFrame | pl.LazyFrame
+    """Everyone's values (:func:`~valuation.stage.value_customers`): in memory, or a plan over
+    the executors' files (Spark)."""
     report: ValuationReport
     models: ValuationModels
     holdout: HoldoutResult | None
@@ -105,7 +107,7 @@ def run_valuation(
     at: PointInTime,
     cfg: ValuationConfig,
     profile: pl.LazyFrame | None = None,
-    map_profile: ProfileMap | None = None,
+    map_profile: PartsMap | None = None,
     sum_profile: ProfileMap | None = None,
 ) -> ValuationRun:
     """Validate on a holdout (selecting the model when ``cfg.model = "auto"``), then fit on the
@@ -135,8 +137,9 @@ def run_valuation(
         it only :func:`~valuation.stage.profile_inputs` are read. None: ``at.profile_at``.
     map_profile
         Applies a per-customer function to ``profile`` where it lies, reading the columns it
-        is given, in the profile's row order (the run's ``ProfileCache.map`` bound to its plan:
-        on the executors with Spark); everyone is valued through it. None: here.
+        is given, and leaves the results there (the run's ``ProfileCache.map_parts`` bound to
+        its plan: on the executors with Spark); everyone is valued through it, and the tiers
+        and counts are aggregates of those parts. None: here.
     sum_profile
         Applies a function of a slice whose rows add up (:func:`~valuation.stage.btyd_statistics`,
         the fits' sufficient statistics) to ``profile`` where it lies (the run's
@@ -252,7 +255,7 @@ def valuation_stage(
             at,
             cfg,
             profile,
-            functools.partial(ctx.profiles.map, profile),
+            functools.partial(ctx.profiles.map_parts, profile),
             functools.partial(ctx.profiles.aggregate, profile),
         )
     artifacts: dict[str, Path] = {}
@@ -323,7 +326,7 @@ def valuation_registry_stage(
         profile.lazy().select(columns),
         ctx.cfg.valuation,
         model=load_registered(uri, load_clv_model),
-        map_everyone=functools.partial(ctx.profiles.map, profile, columns=columns),
+        map_everyone=functools.partial(ctx.profiles.map_parts, profile, columns=columns),
     )
     return StageOutput(
         outputs={"values": values},

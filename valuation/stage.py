@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import math
 import warnings
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ import polars as pl
 from crm_engine.config import ValuationConfig
 from crm_engine.contracts import labels_at
 from crm_engine.io import map_slices
+from crm_engine.parts import FrameParts, Mapper, Parts
 from crm_engine.stage_reports import SpendReport, ValuationReport
 from features import rfm_facts
 from valuation.base import PurchaseModel, ValuationError
@@ -31,10 +32,10 @@ from valuation.lifecycle import (
 )
 from valuation.profit import INTERACTION_COLUMNS, profit_contribution_expr
 from valuation.select import AUTO_CANDIDATES, frequency0_model, scoring_model
-from valuation.tiers import TIERS, assign_tiers, tier_cut_points
+from valuation.tiers import TIERS, tier_cut_points, value_tier
 
 if TYPE_CHECKING:
-    from pipelines.profiles import Mapper, ProfileMap
+    from pipelines.profiles import ProfileMap
 
 PROFILE_COLUMNS: tuple[str, ...] = (
     "customer_id",
@@ -364,23 +365,58 @@ def _round(x: float) -> float | None:
 
 @dataclass
 class _Counts:
-    """What the report counts of the valued customers: the sums of :func:`value_slice`'s
-    :data:`COUNTED` columns."""
+    """What the report counts of the valued customers, added up over the parts of everyone
+    (:func:`_tally`): the sums of :func:`value_slice`'s :data:`COUNTED` flags, the customers,
+    their CLV and P(alive), by lifecycle stage and by tier."""
 
     without_purchase: int = 0
     frequency0: int = 0
     contract: int = 0
     unbilled: int = 0
+    customers: int = 0
+    total_clv: float = 0.0
+    mean_p_alive: float = 0.0
+    stages: dict[str, int] = dataclasses.field(default_factory=dict)
+    tiers: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def of(cls, valued: pl.DataFrame) -> _Counts:
-        sums = valued.select(pl.col(c).sum() for c in COUNTED).row(0)
-        return cls(*(int(v) for v in sums))
+    def of(cls, tallies: pl.DataFrame) -> _Counts:
+        """The counts from :func:`_tally`'s rows of every part."""
+        flags = [int(tallies.get_column(c).sum()) for c in COUNTED]
+        p_alive = float(tallies.get_column("p_alive").sum())
+        known = int(tallies.get_column("p_alive_n").sum())
+
+        def by(column: str, names: Collection[str]) -> dict[str, int]:
+            sums = tallies.group_by(column).agg(pl.col("n").sum())
+            found = dict(zip(sums.get_column(column), sums.get_column("n"), strict=True))
+            return {name: int(found.get(name, 0)) for name in names}
+
+        return cls(
+            **{c.removeprefix("_"): v for c, v in zip(COUNTED, flags, strict=True)},
+            customers=int(tallies.get_column("n").sum()),
+            total_clv=float(tallies.get_column("clv").sum()),
+            mean_p_alive=p_alive / known if known else 0.0,
+            stages=by("lifecycle_stage", STAGES),
+            tiers=by("value_tier", TIERS),
+        )
 
 
-COUNTED = tuple(f"_{f.name}" for f in dataclasses.fields(_Counts))
+COUNTED = ("_without_purchase", "_frequency0", "_contract", "_unbilled")
 """The flags :func:`value_slice` adds per customer for the report's counts (summed by
-:meth:`_Counts.of`, then dropped)."""
+:func:`_tally`, then dropped)."""
+
+
+def _tally(valued: pl.DataFrame, cut_points: Sequence[float]) -> pl.DataFrame:
+    """A slice of :func:`value_slice`'s rows counted for the report (:meth:`_Counts.of` adds
+    the slices up): by lifecycle stage and tier (``cut_points``), the customers, the
+    :data:`COUNTED` flags, the sum of CLV and of the known P(alive)."""
+    return valued.group_by("lifecycle_stage", value_tier(cut_points)).agg(
+        pl.len().cast(pl.Int64).alias("n"),
+        *(pl.col(c).cast(pl.Int64).sum() for c in COUNTED),
+        pl.col("clv").sum(),
+        pl.col("p_alive").sum(),
+        pl.col("p_alive").count().cast(pl.Int64).alias("p_alive_n"),
+    )
 
 
 def value_slice(
@@ -428,12 +464,13 @@ def value_customers(
     profile: pl.DataFrame | pl.LazyFrame,
     cfg: ValuationConfig,
     model: ValuationModels | str | None = None,
-    map_everyone: Callable[[Mapper], pl.DataFrame] | None = None,
-) -> tuple[pl.DataFrame, ValuationReport]:
+    map_everyone: Callable[[Mapper], Parts] | None = None,
+) -> tuple[pl.DataFrame | pl.LazyFrame, ValuationReport]:
     """Score every customer of the profile: P(alive), expected purchases, CLV, tier, stage.
 
     Customers are valued :data:`VALUE_ROWS` at a time; the tiers' cut points (CLV quantiles of
-    everyone) are the one step over all of them.
+    everyone) and the report's counts are the steps over all of them, aggregates of the
+    valued parts where they lie.
 
     Parameters
     ----------
@@ -449,14 +486,17 @@ def value_customers(
         overriding ``cfg.model`` (what the value job passes after a holdout selection), or
         None to fit ``cfg.model``.
     map_everyone
-        Applies :func:`value_slice` to the same customers where their profile lies, in the
-        profile's row order (the run's ``ProfileCache.map``: on the executors with Spark);
-        None: :data:`VALUE_ROWS` customers of ``profile`` at a time here.
+        Applies :func:`value_slice` to the same customers where their profile lies and
+        leaves the results there (the run's ``ProfileCache.map_parts``: in memory here, the
+        executors' files with Spark); None: :data:`VALUE_ROWS` customers of ``profile`` at a
+        time here.
 
     Returns
     -------
     values, report
-        ``values`` follows :data:`VALUES_SCHEMA`, in the profile's row order; the
+        ``values`` follows :data:`VALUES_SCHEMA`: in memory, in the profile's row order; or,
+        of parts that lie elsewhere (Spark), a plan over them that the driver collects the
+        columns it needs of (no row read before). The
         :class:`~crm_engine.stage_reports.ValuationReport` holds the model, its parameters
         (per day), spend parameters, the frequency/monetary correlation, tier cut points and
         counts. No customer rows.
@@ -474,14 +514,17 @@ def value_customers(
         models = fit_models(everyone_statistics(profile), cfg, model)
     value = functools.partial(value_slice, models=models, cfg=cfg)
     if map_everyone is None:
-        valued = map_slices(profile, value, VALUE_ROWS)
+        valued: Parts = FrameParts(map_slices(profile, value, VALUE_ROWS))
     else:
         valued = map_everyone(value)
-    counts = _Counts.of(valued)
-    clv = valued.get_column("clv").to_numpy()
-    cuts = tier_cut_points(clv, cfg.tier_quantiles)
-    values = valued.with_columns(assign_tiers(clv, cuts)).select(VALUES_SCHEMA.names())
-    del valued, clv
+    cuts = tier_cut_points(valued, cfg.tier_quantiles)
+    counts = _Counts.of(valued.aggregate(functools.partial(_tally, cut_points=cuts)))
+    values: pl.DataFrame | pl.LazyFrame = (
+        valued.plan().with_columns(value_tier(cuts)).select(VALUES_SCHEMA.names())
+    )
+    if isinstance(valued, FrameParts):  # in memory: the frame, in the profile's row order
+        values = values.collect()
+    del valued
     p, spend = models.purchase, models.spend
     f0 = frequency0_model(p)
     n_f0 = counts.frequency0
@@ -510,8 +553,6 @@ def value_customers(
             f"frequency and monetary value correlate (r={corr:.2f}); Gamma-Gamma assumes "
             "independence, so expected spend may be biased"
         )
-    stage_counts = values.get_column("lifecycle_stage").value_counts()
-    tier_counts = values.get_column("value_tier").value_counts()
     report = ValuationReport(
         model=p.model_name,
         time_unit="days",
@@ -534,7 +575,7 @@ def value_customers(
         annual_discount_rate=cfg.annual_discount_rate,
         monthly_discount_rate=monthly_discount_rate(cfg.annual_discount_rate),
         margin=cfg.margin,
-        n_customers_scored=values.height,
+        n_customers_scored=counts.customers,
         n_customers_without_purchase=counts.without_purchase,
         n_customers_frequency0=n_f0,
         frequency0_model=f0.model_name,
@@ -543,17 +584,11 @@ def value_customers(
         retention_model=None if models.retention is None else models.retention.model_name,
         n_customers_contract=counts.contract,
         n_postpaid_unbilled=unbilled,
-        total_clv=float(values.get_column("clv").sum()),
-        mean_p_alive=float(values.get_column("p_alive").mean() or 0.0),
+        total_clv=counts.total_clv,
+        mean_p_alive=counts.mean_p_alive,
         tier_cut_points=dict(zip(TIERS[1:], cuts, strict=True)),
-        tier_counts={
-            t: int(tier_counts.filter(pl.col("value_tier") == t).get_column("count").sum())
-            for t in TIERS
-        },
-        lifecycle_counts={
-            s: int(stage_counts.filter(pl.col("lifecycle_stage") == s).get_column("count").sum())
-            for s in STAGES
-        },
+        tier_counts=counts.tiers,
+        lifecycle_counts=counts.stages,
         notes=notes,
     )
     return values, report

@@ -25,7 +25,7 @@ from pipelines.spark.session import LazySession, SparkUnavailable, use_session
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from pipelines.profiles import Mapper
+    from crm_engine.parts import Mapper, Parts
     from pipelines.spark.influence import SparkCallGraph, SparkContacts
 
 __all__ = ["SparkProfiles", "SparkUnavailable", "use_session"]
@@ -175,20 +175,28 @@ class SparkProfiles:
 
     def map(
         self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig, fn: Mapper
-    ) -> pl.DataFrame:
+    ) -> Parts:
         """``fn`` over everyone's profile at ``cut`` on the executors, a task per file they
-        wrote (:func:`~pipelines.spark.mapping.map_profile`); only its results reach the
-        driver, in any row order. Without ``engine.spark.score_on_executors``, on the driver,
-        a file at a time (:func:`~pipelines.spark.mapping.map_here`)."""
+        wrote (:func:`~pipelines.spark.mapping.map_profile`); its results stay there, as
+        :class:`~pipelines.spark.mapping.SparkParts`. Without
+        ``engine.spark.score_on_executors``, on the driver, a file at a time
+        (:func:`~pipelines.spark.mapping.map_here`)."""
         from pipelines.spark.mapping import map_here, map_profile
 
         directory, _ = self._computed(tables, cut, cfg, None)
-        out = self._scratch / "mapped" / f"map-{self._maps:03d}"
-        self._maps += 1
         graph = self._call_graph(tables)
         if not self._cfg.engine.spark.score_on_executors:
             return map_here(directory, tables, cut, cfg, graph, fn)
-        return map_profile(self._session.get(), directory, tables, cut, cfg, graph, fn, out)
+        return map_profile(directory, tables, cut, cfg, graph, fn, self._map_job)
+
+    def _map_job(self, plans: list[pl.LazyFrame], fn: Mapper, what: str) -> list[Path]:
+        """:func:`~pipelines.spark.mapping.map_files` of the run's session, into a directory
+        of its own (``mapped/map-<n>``)."""
+        from pipelines.spark.mapping import map_files
+
+        out = self._scratch / "mapped" / f"map-{self._maps:03d}"
+        self._maps += 1
+        return map_files(self._session.get(), plans, fn, out, what)
 
     def sampled(
         self, tables: dict[str, pl.LazyFrame], sample: CustomerSample

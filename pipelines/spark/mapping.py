@@ -4,7 +4,10 @@ A :data:`~pipelines.profiles.Mapper` (the valuation's values, the churn and loya
 predictions) runs where everyone's profile lies: a task per file
 :func:`~pipelines.spark.profile.write_profiles` wrote finishes its file as
 :func:`~pipelines.spark.profile.read_profile` does (the call-graph columns joined), applies the
-broadcast mapper a slice at a time and writes the results; only they reach the driver.
+broadcast mapper a slice at a time and writes the results beside the profile
+(:class:`SparkParts`). The steps over everyone that follow (the tiers' cut points, the report's
+counts) are mappers too, of those files (:meth:`SparkParts.aggregate`): only their sums reach
+the driver.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import datetime as dt
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +26,7 @@ import pyarrow as pa
 from crm_engine.commit import FAULT_ENV
 from crm_engine.config import FeaturesConfig
 from crm_engine.io import map_slices
+from crm_engine.parts import FrameParts, Mapper, Parts
 from pipelines.spark.profile import (
     FILE_ROWS,
     SparkJobError,
@@ -36,10 +41,9 @@ if TYPE_CHECKING:
     from pyspark import Broadcast
     from pyspark.sql import SparkSession
 
-    from pipelines.profiles import Mapper
     from pipelines.spark.influence import SparkCallGraph
 
-__all__ = ["file_plans", "map_here", "map_profile", "map_task"]
+__all__ = ["MapJob", "SparkParts", "file_plans", "map_files", "map_here", "map_profile", "map_task"]
 
 
 # --- on the executors ------------------------------------------------------------------------
@@ -94,31 +98,74 @@ def map_here(
     cfg: FeaturesConfig,
     graph: SparkCallGraph | None,
     fn: Mapper,
-) -> pl.DataFrame:
+) -> FrameParts:
     """What :func:`map_profile` computes, on the driver: each file finished and mapped in
-    turn (``engine.spark.score_on_executors`` off)."""
+    turn (``engine.spark.score_on_executors`` off), the results held here."""
     plans = file_plans(directory, tables, cut, cfg, graph)
     plans = plans or [profile_scan(directory, tables, cut, cfg, graph)[0]]
     files = (collect_file(plan) for plan in plans)
-    return pl.concat(map_slices(frame, fn, FILE_ROWS) for frame in files)
+    return FrameParts(pl.concat(map_slices(frame, fn, FILE_ROWS) for frame in files))
+
+
+MapJob = Callable[[list[pl.LazyFrame], Mapper, str], list[Path]]
+"""A Spark job applying a mapper to plans, a task per plan, its results written to files:
+``(plans, fn, what it does)`` to the files (:func:`map_files` with its session and directory)."""
+
+
+@dataclass(frozen=True)
+class SparkParts:
+    """:class:`~crm_engine.parts.Parts` that the executors wrote (a map's results, a Parquet
+    file per file of the profile): aggregated by a Spark job a task per file (``job``), only
+    the aggregates reaching the driver; read by a plan over the files."""
+
+    files: tuple[Path, ...]
+    job: MapJob
+
+    def aggregate(self, fn: Mapper) -> pl.DataFrame:
+        plans = [pl.scan_parquet(f) for f in self.files]
+        return pl.read_parquet(self.job(plans, fn, "aggregating a map's results"))
+
+    def plan(self) -> pl.LazyFrame:
+        return pl.scan_parquet(list(self.files))
+
+
+def map_files(
+    spark: SparkSession, plans: list[pl.LazyFrame], fn: Mapper, out: Path, what: str
+) -> list[Path]:
+    """``fn`` over each of ``plans`` on the executors (``mapInArrow``, a task per plan), a
+    slice at a time, the results written under ``out`` (``part-<index>.parquet``, in the
+    plans' order); ``what`` the job does, for its error.
+
+    Raises
+    ------
+    SparkJobError
+        When the job fails (a task raised, an executor died): one line.
+    """
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    fault = os.environ.get(FAULT_ENV, "")  # read here: the workers' env is not the driver's
+    task = map_task(spark.sparkContext.broadcast(fn), plans, out, fault)
+    ids = spark.range(len(plans), numPartitions=max(len(plans), 1))
+    try:
+        done = ids.mapInArrow(task, "id long, rows long").collect()
+    except Exception as e:
+        raise SparkJobError(f"the Spark job {what} failed: {failure_cause(e)}") from None
+    return [out / f"part-{row['id']:05d}.parquet" for row in sorted(done)]
 
 
 def map_profile(
-    spark: SparkSession,
     directory: Path,
     tables: dict[str, pl.LazyFrame],
     cut: dt.date,
     cfg: FeaturesConfig,
     graph: SparkCallGraph | None,
     fn: Mapper,
-    out: Path,
-) -> pl.DataFrame:
-    """``fn`` over everyone's profile at ``cut`` on the executors, and only its results read
-    back: a task per file :func:`~pipelines.spark.profile.write_profiles` wrote under
-    ``directory`` (``mapInArrow``), each finishing its file as
-    :func:`~pipelines.spark.profile.read_profile` does (call-graph columns joined), applying
-    ``fn`` (broadcast) a slice at a time and writing the rows under ``out``. The rows come
-    back in the order of the files, not sorted.
+    job: MapJob,
+) -> Parts:
+    """``fn`` over everyone's profile at ``cut`` on the executors, its results left there: a
+    task per file :func:`~pipelines.spark.profile.write_profiles` wrote under ``directory``
+    (``job``), each finishing its file as :func:`~pipelines.spark.profile.read_profile` does
+    (call-graph columns joined) and applying ``fn`` (broadcast) a slice at a time.
 
     Raises
     ------
@@ -128,15 +175,4 @@ def map_profile(
     plans = file_plans(directory, tables, cut, cfg, graph)
     if not plans:  # no customers at the cut: nothing to send anywhere
         return map_here(directory, tables, cut, cfg, graph, fn)
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    fault = os.environ.get(FAULT_ENV, "")  # read here: the workers' env is not the driver's
-    task = map_task(spark.sparkContext.broadcast(fn), plans, out, fault)
-    ids = spark.range(len(plans), numPartitions=len(plans))
-    try:
-        done = ids.mapInArrow(task, "id long, rows long").collect()
-    except Exception as e:
-        raise SparkJobError(
-            f"the Spark job scoring the profile at {cut} failed: {failure_cause(e)}"
-        ) from None
-    return pl.read_parquet([out / f"part-{row['id']:05d}.parquet" for row in sorted(done)])
+    return SparkParts(tuple(job(plans, fn, f"scoring the profile at {cut}")), job)

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -16,6 +17,7 @@ import features
 from crm_engine.commit import FAULT_ENV
 from crm_engine.config import FeaturesConfig, PipelineConfig
 from crm_engine.io import find_tables, load_tables
+from crm_engine.parts import exact_quantiles
 from features.sample import CustomerSample
 from pipelines.runner import local_profile, run_pipeline
 from pipelines.spark.profile import KILL_POINT, spark_profile
@@ -284,6 +286,15 @@ def where_scored(batch: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def summed(batch: pl.DataFrame) -> pl.DataFrame:
+    """An aggregate of a slice of :func:`where_scored`'s rows, and the process that made it."""
+    return batch.select(
+        pl.len().cast(pl.Int64).alias("n"),
+        pl.col("twice").sum(),
+        pl.lit(os.getpid(), pl.Int64).alias("pid"),
+    )
+
+
 def refuse(batch: pl.DataFrame) -> pl.DataFrame:
     raise ValueError(f"no scores for {batch.height} customers")
 
@@ -298,10 +309,14 @@ def test_a_stage_scores_everyone_on_the_executors(
     on the executors, a task per file they wrote: only the results reach the driver, and they
     equal the mapper's on the local profile, even when the Python worker of the first task is
     killed (SIGKILL) and Spark retries it. Any other profile is mapped on the driver; a mapper
-    that raises fails the job with one line."""
+    that raises fails the job with one line.
+
+    The results can stay there (``map_parts``): their aggregates run on the executors too, and
+    quantiles computed from them are NumPy's of the local results."""
     from pipelines.profiles import ProfileCache
     from pipelines.spark import SparkProfiles
     from pipelines.spark import profile as spark_profiles
+    from pipelines.spark.mapping import SparkParts
     from pipelines.spark.profile import SparkJobError
     from pipelines.spark.session import LazySession
 
@@ -322,6 +337,14 @@ def test_a_stage_scores_everyone_on_the_executors(
     assert os.getpid() not in mapped["pid"].to_list()  # the executors' Python workers did it
     parts = sorted(p.name for p in (tmp_path / "mapped" / "map-000").iterdir())
     assert len(parts) == len(list((tmp_path / "profiles").rglob("*.parquet"))) > 1, parts
+    left = cache.map_parts(everyone, where_scored)  # the results left on the executors
+    assert isinstance(left, SparkParts)
+    sums = left.aggregate(summed)
+    assert os.getpid() not in sums["pid"].to_list()
+    assert sums.height == len(parts)  # an aggregate per file (one slice each)
+    assert sums["n"].sum() == local.height and sums["twice"].sum() == local["twice"].sum()
+    qs = [0.1, 0.5, 0.9]
+    assert exact_quantiles(left, "twice", qs) == list(np.quantile(local["twice"].to_numpy(), qs))
     other = everyone.head(100)  # not the plan everyone() handed out: mapped here
     assert cache.map(other, where_scored)["pid"].unique().to_list() == [os.getpid()]
     with pytest.raises(SparkJobError, match=r"ValueError: no scores for \d+ customers$"):
