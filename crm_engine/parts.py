@@ -41,6 +41,19 @@ class Parts(Protocol):
         in no particular order: partial aggregates the caller adds up."""
         ...
 
+    def map(self, fn: Mapper) -> Parts:
+        """``fn`` over each part (a slice at a time) where it lies, the results left there."""
+        ...
+
+    def select(self, columns: Sequence[str]) -> Parts:
+        """These columns of every part."""
+        ...
+
+    def join(self, other: Parts) -> Parts:
+        """The columns of ``other`` beside these, by ``customer_id``, part by part: both are
+        of the same customers in the same parts (mapped from the same profile)."""
+        ...
+
     def plan(self) -> pl.LazyFrame:
         """Every row, as a plan (in no particular order across parts): what a consumer
         collects, the columns it needs."""
@@ -49,13 +62,33 @@ class Parts(Protocol):
 
 @dataclass(frozen=True)
 class FrameParts:
-    """:class:`Parts` in memory: one frame, aggregated :data:`~crm_engine.io.WRITE_ROWS` rows
-    at a time here (the local backend)."""
+    """:class:`Parts` here: one frame, or a plan (the run's profile waiting in its scratch),
+    :data:`~crm_engine.io.WRITE_ROWS` rows at a time (the local backend)."""
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame | pl.LazyFrame
 
     def aggregate(self, fn: Mapper) -> pl.DataFrame:
         return map_slices(self.frame, fn, WRITE_ROWS)
+
+    def map(self, fn: Mapper) -> FrameParts:
+        return FrameParts(map_slices(self.frame, fn, WRITE_ROWS))
+
+    def select(self, columns: Sequence[str]) -> FrameParts:
+        return FrameParts(self.frame.select(columns))
+
+    def join(self, other: Parts) -> FrameParts:
+        """Side by side when both hold the same customers in the same order (a frame mapped
+        from this profile), else joined: a plan either way, read a slice at a time (joined,
+        each slice joins anew: for small frames)."""
+        if not isinstance(other, FrameParts):
+            raise TypeError(f"parts here join parts here, not {type(other).__name__}")
+        mine, theirs = self.frame.lazy(), other.frame.lazy()
+        ids = [f.select("customer_id").collect().to_series() for f in (mine, theirs)]
+        if ids[0].equals(ids[1]):
+            joined = pl.concat([mine, theirs.drop("customer_id")], how="horizontal")
+        else:
+            joined = mine.join(theirs, on="customer_id", how="left", maintain_order="left")
+        return FrameParts(joined)  # a plan: a slice at a time, nothing copied whole
 
     def plan(self) -> pl.LazyFrame:
         return self.frame.lazy()
@@ -73,62 +106,59 @@ GATHER_AT = 20_000
 MAX_PASSES = 40
 
 
-def _finite(column: str) -> pl.Expr:
-    return pl.col(column).cast(pl.Float64).filter(pl.col(column).cast(pl.Float64).is_finite())
+def _finite(column: str | pl.Expr) -> pl.Expr:
+    """The finite values of ``column`` (a name or an expression of a slice) as ``value``."""
+    value = (pl.col(column) if isinstance(column, str) else column).cast(pl.Float64)
+    return value.filter(value.is_finite()).alias("value")
 
 
-def _extent(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+def _extent(frame: pl.DataFrame, column: str | pl.Expr) -> pl.DataFrame:
     """The finite values of ``column`` in a slice: how many, the least and the largest."""
-    values = _finite(column)
-    return frame.select(
-        values.len().cast(pl.Int64).alias("n"),
-        values.min().alias("low"),
-        values.max().alias("high"),
+    values = frame.select(_finite(column))
+    return values.select(
+        pl.len().cast(pl.Int64).alias("n"),
+        pl.col("value").min().alias("low"),
+        pl.col("value").max().alias("high"),
     )
 
 
-def _bin_of(column: str, low: float, high: float) -> pl.Expr:
+def _bin_of(low: float, high: float) -> pl.Expr:
     """The bin of a value of ``[low, high]``: a function of the value alone, the same in every
     part, and non-decreasing in it (so the bins split the sorted values in runs)."""
-    position = (pl.col(column) - low) / (high - low) * BINS
+    position = (pl.col("value") - low) / (high - low) * BINS
     return position.floor().clip(0, BINS - 1).cast(pl.Int64)
 
 
+_HISTOGRAM = pl.Schema(
+    {"range": pl.Int64, "bin": pl.Int64, "n": pl.Int64, "low": pl.Float64, "high": pl.Float64}
+)
+
+
 def _histogram(
-    frame: pl.DataFrame, column: str, ranges: Sequence[tuple[float, float]]
+    frame: pl.DataFrame, column: str | pl.Expr, ranges: Sequence[tuple[float, float]]
 ) -> pl.DataFrame:
     """Per range ``i`` of ``ranges`` (``low < high``), the slice's finite values within it by
     bin: ``range, bin, n, low, high`` (the count, least and largest value of the bin)."""
-    values = frame.select(_finite(column).alias(column))
-    out = []
-    for i, (low, high) in enumerate(ranges):
-        inside = values.filter(pl.col(column).is_between(low, high))
-        out.append(
-            inside.group_by(_bin_of(column, low, high).alias("bin"))
-            .agg(
-                pl.len().cast(pl.Int64).alias("n"),
-                pl.col(column).min().alias("low"),
-                pl.col(column).max().alias("high"),
-            )
-            .select(pl.lit(i, pl.Int64).alias("range"), "bin", "n", "low", "high")
+    values = frame.select(_finite(column))
+    out = [
+        values.filter(pl.col("value").is_between(low, high))
+        .group_by(_bin_of(low, high).alias("bin"))
+        .agg(
+            pl.len().cast(pl.Int64).alias("n"),
+            pl.col("value").min().alias("low"),
+            pl.col("value").max().alias("high"),
         )
+        .select(pl.lit(i, pl.Int64).alias("range"), "bin", "n", "low", "high")
+        for i, (low, high) in enumerate(ranges)
+    ]
     return pl.concat(out) if out else pl.DataFrame(schema=_HISTOGRAM)
 
 
-_HISTOGRAM = {
-    "range": pl.Int64,
-    "bin": pl.Int64,
-    "n": pl.Int64,
-    "low": pl.Float64,
-    "high": pl.Float64,
-}
-
-
 def _within(
-    frame: pl.DataFrame, column: str, ranges: Sequence[tuple[float, float]]
+    frame: pl.DataFrame, column: str | pl.Expr, ranges: Sequence[tuple[float, float]]
 ) -> pl.DataFrame:
     """Per range ``i`` of ``ranges``, the slice's values within it: ``range, value``."""
-    values = frame.select(_finite(column).alias("value"))
+    values = frame.select(_finite(column))
     out = [
         values.filter(pl.col("value").is_between(low, high)).select(
             pl.lit(i, pl.Int64).alias("range"), "value"
@@ -152,7 +182,7 @@ class _Search:
 
 
 def _order_statistics(
-    parts: Parts, column: str, ranks: Sequence[int], n: int, low: float, high: float
+    parts: Parts, column: str | pl.Expr, ranks: Sequence[int], n: int, low: float, high: float
 ) -> dict[int, float]:
     """The values of ``column`` at 0-based ``ranks`` of its ``n`` finite values sorted (in
     ``[low, high]``): each pass bins the range holding a rank (:data:`BINS`) and keeps its bin,
@@ -191,8 +221,8 @@ def _order_statistics(
                     break
                 below += row["n"]
             else:
-                raise RuntimeError(f"rank {s.rank} of {column!r} is outside its range")
-    raise RuntimeError(f"the quantiles of {column!r} did not narrow in {MAX_PASSES} passes")
+                raise RuntimeError(f"rank {s.rank} of {column} is outside its range")
+    raise RuntimeError(f"the quantiles of {column} did not narrow in {MAX_PASSES} passes")
 
 
 def _lerp(a: float, b: float, t: float) -> float:
@@ -201,8 +231,11 @@ def _lerp(a: float, b: float, t: float) -> float:
     return b - diff * (1 - t) if t >= 0.5 else a + diff * t
 
 
-def exact_quantiles(parts: Parts, column: str, quantiles: Sequence[float]) -> list[float] | None:
-    """``numpy.quantile`` of ``column``'s finite values over every part (its default, linear
+def exact_quantiles(
+    parts: Parts, column: str | pl.Expr, quantiles: Sequence[float]
+) -> list[float] | None:
+    """``numpy.quantile`` of ``column``'s finite values (a column's name, or an expression of
+    a part's columns) over every part (its default, linear
     method), exactly, from aggregates of the parts: their extent, then a histogram per pass of
     the ranges holding the order statistics needed, until a range holds few enough values to
     send them (:data:`GATHER_AT`). None without a finite value.

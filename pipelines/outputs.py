@@ -278,7 +278,7 @@ def segment_files(out: Path) -> Output:
         files = [out.name, "segment_profiles.parquet", MODEL_FILE, "segmentation.json"]
         if migration is not None:
             files.append("segment_migration.parquet")
-        return Written(summary={"files": files, "rows": segments.height})
+        return Written(summary={"files": files, "rows": frame_height(segments)})
 
     models = (out.parent / MODEL_FILE, out.parent / LEGACY_MODEL_FILE)
     previous = out.parent if any(m.is_file() for m in models) else None

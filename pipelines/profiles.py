@@ -93,6 +93,14 @@ class MappingBuilder(Protocol):
         self, tables: dict[str, pl.LazyFrame], cut: dt.date, cfg: FeaturesConfig, fn: Mapper
     ) -> Parts: ...
 
+    def parts(
+        self,
+        tables: dict[str, pl.LazyFrame],
+        cut: dt.date,
+        cfg: FeaturesConfig,
+        columns: Sequence[str] | None = None,
+    ) -> Parts: ...
+
 
 @runtime_checkable
 class GraphBuilder(Protocol):
@@ -255,6 +263,19 @@ class ProfileCache:
             return self.build.map(self.tables, self.as_of, self.cfg, fn)
         source = profile if columns is None else profile.select(columns)
         return FrameParts(map_slices(source, fn, WRITE_ROWS))
+
+    def parts(
+        self, profile: pl.DataFrame | pl.LazyFrame, columns: Sequence[str] | None = None
+    ) -> Parts:
+        """``profile``, ``columns`` of it (None: all), as :class:`~crm_engine.parts.Parts` for
+        the steps over everyone: where it lies, everyone's profile at ``as_of`` as
+        :meth:`everyone` handed it out with a :class:`MappingBuilder` (Spark: the executors'
+        files), else the plan or frame itself, read here a slice at a time. Parts that
+        :meth:`map_parts` gives of the same profile join these part by part."""
+        if self._with_builder(profile):
+            assert isinstance(self.build, MappingBuilder)
+            return self.build.parts(self.tables, self.as_of, self.cfg, columns)
+        return FrameParts(profile if columns is None else profile.select(columns))
 
     def aggregate(
         self,

@@ -151,17 +151,20 @@ def migration_matrix(
         pl.DataFrame({"previous_segment_id": old, "segment_id": new})
         .group_by("previous_segment_id", "segment_id")
         .agg(pl.len().cast(pl.Int64).alias("customers"))
-    )
-    return (
-        counts.join(_names(old, previous_names, "previous_segment"), on="previous_segment_id")
+        .join(_names(old, previous_names, "previous_segment"), on="previous_segment_id")
         .join(_names(new, new_names, "segment"), on="segment_id")
-        .select(
-            "previous_segment_id",
-            "previous_segment_name",
-            "segment_id",
-            "segment_name",
-            "customers",
+    )
+    return migration_of(counts)
+
+
+def migration_of(counts: pl.DataFrame) -> pl.DataFrame:
+    """:func:`migration_matrix` from the customers counted by old and new segment (ids and
+    names; a pair may come in several rows, the counts of parts of everyone: added up)."""
+    return (
+        counts.group_by(
+            "previous_segment_id", "previous_segment_name", "segment_id", "segment_name"
         )
+        .agg(pl.col("customers").sum().cast(pl.Int64))
         .with_columns(
             (pl.col("customers") / pl.col("customers").sum().over("previous_segment_id")).alias(
                 "share_of_previous"
@@ -202,3 +205,10 @@ def stability(previous_ids: np.ndarray, new_ids: np.ndarray) -> float:
     """Share of customers whose segment id is unchanged."""
     a, b = np.asarray(previous_ids), np.asarray(new_ids)
     return float((a == b).mean()) if len(a) else float("nan")
+
+
+def stability_of(migration: pl.DataFrame) -> float:
+    """:func:`stability` from :func:`migration_of`'s counts."""
+    total = int(migration.get_column("customers").sum())
+    same = migration.filter(pl.col("previous_segment_id") == pl.col("segment_id"))
+    return int(same.get_column("customers").sum()) / total if total else float("nan")

@@ -8,6 +8,7 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig, age_band_labels
 from crm_engine.contracts import score_values
+from crm_engine.parts import FrameParts, Parts, exact_quantiles
 
 SPEND_LEVELS: tuple[str, ...] = tuple(reversed(score_values("spend_level")))
 """The ``crm.scores/v1`` spend levels, lowest first."""
@@ -16,7 +17,7 @@ AGE_BANDS: tuple[str, ...] = (*age_band_labels(FeaturesConfig().age_bands), "unk
 
 
 def spend_cut_points(
-    profile: pl.DataFrame | pl.LazyFrame,
+    profile: pl.DataFrame | pl.LazyFrame | Parts,
     configured: list[float] | tuple[float, float] | None = None,
     column: str = "revenue_365d",
 ) -> tuple[float, float]:
@@ -25,7 +26,9 @@ def spend_cut_points(
     Parameters
     ----------
     profile
-        Customer profile holding ``column`` (null spend counts as 0).
+        Customer profile holding ``column`` (null spend counts as 0); in parts (on the
+        executors with Spark), the tertiles are aggregates of them
+        (:func:`crm_engine.parts.exact_quantiles`).
     configured
         Two increasing cut points (low/medium, medium/high); None means tertiles.
     column
@@ -49,18 +52,14 @@ def spend_cut_points(
                 f"spend cut points must be two increasing numbers, got {list(configured)}"
             )
         return float(configured[0]), float(configured[1])
-    lf = profile.lazy()
-    if column not in lf.collect_schema():
+    parts = profile if isinstance(profile, Parts) else FrameParts(profile)
+    if column not in parts.plan().collect_schema():
         raise ValueError(f"profile has no column {column!r} to derive spend levels from")
     spend = pl.col(column).cast(pl.Float64).fill_null(0.0)
-    q = lf.select(
-        spend.quantile(1 / 3, interpolation="linear").alias("q1"),
-        spend.quantile(2 / 3, interpolation="linear").alias("q2"),
-    ).collect()
-    q1, q2 = q.item(0, "q1"), q.item(0, "q2")
-    if q1 is None or q2 is None:
+    q = exact_quantiles(parts, spend, [1 / 3, 2 / 3])
+    if q is None:
         raise ValueError(f"cannot derive spend tertiles: column {column!r} has no rows")
-    return float(q1), float(q2)
+    return q[0], q[1]
 
 
 def spend_level_expr(cut_points: tuple[float, float], column: str = "revenue_365d") -> pl.Expr:

@@ -8,7 +8,7 @@ import functools
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,11 +18,12 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig, SegmentationConfig
 from crm_engine.io import frame_height, map_slices
+from crm_engine.parts import FrameParts, Parts
 from crm_engine.stage_reports import KScore, SegmentationReport, SegmentSize
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import frequent_values, pool_rare
 from pipelines.runner import StageContext, StageError, StageOutput
-from segmentation.align import align_segment_ids, migration_matrix, stability
+from segmentation.align import align_segment_ids, migration_of, stability_of
 from segmentation.assign import ASSIGN_ROWS, PREVIOUS_LABEL, assign_slice
 from segmentation.bands import spend_cut_points
 from segmentation.cluster import Segmenter, resolve_features
@@ -30,7 +31,7 @@ from segmentation.preprocess import default_features
 from segmentation.profiles import segment_profiles
 
 if TYPE_CHECKING:
-    from pipelines.profiles import ProfileMap
+    from pipelines.profiles import PartsMap
 
 #: Columns of the assignments frame (``customer_id`` keeps the run's id type).
 ASSIGNMENT_SCHEMA = pl.Schema(
@@ -56,7 +57,8 @@ class SegmentationResult:
     ----------
     assignments
         ``customer_id``, ``spend_level``, ``age_band``, ``segment_id``, ``segment_name``
-        (one row per profile row, in profile order).
+        (one row per profile row): in memory, in profile order; or, of assignments left on
+        the executors (Spark), a plan over their files.
     model
         The fitted :class:`~segmentation.cluster.Segmenter` (ids aligned when a previous
         model was given).
@@ -69,7 +71,7 @@ class SegmentationResult:
         points, segment sizes, alignment and stability figures, timings.
     """
 
-    assignments: pl.DataFrame
+    assignments: pl.DataFrame | pl.LazyFrame
     model: Segmenter
     profiles: pl.DataFrame
     migration: pl.DataFrame | None
@@ -116,7 +118,8 @@ def segment_customers(
     previous: Segmenter | None = None,
     scores: pl.DataFrame | None = None,
     features_cfg: FeaturesConfig | None = None,
-    map_everyone: ProfileMap | None = None,
+    map_everyone: PartsMap | None = None,
+    everyone: Callable[[Sequence[str]], Parts] | None = None,
 ) -> SegmentationResult:
     """Spend levels, age bands and behavioural segments for every customer of ``profile``.
 
@@ -137,11 +140,16 @@ def segment_customers(
         The ``[features]`` section the profile was built with: the default clustering
         features are named after its windows (:func:`~segmentation.preprocess.default_features`).
     map_everyone
-        Applies :func:`assign_slice` to the profile's customers where their profile lies, in
-        the profile's row order, reading the columns given (the run's ``ProfileCache.map``: on
-        the executors with Spark); None: :data:`ASSIGN_ROWS` customers at a time here. The fit
-        reads only the rows it samples (``Segmenter.fit_rows``); the segment table still reads
-        the profile's columns of everyone.
+        Applies :func:`assign_slice` to the profile's customers where their profile lies,
+        reading the columns given, and leaves the results there (the run's
+        ``ProfileCache.map_parts``: on the executors with Spark); None: :data:`ASSIGN_ROWS`
+        customers at a time here. The fit reads only the rows it samples
+        (``Segmenter.fit_rows``).
+    everyone
+        The given columns of the same profile where it lies (the run's ``ProfileCache.parts``:
+        the executors' files with Spark); None: of ``profile`` here. The steps over everyone
+        are aggregates of these and of the assignments, run there: the spend tertiles, the
+        frequent text values, the segment table and the migration counts.
 
     Returns
     -------
@@ -176,11 +184,12 @@ def segment_customers(
     n = frame_height(source)
     if n == 0:
         raise ValueError("cannot segment an empty profile (0 customers)")
-    cuts = spend_cut_points(source, cfg.spend_cut_points)
+    parts = FrameParts(source) if everyone is None else everyone(source.collect_schema().names())
+    cuts = spend_cut_points(parts, cfg.spend_cut_points)
     k_min = (features_cfg or FeaturesConfig()).min_category_customers
     schema = source.collect_schema()
     text = [c for c in needed if schema[c] == pl.String]
-    keep = frequent_values(source.select("customer_id", *text), text, k_min)
+    keep = frequent_values(parts.select(["customer_id", *text]), text, k_min)
     # only the rows the model fits on are read (at most cfg.sample_size): everyone is
     # assigned by the mapper, a slice at a time
     segmenter = build_segmenter(cfg, features)
@@ -211,25 +220,31 @@ def segment_customers(
     assign = functools.partial(
         assign_slice, model=model, cuts=cuts, keep=keep, previous=usable_previous
     )
-    if map_everyone is None:
-        assignments = map_slices(source, assign, ASSIGN_ROWS)
-    else:
-        assignments = map_everyone(assign, schema.names())
+    assignments: Parts = (
+        FrameParts(map_slices(source, assign, ASSIGN_ROWS))
+        if map_everyone is None
+        else map_everyone(assign, schema.names())
+    )
     migration = None
     if usable_previous is not None:
-        old = assignments.get_column(PREVIOUS_LABEL).to_numpy()
-        old_ids = usable_previous.segment_ids_[old]
-        new_ids = assignments.get_column("segment_id").to_numpy()
-        migration = migration_matrix(
-            old_ids,
-            np.asarray(usable_previous.segment_names_, dtype=object)[old],
-            new_ids,
-            assignments.get_column("segment_name").to_numpy(),
+        moves = assignments.aggregate(_moves)
+        labels = moves.get_column(PREVIOUS_LABEL).to_numpy()
+        migration = migration_of(
+            moves.with_columns(
+                pl.Series("previous_segment_id", usable_previous.segment_ids_[labels]),
+                pl.Series(
+                    "previous_segment_name",
+                    np.asarray(usable_previous.segment_names_, dtype=object)[labels].tolist(),
+                    dtype=pl.String,
+                ),
+            )
         )
         align_report["migration"] = migration.to_dicts()
-        align_report["same_segment_share"] = stability(old_ids, new_ids)
-        assignments = assignments.drop(PREVIOUS_LABEL)
-    profiles = segment_profiles(assignments, source, model.features_, scores)
+        align_report["same_segment_share"] = stability_of(migration)
+    profiles = segment_profiles(assignments, parts, model.features_, scores)
+    segments: pl.DataFrame | pl.LazyFrame = assignments.plan().select(ASSIGNMENT_SCHEMA.names())
+    if isinstance(assignments, FrameParts):  # in memory: the frame, in the profile's row order
+        segments = segments.collect()
 
     report = SegmentationReport(
         algorithm=cfg.algorithm,
@@ -257,11 +272,19 @@ def segment_customers(
         **align_report,
     )
     return SegmentationResult(
-        assignments=assignments,
+        assignments=segments,
         model=model,
         profiles=profiles,
         migration=migration,
         report=report,
+    )
+
+
+def _moves(assigned: pl.DataFrame) -> pl.DataFrame:
+    """A slice of the assignments (with the previous model's labels) counted by the previous
+    label and the new segment: the migration's counts, added up by ``migration_of``."""
+    return assigned.group_by(PREVIOUS_LABEL, "segment_id", "segment_name").agg(
+        pl.len().cast(pl.Int64).alias("customers")
     )
 
 
@@ -321,7 +344,8 @@ def segmentation_stage(
         ctx.cfg.segmentation,
         previous=previous_model,
         features_cfg=ctx.cfg.features,
-        map_everyone=functools.partial(ctx.profiles.map, profile),
+        map_everyone=functools.partial(ctx.profiles.map_parts, profile),
+        everyone=functools.partial(ctx.profiles.parts, profile),
     )
     save_segmenter(result.model, ctx.workdir / MODEL_FILE)
     versions: dict[str, str] = {}
@@ -372,13 +396,18 @@ def segmentation_registry_stage(
     columns = profile.collect_schema().names()
     read = [c for c in (*PROFILE_TABLE_COLUMNS, *segmenter.features_) if c in columns]
     source = profile.lazy().select(list(dict.fromkeys(read)))
-    cuts = spend_cut_points(source, ctx.cfg.segmentation.spend_cut_points)
+    names = source.collect_schema().names()
+    everyone = ctx.profiles.parts(profile, names)
+    cuts = spend_cut_points(everyone, ctx.cfg.segmentation.spend_cut_points)
     assign = functools.partial(assign_slice, model=segmenter, cuts=cuts, keep=None)
-    assignments = ctx.profiles.map(profile, assign, source.collect_schema().names())
-    profiles = segment_profiles(assignments, source, segmenter.features_, None)
+    assigned = ctx.profiles.map_parts(profile, assign, names)
+    profiles = segment_profiles(assigned, everyone, segmenter.features_, None)
+    assignments: pl.DataFrame | pl.LazyFrame = assigned.plan().select(ASSIGNMENT_SCHEMA.names())
+    if isinstance(assigned, FrameParts):  # in memory: the frame, in the profile's row order
+        assignments = assignments.collect()
     return StageOutput(
         outputs={"segments": assignments, "segment_profiles": profiles, "segment_migration": None},
-        metrics={"customers": assignments.height},
+        metrics={"customers": int(profiles.get_column("size").sum())},
         params={"model_uri": uri},
         model_versions={"segmentation": uri},
     )

@@ -189,6 +189,31 @@ class SparkProfiles:
             return map_here(directory, tables, cut, cfg, graph, fn)
         return map_profile(directory, tables, cut, cfg, graph, fn, self._map_job)
 
+    def parts(
+        self,
+        tables: dict[str, pl.LazyFrame],
+        cut: dt.date,
+        cfg: FeaturesConfig,
+        columns: Sequence[str] | None = None,
+    ) -> Parts:
+        """Everyone's profile at ``cut`` as the executors wrote it, ``columns`` of it (None:
+        all): a plan per file, finished as :meth:`map` finishes it, for the steps over everyone
+        that run there (:class:`~pipelines.spark.mapping.SparkParts`). Without
+        ``engine.spark.score_on_executors``, the files read here."""
+        from crm_engine.parts import FrameParts
+        from pipelines.spark.mapping import SparkParts, file_plans
+        from pipelines.spark.profile import profile_scan
+
+        directory, _ = self._computed(tables, cut, cfg, None)
+        graph = self._call_graph(tables)
+        plans = file_plans(directory, tables, cut, cfg, graph)
+        if columns is not None:
+            plans = [plan.select(columns) for plan in plans]
+        if not plans or not self._cfg.engine.spark.score_on_executors:
+            whole = profile_scan(directory, tables, cut, cfg, graph)[0]
+            return FrameParts(whole if columns is None else whole.select(columns))
+        return SparkParts(tuple(plans), self._map_job)
+
     def _map_job(self, plans: list[pl.LazyFrame], fn: Mapper, what: str) -> list[Path]:
         """:func:`~pipelines.spark.mapping.map_files` of the run's session, into a directory
         of its own (``mapped/map-<n>``)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,19 +114,36 @@ MapJob = Callable[[list[pl.LazyFrame], Mapper, str], list[Path]]
 
 @dataclass(frozen=True)
 class SparkParts:
-    """:class:`~crm_engine.parts.Parts` that the executors wrote (a map's results, a Parquet
-    file per file of the profile): aggregated by a Spark job a task per file (``job``), only
-    the aggregates reaching the driver; read by a plan over the files."""
+    """:class:`~crm_engine.parts.Parts` on the executors: a plan per part (a file of
+    everyone's profile finished, or a file a map's task wrote, or such plans joined part by
+    part), each collected by the task that handles it. Aggregated and mapped by a Spark job a
+    task per part (``job``), only the aggregates reaching the driver; read by a plan over the
+    parts."""
 
-    files: tuple[Path, ...]
+    plans: tuple[pl.LazyFrame, ...]
     job: MapJob
 
     def aggregate(self, fn: Mapper) -> pl.DataFrame:
-        plans = [pl.scan_parquet(f) for f in self.files]
-        return pl.read_parquet(self.job(plans, fn, "aggregating a map's results"))
+        return pl.read_parquet(self.job(list(self.plans), fn, "aggregating everyone"))
+
+    def map(self, fn: Mapper) -> SparkParts:
+        files = self.job(list(self.plans), fn, "mapping everyone")
+        return SparkParts(plans_of(files), self.job)
+
+    def select(self, columns: Sequence[str]) -> SparkParts:
+        return SparkParts(tuple(plan.select(columns) for plan in self.plans), self.job)
+
+    def join(self, other: Parts) -> SparkParts:
+        if not isinstance(other, SparkParts) or len(other.plans) != len(self.plans):
+            raise TypeError("parts on the executors join parts of the same profile files")
+        joined = (
+            mine.join(theirs, on="customer_id", how="left", maintain_order="left")
+            for mine, theirs in zip(self.plans, other.plans, strict=True)
+        )
+        return SparkParts(tuple(joined), self.job)
 
     def plan(self) -> pl.LazyFrame:
-        return pl.scan_parquet(list(self.files))
+        return pl.concat(list(self.plans), how="vertical")
 
 
 def map_files(
@@ -175,4 +192,9 @@ def map_profile(
     plans = file_plans(directory, tables, cut, cfg, graph)
     if not plans:  # no customers at the cut: nothing to send anywhere
         return map_here(directory, tables, cut, cfg, graph, fn)
-    return SparkParts(tuple(job(plans, fn, f"scoring the profile at {cut}")), job)
+    return SparkParts(plans_of(job(plans, fn, f"scoring the profile at {cut}")), job)
+
+
+def plans_of(files: list[Path]) -> tuple[pl.LazyFrame, ...]:
+    """A scan per file, in their order."""
+    return tuple(pl.scan_parquet(f) for f in files)

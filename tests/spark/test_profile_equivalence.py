@@ -446,3 +446,50 @@ def test_a_table_is_counted_where_it_lies(
 
     with pytest.raises(SparkJobError, match=r"aggregating table customers .*ValueError: not"):
         builder.aggregate_table(tables, "customers", refuse)
+
+
+def test_segments_are_counted_where_they_are_assigned(
+    spark_config: PipelineConfig,
+    tables: dict[str, pl.LazyFrame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Segmentation with a previous model on Spark: everyone is assigned on the executors and
+    the assignments stay there; the spend tertiles, the frequent values, the segment table and
+    the migration are aggregates of the executors' files. They equal the local ones: the same
+    segments, counts and words, the table's means to 1e-9."""
+    from pipelines.profiles import ProfileCache
+    from pipelines.spark import SparkProfiles
+    from pipelines.spark import profile as spark_profiles
+    from pipelines.spark.session import LazySession
+    from segmentation import segment_customers
+    from segmentation.assign import PREVIOUS_LABEL
+
+    monkeypatch.setattr(spark_profiles, "FILE_ROWS", 700)  # files of 2,500 customers' profile
+    builder = SparkProfiles(spark_config, LazySession(spark_config.engine.spark), tmp_path)
+    as_of = dt.date.fromisoformat(AS_OF)
+    cache = ProfileCache(tables, as_of, FEATURES, builder, spill=tmp_path / "spill")
+    everyone = cache.everyone()
+    profile = local_profile(tables, as_of, FEATURES)
+    cfg = spark_config.segmentation.model_copy(update={"k": 4})
+    previous = segment_customers(profile, cfg.model_copy(update={"k": 3})).model
+    here = segment_customers(profile, cfg, previous=previous, features_cfg=FEATURES)
+    there = segment_customers(
+        everyone,
+        cfg,
+        previous=previous,
+        features_cfg=FEATURES,
+        map_everyone=functools.partial(cache.map_parts, everyone),
+        everyone=functools.partial(cache.parts, everyone),
+    )
+    assert isinstance(there.assignments, pl.LazyFrame)  # left on the executors
+    assert PREVIOUS_LABEL not in there.assignments.collect_schema().names()
+    assert_frame_equal(
+        there.assignments.collect().sort("customer_id"), here.assignments.sort("customer_id")
+    )
+    assert_frame_equal(there.profiles, here.profiles, check_exact=False, rel_tol=1e-9)
+    assert there.migration is not None and here.migration is not None
+    assert_frame_equal(there.migration, here.migration)
+    assert there.report.spend_cut_points == here.report.spend_cut_points
+    assert there.report.same_segment_share == here.report.same_segment_share < 1.0
+    assert len(list((tmp_path / "mapped").iterdir())) > 3  # the map and its aggregates' jobs
