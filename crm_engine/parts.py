@@ -1,12 +1,14 @@
 """A frame of everyone that lies where it was computed, and the steps over everyone it allows.
 
-A stage's per-customer results (the valuation's values of everyone) are :class:`Parts`: in
-memory on the local backend (:class:`FrameParts`), Parquet files on the Spark backend's
-executors. A step that needs everyone (the tiers' cut points, the report's counts) is a
-function applied to each part where it lies, whose rows the caller adds up
-(:meth:`Parts.aggregate`), so that with Spark only those rows reach the driver; the rows
-themselves are read only by a plan (:meth:`Parts.plan`) that a consumer collects, the columns
-it needs.
+Everyone's profile, and a stage's per-customer results (the values and the segments of
+everyone), are :class:`Parts`: in memory or a plan on the local backend (:class:`FrameParts`),
+the executors' Parquet files on the Spark backend
+(:class:`~pipelines.spark.mapping.SparkParts`). Results mapped from the same profile lie in the
+same parts, so they join part by part (:meth:`Parts.join`). A step that needs everyone (the
+tiers' cut points, the segment table, the report's counts) is a function applied to each part
+where it lies, whose rows the caller adds up (:meth:`Parts.aggregate`), so that with Spark only
+those rows reach the driver; the rows themselves are read only by a plan (:meth:`Parts.plan`)
+that a consumer collects, the columns it needs.
 
 :func:`exact_quantiles` is such a step: NumPy's default quantiles of a column, exactly, from
 a few aggregates of the parts (no part sends its values unless a narrow range holds them).
