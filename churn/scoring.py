@@ -22,6 +22,7 @@ from churn.profit import expected_profit
 from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
 from crm_engine.contracts import LOST_BAND, LOST_STAGE, SCORE_COLUMNS, labels_at, score_values
 from crm_engine.io import frame_height, in_id_order
+from crm_engine.parts import Parts
 
 RISK_BANDS: tuple[str, ...] = tuple(
     reversed([b for b in score_values("churn_risk_band") if b != LOST_BAND])
@@ -246,6 +247,7 @@ def score_churn(
     clv: pl.DataFrame | None = None,
     retention: RetentionConfig | None = None,
     predictions: pl.DataFrame | None = None,
+    population: Parts | None = None,
 ) -> ChurnScores:
     """Calibrated churn probability, risk band, value at risk and drivers for every customer.
 
@@ -270,6 +272,9 @@ def score_churn(
 
     ``predictions`` are :func:`predict_customers`' of these customers (any row order), computed
     where the profile lies (the executors, with the Spark backend); None: computed here.
+    ``population`` is the same profile where it lies (:class:`~crm_engine.parts.Parts`: the
+    executors' files with Spark), for the reasons' quartiles (of a bounded sample,
+    :func:`churn.drivers.population_quartiles`); None: ``profile``.
 
     A plan (the run's profile, waiting in a file) is read a slice at a time: at 10M customers
     scoring then holds one slice of the profile, not all 4.3 GB of it.
@@ -310,7 +315,11 @@ def score_churn(
     )
     drivers = drivers_column(p.size, explained, explained_drivers)
     words = reasons_in_words(
-        explained_drivers, subset, profile, churn_model.feature_spec_.categorical
+        explained_drivers,
+        subset,
+        profile if population is None else population,
+        churn_model.feature_spec_.categorical,
+        customers=p.size,
     )
     band = (
         profit_band(p, gain, cfg.risk_thresholds[0])

@@ -216,7 +216,11 @@ def _score(
         loyalty_model=loyalty_model,
     )
     predictions = ctx.profiles.map(profile, predict)  # on the executors with Spark
-    scored = score_churn(scoring, churn_model, ctx.cfg.churn, clv, ctx.cfg.retention, predictions)
+    # the reasons' quartiles from where the profile lies (with extra features: what is scored)
+    population = None if extras else ctx.profiles.parts(profile)
+    scored = score_churn(
+        scoring, churn_model, ctx.cfg.churn, clv, ctx.cfg.retention, predictions, population
+    )
     frame = scored.frame
     metrics: dict[str, float] = {"churn.n_explained": scored.n_explained}
     artifacts: dict[str, Path] = {}

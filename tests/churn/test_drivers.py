@@ -203,3 +203,35 @@ def test_scored_reasons_say_the_drivers_in_words(
     for drivers, reasons in out.select("churn_drivers", "churn_reasons").iter_rows():
         for d, text in zip(drivers, reasons, strict=True):
             assert text.startswith(plain_label(d["feature"])) and text.endswith(", raises risk")
+
+
+def test_the_quartiles_of_a_large_population_come_from_a_hashed_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Beyond ``QUARTILE_CUSTOMERS`` the reasons compare with the quartiles of a hashed sample of
+    about that many customers, the same whether the population is one frame or parts (slices
+    of 700, as the executors' files): close to the population's, without reading all of it."""
+    from churn import drivers
+    from crm_engine import parts
+    from crm_engine.parts import FrameParts
+    from features.sample import CustomerSample
+
+    rng = np.random.default_rng(3)
+    population = pl.DataFrame(
+        {"customer_id": np.arange(20_000), "tenure_days": rng.gamma(2.0, 300.0, 20_000)}
+    )
+    whole = population_quartiles(population, ["tenure_days"])["tenure_days"]
+    monkeypatch.setattr(drivers, "QUARTILE_CUSTOMERS", 4_000)
+    got = population_quartiles(population, ["tenure_days", "customer_id"])["tenure_days"]
+    sample = CustomerSample.bounded(population.height, 4_000)
+    assert sample is not None
+    kept = population.filter(sample.expr())["tenure_days"]
+    assert 3_000 < kept.len() < 5_000
+    assert got == Quartiles(*(kept.quantile(q) for q in (0.25, 0.5, 0.75)))  # type: ignore[misc]
+    assert got != whole
+    for mine, theirs in zip(
+        (got.q1, got.median, got.q3), (whole.q1, whole.median, whole.q3), strict=True
+    ):
+        assert mine == pytest.approx(theirs, rel=0.05)
+    monkeypatch.setattr(parts, "WRITE_ROWS", 700)
+    assert population_quartiles(FrameParts(population), ["tenure_days"]) == {"tenure_days": got}
