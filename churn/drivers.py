@@ -11,12 +11,57 @@ import polars as pl
 
 from crm_engine.contracts import DRIVER_STRUCT
 from crm_engine.feature_labels import alias_group, feature_label, format_value, plain_label
-from crm_engine.parts import FrameParts, Parts
+from crm_engine.parts import FrameParts, Parts, top_rows
 from features import OTHER
 from features.sample import CustomerSample
 
 DRIVERS_DTYPE = pl.List(DRIVER_STRUCT)
 REASONS_DTYPE = pl.List(pl.String())
+
+
+def whom_to_explain(
+    scores: Parts,
+    min_probability: float,
+    top_n: int,
+    key: str = "churn_probability",
+    max_rows: int | None = None,
+    eligible: pl.Expr | None = None,
+) -> pl.Expr:
+    """Which customers get reasons, as a boolean expression of a part of ``scores`` (their
+    ``customer_id``, ``churn_probability`` and ``key``): probability at or above a threshold,
+    or top by ``key``, at most ``max_rows`` of them. Everyone's steps are aggregates of the
+    parts (:func:`crm_engine.parts.top_rows`: with Spark only counts and bins reach the
+    driver), and the expression is evaluated where each part lies.
+
+    Parameters
+    ----------
+    scores
+        Everyone's ``customer_id``, ``churn_probability`` and ``key``.
+    min_probability
+        Everyone eligible at or above it is explained.
+    top_n
+        Also explain the ``top_n`` eligible customers with the highest ``key`` (the value at
+        risk, ``probability x clv``, or the probability). A missing ``key`` ranks last.
+    key
+        The column that ranks customers.
+    max_rows
+        When more customers qualify, keep the ``max_rows`` of them with the highest ``key``
+        (the selected without one rank below every value, above the unselected): TreeSHAP
+        costs grow with the rows explained, and at 10M customers the threshold alone would
+        select half a million.
+    eligible
+        Who may be explained (None: everyone; the scoring leaves the lost out).
+
+    Ties at a rank are broken by a hash of ``customer_id``: the same customers are chosen
+    however everyone is split in parts.
+    """
+    eligible = pl.lit(True) if eligible is None else eligible.fill_null(False)
+    chosen = eligible & (pl.col("churn_probability") >= min_probability).fill_null(False)
+    if top_n > 0:
+        chosen = chosen | top_rows(scores, key, top_n, eligible)
+    if max_rows is not None:
+        chosen = top_rows(scores, key, max_rows, chosen)
+    return chosen
 
 
 def select_for_drivers(
@@ -26,48 +71,16 @@ def select_for_drivers(
     value_at_risk: np.ndarray | None = None,
     max_rows: int | None = None,
 ) -> np.ndarray:
-    """Which customers get reasons: probability at or above a threshold, or top by value,
-    at most ``max_rows`` of them.
-
-    Parameters
-    ----------
-    probability
-        Calibrated churn probabilities.
-    min_probability
-        Everyone at or above it is explained.
-    top_n
-        Also explain the ``top_n`` customers with the highest ``value_at_risk`` (or the
-        highest probability when ``value_at_risk`` is None). Missing values rank last.
-    value_at_risk
-        ``probability x clv`` per customer, NaN where unknown.
-    max_rows
-        When more customers qualify, keep the ``max_rows`` of them with the highest
-        ``value_at_risk`` (or probability): TreeSHAP costs grow with the rows explained, and
-        at 10M customers the threshold alone would select half a million.
-
-    Returns
-    -------
-    numpy.ndarray
-        Boolean mask.
-    """
+    """:func:`whom_to_explain` of customers given as arrays (the ``i``-th is customer ``i``):
+    top by ``value_at_risk`` (``probability x clv``, NaN where unknown) or, without it, by
+    probability. A boolean mask."""
     p = np.asarray(probability, dtype=np.float64)
-    mask = p >= min_probability
-    if top_n > 0 and p.size:
-        key = p if value_at_risk is None else np.asarray(value_at_risk, dtype=np.float64)
-        if key.shape != p.shape:
-            raise ValueError(f"value_at_risk has {key.size} rows, probability {p.size}")
-        key = np.where(np.isnan(key), -np.inf, key)
-        k = min(top_n, p.size)
-        top = np.argpartition(-key, k - 1)[:k] if k < p.size else np.arange(p.size)
-        mask[top] = True
-    if max_rows is not None and mask.sum() > max_rows:
-        key = p if value_at_risk is None else np.asarray(value_at_risk, dtype=np.float64)
-        # the selected without a value at risk rank below every value, above the unselected
-        key = np.where(mask, np.nan_to_num(key, nan=np.finfo(np.float64).min), -np.inf)
-        keep = np.argpartition(-key, max_rows - 1)[:max_rows] if max_rows > 0 else []
-        mask = np.zeros_like(mask)
-        mask[keep] = True
-    return mask
+    key = p if value_at_risk is None else np.asarray(value_at_risk, dtype=np.float64)
+    if key.shape != p.shape:
+        raise ValueError(f"value_at_risk has {key.size} rows, probability {p.size}")
+    frame = pl.DataFrame({"customer_id": np.arange(p.size), "churn_probability": p, "key": key})
+    chosen = whom_to_explain(FrameParts(frame), min_probability, top_n, "key", max_rows)
+    return frame.select(chosen.alias("chosen")).to_series().to_numpy()
 
 
 def _keep_strongest_alias(

@@ -224,11 +224,18 @@ def _labelled(
 ) -> pl.DataFrame:
     """:func:`labelled_profile` at ``cut``, collected before the next cut's profile is asked
     for: one cut's profile alive at a time (the pipeline hands them over, see
-    ``pipelines.profiles.ProfileCache.take``)."""
+    ``pipelines.profiles.ProfileCache.take``). In ``customer_id`` order: the rows of a
+    profile come in no fixed order (the buckets', the executors' files'), and the fits (their
+    bagging, the calibration's sums) depend on it, so every backend and every run fits the
+    same models on the same rows."""
     profile = at.profile_at(cut, at.sample).lazy()
-    return labelled_profile(
-        at.sample_tables(), cut, features_cfg, extra_features, horizon_days, profile, at.sample
-    ).collect()
+    return (
+        labelled_profile(
+            at.sample_tables(), cut, features_cfg, extra_features, horizon_days, profile, at.sample
+        )
+        .sort("customer_id")
+        .collect()
+    )
 
 
 def _check_history(start: DataStart, earliest: dt.date, snapshots: int, step_days: int) -> None:

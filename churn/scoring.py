@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,11 +11,10 @@ import polars as pl
 
 from churn.drivers import (
     DRIVERS_DTYPE,
-    drivers_column,
-    reasons_column,
+    REASONS_DTYPE,
     reasons_in_words,
-    select_for_drivers,
     top_drivers,
+    whom_to_explain,
 )
 from churn.loyalty import LoyaltyModel
 from churn.model import LEARNERS, ChurnModel, iter_batches
@@ -22,7 +22,7 @@ from churn.profit import expected_profit
 from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
 from crm_engine.contracts import LOST_BAND, LOST_STAGE, SCORE_COLUMNS, labels_at, score_values
 from crm_engine.io import frame_height, in_id_order
-from crm_engine.parts import Parts
+from crm_engine.parts import FrameParts, Parts, count_rows
 
 RISK_BANDS: tuple[str, ...] = tuple(
     reversed([b for b in score_values("churn_risk_band") if b != LOST_BAND])
@@ -146,10 +146,12 @@ class ChurnScores:
 
     Attributes
     ----------
-    frame
-        ``customer_id, churn_probability, churn_risk_band, churn_drivers, churn_reasons,
-        value_at_risk, retention_profit`` and ``network_value, value_at_risk_network`` (null
-        here, see :func:`churn.contagion.with_network_value`).
+    parts
+        Everyone's ``customer_id, churn_probability, churn_risk_band, churn_drivers,
+        churn_reasons, value_at_risk, retention_profit`` and ``network_value,
+        value_at_risk_network`` (null here, see :func:`churn.contagion.with_network_value`),
+        where they were computed (:class:`~crm_engine.parts.Parts`: the executors' files with
+        Spark).
     importance
         ``feature, mean_abs_contribution`` sorted descending (empty when nobody explained).
     n_explained
@@ -158,34 +160,93 @@ class ChurnScores:
         Customers in band ``lost`` (0 without lifecycle stages).
     """
 
-    frame: pl.DataFrame
+    parts: Parts
     importance: pl.DataFrame
     n_explained: int
     n_lost: int = 0
 
+    @functools.cached_property
+    def frame(self) -> pl.DataFrame:
+        """:attr:`parts` read here (in the profile's row order when they lie here)."""
+        return self.parts.plan().collect()
 
-def _values_columns(profile: pl.DataFrame, values: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """``clv`` (NaN where unknown) and the lost mask, in the profile's row order."""
+
+RISK_COLUMNS = (
+    "customer_id",
+    "churn_probability",
+    "churn_risk_band",
+    "value_at_risk",
+    "retention_profit",
+)
+"""What :func:`risk_slice` gives: the churn columns that need no one else's."""
+
+
+def _checked_values(values: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+    """The valuation's ``customer_id, clv`` (and ``lifecycle_stage``) given as a frame, refused
+    without those columns or with a customer twice."""
+    schema = values.collect_schema()
     for c in ("customer_id", "clv"):
-        if c not in values.schema:
+        if c not in schema:
             raise ValueError(f"the clv frame needs columns customer_id and clv; missing {c!r}")
-    dup = values.height - values.get_column("customer_id").n_unique()
-    if dup:
-        raise ValueError(f"the clv frame has {dup} duplicate customer_id values")
-    stage = pl.col("lifecycle_stage") if "lifecycle_stage" in values.schema else pl.lit(None)
-    joined = profile.select("customer_id").join(
-        values.select(
-            "customer_id",
-            pl.col("clv").cast(pl.Float64),
-            (stage == LOST_STAGE).fill_null(False).alias("lost"),
-        ),
-        on="customer_id",
-        how="left",
-        maintain_order="left",
+    ids = values.lazy().select(pl.len(), pl.col("customer_id").n_unique()).collect().row(0)
+    if ids[0] != ids[1]:
+        raise ValueError(f"the clv frame has {ids[0] - ids[1]} duplicate customer_id values")
+    return values
+
+
+def risk_slice(
+    batch: pl.DataFrame, *, thresholds: Sequence[float], terms: RetentionConfig, valued: bool
+) -> pl.DataFrame:
+    """:data:`RISK_COLUMNS` of a slice of predictions (``customer_id, churn_probability``)
+    with, when ``valued``, the valuation's ``clv`` and ``lifecycle_stage`` beside them (null
+    for a customer it did not value): a pure function of the slice, applied where the
+    predictions lie (see :func:`score_churn` for the bands and the lost)."""
+    p = batch.get_column("churn_probability").cast(pl.Float64).to_numpy()
+    lost = np.zeros(p.size, dtype=bool)
+    var = gain = np.full(p.size, np.nan)
+    if valued:
+        clv = batch.get_column("clv").cast(pl.Float64).fill_null(np.nan).to_numpy()
+        if "lifecycle_stage" in batch.columns:
+            stage = batch.get_column("lifecycle_stage").cast(pl.String)
+            lost = (stage == LOST_STAGE).fill_null(False).to_numpy()
+        var = np.where(lost, 0.0, p * clv)
+        gain = np.where(lost, np.nan, expected_profit(p, clv, terms))
+    band = (
+        profit_band(p, gain, thresholds[0])
+        if valued and terms.bands == "profit"
+        else risk_band(p, thresholds)
     )
-    return (
-        joined.get_column("clv").fill_null(np.nan).to_numpy(),
-        joined.get_column("lost").fill_null(False).to_numpy(),
+    return pl.DataFrame(
+        [
+            batch.get_column("customer_id"),
+            pl.Series("churn_probability", p, dtype=pl.Float64),
+            band.zip_with(pl.Series(~lost), pl.repeat(LOST_BAND, p.size, eager=True)),
+            pl.Series("value_at_risk", var, dtype=pl.Float64).fill_nan(None),
+            pl.Series("retention_profit", gain, dtype=pl.Float64).fill_nan(None),
+        ]
+    )
+
+
+def _chosen_rows(frame: pl.DataFrame, chosen: pl.Expr, columns: Sequence[str]) -> pl.DataFrame:
+    """The rows of a slice ``chosen`` holds for, ``columns`` of them."""
+    return frame.filter(chosen).select(columns)
+
+
+def _with_drivers(batch: pl.DataFrame, explained: pl.DataFrame) -> pl.DataFrame:
+    """A slice of :data:`RISK_COLUMNS` with the drivers and reasons of the ``explained``
+    (``customer_id, churn_drivers, churn_reasons``; empty lists for everyone else) and the
+    network columns (null: :func:`churn.contagion.with_network_value` fills them)."""
+    out = batch.join(explained, on="customer_id", how="left", maintain_order="left")
+    return out.select(
+        "customer_id",
+        "churn_probability",
+        "churn_risk_band",
+        pl.col("churn_drivers").fill_null(pl.lit([], dtype=DRIVERS_DTYPE)),
+        pl.col("churn_reasons").fill_null(pl.lit([], dtype=REASONS_DTYPE)),
+        "value_at_risk",
+        "retention_profit",
+        pl.lit(None, dtype=pl.Float64).alias("network_value"),
+        pl.lit(None, dtype=pl.Float64).alias("value_at_risk_network"),
     )
 
 
@@ -200,7 +261,7 @@ def predict_customers(
 
     A pure function of the slice and the fitted models, so it runs wherever the rows are: a
     slice at a time here, on the executors with the Spark backend
-    (:meth:`pipelines.profiles.ProfileCache.map`). :func:`score_churn` and
+    (:meth:`pipelines.profiles.ProfileCache.map_parts`). :func:`score_churn` and
     :func:`add_loyalty` read what it gives.
     """
     out = batch.select("customer_id")
@@ -229,24 +290,13 @@ def predict_in_slices(
     )
 
 
-def _rows(profile: pl.DataFrame | pl.LazyFrame, mask: np.ndarray) -> pl.DataFrame:
-    """The rows of ``profile`` where ``mask`` holds (of a plan: gathered a slice at a time)."""
-    if isinstance(profile, pl.DataFrame):
-        return profile.filter(pl.Series(mask))
-    parts, start = [], 0
-    for batch in iter_batches(profile):
-        parts.append(batch.filter(pl.Series(mask[start : start + batch.height])))
-        start += batch.height
-    return pl.concat(parts)
-
-
 def score_churn(
-    profile: pl.DataFrame | pl.LazyFrame,
+    profile: pl.DataFrame | pl.LazyFrame | Parts,
     churn_model: ChurnModel,
     cfg: ChurnConfig,
-    clv: pl.DataFrame | None = None,
+    clv: pl.DataFrame | pl.LazyFrame | Parts | None = None,
     retention: RetentionConfig | None = None,
-    predictions: pl.DataFrame | None = None,
+    predictions: pl.DataFrame | Parts | None = None,
     population: Parts | None = None,
 ) -> ChurnScores:
     """Calibrated churn probability, risk band, value at risk and drivers for every customer.
@@ -266,41 +316,55 @@ def score_churn(
     Drivers (top ``cfg.n_drivers`` positive TreeSHAP contributions, largest first) are
     computed only for customers not lost with probability >= ``cfg.drivers_min_probability``
     or in the top ``cfg.drivers_top_n`` of them by value at risk (by probability without
-    ``clv``), at most ``cfg.drivers_max`` of them (the highest value at risk); the others
-    get an empty list. ``churn_reasons`` says the same drivers in words,
-    comparing each value with the quartiles of this ``profile`` (the scored population).
+    ``clv``), at most ``cfg.drivers_max`` of them (the highest value at risk;
+    :func:`churn.drivers.whom_to_explain`); the others get an empty list. ``churn_reasons``
+    says the same drivers in words, comparing each value with the quartiles of ``population``
+    (None: ``profile``, the scored population).
 
-    ``predictions`` are :func:`predict_customers`' of these customers (any row order), computed
-    where the profile lies (the executors, with the Spark backend); None: computed here.
-    ``population`` is the same profile where it lies (:class:`~crm_engine.parts.Parts`: the
-    executors' files with Spark), for the reasons' quartiles (of a bounded sample,
-    :func:`churn.drivers.population_quartiles`); None: ``profile``.
-
-    A plan (the run's profile, waiting in a file) is read a slice at a time: at 10M customers
-    scoring then holds one slice of the profile, not all 4.3 GB of it.
+    Where everyone lies: ``profile`` may be :class:`~crm_engine.parts.Parts` (the executors'
+    files of everyone's profile with Spark); ``predictions`` (:func:`predict_customers`'), and
+    ``clv``, then the parts mapped from it (each part's customers beside the profile's). Given
+    as frames, predictions in any row order are matched by customer (refused when they are not
+    of exactly the profile's customers); None: computed here. Every step over everyone is an
+    aggregate of the parts or a map of them: the risk columns, whom to explain, their profile
+    rows (at most ``cfg.drivers_max``, explained here), and the drivers put beside the risk.
+    A plan (the run's profile, waiting in a file) is read a slice at a time.
     """
     terms = retention or RetentionConfig()
-    ids = profile.lazy().select("customer_id").collect()
+    rows = profile if isinstance(profile, Parts) else FrameParts(profile)
     if predictions is None:
-        predictions = predict_in_slices(profile, churn_model)
-    p = in_id_order(ids, predictions).get_column("churn_probability").to_numpy()
-    lost = np.zeros(p.size, dtype=bool)
-    var = None
-    gain = np.full(p.size, np.nan)
+        predicted: Parts = rows.map(functools.partial(predict_customers, churn_model=churn_model))
+    elif isinstance(predictions, pl.DataFrame):
+        ids = rows.plan().select("customer_id").collect()
+        predicted = FrameParts(in_id_order(ids, predictions))
+    else:
+        predicted = predictions
+    predicted = predicted.select(["customer_id", "churn_probability"])
+    valued = clv is not None
     if clv is not None:
-        clv_values, lost = _values_columns(ids, clv)
-        var = np.where(lost, 0.0, p * clv_values)
-        gain = np.where(lost, np.nan, expected_profit(p, clv_values, terms))
-    explained = np.zeros(p.size, dtype=bool)
-    explained[~lost] = select_for_drivers(
-        p[~lost],
-        cfg.drivers_min_probability,
-        cfg.drivers_top_n,
-        None if var is None else var[~lost],
-        cfg.drivers_max,
+        values = clv if isinstance(clv, Parts) else FrameParts(_checked_values(clv))
+        schema = values.plan().collect_schema()
+        wanted = [c for c in ("customer_id", "clv", "lifecycle_stage") if c in schema]
+        predicted = predicted.join(values.select(wanted))
+    risk = predicted.map(
+        functools.partial(risk_slice, thresholds=cfg.risk_thresholds, terms=terms, valued=valued)
+    )
+    key = "value_at_risk" if valued else "churn_probability"
+    not_lost = pl.col("churn_risk_band") != LOST_BAND
+    n, n_lost = count_rows(risk, pl.lit(True), ~not_lost)
+    chosen = whom_to_explain(
+        risk, cfg.drivers_min_probability, cfg.drivers_top_n, key, cfg.drivers_max, not_lost
+    )
+    columns = rows.plan().collect_schema().names()
+    flags = risk.select(
+        list(dict.fromkeys(["customer_id", "churn_probability", "churn_risk_band", key]))
+    )
+    subset = (
+        rows.join(flags)
+        .aggregate(functools.partial(_chosen_rows, chosen=chosen, columns=columns))
+        .sort("customer_id")
     )
     names = churn_model.feature_names_in_
-    subset = _rows(profile, explained)
     abs_sum = np.zeros(len(names))
     reasons: list[pl.Series] = []
     for batch in iter_batches(subset, DRIVER_BATCH_ROWS):
@@ -309,47 +373,26 @@ def score_churn(
         contrib = churn_model.contributions(batch)
         abs_sum += np.abs(contrib[:, : len(names)]).sum(axis=0)
         reasons.append(top_drivers(contrib, names, cfg.n_drivers))
-    n_explained = int(explained.sum())
-    explained_drivers = (
-        pl.concat(reasons) if reasons else pl.Series("churn_drivers", [], dtype=DRIVERS_DTYPE)
-    )
-    drivers = drivers_column(p.size, explained, explained_drivers)
+    drivers = pl.concat(reasons) if reasons else pl.Series("churn_drivers", [], dtype=DRIVERS_DTYPE)
     words = reasons_in_words(
-        explained_drivers,
+        drivers,
         subset,
-        profile if population is None else population,
+        rows if population is None else population,
         churn_model.feature_spec_.categorical,
-        customers=p.size,
+        customers=n,
     )
-    band = (
-        profit_band(p, gain, cfg.risk_thresholds[0])
-        if clv is not None and terms.bands == "profit"
-        else risk_band(p, cfg.risk_thresholds)
-    )
-    frame = pl.DataFrame(
-        [
-            ids.get_column("customer_id"),
-            pl.Series("churn_probability", p, dtype=pl.Float64),
-            band.zip_with(pl.Series(~lost), pl.repeat(LOST_BAND, p.size, eager=True)),
-            drivers,
-            reasons_column(p.size, explained, words),
-            pl.Series(
-                "value_at_risk",
-                var if var is not None else np.full(p.size, np.nan),
-                dtype=pl.Float64,
-            ).fill_nan(None),
-            pl.Series("retention_profit", gain, dtype=pl.Float64).fill_nan(None),
-            # Filled by churn.contagion.with_network_value when the run values contacts.
-            pl.repeat(None, p.size, dtype=pl.Float64, eager=True).alias("network_value"),
-            pl.repeat(None, p.size, dtype=pl.Float64, eager=True).alias("value_at_risk_network"),
-        ]
+    explained = subset.select("customer_id").with_columns(
+        drivers.alias("churn_drivers"), words.alias("churn_reasons")
     )
     importance = pl.DataFrame(
-        {"feature": names, "mean_abs_contribution": abs_sum / max(n_explained, 1)},
+        {"feature": names, "mean_abs_contribution": abs_sum / max(subset.height, 1)},
         schema={"feature": pl.String, "mean_abs_contribution": pl.Float64},
     ).sort("mean_abs_contribution", descending=True, maintain_order=True)
     return ChurnScores(
-        frame=frame, importance=importance, n_explained=n_explained, n_lost=int(lost.sum())
+        parts=risk.map(functools.partial(_with_drivers, explained=explained)),
+        importance=importance,
+        n_explained=subset.height,
+        n_lost=n_lost,
     )
 
 
@@ -435,13 +478,13 @@ def add_loyalty(
     churn_scores: pl.DataFrame,
     profile: pl.DataFrame | pl.LazyFrame,
     loyalty_model: LoyaltyModel | None,
-    predictions: pl.DataFrame | None = None,
+    predictions: pl.DataFrame | Parts | None = None,
 ) -> pl.DataFrame:
     """Append ``loyalty_score`` (promoter probability) and ``loyalty_class`` (argmax).
 
-    ``churn_scores`` is :attr:`ChurnScores.frame` for the same ``profile`` rows, in order
-    (a plan is read a slice at a time); without a loyalty model both columns are null.
-    ``predictions``: as for :func:`score_churn`, with the loyalty model's.
+    ``churn_scores`` is :attr:`ChurnScores.frame` for the same ``profile`` rows (a plan is read
+    a slice at a time); without a loyalty model both columns are null. ``predictions``: as for
+    :func:`score_churn`, with the loyalty model's, matched by customer.
     """
     rows = frame_height(profile)
     if churn_scores.height != rows:
@@ -450,6 +493,9 @@ def add_loyalty(
         classes = loyalty_model.classes_
         if predictions is None:
             predictions = predict_in_slices(profile, None, loyalty_model)
+        elif isinstance(predictions, Parts):
+            wanted = ["customer_id", *(f"{LOYALTY_PREFIX}{c}" for c in classes)]
+            predictions = predictions.select(wanted).plan().collect()
         ordered = in_id_order(churn_scores.select("customer_id"), predictions)
         proba = ordered.select(f"{LOYALTY_PREFIX}{c}" for c in classes).to_numpy()
         loyalty_score = pl.Series("loyalty_score", proba[:, classes.index("promoter")])

@@ -4,6 +4,7 @@ registry), score the profile at as_of, and say what acting on the scores is wort
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from churn.scoring import (
 from churn.training import train_models, write_plots
 from crm_engine.contracts import score_values
 from crm_engine.memory import release_freed
+from crm_engine.parts import FrameParts, Parts, parts_of
 from crm_engine.stage_reports import (
     ChurnReport,
     ContagionReport,
@@ -75,6 +77,12 @@ def _clv(values: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame | None:
     return values.lazy().select("customer_id", "clv", "lifecycle_stage").collect()
 
 
+def _exact_sum(column: pl.Series) -> float:
+    """The sum of a column's values (nulls left out), exactly rounded: the same in whatever
+    order the customers come (the executors' files' on Spark, the profile's here)."""
+    return math.fsum(column.drop_nulls().to_numpy())
+
+
 def _retention(
     ctx: StageContext, model: ChurnModel, scored: pl.DataFrame, clv: pl.DataFrame
 ) -> tuple[RetentionReport, Path] | None:
@@ -90,10 +98,10 @@ def _retention(
     terms = ctx.cfg.retention
     gain = scored.get_column("retention_profit").drop_nulls().to_numpy()
     worth = clv.filter(pl.col("lifecycle_stage").fill_null("") != LOST_STAGE)
-    mean_clv = worth.get_column("clv").mean()
-    if gain.size == 0 or mean_clv is None:
+    worth_clv = worth.get_column("clv").drop_nulls()
+    if gain.size == 0 or worth_clv.len() == 0:
         return None
-    value = float(mean_clv)  # type: ignore[arg-type]
+    value = _exact_sum(worth_clv) / worth_clv.len()
     y, p = model.report_y_, model.report_p_
     checked = empc(y, p, value, terms)
     path = plot_profit_curve(
@@ -113,7 +121,7 @@ def _retention(
         share_at_mean=checked.share_at_mean,
         contacts=int((gain > 0).sum()),
         candidates=int(gain.size),
-        expected_profit=float(gain[gain > 0].sum()),
+        expected_profit=_exact_sum(pl.Series(gain[gain > 0])),
     )
     return report, path
 
@@ -163,8 +171,8 @@ def _contagion(
         **found.to_dict(),
         median_contacts=median,
         odds_factor=found.odds_factor(median),
-        value_at_risk_network=float(out.get_column("value_at_risk_network").sum()),
-        value_at_risk=float(out.get_column("value_at_risk").fill_null(0.0).sum()),
+        value_at_risk_network=_exact_sum(out.get_column("value_at_risk_network")),
+        value_at_risk=_exact_sum(out.get_column("value_at_risk")),
         customers_with_network_value=int((out.get_column("network_value") > 0).sum()),
     )
     picture = plot_network_value(out, ctx.workdir / "churn" / "churn_network.png")
@@ -194,18 +202,22 @@ class _Scored:
     contagion: ContagionReport | None
     metrics: dict[str, float]
     artifacts: dict[str, Path]
+    clv: pl.DataFrame | None
+    """:func:`_clv` of the values (None without them)."""
 
 
 def _score(
     ctx: StageContext,
     profile: pl.DataFrame | pl.LazyFrame,
-    clv: pl.DataFrame | None,
+    values: pl.DataFrame | pl.LazyFrame | None,
     churn_model: ChurnModel,
     loyalty_model: LoyaltyModel | None,
 ) -> _Scored:
-    """Churn scores of ``profile`` (with value at risk and lost customers from ``clv``, see
-    :func:`_clv`), then the network columns (with ``clv``) and the loyalty columns. A plan
-    (the run's profile) is read a slice at a time."""
+    """Churn scores of ``profile`` (with value at risk and lost customers from the
+    valuation's ``values``), then the network columns and the loyalty columns. Everyone's
+    profile is scored where it lies (on the executors with Spark), and the values of everyone
+    are joined to the predictions there (:func:`crm_engine.parts.parts_of`); a plan (the run's
+    profile) is read a slice at a time here."""
     scoring = _scoring_frame(ctx, profile)
     extras = ctx.cfg.churn.extra_features
     predict = functools.partial(
@@ -215,22 +227,25 @@ def _score(
         churn_model=churn_model,
         loyalty_model=loyalty_model,
     )
-    predictions = ctx.profiles.map(profile, predict)  # on the executors with Spark
-    # the reasons' quartiles from where the profile lies (with extra features: what is scored)
-    population = None if extras else ctx.profiles.parts(profile)
-    scored = score_churn(
-        scoring, churn_model, ctx.cfg.churn, clv, ctx.cfg.retention, predictions, population
-    )
+    rows: Parts
+    predictions: Parts
+    if extras:  # the customers-table attributes are joined on here: so are the predictions
+        rows, predictions = FrameParts(scoring), FrameParts(ctx.profiles.map(profile, predict))
+    else:  # on the executors with Spark, the predictions beside the profile's files
+        rows, predictions = ctx.profiles.parts(profile), ctx.profiles.map_parts(profile, predict)
+    valued = None if values is None else parts_of(values)
+    scored = score_churn(rows, churn_model, ctx.cfg.churn, valued, ctx.cfg.retention, predictions)
     frame = scored.frame
     metrics: dict[str, float] = {"churn.n_explained": scored.n_explained}
     artifacts: dict[str, Path] = {}
     contagion = None
+    clv = _clv(values)
     if clv is not None:
         frame, contagion, artifacts = _contagion(ctx, frame, profile, clv)
         metrics |= _contagion_metrics(contagion)
         metrics["churn.n_lost"] = scored.n_lost
     frame = add_loyalty(frame, scoring, loyalty_model, predictions)
-    return _Scored(frame, scored, contagion, metrics, artifacts)
+    return _Scored(frame, scored, contagion, metrics, artifacts, clv)
 
 
 def churn_stage(
@@ -290,8 +305,8 @@ def churn_stage(
     artifacts = write_plots(training, ctx.workdir / "churn")
     release_freed()  # the fits' leftovers, before everyone's profile is read to score
     if score:
-        clv = _clv(values)
-        scored = _score(ctx, profile, clv, training.churn, training.loyalty)
+        scored = _score(ctx, profile, values, training.churn, training.loyalty)
+        clv = scored.clv
         outputs["churn_scores"] = scored.frame
         metrics |= scored.metrics
         artifacts |= scored.artifacts
@@ -353,7 +368,7 @@ def churn_registry_stage(
     churn_model = load_registered(churn_uri, load_churn_model)
     loyalty_uri = loyalty_uri or registered_model_uri("loyalty")
     loyalty_model = load_registered(loyalty_uri, load_loyalty_model) if loyalty_uri else None
-    scored = _score(ctx, profile, _clv(values), churn_model, loyalty_model)
+    scored = _score(ctx, profile, values, churn_model, loyalty_model)
     versions = {"churn": churn_uri} | ({"loyalty": loyalty_uri} if loyalty_uri else {})
     return StageOutput(
         outputs={"churn_scores": scored.frame},

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -26,7 +27,16 @@ import polars as pl
 
 from crm_engine.io import WRITE_ROWS, map_slices
 
-__all__ = ["BINS", "FrameParts", "Mapper", "Parts", "exact_quantiles"]
+__all__ = [
+    "BINS",
+    "FrameParts",
+    "Mapper",
+    "Parts",
+    "exact_quantiles",
+    "laid_out",
+    "parts_of",
+    "top_rows",
+]
 
 Mapper = Callable[[pl.DataFrame], pl.DataFrame]
 """A pure function of a slice of a frame of everyone: rows in, rows out (a stage's
@@ -49,6 +59,11 @@ class Parts(Protocol):
 
     def select(self, columns: Sequence[str]) -> Parts:
         """These columns of every part."""
+        ...
+
+    def with_columns(self, *columns: pl.Expr) -> Parts:
+        """Every part with these columns (expressions of a part's columns) added or replaced,
+        computed when a part is read (no job of its own)."""
         ...
 
     def join(self, other: Parts) -> Parts:
@@ -78,6 +93,9 @@ class FrameParts:
     def select(self, columns: Sequence[str]) -> FrameParts:
         return FrameParts(self.frame.select(columns))
 
+    def with_columns(self, *columns: pl.Expr) -> FrameParts:
+        return FrameParts(self.frame.with_columns(*columns))
+
     def join(self, other: Parts) -> FrameParts:
         """Side by side when both hold the same customers in the same order (a frame mapped
         from this profile), else joined: a plan either way, read a slice at a time (joined,
@@ -94,6 +112,28 @@ class FrameParts:
 
     def plan(self) -> pl.LazyFrame:
         return self.frame.lazy()
+
+
+_LAID_OUT: dict[int, tuple[weakref.ref[pl.LazyFrame], Parts]] = {}
+
+
+def laid_out(parts: Parts) -> pl.LazyFrame:
+    """``parts.plan()``, remembered as the plan of ``parts``: what a stage puts in the run's
+    catalog (a later stage reads the columns it needs of it), and from which a later stage
+    gets the parts back (:func:`parts_of`) to join its own to them where they lie."""
+    plan = parts.plan()
+    key = id(plan)
+    _LAID_OUT[key] = (weakref.ref(plan, lambda _: _LAID_OUT.pop(key, None)), parts)
+    return plan
+
+
+def parts_of(frame: pl.DataFrame | pl.LazyFrame) -> Parts:
+    """The parts ``frame`` is the plan of (:func:`laid_out`), else the frame itself, here
+    (:class:`FrameParts`)."""
+    entry = _LAID_OUT.get(id(frame))
+    if entry is not None and entry[0]() is frame:
+        return entry[1]
+    return FrameParts(frame)
 
 
 # --- exact quantiles from aggregates ----------------------------------------------------------
@@ -258,3 +298,87 @@ def exact_quantiles(
         before = math.floor(p)
         out.append(_lerp(at[before], at[min(before + 1, n - 1)], p - before))
     return out
+
+
+# --- the top rows by a key, from aggregates ---------------------------------------------------
+
+TIE_SEED = 0x5EED
+"""Seed of the hash of ``customer_id`` that breaks ties in :func:`top_rows`."""
+
+
+def _tie_key() -> pl.Expr:
+    """A part's rows' tie-breaker: 53 bits of a hash of ``customer_id``, a float exactly."""
+    return (pl.col("customer_id").hash(seed=TIE_SEED) // 2048).cast(pl.Float64)
+
+
+def _counts(frame: pl.DataFrame, conditions: Sequence[pl.Expr]) -> pl.DataFrame:
+    """Rows of a slice where each of ``conditions`` holds: a column ``n<i>`` per condition."""
+    names = [f"n{i}" for i in range(len(conditions))]
+    flags = frame.with_columns(  # broadcast: a literal condition holds for every row
+        cond.fill_null(False).alias(name) for name, cond in zip(names, conditions, strict=True)
+    )
+    return flags.select(pl.col(name).sum().cast(pl.Int64) for name in names)
+
+
+def count_rows(parts: Parts, *conditions: pl.Expr) -> list[int]:
+    """How many rows of ``parts`` each of ``conditions`` (boolean expressions of a part's
+    columns, null as false) holds for: one aggregate."""
+    sums = parts.aggregate(functools.partial(_counts, conditions=conditions)).sum()
+    return [int(sums.item(0, i) or 0) for i in range(len(conditions))]
+
+
+def _extent_among(frame: pl.DataFrame, among: pl.Expr, value: pl.Expr) -> pl.DataFrame:
+    """:func:`_extent` of ``value`` with ``rows``: of a slice, the rows ``among`` holds for."""
+    rows = frame.with_columns(among.fill_null(False).alias("among")).get_column("among").sum()
+    return _extent(frame, value).with_columns(pl.lit(rows, dtype=pl.Int64).alias("rows"))
+
+
+def _first(
+    parts: Parts, value: pl.Expr, k: int, extent: pl.DataFrame, broken: bool = False
+) -> pl.Expr:
+    """Whether a row is among the ``k`` rows with a finite ``value`` whose value is largest
+    (``value``'s sign flipped by the caller for the least), ties at the ``k``-th broken by
+    :func:`_tie_key`, least first; ``extent`` is ``value``'s (:func:`_extent` of each part).
+    ``broken``: ``value`` is the tie key already (two customers with the same 53 bits of hash
+    at the ``k``-th are both kept)."""
+    finite = value.is_finite().fill_null(False)
+    n = int(extent.get_column("n").sum())
+    if k <= 0:
+        return pl.lit(False)
+    if k >= n:
+        return finite
+    low, high = float(extent.get_column("low").min()), float(extent.get_column("high").max())
+    t = _order_statistics(parts, value, [n - k], n, low, high)[n - k]
+    above, ties = finite & (value > t), finite & (value == t)
+    (m_above, m_ties) = count_rows(parts, above, ties)
+    need = k - m_above
+    if need >= m_ties or broken:
+        return above | ties
+    tie = pl.when(ties).then(-_tie_key())
+    tied = parts.aggregate(functools.partial(_extent, column=tie))
+    return above | _first(parts, tie, need, tied, broken=True)
+
+
+def top_rows(parts: Parts, key: str | pl.Expr, k: int, among: pl.Expr | None = None) -> pl.Expr:
+    """Whether a part's row is among the ``k`` rows of ``among`` (None: every row) with the
+    largest ``key``: a boolean expression of a part's columns (``customer_id`` and those of
+    ``key`` and ``among``) that every part evaluates where it lies, from a few aggregates of
+    the parts (:func:`exact_quantiles`' order statistics), never a sort of everyone.
+
+    A null or non-finite ``key`` ranks below every finite one. Ties are broken by a hash of
+    ``customer_id`` (:func:`_tie_key`, least first), the same in every part and on every
+    backend: the same rows are chosen however the customers are split in parts. All of
+    ``among`` when it holds ``k`` rows or fewer."""
+    value = (pl.col(key) if isinstance(key, str) else key).cast(pl.Float64)
+    chosen = pl.lit(True) if among is None else among.fill_null(False)
+    value = pl.when(chosen).then(value)
+    extent = parts.aggregate(functools.partial(_extent_among, among=chosen, value=value))
+    n_among, n_finite = int(extent.get_column("rows").sum()), int(extent.get_column("n").sum())
+    if k >= n_among:
+        return chosen
+    if k <= n_finite:
+        return _first(parts, value, k, extent)
+    finite = chosen & value.is_finite().fill_null(False)
+    unranked = pl.when(chosen & ~finite).then(-_tie_key())
+    rest = parts.aggregate(functools.partial(_extent, column=unranked))
+    return finite | _first(parts, unranked, k - n_finite, rest, broken=True)

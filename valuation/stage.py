@@ -17,7 +17,7 @@ import polars as pl
 from crm_engine.config import ValuationConfig
 from crm_engine.contracts import labels_at
 from crm_engine.io import map_slices
-from crm_engine.parts import FrameParts, Mapper, Parts
+from crm_engine.parts import FrameParts, Mapper, Parts, laid_out
 from crm_engine.stage_reports import SpendReport, ValuationReport
 from features import rfm_facts
 from valuation.base import PurchaseModel, ValuationError
@@ -496,7 +496,8 @@ def value_customers(
     values, report
         ``values`` follows :data:`VALUES_SCHEMA`: in memory, in the profile's row order; or,
         of parts that lie elsewhere (Spark), a plan over them that the driver collects the
-        columns it needs of (no row read before). The
+        columns it needs of (no row read before), and from which churn scoring gets the parts
+        back (:func:`crm_engine.parts.laid_out`) to join its own to them there. The
         :class:`~crm_engine.stage_reports.ValuationReport` holds the model, its parameters
         (per day), spend parameters, the frequency/monetary correlation, tier cut points and
         counts. No customer rows.
@@ -519,12 +520,11 @@ def value_customers(
         valued = map_everyone(value)
     cuts = tier_cut_points(valued, cfg.tier_quantiles)
     counts = _Counts.of(valued.aggregate(functools.partial(_tally, cut_points=cuts)))
-    values: pl.DataFrame | pl.LazyFrame = (
-        valued.plan().with_columns(value_tier(cuts)).select(VALUES_SCHEMA.names())
-    )
+    tiered = valued.with_columns(value_tier(cuts)).select(VALUES_SCHEMA.names())
+    values: pl.DataFrame | pl.LazyFrame = laid_out(tiered)  # churn scoring joins the parts
     if isinstance(valued, FrameParts):  # in memory: the frame, in the profile's row order
         values = values.collect()
-    del valued
+    del valued, tiered
     p, spend = models.purchase, models.spend
     f0 = frequency0_model(p)
     n_f0 = counts.frequency0

@@ -133,6 +133,9 @@ class SparkParts:
     def select(self, columns: Sequence[str]) -> SparkParts:
         return SparkParts(tuple(plan.select(columns) for plan in self.plans), self.job)
 
+    def with_columns(self, *columns: pl.Expr) -> SparkParts:
+        return SparkParts(tuple(plan.with_columns(*columns) for plan in self.plans), self.job)
+
     def join(self, other: Parts) -> SparkParts:
         if not isinstance(other, SparkParts) or len(other.plans) != len(self.plans):
             raise TypeError("parts on the executors join parts of the same profile files")

@@ -62,3 +62,52 @@ def test_nulls_and_non_finite_values_are_not_counted() -> None:
     assert exact_quantiles(FrameParts(frame), "clv", [0.5, 1.0]) == [2.0, 3.0]
     empty = pl.DataFrame({"clv": [None, float("nan")]}, schema={"clv": pl.Float64})
     assert exact_quantiles(FrameParts(empty), "clv", [0.5]) is None
+
+
+def _reference_top(frame: pl.DataFrame, k: int) -> set[int]:
+    """The ``k`` rows of ``among`` with the largest ``v`` by a sort of everyone: a missing or
+    non-finite ``v`` last, ties by the hash of ``customer_id``, least first."""
+    ranked = frame.filter("among").with_columns(
+        pl.when(pl.col("v").is_finite()).then(pl.col("v")).alias("key"),
+        (pl.col("customer_id").hash(seed=parts_module.TIE_SEED) // 2048).alias("tie"),
+    )
+    ranked = ranked.sort(["key", "tie"], descending=[True, False], nulls_last=True)
+    return set(ranked.head(k).get_column("customer_id").to_list())
+
+
+@pytest.mark.parametrize("values", ["continuous", "few distinct"])
+def test_top_rows_from_aggregates_are_those_of_a_sort(
+    values: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """:func:`top_rows` chooses the rows a sort of everyone would, ties and missing keys
+    included, whether everyone is one part or parts of 997 rows, and no aggregate sends back
+    more than a narrow range's values."""
+    rng = np.random.default_rng(3)
+    n = 12_000
+    v = rng.normal(size=n) if values == "continuous" else rng.integers(0, 6, n).astype(float)
+    v[rng.random(n) < 0.1] = np.nan
+    v[:5] = [np.inf, -np.inf, np.nan, None, 0.0]
+    frame = pl.DataFrame(
+        {"customer_id": rng.permutation(n), "v": v, "among": rng.random(n) < 0.8},
+        schema_overrides={"v": pl.Float64},
+    ).with_columns(pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise("v").alias("v"))
+    monkeypatch.setattr(parts_module, "GATHER_AT", 400)
+    for k in (0, 1, 250, 5_000, 8_600, 9_500, n):
+        whole = Counted(frame)
+        chosen = parts_module.top_rows(whole, "v", k, pl.col("among"))
+        got = set(frame.filter(chosen).get_column("customer_id").to_list())
+        assert got == _reference_top(frame, k), k
+        assert max(whole.sent, default=0) <= 2 * parts_module.BINS + 400
+        monkeypatch.setattr(parts_module, "WRITE_ROWS", 997)
+        sliced = parts_module.top_rows(FrameParts(frame), "v", k, pl.col("among"))
+        assert set(frame.filter(sliced).get_column("customer_id").to_list()) == got
+        monkeypatch.undo()
+        monkeypatch.setattr(parts_module, "GATHER_AT", 400)
+
+
+def test_a_plan_laid_out_gives_its_parts_back() -> None:
+    parts = FrameParts(pl.DataFrame({"customer_id": [1, 2]}))
+    plan = parts_module.laid_out(parts)
+    assert parts_module.parts_of(plan) is parts
+    other = pl.DataFrame({"customer_id": [1]})
+    assert parts_module.parts_of(other) == FrameParts(other)
