@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import polars as pl
@@ -396,17 +397,27 @@ def score_churn(
     )
 
 
+def _bands_by_stage(frame: pl.DataFrame) -> pl.DataFrame:
+    """Customers of a slice by lifecycle stage (``unknown`` without one) and risk band."""
+    stage = pl.col("lifecycle_stage").cast(pl.String).fill_null("unknown")
+    return frame.group_by(stage, "churn_risk_band").len()
+
+
 def lifecycle_by_band(
-    churn_scores: pl.DataFrame, values: pl.DataFrame, stages: Sequence[str] = ()
+    churn_scores: pl.DataFrame | Parts,
+    values: pl.DataFrame | Parts,
+    stages: Sequence[str] = (),
 ) -> dict[str, dict[str, int]]:
-    """Customers by lifecycle stage (valuation) and churn risk band: how the two views relate.
+    """Customers by lifecycle stage (valuation) and churn risk band: how the two views relate,
+    counted part by part where the scores lie.
 
     Parameters
     ----------
     churn_scores
-        ``customer_id, churn_risk_band`` (:attr:`ChurnScores.frame`).
+        ``customer_id, churn_risk_band`` (:attr:`ChurnScores.frame`, or its parts).
     values
-        ``customer_id, lifecycle_stage`` of the same customers.
+        ``customer_id, lifecycle_stage`` of the same customers (the valuation's, or its
+        parts: the same parts as the scores', mapped from the same profile).
     stages
         Stages listed first, in this order, with zero rows when absent (``valuation.STAGES``);
         other stages follow alphabetically, a customer without a stage as ``unknown``.
@@ -415,22 +426,20 @@ def lifecycle_by_band(
     -------
     dict
         ``{lifecycle_stage: {band: customers}}``, every band of ``low, medium, high, lost``
-        present; the counts sum to ``churn_scores.height``.
+        present; the counts sum to the scored customers.
     """
-    bands = (*RISK_BANDS, LOST_BAND)
+    scores = churn_scores if isinstance(churn_scores, Parts) else FrameParts(churn_scores)
+    stage = values if isinstance(values, Parts) else FrameParts(values)
     counts = (
-        churn_scores.select("customer_id", "churn_risk_band")
-        .join(
-            values.select("customer_id", "lifecycle_stage"),
-            on="customer_id",
-            how="left",
-            maintain_order="left",
-        )
-        .group_by(pl.col("lifecycle_stage").fill_null("unknown"), "churn_risk_band")
-        .len()
+        scores.select(["customer_id", "churn_risk_band"])
+        .join(stage.select(["customer_id", "lifecycle_stage"]))
+        .aggregate(_bands_by_stage)
+        .group_by("lifecycle_stage", pl.col("churn_risk_band").cast(pl.String))
+        .agg(pl.col("len").sum())
     )
+    bands = (*RISK_BANDS, LOST_BAND)
     table: dict[str, dict[str, int]] = {s: dict.fromkeys(bands, 0) for s in stages}
-    for row in counts.sort("lifecycle_stage").iter_rows(named=True):
+    for row in counts.sort("lifecycle_stage", "churn_risk_band").iter_rows(named=True):
         cells = table.setdefault(row["lifecycle_stage"], dict.fromkeys(bands, 0))
         cells[row["churn_risk_band"]] = int(row["len"])
     return table
@@ -474,34 +483,71 @@ def score_customers(
     return add_loyalty(scored.frame, profile, loyalty_model)
 
 
+def loyalty_slice(batch: pl.DataFrame, classes: Sequence[str] | None) -> pl.DataFrame:
+    """A slice of churn scores with ``loyalty_score`` (promoter probability) and
+    ``loyalty_class`` (argmax) from the loyalty model's ``loyalty_<class>`` probabilities
+    beside them (:func:`predict_customers`), in :data:`CHURN_OUTPUT_COLUMNS`; both null
+    without a loyalty model (``classes`` None)."""
+    if classes is None:
+        columns = [
+            pl.lit(None, dtype=pl.Float64).alias("loyalty_score"),
+            pl.lit(None, dtype=pl.String).alias("loyalty_class"),
+        ]
+        return batch.with_columns(columns).select(CHURN_OUTPUT_COLUMNS)
+    proba = batch.select(f"{LOYALTY_PREFIX}{c}" for c in classes).to_numpy()
+    proba = proba.reshape(batch.height, len(classes))
+    return batch.with_columns(
+        pl.Series("loyalty_score", proba[:, list(classes).index("promoter")], dtype=pl.Float64),
+        labels_at("loyalty_class", classes, proba.argmax(axis=1)),
+    ).select(CHURN_OUTPUT_COLUMNS)
+
+
+@overload
 def add_loyalty(
     churn_scores: pl.DataFrame,
     profile: pl.DataFrame | pl.LazyFrame,
     loyalty_model: LoyaltyModel | None,
     predictions: pl.DataFrame | Parts | None = None,
-) -> pl.DataFrame:
-    """Append ``loyalty_score`` (promoter probability) and ``loyalty_class`` (argmax).
+) -> pl.DataFrame: ...
 
-    ``churn_scores`` is :attr:`ChurnScores.frame` for the same ``profile`` rows (a plan is read
-    a slice at a time); without a loyalty model both columns are null. ``predictions``: as for
-    :func:`score_churn`, with the loyalty model's, matched by customer.
+
+@overload
+def add_loyalty(
+    churn_scores: Parts,
+    profile: pl.DataFrame | pl.LazyFrame,
+    loyalty_model: LoyaltyModel | None,
+    predictions: pl.DataFrame | Parts | None = None,
+) -> Parts: ...
+
+
+def add_loyalty(
+    churn_scores: pl.DataFrame | Parts,
+    profile: pl.DataFrame | pl.LazyFrame,
+    loyalty_model: LoyaltyModel | None,
+    predictions: pl.DataFrame | Parts | None = None,
+) -> pl.DataFrame | Parts:
+    """Append ``loyalty_score`` (promoter probability) and ``loyalty_class`` (argmax):
+    :func:`loyalty_slice` of each part of ``churn_scores`` where it lies.
+
+    ``churn_scores`` is :attr:`ChurnScores.frame` for the same ``profile`` rows (a frame gives
+    a frame), or :attr:`ChurnScores.parts` (parts give parts, mapped where they lie); without a
+    loyalty model both columns are null. ``predictions``: as for :func:`score_churn`, with the
+    loyalty model's (frames matched by customer; None: computed here of ``profile``, a plan a
+    slice at a time).
     """
-    rows = frame_height(profile)
-    if churn_scores.height != rows:
-        raise ValueError(f"churn scores have {churn_scores.height} rows, the profile {rows}")
+    scores = churn_scores if isinstance(churn_scores, Parts) else FrameParts(churn_scores)
+    if isinstance(churn_scores, pl.DataFrame):
+        rows = frame_height(profile)
+        if churn_scores.height != rows:
+            raise ValueError(f"churn scores have {churn_scores.height} rows, the profile {rows}")
+    classes = None if loyalty_model is None else loyalty_model.classes_
     if loyalty_model is not None:
-        classes = loyalty_model.classes_
+        wanted = ["customer_id", *(f"{LOYALTY_PREFIX}{c}" for c in loyalty_model.classes_)]
         if predictions is None:
             predictions = predict_in_slices(profile, None, loyalty_model)
-        elif isinstance(predictions, Parts):
-            wanted = ["customer_id", *(f"{LOYALTY_PREFIX}{c}" for c in classes)]
-            predictions = predictions.select(wanted).plan().collect()
-        ordered = in_id_order(churn_scores.select("customer_id"), predictions)
-        proba = ordered.select(f"{LOYALTY_PREFIX}{c}" for c in classes).to_numpy()
-        loyalty_score = pl.Series("loyalty_score", proba[:, classes.index("promoter")])
-        loyalty_class = labels_at("loyalty_class", classes, proba.argmax(axis=1))
-    else:
-        n = rows
-        loyalty_score = pl.repeat(None, n, dtype=pl.Float64, eager=True).alias("loyalty_score")
-        loyalty_class = pl.repeat(None, n, dtype=pl.String, eager=True).alias("loyalty_class")
-    return churn_scores.with_columns(loyalty_score, loyalty_class).select(CHURN_OUTPUT_COLUMNS)
+        if isinstance(predictions, pl.DataFrame):
+            ids = scores.plan().select("customer_id").collect()
+            predictions = FrameParts(in_id_order(ids, predictions))
+        scores = scores.join(predictions.select(wanted))
+    out = scores.map(functools.partial(loyalty_slice, classes=classes))
+    return out if isinstance(churn_scores, Parts) else out.plan().collect()

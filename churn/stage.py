@@ -204,6 +204,8 @@ class _Scored:
     artifacts: dict[str, Path]
     clv: pl.DataFrame | None
     """:func:`_clv` of the values (None without them)."""
+    lifecycle_by_band: dict[str, dict[str, int]] | None
+    """:func:`churn.lifecycle_by_band` of the scores and the values (None without them)."""
 
 
 def _score(
@@ -235,17 +237,19 @@ def _score(
         rows, predictions = ctx.profiles.parts(profile), ctx.profiles.map_parts(profile, predict)
     valued = None if values is None else parts_of(values)
     scored = score_churn(rows, churn_model, ctx.cfg.churn, valued, ctx.cfg.retention, predictions)
-    frame = scored.frame
+    frame = add_loyalty(scored.parts, scoring, loyalty_model, predictions).plan().collect()
     metrics: dict[str, float] = {"churn.n_explained": scored.n_explained}
     artifacts: dict[str, Path] = {}
     contagion = None
     clv = _clv(values)
+    crosstab = None
     if clv is not None:
+        assert valued is not None
+        crosstab = lifecycle_by_band(scored.parts, valued, score_values("lifecycle_stage"))
         frame, contagion, artifacts = _contagion(ctx, frame, profile, clv)
         metrics |= _contagion_metrics(contagion)
         metrics["churn.n_lost"] = scored.n_lost
-    frame = add_loyalty(frame, scoring, loyalty_model, predictions)
-    return _Scored(frame, scored, contagion, metrics, artifacts, clv)
+    return _Scored(frame, scored, contagion, metrics, artifacts, clv, crosstab)
 
 
 def churn_stage(
@@ -312,10 +316,9 @@ def churn_stage(
         artifacts |= scored.artifacts
         contagion = scored.contagion
         importance = scored.churn.importance
+        crosstab = scored.lifecycle_by_band
         if clv is not None:
-            stages = score_values("lifecycle_stage")
-            crosstab = lifecycle_by_band(scored.churn.frame, clv, stages)
-            worth = _retention(ctx, training.churn, scored.churn.frame, clv)
+            worth = _retention(ctx, training.churn, scored.frame, clv)
             if worth is not None:
                 retention, artifacts["churn_profit"] = worth
                 metrics |= {

@@ -206,6 +206,9 @@ def test_a_pipeline_run_on_spark_writes_the_same_outputs(
         assert scores[column].null_count() < scores.height, column
     assert scores["network_value"].max() > 0  # contagion found something to value
     assert on_spark.metrics["churn"] == local.metrics["churn"]
+    crosstab = on_spark.reports["churn"].lifecycle_by_band  # counted where the scores lie
+    assert crosstab == local.reports["churn"].lifecycle_by_band
+    assert sum(sum(bands.values()) for bands in crosstab.values()) == scores.height
     registered = run_pipeline(spark_config, pipeline("score-only"), tracking=True)
     assert registered.output_dir is not None
     manifest = json.loads((registered.output_dir / "manifest.json").read_text())
