@@ -14,11 +14,9 @@ from churn.dataset import FeatureSpec
 from churn.drivers import (
     Quartiles,
     driver_reasons,
-    drivers_column,
     global_importance,
     population_quartiles,
     reason_text,
-    reasons_column,
     select_for_drivers,
     top_drivers,
 )
@@ -94,7 +92,6 @@ __all__ = [
     "add_loyalty",
     "binary_metrics",
     "driver_reasons",
-    "drivers_column",
     "global_importance",
     "lifecycle_by_band",
     "lift_at",
@@ -110,7 +107,6 @@ __all__ = [
     "population_quartiles",
     "profit_band",
     "reason_text",
-    "reasons_column",
     "reliability_curve",
     "risk_band",
     "score_churn",

@@ -180,59 +180,6 @@ def _lists_per_row(flat: pl.DataFrame, m: int, dtype: pl.DataType) -> pl.Series:
     )
 
 
-def _spread(
-    n_rows: int, explained: np.ndarray, values: pl.Series, name: str, dtype: pl.DataType
-) -> pl.Series:
-    """``values`` on the ``explained`` rows of a column of ``n_rows``, empty lists elsewhere."""
-    explained = np.asarray(explained, dtype=bool)
-    if explained.size != n_rows or explained.sum() != len(values):
-        raise ValueError(
-            f"explained mask ({explained.sum()} of {explained.size}) does not match "
-            f"{len(values)} rows of reasons / {n_rows} rows"
-        )
-    positions = np.flatnonzero(explained)
-    return (
-        pl.DataFrame({"row": np.arange(n_rows)})
-        .join(
-            pl.DataFrame({"row": positions, name: values.cast(dtype)}),
-            on="row",
-            how="left",
-            maintain_order="left",
-        )
-        .get_column(name)
-        .fill_null(pl.lit([], dtype=dtype))
-        .cast(dtype)
-    )
-
-
-def drivers_column(n_rows: int, explained: np.ndarray, reasons: pl.Series) -> pl.Series:
-    """Full-length drivers column: ``reasons`` for the ``explained`` rows, empty lists elsewhere.
-
-    Parameters
-    ----------
-    n_rows
-        Length of the output.
-    explained
-        Boolean mask of length ``n_rows``.
-    reasons
-        One row per True in ``explained``, in order: :func:`top_drivers` of their
-        contributions (computed in batches and concatenated when there are many).
-
-    Returns
-    -------
-    polars.Series
-        ``churn_drivers``, ``List(Struct{feature: String, contribution: Float64})`` of length
-        ``n_rows``.
-    """
-    return _spread(n_rows, explained, reasons, "churn_drivers", DRIVERS_DTYPE)
-
-
-def reasons_column(n_rows: int, explained: np.ndarray, reasons: pl.Series) -> pl.Series:
-    """Full-length ``churn_reasons`` (``List(String)``): :func:`driver_reasons` of the
-    ``explained`` rows, in order, and empty lists elsewhere (see :func:`drivers_column`)."""
-    return _spread(n_rows, explained, reasons, "churn_reasons", REASONS_DTYPE)
-
-
 # --- drivers in words ------------------------------------------------------------------------
 
 

@@ -12,11 +12,9 @@ from churn.drivers import (
     REASONS_DTYPE,
     Quartiles,
     driver_reasons,
-    drivers_column,
     global_importance,
     population_quartiles,
     reason_text,
-    reasons_column,
     select_for_drivers,
     top_drivers,
 )
@@ -65,25 +63,6 @@ def test_top_drivers_sorted_positive_only() -> None:
     assert [d["contribution"] for d in rows[0]] == [0.3, 0.2, 0.1]
     assert rows[1] == []
     assert [d["feature"] for d in rows[2]] == ["d", "a", "b"]
-
-
-def test_drivers_column_empty_outside_mask() -> None:
-    contrib = np.array([[0.2, 0.1, 0.0], [0.0, 0.3, 0.0]])
-    reasons = top_drivers(contrib, ["x", "y"], 2)
-    col = drivers_column(4, np.array([False, True, False, True]), reasons)
-    assert col.dtype == DRIVERS_DTYPE and col.len() == 4
-    out = col.to_list()
-    assert out[0] == [] and out[2] == []
-    assert [d["feature"] for d in out[1]] == ["x", "y"]
-    assert [d["feature"] for d in out[3]] == ["y"]
-    with pytest.raises(ValueError, match="does not match"):
-        drivers_column(4, np.array([True, True, False, True]), reasons)
-    # reasons computed in batches and concatenated land on the same rows
-    batched = pl.concat(
-        [top_drivers(contrib[:1], ["x", "y"], 2), top_drivers(contrib[1:], ["x", "y"], 2)]
-    )
-    assert drivers_column(4, np.array([False, True, False, True]), batched).equals(col)
-    assert drivers_column(3, np.zeros(3, dtype=bool), reasons.head(0)).to_list() == [[], [], []]
 
 
 @pytest.mark.parametrize(("learner", "atol"), [("churn_model", 1e-6), ("logistic_model", 1e-9)])
@@ -181,8 +160,6 @@ def test_reasons_in_words() -> None:
     assert reason_text("spend_trend", -0.5, -0.1) == "spend trend -0.50, lowers risk"
     with pytest.raises(ValueError, match="rows"):
         driver_reasons(drivers, population.head(2), quartiles)
-    col = reasons_column(7, np.array([1, 0, 1, 1, 0, 1, 1], dtype=bool), words)
-    assert col.dtype == REASONS_DTYPE and col.to_list()[1] == [] and col.to_list()[4] == []
 
 
 def test_scored_reasons_say_the_drivers_in_words(

@@ -19,7 +19,7 @@ from churn import (
     train_churn,
     train_loyalty,
 )
-from churn.drivers import drivers_column, select_for_drivers, top_drivers
+from churn.drivers import DRIVERS_DTYPE, select_for_drivers, top_drivers
 from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
 from crm_engine.contracts import scores_schema
 
@@ -143,7 +143,7 @@ def test_driver_batches_give_the_same_column_as_one_pass(
     batched = score_churn(profile, churn_model, cfg)
     assert_frame_equal(batched.frame, whole.frame)
     assert_frame_equal(batched.importance, whole.importance, check_exact=False)
-    # and both are drivers_column of the explained rows' reasons
+    # and both are the explained rows' drivers, empty lists for everyone else
     p = whole.frame["churn_probability"].to_numpy()
     explained = select_for_drivers(p, cfg.drivers_min_probability, cfg.drivers_top_n)
     assert 37 < whole.n_explained == explained.sum() < profile.height
@@ -151,7 +151,13 @@ def test_driver_batches_give_the_same_column_as_one_pass(
     reasons = top_drivers(
         churn_model.contributions(subset), churn_model.feature_names_in_, cfg.n_drivers
     )
-    expected = drivers_column(profile.height, explained, reasons)
+    explained_drivers = subset.select("customer_id").with_columns(reasons.alias("churn_drivers"))
+    expected = (
+        profile.select("customer_id")
+        .join(explained_drivers, on="customer_id", how="left", maintain_order="left")
+        .get_column("churn_drivers")
+        .fill_null(pl.lit([], dtype=DRIVERS_DTYPE))
+    )
     assert whole.frame["churn_drivers"].equals(expected)
 
 
