@@ -11,7 +11,12 @@ those rows reach the driver; the rows themselves are read only by a plan (:meth:
 that a consumer collects, the columns it needs.
 
 :func:`exact_quantiles` is such a step: NumPy's default quantiles of a column, exactly, from
-a few aggregates of the parts (no part sends its values unless a narrow range holds them).
+a few aggregates of the parts (no part sends its values unless a narrow range holds them). So
+is :func:`top_rows`, the top ``k`` rows by a key (whom to explain), given back as an
+expression each part evaluates where it lies.
+
+A stage puts its parts in the run's catalog as their plan (:func:`laid_out`); a later stage
+gets the parts back from that plan (:func:`parts_of`) to join its own to them part by part.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "FrameParts",
     "Mapper",
     "Parts",
+    "count_rows",
     "exact_quantiles",
     "laid_out",
     "parts_of",
