@@ -11,7 +11,7 @@ import polars as pl
 
 from crm_engine.contracts import DRIVER_STRUCT
 from crm_engine.feature_labels import alias_group, feature_label, format_value, plain_label
-from crm_engine.parts import FrameParts, Parts, top_rows
+from crm_engine.parts import FrameParts, Parts, count_rows, top_rows
 from features import OTHER
 from features.sample import CustomerSample
 
@@ -235,7 +235,7 @@ def population_quartiles(
     key = ["customer_id"] if "customer_id" in schema else []  # without it: every row
     read = parts.select(list(dict.fromkeys([*key, *cols])))  # of a plan or files: these alone
     if customers is None:
-        customers = int(read.aggregate(_rows_of).get_column("rows").sum())
+        customers = count_rows(read, pl.lit(True))[0]
     sample = CustomerSample.bounded(customers, QUARTILE_CUSTOMERS) if key else None
     population = read.aggregate(functools.partial(_sampled, columns=cols, sample=sample))
     qs = (0.25, 0.5, 0.75)
@@ -250,10 +250,6 @@ def population_quartiles(
         if q1 is not None and med is not None and q3 is not None:
             out[f] = Quartiles(float(q1), float(med), float(q3))
     return out
-
-
-def _rows_of(frame: pl.DataFrame) -> pl.DataFrame:
-    return pl.DataFrame({"rows": [frame.height]}, schema={"rows": pl.Int64})
 
 
 def _sampled(
