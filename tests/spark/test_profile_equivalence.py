@@ -205,7 +205,9 @@ def test_a_pipeline_run_on_spark_writes_the_same_outputs(
     ):
         assert scores[column].null_count() < scores.height, column
     assert scores["network_value"].max() > 0  # contagion found something to value
-    assert on_spark.metrics["churn"] == local.metrics["churn"]
+    # the fits' metrics to 1e-9 (the issue's tolerance for floats): LightGBM's and BLAS's
+    # threads add in no fixed order, so two fits on the same rows differ in the last bits
+    assert on_spark.metrics["churn"] == pytest.approx(local.metrics["churn"], rel=1e-9, abs=1e-12)
     crosstab = on_spark.reports["churn"].lifecycle_by_band  # counted where the scores lie
     assert crosstab == local.reports["churn"].lifecycle_by_band
     assert sum(sum(bands.values()) for bands in crosstab.values()) == scores.height
