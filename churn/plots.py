@@ -132,22 +132,13 @@ def plot_profit_curve(checked: pl.DataFrame, planned: pl.DataFrame, path: Path) 
     return _save(fig, path)
 
 
-def plot_network_value(scores: pl.DataFrame, path: Path, max_points: int = 5_000) -> Path:
-    """Each customer's own value at risk against the value at risk through their contacts
-    (log axes, at most ``max_points`` customers: the largest total first, then an even
-    spread). Above the diagonal, a customer's leaving costs more through the people they
-    call than in their own CLV.
+def plot_network_value(points: pl.DataFrame, path: Path) -> Path:
+    """Each customer's own value at risk against the value at risk through their contacts, of
+    the customers ``points`` (``value_at_risk``, ``value_at_risk_network``: a bounded few,
+    :func:`churn.contagion.network_points`), on log axes. Above the diagonal, a customer's
+    leaving costs more through the people they call than in their own CLV.
     """
-    total = pl.col("value_at_risk") + pl.col("value_at_risk_network")
-    valued = scores.filter(
-        (pl.col("value_at_risk") > 0) & (pl.col("value_at_risk_network") > 0)
-    ).sort(total, descending=True)
-    if valued.height > max_points:
-        top = valued.head(max_points // 5)
-        rest = valued.slice(top.height).gather_every(
-            max(1, (valued.height - top.height) // (max_points - top.height))
-        )
-        valued = pl.concat([top, rest])
+    valued = points.filter((pl.col("value_at_risk") > 0) & (pl.col("value_at_risk_network") > 0))
     fig = Figure(figsize=(6, 5))
     ax = fig.subplots()
     if valued.height:

@@ -24,6 +24,7 @@ import polars as pl
 from scipy.stats import beta as beta_dist
 
 from crm_engine.config import RetentionConfig
+from crm_engine.parts import FrameParts, Parts, count_rows, top_sums
 
 __all__ = ["EMPC_GAMMA_POINTS", "Empc", "empc", "expected_profit", "planned_curve", "profit_curve"]
 
@@ -138,24 +139,29 @@ def profit_curve(
     return pl.DataFrame({"share": k / n, "profit_per_customer": profit[k] / n})
 
 
-def planned_curve(profit: np.ndarray, points: int = 101) -> pl.DataFrame:
+def planned_curve(
+    profit: Parts | np.ndarray, points: int = 101, column: str = "retention_profit"
+) -> pl.DataFrame:
     """Total expected profit of contacting the top share of customers by their own profit.
 
-    ``profit`` is :func:`expected_profit` of the customers who could be contacted (NaN rows
-    are left out). The curve rises while the profits are positive and peaks at the
-    profit-optimal contact set.
+    ``profit`` is :func:`expected_profit` of the customers who could be contacted: an array,
+    or the ``column`` of parts of everyone (the churn scores where they lie: the totals are
+    aggregates, :func:`crm_engine.parts.top_sums`). Missing and non-finite profits are left
+    out. The curve rises while the profits are positive and peaks at the profit-optimal
+    contact set.
 
     Returns
     -------
     polars.DataFrame
         ``share`` (0-1) and ``expected_profit`` (currency): aggregates, no customer rows.
     """
-    gain = np.asarray(profit, dtype=np.float64)
-    gain = np.sort(gain[np.isfinite(gain)])[::-1]
-    if gain.size == 0:
+    if not isinstance(profit, Parts):
+        profit = FrameParts(pl.DataFrame({column: np.asarray(profit, dtype=np.float64)}))
+    finite = pl.col(column).is_finite()
+    n, best = count_rows(profit, finite, finite & (pl.col(column) > 0))
+    if n == 0:
         return pl.DataFrame(schema={"share": pl.Float64, "expected_profit": pl.Float64})
-    total = np.concatenate([[0.0], np.cumsum(gain)])
-    k = np.unique(np.round(np.linspace(0.0, 1.0, points) * gain.size).astype(np.int64))
-    best = int(np.count_nonzero(gain > 0))  # the peak itself, whatever the grid
-    k = np.unique(np.append(k, best))
-    return pl.DataFrame({"share": k / gain.size, "expected_profit": total[k]})
+    k = np.unique(np.round(np.linspace(0.0, 1.0, points) * n).astype(np.int64))
+    k = np.unique(np.append(k, best))  # the peak itself, whatever the grid
+    totals = top_sums(profit, column, k.tolist())
+    return pl.DataFrame({"share": k / n, "expected_profit": totals})

@@ -23,7 +23,7 @@ from churn.profit import expected_profit
 from crm_engine.config import ChurnConfig, LoyaltyConfig, RetentionConfig
 from crm_engine.contracts import LOST_BAND, LOST_STAGE, SCORE_COLUMNS, labels_at, score_values
 from crm_engine.io import frame_height, in_id_order
-from crm_engine.parts import FrameParts, Parts, count_rows
+from crm_engine.parts import FrameParts, Parts, count_rows, gather_rows
 
 RISK_BANDS: tuple[str, ...] = tuple(
     reversed([b for b in score_values("churn_risk_band") if b != LOST_BAND])
@@ -228,11 +228,6 @@ def risk_slice(
     )
 
 
-def _chosen_rows(frame: pl.DataFrame, chosen: pl.Expr, columns: Sequence[str]) -> pl.DataFrame:
-    """The rows of a slice ``chosen`` holds for, ``columns`` of them."""
-    return frame.filter(chosen).select(columns)
-
-
 def _with_drivers(batch: pl.DataFrame, explained: pl.DataFrame) -> pl.DataFrame:
     """A slice of :data:`RISK_COLUMNS` with the drivers and reasons of the ``explained``
     (``customer_id, churn_drivers, churn_reasons``; empty lists for everyone else) and the
@@ -360,11 +355,7 @@ def score_churn(
     flags = risk.select(
         list(dict.fromkeys(["customer_id", "churn_probability", "churn_risk_band", key]))
     )
-    subset = (
-        rows.join(flags)
-        .aggregate(functools.partial(_chosen_rows, chosen=chosen, columns=columns))
-        .sort("customer_id")
-    )
+    subset = gather_rows(rows.join(flags), chosen, columns).sort("customer_id")
     names = churn_model.feature_names_in_
     abs_sum = np.zeros(len(names))
     reasons: list[pl.Series] = []

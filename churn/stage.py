@@ -4,7 +4,6 @@ registry), score the profile at as_of, and say what acting on the scores is wort
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,14 @@ from churn.scoring import (
 from churn.training import train_models, write_plots
 from crm_engine.contracts import score_values
 from crm_engine.memory import release_freed
-from crm_engine.parts import FrameParts, Parts, parts_of
+from crm_engine.parts import (
+    FrameParts,
+    Parts,
+    count_rows,
+    exact_quantiles,
+    exact_sums,
+    parts_of,
+)
 from crm_engine.stage_reports import (
     ChurnReport,
     ContagionReport,
@@ -68,45 +74,36 @@ def _predict(
     return predict_customers(scoring, churn_model, loyalty_model)
 
 
-def _clv(values: pl.DataFrame | pl.LazyFrame | None) -> pl.DataFrame | None:
-    """What churn scoring takes from valuation: CLV (value at risk) and the lifecycle stage
-    (dormant customers are lost, see ``churn.score_churn``), these columns alone read of the
-    values (a plan over the executors' files with Spark)."""
-    if values is None:
-        return None
-    return values.lazy().select("customer_id", "clv", "lifecycle_stage").collect()
-
-
-def _exact_sum(column: pl.Series) -> float:
-    """The sum of a column's values (nulls left out), exactly rounded: the same in whatever
-    order the customers come (the executors' files' on Spark, the profile's here)."""
-    return math.fsum(column.drop_nulls().to_numpy())
-
-
 def _retention(
-    ctx: StageContext, model: ChurnModel, scored: pl.DataFrame, clv: pl.DataFrame
+    ctx: StageContext, model: ChurnModel, scores: Parts, valued: Parts
 ) -> tuple[RetentionReport, Path] | None:
-    """What acting on the scores is worth: EMPC out of time and this run's contact set.
+    """What acting on the scores is worth: EMPC out of time and this run's contact set, from
+    aggregates of the churn ``scores`` (``retention_profit``) and the ``valued`` customers
+    where they lie.
 
     The validation cut's report half has known outcomes but no CLV of its own: every customer
-    there is valued at the mean CLV of this run's customers who could be contacted. None when
-    nobody could be (everyone lost, or no CLV).
+    there is valued at the mean CLV of this run's customers who could be contacted (not lost).
+    None when nobody could be (everyone lost, or no CLV).
     """
     from churn.plots import plot_profit_curve
     from churn.profit import empc, planned_curve, profit_curve
 
     terms = ctx.cfg.retention
-    gain = scored.get_column("retention_profit").drop_nulls().to_numpy()
-    worth = clv.filter(pl.col("lifecycle_stage").fill_null("") != LOST_STAGE)
-    worth_clv = worth.get_column("clv").drop_nulls()
-    if gain.size == 0 or worth_clv.len() == 0:
+    gain = pl.col("retention_profit")
+    could = (pl.col("lifecycle_stage").fill_null("") != LOST_STAGE) & pl.col("clv").is_not_null()
+    candidates, contacts = count_rows(scores, gain.is_not_null(), gain > 0)
+    (worth,) = count_rows(valued, could)
+    if candidates == 0 or worth == 0:
         return None
-    value = _exact_sum(worth_clv) / worth_clv.len()
+    worth_sum, expected = exact_sums(valued, pl.when(could).then("clv")) + exact_sums(
+        scores, pl.when(gain > 0).then(gain)
+    )
+    value = worth_sum / worth
     y, p = model.report_y_, model.report_p_
     checked = empc(y, p, value, terms)
     path = plot_profit_curve(
         profit_curve(y, p, value, terms),
-        planned_curve(gain),
+        planned_curve(scores),
         ctx.workdir / "churn" / "churn_profit.png",
     )
     report = RetentionReport(
@@ -119,23 +116,22 @@ def _retention(
         empc_share=checked.share,
         profit_at_mean=checked.profit_at_mean,
         share_at_mean=checked.share_at_mean,
-        contacts=int((gain > 0).sum()),
-        candidates=int(gain.size),
-        expected_profit=_exact_sum(pl.Series(gain[gain > 0])),
+        contacts=contacts,
+        candidates=candidates,
+        expected_profit=expected,
     )
     return report, path
 
 
 def _contagion(
-    ctx: StageContext,
-    scores: pl.DataFrame,
-    profile: pl.DataFrame | pl.LazyFrame,
-    clv: pl.DataFrame,
-) -> tuple[pl.DataFrame, ContagionReport | None, dict[str, Path]]:
+    ctx: StageContext, scores: Parts, profile: Parts, valued: Parts
+) -> tuple[Parts, ContagionReport | None, dict[str, Path]]:
     """``scores`` with the network columns (``[contagion]``, :mod:`churn.contagion`), what
-    the estimate found and its picture; ``scores`` unchanged and None when disabled, without
-    a call graph or when the history holds nothing to estimate from (a warning says so)."""
-    from churn.contagion import estimate_contagion, with_network_value
+    the estimate found and its picture, computed where the parts lie (``profile``'s
+    ``n_contacts``, ``valued``'s ``clv``: of the same customers in the same parts); ``scores``
+    unchanged and None when disabled, without a call graph or when the history holds nothing to
+    estimate from (a warning says so)."""
+    from churn.contagion import estimate_contagion, network_points, with_network_value
     from churn.plots import plot_network_value
 
     cfg = ctx.cfg
@@ -159,23 +155,24 @@ def _contagion(
 
         warnings.warn(f"no network value: {e}", stacklevel=2)
         return scores, None, {}
-    graph = ctx.profiles.contacts()  # Spark: on the executors, only the sums come back
-    degrees = profile.lazy().select("customer_id", "n_contacts")  # no second pass over calls
+    graph = ctx.profiles.contacts()  # Spark: on the executors, the sums too
+    degrees = profile.select(["customer_id", "n_contacts"])  # no second pass over calls
     out = with_network_value(
-        scores, clv, graph, found, horizon_days=cfg.churn.horizon_days, degrees=degrees
+        scores, valued, degrees, graph, found, horizon_days=cfg.churn.horizon_days
     )
-    contacts = profile.lazy().select("n_contacts").filter(pl.col("n_contacts") > 0).collect()
-    contacts = contacts.get_column("n_contacts")
-    median = int(contacts.median() or 1) if contacts.len() else 1  # type: ignore[arg-type]
+    with_contacts = pl.when(pl.col("n_contacts") > 0).then(pl.col("n_contacts"))
+    median = (exact_quantiles(degrees, with_contacts, [0.5]) or [1.0])[0]
+    network, own = exact_sums(out, "value_at_risk_network", "value_at_risk")
+    (with_value,) = count_rows(out, pl.col("network_value") > 0)
     report = ContagionReport(
         **found.to_dict(),
-        median_contacts=median,
-        odds_factor=found.odds_factor(median),
-        value_at_risk_network=_exact_sum(out.get_column("value_at_risk_network")),
-        value_at_risk=_exact_sum(out.get_column("value_at_risk")),
-        customers_with_network_value=int((out.get_column("network_value") > 0).sum()),
+        median_contacts=int(median),
+        odds_factor=found.odds_factor(int(median)),
+        value_at_risk_network=network,
+        value_at_risk=own,
+        customers_with_network_value=with_value,
     )
-    picture = plot_network_value(out, ctx.workdir / "churn" / "churn_network.png")
+    picture = plot_network_value(network_points(out), ctx.workdir / "churn" / "churn_network.png")
     return out, report, {"churn_network": picture}
 
 
@@ -202,8 +199,8 @@ class _Scored:
     contagion: ContagionReport | None
     metrics: dict[str, float]
     artifacts: dict[str, Path]
-    clv: pl.DataFrame | None
-    """:func:`_clv` of the values (None without them)."""
+    valued: Parts | None
+    """The values of the same customers where they lie (None without them)."""
     lifecycle_by_band: dict[str, dict[str, int]] | None
     """:func:`churn.lifecycle_by_band` of the scores and the values (None without them)."""
 
@@ -237,19 +234,18 @@ def _score(
         rows, predictions = ctx.profiles.parts(profile), ctx.profiles.map_parts(profile, predict)
     valued = None if values is None else parts_of(values)
     scored = score_churn(rows, churn_model, ctx.cfg.churn, valued, ctx.cfg.retention, predictions)
-    frame = add_loyalty(scored.parts, scoring, loyalty_model, predictions).plan().collect()
+    churn = add_loyalty(scored.parts, scoring, loyalty_model, predictions)
     metrics: dict[str, float] = {"churn.n_explained": scored.n_explained}
     artifacts: dict[str, Path] = {}
     contagion = None
-    clv = _clv(values)
     crosstab = None
-    if clv is not None:
-        assert valued is not None
+    if valued is not None:
         crosstab = lifecycle_by_band(scored.parts, valued, score_values("lifecycle_stage"))
-        frame, contagion, artifacts = _contagion(ctx, frame, profile, clv)
+        churn, contagion, artifacts = _contagion(ctx, churn, rows, valued)
         metrics |= _contagion_metrics(contagion)
         metrics["churn.n_lost"] = scored.n_lost
-    return _Scored(frame, scored, contagion, metrics, artifacts, clv, crosstab)
+    frame = churn.plan().collect()
+    return _Scored(frame, scored, contagion, metrics, artifacts, valued, crosstab)
 
 
 def churn_stage(
@@ -310,15 +306,14 @@ def churn_stage(
     release_freed()  # the fits' leftovers, before everyone's profile is read to score
     if score:
         scored = _score(ctx, profile, values, training.churn, training.loyalty)
-        clv = scored.clv
         outputs["churn_scores"] = scored.frame
         metrics |= scored.metrics
         artifacts |= scored.artifacts
         contagion = scored.contagion
         importance = scored.churn.importance
         crosstab = scored.lifecycle_by_band
-        if clv is not None:
-            worth = _retention(ctx, training.churn, scored.frame, clv)
+        if scored.valued is not None:
+            worth = _retention(ctx, training.churn, scored.churn.parts, scored.valued)
             if worth is not None:
                 retention, artifacts["churn_profit"] = worth
                 metrics |= {

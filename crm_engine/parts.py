@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import polars as pl
 
 from crm_engine.io import WRITE_ROWS, map_slices
@@ -39,9 +40,12 @@ __all__ = [
     "Parts",
     "count_rows",
     "exact_quantiles",
+    "exact_sums",
+    "gather_rows",
     "laid_out",
     "parts_of",
     "top_rows",
+    "top_sums",
 ]
 
 Mapper = Callable[[pl.DataFrame], pl.DataFrame]
@@ -140,6 +144,55 @@ def parts_of(frame: pl.DataFrame | pl.LazyFrame) -> Parts:
     if entry is not None and entry[0]() is frame:
         return entry[1]
     return FrameParts(frame)
+
+
+def _chosen(frame: pl.DataFrame, chosen: pl.Expr, columns: Sequence[str]) -> pl.DataFrame:
+    """The rows of a slice ``chosen`` holds for, ``columns`` of them."""
+    return frame.filter(chosen).select(columns)
+
+
+def gather_rows(parts: Parts, chosen: pl.Expr, columns: Sequence[str]) -> pl.DataFrame:
+    """The rows of every part ``chosen`` (a boolean expression of a part's columns, such as
+    :func:`top_rows` gives) holds for, ``columns`` of them, here: for a bounded few (whom to
+    explain, the points of a picture), in no particular order."""
+    return parts.aggregate(functools.partial(_chosen, chosen=chosen, columns=list(columns)))
+
+
+# --- sums from aggregates -------------------------------------------------------------------
+
+
+def _sum_pair(values: pl.Series) -> tuple[float, float]:
+    """A slice's sum of ``values`` (nulls left out) as two floats whose sum is the exact sum to
+    about 106 bits: the exactly rounded sum, and the exactly rounded rest."""
+    array = values.drop_nulls().cast(pl.Float64).to_numpy()
+    total = math.fsum(array)
+    if not math.isfinite(total):
+        return total, 0.0
+    return total, math.fsum([*array.tolist(), -total])
+
+
+def _sums(frame: pl.DataFrame, columns: Sequence[pl.Expr]) -> pl.DataFrame:
+    """Per expression ``i`` of ``columns``, a slice's :func:`_sum_pair`: ``s<i>``, ``r<i>``."""
+    values = frame.select(e.alias(f"c{i}") for i, e in enumerate(columns))
+    pairs = {i: _sum_pair(values.get_column(f"c{i}")) for i in range(len(columns))}
+    return pl.DataFrame(
+        {name: [pair[j]] for i, pair in pairs.items() for j, name in enumerate((f"s{i}", f"r{i}"))},
+        schema={f"{c}{i}": pl.Float64 for i in range(len(columns)) for c in "sr"},
+    )
+
+
+def exact_sums(parts: Parts, *columns: str | pl.Expr) -> list[float]:
+    """The sum of each of ``columns`` (a name, or an expression of a part's columns; nulls
+    left out) over every part, exactly rounded: one aggregate, each part sending its sum as
+    two floats (:func:`math.fsum` and its rest), the driver ``fsum`` of them all. The same
+    in whatever parts and row order the customers come (the money totals of the report must
+    not move with the backend), but for a rest below 2**-106 of a part's sum."""
+    exprs = [pl.col(c) if isinstance(c, str) else c for c in columns]
+    partial = parts.aggregate(functools.partial(_sums, columns=exprs))
+    return [
+        math.fsum([*partial.get_column(f"s{i}").to_list(), *partial.get_column(f"r{i}").to_list()])
+        for i in range(len(exprs))
+    ]
 
 
 # --- exact quantiles from aggregates ----------------------------------------------------------
@@ -304,6 +357,57 @@ def exact_quantiles(
         before = math.floor(p)
         out.append(_lerp(at[before], at[min(before + 1, n - 1)], p - before))
     return out
+
+
+def _sums_by_bin(
+    frame: pl.DataFrame, column: str | pl.Expr, edges: Sequence[float]
+) -> pl.DataFrame:
+    """A slice's finite values of ``column`` by bin of ``edges`` (ascending): ``bin`` (how many
+    edges lie below the value), ``n`` and the bin's sum as two floats (:func:`_sum_pair`)."""
+    values = frame.select(_finite(column)).get_column("value").to_numpy()
+    bins = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left")
+    order = np.argsort(bins, kind="stable")
+    found, starts = np.unique(bins[order], return_index=True)
+    rows = []
+    for b, chunk in zip(found, np.split(values[order], starts[1:]), strict=True):
+        s, r = _sum_pair(pl.Series(chunk))
+        rows.append((int(b), int(chunk.size), s, r))
+    schema = {"bin": pl.Int64, "n": pl.Int64, "s": pl.Float64, "r": pl.Float64}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def top_sums(parts: Parts, column: str | pl.Expr, ks: Sequence[int]) -> list[float]:
+    """For each ``k`` of ``ks``, the sum of the ``k`` largest finite values of ``column`` over
+    every part (all of them when ``k`` is their count or more, 0 for ``k`` <= 0), exactly
+    rounded but for the ties at the ``k``-th, from aggregates: the ``k``-th largest values
+    (:func:`exact_quantiles`' order statistics), then one aggregate of every part's values
+    summed by the bins between them (:func:`exact_sums`' two floats a bin)."""
+    extent = parts.aggregate(functools.partial(_extent, column=column))
+    n = int(extent.get_column("n").sum())
+    inside = sorted({k for k in ks if 0 < k < n})
+    if not inside:
+        return [0.0 if k <= 0 or n == 0 else _total(parts, column) for k in ks]
+    low, high = float(extent.get_column("low").min()), float(extent.get_column("high").max())
+    at = _order_statistics(parts, column, [n - k for k in inside], n, low, high)
+    edges = sorted(set(at.values()))
+    binned = parts.aggregate(functools.partial(_sums_by_bin, column=column, edges=edges))
+    out = []
+    for k in ks:
+        if k <= 0 or k >= n:
+            out.append(0.0 if k <= 0 else _total(parts, column, binned))
+            continue
+        t = at[n - k]
+        above = binned.filter(pl.col("bin") > edges.index(t))
+        terms = [*above.get_column("s").to_list(), *above.get_column("r").to_list()]
+        out.append(math.fsum([*terms, (k - int(above.get_column("n").sum())) * t]))
+    return out
+
+
+def _total(parts: Parts, column: str | pl.Expr, binned: pl.DataFrame | None = None) -> float:
+    """Every finite value of ``column`` summed (:func:`top_sums` of everyone)."""
+    if binned is None:
+        binned = parts.aggregate(functools.partial(_sums_by_bin, column=column, edges=[]))
+    return math.fsum([*binned.get_column("s").to_list(), *binned.get_column("r").to_list()])
 
 
 # --- the top rows by a key, from aggregates ---------------------------------------------------

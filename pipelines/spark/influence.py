@@ -14,8 +14,10 @@ constants, output columns and PageRank are imported from it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
@@ -28,6 +30,10 @@ from features.influence import _DAMPING, _MONTHS, influence_columns
 from features.sample import bucket_expr
 from features.window import trailing_months
 from pipelines.spark.profile import BUCKET, CUT, bucket_of, cut_files
+
+if TYPE_CHECKING:
+    from churn.contagion import ContactSums
+    from crm_engine.parts import Parts
 
 __all__ = [
     "CUT",
@@ -384,43 +390,79 @@ class SparkCallGraph:
         scan = pl.scan_parquet(files, hive_partitioning=False)
         return scan.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
-    def sum_over_contacts(
-        self, cut: dt.date, values: pl.DataFrame, directory: Path
-    ) -> pl.DataFrame:
-        """``customer_id``, ``value``: per node of the cut's graph, the sum of ``values``'
-        ``value`` (a row per ``contact_id``) over its contacts, nodes without one left out. The
-        values go to the executors as a Parquet file under ``directory``, are joined there to
-        the cut's edges (:func:`cut_edges_frame`) and summed; only the sums come back.
+    def sum_over_contacts(self, cut: dt.date, values: Parts, directory: Path) -> ContactSums:
+        """Per node of the cut's graph, the sum of ``values``' ``value`` (``contact_id``,
+        ``value``) over its contacts, nodes without one left out, written by the executors
+        under ``directory`` (by the profile's buckets when the graph has them). The values are
+        read where they lie (the executors' files of a map; else written there first as one
+        file), joined to the cut's edges (:func:`cut_edges_frame`) and summed; nothing comes
+        back to the driver but the plan of the written sums.
 
         Raises
         ------
         SparkJobError
             When the job fails: one line.
         """
+        from churn.contagion import ContactSums
+        from pipelines.spark.mapping import SparkParts
         from pipelines.spark.profile import SparkJobError, failure_cause
 
         if self._pairs is None:
             self._pairs = pair_months_frame(self._calls).localCheckpoint()
-        directory.mkdir(parents=True, exist_ok=True)
-        source, out = directory / "values.parquet", directory / "sums"
-        values.select("contact_id", pl.col("value").cast(pl.Float64)).write_parquet(source)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        out = directory / "sums"
+        id_dtype = values.plan().collect_schema()["contact_id"]
+        if isinstance(values, SparkParts) and values.files:
+            source = self._spark.read.parquet(*(str(f) for f in values.files))
+        else:  # held here (the executors did not score): one file they read
+            path = directory / "values.parquet"
+            values.plan().select("contact_id", pl.col("value").cast(pl.Float64)).sink_parquet(path)
+            source = self._spark.read.parquet(str(path))
         edges = cut_edges_frame(self._spark, self._pairs, [cut]).select("customer_id", "contact_id")
         summed = (
-            edges.join(self._spark.read.parquet(str(source)), on="contact_id")
+            edges.join(source.select("contact_id", "value"), on="contact_id")
             .groupBy("customer_id")
             .agg(F.sum("value").alias("value"))
         )
+        if self._buckets is not None:  # by the profile's buckets: a part reads its own
+            id_field = summed.schema["customer_id"].dataType
+            id_type = pa.string() if isinstance(id_field, T.StringType) else pa.int64()
+            ddl = f"customer_id {id_field.simpleString()}, value double, {BUCKET} long"
+            summed = summed.mapInArrow(_bucket_task(id_type, self._buckets), ddl)
         try:
-            summed.write.parquet(str(out))
+            writer = summed.write
+            if self._buckets is not None:
+                writer = writer.partitionBy(BUCKET)
+            writer.parquet(str(out))
         except Exception as e:
             raise SparkJobError(
                 f"the Spark job summing over the contacts at {cut} failed: {failure_cause(e)}"
             ) from None
-        files = sorted(out.glob("*.parquet"))
-        schema = {"customer_id": values.schema["contact_id"], "value": pl.Float64()}
-        if not files:
-            return pl.DataFrame(schema=schema)
-        return pl.read_parquet(files).select(pl.col(c).cast(t) for c, t in schema.items())
+        schema = {"customer_id": id_dtype, "value": pl.Float64()}
+        if not any(out.rglob("*.parquet")):
+            return ContactSums(pl.LazyFrame(schema=schema))
+        if self._buckets is None:
+            return ContactSums(pl.scan_parquet(out / "*.parquet"))
+        plan = pl.scan_parquet(out / "**" / "*.parquet", hive_partitioning=True)
+        return ContactSums(plan, buckets=self._buckets, bucket_column=BUCKET)
+
+
+def _bucket_task(
+    id_type: pa.DataType, buckets: int
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The ``mapInArrow`` function adding each row's customer's bucket
+    (:func:`features.sample.bucket_expr`, the profile's) in ``_bucket``."""
+    schema = pa.schema([("customer_id", id_type), ("value", pa.float64()), (BUCKET, pa.int64())])
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            out = frame.with_columns(bucket_expr(buckets).cast(pl.Int64).alias(BUCKET))
+            yield from out.to_arrow().cast(schema).to_batches()
+
+    return run
 
 
 class SparkContacts:
@@ -432,7 +474,7 @@ class SparkContacts:
         self._graph, self._cut, self._directory = graph, cut, directory
         self._sums = 0
 
-    def sum_over_contacts(self, values: pl.DataFrame) -> pl.DataFrame:
+    def sum_over_contacts(self, values: Parts) -> ContactSums:
         directory = self._directory / f"sums-{self._sums:03d}"
         self._sums += 1
         return self._graph.sum_over_contacts(self._cut, values, directory)

@@ -122,13 +122,17 @@ class SparkParts:
 
     plans: tuple[pl.LazyFrame, ...]
     job: MapJob
+    files: tuple[Path, ...] = ()
+    """The files the plans scan, whole (a map's results), else none: what a Spark job reads of
+    these parts directly (the sums over contacts of
+    :meth:`~pipelines.spark.influence.SparkCallGraph.sum_over_contacts`)."""
 
     def aggregate(self, fn: Mapper) -> pl.DataFrame:
         return pl.read_parquet(self.job(list(self.plans), fn, "aggregating everyone"))
 
     def map(self, fn: Mapper) -> SparkParts:
         files = self.job(list(self.plans), fn, "mapping everyone")
-        return SparkParts(plans_of(files), self.job)
+        return SparkParts(plans_of(files), self.job, tuple(files))
 
     def select(self, columns: Sequence[str]) -> SparkParts:
         return SparkParts(tuple(plan.select(columns) for plan in self.plans), self.job)
@@ -195,7 +199,8 @@ def map_profile(
     plans = file_plans(directory, tables, cut, cfg, graph)
     if not plans:  # no customers at the cut: nothing to send anywhere
         return map_here(directory, tables, cut, cfg, graph, fn)
-    return SparkParts(plans_of(job(plans, fn, f"scoring the profile at {cut}")), job)
+    files = job(plans, fn, f"scoring the profile at {cut}")
+    return SparkParts(plans_of(files), job, tuple(files))
 
 
 def plans_of(files: list[Path]) -> tuple[pl.LazyFrame, ...]:

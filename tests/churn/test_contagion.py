@@ -14,6 +14,7 @@ from polars.testing import assert_frame_equal
 
 from churn.contagion import (
     Contagion,
+    EdgeList,
     contagion_panel,
     estimate_contagion,
     fit_contagion,
@@ -23,6 +24,7 @@ from churn.contagion import (
 from crm_engine.generator import generate
 from crm_engine.generator.personas import ChurnEffects, WorldParams
 from crm_engine.io import load_tables
+from crm_engine.parts import FrameParts
 from features import CustomerSample
 
 AS_OF = dt.date(2025, 1, 1)
@@ -258,7 +260,11 @@ def test_lost_customers_take_nobody_and_risk_nothing() -> None:
         }
     )
     clv = pl.DataFrame({"customer_id": [1, 2, 3], "clv": [100.0, 300.0, 50.0]})
-    out = with_network_value(scores, clv, edges, _contagion(2.0), 90)
+    graph = EdgeList(edges)
+    out = with_network_value(
+        FrameParts(scores), FrameParts(clv), FrameParts(graph.degrees()), graph, _contagion(2.0), 90
+    )
+    out = out.plan().collect()
     assert out.columns == [*scores.columns, "network_value", "value_at_risk_network"]
     row = {r["customer_id"]: r for r in out.iter_rows(named=True)}
     assert row[1]["network_value"] == 0.0  # their one contact (2) is already lost

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,3 +112,51 @@ def test_a_plan_laid_out_gives_its_parts_back() -> None:
     assert parts_module.parts_of(plan) is parts
     other = pl.DataFrame({"customer_id": [1]})
     assert parts_module.parts_of(other) == FrameParts(other)
+
+
+def test_sums_from_parts_are_exactly_rounded_in_any_split_and_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """:func:`exact_sums` gives ``math.fsum`` of all the values (nulls left out), bit for bit,
+    for one part or parts of 997 rows in any order, where a plain sum moves with the split:
+    money totals of the report that do not depend on the backend."""
+    rng = np.random.default_rng(11)
+    n = 50_000
+    money = rng.lognormal(3, 2, n) * rng.choice([-1.0, 1.0], n) + rng.normal(0, 1e-9, n)
+    frame = pl.DataFrame({"money": money, "small": rng.random(n) * 1e-3}).with_columns(
+        pl.when(pl.int_range(pl.len()) % 13 == 0).then(None).otherwise("money").alias("money")
+    )
+    values = frame.get_column("money").drop_nulls().to_numpy()
+    expected = [math.fsum(values), math.fsum(values[values > 0])]
+    positive = pl.when(pl.col("money") > 0).then(pl.col("money"))
+    assert parts_module.exact_sums(FrameParts(frame), "money", positive) == expected
+    plain = set()
+    monkeypatch.setattr(parts_module, "WRITE_ROWS", 997)
+    for seed in range(4):
+        shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed)
+        assert parts_module.exact_sums(FrameParts(shuffled), "money", positive) == expected
+        plain.add(float(shuffled.get_column("money").sum()))
+    assert len(plain) > 1  # what the exact sum guards against
+    assert parts_module.exact_sums(FrameParts(frame.head(0)), "money") == [0.0]
+
+
+@pytest.mark.parametrize("values", ["continuous", "few distinct"])
+def test_sums_of_the_largest_are_those_of_a_sort(
+    values: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """:func:`top_sums` gives the exactly rounded sum of the ``k`` largest finite values (ties at
+    the ``k``-th counted once each), in parts of 997 rows, with missing and infinite values
+    left out."""
+    rng = np.random.default_rng(5)
+    n = 20_000
+    v = rng.normal(50, 80, n) if values == "continuous" else rng.integers(-3, 4, n) * 12.5
+    v[:4] = [np.nan, np.inf, -np.inf, np.nan]
+    frame = pl.DataFrame({"gain": v}).with_columns(
+        pl.when(pl.int_range(pl.len()) == 4).then(None).otherwise("gain").alias("gain")
+    )
+    finite = np.sort(v[5:][np.isfinite(v[5:])])[::-1]
+    ks = [-1, 0, 1, 7, 2_500, 10_000, finite.size - 1, finite.size, finite.size + 3]
+    expected = [math.fsum(finite[: max(k, 0)]) for k in ks]
+    monkeypatch.setattr(parts_module, "WRITE_ROWS", 997)
+    monkeypatch.setattr(parts_module, "GATHER_AT", 400)
+    assert parts_module.top_sums(FrameParts(frame), "gain", ks) == expected

@@ -21,7 +21,9 @@ from pyspark.sql import SparkSession
 from churn.contagion import EdgeList
 from crm_engine.config import FeaturesConfig
 from crm_engine.io import load_tables
+from crm_engine.parts import FrameParts
 from features.influence import add_influence, influence_columns, undirected_edges
+from features.sample import bucket_expr
 from pipelines.spark.influence import CUT as CUT_COLUMN
 from pipelines.spark.influence import (
     SparkCallGraph,
@@ -228,10 +230,31 @@ def test_network_sums_on_the_executors_match_the_edge_list(
     # values for three in four of them, one a contact who is no customer; 0.1 to 1.0
     values = pl.DataFrame({"contact_id": ids}).filter(pl.col("contact_id") % 4 != 0)
     values = values.with_columns(((pl.col("contact_id") % 10 + 1) / 10).alias("value"))
-    summed = remote.sum_over_contacts(values).sort("customer_id")
-    expected = local.sum_over_contacts(values).sort("customer_id")
+    summed = remote.sum_over_contacts(FrameParts(values)).plan.collect().sort("customer_id")
+    expected = local.sum_over_contacts(FrameParts(values)).plan.collect().sort("customer_id")
     assert summed.height == expected.height > 1_000
     assert summed.get_column("customer_id").equals(expected.get_column("customer_id"))
     error = (summed.get_column("value") - expected.get_column("value")).abs()
     assert (error <= (expected.get_column("value") * REL).clip(lower_bound=ABS)).all()
     assert expected.get_column("value").min() > 0
+    # split by the profile's buckets, a part of the scores (a bucket's customers) reads its own
+    bucketed = SparkCallGraph(
+        spark,
+        spark.read.parquet(str(paths["calls"])),
+        spark.read.parquet(str(paths["customers"])),
+        tmp_path / "graph-by-bucket",
+        buckets=3,
+    )
+    sums = SparkContacts(bucketed, CUT, tmp_path / "contacts-by-bucket").sum_over_contacts(
+        FrameParts(values)
+    )
+    assert sums.buckets == 3
+    by_bucket = expected.with_columns(bucket_expr(3).alias("b"))
+    for b in range(3):
+        ids = by_bucket.filter(pl.col("b") == b).select("customer_id")
+        assert 0 < ids.height < expected.height
+        got = sums.of(ids).sort("customer_id")
+        assert got.get_column("customer_id").equals(ids.get_column("customer_id").sort())
+        mine = expected.join(ids, on="customer_id", how="semi").get_column("value")
+        assert ((got.get_column("value") - mine).abs() <= (mine * REL).clip(lower_bound=ABS)).all()
+        assert sums.plan.filter(pl.col("_bucket") == b).collect().height == ids.height
