@@ -39,9 +39,17 @@ def frames(world: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return build_training_frames(PointInTime.of(load_tables(world), AS_OF), cfg.features, [], H)
 
 
+TRAINING_CUSTOMERS = 30_000
+"""Customers of the world the oracle test trains and validates on: a hashed sample, as
+``churn.max_training_customers`` bounds a run's training at scale. Out-of-time AUC 0.7750
+against the oracle's 0.7835 on the same customers, in 43 s on one thread; all 100,000: 0.7906
+against 0.7902, in 136 s."""
+
+
 @pytest.mark.slow
 def test_churn_close_to_oracle_out_of_time(world: Path) -> None:
-    at = PointInTime.of(load_tables(world), AS_OF)
+    sample = CustomerSample.bounded(100_000, TRAINING_CUSTOMERS)
+    at = PointInTime.of(load_tables(world), AS_OF, sample=sample)
     training = train_models(at, PipelineConfig(), H)
     model = training.churn
     _, valid = build_training_frames(at, PipelineConfig().features, [], H)
