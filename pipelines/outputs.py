@@ -135,7 +135,10 @@ def _write_run(
             for name in state.stages
         },
     )
-    write_report(report_inputs, work / "report.html")
+    # The analyst's report lists top customers and links save_first.csv; MLflow's copy (a run
+    # with MLflow) gets aggregates only.
+    shared = scratch / "report.html" if state.mlflow_run_id else None
+    write_report(report_inputs, work / "report.html", shared)
     _carry_segmenter(state, work)
     manifest: dict[str, Any] = {
         "contract": SCORES_CONTRACT,
@@ -174,13 +177,10 @@ def _write_run(
     for name, c in checks.items():
         manifest["outputs"].setdefault(name, {}).update(c)
     write_json(work / "manifest.json", manifest)
-    # The analyst's report lists top customers and links save_first.csv; MLflow gets aggregates.
-    shared = dataclasses.replace(report_inputs, customer_rows=False, save_first_file=None)
-    mlflow_report = write_report(shared, scratch / "report.html")
     return Written(
         summary=summary,
         metrics={"scores_rows": scores.height},
-        mlflow_artifacts=[mlflow_report, work / "manifest.json"],
+        mlflow_artifacts=[*([shared] if shared else []), work / "manifest.json"],
     )
 
 

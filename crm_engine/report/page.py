@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from pathlib import Path
 
@@ -68,14 +69,25 @@ a.download{font-weight:600}
 """
 
 
-def render_report(inp: ReportInputs) -> str:
-    """The whole report as one HTML string."""
+def render_report(inp: ReportInputs, rendered: dict[str, str] | None = None) -> str:
+    """The whole report as one HTML string.
+
+    ``rendered``: the sections (by id) of an earlier render of the same inputs but
+    ``customer_rows`` and ``save_first_file``, reused but for the private ones
+    (:attr:`Section.private`); the sections rendered now are added to it.
+    """
     tracking = ""
     if inp.mlflow_run_id:
         tracking = (
             f" · MLflow run <code>{html.escape(inp.mlflow_run_id)}</code>"
             f" in <code>{html.escape(inp.tracking_uri or '')}</code>"
         )
+    done = {} if rendered is None else rendered
+    sections = []
+    for section in SECTIONS:
+        if section.private or section.id not in done:
+            done[section.id] = section.render(inp)
+        sections.append(done[section.id])
     body = "".join(
         [
             "<h1>Customer base report</h1>",
@@ -83,7 +95,7 @@ def render_report(inp: ReportInputs) -> str:
             f"</code>{tracking}</p>",
             population_section(inp),
             headline_section(inp),
-            *(section.render(inp) for section in SECTIONS),
+            *sections,
         ]
     )
     return (
@@ -94,8 +106,14 @@ def render_report(inp: ReportInputs) -> str:
     )
 
 
-def write_report(inp: ReportInputs, path: Path) -> Path:
-    """Render and write ``report.html``."""
+def write_report(inp: ReportInputs, path: Path, shared: Path | None = None) -> Path:
+    """Render and write ``report.html`` to ``path``; with ``shared``, also the copy to share
+    (MLflow's) there: the same inputs without customer rows or the save-first link, the
+    sections that show neither rendered once for both (their charts are most of the time)."""
     path = Path(path)
-    path.write_text(render_report(inp), encoding="utf-8")
+    rendered: dict[str, str] = {}
+    path.write_text(render_report(inp, rendered), encoding="utf-8")
+    if shared is not None:
+        public = dataclasses.replace(inp, customer_rows=False, save_first_file=None)
+        Path(shared).write_text(render_report(public, rendered), encoding="utf-8")
     return path

@@ -33,6 +33,9 @@ class Section:
     ran
         Whether the section has what it needs, when that is not a column (the appendix
         needs a model report); None: every column of ``needs`` has a value.
+    private
+        Whether it shows customer rows or links the save-first list (``customer_rows``,
+        ``save_first_file``): rendered anew for the copy of the report shared without them.
     """
 
     id: str
@@ -41,6 +44,7 @@ class Section:
     needs: tuple[str, ...] = ()
     not_run: str | Callable[[ReportInputs], str] = ""
     ran: Callable[[ReportInputs], bool] | None = None
+    private: bool = False
 
     def has_run(self, inp: ReportInputs) -> bool:
         """Whether the stages this section shows ran in this report's run."""

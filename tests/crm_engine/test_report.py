@@ -20,6 +20,7 @@ from crm_engine.report import (
     ReportInputs,
     lifecycle_funnel,
     loyalty_split,
+    render_report,
     save_first,
     value_risk_matrix,
     write_report,
@@ -558,3 +559,18 @@ def test_since_the_last_run_says_what_came_true(full_report: Path, tmp_path: Pat
     inp.backtest = None
     first = write_report(inp, tmp_path / "first.html").read_text()
     assert "No earlier committed run in this output directory to check yet." in first
+
+
+def test_the_shared_copy_is_the_report_without_customer_rows(tmp_path: Path) -> None:
+    """The copy for MLflow, written beside the analyst's report with the sections that show no
+    customer reused, is what rendering it without customer rows gives: no save-first list, no
+    customer ids, every picture."""
+    inp = _inputs(True, tmp_path)
+    analyst = write_report(inp, tmp_path / "report.html", tmp_path / "shared.html").read_text()
+    shared = (tmp_path / "shared.html").read_text()
+    public = dataclasses.replace(inp, customer_rows=False, save_first_file=None)
+    assert shared == render_report(public)
+    assert "save_first.csv" in analyst and "save_first.csv" not in shared
+    assert shared.count("data:image/png;base64,") == analyst.count("data:image/png;base64,")
+    for customer in inp.scores.sort("value_at_risk", descending=True).head(3)["customer_id"]:
+        assert f">{customer}<" in analyst and f">{customer}<" not in shared

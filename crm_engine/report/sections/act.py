@@ -137,4 +137,5 @@ SECTION = Section(
     body,
     needs=("value_at_risk", "value_tier", "churn_risk_band"),
     not_run="Needs the valuation and churn stages: valuation or churn stage not run.",
+    private=True,
 )

@@ -100,4 +100,10 @@ def body(inp: ReportInputs) -> str:
     return "".join(parts)
 
 
-SECTION = Section("churn", "Who is about to leave, and why", body, needs=("churn_probability",))
+SECTION = Section(
+    "churn",
+    "Who is about to leave, and why",
+    body,
+    needs=("churn_probability",),
+    private=True,  # who to save, by own and network value at risk (sections.network)
+)
