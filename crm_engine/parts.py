@@ -42,6 +42,7 @@ __all__ = [
     "exact_quantiles",
     "exact_sums",
     "gather_rows",
+    "group_sums",
     "laid_out",
     "parts_of",
     "top_rows",
@@ -156,6 +157,25 @@ def gather_rows(parts: Parts, chosen: pl.Expr, columns: Sequence[str]) -> pl.Dat
     :func:`top_rows` gives) holds for, ``columns`` of them, here: for a bounded few (whom to
     explain, the points of a picture), in no particular order."""
     return parts.aggregate(functools.partial(_chosen, chosen=chosen, columns=list(columns)))
+
+
+def _group_sums(
+    frame: pl.DataFrame, by: Sequence[pl.Expr], sums: Sequence[pl.Expr]
+) -> pl.DataFrame:
+    """A slice's rows ``n`` and sums of ``sums`` per group of ``by``."""
+    return frame.group_by(by).agg(pl.len().cast(pl.Int64).alias("n"), *(e.sum() for e in sums))
+
+
+def group_sums(parts: Parts, by: Sequence[pl.Expr], sums: Sequence[pl.Expr] = ()) -> pl.DataFrame:
+    """Per group of ``by`` (named expressions of a part's columns), the rows (``n``) and the
+    sum of each of ``sums`` (named expressions; nulls count as nothing) over every part, in no
+    particular order: one aggregate, each part's partial sums added up here (a report's
+    counts by category; the floats' last bits may depend on the split)."""
+    found = parts.aggregate(functools.partial(_group_sums, by=list(by), sums=list(sums)))
+    names = [e.meta.output_name() for e in by]
+    return found.group_by(names).agg(
+        pl.col("n").sum(), *(pl.col(e.meta.output_name()).sum() for e in sums)
+    )
 
 
 # --- sums from aggregates -------------------------------------------------------------------

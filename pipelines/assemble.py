@@ -7,6 +7,8 @@ from typing import Any
 import polars as pl
 
 from crm_engine.contracts import owned_columns
+from crm_engine.parts import count_rows, group_sums
+from crm_engine.report.views import Scores, as_parts
 from crm_engine.scores import conform_scores
 from pipelines.runner import StageContext, StageError, StageOutput
 
@@ -51,22 +53,30 @@ def _owned(frame: pl.DataFrame | pl.LazyFrame, owners: tuple[str, ...]) -> pl.Da
     return columns.collect() if isinstance(columns, pl.LazyFrame) else columns
 
 
-def _enrich_segment_profiles(profiles: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
-    """Per-segment mean CLV and churn, and value at risk, of the stages that ran."""
-    ran = [
-        c
-        for c in ("clv", "churn_probability", "value_at_risk")
-        if scores[c].null_count() < scores.height
-    ]
-    aggs = [
-        (pl.col(c).sum() if c == "value_at_risk" else pl.col(c).mean()).alias(
-            c if c == "value_at_risk" else f"{c}_mean"
-        )
-        for c in ran
-    ]
-    if not aggs:
+def _enrich_segment_profiles(profiles: pl.DataFrame, scores: Scores) -> pl.DataFrame:
+    """Per-segment mean CLV and churn, and value at risk, of the stages that ran: sums by
+    segment of the scores where they lie (:func:`crm_engine.parts.group_sums`)."""
+    parts = as_parts(scores)
+    columns = ("clv", "churn_probability", "value_at_risk")
+    valued = count_rows(parts, *(pl.col(c).is_not_null() for c in columns))
+    ran = [c for c, n in zip(columns, valued, strict=True) if n > 0]
+    if not ran:
         return profiles
-    extra = scores.group_by("segment_id").agg(aggs)
+    sums = group_sums(
+        parts,
+        [pl.col("segment_id")],
+        [pl.col(c).alias(c) for c in ran]
+        + [pl.col(c).is_not_null().cast(pl.Int64).alias(f"{c}:n") for c in ran],
+    )
+    extra = sums.select(
+        "segment_id",
+        *(
+            pl.col(c)
+            if c == "value_at_risk"
+            else pl.when(pl.col(f"{c}:n") > 0).then(pl.col(c) / pl.col(f"{c}:n")).alias(f"{c}_mean")
+            for c in ran
+        ),
+    )
     keep = [c for c in profiles.columns if c == "segment_id" or c not in extra.columns]
     order = [*profiles.columns, *[c for c in extra.columns if c not in profiles.columns]]
     return profiles.select(keep).join(extra, on="segment_id", how="left").select(order)

@@ -17,7 +17,9 @@ import polars as pl
 from crm_engine.commit import STALE_SUFFIX, current_run
 from crm_engine.contracts import LOST_BAND, SCORES_CONTRACT, SCORES_CONTRACT_VERSION
 from crm_engine.io import file_sha256, frame_height, table_path, write_json, write_parquet
+from crm_engine.parts import count_rows, exact_sums, group_sums
 from crm_engine.report import SAVE_FIRST_FILE, Logged, ReportInputs, save_first, write_report
+from crm_engine.report.views import Scores, as_parts
 from crm_engine.scores import PROFILES_TABLE, SCORES_TABLE
 from crm_engine.stage_reports import SegmentationReport, ValuationReport, to_jsonable
 from pipelines.backtest import PREVIOUS_RUN_KEY
@@ -199,24 +201,33 @@ def _carry_segmenter(state: RunState, work: Path) -> None:
         shutil.copy2(previous / MODEL_FILE, work / MODEL_FILE)
 
 
-def _summary(scores: pl.DataFrame) -> dict[str, Any]:
-    def ran(col: str) -> bool:
-        return scores[col].null_count() < scores.height
-
+def _summary(scores: Scores) -> dict[str, Any]:
+    """The run's headline figures (``manifest.json``'s ``summary``; what ``crm-engine run``
+    prints), from aggregates of the scores where they lie: None for a stage that did not run."""
+    parts = as_parts(scores)
+    has = ("segment_id", "clv", "churn_risk_band", "value_at_risk", "value_at_risk_network")
+    band = pl.col("churn_risk_band")
+    rows, *valued, high, lost = count_rows(
+        parts,
+        pl.lit(True),
+        *(pl.col(c).is_not_null() for c in has),
+        band == "high",
+        band == LOST_BAND,
+    )
+    ran = dict(zip(has, (n > 0 for n in valued), strict=True))
+    clv, at_risk, network = exact_sums(parts, "clv", "value_at_risk", "value_at_risk_network")
+    segments = None
+    if ran["segment_id"]:
+        ids = group_sums(parts, [pl.col("segment_id")])
+        segments = ids.filter(pl.col("segment_id").is_not_null()).height
     return {
-        "customers_scored": scores.height,
-        "segments": int(scores["segment_id"].n_unique()) if ran("segment_id") else None,
-        "total_clv": float(scores["clv"].sum()) if ran("clv") else None,
-        "high_churn_risk": (
-            int((scores["churn_risk_band"] == "high").sum()) if ran("churn_risk_band") else None
-        ),
-        "value_at_risk": float(scores["value_at_risk"].sum()) if ran("value_at_risk") else None,
-        "value_at_risk_network": (
-            float(scores["value_at_risk_network"].sum()) if ran("value_at_risk_network") else None
-        ),
-        "lost_customers": (
-            int((scores["churn_risk_band"] == LOST_BAND).sum()) if ran("churn_risk_band") else None
-        ),
+        "customers_scored": rows,
+        "segments": segments,
+        "total_clv": clv if ran["clv"] else None,
+        "high_churn_risk": high if ran["churn_risk_band"] else None,
+        "value_at_risk": at_risk if ran["value_at_risk"] else None,
+        "value_at_risk_network": network if ran["value_at_risk_network"] else None,
+        "lost_customers": lost if ran["churn_risk_band"] else None,
     }
 
 

@@ -8,6 +8,7 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig, age_band_labels
 from crm_engine.contracts import LOST_BAND, LOST_STAGE, score_values
+from crm_engine.parts import FrameParts, Parts, count_rows, gather_rows, group_sums, top_rows
 
 SAVE_FIRST_FILE = "save_first.csv"
 SAVE_FIRST_ROWS = 100
@@ -37,6 +38,9 @@ LOYALTY_ORDER = score_values("loyalty_class")
 """The orders of the label columns: as ``crm.scores/v1`` declares their values."""
 UNKNOWN = "unknown"
 ALL_CUSTOMERS = "All customers"
+
+Scores = pl.DataFrame | Parts
+"""The run's scores: a frame, or parts of everyone where they lie (:mod:`crm_engine.parts`)."""
 
 
 def dimension_orders(age_bands: Sequence[int] | None = None) -> dict[str, tuple[str, ...]]:
@@ -77,7 +81,7 @@ def rank(column: str, order: Sequence[str]) -> pl.Expr:
     )
 
 
-def value_risk_matrix(scores: pl.DataFrame) -> pl.DataFrame:
+def value_risk_matrix(scores: Scores) -> pl.DataFrame:
     """Customers and value at risk in each value tier x churn risk band cell.
 
     Every pair of the tiers and bands present is a row (empty cells hold zeros), tiers and bands
@@ -89,20 +93,14 @@ def value_risk_matrix(scores: pl.DataFrame) -> pl.DataFrame:
     polars.DataFrame
         ``value_tier``, ``churn_risk_band``, ``customers`` (Int64), ``value_at_risk`` (Float64).
     """
-    cells = (
-        scores.lazy()
-        .select(
-            pl.col("value_tier").fill_null(UNKNOWN),
-            pl.col("churn_risk_band").fill_null(UNKNOWN),
-            pl.col("value_at_risk").cast(pl.Float64),
-        )
-        .group_by("value_tier", "churn_risk_band")
-        .agg(
-            pl.len().cast(pl.Int64).alias("customers"),
-            pl.col("value_at_risk").sum().alias("value_at_risk"),
-        )
-        .collect()
-    )
+    cells = group_sums(
+        as_parts(scores),
+        [
+            pl.col("value_tier").fill_null(UNKNOWN).alias("value_tier"),
+            pl.col("churn_risk_band").fill_null(UNKNOWN).alias("churn_risk_band"),
+        ],
+        [pl.col("value_at_risk").cast(pl.Float64).alias("value_at_risk")],
+    ).rename({"n": "customers"})
     tiers = ordered(cells["value_tier"].to_list(), TIER_ORDER)
     bands = ordered(cells["churn_risk_band"].to_list(), RISK_ORDER)
     grid = pl.DataFrame({"value_tier": tiers}).join(
@@ -115,7 +113,7 @@ def value_risk_matrix(scores: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def lifecycle_funnel(scores: pl.DataFrame) -> pl.DataFrame:
+def lifecycle_funnel(scores: Scores) -> pl.DataFrame:
     """Customers, share, CLV and value at risk per lifecycle stage, new -> ... -> dormant (lost).
 
     Returns
@@ -123,27 +121,20 @@ def lifecycle_funnel(scores: pl.DataFrame) -> pl.DataFrame:
     polars.DataFrame
         ``lifecycle_stage``, ``customers`` (Int64), ``share``, ``clv``, ``value_at_risk``.
     """
+    stages = group_sums(
+        as_parts(scores),
+        [pl.col("lifecycle_stage").fill_null(UNKNOWN).alias("lifecycle_stage")],
+        [pl.col(c).cast(pl.Float64).alias(c) for c in ("clv", "value_at_risk")],
+    )
     return (
-        scores.lazy()
-        .select(
-            pl.col("lifecycle_stage").fill_null(UNKNOWN),
-            pl.col("clv").cast(pl.Float64),
-            pl.col("value_at_risk").cast(pl.Float64),
-        )
-        .group_by("lifecycle_stage")
-        .agg(
-            pl.len().cast(pl.Int64).alias("customers"),
-            pl.col("clv").sum(),
-            pl.col("value_at_risk").sum(),
-        )
+        stages.rename({"n": "customers"})
         .with_columns((pl.col("customers") / pl.col("customers").sum()).alias("share"))
         .sort(rank("lifecycle_stage", STAGE_ORDER))
         .select("lifecycle_stage", "customers", "share", "clv", "value_at_risk")
-        .collect()
     )
 
 
-def loyalty_split(scores: pl.DataFrame, by: str | None = None) -> pl.DataFrame:
+def loyalty_split(scores: Scores, by: str | None = None) -> pl.DataFrame:
     """Share of promoters, passives and detractors (predicted class), overall or per ``by``.
 
     Customers without a loyalty class are left out. ``net`` is promoters minus detractors in
@@ -156,58 +147,68 @@ def loyalty_split(scores: pl.DataFrame, by: str | None = None) -> pl.DataFrame:
         ``passive``, ``detractor`` (shares), ``net``; groups by customers, largest first.
     """
     key = pl.lit(ALL_CUSTOMERS) if by is None else pl.col(by).cast(pl.String).fill_null(UNKNOWN)
-    shares = [(pl.col("loyalty_class") == c).mean().alias(c) for c in LOYALTY_ORDER]
+    classes = pl.col("loyalty_class")
+    counts = group_sums(
+        as_parts(scores),
+        [key.alias("group")],
+        [(classes == c).cast(pl.Int64).alias(c) for c in LOYALTY_ORDER]
+        + [classes.is_not_null().cast(pl.Int64).alias("customers")],
+    )
     return (
-        scores.lazy()
-        .filter(pl.col("loyalty_class").is_not_null())
-        .select(key.alias("group"), "loyalty_class")
-        .group_by("group")
-        .agg(pl.len().cast(pl.Int64).alias("customers"), *shares)
+        counts.filter(pl.col("customers") > 0)
+        .select(
+            "group",
+            "customers",
+            *((pl.col(c) / pl.col("customers")).alias(c) for c in LOYALTY_ORDER),
+        )
         .with_columns(((pl.col("promoter") - pl.col("detractor")) * 100).alias("net"))
         .sort(["customers", "group"], descending=[True, False])
-        .collect()
     )
 
 
-def save_first(scores: pl.DataFrame, n: int = SAVE_FIRST_ROWS) -> pl.DataFrame:
+def save_first(scores: Scores, n: int = SAVE_FIRST_ROWS) -> pl.DataFrame:
     """The customers to call first, with their reasons.
 
     With ``retention_profit`` (the churn stage's expected profit of an offer): the ``n`` most
     profitable to contact among those worth it (profit > 0, ``churn_risk_band`` high under
     the profit bands); without it, the ``n`` highest values at risk. Dormant and lost customers
     (lifecycle stage or churn risk band) are left out. Every column is a ``crm.scores/v1``
-    column: :data:`SAVE_FIRST_COLUMNS`, then ``churn_reasons`` joined with ``"; "``. Ties go
-    by ``customer_id``.
+    column: :data:`SAVE_FIRST_COLUMNS`, then ``churn_reasons`` joined with ``"; "``. Chosen
+    where the scores lie (:func:`crm_engine.parts.top_rows`: ties at the ``n``-th broken by a
+    hash of ``customer_id``, the same on any backend), only these rows gathered, then listed by
+    the rank column and ``customer_id``.
     """
-    cols = [c for c in SAVE_FIRST_COLUMNS if c in scores.columns]
-    by = save_first_rank(scores)
+    parts = as_parts(scores)
+    columns = parts.plan().collect_schema().names()
+    cols = [c for c in SAVE_FIRST_COLUMNS if c in columns]
+    by = save_first_rank(parts)
     keep = pl.col(by).is_not_null()
     if by == "retention_profit":
         keep &= pl.col(by) > 0
-    if "lifecycle_stage" in scores.columns:
+    if "lifecycle_stage" in columns:
         keep &= ~pl.col("lifecycle_stage").is_in(NOT_TO_SAVE_STAGES).fill_null(False)
-    if "churn_risk_band" in scores.columns:
+    if "churn_risk_band" in columns:
         keep &= ~pl.col("churn_risk_band").is_in(NOT_TO_SAVE_BANDS).fill_null(False)
     digits = {"clv": 2, "value_at_risk": 2, "retention_profit": 2, "churn_probability": 4}
     exprs = [pl.col(c).round(digits[c]) if c in digits else pl.col(c) for c in cols]
-    if "churn_reasons" in scores.columns:
+    read = list(dict.fromkeys([*cols, by]))
+    if "churn_reasons" in columns:
         exprs.append(pl.col("churn_reasons").list.join("; ").alias("churn_reasons"))
-    # lazy: a top-k over the columns used, where filtering and sorting the frame copied every
-    # column of every customer kept (twice the scores at 10M customers)
-    return (
-        scores.lazy()
-        .filter(keep)
-        .sort([by, "customer_id"], descending=[True, False])
-        .head(n)
-        .select(exprs)
-        .collect()
-    )
+        read.append("churn_reasons")
+    chosen = gather_rows(parts, top_rows(parts, by, n, among=keep) & keep, read)
+    return chosen.sort([by, "customer_id"], descending=[True, False]).select(exprs)
 
 
-def save_first_rank(scores: pl.DataFrame) -> str:
+def save_first_rank(scores: Scores) -> str:
     """The column the save-first list ranks by: ``retention_profit`` when the run has it."""
-    if "retention_profit" in scores.columns and scores["retention_profit"].null_count() < (
-        scores.height
-    ):
-        return "retention_profit"
+    parts = as_parts(scores)
+    if "retention_profit" in parts.plan().collect_schema().names():
+        (valued,) = count_rows(parts, pl.col("retention_profit").is_not_null())
+        if valued:
+            return "retention_profit"
     return "value_at_risk"
+
+
+def as_parts(scores: Scores) -> Parts:
+    """The scores as parts: the parts themselves, or a frame in one (tests, small runs)."""
+    return scores if isinstance(scores, Parts) else FrameParts(scores)

@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
+from crm_engine import parts as parts_module
+from crm_engine.parts import FrameParts
 from crm_engine.report import (
     SAVE_FIRST_COLUMNS,
     Logged,
@@ -574,3 +577,30 @@ def test_the_shared_copy_is_the_report_without_customer_rows(tmp_path: Path) -> 
     assert shared.count("data:image/png;base64,") == analyst.count("data:image/png;base64,")
     for customer in inp.scores.sort("value_at_risk", descending=True).head(3)["customer_id"]:
         assert f">{customer}<" in analyst and f">{customer}<" not in shared
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        value_risk_matrix,
+        lifecycle_funnel,
+        loyalty_split,
+        lambda s: loyalty_split(s, by="region"),
+        lambda s: save_first(s, 25),
+    ],
+    ids=["value_risk_matrix", "lifecycle_funnel", "loyalty", "loyalty_by_region", "save_first"],
+)
+def test_a_view_of_scores_in_parts_is_the_view_of_the_frame(
+    view: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each view reads the scores where they lie (parts of 37 rows here, the executors' files
+    with Spark) and gives what it gives of the whole frame, sums to float rounding."""
+    assert callable(view)
+    scores = _scores(n=1_000).with_columns(
+        loyalty_class=pl.when(pl.col("customer_id") % 7 == 0).then(None).otherwise("loyalty_class")
+    )
+    whole = view(scores)
+    monkeypatch.setattr(parts_module, "WRITE_ROWS", 37)
+    sliced = view(FrameParts(scores.sample(fraction=1.0, shuffle=True, seed=2)))
+    assert whole.height >= 1
+    assert_frame_equal(sliced, whole, check_exact=False, rel_tol=1e-12)
