@@ -47,6 +47,7 @@ __all__ = [
     "parts_of",
     "top_rows",
     "top_sums",
+    "value_range",
 ]
 
 Mapper = Callable[[pl.DataFrame], pl.DataFrame]
@@ -241,6 +242,16 @@ def _extent(frame: pl.DataFrame, column: str | pl.Expr) -> pl.DataFrame:
         pl.col("value").min().alias("low"),
         pl.col("value").max().alias("high"),
     )
+
+
+def value_range(parts: Parts, column: str | pl.Expr) -> tuple[int, float, float] | None:
+    """How many finite values ``column`` (a name or an expression of a part's columns) holds
+    over every part, and the least and the largest (one aggregate); None without one."""
+    extent = parts.aggregate(functools.partial(_extent, column=column))
+    n = int(extent.get_column("n").sum())
+    if n == 0:
+        return None
+    return n, float(extent.get_column("low").min()), float(extent.get_column("high").max())
 
 
 def _bin_of(low: float, high: float) -> pl.Expr:

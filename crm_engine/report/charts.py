@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from crm_engine.parts import group_sums
 from crm_engine.report.formatting import compact, label_of
-from crm_engine.report.views import LOYALTY_ORDER, ordered
+from crm_engine.report.views import LOYALTY_ORDER, Scores, as_parts, histogram_counts, ordered
 
 
 def _fig_to_img(fig: Any, alt: str) -> str:
@@ -42,26 +43,23 @@ def _new_figure(width: float = 6.2, height: float = 3.4) -> Any:
 
 
 def heatmap(
-    scores: pl.DataFrame,
+    scores: Scores,
     rows: str,
     cols: str,
     title: str,
     orders: Mapping[str, Sequence[str]],
 ) -> str | None:
-    """Customer counts of ``rows`` x ``cols`` as a heatmap; None when either is empty.
+    """Customer counts of ``rows`` x ``cols`` as a heatmap (counted where the scores lie);
+    None when either is empty.
 
     ``orders`` gives the order of a dimension's values (:func:`views.dimension_orders`).
     """
-    if scores[rows].null_count() == scores.height or scores[cols].null_count() == scores.height:
+    cells = group_sums(as_parts(scores), [pl.col(rows), pl.col(cols)])
+    if cells.get_column(rows).null_count() == cells.height or (
+        cells.get_column(cols).null_count() == cells.height
+    ):
         return None
-    counts = (
-        scores.lazy()
-        .group_by(rows, cols)
-        .agg(pl.len().alias("n"))
-        .collect()
-        .pivot(on=cols, index=rows, values="n")
-        .fill_null(0)
-    )
+    counts = cells.pivot(on=cols, index=rows, values="n").fill_null(0)
     row_names = ordered([str(v) for v in counts[rows]], orders.get(rows, ()))
     counts = (
         counts.with_columns(pl.col(rows).cast(pl.String))
@@ -114,20 +112,24 @@ def _thousands() -> Any:
     return FuncFormatter(lambda x, _pos: compact(x))
 
 
-def histogram(values: np.ndarray, title: str, xlabel: str, log: bool = False) -> str:
-    """Histogram of the finite ``values``, optionally on a log10 axis."""
+def histogram(scores: Scores, column: str, title: str, xlabel: str, log: bool = False) -> str:
+    """Histogram of the finite values of ``column`` (50 bins over their range, counted where
+    the scores lie: :func:`views.histogram_counts`), optionally on a log10 axis."""
     fig = _new_figure()
     ax = fig.subplots()
-    v = values[np.isfinite(values)]
+    value = pl.col(column).cast(pl.Float64)
     if log:
-        v = np.log10(np.clip(v, 1e-2, None))
+        value = value.clip(lower_bound=1e-2).log10()
         xlabel = f"{xlabel}, log10 scale"
-    ax.hist(v, bins=50, color="#4c78a8")
+    edges, counts = histogram_counts(as_parts(scores), value, 50)
+    if counts.size:
+        ax.hist(edges[:-1], bins=edges, weights=counts, color="#4c78a8")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("customers")
-    if log:
-        ticks = [t for t in ax.get_xticks() if v.size and v.min() - 1 <= t <= v.max() + 1]
+    if log and counts.size:
+        low, high = float(edges[0]), float(edges[-1])
+        ticks = [t for t in ax.get_xticks() if low - 1 <= t <= high + 1]
         ax.set_xticks(ticks, [f"{10**t:,.0f}" if t >= 0 else f"{10**t:.2g}" for t in ticks])
     return _fig_to_img(fig, title)
 

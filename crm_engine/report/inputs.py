@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 
 import polars as pl
 
-from crm_engine.report.views import SAVE_FIRST_ROWS
+from crm_engine.parts import Parts, count_rows
+from crm_engine.report.views import SAVE_FIRST_ROWS, Scores, as_parts
 from crm_engine.stage_reports import (
     BacktestReport,
     ChurnReport,
@@ -30,9 +32,13 @@ class Logged:
 
 @dataclass
 class ReportInputs:
-    """Everything the report shows; stage reports are optional (a skipped stage says so)."""
+    """Everything the report shows; stage reports are optional (a skipped stage says so).
 
-    scores: pl.DataFrame
+    ``scores`` may be a frame or parts of everyone where they lie (:mod:`crm_engine.parts`):
+    the sections read aggregates of them (counts, sums, bins, a top few), never every row.
+    """
+
+    scores: Scores
     as_of: dt.date
     run_id: str
     segment_profiles: pl.DataFrame | None = None
@@ -62,10 +68,36 @@ class ReportInputs:
     logged: Mapping[str, Logged] = field(default_factory=dict)
     """Per stage that ran, what it logged to MLflow (the appendix)."""
 
+    @functools.cached_property
+    def parts(self) -> Parts:
+        """The scores as parts (:func:`~crm_engine.report.views.as_parts`)."""
+        return as_parts(self.scores)
 
-def has_values(scores: pl.DataFrame, col: str) -> bool:
+    @functools.cached_property
+    def height(self) -> int:
+        """How many customers were scored."""
+        return count_rows(self.parts, pl.lit(True))[0]
+
+    @functools.cached_property
+    def filled(self) -> frozenset[str]:
+        """The scores' columns with at least one value (a stage that ran fills them): one
+        aggregate."""
+        columns = self.parts.plan().collect_schema().names()
+        counts = count_rows(self.parts, *(pl.col(c).is_not_null() for c in columns))
+        return frozenset(c for c, n in zip(columns, counts, strict=True) if n)
+
+    def has(self, col: str) -> bool:
+        """Whether the scores have ``col`` with at least one value."""
+        return col in self.filled
+
+
+def has_values(scores: Scores, col: str) -> bool:
     """Whether ``scores`` has ``col`` with at least one value (a stage that ran fills it)."""
-    return col in scores.columns and scores[col].null_count() < scores.height
+    if isinstance(scores, pl.DataFrame):
+        return col in scores.columns and scores[col].null_count() < scores.height
+    if col not in scores.plan().collect_schema().names():
+        return False
+    return count_rows(scores, pl.col(col).is_not_null())[0] > 0
 
 
 def currency_label(inp: ReportInputs) -> str:

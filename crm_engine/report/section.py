@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from crm_engine.contracts import SCORE_COLUMNS
 from crm_engine.report.formatting import title_case
-from crm_engine.report.inputs import ReportInputs, has_values
+from crm_engine.report.inputs import ReportInputs
 
 _OWNER = {c.name: c.stage for c in SCORE_COLUMNS}
 
@@ -50,7 +50,7 @@ class Section:
         """Whether the stages this section shows ran in this report's run."""
         if self.ran is not None:
             return self.ran(inp)
-        return all(has_values(inp.scores, c) for c in self.needs)
+        return all(inp.has(c) for c in self.needs)
 
     def skipped(self, inp: ReportInputs) -> str:
         """What the section says when its stages did not run (HTML)."""

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import polars as pl
 
 from crm_engine.config import FeaturesConfig, age_band_labels
 from crm_engine.contracts import LOST_BAND, LOST_STAGE, score_values
-from crm_engine.parts import FrameParts, Parts, count_rows, gather_rows, group_sums, top_rows
+from crm_engine.parts import (
+    FrameParts,
+    Parts,
+    count_rows,
+    gather_rows,
+    group_sums,
+    top_rows,
+    value_range,
+)
 
 SAVE_FIRST_FILE = "save_first.csv"
 SAVE_FIRST_ROWS = 100
@@ -207,6 +217,32 @@ def save_first_rank(scores: Scores) -> str:
         if valued:
             return "retention_profit"
     return "value_at_risk"
+
+
+def _binned(frame: pl.DataFrame, value: pl.Expr, edges: np.ndarray) -> pl.DataFrame:
+    """A slice's finite values of ``value`` counted in the bins of ``edges``."""
+    values = frame.select(value.alias("v")).get_column("v").drop_nulls().to_numpy()
+    counts, _ = np.histogram(values[np.isfinite(values)], bins=edges)
+    return pl.DataFrame({"bin": np.arange(counts.size), "n": counts.astype(np.int64)})
+
+
+def histogram_counts(parts: Parts, value: pl.Expr, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """``numpy.histogram`` of the finite values of ``value`` (an expression of a part's
+    columns) in ``bins`` equal bins over their range: its edges and counts, from two
+    aggregates of the parts (their range, then each part's counts); both empty without a
+    value."""
+    found = value_range(parts, value)
+    if found is None:
+        return np.empty(0), np.empty(0, dtype=np.int64)
+    _, low, high = found
+    if low == high:  # numpy's range of one value
+        low, high = low - 0.5, high + 0.5
+    edges = np.linspace(low, high, bins + 1)
+    counts = parts.aggregate(functools.partial(_binned, value=value, edges=edges))
+    summed = counts.group_by("bin").agg(pl.col("n").sum()).sort("bin")
+    total = np.zeros(bins, dtype=np.int64)
+    total[summed.get_column("bin").to_numpy()] = summed.get_column("n").to_numpy()
+    return edges, total
 
 
 def as_parts(scores: Scores) -> Parts:

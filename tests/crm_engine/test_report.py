@@ -604,3 +604,17 @@ def test_a_view_of_scores_in_parts_is_the_view_of_the_frame(
     sliced = view(FrameParts(scores.sample(fraction=1.0, shuffle=True, seed=2)))
     assert whole.height >= 1
     assert_frame_equal(sliced, whole, check_exact=False, rel_tol=1e-12)
+
+
+def test_the_report_of_scores_in_parts_is_the_report_of_the_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every section reads aggregates of the scores (counts, sums, bins, a top few), so the
+    report of the scores in parts of 37 rows, in another order, says what the report of the
+    frame says, pictures included."""
+    inp = _inputs(True, tmp_path)
+    whole = render_report(inp)
+    monkeypatch.setattr(parts_module, "WRITE_ROWS", 37)
+    shuffled = inp.scores.sample(fraction=1.0, shuffle=True, seed=5)
+    sliced = render_report(dataclasses.replace(inp, scores=FrameParts(shuffled)))
+    assert sliced == whole

@@ -6,6 +6,7 @@ import html
 
 import polars as pl
 
+from crm_engine.parts import count_rows
 from crm_engine.report.formatting import html_table, label_of, money, title_case
 from crm_engine.report.inputs import ReportInputs, currency_label
 from crm_engine.report.section import Section
@@ -67,7 +68,7 @@ def _matrix_html(matrix: pl.DataFrame, cur: str) -> str:
 
 def body(inp: ReportInputs) -> str:
     """Where to act: the value x risk matrix, then the customers to call first."""
-    s, cur = inp.scores, currency_label(inp)
+    s, cur = inp.parts, currency_label(inp)
     parts = [
         "<p>Value tier (by CLV) against churn risk over the horizon. Retention budget goes "
         "first where a valuable customer is likely to leave: the top left.</p>"
@@ -88,7 +89,7 @@ def body(inp: ReportInputs) -> str:
             ("lifecycle_stage", NOT_TO_SAVE_STAGES),
             ("churn_risk_band", NOT_TO_SAVE_BANDS),
         )
-        if c in s.columns and s[c].is_in(values).any()
+        if inp.has(c) and count_rows(s, pl.col(c).is_in(list(values)))[0]
     ]
     if save_first_rank(s) == "retention_profit":
         parts.append("<h3 id='save-first'>Save first: most profitable to contact</h3>")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import polars as pl
 
+from crm_engine.parts import group_sums
 from crm_engine.report.charts import bar_chart, figure, histogram, png_file_to_img
 from crm_engine.report.formatting import facts_table
-from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.inputs import ReportInputs, currency_label
 from crm_engine.report.section import Section
 from crm_engine.stage_reports import ChurnReport
 
@@ -52,13 +53,11 @@ def _model_quality(churn: ChurnReport) -> list[tuple[str, str]]:
 
 def body(inp: ReportInputs) -> str:
     """Who is about to leave, and why: churn scores and their quality."""
-    s, cur = inp.scores, currency_label(inp)
+    s, cur = inp.parts, currency_label(inp)
     parts: list[str] = []
     grid = [
         figure(
-            histogram(
-                s["churn_probability"].to_numpy(), "Churn probability", "probability of leaving"
-            ),
+            histogram(s, "churn_probability", "Churn probability", "probability of leaving"),
             "Calibrated churn probability over the horizon",
         )
     ]
@@ -71,14 +70,9 @@ def body(inp: ReportInputs) -> str:
         path = inp.images.get(key)
         if path is not None and Path(path).is_file():
             grid.append(figure(png_file_to_img(path, key), caption))
-    if has_values(s, "value_at_risk") and has_values(s, "segment_name"):
-        var = (
-            s.lazy()
-            .group_by("segment_name")
-            .agg(pl.col("value_at_risk").sum().alias("v"))
-            .sort("v", descending=True)
-            .collect()
-        )
+    if inp.has("value_at_risk") and inp.has("segment_name"):
+        var = group_sums(s, [pl.col("segment_name")], [pl.col("value_at_risk").alias("v")])
+        var = var.sort(["v", "segment_name"], descending=[True, False])
         grid.append(
             figure(
                 bar_chart(

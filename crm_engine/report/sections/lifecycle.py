@@ -11,7 +11,7 @@ from crm_engine.report.views import lifecycle_funnel
 
 def body(inp: ReportInputs) -> str:
     """Where they are in their life with us: the lifecycle funnel."""
-    s, cur = inp.scores, currency_label(inp)
+    s, cur = inp.parts, currency_label(inp)
     parts: list[str] = []
     funnel = lifecycle_funnel(s)
     parts.append(

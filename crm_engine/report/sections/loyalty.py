@@ -8,14 +8,14 @@ import polars as pl
 
 from crm_engine.report.charts import figure, loyalty_chart
 from crm_engine.report.formatting import html_table
-from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.inputs import ReportInputs, currency_label
 from crm_engine.report.section import Section
 from crm_engine.report.views import loyalty_split
 
 
 def body(inp: ReportInputs) -> str:
     """How loyal they are: predicted loyalty classes overall and by segment."""
-    s, cur = inp.scores, currency_label(inp)
+    s, cur = inp.parts, currency_label(inp)
     parts: list[str] = []
     m = inp.churn.metrics if inp.churn is not None else {}
     trained = m.get("loyalty.train_rows")
@@ -36,7 +36,7 @@ def body(inp: ReportInputs) -> str:
     )
     overall = loyalty_split(s)
     split = overall
-    if has_values(s, "segment_name"):
+    if inp.has("segment_name"):
         split = pl.concat([overall, loyalty_split(s, "segment_name")])
     parts.append(
         figure(

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import polars as pl
 
+from crm_engine.parts import gather_rows, top_rows
 from crm_engine.report.charts import figure, png_file_to_img
 from crm_engine.report.formatting import facts_table, html_table, money
-from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.inputs import ReportInputs, currency_label
 from crm_engine.report.views import NOT_TO_SAVE_STAGES
 
 
@@ -17,8 +18,7 @@ def network_section(inp: ReportInputs) -> str:
     """Churn contagion: how much a contact's leaving raises churn, and who takes others with
     them (their value at risk through the call graph), ranked with their own."""
     c = inp.churn.contagion if inp.churn is not None else None
-    s = inp.scores
-    if c is None or not has_values(s, "value_at_risk_network"):
+    if c is None or not inp.has("value_at_risk_network"):
         return ""
     cur = html.escape(currency_label(inp))
     parts = ["<h3 id='network'>Who takes others with them</h3>"]
@@ -65,15 +65,10 @@ def network_section(inp: ReportInputs) -> str:
                 "more through the people the customer calls",
             )
         )
-    if c.significant and inp.customer_rows and has_values(s, "value_at_risk"):
-        ranked = (
-            s.lazy()
-            .filter(~pl.col("lifecycle_stage").fill_null("").is_in(list(NOT_TO_SAVE_STAGES)))
-            .with_columns(
-                (pl.col("value_at_risk") + pl.col("value_at_risk_network")).alias("total_at_risk")
-            )
-            .sort("total_at_risk", descending=True, nulls_last=True)
-        )
+    if c.significant and inp.customer_rows and inp.has("value_at_risk"):
+        total = (pl.col("value_at_risk") + pl.col("value_at_risk_network")).alias("total_at_risk")
+        saved = ~pl.col("lifecycle_stage").fill_null("").is_in(list(NOT_TO_SAVE_STAGES))
+        columns = inp.parts.plan().collect_schema().names()
         shown = [
             col
             for col in (
@@ -83,14 +78,19 @@ def network_section(inp: ReportInputs) -> str:
                 "churn_probability",
                 "value_at_risk",
                 "value_at_risk_network",
-                "total_at_risk",
             )
-            if col in ranked.collect_schema()
+            if col in columns
         ]
         parts.append(
             "<p>Ranked by both: what each customer's leaving would cost in their own CLV and "
             f"through their contacts ({cur}).</p>"
         )
-        top = ranked.select(shown).head(11).collect()  # a top-k, not every customer sorted
+        # a top-k where the scores lie (ties by a hash of customer_id), only 11 rows read
+        chosen = top_rows(inp.parts, total, 11, among=saved) & saved
+        top = (
+            gather_rows(inp.parts, chosen, shown)
+            .with_columns(total)
+            .sort(["total_at_risk", "customer_id"], descending=[True, False], nulls_last=True)
+        )
         parts.append(html_table(top, cur, max_rows=10, more="The first 10."))
     return "".join(parts)

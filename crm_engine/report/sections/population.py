@@ -7,7 +7,7 @@ from crm_engine.report.inputs import ReportInputs
 
 def population_section(inp: ReportInputs) -> str:
     """Why the scored count differs from the customers in the input."""
-    n = inp.scores.height
+    n = inp.height
     pop = inp.population
     if pop is None:
         return (

@@ -7,33 +7,42 @@ from typing import Any
 
 import polars as pl
 
+from crm_engine.parts import group_sums
 from crm_engine.report.charts import figure, heatmap
 from crm_engine.report.formatting import html_table, money
-from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.inputs import ReportInputs, currency_label
 from crm_engine.report.section import Section
 from crm_engine.report.views import dimension_orders
 
 
 def _segment_cards(inp: ReportInputs) -> str:
     """One card per behavioural segment: size, value, risk and what sets it apart."""
-    s, cur = inp.scores, currency_label(inp)
-    aggs: list[pl.Expr] = [
-        pl.len().cast(pl.Int64).alias("customers"),
-        pl.col("segment_name").first(),
-    ]
-    for c, expr in (
-        ("clv", pl.col("clv").mean().alias("clv_mean")),
-        ("churn_probability", pl.col("churn_probability").mean().alias("churn_mean")),
-        ("value_at_risk", pl.col("value_at_risk").sum().alias("var_sum")),
-        ("loyalty_class", (pl.col("loyalty_class") == "promoter").mean().alias("promoters")),
-    ):
-        if has_values(s, c):
-            aggs.append(expr)
-    stats = s.lazy().group_by("segment_id").agg(aggs).sort("customers", descending=True).collect()
+    cur = currency_label(inp)
+    means = {
+        "clv": ("clv_mean", pl.col("clv")),
+        "churn_probability": ("churn_mean", pl.col("churn_probability")),
+        "loyalty_class": ("promoters", (pl.col("loyalty_class") == "promoter").cast(pl.Int64)),
+    }
+    ran = [c for c in ("clv", "churn_probability", "value_at_risk", "loyalty_class") if inp.has(c)]
+    sums = [
+        (pl.col(c) if c not in means else means[c][1]).cast(pl.Float64).alias(c) for c in ran
+    ] + [pl.col(c).is_not_null().cast(pl.Int64).alias(f"{c}:n") for c in ran if c in means]
+    found = group_sums(inp.parts, [pl.col("segment_id"), pl.col("segment_name")], sums)
+    stats = found.select(
+        "segment_id",
+        "segment_name",
+        pl.col("n").alias("customers"),
+        *(
+            pl.col(c).alias("var_sum")
+            if c == "value_at_risk"
+            else pl.when(pl.col(f"{c}:n") > 0).then(pl.col(c) / pl.col(f"{c}:n")).alias(means[c][0])
+            for c in ran
+        ),
+    ).sort(["customers", "segment_id"], descending=[True, False])
     profiles: dict[int, dict[str, Any]] = {}
     if inp.segment_profiles is not None and "segment_id" in inp.segment_profiles.columns:
         profiles = {r["segment_id"]: r for r in inp.segment_profiles.iter_rows(named=True)}
-    total = max(s.height, 1)
+    total = max(inp.height, 1)
     cards = []
     for row in stats.iter_rows(named=True):
         prof = profiles.get(row["segment_id"], {})
@@ -66,20 +75,20 @@ def _segment_cards(inp: ReportInputs) -> str:
 
 def body(inp: ReportInputs) -> str:
     """Who our customers are: segments, dimension heatmaps, migration."""
-    s, cur = inp.scores, currency_label(inp)
+    s, cur = inp.parts, currency_label(inp)
     parts: list[str] = []
-    if has_values(s, "segment_id"):
+    if inp.has("segment_id"):
         parts.append("<h3>Behavioural segments</h3>")
         parts.append(_segment_cards(inp))
     else:
         parts.append("<p class='muted'>Segmentation stage not run.</p>")
     grid = []
     orders = dimension_orders(inp.age_bands)
-    if has_values(s, "spend_level") and has_values(s, "age_band"):
+    if inp.has("spend_level") and inp.has("age_band"):
         img = heatmap(s, "spend_level", "age_band", "Customers by spend level and age band", orders)
         if img:
             grid.append(figure(img, "Spend level x age band (customer counts)"))
-    if has_values(s, "region") and has_values(s, "area_type"):
+    if inp.has("region") and inp.has("area_type"):
         img = heatmap(s, "region", "area_type", "Customers by region and area", orders)
         if img:
             grid.append(figure(img, "Region x area (customer counts)"))

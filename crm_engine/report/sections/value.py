@@ -8,9 +8,10 @@ from pathlib import Path
 
 import polars as pl
 
+from crm_engine.parts import count_rows, group_sums
 from crm_engine.report.charts import bar_chart, figure, histogram, png_file_to_img
 from crm_engine.report.formatting import compact, facts_table, html_table, sig
-from crm_engine.report.inputs import ReportInputs, currency_label, has_values
+from crm_engine.report.inputs import ReportInputs, currency_label
 from crm_engine.report.section import Section
 from crm_engine.report.views import TIER_ORDER, rank
 from crm_engine.stage_reports import ValuationReport
@@ -21,24 +22,16 @@ CONTRACT_LABELS = {"sbg": "the contract model (sbg)", "hazard": "their own month
 
 def body(inp: ReportInputs) -> str:
     """What they are worth: CLV, tiers, the value models and their holdout."""
-    s, cur = inp.scores, currency_label(inp)
+    s, cur = inp.parts, currency_label(inp)
     parts: list[str] = []
     caption = "Customer lifetime value over the horizon (discounted margin), log scale"
-    zero = int((s["clv"] <= 0.01).sum())
+    (zero,) = count_rows(s, pl.col("clv") <= 0.01)
     if zero:
         caption += f"; the {zero:,} customers worth 0.01 or less are the bar at the left edge"
-    grid = [
-        figure(
-            histogram(s["clv"].to_numpy(), "CLV distribution", f"CLV ({cur})", log=True), caption
-        )
-    ]
-    if has_values(s, "value_tier"):
-        tiers = (
-            s.lazy()
-            .group_by("value_tier")
-            .agg(pl.len().alias("n"), pl.col("clv").sum().alias("clv"))
-            .sort(rank("value_tier", TIER_ORDER))
-            .collect()
+    grid = [figure(histogram(s, "clv", "CLV distribution", f"CLV ({cur})", log=True), caption)]
+    if inp.has("value_tier"):
+        tiers = group_sums(s, [pl.col("value_tier")], [pl.col("clv")]).sort(
+            rank("value_tier", TIER_ORDER)
         )
         grid.append(
             figure(
