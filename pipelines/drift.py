@@ -136,7 +136,7 @@ def _category_counts(values: pl.Series) -> dict[str, int]:
     return {str(v): int(n) for v, n in counts.iter_rows()}
 
 
-def _columns(profile: ColumnReader, scores: pl.DataFrame) -> dict[str, tuple[str, str]]:
+def _columns(profile: ColumnReader, scores: ColumnReader) -> dict[str, tuple[str, str]]:
     """Column -> (source, kind): the profile's model features (by the profile's declared roles),
     then the ``crm.scores/v1`` columns the profile does not hold, numeric or text by their
     declared type (segment ids and names left out: segmentation reports its own migration;
@@ -210,7 +210,7 @@ def _add_region_counts(
 
 def fingerprint(
     profile: Profile,
-    scores: pl.DataFrame,
+    scores: Profile,
     rows: Mapping[str, int | None],
     max_regions: int = MAX_REGIONS,
 ) -> dict[str, Any]:
@@ -234,7 +234,7 @@ def fingerprint(
         column -> ``source``, ``counts`` (value -> customers); ``by_region``: region -> numeric
         profile column -> ``counts``, ``nulls`` (on the same edges); ``rows``; ``customers``.
     """
-    profile = column_reader(profile)
+    profile, scores = column_reader(profile), column_reader(scores)
     numeric: dict[str, Any] = {}
     categorical: dict[str, Any] = {}
     regions = _region_codes(profile, max_regions)
@@ -311,7 +311,7 @@ def _region_psi(
 def compare(
     previous: Mapping[str, Any],
     profile: Profile,
-    scores: pl.DataFrame,
+    scores: Profile,
     rows: Mapping[str, int | None],
     cfg: MonitoringConfig,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -327,7 +327,7 @@ def compare(
         ``(fingerprint, drift)`` with ``drift`` holding ``psi``, ``psi_by_region``,
         ``categories``, ``rows`` and ``alerts`` (a list of :class:`DriftAlert`).
     """
-    profile = column_reader(profile)
+    profile, scores = column_reader(profile), column_reader(scores)
     columns = _columns(profile, scores)
     current = fingerprint(profile, scores, rows)
     values: dict[str, float] = {}
@@ -448,17 +448,22 @@ def alerts(
 
 
 def moved_share(
-    previous: pl.DataFrame, current: pl.DataFrame, columns: Sequence[str] = MOVED_COLUMNS
+    previous: pl.DataFrame, current: Profile, columns: Sequence[str] = MOVED_COLUMNS
 ) -> dict[str, dict[str, float]]:
-    """For each column both frames hold with values: the customers in both runs (joined on
-    ``customer_id``, both values present), how many changed value, and the share."""
+    """For each column both hold with values: the customers in both runs (joined on
+    ``customer_id``, both values present), how many changed value, and the share. ``current``
+    is read a column at a time (:class:`ColumnReader`)."""
+    current = column_reader(current)
     out: dict[str, dict[str, float]] = {}
+    ids = None
     for name in columns:
         if name not in previous.columns or name not in current.columns:
             continue
+        ids = current["customer_id"] if ids is None else ids
+        now = pl.DataFrame({"customer_id": ids, "after": current[name]})
         both = (
             previous.select("customer_id", pl.col(name).alias("before"))
-            .join(current.select("customer_id", pl.col(name).alias("after")), on="customer_id")
+            .join(now, on="customer_id")
             .drop_nulls()
         )
         if both.is_empty():
@@ -490,7 +495,7 @@ def row_counts(tables: Mapping[str, pl.LazyFrame]) -> dict[str, int]:
 def drift_since(
     previous: CommittedRun,
     profile: Profile,
-    scores: pl.DataFrame,
+    scores: Profile,
     rows: Mapping[str, int],
     cfg: MonitoringConfig,
 ) -> DriftReport:
@@ -501,6 +506,7 @@ def drift_since(
     ``scores`` may hold only ``customer_id`` (the backtest command, which scores nobody): the
     score columns and the movers are then not compared, the profile features and rows are.
     """
+    scores = column_reader(scores)
     recorded = previous.manifest.get("drift") or {}
     base = recorded.get("fingerprint") if isinstance(recorded, dict) else None
     if not isinstance(base, dict):
@@ -568,14 +574,14 @@ def drift_stage(
     ctx: StageContext,
     tables: dict[str, pl.LazyFrame],
     profile: pl.DataFrame | pl.LazyFrame,
-    scores: pl.DataFrame,
+    scores: pl.DataFrame | pl.LazyFrame,
 ) -> StageOutput:
     """This run's fingerprint and its drift since the last committed run before as_of (the
-    fingerprint only without one); metrics ``drift.psi.<column>``, ... The profile is read a
-    column at a time (:class:`ColumnReader`)."""
+    fingerprint only without one); metrics ``drift.psi.<column>``, ... The profile and the
+    scores (a plan over where they lie) are read a column at a time (:class:`ColumnReader`)."""
     from pipelines.backtest import BacktestWarning, committed_runs
 
-    profile = ColumnReader(profile)
+    profile, scores = ColumnReader(profile), ColumnReader(scores)
     cfg = ctx.cfg.monitoring
     rows = row_counts(tables)
     previous = None
