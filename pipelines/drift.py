@@ -455,17 +455,12 @@ def moved_share(
     is read a column at a time (:class:`ColumnReader`)."""
     current = column_reader(current)
     out: dict[str, dict[str, float]] = {}
-    ids = None
     for name in columns:
         if name not in previous.columns or name not in current.columns:
             continue
-        ids = current["customer_id"] if ids is None else ids
-        now = pl.DataFrame({"customer_id": ids, "after": current[name]})
-        both = (
-            previous.select("customer_id", pl.col(name).alias("before"))
-            .join(now, on="customer_id")
-            .drop_nulls()
-        )
+        now = pl.DataFrame({"customer_id": current["customer_id"], "after": current[name]})
+        before = previous.select("customer_id", pl.col(name).alias("before"))
+        both = before.join(now, on="customer_id").drop_nulls()
         if both.is_empty():
             continue
         moved = int((both["before"] != both["after"]).sum())

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,23 +67,38 @@ class ReportInputs:
     logged: Mapping[str, Logged] = field(default_factory=dict)
     """Per stage that ran, what it logged to MLflow (the appendix)."""
 
-    @functools.cached_property
+    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _memoised(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per ``scores`` (a caller may set other scores afterwards)."""
+        if self._memo.get("scores") is not self.scores:
+            self._memo.clear()
+            self._memo["scores"] = self.scores
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    @property
     def parts(self) -> Parts:
         """The scores as parts (:func:`~crm_engine.report.views.as_parts`)."""
-        return as_parts(self.scores)
+        return self._memoised("parts", lambda: as_parts(self.scores))
 
-    @functools.cached_property
+    @property
     def height(self) -> int:
         """How many customers were scored."""
-        return count_rows(self.parts, pl.lit(True))[0]
+        return self._memoised("height", lambda: count_rows(self.parts, pl.lit(True))[0])
 
-    @functools.cached_property
+    @property
     def filled(self) -> frozenset[str]:
         """The scores' columns with at least one value (a stage that ran fills them): one
         aggregate."""
-        columns = self.parts.plan().collect_schema().names()
-        counts = count_rows(self.parts, *(pl.col(c).is_not_null() for c in columns))
-        return frozenset(c for c, n in zip(columns, counts, strict=True) if n)
+
+        def count() -> frozenset[str]:
+            columns = self.parts.plan().collect_schema().names()
+            counts = count_rows(self.parts, *(pl.col(c).is_not_null() for c in columns))
+            return frozenset(c for c, n in zip(columns, counts, strict=True) if n)
+
+        return self._memoised("filled", count)
 
     def has(self, col: str) -> bool:
         """Whether the scores have ``col`` with at least one value."""
