@@ -68,8 +68,14 @@ buckets = {{buckets}}
 
 
 def _tree_rss(proc: psutil.Process) -> int:
+    """The resident memory of ``proc`` and its descendants; 0 once it has ended (the sampler
+    can look once more after the child exits)."""
+    try:
+        tree = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
     total = 0
-    for p in [proc, *proc.children(recursive=True)]:
+    for p in tree:
         try:
             total += p.memory_info().rss
         except psutil.Error:
