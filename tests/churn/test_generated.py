@@ -139,7 +139,7 @@ def test_cli_train_and_score(tmp_path: Path) -> None:
     from crm_engine.cli import app
 
     data = tmp_path / "data"
-    generate(data, customers=20_000, months=24, seed=3)
+    generate(data, customers=6_000, months=24, seed=3)
     uri = f"sqlite:///{tmp_path}/m.db"
     runner = CliRunner()
     res = runner.invoke(
