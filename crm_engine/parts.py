@@ -375,11 +375,10 @@ def exact_quantiles(
     With Spark, ``parts.aggregate`` is a job over the executors' files, a few a call, and the
     driver holds bins, never the column (at 30M customers 240 MB of CLV on one machine);
     Spark's own exact ``percentile`` gathers every distinct value on one executor."""
-    extent = parts.aggregate(functools.partial(_extent, column=column))
-    n = int(extent.get_column("n").sum())
-    if n == 0:
+    found = value_range(parts, column)
+    if found is None:
         return None
-    low, high = float(extent.get_column("low").min()), float(extent.get_column("high").max())
+    n, low, high = found
     positions = [(n - 1) * float(q) for q in quantiles]  # NumPy's virtual index, linear
     ranks = [r for p in positions for r in (math.floor(p), min(math.floor(p) + 1, n - 1))]
     at = _order_statistics(parts, column, ranks, n, low, high)
@@ -413,12 +412,10 @@ def top_sums(parts: Parts, column: str | pl.Expr, ks: Sequence[int]) -> list[flo
     rounded but for the ties at the ``k``-th, from aggregates: the ``k``-th largest values
     (:func:`exact_quantiles`' order statistics), then one aggregate of every part's values
     summed by the bins between them (:func:`exact_sums`' two floats a bin)."""
-    extent = parts.aggregate(functools.partial(_extent, column=column))
-    n = int(extent.get_column("n").sum())
+    n, low, high = value_range(parts, column) or (0, 0.0, 0.0)
     inside = sorted({k for k in ks if 0 < k < n})
     if not inside:
         return [0.0 if k <= 0 or n == 0 else _total(parts, column) for k in ks]
-    low, high = float(extent.get_column("low").min()), float(extent.get_column("high").max())
     at = _order_statistics(parts, column, [n - k for k in inside], n, low, high)
     edges = sorted(set(at.values()))
     binned = parts.aggregate(functools.partial(_sums_by_bin, column=column, edges=edges))
