@@ -105,15 +105,6 @@ class ReportInputs:
         return col in self.filled
 
 
-def has_values(scores: Scores, col: str) -> bool:
-    """Whether ``scores`` has ``col`` with at least one value (a stage that ran fills it)."""
-    if isinstance(scores, pl.DataFrame):
-        return col in scores.columns and scores[col].null_count() < scores.height
-    if col not in scores.plan().collect_schema().names():
-        return False
-    return count_rows(scores, pl.col(col).is_not_null())[0] > 0
-
-
 def currency_label(inp: ReportInputs) -> str:
     """The currency money titles show: ``output.currency``, or "units" when unset."""
     return inp.currency or "units"
