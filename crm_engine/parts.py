@@ -148,6 +148,18 @@ def parts_of(frame: pl.DataFrame | pl.LazyFrame) -> Parts:
     return FrameParts(frame)
 
 
+def _reading(parts: Parts, *reads: str | pl.Expr) -> Parts:
+    """``parts``, only the columns ``reads`` (names, or expressions of a part's columns) read:
+    what a step over everyone asks of each part, so that a part that is a plan (a scan, the
+    stages' results joined part by part) reads those columns alone. ``parts`` itself when
+    they read none (a literal)."""
+    names: dict[str, None] = {}
+    for read in reads:
+        for name in [read] if isinstance(read, str) else read.meta.root_names():
+            names[name] = None
+    return parts.select(list(names)) if names else parts
+
+
 def _chosen(frame: pl.DataFrame, chosen: pl.Expr, columns: Sequence[str]) -> pl.DataFrame:
     """The rows of a slice ``chosen`` holds for, ``columns`` of them."""
     return frame.filter(chosen).select(columns)
@@ -157,7 +169,9 @@ def gather_rows(parts: Parts, chosen: pl.Expr, columns: Sequence[str]) -> pl.Dat
     """The rows of every part ``chosen`` (a boolean expression of a part's columns, such as
     :func:`top_rows` gives) holds for, ``columns`` of them, here: for a bounded few (whom to
     explain, the points of a picture), in no particular order."""
-    return parts.aggregate(functools.partial(_chosen, chosen=chosen, columns=list(columns)))
+    return _reading(parts, chosen, *columns).aggregate(
+        functools.partial(_chosen, chosen=chosen, columns=list(columns))
+    )
 
 
 def _group_sums(
@@ -172,7 +186,9 @@ def group_sums(parts: Parts, by: Sequence[pl.Expr], sums: Sequence[pl.Expr] = ()
     sum of each of ``sums`` (named expressions; nulls count as nothing) over every part, in no
     particular order: one aggregate, each part's partial sums added up here (a report's
     counts by category; the floats' last bits may depend on the split)."""
-    found = parts.aggregate(functools.partial(_group_sums, by=list(by), sums=list(sums)))
+    found = _reading(parts, *by, *sums).aggregate(
+        functools.partial(_group_sums, by=list(by), sums=list(sums))
+    )
     names = [e.meta.output_name() for e in by]
     return found.group_by(names).agg(
         pl.col("n").sum(), *(pl.col(e.meta.output_name()).sum() for e in sums)
@@ -209,7 +225,7 @@ def exact_sums(parts: Parts, *columns: str | pl.Expr) -> list[float]:
     in whatever parts and row order the customers come (the money totals of the report must
     not move with the backend), but for a rest below 2**-106 of a part's sum."""
     exprs = [pl.col(c) if isinstance(c, str) else c for c in columns]
-    partial = parts.aggregate(functools.partial(_sums, columns=exprs))
+    partial = _reading(parts, *exprs).aggregate(functools.partial(_sums, columns=exprs))
     return [
         math.fsum([*partial.get_column(f"s{i}").to_list(), *partial.get_column(f"r{i}").to_list()])
         for i in range(len(exprs))
@@ -247,7 +263,7 @@ def _extent(frame: pl.DataFrame, column: str | pl.Expr) -> pl.DataFrame:
 def value_range(parts: Parts, column: str | pl.Expr) -> tuple[int, float, float] | None:
     """How many finite values ``column`` (a name or an expression of a part's columns) holds
     over every part, and the least and the largest (one aggregate); None without one."""
-    extent = parts.aggregate(functools.partial(_extent, column=column))
+    extent = _reading(parts, column).aggregate(functools.partial(_extent, column=column))
     n = int(extent.get_column("n").sum())
     if n == 0:
         return None
@@ -327,7 +343,9 @@ def _order_statistics(
         open_ = [s for s in searches if s.value is None]
         gathering = sorted({(s.low, s.high) for s in open_ if s.n <= GATHER_AT})
         if gathering:
-            found = parts.aggregate(functools.partial(_within, column=column, ranges=gathering))
+            found = _reading(parts, column).aggregate(
+                functools.partial(_within, column=column, ranges=gathering)
+            )
             for s in open_:
                 if (s.low, s.high) in gathering:
                     i = gathering.index((s.low, s.high))
@@ -337,7 +355,8 @@ def _order_statistics(
         if not binning:
             return {s.rank: float(s.value) for s in searches if s.value is not None}
         bins = (
-            parts.aggregate(functools.partial(_histogram, column=column, ranges=binning))
+            _reading(parts, column)
+            .aggregate(functools.partial(_histogram, column=column, ranges=binning))
             .group_by("range", "bin")
             .agg(pl.col("n").sum(), pl.col("low").min(), pl.col("high").max())
             .sort("range", "bin")
@@ -418,7 +437,9 @@ def top_sums(parts: Parts, column: str | pl.Expr, ks: Sequence[int]) -> list[flo
         return [0.0 if k <= 0 or n == 0 else _total(parts, column) for k in ks]
     at = _order_statistics(parts, column, [n - k for k in inside], n, low, high)
     edges = sorted(set(at.values()))
-    binned = parts.aggregate(functools.partial(_sums_by_bin, column=column, edges=edges))
+    binned = _reading(parts, column).aggregate(
+        functools.partial(_sums_by_bin, column=column, edges=edges)
+    )
     out = []
     for k in ks:
         if k <= 0 or k >= n:
@@ -434,7 +455,9 @@ def top_sums(parts: Parts, column: str | pl.Expr, ks: Sequence[int]) -> list[flo
 def _total(parts: Parts, column: str | pl.Expr, binned: pl.DataFrame | None = None) -> float:
     """Every finite value of ``column`` summed (:func:`top_sums` of everyone)."""
     if binned is None:
-        binned = parts.aggregate(functools.partial(_sums_by_bin, column=column, edges=[]))
+        binned = _reading(parts, column).aggregate(
+            functools.partial(_sums_by_bin, column=column, edges=[])
+        )
     return math.fsum([*binned.get_column("s").to_list(), *binned.get_column("r").to_list()])
 
 
@@ -461,7 +484,11 @@ def _counts(frame: pl.DataFrame, conditions: Sequence[pl.Expr]) -> pl.DataFrame:
 def count_rows(parts: Parts, *conditions: pl.Expr) -> list[int]:
     """How many rows of ``parts`` each of ``conditions`` (boolean expressions of a part's
     columns, null as false) holds for: one aggregate."""
-    sums = parts.aggregate(functools.partial(_counts, conditions=conditions)).sum()
+    sums = (
+        _reading(parts, *conditions)
+        .aggregate(functools.partial(_counts, conditions=conditions))
+        .sum()
+    )
     return [int(sums.item(0, i) or 0) for i in range(len(conditions))]
 
 
@@ -493,7 +520,7 @@ def _first(
     if need >= m_ties or broken:
         return above | ties
     tie = pl.when(ties).then(-_tie_key())
-    tied = parts.aggregate(functools.partial(_extent, column=tie))
+    tied = _reading(parts, tie).aggregate(functools.partial(_extent, column=tie))
     return above | _first(parts, tie, need, tied, broken=True)
 
 
@@ -510,7 +537,9 @@ def top_rows(parts: Parts, key: str | pl.Expr, k: int, among: pl.Expr | None = N
     value = (pl.col(key) if isinstance(key, str) else key).cast(pl.Float64)
     chosen = pl.lit(True) if among is None else among.fill_null(False)
     value = pl.when(chosen).then(value)
-    extent = parts.aggregate(functools.partial(_extent_among, among=chosen, value=value))
+    extent = _reading(parts, chosen, value).aggregate(
+        functools.partial(_extent_among, among=chosen, value=value)
+    )
     n_among, n_finite = int(extent.get_column("rows").sum()), int(extent.get_column("n").sum())
     if k >= n_among:
         return chosen
@@ -518,5 +547,5 @@ def top_rows(parts: Parts, key: str | pl.Expr, k: int, among: pl.Expr | None = N
         return _first(parts, value, k, extent)
     finite = chosen & value.is_finite().fill_null(False)
     unranked = pl.when(chosen & ~finite).then(-_tie_key())
-    rest = parts.aggregate(functools.partial(_extent, column=unranked))
+    rest = _reading(parts, unranked).aggregate(functools.partial(_extent, column=unranked))
     return finite | _first(parts, unranked, k - n_finite, rest, broken=True)

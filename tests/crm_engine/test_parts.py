@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,9 @@ class Counted(FrameParts):
         out = super().aggregate(fn)
         self.sent.append(out.height)
         return out
+
+    def select(self, columns: Sequence[str]) -> Counted:
+        return Counted(self.frame.select(columns), self.sent)  # the steps read what they need
 
 
 def _columns() -> dict[str, np.ndarray]:
@@ -160,3 +164,46 @@ def test_sums_of_the_largest_are_those_of_a_sort(
     monkeypatch.setattr(parts_module, "WRITE_ROWS", 997)
     monkeypatch.setattr(parts_module, "GATHER_AT", 400)
     assert parts_module.top_sums(FrameParts(frame), "gain", ks) == expected
+
+
+@dataclass(frozen=True)
+class Reading(FrameParts):
+    """Parts in memory that record the columns each aggregate's parts hold."""
+
+    read: list[list[str]] = field(default_factory=list)
+
+    def aggregate(self, fn: Mapper) -> pl.DataFrame:
+        self.read.append(self.frame.collect_schema().names())
+        return super().aggregate(fn)
+
+    def select(self, columns: Sequence[str]) -> Reading:
+        return Reading(self.frame.select(columns), self.read)
+
+
+def test_a_step_over_everyone_reads_only_the_columns_it_names() -> None:
+    """Each step sends its parts only the columns its expressions name (a part that is a plan,
+    such as the stages' results joined, then reads those alone), and a step that names none
+    (a literal) still counts every row."""
+    rng = np.random.default_rng(3)
+    frame = pl.DataFrame(
+        {
+            "customer_id": np.arange(1_000),
+            "clv": rng.lognormal(3, 1, 1_000),
+            "segment_id": rng.integers(0, 4, 1_000),
+            **{f"unused_{i}": rng.normal(size=1_000) for i in range(5)},
+        }
+    )
+    parts = Reading(frame.lazy())
+    assert parts_module.count_rows(parts, pl.lit(True), pl.col("clv") > 20) == [
+        1_000,
+        int((frame["clv"] > 20).sum()),
+    ]
+    sums = parts_module.group_sums(parts, [pl.col("segment_id")], [pl.col("clv").alias("clv")])
+    assert int(sums["n"].sum()) == 1_000
+    chosen = parts_module.top_rows(parts, "clv", 10)
+    assert frame.filter(chosen).height == 10
+    assert parts_module.count_rows(parts, pl.lit(True)) == [1_000]
+    named = {"customer_id", "clv", "segment_id"}
+    assert parts.read and all(set(read) <= named for read in parts.read[:-1]), parts.read
+    assert ["segment_id", "clv"] in parts.read and ["clv"] in parts.read
+    assert len(parts.read[-1]) == frame.width  # a literal alone: the parts as they are
