@@ -28,6 +28,7 @@ from crm_engine.parts import (
     count_rows,
     exact_quantiles,
     exact_sums,
+    laid_out,
     parts_of,
 )
 from crm_engine.stage_reports import (
@@ -192,8 +193,9 @@ def _contagion_metrics(report: ContagionReport | None) -> dict[str, float]:
 class _Scored:
     """What scoring the profile at as_of gave (both churn stages score the same way)."""
 
-    frame: pl.DataFrame
-    """The churn and loyalty columns of the scores contract."""
+    frame: pl.DataFrame | pl.LazyFrame
+    """The churn and loyalty columns of the scores contract: in memory, or the plan of the
+    parts where they lie (:func:`crm_engine.parts.laid_out`)."""
     churn: ChurnScores
     """The churn columns and what :func:`churn.score_churn` measured."""
     contagion: ContagionReport | None
@@ -244,7 +246,9 @@ def _score(
         churn, contagion, artifacts = _contagion(ctx, churn, rows, valued)
         metrics |= _contagion_metrics(contagion)
         metrics["churn.n_lost"] = scored.n_lost
-    frame = churn.plan().collect()
+    frame: pl.DataFrame | pl.LazyFrame = laid_out(churn)  # the assembly joins the parts
+    if isinstance(churn, FrameParts):  # in memory: the frame, in the profile's row order
+        frame = frame.collect()
     return _Scored(frame, scored, contagion, metrics, artifacts, valued, crosstab)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -302,7 +302,7 @@ first: the parts sort in row order, and read back as one table through :func:`fi
 
 
 def write_parquet(
-    frame: pl.DataFrame | pl.LazyFrame,
+    frame: pl.DataFrame | pl.LazyFrame | Sequence[pl.DataFrame | pl.LazyFrame],
     path: Path,
     metadata: dict[str, str] | None = None,
     *,
@@ -310,6 +310,8 @@ def write_parquet(
 ) -> Path:
     """Write ``frame`` to ``path`` (zstd) with ``metadata`` in the file's key-value metadata,
     :data:`WRITE_ROWS` rows at a time (a plan, such as a scan, is collected a slice at a time).
+    A sequence of frames or plans (the parts of a table, each with the same columns: the
+    executors' files) is written as one table, the parts one after another.
 
     With ``part_rows``, ``path`` is a directory of parts (:data:`PART_FILE`) of at most
     ``part_rows`` rows each, in row order, every part with the same schema and ``metadata`` (an
@@ -318,27 +320,55 @@ def write_parquet(
     Not atomic by itself: write into a staging directory of :mod:`crm_engine.commit`.
     """
     path = Path(path)
-    lazy = frame.lazy()
-    height = frame_height(frame)
-    schema = _with_metadata(lazy.head(0).collect().to_arrow(), metadata).schema
+    pieces = [frame] if isinstance(frame, pl.DataFrame | pl.LazyFrame) else list(frame)
+    if not pieces:
+        raise ValueError(f"nothing to write to {path.name}: no frame")
+    schema = _with_metadata(pieces[0].lazy().head(0).collect().to_arrow(), metadata).schema
+    rows = (s for piece in pieces for s in slices(piece, WRITE_ROWS) if s.height)
     if part_rows is None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_rows(lazy, path, schema, 0, height)
+        with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            wrote = False
+            for rows_slice in rows:
+                writer.write_table(rows_slice.to_arrow().cast(schema))
+                wrote = True
+            if not wrote:
+                writer.write_table(schema.empty_table())
         return path
     if part_rows <= 0:
         raise ValueError(f"parts of {part_rows} rows")
     path.mkdir(parents=True, exist_ok=True)
-    for n, start in enumerate(range(0, max(height, 1), part_rows)):
-        _write_rows(lazy, path / PART_FILE.format(n), schema, start, min(part_rows, height - start))
+    _write_parts(rows, path, schema, part_rows)
     return path
 
 
-def _write_rows(lazy: pl.LazyFrame, path: Path, schema: pa.Schema, start: int, rows: int) -> None:
-    """Rows ``start`` to ``start + rows`` of ``lazy`` as one Parquet file, a slice at a time."""
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for offset in range(start, start + max(rows, 1), WRITE_ROWS):
-            part = lazy.slice(offset, min(WRITE_ROWS, start + rows - offset)).collect()
-            writer.write_table(part.to_arrow().cast(schema))
+def _write_parts(
+    rows: Iterator[pl.DataFrame], directory: Path, schema: pa.Schema, part_rows: int
+) -> None:
+    """``rows`` (slices in order) as parts of ``part_rows`` rows at most in ``directory``
+    (:data:`PART_FILE`; no rows: one empty part), a slice split where a part ends."""
+    writer: pq.ParquetWriter | None = None
+    parts, left = 0, 0
+    try:
+        for rows_slice in rows:
+            rest = rows_slice
+            while rest.height:
+                if writer is None or left == 0:
+                    if writer is not None:
+                        writer.close()
+                    writer = pq.ParquetWriter(
+                        directory / PART_FILE.format(parts), schema, compression="zstd"
+                    )
+                    parts, left = parts + 1, part_rows
+                head = rest.head(left)
+                writer.write_table(head.to_arrow().cast(schema))
+                left, rest = left - head.height, rest.slice(head.height)
+        if writer is None:
+            writer = pq.ParquetWriter(directory / PART_FILE.format(0), schema, compression="zstd")
+            writer.write_table(schema.empty_table())
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def frame_height(frame: pl.DataFrame | pl.LazyFrame) -> int:

@@ -88,6 +88,11 @@ class Parts(Protocol):
         collects, the columns it needs."""
         ...
 
+    def pieces(self) -> Sequence[pl.DataFrame | pl.LazyFrame]:
+        """Every part's rows on its own, a frame or a plan each, in the parts' order: what a
+        writer reads one after another (:func:`crm_engine.io.write_parquet`)."""
+        ...
+
 
 @dataclass(frozen=True)
 class FrameParts:
@@ -124,6 +129,9 @@ class FrameParts:
 
     def plan(self) -> pl.LazyFrame:
         return self.frame.lazy()
+
+    def pieces(self) -> Sequence[pl.DataFrame | pl.LazyFrame]:
+        return (self.frame,)
 
 
 _LAID_OUT: dict[int, tuple[weakref.ref[pl.LazyFrame], Parts]] = {}

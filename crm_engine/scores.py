@@ -33,25 +33,57 @@ def conform_scores(frame: pl.DataFrame) -> pl.DataFrame:
     DataError
         If a non-null column has nulls or a customer appears twice.
     """
-    id_dtype = frame.schema.get("customer_id", pl.Int64())
-    schema = scores_schema(id_dtype)
-    cols = []
-    for name, dtype in schema.items():
-        if name in frame.columns:
-            cols.append(pl.col(name).cast(dtype))
-        else:
-            cols.append(pl.lit(None, dtype=dtype).alias(name))
-    out = frame.select(cols)
-    for col in SCORE_COLUMNS:
-        if not col.nullable and out[col.name].null_count():
-            raise DataError(
-                f"scores: column {col.name} has {out[col.name].null_count()} null rows "
-                f"of {out.height} (contract {SCORES_CONTRACT} says non-null)"
-            )
-    dup = out.height - out["customer_id"].n_unique()
-    if dup:
-        raise DataError(f"scores: {dup} duplicate customer_id rows of {out.height}")
+    out = conformed(frame)
+    check_contract_counts(contract_counts(out))
     return out
+
+
+def conformed(frame: pl.DataFrame) -> pl.DataFrame:
+    """The contract columns of ``frame``, cast and in contract order, absent ones typed nulls
+    (no check: :func:`contract_counts`). A pure function of a slice: a part of the scores is
+    conformed where it lies."""
+    id_dtype = frame.schema.get("customer_id", pl.Int64())
+    return frame.select(
+        pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in scores_schema(id_dtype).items()
+    )
+
+
+def contract_counts(frame: pl.DataFrame) -> pl.DataFrame:
+    """What the contract forbids in a :func:`conformed` slice, counted in one row: ``rows``,
+    ``duplicates`` (rows beyond the first of a ``customer_id``) and the nulls of each non-null
+    column. Partial counts: a step over every part adds them up
+    (:func:`check_contract_counts`), each customer lying in one part."""
+    return frame.select(
+        pl.len().cast(pl.Int64).alias("rows"),
+        (pl.len() - pl.col("customer_id").n_unique()).cast(pl.Int64).alias("duplicates"),
+        *(
+            pl.col(c.name).null_count().cast(pl.Int64).alias(c.name)
+            for c in SCORE_COLUMNS
+            if not c.nullable
+        ),
+    )
+
+
+def check_contract_counts(counts: pl.DataFrame) -> None:
+    """Refuse scores whose :func:`contract_counts` (of every part) break the contract.
+
+    Raises
+    ------
+    DataError
+        A non-null column with nulls, or a customer twice: the first found, with the counts.
+    """
+    total = counts.sum().row(0, named=True)
+    rows = int(total.pop("rows") or 0)
+    duplicates = int(total.pop("duplicates") or 0)
+    for name, nulls in total.items():
+        if nulls:
+            raise DataError(
+                f"scores: column {name} has {nulls} null rows "
+                f"of {rows} (contract {SCORES_CONTRACT} says non-null)"
+            )
+    if duplicates:
+        raise DataError(f"scores: {duplicates} duplicate customer_id rows of {rows}")
 
 
 def check_scores_file(path: Path) -> list[str]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import polars as pl
 
 from crm_engine.contracts import owned_columns
-from crm_engine.parts import count_rows, group_sums
+from crm_engine.io import frame_height
+from crm_engine.parts import FrameParts, count_rows, group_sums, laid_out, parts_of
 from crm_engine.report.views import Scores, as_parts
-from crm_engine.scores import conform_scores
+from crm_engine.scores import check_contract_counts, conform_scores, conformed, contract_counts
 from pipelines.runner import StageContext, StageError, StageOutput
 
 
@@ -24,24 +26,39 @@ def assemble_stage(
 
     ``sources`` maps a catalog frame to the owner labels whose columns it supplies; each
     contract column is taken from its one owner and nothing is computed here. Columns of a
-    stage that did not run become typed nulls. A frame may be a plan (the values over the
-    executors' files with Spark): only its contract columns are read.
+    stage that did not run become typed nulls.
+
+    Frames that are the plans of parts lying elsewhere (:func:`crm_engine.parts.laid_out`:
+    the executors' files with Spark) are joined part by part there and conformed by a map,
+    the contract's counts checked by one aggregate: the scores stay where they were computed
+    and the catalog holds their plan. Frames here are joined here.
     """
     base_name = next(iter(sources))
-    base = frames[base_name]
-    if base is None:
+    if frames.get(base_name) is None:
         raise StageError(f"assemble: the {base_name} frame is missing")
-    scores = _owned(base, sources[base_name])
-    for name, owners in list(sources.items())[1:]:
-        frame = frames.get(name)
-        if frame is not None:
-            scores = scores.join(_owned(frame, owners), on="customer_id", how="left")
-    scores = conform_scores(scores)
-    outputs: dict[str, Any] = {"scores": scores, "segment_summary": None}
+    given = [(frames[n], owners) for n, owners in sources.items() if frames.get(n) is not None]
+    pieces = [parts_of(frame).select(owned_columns(owners)) for frame, owners in given]
+    outputs: dict[str, Any] = {"segment_summary": None}
+    if all(type(p) is type(pieces[0]) for p in pieces) and not isinstance(pieces[0], FrameParts):
+        parts = functools.reduce(lambda mine, theirs: mine.join(theirs), pieces).map(conformed)
+        check_contract_counts(parts.aggregate(contract_counts))
+        scores: pl.DataFrame | pl.LazyFrame = laid_out(parts)
+    else:
+        scores = conform_scores(_joined_here([_owned(frame, owners) for frame, owners in given]))
+        parts = FrameParts(scores)
+    outputs["scores"] = scores
     segment_profiles = frames.get("segment_profiles")
     if segment_profiles is not None:
-        outputs["segment_summary"] = _enrich_segment_profiles(segment_profiles, scores)
-    return StageOutput(outputs=outputs, metrics={"rows": scores.height})
+        outputs["segment_summary"] = _enrich_segment_profiles(segment_profiles, parts)
+    return StageOutput(outputs=outputs, metrics={"rows": frame_height(scores)})
+
+
+def _joined_here(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The frames joined on ``customer_id``, in the first's row order."""
+    scores = frames[0]
+    for frame in frames[1:]:
+        scores = scores.join(frame, on="customer_id", how="left")
+    return scores
 
 
 def _owned(frame: pl.DataFrame | pl.LazyFrame, owners: tuple[str, ...]) -> pl.DataFrame:

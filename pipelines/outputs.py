@@ -17,7 +17,7 @@ import polars as pl
 from crm_engine.commit import STALE_SUFFIX, current_run
 from crm_engine.contracts import LOST_BAND, SCORES_CONTRACT, SCORES_CONTRACT_VERSION
 from crm_engine.io import file_sha256, frame_height, table_path, write_json, write_parquet
-from crm_engine.parts import count_rows, exact_sums, group_sums
+from crm_engine.parts import count_rows, exact_sums, group_sums, parts_of
 from crm_engine.report import SAVE_FIRST_FILE, Logged, ReportInputs, save_first, write_report
 from crm_engine.report.views import Scores, as_parts
 from crm_engine.scores import PROFILES_TABLE, SCORES_TABLE
@@ -87,7 +87,9 @@ def _write_run(
 
     catalog = state.catalog
     as_of = state.as_of
-    scores: pl.DataFrame = catalog["scores"]
+    # everyone's scores where they lie: in memory, or the executors' files (Spark)
+    scores = parts_of(catalog["scores"])
+    n_scores = frame_height(catalog["scores"])
     profile: pl.LazyFrame = catalog["profile"]  # a scan: written a slice at a time
     meta = {
         "crm.contract": SCORES_CONTRACT,
@@ -102,7 +104,7 @@ def _write_run(
     part_rows = None if output.single_file else output.part_rows
     scores_path = table_path(work, SCORES_TABLE, single_file=output.single_file)
     profiles_path = table_path(work, PROFILES_TABLE, single_file=output.single_file)
-    write_parquet(scores, scores_path, meta, part_rows=part_rows)
+    write_parquet(scores.pieces(), scores_path, meta, part_rows=part_rows)
     write_parquet(profile, profiles_path, {"crm.as_of": as_of.isoformat()}, part_rows=part_rows)
     seg_profiles = catalog.get("segment_summary")
     if seg_profiles is None:
@@ -154,7 +156,7 @@ def _write_run(
         "inputs": state.input_fingerprints(),
         "validation": state.reports.get("validation"),
         "outputs": {
-            scores_path.name: {"rows": scores.height},
+            scores_path.name: {"rows": n_scores},
             profiles_path.name: {"rows": frame_height(profile)},
             "segment_profiles.parquet": {"rows": seg_profiles.height},
             SAVE_FIRST_FILE: {"rows": first.height},
@@ -181,7 +183,7 @@ def _write_run(
     write_json(work / "manifest.json", manifest)
     return Written(
         summary=summary,
-        metrics={"scores_rows": scores.height},
+        metrics={"scores_rows": n_scores},
         mlflow_artifacts=[*([shared] if shared else []), work / "manifest.json"],
     )
 
@@ -268,11 +270,14 @@ def segment_files(out: Path) -> Output:
             "segmentation.algorithm": report.algorithm,
             "segmentation.k": str(report.k),
         }
-        segments = catalog["segments"].with_columns(pl.lit(as_of).alias("as_of"))
-        segments = segments.select(
-            "customer_id", "as_of", "spend_level", "age_band", "segment_id", "segment_name"
+        segments = (
+            parts_of(catalog["segments"])  # Spark: the executors' files
+            .with_columns(pl.lit(as_of).alias("as_of"))
+            .select(
+                ["customer_id", "as_of", "spend_level", "age_band", "segment_id", "segment_name"]
+            )
         )
-        write_parquet(segments, work / out.name, meta)
+        write_parquet(segments.pieces(), work / out.name, meta)
         write_parquet(catalog["segment_profiles"], work / "segment_profiles.parquet", meta)
         migration = catalog.get("segment_migration")
         if migration is not None:
@@ -289,7 +294,7 @@ def segment_files(out: Path) -> Output:
         files = [out.name, "segment_profiles.parquet", MODEL_FILE, "segmentation.json"]
         if migration is not None:
             files.append("segment_migration.parquet")
-        return Written(summary={"files": files, "rows": frame_height(segments)})
+        return Written(summary={"files": files, "rows": frame_height(catalog["segments"])})
 
     models = (out.parent / MODEL_FILE, out.parent / LEGACY_MODEL_FILE)
     previous = out.parent if any(m.is_file() for m in models) else None
@@ -315,7 +320,7 @@ def values_files(out: Path) -> Output:
             "crm.as_of": state.as_of.isoformat(),
             "crm.valuation.model": report.model,
         }
-        write_parquet(values, work / out.name, meta)
+        write_parquet(parts_of(values).pieces(), work / out.name, meta)
         write_json(work / "valuation.json", report.to_dict())
         return Written(summary={"files": files, "rows": frame_height(values)})
 
@@ -327,21 +332,25 @@ def churn_scores_file(out: Path) -> Output:
     out = Path(out)
 
     def write(state: RunState, work: Path, scratch: Path) -> Written:
-        scores: pl.DataFrame = state.catalog["churn_scores"]
-        scores = scores.with_columns(pl.lit(state.as_of).alias("as_of")).select(
-            "customer_id", "as_of", *[c for c in scores.columns if c != "customer_id"]
+        churn_scores = state.catalog["churn_scores"]  # Spark: a plan of the executors' files
+        columns = churn_scores.collect_schema().names()
+        scores = (
+            parts_of(churn_scores)
+            .with_columns(pl.lit(state.as_of).alias("as_of"))
+            .select(["customer_id", "as_of", *[c for c in columns if c != "customer_id"]])
         )
         meta = {
             "crm.as_of": state.as_of.isoformat(),
             "crm.model_versions": json.dumps(state.model_versions, sort_keys=True),
         }
-        write_parquet(scores, work / out.name, meta)
-        bands = scores.group_by("churn_risk_band").len()
+        write_parquet(scores.pieces(), work / out.name, meta)
+        bands = group_sums(scores, [pl.col("churn_risk_band")])
+        (explained,) = count_rows(scores, pl.col("churn_drivers").list.len() > 0)
         return Written(
             summary={
-                "rows": scores.height,
-                "band_counts": {r["churn_risk_band"]: int(r["len"]) for r in bands.to_dicts()},
-                "n_explained": int((scores["churn_drivers"].list.len() > 0).sum()),
+                "rows": frame_height(churn_scores),
+                "band_counts": {r["churn_risk_band"]: int(r["n"]) for r in bands.to_dicts()},
+                "n_explained": explained,
             }
         )
 

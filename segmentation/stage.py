@@ -18,7 +18,7 @@ import polars as pl
 
 from crm_engine.config import FeaturesConfig, SegmentationConfig
 from crm_engine.io import frame_height, map_slices
-from crm_engine.parts import FrameParts, Parts
+from crm_engine.parts import FrameParts, Parts, laid_out
 from crm_engine.stage_reports import KScore, SegmentationReport, SegmentSize
 from crm_engine.tracking import REGISTERED_MODELS, load_registered, require_registered
 from features import frequent_values, pool_rare
@@ -242,7 +242,8 @@ def segment_customers(
         align_report["migration"] = migration.to_dicts()
         align_report["same_segment_share"] = stability_of(migration)
     profiles = segment_profiles(assignments, parts, model.features_, scores)
-    segments: pl.DataFrame | pl.LazyFrame = assignments.plan().select(ASSIGNMENT_SCHEMA.names())
+    # the assembly joins the parts
+    segments: pl.DataFrame | pl.LazyFrame = laid_out(assignments.select(ASSIGNMENT_SCHEMA.names()))
     if isinstance(assignments, FrameParts):  # in memory: the frame, in the profile's row order
         segments = segments.collect()
 
@@ -402,7 +403,7 @@ def segmentation_registry_stage(
     assign = functools.partial(assign_slice, model=segmenter, cuts=cuts, keep=None)
     assigned = ctx.profiles.map_parts(profile, assign, names)
     profiles = segment_profiles(assigned, everyone, segmenter.features_, None)
-    assignments: pl.DataFrame | pl.LazyFrame = assigned.plan().select(ASSIGNMENT_SCHEMA.names())
+    assignments: pl.DataFrame | pl.LazyFrame = laid_out(assigned.select(ASSIGNMENT_SCHEMA.names()))
     if isinstance(assigned, FrameParts):  # in memory: the frame, in the profile's row order
         assignments = assignments.collect()
     return StageOutput(

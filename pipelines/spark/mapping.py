@@ -152,6 +152,9 @@ class SparkParts:
     def plan(self) -> pl.LazyFrame:
         return pl.concat(list(self.plans), how="vertical")
 
+    def pieces(self) -> Sequence[pl.DataFrame | pl.LazyFrame]:
+        return self.plans
+
 
 def map_files(
     spark: SparkSession, plans: list[pl.LazyFrame], fn: Mapper, out: Path, what: str

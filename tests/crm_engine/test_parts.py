@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from crm_engine import parts as parts_module
+from crm_engine.io import write_parquet
 from crm_engine.parts import GATHER_AT, FrameParts, Mapper, exact_quantiles
+from crm_engine.scores import read_scores_metadata
 
 QUANTILES = [0.0, 0.25, 0.5, 0.8, 0.95, 0.999, 1.0]
 
@@ -207,3 +211,31 @@ def test_a_step_over_everyone_reads_only_the_columns_it_names() -> None:
     assert parts.read and all(set(read) <= named for read in parts.read[:-1]), parts.read
     assert ["segment_id", "clv"] in parts.read and ["clv"] in parts.read
     assert len(parts.read[-1]) == frame.width  # a literal alone: the parts as they are
+
+
+@pytest.mark.parametrize("part_rows", [None, 7, 40, 1_000])
+def test_parts_written_one_after_another_are_the_table(
+    part_rows: int | None, tmp_path: Path
+) -> None:
+    """The parts of a table (frames and plans, the executors' files) written as one file or
+    as parts of at most ``part_rows`` rows: read back, the rows of the parts in their order,
+    every file with the metadata; a table without rows is one empty file."""
+    rng = np.random.default_rng(5)
+    sizes = [13, 0, 30, 1, 25]
+    frames = [
+        pl.DataFrame({"customer_id": np.arange(n) + 100 * i, "clv": rng.normal(size=n)})
+        for i, n in enumerate(sizes)
+    ]
+    frames[2].write_parquet(tmp_path / "piece.parquet")
+    pieces = [*frames[:2], pl.scan_parquet(tmp_path / "piece.parquet"), *frames[3:]]
+    for name, given, want in (
+        ("all", pieces, pl.concat(frames)),
+        ("none", [frames[1]], frames[1]),
+    ):
+        path = write_parquet(given, tmp_path / name, {"crm.run_id": "r1"}, part_rows=part_rows)
+        files = sorted(path.glob("*.parquet")) if part_rows else [path]
+        assert_frame_equal(pl.concat([pl.read_parquet(f) for f in files]), want)
+        assert all(read_scores_metadata(f) == {"crm.run_id": "r1"} for f in files)
+        if part_rows:
+            heights = [pl.read_parquet(f).height for f in files]
+            assert max(heights) <= part_rows and (len(files) == 1 or min(heights) > 0)

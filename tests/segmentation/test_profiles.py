@@ -64,7 +64,7 @@ def test_assignments_in_another_order_give_the_same_table(
     assert_frame_equal(aligned, shuffled, check_exact=False, rtol=1e-12)
     blobs.write_parquet(tmp_path / "profile.parquet")
     planned = segment_profiles(a, pl.scan_parquet(tmp_path / "profile.parquet"), features)
-    assert_frame_equal(aligned, planned, check_exact=False, rtol=1e-12)
+    assert_frame_equal(aligned, planned, check_exact=False, rel_tol=1e-12)
 
 
 def test_the_table_added_up_from_parts_is_the_table_of_everyone(
