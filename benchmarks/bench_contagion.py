@@ -35,7 +35,8 @@ def stage_work(
     """The churn stage's contagion work, timed: the bounded estimate, then the network values
     of every customer (churn probability and CLV constant: only the cost is measured).
     Returns the estimate, both times in seconds and the customers with a network value."""
-    from churn.contagion import estimate_contagion, network_values
+    from churn.contagion import estimate_contagion
+    from churn.network import network_values
     from crm_engine.config import PipelineConfig
     from features import CustomerSample
     from features.influence import undirected_edges

@@ -135,7 +135,7 @@ def plot_profit_curve(checked: pl.DataFrame, planned: pl.DataFrame, path: Path) 
 def plot_network_value(points: pl.DataFrame, path: Path) -> Path:
     """Each customer's own value at risk against the value at risk through their contacts, of
     the customers ``points`` (``value_at_risk``, ``value_at_risk_network``: a bounded few,
-    :func:`churn.contagion.network_points`), on log axes. Above the diagonal, a customer's
+    :func:`churn.network.network_points`), on log axes. Above the diagonal, a customer's
     leaving costs more through the people they call than in their own CLV.
     """
     valued = points.filter((pl.col("value_at_risk") > 0) & (pl.col("value_at_risk_network") > 0))

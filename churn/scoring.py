@@ -150,7 +150,7 @@ class ChurnScores:
     parts
         Everyone's ``customer_id, churn_probability, churn_risk_band, churn_drivers,
         churn_reasons, value_at_risk, retention_profit`` and ``network_value,
-        value_at_risk_network`` (null here, see :func:`churn.contagion.with_network_value`),
+        value_at_risk_network`` (null here, see :func:`churn.network.with_network_value`),
         where they were computed (:class:`~crm_engine.parts.Parts`: the executors' files with
         Spark).
     importance
@@ -231,7 +231,7 @@ def risk_slice(
 def _with_drivers(batch: pl.DataFrame, explained: pl.DataFrame) -> pl.DataFrame:
     """A slice of :data:`RISK_COLUMNS` with the drivers and reasons of the ``explained``
     (``customer_id, churn_drivers, churn_reasons``; empty lists for everyone else) and the
-    network columns (null: :func:`churn.contagion.with_network_value` fills them)."""
+    network columns (null: :func:`churn.network.with_network_value` fills them)."""
     out = batch.join(explained, on="customer_id", how="left", maintain_order="left")
     return out.select(
         "customer_id",

@@ -127,12 +127,13 @@ def _retention(
 def _contagion(
     ctx: StageContext, scores: Parts, profile: Parts, valued: Parts
 ) -> tuple[Parts, ContagionReport | None, dict[str, Path]]:
-    """``scores`` with the network columns (``[contagion]``, :mod:`churn.contagion`), what
-    the estimate found and its picture, computed where the parts lie (``profile``'s
-    ``n_contacts``, ``valued``'s ``clv``: of the same customers in the same parts); ``scores``
-    unchanged and None when disabled, without a call graph or when the history holds nothing to
-    estimate from (a warning says so)."""
-    from churn.contagion import estimate_contagion, network_points, with_network_value
+    """``scores`` with the network columns (``[contagion]``: :mod:`churn.contagion`,
+    :mod:`churn.network`), what the estimate found and its picture, computed where the parts
+    lie (``profile``'s ``n_contacts``, ``valued``'s ``clv``: of the same customers in the same
+    parts); ``scores`` unchanged and None when disabled, without a call graph or when the
+    history holds nothing to estimate from (a warning says so)."""
+    from churn.contagion import estimate_contagion
+    from churn.network import network_points, with_network_value
     from churn.plots import plot_network_value
 
     cfg = ctx.cfg

@@ -19,7 +19,7 @@ from features.sample import CustomerSample, restrict
 from features.window import DataStart, data_start
 
 if TYPE_CHECKING:
-    from churn.contagion import ContactGraph
+    from churn.network import ContactGraph
 
 __all__ = [
     "ColumnReader",
@@ -316,12 +316,12 @@ class ProfileCache:
 
     def contacts(self) -> ContactGraph:
         """The undirected call graph at ``as_of`` as network value reads it
-        (:class:`churn.contagion.ContactGraph`): the builder's (:class:`GraphBuilder`, Spark:
+        (:class:`churn.network.ContactGraph`): the builder's (:class:`GraphBuilder`, Spark:
         on the executors, only sums reach the driver), else an edge list of the calls read
         here (:func:`features.influence.undirected_edges`)."""
         if isinstance(self.build, GraphBuilder):
             return self.build.contacts(self.tables, self.as_of, self.cfg)
-        from churn.contagion import EdgeList
+        from churn.network import EdgeList
         from features.influence import undirected_edges
 
         return EdgeList(undirected_edges(self.tables["calls"], self.as_of))

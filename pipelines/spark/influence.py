@@ -32,7 +32,7 @@ from features.window import trailing_months
 from pipelines.spark.profile import BUCKET, CUT, bucket_of, cut_files
 
 if TYPE_CHECKING:
-    from churn.contagion import ContactSums
+    from churn.network import ContactSums
     from crm_engine.parts import Parts
 
 __all__ = [
@@ -403,7 +403,7 @@ class SparkCallGraph:
         SparkJobError
             When the job fails: one line.
         """
-        from churn.contagion import ContactSums
+        from churn.network import ContactSums
         from pipelines.spark.mapping import SparkParts
         from pipelines.spark.profile import SparkJobError, failure_cause
 
@@ -467,7 +467,7 @@ def _bucket_task(
 
 class SparkContacts:
     """The call graph at a cut as network value reads it
-    (:class:`churn.contagion.ContactGraph`), on the executors: the sums over contacts are a
+    (:class:`churn.network.ContactGraph`), on the executors: the sums over contacts are a
     Spark join (:meth:`SparkCallGraph.sum_over_contacts`). No edge reaches the driver."""
 
     def __init__(self, graph: SparkCallGraph, cut: dt.date, directory: Path) -> None:

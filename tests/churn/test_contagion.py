@@ -12,15 +12,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from churn.contagion import (
-    Contagion,
-    EdgeList,
-    contagion_panel,
-    estimate_contagion,
-    fit_contagion,
-    network_values,
-    with_network_value,
-)
+from churn.contagion import Contagion, contagion_panel, estimate_contagion, fit_contagion
+from churn.network import EdgeList, network_values, with_network_value
 from crm_engine.generator import generate
 from crm_engine.generator.personas import ChurnEffects, WorldParams
 from crm_engine.io import load_tables

@@ -18,7 +18,7 @@ pytest.importorskip("pyspark")
 
 from pyspark.sql import SparkSession
 
-from churn.contagion import EdgeList
+from churn.network import EdgeList
 from crm_engine.config import FeaturesConfig
 from crm_engine.io import load_tables
 from crm_engine.parts import FrameParts
@@ -205,7 +205,7 @@ def test_no_complete_month_gives_no_rows(spark: SparkSession, operator: dict[str
 def test_network_sums_on_the_executors_match_the_edge_list(
     spark: SparkSession, operator: dict[str, object], tmp_path: Path
 ) -> None:
-    """What network value reads of the call graph (``churn.contagion.ContactGraph``), on the
+    """What network value reads of the call graph (``churn.network.ContactGraph``), on the
     executors and from the local edge list: each node's contact count (the run reads the
     profile's ``n_contacts``: the graph's column must be the edge list's degrees), and per
     node the sum of a value over its contacts (non-customers and contacts without a value
