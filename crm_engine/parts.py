@@ -343,6 +343,7 @@ def _order_statistics(
     """The values of ``column`` at 0-based ``ranks`` of its ``n`` finite values sorted (in
     ``[low, high]``): each pass bins the range holding a rank (:data:`BINS`) and keeps its bin,
     until the range holds one value repeated or few enough to gather."""
+    parts = _reading(parts, column)  # every pass reads that column alone
     searches = [_Search(r, low, high, 0, n) for r in sorted(set(ranks))]
     for _ in range(MAX_PASSES):
         for s in searches:
@@ -351,9 +352,7 @@ def _order_statistics(
         open_ = [s for s in searches if s.value is None]
         gathering = sorted({(s.low, s.high) for s in open_ if s.n <= GATHER_AT})
         if gathering:
-            found = _reading(parts, column).aggregate(
-                functools.partial(_within, column=column, ranges=gathering)
-            )
+            found = parts.aggregate(functools.partial(_within, column=column, ranges=gathering))
             for s in open_:
                 if (s.low, s.high) in gathering:
                     i = gathering.index((s.low, s.high))
@@ -363,8 +362,7 @@ def _order_statistics(
         if not binning:
             return {s.rank: float(s.value) for s in searches if s.value is not None}
         bins = (
-            _reading(parts, column)
-            .aggregate(functools.partial(_histogram, column=column, ranges=binning))
+            parts.aggregate(functools.partial(_histogram, column=column, ranges=binning))
             .group_by("range", "bin")
             .agg(pl.col("n").sum(), pl.col("low").min(), pl.col("high").max())
             .sort("range", "bin")
